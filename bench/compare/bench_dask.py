@@ -1,0 +1,93 @@
+"""Comparison benchmark: Dask on workloads W1-W5, two schedulers.
+
+  dask-threads      dask.delayed graphs computed by dask's default threaded
+                    scheduler (thread pool of cpu_count() = 2 threads here).
+  dask-distributed  distributed.LocalCluster(n_workers=2, threads_per_worker=1,
+                    processes=True) on 127.0.0.1, dashboard off; the cluster
+                    and Client are started before timing and reused.
+
+Idioms: W1-W3 are dask.delayed graphs (one delayed call per task, graph
+construction inside the timed span); W4/W5 use one delayed call per item
+with dask.compute(*items) on dask-threads, and the futures API
+client.map(f, items) + client.gather on dask-distributed.
+Usage: python bench_dask.py --scheduler threads|distributed --workload W1
+"""
+
+import dask
+from dask import delayed
+
+import common
+import workloads as wl
+
+
+def build(workload):
+    """Return a list of delayed objects whose computed values form the result."""
+    if workload == "W1":
+        e = delayed(wl.entry)()
+        mids = [delayed(wl.fan)(e, i) for i in range(wl.FANOUT)]
+        return [delayed(wl.gather)(mids)]
+    if workload == "W2":
+        x = delayed(wl.inc)(0)
+        for _ in range(wl.CHAIN - 1):
+            x = delayed(wl.inc)(x)
+        return [x]
+    if workload == "W3":
+        return [delayed(wl.run_true)(i) for i in range(wl.SPAWN)]
+    raise ValueError(workload)
+
+
+def unwrap(workload, values):
+    return values[0] if workload in ("W1", "W2") else list(values)
+
+
+def make_run_threads(workload):
+    if workload in ("W1", "W2", "W3"):
+        def run():
+            return unwrap(workload, dask.compute(*build(workload), scheduler="threads"))
+        return run
+    items = wl.strings() if workload == "W4" else range(wl.NOOPS)
+    fn = wl.length if workload == "W4" else wl.identity
+
+    def run():
+        return list(dask.compute(*[delayed(fn)(x) for x in items], scheduler="threads"))
+    return run
+
+
+def make_run_distributed(client, workload):
+    if workload in ("W1", "W2", "W3"):
+        def run():
+            futs = client.compute(build(workload))
+            return unwrap(workload, client.gather(futs))
+        return run
+    items = wl.strings() if workload == "W4" else list(range(wl.NOOPS))
+    fn = wl.length if workload == "W4" else wl.identity
+
+    def run():
+        futs = client.map(fn, items, pure=False)
+        res = client.gather(futs)
+        del futs
+        return res
+    return run
+
+
+def main():
+    args = common.parse_args(
+        lambda p: p.add_argument("--scheduler", choices=("threads", "distributed"), required=True))
+    if args.scheduler == "threads":
+        common.measure("dask-threads", args.workload, make_run_threads(args.workload), args)
+        return
+    from distributed import Client, LocalCluster
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                           host="127.0.0.1", dashboard_address=None)
+    client = Client(cluster)
+    try:
+        client.wait_for_workers(2, timeout=60)
+        common.measure("dask-distributed", args.workload,
+                       make_run_distributed(client, args.workload), args)
+    finally:
+        client.close()
+        cluster.close()
+
+
+if __name__ == "__main__":
+    main()

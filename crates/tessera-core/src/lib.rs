@@ -1,0 +1,19 @@
+//! Tessera's pure core: the pipeline model and parser, validation, data paths, sandboxed
+//! scripts and the scheduler state machine. Nothing here does I/O, so it is tested fast.
+
+pub mod datapath;
+pub mod graph;
+pub mod model;
+pub mod parse;
+pub mod plan;
+pub mod report;
+pub mod scheduler;
+pub mod script;
+pub mod topology;
+pub mod validate;
+
+pub use model::{Node, NodeKind, Pipeline};
+pub use plan::Plan;
+pub use report::{Issue, Report};
+pub use script::Scripts;
+pub use validate::load_pipeline;

@@ -1,0 +1,348 @@
+//! The pipeline model: typed nodes, node kinds and their specific fields (SPEC §2).
+//!
+//! Values here are produced by [`crate::parse`], which checks shapes and reports every error;
+//! [`crate::validate`] then checks the graph (ids, cycles, reachability, paths, scripts).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::datapath::DataPath;
+
+/// A parsed pipeline: nodes in declaration order plus pipeline-level settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pipeline {
+    /// The pipeline's name: the entry's `api.route`, or a name given by the caller.
+    pub name: String,
+    pub nodes: Vec<Node>,
+    /// Named concurrency limits (`pool: gpu` on a node, `pools: {gpu: 1}` here).
+    pub pools: BTreeMap<String, usize>,
+}
+
+impl Pipeline {
+    pub fn node(&self, id: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+
+    pub fn index_of(&self, id: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.id == id)
+    }
+
+    pub fn entry(&self) -> Option<&Node> {
+        self.nodes
+            .iter()
+            .find(|n| matches!(n.kind, NodeKind::Entry(_)))
+    }
+}
+
+/// One node of a pipeline (or of a loop's template sub-graph).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub id: String,
+    pub kind: NodeKind,
+    pub params: Map<String, Value>,
+    /// Explicit data directives; `None` means "merge the predecessors' outputs".
+    pub input: Option<InputSpec>,
+    pub next: Vec<String>,
+    pub ready: Option<String>,
+    pub before: Option<String>,
+    pub after: Option<String>,
+    pub retry: RetryPolicy,
+    pub timeout: Option<Duration>,
+    pub cache: bool,
+    pub pool: Option<String>,
+    /// The node exactly as written, used for cache keys and display.
+    pub definition: Value,
+}
+
+impl Node {
+    pub fn type_name(&self) -> &'static str {
+        self.kind.type_name()
+    }
+
+    /// Every successor id this node can lead to: `next`, plus a branch's `then`/`else` arms.
+    pub fn successors(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self.next.iter().map(String::as_str).collect();
+        if let NodeKind::Branch(b) = &self.kind {
+            for arm in [&b.then, &b.otherwise] {
+                for id in &arm.next {
+                    if !out.contains(&id.as_str()) {
+                        out.push(id);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Every script attached to this node, with the field it came from.
+    pub fn scripts(&self) -> Vec<(String, &str)> {
+        let mut out = Vec::new();
+        for (field, src) in [
+            ("ready", &self.ready),
+            ("before", &self.before),
+            ("after", &self.after),
+        ] {
+            if let Some(s) = src {
+                out.push((field.to_string(), s.as_str()));
+            }
+        }
+        if let NodeKind::Branch(b) = &self.kind {
+            out.push(("if".into(), b.condition.as_str()));
+            for (name, arm) in [("then", &b.then), ("else", &b.otherwise)] {
+                if let Some(e) = &arm.exec {
+                    out.push((format!("{name}.exec"), e.as_str()));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The closed set of node kinds this build can run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeKind {
+    Entry(EntrySpec),
+    End(EndSpec),
+    /// Generic pass-through node that runs its scripts.
+    Node,
+    Command(CommandSpec),
+    Http(HttpSpec),
+    Branch(BranchSpec),
+    Loop(LoopSpec),
+}
+
+impl NodeKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            NodeKind::Entry(_) => "entry",
+            NodeKind::End(_) => "end",
+            NodeKind::Node => "node",
+            NodeKind::Command(_) => "command",
+            NodeKind::Http(_) => "http",
+            NodeKind::Branch(_) => "branch",
+            NodeKind::Loop(_) => "loop",
+        }
+    }
+
+    /// Kinds whose work is done outside the scheduler (processes, network).
+    pub fn is_external(&self) -> bool {
+        matches!(self, NodeKind::Command(_) | NodeKind::Http(_))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EntrySpec {
+    pub route: Option<String>,
+    /// Example body: object (typed JSON fields), string or list of strings (binary fields).
+    pub body: Option<Value>,
+    pub summary: Option<String>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EndSpec {
+    /// Wait for every `end` node instead of finishing at the first one reached.
+    pub wait_all: bool,
+}
+
+/// How a command is started: an argv list run directly, or a string run by `sh -c`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommandLine {
+    Argv(Vec<String>),
+    Shell(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandSpec {
+    pub command: CommandLine,
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<String>,
+    /// Send the input JSON on stdin (default true).
+    pub stdin: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpSpec {
+    pub url: String,
+    pub verb: String,
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BranchSpec {
+    /// The `if` expression.
+    pub condition: String,
+    pub then: BranchArm,
+    pub otherwise: BranchArm,
+    pub max_iterations: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BranchArm {
+    pub next: Vec<String>,
+    pub out: Option<InputSpec>,
+    pub exec: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoopSpec {
+    pub items: DataPath,
+    /// Template sub-graph; the first node starts each branch.
+    pub nodes: Vec<Node>,
+    /// Path inside a branch whose value is collected; default: the last template node's `out`.
+    pub collect: Option<DataPath>,
+    /// Branches in flight at once; 0 = no limit.
+    pub max_parallel: usize,
+}
+
+/// Data directives (SPEC §3): a single path, or named paths and literals.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InputSpec {
+    Path(DataPath),
+    Map(Vec<(String, Directive)>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Directive {
+    Path(DataPath),
+    Literal(Value),
+}
+
+impl InputSpec {
+    pub fn paths(&self) -> Vec<&DataPath> {
+        match self {
+            InputSpec::Path(p) => vec![p],
+            InputSpec::Map(entries) => entries
+                .iter()
+                .filter_map(|(_, d)| match d {
+                    Directive::Path(p) => Some(p),
+                    Directive::Literal(_) => None,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Retry policy: `attempts` in total (1 = no retry), exponential backoff with jitter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 1,
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Delay before attempt `next_attempt` (2 = first retry): `backoff * 2^(n-2)` capped at
+    /// `max_backoff`, then "equal jitter": half fixed, half drawn from `jitter` in [0, 1).
+    pub fn delay_before(&self, next_attempt: u32, jitter: f64) -> Duration {
+        let exp = next_attempt.saturating_sub(2).min(30);
+        let base = self
+            .backoff
+            .saturating_mul(1u32 << exp)
+            .min(self.max_backoff);
+        let half = base / 2;
+        half + half.mul_f64(jitter.clamp(0.0, 1.0))
+    }
+}
+
+/// Parses a duration: `"500ms"`, `"1s"`, `"1.5s"`, `"2m"`, `"1h"`, or a number of seconds.
+pub fn parse_duration(value: &Value) -> Result<Duration, String> {
+    match value {
+        Value::Number(n) => n
+            .as_f64()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64)
+            .ok_or_else(|| format!("`{n}` is not a non-negative number of seconds")),
+        Value::String(s) => parse_duration_str(s),
+        other => Err(format!(
+            "expected a duration such as \"1s\", got {}",
+            json_type(other)
+        )),
+    }
+}
+
+pub fn parse_duration_str(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (examples: 500ms, 1s, 2m, 1h)"))?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        other => return Err(format!("unknown duration unit `{other}` in `{s}`")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("`{s}` is not a valid duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// A short name for a JSON value's type, for error messages.
+pub fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(
+            parse_duration(&json!("500ms")).unwrap(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            parse_duration(&json!("1.5s")).unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            parse_duration(&json!("2m")).unwrap(),
+            Duration::from_secs(120)
+        );
+        assert_eq!(parse_duration(&json!(3)).unwrap(), Duration::from_secs(3));
+        assert!(parse_duration(&json!("3 parsecs")).is_err());
+        assert!(parse_duration(&json!(-1)).is_err());
+        assert!(parse_duration(&json!(true)).is_err());
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = RetryPolicy {
+            attempts: 10,
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(5),
+        };
+        assert_eq!(p.delay_before(2, 1.0), Duration::from_secs(1));
+        assert_eq!(p.delay_before(3, 1.0), Duration::from_secs(2));
+        assert_eq!(p.delay_before(4, 0.0), Duration::from_secs(2));
+        assert_eq!(p.delay_before(9, 1.0), Duration::from_secs(5));
+        assert!(p.delay_before(3, 0.5) < Duration::from_secs(2));
+    }
+}

@@ -1,0 +1,99 @@
+//! A validated pipeline prepared for execution: nodes behind `Arc`, the topology of the
+//! pipeline and of each loop template, and which nodes need a full readiness scan.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::model::{Node, NodeKind, Pipeline};
+use crate::topology::Topology;
+
+/// Where a node lives: at the top level, or in the template of a loop node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NodeRef {
+    Top(usize),
+    Template { loop_node: usize, index: usize },
+}
+
+#[derive(Debug)]
+pub struct TemplatePlan {
+    pub nodes: Vec<Arc<Node>>,
+    pub topo: Topology,
+    pub index: HashMap<String, usize>,
+}
+
+#[derive(Debug)]
+pub struct Plan {
+    pub pipeline: Arc<Pipeline>,
+    pub nodes: Vec<Arc<Node>>,
+    pub topo: Topology,
+    pub index: HashMap<String, usize>,
+    pub entry: usize,
+    /// Per loop node: its template's plan.
+    pub templates: HashMap<usize, TemplatePlan>,
+    /// Nodes with a predecessor inside a cycle body they are not part of: such a predecessor
+    /// may finish once per iteration, so readiness is checked by scanning, not counting.
+    pub scan_readiness: Vec<bool>,
+}
+
+impl Plan {
+    /// Prepares a pipeline that passed validation.
+    pub fn new(pipeline: Arc<Pipeline>) -> Plan {
+        let nodes: Vec<Arc<Node>> = pipeline.nodes.iter().cloned().map(Arc::new).collect();
+        let entry = nodes
+            .iter()
+            .position(|n| matches!(n.kind, NodeKind::Entry(_)))
+            .unwrap_or(0);
+        let topo = Topology::build(&pipeline.nodes, entry, &mut Vec::new());
+        let index = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.id.clone(), i))
+            .collect();
+        let mut templates = HashMap::new();
+        for (i, node) in pipeline.nodes.iter().enumerate() {
+            if let NodeKind::Loop(spec) = &node.kind {
+                let tnodes: Vec<Arc<Node>> = spec.nodes.iter().cloned().map(Arc::new).collect();
+                let ttopo = Topology::build(&spec.nodes, 0, &mut Vec::new());
+                let tindex = tnodes
+                    .iter()
+                    .enumerate()
+                    .map(|(k, n)| (n.id.clone(), k))
+                    .collect();
+                templates.insert(
+                    i,
+                    TemplatePlan {
+                        nodes: tnodes,
+                        topo: ttopo,
+                        index: tindex,
+                    },
+                );
+            }
+        }
+        let mut scan_readiness = vec![false; nodes.len()];
+        for body in &topo.cycle_bodies {
+            for &member in body {
+                for &succ in &topo.succs[member] {
+                    if !body.contains(&succ) {
+                        scan_readiness[succ] = true;
+                    }
+                }
+            }
+        }
+        Plan {
+            pipeline,
+            nodes,
+            topo,
+            index,
+            entry,
+            templates,
+            scan_readiness,
+        }
+    }
+
+    pub fn node(&self, r: NodeRef) -> &Arc<Node> {
+        match r {
+            NodeRef::Top(i) => &self.nodes[i],
+            NodeRef::Template { loop_node, index } => &self.templates[&loop_node].nodes[index],
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! Data flow inside the scheduler (SPEC §3): resolving inputs and paths, and loops fanning out
+//! one branch per item and collecting results in item order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::{LoopRun, Scheduler};
+use crate::datapath::{DataPath, PathRoot, Section};
+use crate::model::{Directive, InputSpec, LoopSpec, Node, NodeKind, json_type};
+use crate::plan::NodeRef;
+use crate::scheduler::NodeState;
+
+impl Scheduler {
+    /// The input of a node: its directives, or the merge of the outputs of the predecessors
+    /// whose edge carried data (declaration order; a non-object output goes under the
+    /// predecessor's id). The first node of a loop branch gets `{item, index}`.
+    pub(super) fn resolve_input(&self, idx: usize, node: &Node) -> Value {
+        if let Some(spec) = &node.input {
+            return self.resolve_spec(idx, spec);
+        }
+        let inst = &self.inst[idx];
+        if let Some((loop_idx, item, base)) = inst.branch
+            && base == idx
+        {
+            let mut m = Map::new();
+            m.insert("item".into(), self.loops[&loop_idx].items[item].clone());
+            m.insert("index".into(), Value::from(item));
+            return Value::Object(m);
+        }
+        let mut merged = Map::new();
+        let mut sources: Vec<usize> = self
+            .preds_of(idx)
+            .into_iter()
+            .filter(|&p| self.edge_taken(p, idx))
+            .collect();
+        if let Some(from) = inst.back_from {
+            sources.push(from);
+        }
+        for p in sources {
+            let pred = &self.inst[p];
+            match pred.output.as_deref() {
+                Some(Value::Object(m)) => {
+                    for (k, v) in m {
+                        merged.insert(k.clone(), v.clone());
+                    }
+                }
+                Some(other) => {
+                    let id = self.plan.node(pred.node).id.clone();
+                    merged.insert(id, other.clone());
+                }
+                None => {}
+            }
+        }
+        Value::Object(merged)
+    }
+
+    pub(super) fn resolve_spec(&self, idx: usize, spec: &InputSpec) -> Value {
+        match spec {
+            InputSpec::Path(p) => self.resolve_path(idx, p),
+            InputSpec::Map(entries) => {
+                let mut m = Map::new();
+                for (name, d) in entries {
+                    let v = match d {
+                        Directive::Path(p) => self.resolve_path(idx, p),
+                        Directive::Literal(v) => v.clone(),
+                    };
+                    m.insert(name.clone(), v);
+                }
+                Value::Object(m)
+            }
+        }
+    }
+
+    /// The value at `path` seen from instance `idx`; missing data (a node not run yet, a
+    /// missing key) reads as `null`.
+    pub(super) fn resolve_path(&self, idx: usize, path: &DataPath) -> Value {
+        let root: Option<Value> = match &path.root {
+            PathRoot::Node { id, section } => self
+                .lookup_node(idx, id)
+                .map(|t| self.section_of(t, *section)),
+            PathRoot::LoopNode { id, section } => self
+                .lookup_in_branch(idx, id)
+                .map(|t| self.section_of(t, *section)),
+            PathRoot::LoopItem => self.inst[idx]
+                .branch
+                .map(|(l, item, _)| self.loops[&l].items[item].clone()),
+            PathRoot::LoopIndex => self.inst[idx].branch.map(|(_, item, _)| Value::from(item)),
+        };
+        root.as_ref()
+            .and_then(|r| path.walk(r))
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    fn section_of(&self, idx: usize, section: Section) -> Value {
+        let i = &self.inst[idx];
+        match section {
+            Section::Out => i.output.as_deref().cloned().unwrap_or(Value::Null),
+            Section::Input => i.input.as_deref().cloned().unwrap_or(Value::Null),
+            Section::Params => Value::Object(self.plan.node(i.node).params.clone()),
+        }
+    }
+
+    /// A node id seen from instance `idx`: a node of the same loop branch first, then the
+    /// pipeline's nodes.
+    pub(super) fn lookup_node(&self, idx: usize, id: &str) -> Option<usize> {
+        self.lookup_in_branch(idx, id)
+            .or_else(|| self.plan.index.get(id).copied())
+    }
+
+    fn lookup_in_branch(&self, idx: usize, id: &str) -> Option<usize> {
+        let (_, _, base) = self.inst.get(idx)?.branch?;
+        let NodeRef::Template { loop_node, .. } = self.inst[idx].node else {
+            return None;
+        };
+        self.plan.templates[&loop_node]
+            .index
+            .get(id)
+            .map(|&t| base + t)
+    }
+
+    /// Starts a loop: resolves its items and opens the first branches.
+    pub(super) fn start_loop(
+        &mut self,
+        idx: usize,
+        spec: &LoopSpec,
+    ) -> Result<Option<Value>, String> {
+        let items = match self.resolve_path(idx, &spec.items) {
+            Value::Array(items) => items,
+            Value::Null => {
+                return Err(format!(
+                    "`items` path `{}` gave nothing; expected a list",
+                    spec.items
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "`items` path `{}` gave {}; expected a list",
+                    spec.items,
+                    json_type(&other)
+                ));
+            }
+        };
+        if items.is_empty() {
+            let mut m = Map::new();
+            m.insert("items".into(), Value::Array(Vec::new()));
+            return Ok(Some(Value::Object(m)));
+        }
+        let n = items.len();
+        let max_parallel = if spec.max_parallel == 0 {
+            n
+        } else {
+            spec.max_parallel
+        };
+        self.inst[idx].state = NodeState::Running;
+        self.loops.insert(
+            idx,
+            LoopRun {
+                items,
+                next_item: 0,
+                in_flight: 0,
+                done: 0,
+                collected: vec![Value::Null; n],
+                unresolved: HashMap::new(),
+                max_parallel,
+            },
+        );
+        self.open_branches(idx);
+        Ok(None)
+    }
+
+    /// Opens branches until `max_parallel` are in flight or every item has one.
+    fn open_branches(&mut self, loop_idx: usize) {
+        let NodeRef::Top(loop_node) = self.inst[loop_idx].node else {
+            return;
+        };
+        let template_len = self.plan.templates[&loop_node].nodes.len();
+        loop {
+            let l = self.loops.get_mut(&loop_idx).expect("loop run");
+            if l.in_flight >= l.max_parallel || l.next_item >= l.items.len() {
+                break;
+            }
+            let item = l.next_item;
+            l.next_item += 1;
+            l.in_flight += 1;
+            l.unresolved.insert(item, template_len);
+            let base = self.inst.len();
+            for t in 0..template_len {
+                let plan = &self.plan.templates[&loop_node];
+                let key: Arc<str> = format!("{}#{item}", plan.nodes[t].id).into();
+                let preds = plan.topo.preds[t].len() as u32;
+                let node = NodeRef::Template {
+                    loop_node,
+                    index: t,
+                };
+                self.push_instance(key, node, preds, Some((loop_idx, item, base)));
+            }
+            self.make_ready(base);
+        }
+    }
+
+    /// A node of a loop branch finished or was skipped; when the branch is complete its value
+    /// is collected, and when every branch is, the loop finishes.
+    pub(super) fn branch_member_resolved(&mut self, loop_idx: usize, item: usize) {
+        let l = self.loops.get_mut(&loop_idx).expect("loop run");
+        let left = l.unresolved.get_mut(&item).expect("open branch");
+        *left -= 1;
+        if *left > 0 {
+            return;
+        }
+        l.unresolved.remove(&item);
+        let NodeRef::Top(loop_node) = self.inst[loop_idx].node else {
+            return;
+        };
+        let plan = self.plan.clone();
+        let NodeKind::Loop(spec) = &plan.nodes[loop_node].kind else {
+            return;
+        };
+        let base = self.branch_base(loop_idx, item);
+        let template_len = self.plan.templates[&loop_node].nodes.len();
+        let value = match &spec.collect {
+            Some(path) => self.resolve_path(base, path),
+            None => self.inst[base + template_len - 1]
+                .output
+                .as_deref()
+                .cloned()
+                .unwrap_or(Value::Null),
+        };
+        let l = self.loops.get_mut(&loop_idx).expect("loop run");
+        l.collected[item] = value;
+        l.done += 1;
+        l.in_flight -= 1;
+        if l.done == l.items.len() {
+            let collected = std::mem::take(&mut l.collected);
+            let mut m = Map::new();
+            m.insert("items".into(), Value::Array(collected));
+            let node = self.plan.nodes[loop_node].clone();
+            self.after_and_finish(loop_idx, &node, Value::Object(m), false);
+        } else {
+            self.open_branches(loop_idx);
+        }
+    }
+
+    fn branch_base(&self, loop_idx: usize, item: usize) -> usize {
+        let NodeRef::Top(loop_node) = self.inst[loop_idx].node else {
+            unreachable!("loops are top-level")
+        };
+        let first = &self.plan.templates[&loop_node].nodes[0].id;
+        self.by_key[format!("{first}#{item}").as_str()]
+    }
+}
+
+/// A value with every object reference replaced by its content hash, so that cache keys
+/// depend on bytes, not on object ids.
+pub(crate) fn content_form(v: &Value) -> Value {
+    match v {
+        Value::Object(m) if m.contains_key("$object") => {
+            let mut out = Map::new();
+            out.insert(
+                "$sha256".into(),
+                m.get("sha256").cloned().unwrap_or(Value::Null),
+            );
+            Value::Object(out)
+        }
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), content_form(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(content_form).collect()),
+        other => other.clone(),
+    }
+}

@@ -1,0 +1,827 @@
+//! The scheduler: a pure state machine for one task (SPEC §5). Events go in (a job succeeded,
+//! failed, a retry is due, cancel), effects come out (records to commit, jobs to run, jobs to
+//! cancel, retries to arm, the task's end). It does no I/O; the engine drives it.
+//!
+//! Nodes whose work is in-engine (entry, end, node, branch, loop) complete inline; `command`
+//! and `http` nodes, and any node with `cache: true`, become jobs run by the engine.
+
+mod data;
+mod types;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+pub use self::types::*;
+use crate::model::{Node, NodeKind};
+use crate::plan::{NodeRef, Plan};
+use crate::script::{ScriptContext, Scripts};
+
+#[derive(Debug)]
+struct Instance {
+    key: Arc<str>,
+    node: NodeRef,
+    state: NodeState,
+    iteration: u32,
+    attempt: u32,
+    attempts_this_run: u32,
+    input: Option<Arc<Value>>,
+    /// Latest finished output; kept when a cycle iteration resets the node.
+    output: Option<Arc<Value>>,
+    unresolved_preds: u32,
+    /// For a finished branch: the arm it took in this iteration.
+    decision: Option<Arm>,
+    /// A back edge into this node fired in this iteration; its source branch.
+    back_from: Option<usize>,
+    /// For a branch: back edges taken so far.
+    jumps: u32,
+    /// For a template node: (loop instance, item index, first instance of the branch).
+    branch: Option<(usize, usize, usize)>,
+    started_at: Option<u64>,
+    error: Option<String>,
+    cache_key: Option<String>,
+}
+
+#[derive(Debug)]
+struct LoopRun {
+    items: Vec<Value>,
+    next_item: usize,
+    in_flight: usize,
+    done: usize,
+    collected: Vec<Value>,
+    /// Unresolved template instances per started item.
+    unresolved: HashMap<usize, usize>,
+    max_parallel: usize,
+}
+
+/// What happened earlier to a node instance, from the store, for `resume`.
+#[derive(Debug, Clone)]
+pub struct PastRun {
+    pub key: String,
+    pub iteration: u32,
+    pub attempt: u32,
+    pub state: NodeState,
+    pub output: Option<Value>,
+    pub decision: Option<Arm>,
+}
+
+/// The state machine of one task.
+pub struct Scheduler {
+    ctx: TaskContext,
+    plan: Arc<Plan>,
+    scripts: Arc<Scripts>,
+    inst: Vec<Instance>,
+    by_key: HashMap<Arc<str>, usize>,
+    loops: HashMap<usize, LoopRun>,
+    /// Finished outputs of an earlier run, replayed instead of running again.
+    replay: HashMap<(Arc<str>, u32), PastRun>,
+    last_attempt: HashMap<(Arc<str>, u32), u32>,
+    queue: VecDeque<usize>,
+    effects: Vec<Effect>,
+    rng: fastrand::Rng,
+    state: TaskState,
+    ends_reached: usize,
+    active_jobs: usize,
+    retries_pending: usize,
+    now: u64,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("task", &self.ctx.task_id)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Scheduler {
+    /// A scheduler for a new task, or for a resumed one when `past` holds its earlier runs.
+    pub fn new(
+        ctx: TaskContext,
+        plan: Arc<Plan>,
+        scripts: Arc<Scripts>,
+        past: Vec<PastRun>,
+    ) -> Self {
+        let seed = ctx.task_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
+        let mut s = Scheduler {
+            ctx,
+            plan: plan.clone(),
+            scripts,
+            inst: Vec::with_capacity(plan.nodes.len()),
+            by_key: HashMap::new(),
+            loops: HashMap::new(),
+            replay: HashMap::new(),
+            last_attempt: HashMap::new(),
+            queue: VecDeque::new(),
+            effects: Vec::new(),
+            rng: fastrand::Rng::with_seed(seed),
+            state: TaskState::Pending,
+            ends_reached: 0,
+            active_jobs: 0,
+            retries_pending: 0,
+            now: 0,
+        };
+        for (i, node) in plan.nodes.iter().enumerate() {
+            let preds = plan.topo.preds[i].len() as u32;
+            s.push_instance(node.id.as_str().into(), NodeRef::Top(i), preds, None);
+        }
+        for run in past {
+            let key: Arc<str> = run.key.as_str().into();
+            let slot = s
+                .last_attempt
+                .entry((key.clone(), run.iteration))
+                .or_insert(0);
+            *slot = (*slot).max(run.attempt);
+            if run.state == NodeState::Finished {
+                s.replay.insert((key, run.iteration), run);
+            }
+        }
+        s
+    }
+
+    fn push_instance(
+        &mut self,
+        key: Arc<str>,
+        node: NodeRef,
+        preds: u32,
+        branch: Option<(usize, usize, usize)>,
+    ) -> usize {
+        let idx = self.inst.len();
+        self.by_key.insert(key.clone(), idx);
+        self.inst.push(Instance {
+            key,
+            node,
+            state: NodeState::Waiting,
+            iteration: 0,
+            attempt: 0,
+            attempts_this_run: 0,
+            input: None,
+            output: None,
+            unresolved_preds: preds,
+            decision: None,
+            back_from: None,
+            jumps: 0,
+            branch,
+            started_at: None,
+            error: None,
+            cache_key: None,
+        });
+        idx
+    }
+
+    pub fn state(&self) -> TaskState {
+        self.state
+    }
+
+    /// Starts the task: the entry node finishes with the task input.
+    pub fn start(&mut self, now: u64) -> Vec<Effect> {
+        self.now = now;
+        self.state = TaskState::Running;
+        self.effects.push(Effect::Record(Record::Task {
+            state: TaskState::Running,
+            result: None,
+            error: None,
+        }));
+        let entry = self.plan.entry;
+        self.inst[entry].state = NodeState::Ready;
+        self.queue.push_back(entry);
+        self.drain();
+        std::mem::take(&mut self.effects)
+    }
+
+    /// Applies one event; returns the effects to commit and carry out.
+    pub fn handle(&mut self, event: Event, now: u64) -> Vec<Effect> {
+        self.now = now;
+        if self.state.is_terminal() {
+            return Vec::new();
+        }
+        match event {
+            Event::JobSucceeded {
+                job,
+                output,
+                cached,
+            } => {
+                if let Some(idx) = self.current_job(job) {
+                    self.active_jobs -= 1;
+                    self.complete_external(idx, output, cached);
+                }
+            }
+            Event::JobFailed { job, error } => {
+                if let Some(idx) = self.current_job(job) {
+                    self.active_jobs -= 1;
+                    self.job_failed(idx, error);
+                }
+            }
+            Event::RetryDue { job } => {
+                let idx = job.instance as usize;
+                if idx < self.inst.len()
+                    && self.inst[idx].state == NodeState::Ready
+                    && self.inst[idx].attempt == job.attempt
+                {
+                    self.retries_pending -= 1;
+                    self.dispatch(idx);
+                }
+            }
+            Event::Cancel { reason } => self.terminate(TaskState::Cancelled, reason),
+        }
+        self.drain();
+        std::mem::take(&mut self.effects)
+    }
+
+    fn current_job(&self, job: JobId) -> Option<usize> {
+        let idx = job.instance as usize;
+        let i = self.inst.get(idx)?;
+        (i.state == NodeState::Running && i.attempt == job.attempt).then_some(idx)
+    }
+
+    /// Runs the ready queue until nothing inline is left, then checks whether the task ended.
+    fn drain(&mut self) {
+        while let Some(idx) = self.queue.pop_front() {
+            if self.state.is_terminal() {
+                self.queue.clear();
+                break;
+            }
+            if self.inst[idx].state == NodeState::Ready {
+                self.start_node(idx);
+            }
+        }
+        if self.state == TaskState::Running && self.active_jobs == 0 && self.retries_pending == 0 {
+            let msg = "no end node was reached: every path to an end was skipped".to_string();
+            self.finish_task(TaskState::Failed, None, Some(msg));
+        }
+    }
+
+    fn node_of(&self, idx: usize) -> Arc<Node> {
+        self.plan.node(self.inst[idx].node).clone()
+    }
+
+    /// A ready node: replay it, run it inline, or hand it to the engine.
+    fn start_node(&mut self, idx: usize) {
+        let replay_key = (self.inst[idx].key.clone(), self.inst[idx].iteration);
+        if let Some(past) = self.replay.remove(&replay_key) {
+            self.replay_node(idx, past);
+            return;
+        }
+        let node = self.node_of(idx);
+        let input = match self.prepare_input(idx, &node) {
+            Ok(v) => v,
+            Err(e) => return self.fail_node(idx, e, false),
+        };
+        self.inst[idx].input = Some(Arc::new(input));
+        if node.kind.is_external() || node.cache {
+            self.inst[idx].attempt = self.last_attempt.get(&replay_key).copied().unwrap_or(0);
+            self.dispatch(idx);
+        } else {
+            self.inst[idx].attempt = self.last_attempt.get(&replay_key).copied().unwrap_or(0) + 1;
+            self.inst[idx].started_at = Some(self.now);
+            match self.run_inline(idx, &node) {
+                Ok(Some(out)) => self.after_and_finish(idx, &node, out, false),
+                Ok(None) => {} // a loop: it finishes when its branches do
+                Err(e) => self.fail_node(idx, e, false),
+            }
+        }
+    }
+
+    /// The node's input: directives or merged predecessors, then its `before` script.
+    fn prepare_input(&mut self, idx: usize, node: &Node) -> Result<Value, String> {
+        let mut input = self.resolve_input(idx, node);
+        if let Some(src) = &node.before {
+            let mut ctx = self.script_context(idx, node, src, input, Value::Null);
+            self.scripts
+                .run(src, &mut ctx)
+                .map_err(|e| format!("`before` script: {e}"))?;
+            input = ctx.input;
+        }
+        Ok(input)
+    }
+
+    fn dispatch(&mut self, idx: usize) {
+        let node = self.node_of(idx);
+        let i = &mut self.inst[idx];
+        i.attempt += 1;
+        i.attempts_this_run += 1;
+        i.state = NodeState::Running;
+        i.started_at = Some(self.now);
+        i.error = None;
+        let input = i.input.clone().unwrap_or_else(|| Arc::new(Value::Null));
+        if node.cache && i.cache_key.is_none() {
+            i.cache_key = Some(cache_key(&node, &input));
+        }
+        let job = Job {
+            id: JobId {
+                instance: idx as u32,
+                attempt: i.attempt,
+            },
+            key: i.key.to_string(),
+            node,
+            input,
+            cache_key: i.cache_key.clone(),
+        };
+        self.active_jobs += 1;
+        self.record_node(idx, true);
+        self.effects.push(Effect::Run(job));
+    }
+
+    /// Runs an in-engine node; `None` when it finishes later (a loop waiting for its branches).
+    fn run_inline(&mut self, idx: usize, node: &Node) -> Result<Option<Value>, String> {
+        let input = self.inst[idx].input.clone().unwrap_or_default();
+        match &node.kind {
+            NodeKind::Entry(_) => Ok(Some(self.ctx.input.clone())),
+            NodeKind::End(_) | NodeKind::Node => Ok(Some((*input).clone())),
+            NodeKind::Branch(b) => {
+                let ctx =
+                    self.script_context(idx, node, &b.condition, (*input).clone(), Value::Null);
+                let taken = self
+                    .scripts
+                    .eval_bool(&b.condition, &ctx)
+                    .map_err(|e| format!("`if` expression: {e}"))?;
+                let (arm_name, arm) = if taken {
+                    (Arm::Then, &b.then)
+                } else {
+                    (Arm::Else, &b.otherwise)
+                };
+                self.inst[idx].decision = Some(arm_name);
+                let mut out = match &arm.out {
+                    Some(spec) => self.resolve_spec(idx, spec),
+                    None => (*input).clone(),
+                };
+                if let Some(src) = &arm.exec {
+                    let mut ctx = self.script_context(idx, node, src, (*input).clone(), out);
+                    self.scripts
+                        .run(src, &mut ctx)
+                        .map_err(|e| format!("`{}.exec` script: {e}", arm_name.as_str()))?;
+                    out = ctx.out;
+                }
+                Ok(Some(out))
+            }
+            NodeKind::Loop(spec) => self.start_loop(idx, spec),
+            NodeKind::Command(_) | NodeKind::Http(_) => {
+                unreachable!("external kinds are dispatched")
+            }
+        }
+    }
+
+    fn complete_external(&mut self, idx: usize, output: Value, cached: bool) {
+        let node = self.node_of(idx);
+        if cached {
+            self.finish_node(idx, Arc::new(output), true);
+        } else {
+            self.after_and_finish(idx, &node, output, false);
+        }
+    }
+
+    /// Runs the `after` script (which may rewrite `out`), then finishes the node.
+    fn after_and_finish(&mut self, idx: usize, node: &Node, out: Value, cached: bool) {
+        let mut out = out;
+        if let Some(src) = &node.after {
+            let input = self.inst[idx].input.as_deref().cloned().unwrap_or_default();
+            let mut ctx = self.script_context(idx, node, src, input, out);
+            if let Err(e) = self.scripts.run(src, &mut ctx) {
+                return self.fail_node(idx, format!("`after` script: {e}"), false);
+            }
+            out = ctx.out;
+        }
+        let out = Arc::new(out);
+        if let Some(key) = self.inst[idx].cache_key.clone() {
+            self.effects.push(Effect::CacheStore {
+                key,
+                node: node.id.clone(),
+                output: out.clone(),
+            });
+        }
+        self.finish_node(idx, out, cached);
+    }
+
+    fn replay_node(&mut self, idx: usize, past: PastRun) {
+        let i = &mut self.inst[idx];
+        i.attempt = past.attempt;
+        i.decision = past.decision;
+        i.started_at = Some(self.now);
+        let output = Arc::new(past.output.unwrap_or(Value::Null));
+        self.finish_node_inner(idx, output, false, false);
+    }
+
+    fn finish_node(&mut self, idx: usize, output: Arc<Value>, cached: bool) {
+        self.finish_node_inner(idx, output, cached, true);
+    }
+
+    fn finish_node_inner(&mut self, idx: usize, output: Arc<Value>, cached: bool, record: bool) {
+        let i = &mut self.inst[idx];
+        i.state = NodeState::Finished;
+        i.output = Some(output.clone());
+        if record {
+            self.record_node_cached(idx, cached);
+        }
+        let node = self.node_of(idx);
+        if let NodeKind::End(spec) = &node.kind {
+            self.ends_reached += 1;
+            let all_ends_done = !spec.wait_all || self.all_ends_resolved();
+            if all_ends_done {
+                return self.finish_task(TaskState::Finished, Some(output), None);
+            }
+        }
+        if let NodeKind::Branch(b) = &node.kind {
+            let arm = self.inst[idx].decision.unwrap_or(Arm::Else);
+            let arm_spec = if arm == Arm::Then {
+                &b.then
+            } else {
+                &b.otherwise
+            };
+            if let NodeRef::Top(n) = self.inst[idx].node {
+                let jumps: Vec<(usize, usize)> = self
+                    .plan
+                    .topo
+                    .back_edges_from(n)
+                    .filter(|(_, to)| {
+                        arm_spec
+                            .next
+                            .iter()
+                            .any(|id| *id == self.plan.nodes[*to].id)
+                    })
+                    .collect();
+                if !jumps.is_empty() {
+                    self.inst[idx].jumps += 1;
+                    if self.inst[idx].jumps > b.max_iterations {
+                        let msg = format!("max_iterations ({}) reached", b.max_iterations);
+                        return self.fail_node(idx, msg, false);
+                    }
+                    for (edge, head) in jumps {
+                        self.start_iteration(edge, head, idx);
+                    }
+                    return;
+                }
+            }
+        }
+        self.resolved(idx);
+    }
+
+    fn all_ends_resolved(&self) -> bool {
+        self.plan.nodes.iter().enumerate().all(|(n, node)| {
+            !matches!(node.kind, NodeKind::End(_)) || self.inst[n].state.is_resolved()
+        })
+    }
+
+    /// A back edge fired: reset the cycle body to a new iteration and start its head.
+    fn start_iteration(&mut self, edge: usize, head: usize, from: usize) {
+        let body = self.plan.topo.cycle_bodies[edge].clone();
+        for &n in &body {
+            let unresolved = self.plan.topo.preds[n]
+                .iter()
+                .filter(|&&p| body.contains(&p) || !self.inst[p].state.is_resolved())
+                .count() as u32;
+            let i = &mut self.inst[n];
+            i.iteration += 1;
+            i.state = NodeState::Waiting;
+            i.unresolved_preds = unresolved;
+            i.attempts_this_run = 0;
+            i.decision = None;
+            i.back_from = None;
+            i.cache_key = None;
+        }
+        self.inst[head].back_from = Some(from);
+        self.inst[head].state = NodeState::Ready;
+        self.queue.push_back(head);
+    }
+
+    /// A node finished or was skipped: tell its successors.
+    fn resolved(&mut self, idx: usize) {
+        let succs: Vec<usize> = match self.inst[idx].node {
+            NodeRef::Top(n) => self.plan.topo.succs[n].clone(),
+            NodeRef::Template { loop_node, index } => {
+                let base = self.inst[idx].branch.map(|b| b.2).unwrap_or(0);
+                self.plan.templates[&loop_node].topo.succs[index]
+                    .iter()
+                    .map(|&t| base + t)
+                    .collect()
+            }
+        };
+        for s in succs {
+            self.notify(s);
+        }
+        if let Some((loop_idx, item, _)) = self.inst[idx].branch {
+            self.branch_member_resolved(loop_idx, item);
+        }
+    }
+
+    fn notify(&mut self, idx: usize) {
+        if self.inst[idx].state != NodeState::Waiting {
+            return;
+        }
+        let scan = matches!(self.inst[idx].node, NodeRef::Top(n) if self.plan.scan_readiness[n]);
+        let all_resolved = if scan {
+            self.preds_of(idx)
+                .iter()
+                .all(|&p| self.inst[p].state.is_resolved())
+        } else {
+            self.inst[idx].unresolved_preds = self.inst[idx].unresolved_preds.saturating_sub(1);
+            self.inst[idx].unresolved_preds == 0
+        };
+        let node = self.node_of(idx);
+        if let Some(src) = &node.ready {
+            let ctx = self.script_context(idx, &node, src, Value::Null, Value::Null);
+            match self.scripts.eval_bool(src, &ctx) {
+                Ok(true) => return self.make_ready(idx),
+                Ok(false) if all_resolved => return self.skip(idx),
+                Ok(false) => return,
+                Err(e) => return self.fail_node(idx, format!("`ready` expression: {e}"), false),
+            }
+        }
+        if !all_resolved {
+            return;
+        }
+        if self.preds_of(idx).iter().any(|&p| self.edge_taken(p, idx))
+            || self.inst[idx].back_from.is_some()
+        {
+            self.make_ready(idx);
+        } else {
+            self.skip(idx);
+        }
+    }
+
+    fn make_ready(&mut self, idx: usize) {
+        self.inst[idx].state = NodeState::Ready;
+        self.queue.push_back(idx);
+    }
+
+    fn skip(&mut self, idx: usize) {
+        self.inst[idx].state = NodeState::Skipped;
+        self.inst[idx].started_at = None;
+        self.record_node(idx, false);
+        self.resolved(idx);
+    }
+
+    fn preds_of(&self, idx: usize) -> Vec<usize> {
+        match self.inst[idx].node {
+            NodeRef::Top(n) => self.plan.topo.preds[n].clone(),
+            NodeRef::Template { loop_node, index } => {
+                let base = self.inst[idx].branch.map(|b| b.2).unwrap_or(0);
+                self.plan.templates[&loop_node].topo.preds[index]
+                    .iter()
+                    .map(|&t| base + t)
+                    .collect()
+            }
+        }
+    }
+
+    /// Whether the edge `pred → succ` carries data: the predecessor finished and, for a branch,
+    /// `succ` is on the arm it took.
+    fn edge_taken(&self, pred: usize, succ: usize) -> bool {
+        let p = &self.inst[pred];
+        if p.state != NodeState::Finished {
+            return false;
+        }
+        let node = self.plan.node(p.node);
+        match (&node.kind, p.decision) {
+            (NodeKind::Branch(b), Some(arm)) => {
+                let arm = if arm == Arm::Then {
+                    &b.then
+                } else {
+                    &b.otherwise
+                };
+                let succ_id = &self.plan.node(self.inst[succ].node).id;
+                arm.next.iter().any(|id| id == succ_id)
+            }
+            _ => true,
+        }
+    }
+
+    fn job_failed(&mut self, idx: usize, error: JobError) {
+        let node = self.node_of(idx);
+        let i = &mut self.inst[idx];
+        i.error = Some(error.message.clone());
+        let attempts_left = i.attempts_this_run < node.retry.attempts;
+        if error.retryable && attempts_left {
+            self.record_node_state(idx, NodeState::Failed);
+            let next_attempt = self.inst[idx].attempts_this_run + 1;
+            let delay = node.retry.delay_before(next_attempt, self.rng.f64());
+            let i = &mut self.inst[idx];
+            i.state = NodeState::Ready;
+            self.retries_pending += 1;
+            self.effects.push(Effect::RetryAfter {
+                job: JobId {
+                    instance: idx as u32,
+                    attempt: i.attempt,
+                },
+                delay,
+            });
+        } else {
+            self.fail_node(idx, error.message, true);
+        }
+    }
+
+    /// A node failed for good: the task fails, naming node, attempt and cause.
+    fn fail_node(&mut self, idx: usize, message: String, attempted: bool) {
+        let i = &mut self.inst[idx];
+        if !attempted && i.attempt == 0 {
+            i.attempt = 1;
+        }
+        i.state = NodeState::Failed;
+        i.error = Some(message.clone());
+        let attempt = i.attempt;
+        let key = i.key.clone();
+        self.record_node(idx, false);
+        let err = format!("node `{key}` failed (attempt {attempt}): {message}");
+        self.terminate(TaskState::Failed, err);
+    }
+
+    /// Ends the task as failed or cancelled: running jobs are cancelled.
+    fn terminate(&mut self, state: TaskState, error: String) {
+        for idx in 0..self.inst.len() {
+            match self.inst[idx].state {
+                NodeState::Running => {
+                    let job = JobId {
+                        instance: idx as u32,
+                        attempt: self.inst[idx].attempt,
+                    };
+                    self.effects.push(Effect::CancelJob(job));
+                    self.record_node_state(idx, NodeState::Cancelled);
+                    self.inst[idx].state = NodeState::Cancelled;
+                }
+                NodeState::Ready => self.inst[idx].state = NodeState::Cancelled,
+                _ => {}
+            }
+        }
+        self.active_jobs = 0;
+        self.retries_pending = 0;
+        self.finish_task(state, None, Some(error));
+    }
+
+    fn finish_task(&mut self, state: TaskState, result: Option<Arc<Value>>, error: Option<String>) {
+        if self.state.is_terminal() {
+            return;
+        }
+        if state == TaskState::Finished {
+            for idx in 0..self.inst.len() {
+                if self.inst[idx].state == NodeState::Running {
+                    let job = JobId {
+                        instance: idx as u32,
+                        attempt: self.inst[idx].attempt,
+                    };
+                    self.effects.push(Effect::CancelJob(job));
+                    self.record_node_state(idx, NodeState::Cancelled);
+                    self.inst[idx].state = NodeState::Cancelled;
+                }
+            }
+        }
+        self.state = state;
+        self.effects.push(Effect::Record(Record::Task {
+            state,
+            result: result.clone(),
+            error: error.clone(),
+        }));
+        self.effects.push(Effect::Done(Outcome {
+            state,
+            result,
+            error,
+        }));
+    }
+
+    fn record_node(&mut self, idx: usize, with_input: bool) {
+        let state = self.inst[idx].state;
+        self.push_record(idx, state, with_input, false);
+    }
+
+    fn record_node_cached(&mut self, idx: usize, cached: bool) {
+        let state = self.inst[idx].state;
+        let node = self.node_of(idx);
+        let with_input = node.kind.is_external() || node.cache;
+        self.push_record(idx, state, with_input, cached);
+    }
+
+    fn record_node_state(&mut self, idx: usize, state: NodeState) {
+        self.push_record(idx, state, false, false);
+    }
+
+    fn push_record(&mut self, idx: usize, state: NodeState, with_input: bool, cached: bool) {
+        let i = &self.inst[idx];
+        let node = self.plan.node(i.node);
+        let failed = matches!(state, NodeState::Failed);
+        self.effects.push(Effect::Record(Record::Node(NodeRecord {
+            key: i.key.to_string(),
+            node_id: node.id.clone(),
+            node_type: node.type_name(),
+            iteration: i.iteration,
+            attempt: i.attempt.max(u32::from(state != NodeState::Skipped)),
+            state,
+            input: if with_input || failed {
+                i.input.clone()
+            } else {
+                None
+            },
+            output: if state == NodeState::Finished {
+                i.output.clone()
+            } else {
+                None
+            },
+            error: if failed || state == NodeState::Cancelled {
+                i.error.clone()
+            } else {
+                None
+            },
+            decision: i.decision,
+            started_at: i.started_at,
+            finished_at: state.is_terminal().then_some(self.now),
+            cached,
+        })));
+    }
+
+    /// Progress counters for display.
+    pub fn progress(&self) -> Progress {
+        let mut p = Progress::default();
+        for i in &self.inst {
+            match i.state {
+                NodeState::Finished => p.finished += 1,
+                NodeState::Running => p.running += 1,
+                NodeState::Failed => p.failed += 1,
+                NodeState::Skipped => p.skipped += 1,
+                _ => {}
+            }
+        }
+        p.total = self.inst.len();
+        for (&idx, l) in &self.loops {
+            p.loops.push(LoopProgress {
+                key: self.inst[idx].key.to_string(),
+                done: l.done,
+                total: l.items.len(),
+            });
+        }
+        p.loops.sort_by(|a, b| a.key.cmp(&b.key));
+        p
+    }
+
+    fn script_context(
+        &self,
+        idx: usize,
+        node: &Node,
+        source: &str,
+        input: Value,
+        out: Value,
+    ) -> ScriptContext {
+        let mut nodes = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let wants_all = crate::script::identifiers(source).any(|w| w == "nodes");
+        for word in crate::script::identifiers(source) {
+            if seen.insert(word)
+                && let Some(target) = self.lookup_node(idx, word)
+            {
+                nodes.push((word.to_string(), self.node_view(target)));
+            }
+        }
+        if wants_all {
+            for (id, &n) in &self.plan.index {
+                if seen.insert(id.as_str()) {
+                    nodes.push((id.clone(), self.node_view(n)));
+                }
+            }
+        }
+        let i = &self.inst[idx];
+        ScriptContext {
+            input,
+            out,
+            node_id: i.key.to_string(),
+            node_params: node.params.clone(),
+            node_state: i.state.as_str().to_string(),
+            task_id: self.ctx.task_id.clone(),
+            pipeline_name: self.plan.pipeline.name.clone(),
+            nodes,
+            loop_item: i
+                .branch
+                .map(|(l, item, _)| (self.loops[&l].items[item].clone(), item)),
+        }
+    }
+
+    fn node_view(&self, idx: usize) -> Value {
+        let i = &self.inst[idx];
+        let node = self.plan.node(i.node);
+        let mut m = Map::new();
+        m.insert(
+            "out".into(),
+            i.output.as_deref().cloned().unwrap_or(Value::Null),
+        );
+        m.insert(
+            "input".into(),
+            i.input.as_deref().cloned().unwrap_or(Value::Null),
+        );
+        m.insert("params".into(), Value::Object(node.params.clone()));
+        m.insert("state".into(), Value::String(i.state.as_str().into()));
+        Value::Object(m)
+    }
+}
+
+/// The cache key of a node run: its definition and its resolved input, objects by content.
+pub fn cache_key(node: &Node, input: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"tessera-cache-v1\0");
+    h.update(node.definition.to_string().as_bytes());
+    h.update(b"\0");
+    h.update(data::content_form(input).to_string().as_bytes());
+    hex::encode(h.finalize())
+}
+
+#[cfg(test)]
+mod tests;

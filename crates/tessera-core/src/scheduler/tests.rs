@@ -1,0 +1,530 @@
+//! Scheduler state machine tests: a simulated engine answers jobs, no I/O.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::plan::Plan;
+use crate::script::Scripts;
+use crate::validate::load_pipeline;
+
+struct Sim {
+    s: Scheduler,
+    running: Vec<Job>,
+    records: Vec<Record>,
+    retries: Vec<(JobId, Duration)>,
+    cancelled: Vec<JobId>,
+    outcome: Option<Outcome>,
+}
+
+impl Sim {
+    fn new(yaml: &str, input: Value) -> Sim {
+        Sim::with_past(yaml, input, Vec::new())
+    }
+
+    fn with_past(yaml: &str, input: Value, past: Vec<PastRun>) -> Sim {
+        let scripts = Arc::new(Scripts::default());
+        let pipeline = load_pipeline(yaml, &scripts).unwrap_or_else(|r| panic!("invalid: {r}"));
+        let plan = Arc::new(Plan::new(Arc::new(pipeline)));
+        let ctx = TaskContext {
+            task_id: "t1".into(),
+            input,
+        };
+        let mut sim = Sim {
+            s: Scheduler::new(ctx, plan, scripts, past),
+            running: Vec::new(),
+            records: Vec::new(),
+            retries: Vec::new(),
+            cancelled: Vec::new(),
+            outcome: None,
+        };
+        let effects = sim.s.start(0);
+        sim.apply(effects);
+        sim
+    }
+
+    fn apply(&mut self, effects: Vec<Effect>) {
+        for e in effects {
+            match e {
+                Effect::Record(r) => self.records.push(r),
+                Effect::Run(j) => self.running.push(j),
+                Effect::CancelJob(j) => {
+                    self.cancelled.push(j);
+                    self.running.retain(|r| r.id != j);
+                }
+                Effect::RetryAfter { job, delay } => self.retries.push((job, delay)),
+                Effect::CacheStore { .. } => {}
+                Effect::Done(o) => self.outcome = Some(o),
+            }
+        }
+    }
+
+    fn take_job(&mut self, key: &str) -> Job {
+        let pos = self
+            .running
+            .iter()
+            .position(|j| j.key == key)
+            .unwrap_or_else(|| panic!("no running job {key}; running: {:?}", self.keys()));
+        self.running.remove(pos)
+    }
+
+    fn keys(&self) -> Vec<String> {
+        self.running.iter().map(|j| j.key.clone()).collect()
+    }
+
+    fn succeed(&mut self, key: &str, output: Value) {
+        let job = self.take_job(key);
+        let effects = self.s.handle(
+            Event::JobSucceeded {
+                job: job.id,
+                output,
+                cached: false,
+            },
+            1,
+        );
+        self.apply(effects);
+    }
+
+    fn fail(&mut self, key: &str, error: JobError) {
+        let job = self.take_job(key);
+        let effects = self.s.handle(Event::JobFailed { job: job.id, error }, 1);
+        self.apply(effects);
+    }
+
+    fn node_states(&self, key: &str) -> Vec<NodeState> {
+        self.records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Node(n) if n.key == key => Some(n.state),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn result(&self) -> Value {
+        let o = self.outcome.as_ref().expect("task ended");
+        assert_eq!(o.state, TaskState::Finished, "error: {:?}", o.error);
+        o.result.as_deref().cloned().unwrap()
+    }
+}
+
+const CMD: &str = "type: command\n    command: [\"true\"]";
+
+#[test]
+fn inline_chain_finishes_in_one_step() {
+    let sim = Sim::new(
+        r#"
+nodes:
+  - {id: in, type: entry, next: [a]}
+  - {id: a, type: node, next: [b], after: "out.seen = true;"}
+  - {id: b, type: node, next: [end], input: {n: in.out.n, seen: a.out.seen, k: 7}}
+  - {id: end, type: end}
+"#,
+        json!({"n": 3}),
+    );
+    assert_eq!(sim.result(), json!({"n": 3, "seen": true, "k": 7}));
+    assert_eq!(sim.node_states("a"), vec![NodeState::Finished]);
+}
+
+#[test]
+fn parallel_branches_are_dispatched_together_and_joined_in_declaration_order() {
+    let yaml = format!(
+        r#"
+nodes:
+  - {{id: in, type: entry, next: [a, b]}}
+  - id: a
+    {CMD}
+    next: [join]
+  - id: b
+    {CMD}
+    next: [join]
+  - {{id: join, type: node, next: [end]}}
+  - {{id: end, type: end}}
+"#
+    );
+    let mut sim = Sim::new(&yaml, json!({}));
+    assert_eq!(sim.keys(), vec!["a", "b"]);
+    sim.succeed("b", json!({"x": "b", "b": 1}));
+    assert!(sim.outcome.is_none());
+    sim.succeed("a", json!({"x": "a", "a": 1}));
+    // `b` is declared after `a`, so its `x` wins whatever the finishing order.
+    assert_eq!(sim.result(), json!({"x": "b", "a": 1, "b": 1}));
+}
+
+#[test]
+fn branch_not_taken_is_skipped_and_the_join_still_runs() {
+    let yaml = r#"
+nodes:
+  - {id: in, type: entry, next: [check]}
+  - id: check
+    type: branch
+    if: "input.n > 2"
+    then: {next: [big], out: {size: "in.out.n"}}
+    else: {next: [small]}
+  - {id: big, type: node, next: [join], after: "out.kind = \"big\";"}
+  - {id: small, type: node, next: [after_small], after: "out.kind = \"small\";"}
+  - {id: after_small, type: node, next: [join]}
+  - {id: join, type: node, next: [end]}
+  - {id: end, type: end}
+"#;
+    let sim = Sim::new(yaml, json!({"n": 3}));
+    assert_eq!(sim.result(), json!({"size": 3, "kind": "big"}));
+    assert_eq!(sim.node_states("small"), vec![NodeState::Skipped]);
+    assert_eq!(sim.node_states("after_small"), vec![NodeState::Skipped]);
+    let sim = Sim::new(yaml, json!({"n": 1}));
+    assert_eq!(sim.result(), json!({"n": 1, "kind": "small"}));
+}
+
+#[test]
+fn cycle_through_a_branch_iterates_with_fresh_inputs() {
+    let yaml = r#"
+nodes:
+  - {id: in, type: entry, next: [step]}
+  - id: step
+    type: node
+    next: [check]
+    before: "input.count = if input.count == () { 1 } else { input.count + 1 };"
+  - id: check
+    type: branch
+    if: "input.count < input.n"
+    then: {next: [step]}
+    else: {next: [end]}
+  - {id: end, type: end}
+"#;
+    let sim = Sim::new(yaml, json!({"n": 4}));
+    assert_eq!(sim.result(), json!({"n": 4, "count": 4}));
+    let iterations: Vec<u32> = sim
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Node(n) if n.key == "step" => Some(n.iteration),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(iterations, vec![0, 1, 2, 3]);
+}
+
+#[test]
+fn cycle_stops_at_max_iterations() {
+    let yaml = r#"
+nodes:
+  - {id: in, type: entry, next: [step]}
+  - {id: step, type: node, next: [check]}
+  - id: check
+    type: branch
+    if: "true"
+    max_iterations: 5
+    then: {next: [step]}
+    else: {next: [end]}
+  - {id: end, type: end}
+"#;
+    let sim = Sim::new(yaml, json!({}));
+    let o = sim.outcome.unwrap();
+    assert_eq!(o.state, TaskState::Failed);
+    assert!(o.error.unwrap().contains("max_iterations (5)"));
+}
+
+#[test]
+fn loop_collects_in_item_order_whatever_the_finishing_order() {
+    let yaml = r#"
+nodes:
+  - {id: in, type: entry, next: [each]}
+  - id: each
+    type: loop
+    items: in.out.words
+    max_parallel: 2
+    collect: loop.measure.out.len
+    next: [end]
+    nodes:
+      - {id: fetch, type: command, command: ["true"], next: [measure]}
+      - {id: measure, type: node, input: {len: loop.fetch.out.len, word: loop.item}}
+  - {id: end, type: end}
+"#;
+    let mut sim = Sim::new(yaml, json!({"words": ["a", "bb", "ccc"]}));
+    assert_eq!(
+        sim.keys(),
+        vec!["fetch#0", "fetch#1"],
+        "max_parallel bounds the branches"
+    );
+    sim.succeed("fetch#1", json!({"len": 2}));
+    assert_eq!(sim.keys(), vec!["fetch#0", "fetch#2"]);
+    sim.succeed("fetch#2", json!({"len": 3}));
+    sim.succeed("fetch#0", json!({"len": 1}));
+    assert_eq!(sim.result(), json!({"items": [1, 2, 3]}));
+}
+
+#[test]
+fn loop_default_input_is_item_and_index_and_scripts_see_them() {
+    let yaml = r#"
+nodes:
+  - {id: in, type: entry, next: [each]}
+  - id: each
+    type: loop
+    items: in.out.words
+    next: [end]
+    nodes:
+      - {id: len, type: node, after: "out = #{w: item, i: index, n: input.item.len()};"}
+  - {id: end, type: end}
+"#;
+    let sim = Sim::new(yaml, json!({"words": ["é", "xy"]}));
+    assert_eq!(
+        sim.result(),
+        json!({"items": [{"w": "é", "i": 0, "n": 1}, {"w": "xy", "i": 1, "n": 2}]})
+    );
+}
+
+#[test]
+fn loop_over_nothing_and_over_a_non_list() {
+    let yaml = r#"
+nodes:
+  - {id: in, type: entry, next: [each]}
+  - {id: each, type: loop, items: in.out.xs, next: [end], nodes: [{id: t, type: node}]}
+  - {id: end, type: end}
+"#;
+    assert_eq!(
+        Sim::new(yaml, json!({"xs": []})).result(),
+        json!({"items": []})
+    );
+    let o = Sim::new(yaml, json!({"xs": 3})).outcome.unwrap();
+    assert_eq!(o.state, TaskState::Failed);
+    assert!(o.error.unwrap().contains("gave a number; expected a list"));
+}
+
+#[test]
+fn retryable_failures_back_off_then_fail_naming_node_and_attempt() {
+    let yaml = format!(
+        r#"
+nodes:
+  - {{id: in, type: entry, next: [flaky]}}
+  - id: flaky
+    {CMD}
+    retry: {{attempts: 3, backoff: 1s, max_backoff: 10s}}
+    next: [end]
+  - {{id: end, type: end}}
+"#
+    );
+    let mut sim = Sim::new(&yaml, json!({}));
+    sim.fail("flaky", JobError::retryable("exit code 1"));
+    assert_eq!(sim.retries.len(), 1);
+    let (job, d1) = sim.retries[0];
+    assert!(d1 >= Duration::from_millis(500) && d1 <= Duration::from_secs(1));
+    let effects = sim.s.handle(Event::RetryDue { job }, 2);
+    sim.apply(effects);
+    assert_eq!(sim.running[0].id.attempt, 2);
+    sim.fail("flaky", JobError::retryable("exit code 1"));
+    let (job, d2) = sim.retries[1];
+    assert!(d2 >= Duration::from_secs(1) && d2 <= Duration::from_secs(2));
+    let effects = sim.s.handle(Event::RetryDue { job }, 3);
+    sim.apply(effects);
+    sim.fail("flaky", JobError::retryable("exit code 1"));
+    let o = sim.outcome.unwrap();
+    assert_eq!(o.state, TaskState::Failed);
+    assert_eq!(
+        o.error.unwrap(),
+        "node `flaky` failed (attempt 3): exit code 1"
+    );
+}
+
+#[test]
+fn permanent_failure_fails_at_once_and_cancels_running_siblings() {
+    let yaml = format!(
+        r#"
+nodes:
+  - {{id: in, type: entry, next: [a, b]}}
+  - id: a
+    {CMD}
+    retry: {{attempts: 5}}
+    next: [end]
+  - id: b
+    {CMD}
+    next: [end]
+  - {{id: end, type: end}}
+"#
+    );
+    let mut sim = Sim::new(&yaml, json!({}));
+    sim.fail("a", JobError::permanent("HTTP 404"));
+    assert!(sim.retries.is_empty());
+    assert_eq!(sim.cancelled.len(), 1);
+    assert_eq!(
+        sim.node_states("b"),
+        vec![NodeState::Running, NodeState::Cancelled]
+    );
+    assert_eq!(sim.outcome.unwrap().state, TaskState::Failed);
+}
+
+#[test]
+fn stale_events_are_ignored() {
+    let yaml = format!(
+        "nodes:\n  - {{id: in, type: entry, next: [a]}}\n  - id: a\n    {CMD}\n    next: [end]\n  - {{id: end, type: end}}\n"
+    );
+    let mut sim = Sim::new(&yaml, json!({}));
+    let job = sim.running[0].id;
+    let stale = JobId {
+        instance: job.instance,
+        attempt: job.attempt + 7,
+    };
+    let effects = sim.s.handle(
+        Event::JobSucceeded {
+            job: stale,
+            output: json!({}),
+            cached: false,
+        },
+        1,
+    );
+    assert!(effects.is_empty());
+    assert!(sim.outcome.is_none());
+}
+
+#[test]
+fn cancel_cancels_running_jobs() {
+    let yaml = format!(
+        "nodes:\n  - {{id: in, type: entry, next: [a]}}\n  - id: a\n    {CMD}\n    next: [end]\n  - {{id: end, type: end}}\n"
+    );
+    let mut sim = Sim::new(&yaml, json!({}));
+    let effects = sim.s.handle(
+        Event::Cancel {
+            reason: "cancelled by user".into(),
+        },
+        1,
+    );
+    sim.apply(effects);
+    assert_eq!(sim.cancelled.len(), 1);
+    assert_eq!(sim.outcome.unwrap().state, TaskState::Cancelled);
+}
+
+#[test]
+fn resume_replays_finished_nodes_and_reruns_the_rest() {
+    let yaml = format!(
+        r#"
+nodes:
+  - {{id: in, type: entry, next: [a]}}
+  - id: a
+    {CMD}
+    next: [b]
+  - id: b
+    {CMD}
+    next: [end]
+  - {{id: end, type: end}}
+"#
+    );
+    let past = vec![
+        PastRun {
+            key: "a".into(),
+            iteration: 0,
+            attempt: 1,
+            state: NodeState::Finished,
+            output: Some(json!({"from_a": 1})),
+            decision: None,
+        },
+        PastRun {
+            key: "b".into(),
+            iteration: 0,
+            attempt: 2,
+            state: NodeState::Failed,
+            output: None,
+            decision: None,
+        },
+    ];
+    let mut sim = Sim::with_past(&yaml, json!({}), past);
+    assert_eq!(sim.keys(), vec!["b"], "a is not run again");
+    assert_eq!(sim.running[0].id.attempt, 3, "attempt numbers continue");
+    assert_eq!(*sim.running[0].input, json!({"from_a": 1}));
+    sim.succeed("b", json!({"done": true}));
+    assert_eq!(sim.result(), json!({"done": true}));
+}
+
+#[test]
+fn ready_expression_starts_on_the_first_predecessor() {
+    let yaml = format!(
+        r#"
+nodes:
+  - {{id: in, type: entry, next: [a, b]}}
+  - id: a
+    {CMD}
+    next: [first]
+  - id: b
+    {CMD}
+    next: [first]
+  - {{id: first, type: node, ready: "a.state == \"finished\" || b.state == \"finished\"", next: [end]}}
+  - {{id: end, type: end}}
+"#
+    );
+    let mut sim = Sim::new(&yaml, json!({}));
+    sim.succeed("b", json!({"winner": "b"}));
+    assert_eq!(sim.result(), json!({"winner": "b"}));
+    assert_eq!(
+        sim.cancelled.len(),
+        1,
+        "the slower branch is cancelled when the end is reached"
+    );
+}
+
+#[test]
+fn runaway_script_fails_its_node_with_a_clear_error() {
+    let yaml = r#"
+nodes:
+  - {id: in, type: entry, next: [spin]}
+  - {id: spin, type: node, before: "loop { }", next: [end]}
+  - {id: end, type: end}
+"#;
+    let o = Sim::new(yaml, json!({})).outcome.unwrap();
+    assert_eq!(o.state, TaskState::Failed);
+    let e = o.error.unwrap();
+    assert!(
+        e.starts_with("node `spin` failed (attempt 1): `before` script: script stopped"),
+        "{e}"
+    );
+}
+
+#[test]
+fn all_paths_skipped_fails_the_task() {
+    let yaml = r#"
+nodes:
+  - {id: in, type: entry, next: [check]}
+  - {id: check, type: branch, if: "false", then: {next: [end]}, else: {next: []}}
+  - {id: end, type: end}
+"#;
+    let o = Sim::new(yaml, json!({})).outcome.unwrap();
+    assert_eq!(o.state, TaskState::Failed);
+    assert!(o.error.unwrap().contains("no end node was reached"));
+}
+
+#[test]
+fn cache_key_depends_on_content_not_object_ids() {
+    let scripts = Scripts::default();
+    let p = load_pipeline(
+        "nodes:\n  - {id: in, type: entry, next: [a]}\n  - {id: a, type: node, cache: true, next: [end]}\n  - {id: end, type: end}\n",
+        &scripts,
+    )
+    .unwrap();
+    let node = p.node("a").unwrap();
+    let a = json!({"img": {"$object": "id-1", "sha256": "abc"}});
+    let b = json!({"img": {"$object": "id-2", "sha256": "abc"}});
+    let c = json!({"img": {"$object": "id-1", "sha256": "def"}});
+    assert_eq!(cache_key(node, &a), cache_key(node, &b));
+    assert_ne!(cache_key(node, &a), cache_key(node, &c));
+}
+
+#[test]
+fn wide_fan_out_completes_inline() {
+    let mut yaml = String::from("nodes:\n  - {id: in, type: entry, next: [");
+    yaml.push_str(
+        &(0..300)
+            .map(|i| format!("n{i}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    yaml.push_str("]}\n");
+    for i in 0..300 {
+        yaml.push_str(&format!(
+            "  - {{id: n{i}, type: node, next: [end], after: \"out = #{{}}; out.n{i} = {i};\"}}\n"
+        ));
+    }
+    yaml.push_str("  - {id: end, type: end}\n");
+    let sim = Sim::new(&yaml, json!({}));
+    let result = sim.result();
+    assert_eq!(result.as_object().unwrap().len(), 300);
+    assert_eq!(result["n299"], json!(299));
+}

@@ -1,0 +1,261 @@
+//! The scheduler's vocabulary: task and node states, events in, effects out, jobs and records.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::model::Node;
+
+/// What a scheduler needs to know about its task.
+#[derive(Debug, Clone)]
+pub struct TaskContext {
+    pub task_id: String,
+    /// The task's input: the entry node's output.
+    pub input: Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskState {
+    Pending,
+    Running,
+    Finished,
+    Failed,
+    Cancelled,
+}
+
+impl TaskState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Pending => "pending",
+            TaskState::Running => "running",
+            TaskState::Finished => "finished",
+            TaskState::Failed => "failed",
+            TaskState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TaskState> {
+        Some(match s {
+            "pending" => TaskState::Pending,
+            "running" => TaskState::Running,
+            "finished" => TaskState::Finished,
+            "failed" => TaskState::Failed,
+            "cancelled" => TaskState::Cancelled,
+            _ => return None,
+        })
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TaskState::Finished | TaskState::Failed | TaskState::Cancelled
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NodeState {
+    Waiting,
+    Ready,
+    Running,
+    Finished,
+    Failed,
+    Skipped,
+    Cancelled,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Waiting => "waiting",
+            NodeState::Ready => "ready",
+            NodeState::Running => "running",
+            NodeState::Finished => "finished",
+            NodeState::Failed => "failed",
+            NodeState::Skipped => "skipped",
+            NodeState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<NodeState> {
+        Some(match s {
+            "waiting" => NodeState::Waiting,
+            "ready" => NodeState::Ready,
+            "running" => NodeState::Running,
+            "finished" => NodeState::Finished,
+            "failed" => NodeState::Failed,
+            "skipped" => NodeState::Skipped,
+            "cancelled" => NodeState::Cancelled,
+            _ => return None,
+        })
+    }
+
+    /// Finished or skipped: successors may look at it.
+    pub fn is_resolved(self) -> bool {
+        matches!(self, NodeState::Finished | NodeState::Skipped)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            NodeState::Finished | NodeState::Failed | NodeState::Skipped | NodeState::Cancelled
+        )
+    }
+}
+
+/// The arm a branch took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Arm {
+    Then,
+    Else,
+}
+
+impl Arm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arm::Then => "then",
+            Arm::Else => "else",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Arm> {
+        match s {
+            "then" => Some(Arm::Then),
+            "else" => Some(Arm::Else),
+            _ => None,
+        }
+    }
+}
+
+/// Identifies one attempt of one node instance; events for an older attempt are ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct JobId {
+    pub instance: u32,
+    pub attempt: u32,
+}
+
+/// Work for the engine: run `node` (a command, an HTTP call, or a cached node) on `input`.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: JobId,
+    /// Instance key: the node id, suffixed `#<index>` inside a loop branch.
+    pub key: String,
+    pub node: Arc<Node>,
+    pub input: Arc<Value>,
+    /// Set for `cache: true` nodes: look it up before running, store the output after.
+    pub cache_key: Option<String>,
+}
+
+/// Why a job failed, and whether trying again may help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobError {
+    pub message: String,
+    pub retryable: bool,
+}
+
+impl JobError {
+    pub fn retryable(message: impl Into<String>) -> JobError {
+        JobError {
+            message: message.into(),
+            retryable: true,
+        }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> JobError {
+        JobError {
+            message: message.into(),
+            retryable: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    JobSucceeded {
+        job: JobId,
+        output: Value,
+        cached: bool,
+    },
+    JobFailed {
+        job: JobId,
+        error: JobError,
+    },
+    /// The delay armed by [`Effect::RetryAfter`] has passed.
+    RetryDue {
+        job: JobId,
+    },
+    Cancel {
+        reason: String,
+    },
+}
+
+/// What the engine must do; every `Record` of one batch is committed before anything else.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    Record(Record),
+    Run(Job),
+    CancelJob(JobId),
+    RetryAfter {
+        job: JobId,
+        delay: Duration,
+    },
+    CacheStore {
+        key: String,
+        node: String,
+        output: Arc<Value>,
+    },
+    Done(Outcome),
+}
+
+#[derive(Debug, Clone)]
+pub enum Record {
+    Task {
+        state: TaskState,
+        result: Option<Arc<Value>>,
+        error: Option<String>,
+    },
+    Node(NodeRecord),
+}
+
+/// The durable state of one attempt of one node instance.
+#[derive(Debug, Clone)]
+pub struct NodeRecord {
+    pub key: String,
+    pub node_id: String,
+    pub node_type: &'static str,
+    pub iteration: u32,
+    pub attempt: u32,
+    pub state: NodeState,
+    pub input: Option<Arc<Value>>,
+    pub output: Option<Arc<Value>>,
+    pub error: Option<String>,
+    pub decision: Option<Arm>,
+    pub started_at: Option<u64>,
+    pub finished_at: Option<u64>,
+    pub cached: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub state: TaskState,
+    pub result: Option<Arc<Value>>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub total: usize,
+    pub finished: usize,
+    pub running: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub loops: Vec<LoopProgress>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoopProgress {
+    pub key: String,
+    pub done: usize,
+    pub total: usize,
+}
