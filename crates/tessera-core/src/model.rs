@@ -211,6 +211,20 @@ pub enum Directive {
 }
 
 impl InputSpec {
+    /// Each path with the field it sits in, relative to the spec (`""` or `.name`).
+    pub fn named_paths(&self) -> Vec<(String, &DataPath)> {
+        match self {
+            InputSpec::Path(p) => vec![(String::new(), p)],
+            InputSpec::Map(entries) => entries
+                .iter()
+                .filter_map(|(name, d)| match d {
+                    Directive::Path(p) => Some((format!(".{name}"), p)),
+                    Directive::Literal(_) => None,
+                })
+                .collect(),
+        }
+    }
+
     pub fn paths(&self) -> Vec<&DataPath> {
         match self {
             InputSpec::Path(p) => vec![p],

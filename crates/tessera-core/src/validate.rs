@@ -130,16 +130,16 @@ fn check_node_paths(
 ) {
     let mut paths: Vec<(String, &DataPath)> = Vec::new();
     if let Some(input) = &node.input {
-        for p in input.paths() {
-            paths.push(("input".into(), p));
+        for (suffix, p) in input.named_paths() {
+            paths.push((format!("input{suffix}"), p));
         }
     }
     match &node.kind {
         NodeKind::Branch(b) => {
             for (name, arm) in [("then", &b.then), ("else", &b.otherwise)] {
                 if let Some(out) = &arm.out {
-                    for p in out.paths() {
-                        paths.push((format!("{name}.out"), p));
+                    for (suffix, p) in out.named_paths() {
+                        paths.push((format!("{name}.out{suffix}"), p));
                     }
                 }
             }

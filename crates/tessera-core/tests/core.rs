@@ -1,0 +1,65 @@
+//! Integration tests of the core: whole documents through parsing and validation, with the
+//! error reports snapshotted so their wording and completeness are reviewed.
+
+use tessera_core::{Scripts, load_pipeline};
+
+fn report(text: &str) -> String {
+    match load_pipeline(text, &Scripts::default()) {
+        Ok(_) => "valid".to_string(),
+        Err(r) => r.to_string(),
+    }
+}
+
+#[test]
+fn every_error_is_reported_at_once_with_node_and_field() {
+    let text = r#"
+type: pipeline
+colour: blue
+nodes:
+  - {id: in, type: entry, next: [a, ghost]}
+  - {id: a, type: node, next: [b], input: {x: nowhere.out.x, y: "bad..path"}, speed: 3}
+  - {id: b, type: node, next: [a], before: "let = 1;"}
+  - {id: c, type: node, next: [end]}
+  - {id: d, type: service, url: "http://x"}
+  - {id: e, type: wizard}
+  - {id: f, type: command, command: "ls -l", retry: {attempts: 0, backoff: "soon"}}
+  - {id: g, type: http, url: "ftp://x", verb: FETCH, timeout: 1y}
+  - id: each
+    type: loop
+    items: loop.item
+    nodes:
+      - {id: t1, type: node, next: [t2], input: {v: loop.zz.out}}
+      - {id: t2, type: end}
+  - {id: end, type: end}
+"#;
+    insta::assert_snapshot!(report(text));
+}
+
+#[test]
+fn missing_entry_and_end() {
+    insta::assert_snapshot!(report("nodes:\n  - {id: a, type: node}\n"));
+}
+
+#[test]
+fn syntax_errors_name_the_line() {
+    insta::assert_snapshot!(report("nodes:\n  - {id: a, type: node\n  - id: b\n"));
+    insta::assert_snapshot!(report("{\"nodes\": [\n  {\"id\": \"a\",, \"type\": \"node\"}\n]}"));
+}
+
+#[test]
+fn a_branch_closing_a_cycle_is_valid_and_examples_validate() {
+    let text = r#"
+nodes:
+  - {id: in, type: entry, next: [step]}
+  - {id: step, type: node, next: [check]}
+  - {id: check, type: branch, if: "input.n < 3", then: {next: [step]}, else: {next: [end]}}
+  - {id: end, type: end}
+"#;
+    assert_eq!(report(text), "valid");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/pipelines");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(report(&text), "valid", "{}", path.display());
+    }
+}

@@ -1,0 +1,53 @@
+//! Store errors, split into the user's fault, worth retrying, and internal.
+
+/// How a caller should treat an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Bad input or unknown id: report to the user.
+    User,
+    /// Transient (database busy, I/O hiccup): may succeed if tried again.
+    Retryable,
+    /// A bug or corrupt state.
+    Internal,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{what} `{id}` not found")]
+    NotFound { what: &'static str, id: String },
+    #[error("database busy: {0}")]
+    Busy(String),
+    #[error("database error: {0}")]
+    Database(rusqlite::Error),
+    #[error("stored data is invalid ({what}): {detail}")]
+    Corrupt { what: String, detail: String },
+    #[error("object store: {0}")]
+    Object(String),
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StoreError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::NotFound { .. } => ErrorKind::User,
+            StoreError::Busy(_) | StoreError::Io { .. } | StoreError::Object(_) => ErrorKind::Retryable,
+            StoreError::Database(_) | StoreError::Corrupt { .. } => ErrorKind::Internal,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                StoreError::Busy(e.to_string())
+            }
+            _ => StoreError::Database(e),
+        }
+    }
+}

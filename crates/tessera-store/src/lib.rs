@@ -1,0 +1,61 @@
+//! Tessera's durable state: the [`Store`] trait (tasks, node runs, logs, cache, object
+//! metadata) with its SQLite implementation, and the object store for binary values.
+//!
+//! SQL lives only in this crate. Every method is synchronous: the engine calls it from its
+//! scheduler threads, and a PostgreSQL implementation can sit beside [`SqliteStore`].
+
+mod error;
+mod objects;
+mod sqlite;
+mod types;
+
+pub use error::{ErrorKind, StoreError};
+pub use objects::{ObjectMeta, Objects};
+pub use sqlite::{Durability, SqliteStore};
+pub use types::*;
+
+use serde_json::Value;
+use tessera_core::scheduler::PastRun;
+
+/// Durable task state. One implementation per database; see [`SqliteStore`].
+pub trait Store: Send + Sync {
+    /// Records a new task (state `pending`) with its pipeline definition and input.
+    fn create_task(&self, task: &NewTask) -> Result<(), StoreError>;
+
+    /// Commits, in one transaction, every record of a scheduler step: task and node states and
+    /// cache entries. Nothing of the step is acted upon before this returns.
+    fn commit(&self, batch: &CommitBatch<'_>) -> Result<(), StoreError>;
+
+    fn task(&self, id: &str) -> Result<Option<TaskRow>, StoreError>;
+
+    /// Tasks newest first, filtered.
+    fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskSummary>, StoreError>;
+
+    /// Every recorded attempt of every node of a task, in order of key, iteration, attempt.
+    fn node_runs(&self, task_id: &str) -> Result<Vec<NodeRunRow>, StoreError>;
+
+    /// What a resumed scheduler needs: each attempt's state, and outputs of finished ones.
+    fn past_runs(&self, task_id: &str) -> Result<Vec<PastRun>, StoreError>;
+
+    /// Marks a task to be resumed: state back to `pending`, cancel request cleared.
+    fn reopen_task(&self, task_id: &str) -> Result<(), StoreError>;
+
+    fn append_logs(&self, lines: &[LogLine]) -> Result<(), StoreError>;
+
+    /// Log lines of one node instance (all attempts), or of the whole task when `key` is None.
+    fn logs(&self, task_id: &str, key: Option<&str>) -> Result<Vec<LogLine>, StoreError>;
+
+    fn cache_get(&self, key: &str) -> Result<Option<Value>, StoreError>;
+
+    fn put_object(&self, meta: &ObjectMeta, task_id: Option<&str>) -> Result<(), StoreError>;
+
+    fn object(&self, id: &str) -> Result<Option<ObjectMeta>, StoreError>;
+
+    /// Asks the process running a task to cancel it; returns false for an unknown task.
+    fn request_cancel(&self, task_id: &str) -> Result<bool, StoreError>;
+
+    fn cancel_requested(&self, task_id: &str) -> Result<bool, StoreError>;
+
+    /// Marks a task that no process runs any more (e.g. killed) as cancelled.
+    fn mark_cancelled(&self, task_id: &str, reason: &str) -> Result<(), StoreError>;
+}

@@ -1,0 +1,232 @@
+//! Object store for binary values (SPEC §1): bytes go to an `object_store` backend (local
+//! filesystem under the data dir by default; S3 can be switched on later), streamed in chunks
+//! and hashed on the way; JSON carries only the reference `{"$object": id, ...}`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::error::StoreError;
+
+/// What JSON knows of an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub id: String,
+    pub name: Option<String>,
+    pub size: u64,
+    pub content_type: Option<String>,
+    pub sha256: String,
+    pub created_at: u64,
+}
+
+impl ObjectMeta {
+    /// The reference placed in node inputs and outputs.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("$object".into(), Value::String(self.id.clone()));
+        m.insert("name".into(), self.name.clone().map(Value::String).unwrap_or(Value::Null));
+        m.insert("size".into(), Value::from(self.size));
+        m.insert(
+            "content_type".into(),
+            self.content_type.clone().map(Value::String).unwrap_or(Value::Null),
+        );
+        m.insert("sha256".into(), Value::String(self.sha256.clone()));
+        Value::Object(m)
+    }
+
+    /// Reads a reference back; `None` when `v` is not an object reference.
+    pub fn from_json(v: &Value) -> Option<ObjectMeta> {
+        let m = v.as_object()?;
+        let id = m.get("$object")?.as_str()?.to_string();
+        Some(ObjectMeta {
+            id,
+            name: m.get("name").and_then(Value::as_str).map(str::to_string),
+            size: m.get("size").and_then(Value::as_u64).unwrap_or(0),
+            content_type: m.get("content_type").and_then(Value::as_str).map(str::to_string),
+            sha256: m.get("sha256").and_then(Value::as_str).unwrap_or_default().to_string(),
+            created_at: 0,
+        })
+    }
+}
+
+const CHUNK: usize = 1 << 20;
+
+/// The object store of one engine.
+#[derive(Clone)]
+pub struct Objects {
+    backend: Arc<dyn ObjectStore>,
+    /// Set for the local filesystem backend: objects can be used in place, without a copy.
+    local_root: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Objects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Objects").field("local_root", &self.local_root).finish()
+    }
+}
+
+fn object_err(e: object_store::Error) -> StoreError {
+    StoreError::Object(e.to_string())
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+impl Objects {
+    /// Objects kept as files under `dir`.
+    pub fn local(dir: &Path) -> Result<Objects, StoreError> {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let fs = LocalFileSystem::new_with_prefix(dir).map_err(object_err)?;
+        Ok(Objects {
+            backend: Arc::new(fs),
+            local_root: Some(dir.to_path_buf()),
+        })
+    }
+
+    fn location(id: &str) -> ObjectPath {
+        ObjectPath::from(format!("objects/{id}"))
+    }
+
+    /// Stores a file, streamed in 1 MiB chunks and hashed on the way.
+    pub async fn put_file(
+        &self,
+        path: &Path,
+        name: Option<String>,
+        content_type: Option<String>,
+    ) -> Result<ObjectMeta, StoreError> {
+        let mut file = tokio::fs::File::open(path).await.map_err(io_err(path))?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let upload = self
+            .backend
+            .put_multipart(&Self::location(&id))
+            .await
+            .map_err(object_err)?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, CHUNK);
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = file.read(&mut buf).await.map_err(io_err(path))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            size += n as u64;
+            writer.wait_for_capacity(4).await.map_err(object_err)?;
+            writer.write(&buf[..n]);
+        }
+        writer.finish().await.map_err(object_err)?;
+        let name = name.or_else(|| path.file_name().map(|n| n.to_string_lossy().into_owned()));
+        Ok(ObjectMeta {
+            content_type: content_type.or_else(|| guess_content_type(name.as_deref())),
+            id,
+            name,
+            size,
+            sha256: hex::encode(hasher.finalize()),
+            created_at: now_millis(),
+        })
+    }
+
+    /// Stores bytes already in memory (small values, e.g. an HTTP response body).
+    pub async fn put_bytes(
+        &self,
+        bytes: bytes::Bytes,
+        name: Option<String>,
+        content_type: Option<String>,
+    ) -> Result<ObjectMeta, StoreError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let size = bytes.len() as u64;
+        self.backend
+            .put(&Self::location(&id), bytes.into())
+            .await
+            .map_err(object_err)?;
+        Ok(ObjectMeta {
+            content_type: content_type.or_else(|| guess_content_type(name.as_deref())),
+            id,
+            name,
+            size,
+            sha256,
+            created_at: now_millis(),
+        })
+    }
+
+    /// The object's file when the backend is local: used in place, nothing copied.
+    pub fn local_path(&self, id: &str) -> Option<PathBuf> {
+        let root = self.local_root.as_ref()?;
+        valid_object_id(id).then(|| root.join("objects").join(id))
+    }
+
+    /// Copies an object into `dest`, streamed.
+    pub async fn get_to_file(&self, id: &str, dest: &Path) -> Result<(), StoreError> {
+        if !valid_object_id(id) {
+            return Err(StoreError::NotFound {
+                what: "object",
+                id: id.to_string(),
+            });
+        }
+        let got = self.backend.get(&Self::location(id)).await.map_err(|e| match e {
+            object_store::Error::NotFound { .. } => StoreError::NotFound {
+                what: "object",
+                id: id.to_string(),
+            },
+            other => object_err(other),
+        })?;
+        let mut out = tokio::fs::File::create(dest).await.map_err(io_err(dest))?;
+        let mut stream = got.into_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(object_err)?;
+            out.write_all(&chunk).await.map_err(io_err(dest))?;
+        }
+        out.flush().await.map_err(io_err(dest))?;
+        Ok(())
+    }
+
+    pub async fn get_bytes(&self, id: &str) -> Result<bytes::Bytes, StoreError> {
+        let got = self
+            .backend
+            .get(&Self::location(id))
+            .await
+            .map_err(object_err)?;
+        got.bytes().await.map_err(object_err)
+    }
+}
+
+/// Object ids are UUIDs; anything else is refused before it reaches a path.
+fn valid_object_id(id: &str) -> bool {
+    uuid::Uuid::parse_str(id).is_ok()
+}
+
+pub(crate) fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn guess_content_type(name: Option<&str>) -> Option<String> {
+    let ext = name?.rsplit_once('.')?.1.to_ascii_lowercase();
+    let t = match ext.as_str() {
+        "json" => "application/json",
+        "csv" => "text/csv",
+        "txt" | "log" => "text/plain",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "tif" | "tiff" => "image/tiff",
+        "pdf" => "application/pdf",
+        _ => "application/octet-stream",
+    };
+    Some(t.to_string())
+}

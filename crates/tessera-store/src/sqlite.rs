@@ -1,0 +1,500 @@
+//! The SQLite implementation of [`Store`]: one WAL database file, one connection behind a
+//! mutex, one transaction per scheduler step (group commit).
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+use tessera_core::scheduler::{Arm, NodeState, PastRun, Record};
+
+use crate::error::StoreError;
+use crate::objects::ObjectMeta;
+use crate::types::*;
+use crate::Store;
+
+/// How hard a commit works to survive a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync on every commit: survives power loss (`synchronous=FULL`).
+    Full,
+    /// Survives a killed process, not a power cut (`synchronous=NORMAL`).
+    Process,
+    /// In memory only: `--ephemeral`.
+    None,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY,
+    pipeline TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    input TEXT NOT NULL,
+    state TEXT NOT NULL,
+    result TEXT,
+    error TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS tasks_newest ON tasks(created_at DESC, id DESC);
+CREATE TABLE IF NOT EXISTS node_runs (
+    task_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    iteration INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    node_id TEXT NOT NULL,
+    node_type TEXT NOT NULL,
+    state TEXT NOT NULL,
+    input TEXT,
+    output TEXT,
+    error TEXT,
+    decision TEXT,
+    started_at INTEGER,
+    finished_at INTEGER,
+    cached INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (task_id, key, iteration, attempt)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS logs (
+    id INTEGER PRIMARY KEY,
+    task_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    stream TEXT NOT NULL,
+    line TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS logs_by_node ON logs(task_id, key, id);
+CREATE TABLE IF NOT EXISTS cache (
+    key TEXT PRIMARY KEY,
+    node_id TEXT NOT NULL,
+    output TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS objects (
+    id TEXT PRIMARY KEY,
+    task_id TEXT,
+    name TEXT,
+    size INTEGER NOT NULL,
+    content_type TEXT,
+    sha256 TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+"#;
+
+/// The embedded default store.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path, durability: Durability) -> Result<SqliteStore, StoreError> {
+        let conn = Connection::open(path)?;
+        Self::init(conn, durability)
+    }
+
+    /// A private in-memory database: nothing is kept.
+    pub fn in_memory() -> Result<SqliteStore, StoreError> {
+        Self::init(Connection::open_in_memory()?, Durability::None)
+    }
+
+    fn init(conn: Connection, durability: Durability) -> Result<SqliteStore, StoreError> {
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        if durability != Durability::None {
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+        }
+        let sync = match durability {
+            Durability::Full => "FULL",
+            Durability::Process => "NORMAL",
+            Durability::None => "OFF",
+        };
+        conn.pragma_update(None, "synchronous", sync)?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a half-applied transaction (it rolls back
+        // on drop), so a poisoned lock is still safe to use.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn json_text(v: &Value) -> String {
+    serde_json::to_string(v).expect("JSON values always serialise")
+}
+
+fn parse_json(text: Option<String>, what: &str) -> Result<Option<Value>, StoreError> {
+    text.map(|t| {
+        serde_json::from_str(&t).map_err(|e| StoreError::Corrupt {
+            what: what.to_string(),
+            detail: e.to_string(),
+        })
+    })
+    .transpose()
+}
+
+impl Store for SqliteStore {
+    fn create_task(&self, task: &NewTask) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO tasks (id, pipeline, definition, input, state, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5)",
+            params![
+                task.id,
+                task.pipeline,
+                json_text(&task.definition),
+                json_text(&task.input),
+                task.created_at as i64
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn commit(&self, batch: &CommitBatch<'_>) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO node_runs (task_id, key, iteration, attempt, node_id, node_type, state,
+                    input, output, error, decision, started_at, finished_at, cached)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                 ON CONFLICT (task_id, key, iteration, attempt) DO UPDATE SET
+                    state = excluded.state,
+                    input = COALESCE(excluded.input, node_runs.input),
+                    output = excluded.output,
+                    error = excluded.error,
+                    decision = excluded.decision,
+                    started_at = COALESCE(node_runs.started_at, excluded.started_at),
+                    finished_at = excluded.finished_at,
+                    cached = excluded.cached",
+            )?;
+            let mut task_update = tx.prepare_cached(
+                "UPDATE tasks SET state = ?2, result = ?3, error = ?4, updated_at = ?5 WHERE id = ?1",
+            )?;
+            for record in &batch.records {
+                match record {
+                    Record::Node(n) => {
+                        upsert.execute(params![
+                            batch.task_id,
+                            n.key,
+                            n.iteration,
+                            n.attempt,
+                            n.node_id,
+                            n.node_type,
+                            n.state.as_str(),
+                            n.input.as_deref().map(json_text),
+                            n.output.as_deref().map(json_text),
+                            n.error,
+                            n.decision.map(Arm::as_str),
+                            n.started_at.map(|t| t as i64),
+                            n.finished_at.map(|t| t as i64),
+                            n.cached,
+                        ])?;
+                    }
+                    Record::Task {
+                        state,
+                        result,
+                        error,
+                    } => {
+                        task_update.execute(params![
+                            batch.task_id,
+                            state.as_str(),
+                            result.as_deref().map(json_text),
+                            error,
+                            batch.now as i64
+                        ])?;
+                    }
+                }
+            }
+            let mut cache = tx.prepare_cached(
+                "INSERT OR REPLACE INTO cache (key, node_id, output, created_at) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for (key, node, output) in &batch.cache {
+                cache.execute(params![key, node, json_text(output), batch.now as i64])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn task(&self, id: &str) -> Result<Option<TaskRow>, StoreError> {
+        let conn = self.conn();
+        let row = conn
+            .query_row(
+                "SELECT id, pipeline, definition, input, state, result, error, created_at, updated_at
+                 FROM tasks WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                        r.get::<_, Option<String>>(6)?,
+                        r.get::<_, i64>(7)?,
+                        r.get::<_, i64>(8)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((id, pipeline, definition, input, state, result, error, created, updated)) = row
+        else {
+            return Ok(None);
+        };
+        Ok(Some(TaskRow {
+            definition: parse_json(Some(definition), "task definition")?.unwrap_or(Value::Null),
+            input: parse_json(Some(input), "task input")?.unwrap_or(Value::Null),
+            result: parse_json(result, "task result")?,
+            id,
+            pipeline,
+            state,
+            error,
+            created_at: created as u64,
+            updated_at: updated as u64,
+        }))
+    }
+
+    fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskSummary>, StoreError> {
+        let conn = self.conn();
+        let (before_t, before_id) = filter
+            .before
+            .clone()
+            .map(|(t, id)| (t as i64, id))
+            .unwrap_or((i64::MAX, String::new()));
+        let limit = if filter.limit == 0 { 100 } else { filter.limit } as i64;
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, pipeline, state, created_at, updated_at FROM tasks
+             WHERE (?1 IS NULL OR pipeline = ?1) AND (?2 IS NULL OR state = ?2)
+               AND (created_at < ?3 OR (created_at = ?3 AND id < ?4))
+             ORDER BY created_at DESC, id DESC LIMIT ?5",
+        )?;
+        let rows = stmt.query_map(
+            params![filter.pipeline, filter.state, before_t, before_id, limit],
+            |r| {
+                Ok(TaskSummary {
+                    id: r.get(0)?,
+                    pipeline: r.get(1)?,
+                    state: r.get(2)?,
+                    created_at: r.get::<_, i64>(3)? as u64,
+                    updated_at: r.get::<_, i64>(4)? as u64,
+                })
+            },
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn node_runs(&self, task_id: &str) -> Result<Vec<NodeRunRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT key, node_id, node_type, iteration, attempt, state, input, output, error,
+                    decision, started_at, finished_at, cached
+             FROM node_runs WHERE task_id = ?1 ORDER BY started_at IS NULL, started_at, key, iteration, attempt",
+        )?;
+        let rows = stmt.query_map([task_id], |r| {
+            Ok((
+                NodeRunRow {
+                    key: r.get(0)?,
+                    node: r.get(1)?,
+                    node_type: r.get(2)?,
+                    iteration: r.get(3)?,
+                    attempt: r.get(4)?,
+                    state: r.get(5)?,
+                    input: None,
+                    output: None,
+                    error: r.get(8)?,
+                    decision: r.get(9)?,
+                    started_at: r.get::<_, Option<i64>>(10)?.map(|t| t as u64),
+                    finished_at: r.get::<_, Option<i64>>(11)?.map(|t| t as u64),
+                    cached: r.get(12)?,
+                },
+                r.get::<_, Option<String>>(6)?,
+                r.get::<_, Option<String>>(7)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (mut run, input, output) = row?;
+            run.input = parse_json(input, "node input")?;
+            run.output = parse_json(output, "node output")?;
+            out.push(run);
+        }
+        Ok(out)
+    }
+
+    fn past_runs(&self, task_id: &str) -> Result<Vec<PastRun>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT key, iteration, attempt, state, output, decision FROM node_runs WHERE task_id = ?1",
+        )?;
+        let rows = stmt.query_map([task_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, u32>(1)?,
+                r.get::<_, u32>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<String>>(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (key, iteration, attempt, state, output, decision) = row?;
+            let state = NodeState::parse(&state).ok_or_else(|| StoreError::Corrupt {
+                what: format!("state of node `{key}`"),
+                detail: format!("unknown state `{state}`"),
+            })?;
+            out.push(PastRun {
+                key,
+                iteration,
+                attempt,
+                state,
+                output: parse_json(output, "node output")?,
+                decision: decision.as_deref().and_then(Arm::parse),
+            });
+        }
+        Ok(out)
+    }
+
+    fn reopen_task(&self, task_id: &str) -> Result<(), StoreError> {
+        let n = self.conn().execute(
+            "UPDATE tasks SET state = 'pending', error = NULL, cancel_requested = 0 WHERE id = ?1",
+            [task_id],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound {
+                what: "task",
+                id: task_id.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    fn append_logs(&self, lines: &[LogLine]) -> Result<(), StoreError> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO logs (task_id, key, attempt, stream, line, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for l in lines {
+                stmt.execute(params![l.task_id, l.key, l.attempt, l.stream, l.line, l.at as i64])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn logs(&self, task_id: &str, key: Option<&str>) -> Result<Vec<LogLine>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT task_id, key, attempt, stream, line, at FROM logs
+             WHERE task_id = ?1 AND (?2 IS NULL OR key = ?2) ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![task_id, key], |r| {
+            Ok(LogLine {
+                task_id: r.get(0)?,
+                key: r.get(1)?,
+                attempt: r.get(2)?,
+                stream: r.get(3)?,
+                line: r.get(4)?,
+                at: r.get::<_, i64>(5)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn cache_get(&self, key: &str) -> Result<Option<Value>, StoreError> {
+        let text: Option<String> = self
+            .conn()
+            .query_row("SELECT output FROM cache WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?;
+        parse_json(text, "cache entry")
+    }
+
+    fn put_object(&self, meta: &ObjectMeta, task_id: Option<&str>) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO objects (id, task_id, name, size, content_type, sha256, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                meta.id,
+                task_id,
+                meta.name,
+                meta.size as i64,
+                meta.content_type,
+                meta.sha256,
+                meta.created_at as i64
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn object(&self, id: &str) -> Result<Option<ObjectMeta>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT id, name, size, content_type, sha256, created_at FROM objects WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(ObjectMeta {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        size: r.get::<_, i64>(2)? as u64,
+                        content_type: r.get(3)?,
+                        sha256: r.get(4)?,
+                        created_at: r.get::<_, i64>(5)? as u64,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    fn request_cancel(&self, task_id: &str) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "UPDATE tasks SET cancel_requested = 1 WHERE id = ?1",
+            [task_id],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn cancel_requested(&self, task_id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT cancel_requested FROM tasks WHERE id = ?1",
+                [task_id],
+                |r| r.get::<_, bool>(0),
+            )
+            .optional()?
+            .unwrap_or(false))
+    }
+
+    fn mark_cancelled(&self, task_id: &str, reason: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE tasks SET state = 'cancelled', error = ?2 WHERE id = ?1 AND state IN ('pending', 'running')",
+            params![task_id, reason],
+        )?;
+        tx.execute(
+            "UPDATE node_runs SET state = 'cancelled' WHERE task_id = ?1 AND state IN ('running', 'ready', 'waiting')",
+            [task_id],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,209 @@
+//! Store tests on real SQLite files and a real local object store.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use tessera_core::scheduler::{Arm, NodeRecord, NodeState, Record, TaskState};
+use tessera_store::*;
+
+fn node(key: &str, attempt: u32, state: NodeState, output: Option<serde_json::Value>) -> Record {
+    Record::Node(NodeRecord {
+        key: key.into(),
+        node_id: key.split('#').next().unwrap().into(),
+        node_type: "command",
+        iteration: 0,
+        attempt,
+        state,
+        input: Some(Arc::new(json!({"in": 1}))),
+        output: output.map(Arc::new),
+        error: (state == NodeState::Failed).then(|| "exit code 3".to_string()),
+        decision: None,
+        started_at: Some(10),
+        finished_at: state.is_terminal().then_some(20),
+        cached: false,
+    })
+}
+
+fn new_task(id: &str, created_at: u64) -> NewTask {
+    NewTask {
+        id: id.into(),
+        pipeline: "demo".into(),
+        definition: json!({"nodes": []}),
+        input: json!({"n": 3}),
+        created_at,
+    }
+}
+
+fn commit(store: &dyn Store, task: &str, records: &[Record]) {
+    store
+        .commit(&CommitBatch {
+            task_id: task,
+            records: records.iter().collect(),
+            cache: Vec::new(),
+            now: 30,
+        })
+        .unwrap();
+}
+
+#[test]
+fn state_survives_reopening_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    {
+        let store = SqliteStore::open(&path, Durability::Full).unwrap();
+        store.create_task(&new_task("t1", 1)).unwrap();
+        commit(
+            &store,
+            "t1",
+            &[
+                Record::Task {
+                    state: TaskState::Running,
+                    result: None,
+                    error: None,
+                },
+                node("a", 1, NodeState::Running, None),
+            ],
+        );
+        commit(
+            &store,
+            "t1",
+            &[
+                node("a", 1, NodeState::Finished, Some(json!({"x": 1}))),
+                node("b", 1, NodeState::Failed, None),
+            ],
+        );
+    }
+    let store = SqliteStore::open(&path, Durability::Full).unwrap();
+    let task = store.task("t1").unwrap().unwrap();
+    assert_eq!(task.state, "running");
+    assert_eq!(task.input, json!({"n": 3}));
+    let runs = store.node_runs("t1").unwrap();
+    assert_eq!(runs.len(), 2);
+    let a = runs.iter().find(|r| r.key == "a").unwrap();
+    assert_eq!(a.state, "finished");
+    assert_eq!(a.input, Some(json!({"in": 1})), "input kept from the running record");
+    assert_eq!(a.output, Some(json!({"x": 1})));
+    let past = store.past_runs("t1").unwrap();
+    let b = past.iter().find(|p| p.key == "b").unwrap();
+    assert_eq!(b.state, NodeState::Failed);
+    assert_eq!(b.attempt, 1);
+}
+
+#[test]
+fn branch_decisions_and_cache_entries_round_trip() {
+    let store = SqliteStore::in_memory().unwrap();
+    store.create_task(&new_task("t1", 1)).unwrap();
+    let mut r = node("check", 1, NodeState::Finished, Some(json!({})));
+    if let Record::Node(n) = &mut r {
+        n.decision = Some(Arm::Then);
+    }
+    let out = Arc::new(json!({"cached": true}));
+    store
+        .commit(&CommitBatch {
+            task_id: "t1",
+            records: vec![&r],
+            cache: vec![("k1", "check", &out)],
+            now: 5,
+        })
+        .unwrap();
+    assert_eq!(store.past_runs("t1").unwrap()[0].decision, Some(Arm::Then));
+    assert_eq!(store.cache_get("k1").unwrap(), Some(json!({"cached": true})));
+    assert_eq!(store.cache_get("nope").unwrap(), None);
+}
+
+#[test]
+fn tasks_list_newest_first_with_filters_and_pages() {
+    let store = SqliteStore::in_memory().unwrap();
+    for i in 0..5u64 {
+        let mut t = new_task(&format!("t{i}"), 100 + i);
+        if i % 2 == 0 {
+            t.pipeline = "other".into();
+        }
+        store.create_task(&t).unwrap();
+    }
+    let all = store.list_tasks(&TaskFilter::default()).unwrap();
+    let ids: Vec<_> = all.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, ["t4", "t3", "t2", "t1", "t0"]);
+    let page = store
+        .list_tasks(&TaskFilter {
+            limit: 2,
+            before: Some((103, "t3".into())),
+            ..Default::default()
+        })
+        .unwrap();
+    let ids: Vec<_> = page.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, ["t2", "t1"]);
+    let demo = store
+        .list_tasks(&TaskFilter {
+            pipeline: Some("demo".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(demo.len(), 2);
+}
+
+#[test]
+fn logs_cancel_flags_and_unknown_ids() {
+    let store = SqliteStore::in_memory().unwrap();
+    store.create_task(&new_task("t1", 1)).unwrap();
+    let line = |k: &str, l: &str| LogLine {
+        task_id: "t1".into(),
+        key: k.into(),
+        attempt: 1,
+        stream: "stdout".into(),
+        line: l.into(),
+        at: 1,
+    };
+    store
+        .append_logs(&[line("a", "one"), line("b", "x"), line("a", "two")])
+        .unwrap();
+    let a: Vec<_> = store.logs("t1", Some("a")).unwrap().into_iter().map(|l| l.line).collect();
+    assert_eq!(a, ["one", "two"]);
+    assert_eq!(store.logs("t1", None).unwrap().len(), 3);
+    assert!(!store.cancel_requested("t1").unwrap());
+    assert!(store.request_cancel("t1").unwrap());
+    assert!(store.cancel_requested("t1").unwrap());
+    assert!(!store.request_cancel("nope").unwrap());
+    store.reopen_task("t1").unwrap();
+    assert!(!store.cancel_requested("t1").unwrap());
+    let err = store.reopen_task("nope").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::User);
+    assert!(store.task("nope").unwrap().is_none());
+}
+
+#[test]
+fn a_duplicate_task_id_is_refused_without_touching_the_first() {
+    let store = SqliteStore::in_memory().unwrap();
+    store.create_task(&new_task("t1", 1)).unwrap();
+    let mut again = new_task("t1", 2);
+    again.input = json!({"other": true});
+    assert!(store.create_task(&again).is_err());
+    assert_eq!(store.task("t1").unwrap().unwrap().input, json!({"n": 3}));
+}
+
+#[tokio::test]
+async fn objects_stream_in_and_out_with_their_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects = Objects::local(&dir.path().join("store")).unwrap();
+    let src = dir.path().join("photo.png");
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&src, &data).unwrap();
+    let meta = objects.put_file(&src, None, None).await.unwrap();
+    assert_eq!(meta.size, 3_000_000);
+    assert_eq!(meta.name.as_deref(), Some("photo.png"));
+    assert_eq!(meta.content_type.as_deref(), Some("image/png"));
+    use sha2::Digest;
+    assert_eq!(meta.sha256, hex::encode(sha2::Sha256::digest(&data)));
+    let back = dir.path().join("back.png");
+    objects.get_to_file(&meta.id, &back).await.unwrap();
+    assert_eq!(std::fs::read(&back).unwrap(), data);
+    assert_eq!(std::fs::read(objects.local_path(&meta.id).unwrap()).unwrap(), data);
+    let json = meta.to_json();
+    assert_eq!(ObjectMeta::from_json(&json).unwrap().id, meta.id);
+    let missing = objects
+        .get_to_file(&uuid::Uuid::new_v4().to_string(), &back)
+        .await
+        .unwrap_err();
+    assert_eq!(missing.kind(), ErrorKind::User);
+    assert!(objects.get_to_file("../../etc/passwd", &back).await.is_err());
+}
