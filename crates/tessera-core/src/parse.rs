@@ -570,7 +570,8 @@ fn parse_http(f: &mut Fields) -> Option<HttpSpec> {
         }
         return None;
     };
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
+    let templated = url.starts_with("{{") || url.starts_with("${env:");
+    if !(templated || url.starts_with("http://") || url.starts_with("https://")) {
         f.err("url", format!("`{url}` is not an http:// or https:// URL"));
     }
     let verb = f

@@ -37,6 +37,9 @@ pub trait Store: Send + Sync {
     /// What a resumed scheduler needs: each attempt's state, and outputs of finished ones.
     fn past_runs(&self, task_id: &str) -> Result<Vec<PastRun>, StoreError>;
 
+    /// Records which process runs the task (`host:pid`), so others can tell if it is alive.
+    fn claim_task(&self, task_id: &str, runner: &str) -> Result<(), StoreError>;
+
     /// Marks a task to be resumed: state back to `pending`, cancel request cleared.
     fn reopen_task(&self, task_id: &str) -> Result<(), StoreError>;
 

@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     error TEXT,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
-    cancel_requested INTEGER NOT NULL DEFAULT 0
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    runner TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_newest ON tasks(created_at DESC, id DESC);
 CREATE TABLE IF NOT EXISTS node_runs (
@@ -231,7 +232,7 @@ impl Store for SqliteStore {
         let conn = self.conn();
         let row = conn
             .query_row(
-                "SELECT id, pipeline, definition, input, state, result, error, created_at, updated_at
+                "SELECT id, pipeline, definition, input, state, result, error, created_at, updated_at, runner
                  FROM tasks WHERE id = ?1",
                 [id],
                 |r| {
@@ -245,11 +246,13 @@ impl Store for SqliteStore {
                         r.get::<_, Option<String>>(6)?,
                         r.get::<_, i64>(7)?,
                         r.get::<_, i64>(8)?,
+                        r.get::<_, Option<String>>(9)?,
                     ))
                 },
             )
             .optional()?;
-        let Some((id, pipeline, definition, input, state, result, error, created, updated)) = row
+        let Some((id, pipeline, definition, input, state, result, error, created, updated, runner)) =
+            row
         else {
             return Ok(None);
         };
@@ -263,6 +266,7 @@ impl Store for SqliteStore {
             error,
             created_at: created as u64,
             updated_at: updated as u64,
+            runner,
         }))
     }
 
@@ -300,7 +304,7 @@ impl Store for SqliteStore {
         let mut stmt = conn.prepare_cached(
             "SELECT key, node_id, node_type, iteration, attempt, state, input, output, error,
                     decision, started_at, finished_at, cached
-             FROM node_runs WHERE task_id = ?1 ORDER BY started_at IS NULL, started_at, key, iteration, attempt",
+             FROM node_runs WHERE task_id = ?1 ORDER BY started_at IS NULL, started_at, finished_at, key, iteration, attempt",
         )?;
         let rows = stmt.query_map([task_id], |r| {
             Ok((
@@ -365,6 +369,12 @@ impl Store for SqliteStore {
             });
         }
         Ok(out)
+    }
+
+    fn claim_task(&self, task_id: &str, runner: &str) -> Result<(), StoreError> {
+        self.conn()
+            .execute("UPDATE tasks SET runner = ?2 WHERE id = ?1", params![task_id, runner])?;
+        Ok(())
     }
 
     fn reopen_task(&self, task_id: &str) -> Result<(), StoreError> {

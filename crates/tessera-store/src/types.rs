@@ -37,6 +37,9 @@ pub struct TaskRow {
     pub error: Option<String>,
     pub created_at: u64,
     pub updated_at: u64,
+    /// Which process runs (or last ran) the task: `host:pid`.
+    #[serde(skip)]
+    pub runner: Option<String>,
 }
 
 impl TaskRow {

@@ -1,0 +1,244 @@
+//! The `command` executor — the only place that spawns processes. Each command runs in its own
+//! process group, killed whole on timeout or cancel; input JSON goes on stdin, stdout becomes
+//! the output (a JSON object, or `{stdout, exit_code}`), `{"$file": path}` values are ingested
+//! as objects, and both streams are kept in the node log.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use serde_json::{Map, Value};
+use tessera_core::model::{CommandLine, CommandSpec};
+use tessera_core::scheduler::JobError;
+use tessera_store::ObjectMeta;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::jobs::JobContext;
+use crate::template::render;
+
+/// Largest stdout kept as the node's output; beyond it the command fails.
+const MAX_STDOUT: usize = 64 << 20;
+
+/// Kills the whole process group when dropped (timeout, cancel, or normal end: stray
+/// background children of the command do not outlive it).
+struct ProcessGroup(Option<nix::unistd::Pid>);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0.take() {
+            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+pub(crate) async fn run(ctx: &mut JobContext, spec: &CommandSpec) -> Result<Value, JobError> {
+    let input = ctx.input.clone();
+    let params = ctx.node.params.clone();
+    let objects = ctx.engine.objects.clone();
+    let work_dir = ctx.engine.config.work_dir.join(&ctx.task_id);
+    let mut fetch_list: Vec<(String, PathBuf)> = Vec::new();
+    let mut object_path = |v: &Value| -> Result<String, String> {
+        let meta = ObjectMeta::from_json(v).ok_or("malformed object reference")?;
+        match objects.local_path(&meta.id) {
+            Some(p) => Ok(p.display().to_string()),
+            None => {
+                let dest = work_dir.join(&meta.id);
+                fetch_list.push((meta.id.clone(), dest.clone()));
+                Ok(dest.display().to_string())
+            }
+        }
+    };
+    let bad = |e: String| JobError::permanent(e);
+    let (program, args): (String, Vec<String>) = match &spec.command {
+        CommandLine::Argv(argv) => {
+            let rendered = argv
+                .iter()
+                .map(|a| render(a, &input, &params, &mut object_path))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(bad)?;
+            (rendered[0].clone(), rendered[1..].to_vec())
+        }
+        CommandLine::Shell(script) => {
+            let s = render(script, &input, &params, &mut object_path).map_err(bad)?;
+            ("/bin/sh".into(), vec!["-c".into(), s])
+        }
+    };
+    let mut env = Vec::new();
+    for (k, v) in &spec.env {
+        env.push((k.clone(), render(v, &input, &params, &mut object_path).map_err(bad)?));
+    }
+    let cwd = match &spec.cwd {
+        Some(c) => Some(render(c, &input, &params, &mut object_path).map_err(bad)?),
+        None => None,
+    };
+    for (id, dest) in fetch_list {
+        if let Some(parent) = dest.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| JobError::retryable(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        objects
+            .get_to_file(&id, &dest)
+            .await
+            .map_err(|e| JobError::retryable(format!("cannot fetch object {id}: {e}")))?;
+    }
+
+    let mut cmd = tokio::process::Command::new(&program);
+    cmd.args(&args)
+        .envs(env)
+        .env("TESSERA_TASK_ID", &ctx.task_id)
+        .env("TESSERA_NODE", &ctx.key)
+        .env("TESSERA_ATTEMPT", ctx.attempt.to_string())
+        .stdin(if spec.stdin { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(dir) = &cwd {
+        cmd.current_dir(dir);
+    }
+    let mut child = cmd.spawn().map_err(|e| {
+        let msg = format!("cannot start `{program}`: {e}");
+        // A missing program will not appear by retrying.
+        if e.kind() == std::io::ErrorKind::NotFound || e.kind() == std::io::ErrorKind::PermissionDenied {
+            JobError::permanent(msg)
+        } else {
+            JobError::retryable(msg)
+        }
+    })?;
+    let _group = ProcessGroup(child.id().map(|id| nix::unistd::Pid::from_raw(id as i32)));
+
+    let stdin_task = child.stdin.take().map(|mut stdin| {
+        let payload = stdin_payload(&input, &objects);
+        tokio::spawn(async move {
+            // A command that does not read its stdin closes the pipe: not an error.
+            let _ = stdin.write_all(&payload).await;
+            let _ = stdin.shutdown().await;
+        })
+    });
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let out_task = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let mut limited = (&mut stdout).take(MAX_STDOUT as u64 + 1);
+        let r = limited.read_to_end(&mut buf).await;
+        // Keep draining so the command never blocks on a full pipe.
+        let _ = tokio::io::copy(&mut stdout, &mut tokio::io::sink()).await;
+        r.map(|_| buf)
+    });
+    let err_task = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let r = (&mut stderr).take(MAX_STDOUT as u64).read_to_end(&mut buf).await;
+        let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
+        r.map(|_| buf)
+    });
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| JobError::retryable(format!("waiting for `{program}`: {e}")))?;
+    if let Some(t) = stdin_task {
+        let _ = t.await;
+    }
+    let stdout = out_task.await.ok().and_then(Result::ok).unwrap_or_default();
+    let stderr = err_task.await.ok().and_then(Result::ok).unwrap_or_default();
+    let stdout_text = String::from_utf8_lossy(&stdout).into_owned();
+    let stderr_text = String::from_utf8_lossy(&stderr).into_owned();
+    for line in stdout_text.lines() {
+        ctx.log("stdout", line);
+    }
+    for line in stderr_text.lines() {
+        ctx.log("stderr", line);
+    }
+    let code = status.code();
+    if !status.success() {
+        let last = stderr_text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+        let what = match code {
+            Some(c) => format!("exit code {c}"),
+            None => "killed by a signal".to_string(),
+        };
+        let detail = if last.is_empty() { String::new() } else { format!(": {last}") };
+        return Err(JobError::retryable(format!("`{program}` failed with {what}{detail}")));
+    }
+    if stdout.len() > MAX_STDOUT {
+        return Err(JobError::permanent(format!(
+            "stdout is larger than {} MiB; write big results to a file and return {{\"$file\": path}}",
+            MAX_STDOUT >> 20
+        )));
+    }
+    let output = match serde_json::from_str::<Value>(stdout_text.trim()) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => {
+            let mut m = Map::new();
+            m.insert("stdout".into(), Value::String(stdout_text));
+            m.insert("exit_code".into(), Value::from(code.unwrap_or(0)));
+            Value::Object(m)
+        }
+    };
+    let base = cwd.map(PathBuf::from).unwrap_or_else(|| std::env::current_dir().unwrap_or_default());
+    ingest_files(ctx, output, &base).await
+}
+
+/// The input as sent on stdin: object references gain a `path` to read the bytes from.
+fn stdin_payload(input: &Value, objects: &tessera_store::Objects) -> Vec<u8> {
+    fn with_paths(v: &Value, objects: &tessera_store::Objects) -> Value {
+        match v {
+            Value::Object(m) if m.contains_key("$object") => {
+                let mut m = m.clone();
+                if let Some(p) = m
+                    .get("$object")
+                    .and_then(Value::as_str)
+                    .and_then(|id| objects.local_path(id))
+                {
+                    m.insert("path".into(), Value::String(p.display().to_string()));
+                }
+                Value::Object(m)
+            }
+            Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), with_paths(v, objects))).collect()),
+            Value::Array(a) => Value::Array(a.iter().map(|v| with_paths(v, objects)).collect()),
+            other => other.clone(),
+        }
+    }
+    let mut bytes = serde_json::to_vec(&with_paths(input, objects)).expect("JSON serialises");
+    bytes.push(b'\n');
+    bytes
+}
+
+/// Replaces every `{"$file": path}` in the output by an object holding the file's bytes.
+async fn ingest_files(ctx: &mut JobContext, value: Value, base: &Path) -> Result<Value, JobError> {
+    match value {
+        Value::Object(m) if m.len() == 1 && m.contains_key("$file") => {
+            let Some(path) = m.get("$file").and_then(Value::as_str) else {
+                return Err(JobError::permanent("`$file` must be a path string"));
+            };
+            let full = base.join(path);
+            let meta = ctx
+                .engine
+                .objects
+                .put_file(&full, None, None)
+                .await
+                .map_err(|e| JobError::permanent(format!("cannot ingest `$file` {}: {e}", full.display())))?;
+            let store = ctx.engine.store.clone();
+            let (m2, task) = (meta.clone(), ctx.task_id.clone());
+            tokio::task::spawn_blocking(move || store.put_object(&m2, Some(&task)))
+                .await
+                .map_err(|e| JobError::retryable(e.to_string()))?
+                .map_err(|e| JobError::retryable(format!("cannot record object: {e}")))?;
+            ctx.log("engine", format!("ingested {} as object {} ({} bytes)", full.display(), meta.id, meta.size));
+            Ok(meta.to_json())
+        }
+        Value::Object(m) => {
+            let mut out = Map::new();
+            for (k, v) in m {
+                out.insert(k, Box::pin(ingest_files(ctx, v, base)).await?);
+            }
+            Ok(Value::Object(out))
+        }
+        Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for v in items {
+                out.push(Box::pin(ingest_files(ctx, v, base)).await?);
+            }
+            Ok(Value::Array(out))
+        }
+        other => Ok(other),
+    }
+}

@@ -1,0 +1,177 @@
+//! The driver of one task: feeds events to the scheduler, commits each step's records in one
+//! transaction (events that arrive together are handled as one step: group commit), then runs,
+//! cancels or re-arms jobs.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tessera_core::Plan;
+use tessera_core::scheduler::{Effect, Event, JobId, Outcome, PastRun, Progress, Record, Scheduler, TaskContext};
+use tessera_store::CommitBatch;
+
+use crate::error::EngineError;
+use crate::{Shared, now_millis};
+
+pub(crate) struct DriverContext {
+    pub engine: Arc<Shared>,
+    pub task_id: String,
+    pub plan: Arc<Plan>,
+    pub input: Value,
+    pub past: Vec<PastRun>,
+    pub events_tx: crossbeam_channel::Sender<Event>,
+    pub events_rx: crossbeam_channel::Receiver<Event>,
+    pub progress: Arc<Mutex<Progress>>,
+}
+
+pub(crate) struct Driver {
+    ctx: DriverContext,
+    scheduler: Scheduler,
+    jobs: HashMap<JobId, tokio::task::JoinHandle<()>>,
+}
+
+/// Most events handled in one step; bounds the latency of a commit under a flood of events.
+const MAX_EVENTS_PER_STEP: usize = 4096;
+
+impl Driver {
+    pub fn new(mut ctx: DriverContext) -> Driver {
+        let past = std::mem::take(&mut ctx.past);
+        let scheduler = Scheduler::new(
+            TaskContext {
+                task_id: ctx.task_id.clone(),
+                input: ctx.input.clone(),
+            },
+            ctx.plan.clone(),
+            ctx.engine.scripts.clone(),
+            past,
+        );
+        Driver {
+            ctx,
+            scheduler,
+            jobs: HashMap::new(),
+        }
+    }
+
+    pub fn run(mut self) -> Result<Outcome, EngineError> {
+        let effects = self.scheduler.start(now_millis());
+        let mut outcome = self.apply(effects)?;
+        let mut last_poll = Instant::now();
+        while outcome.is_none() {
+            let poll = self.ctx.engine.config.cancel_poll;
+            let first = match self.ctx.events_rx.recv_timeout(poll) {
+                Ok(e) => Some(e),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    return Err(EngineError::Internal("event channel closed".into()));
+                }
+            };
+            let mut effects = Vec::new();
+            if let Some(e) = first {
+                let now = now_millis();
+                effects.extend(self.scheduler.handle(e, now));
+                for e in self.ctx.events_rx.try_iter().take(MAX_EVENTS_PER_STEP) {
+                    effects.extend(self.scheduler.handle(e, now));
+                }
+            }
+            if last_poll.elapsed() >= poll {
+                last_poll = Instant::now();
+                if self.ctx.engine.store.cancel_requested(&self.ctx.task_id)? {
+                    let e = Event::Cancel {
+                        reason: "cancelled on request".into(),
+                    };
+                    effects.extend(self.scheduler.handle(e, now_millis()));
+                }
+            }
+            outcome = self.apply(effects)?;
+        }
+        self.finish_jobs();
+        Ok(outcome.expect("loop ends with an outcome"))
+    }
+
+    /// Commits the step's records, then carries out the rest in order.
+    fn apply(&mut self, effects: Vec<Effect>) -> Result<Option<Outcome>, EngineError> {
+        if effects.is_empty() {
+            return Ok(None);
+        }
+        self.commit(&effects)?;
+        if let Ok(mut p) = self.ctx.progress.lock() {
+            *p = self.scheduler.progress();
+        }
+        let mut outcome = None;
+        for effect in effects {
+            match effect {
+                Effect::Record(_) | Effect::CacheStore { .. } => {}
+                Effect::Run(job) => {
+                    let id = job.id;
+                    let handle = crate::jobs::spawn(self.ctx.engine.clone(), &self.ctx.task_id, &self.ctx.plan, job, self.ctx.events_tx.clone());
+                    self.jobs.retain(|_, h| !h.is_finished());
+                    self.jobs.insert(id, handle);
+                }
+                Effect::CancelJob(id) => {
+                    if let Some(h) = self.jobs.remove(&id) {
+                        h.abort();
+                        self.wait_aborted(h);
+                    }
+                }
+                Effect::RetryAfter { job, delay } => {
+                    let tx = self.ctx.events_tx.clone();
+                    self.ctx.engine.runtime.spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        let _ = tx.send(Event::RetryDue { job });
+                    });
+                }
+                Effect::Done(o) => outcome = Some(o),
+            }
+        }
+        Ok(outcome)
+    }
+
+    fn commit(&self, effects: &[Effect]) -> Result<(), EngineError> {
+        let mut records: Vec<&Record> = Vec::new();
+        let mut cache = Vec::new();
+        for e in effects {
+            match e {
+                Effect::Record(r) => records.push(r),
+                Effect::CacheStore { key, node, output } => cache.push((key.as_str(), node.as_str(), output)),
+                _ => {}
+            }
+        }
+        if records.is_empty() && cache.is_empty() {
+            return Ok(());
+        }
+        let batch = CommitBatch {
+            task_id: &self.ctx.task_id,
+            records,
+            cache,
+            now: now_millis(),
+        };
+        let mut delay = Duration::from_millis(20);
+        for _ in 0..8 {
+            match self.ctx.engine.store.commit(&batch) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == tessera_store::ErrorKind::Retryable => {
+                    tracing::warn!(task = %self.ctx.task_id, error = %e, "commit failed, retrying");
+                    std::thread::sleep(delay);
+                    delay *= 2;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(self.ctx.engine.store.commit(&batch)?)
+    }
+
+    /// Blocks until an aborted job has dropped its future (and so killed its processes).
+    /// The driver thread is not a runtime thread, so it may block on the runtime here.
+    fn wait_aborted(&self, handle: tokio::task::JoinHandle<()>) {
+        let _ = self.ctx.engine.runtime.block_on(handle);
+    }
+
+    /// Jobs still running when the task ends (siblings of a failure) are cancelled.
+    fn finish_jobs(&mut self) {
+        for (_, h) in self.jobs.drain() {
+            h.abort();
+            let _ = self.ctx.engine.runtime.block_on(h);
+        }
+    }
+}

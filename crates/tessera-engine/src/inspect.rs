@@ -1,0 +1,75 @@
+//! Read-side views of tasks shared by the CLI and (later) the HTTP API: the task document of
+//! `tasks show --json` / `GET /api/v1/tasks/{id}`.
+
+use serde_json::{Map, Value, json};
+use tessera_store::{NodeRunRow, Store};
+
+use crate::error::EngineError;
+
+/// The task with its nodes: for each node instance its latest attempt (state, timings,
+/// attempts, error), plus every attempt of every iteration under `runs`.
+pub fn task_document(store: &dyn Store, task_id: &str) -> Result<Value, EngineError> {
+    let task = store
+        .task(task_id)?
+        .ok_or_else(|| EngineError::NotFound(task_id.to_string()))?;
+    let runs = store.node_runs(task_id)?;
+    let mut latest: Vec<&NodeRunRow> = Vec::new();
+    let mut attempts: std::collections::HashMap<&str, u32> = Default::default();
+    for r in &runs {
+        *attempts.entry(r.key.as_str()).or_default() += 1;
+        match latest.iter_mut().find(|l| l.key == r.key) {
+            Some(l) => {
+                if (r.iteration, r.attempt) >= (l.iteration, l.attempt) {
+                    *l = r;
+                }
+            }
+            None => latest.push(r),
+        }
+    }
+    let nodes: Vec<Value> = latest
+        .iter()
+        .map(|r| {
+            let mut m = Map::new();
+            m.insert("key".into(), json!(r.key));
+            m.insert("node".into(), json!(r.node));
+            m.insert("type".into(), json!(r.node_type));
+            m.insert("state".into(), json!(r.state));
+            m.insert("iteration".into(), json!(r.iteration));
+            m.insert("attempt".into(), json!(r.attempt));
+            m.insert("attempts".into(), json!(attempts[r.key.as_str()]));
+            m.insert("started_at".into(), json!(r.started_at));
+            m.insert("finished_at".into(), json!(r.finished_at));
+            let duration = match (r.started_at, r.finished_at) {
+                (Some(s), Some(f)) => json!(f.saturating_sub(s)),
+                _ => Value::Null,
+            };
+            m.insert("duration_ms".into(), duration);
+            m.insert("cached".into(), json!(r.cached));
+            if let Some(e) = &r.error {
+                m.insert("error".into(), json!(e));
+            }
+            if let Some(d) = &r.decision {
+                m.insert("decision".into(), json!(d));
+            }
+            Value::Object(m)
+        })
+        .collect();
+    let mut counts = Map::new();
+    for r in &latest {
+        let c = counts.entry(r.state.clone()).or_insert(json!(0));
+        *c = json!(c.as_u64().unwrap_or(0) + 1);
+    }
+    Ok(json!({
+        "id": task.id,
+        "pipeline": task.pipeline,
+        "state": task.state,
+        "created_at": task.created_at,
+        "updated_at": task.updated_at,
+        "input": task.input,
+        "result": task.result,
+        "error": task.error,
+        "counts": counts,
+        "nodes": nodes,
+        "runs": runs,
+    }))
+}

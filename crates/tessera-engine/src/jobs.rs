@@ -1,0 +1,173 @@
+//! Running one job on the I/O side: cache lookup, pool permits (named pools, processes, HTTP),
+//! the node's timeout, the executor for its kind, logs, and the result event.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use tessera_core::Plan;
+use tessera_core::model::{Node, NodeKind};
+use tessera_core::scheduler::{Event, Job, JobError};
+use tessera_store::LogLine;
+use tokio::sync::Semaphore;
+
+use crate::{EngineConfig, Shared, now_millis};
+
+/// Concurrency limits shared by every task of the engine.
+pub(crate) struct Pools {
+    processes: Arc<Semaphore>,
+    http: Arc<Semaphore>,
+    named: Mutex<HashMap<String, Arc<Semaphore>>>,
+    configured: std::collections::BTreeMap<String, usize>,
+}
+
+impl Pools {
+    pub fn new(config: &EngineConfig) -> Pools {
+        Pools {
+            processes: Arc::new(Semaphore::new(config.max_processes.max(1))),
+            http: Arc::new(Semaphore::new(config.max_http.max(1))),
+            named: Mutex::new(HashMap::new()),
+            configured: config.pools.clone(),
+        }
+    }
+
+    /// The semaphore of a named pool: engine configuration first, then the pipeline's
+    /// `pools`, else a pool of one.
+    fn named(&self, name: &str, pipeline_size: Option<usize>) -> Arc<Semaphore> {
+        let mut named = self.named.lock().unwrap_or_else(|p| p.into_inner());
+        named
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                let size = self.configured.get(name).copied().or(pipeline_size).unwrap_or(1);
+                Arc::new(Semaphore::new(size.max(1)))
+            })
+            .clone()
+    }
+}
+
+/// What an executor gets.
+pub(crate) struct JobContext {
+    pub engine: Arc<Shared>,
+    pub task_id: String,
+    pub key: String,
+    pub attempt: u32,
+    pub node: Arc<Node>,
+    pub input: Arc<Value>,
+    pub logs: Vec<LogLine>,
+}
+
+impl JobContext {
+    pub fn log(&mut self, stream: &str, line: impl Into<String>) {
+        self.logs.push(LogLine {
+            task_id: self.task_id.clone(),
+            key: self.key.clone(),
+            attempt: self.attempt,
+            stream: stream.to_string(),
+            line: line.into(),
+            at: now_millis(),
+        });
+    }
+}
+
+pub(crate) fn spawn(
+    engine: Arc<Shared>,
+    task_id: &str,
+    plan: &Plan,
+    job: Job,
+    events: crossbeam_channel::Sender<Event>,
+) -> tokio::task::JoinHandle<()> {
+    let named = job.node.pool.as_ref().map(|name| {
+        let size = plan.pipeline.pools.get(name).copied();
+        engine.pools.named(name, size)
+    });
+    let ctx = JobContext {
+        engine: engine.clone(),
+        task_id: task_id.to_string(),
+        key: job.key.clone(),
+        attempt: job.id.attempt,
+        node: job.node.clone(),
+        input: job.input.clone(),
+        logs: Vec::new(),
+    };
+    engine.runtime.spawn(async move {
+        let id = job.id;
+        let (result, mut ctx) = run(ctx, job.cache_key, named).await;
+        if let Err(e) = &result {
+            ctx.log("engine", format!("attempt {} failed: {}", ctx.attempt, e.message));
+        }
+        let logs = std::mem::take(&mut ctx.logs);
+        if !logs.is_empty() {
+            let store = ctx.engine.store.clone();
+            let written = tokio::task::spawn_blocking(move || store.append_logs(&logs)).await;
+            if let Ok(Err(e)) = written {
+                tracing::warn!(task = %ctx.task_id, node = %ctx.key, error = %e, "could not store logs");
+            }
+        }
+        let event = match result {
+            Ok((output, cached)) => Event::JobSucceeded {
+                job: id,
+                output,
+                cached,
+            },
+            Err(error) => Event::JobFailed { job: id, error },
+        };
+        let _ = events.send(event);
+    })
+}
+
+async fn run(
+    mut ctx: JobContext,
+    cache_key: Option<String>,
+    named: Option<Arc<Semaphore>>,
+) -> (Result<(Value, bool), JobError>, JobContext) {
+    if let Some(key) = cache_key {
+        let store = ctx.engine.store.clone();
+        match tokio::task::spawn_blocking(move || store.cache_get(&key)).await {
+            Ok(Ok(Some(v))) => {
+                ctx.log("engine", "output taken from the cache");
+                return (Ok((v, true)), ctx);
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cache lookup failed; running the node"),
+            Err(e) => tracing::warn!(error = %e, "cache lookup panicked; running the node"),
+        }
+    }
+    let _named_permit = match &named {
+        Some(s) => Some(s.clone().acquire_owned().await.expect("pools are never closed")),
+        None => None,
+    };
+    let kind_pool = match ctx.node.kind {
+        NodeKind::Command(_) => Some(ctx.engine.pools.processes.clone()),
+        NodeKind::Http(_) => Some(ctx.engine.pools.http.clone()),
+        _ => None,
+    };
+    let _kind_permit = match kind_pool {
+        Some(s) => Some(s.acquire_owned().await.expect("pools are never closed")),
+        None => None,
+    };
+    let timeout = ctx.node.timeout;
+    let node = ctx.node.clone();
+    let work = async {
+        match &node.kind {
+            NodeKind::Command(spec) => crate::command::run(&mut ctx, spec).await,
+            NodeKind::Http(spec) => crate::http::run(&mut ctx, spec).await,
+            _ => Ok((*ctx.input).clone()),
+        }
+    };
+    let result = match timeout {
+        Some(t) => match tokio::time::timeout(t, work).await {
+            Ok(r) => r,
+            Err(_) => Err(JobError::retryable(format!("timed out after {}", human(t)))),
+        },
+        None => work.await,
+    };
+    (result.map(|v| (v, false)), ctx)
+}
+
+fn human(d: std::time::Duration) -> String {
+    if d.as_millis() < 1000 {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}s", d.as_secs_f64())
+    }
+}

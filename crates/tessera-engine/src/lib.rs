@@ -1,0 +1,297 @@
+//! Tessera's runtime. An [`Engine`] starts tasks: each task's scheduler (the pure state machine
+//! of `tessera-core`) runs on its own driver thread, which commits every step to the store
+//! before acting on it; commands and HTTP calls run on the async I/O side (tokio), bounded by
+//! pools, and report back as events.
+
+mod command;
+mod driver;
+mod error;
+mod http;
+pub mod inspect;
+mod jobs;
+mod template;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tessera_core::scheduler::{Event, Outcome, Progress, TaskState};
+use tessera_core::{Pipeline, Plan, Scripts};
+use tessera_store::{NewTask, Objects, Store};
+
+pub use error::EngineError;
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Commands running at once across all tasks.
+    pub max_processes: usize,
+    /// HTTP calls in flight at once across all tasks.
+    pub max_http: usize,
+    /// Sizes of named pools, overriding the pipelines' `pools`.
+    pub pools: BTreeMap<String, usize>,
+    /// Where tasks get scratch files (objects fetched for commands).
+    pub work_dir: PathBuf,
+    /// How often a driver checks the store for a cancel request.
+    pub cancel_poll: Duration,
+}
+
+impl EngineConfig {
+    pub fn new(work_dir: PathBuf) -> EngineConfig {
+        EngineConfig {
+            max_processes: 32,
+            max_http: 256,
+            pools: BTreeMap::new(),
+            work_dir,
+            cancel_poll: Duration::from_millis(200),
+        }
+    }
+}
+
+struct Shared {
+    store: Arc<dyn Store>,
+    objects: Objects,
+    scripts: Arc<Scripts>,
+    runtime: tokio::runtime::Handle,
+    http: reqwest::Client,
+    config: EngineConfig,
+    pools: jobs::Pools,
+    runner: String,
+}
+
+/// Runs tasks. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("runner", &self.shared.runner).finish()
+    }
+}
+
+/// A task started by this engine.
+pub struct TaskHandle {
+    pub id: String,
+    progress: Arc<Mutex<Progress>>,
+    events: crossbeam_channel::Sender<Event>,
+    done: crossbeam_channel::Receiver<Result<Outcome, EngineError>>,
+}
+
+impl std::fmt::Debug for TaskHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskHandle").field("id", &self.id).finish()
+    }
+}
+
+impl TaskHandle {
+    pub fn progress(&self) -> Progress {
+        self.progress.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// Waits up to `timeout` for the task to end.
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<Outcome, EngineError>> {
+        match self.done.recv_timeout(timeout) {
+            Ok(r) => Some(r),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Some(Err(
+                EngineError::Internal("the task driver stopped without a result".into()),
+            )),
+        }
+    }
+
+    pub fn wait(&self) -> Result<Outcome, EngineError> {
+        self.done
+            .recv()
+            .unwrap_or_else(|_| Err(EngineError::Internal("the task driver stopped without a result".into())))
+    }
+
+    /// Cancels the task: running commands are killed with their process group.
+    pub fn cancel(&self, reason: &str) {
+        let _ = self.events.send(Event::Cancel {
+            reason: reason.to_string(),
+        });
+    }
+}
+
+/// `host:pid` of this process.
+fn runner_name() -> String {
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{host}:{}", std::process::id())
+}
+
+/// Whether the process that claimed a task still runs (same host only: a runner on another
+/// host is assumed alive).
+pub fn runner_alive(runner: &str) -> bool {
+    let me = runner_name();
+    let (host, pid) = runner.rsplit_once(':').unwrap_or(("", "0"));
+    let (my_host, _) = me.rsplit_once(':').unwrap_or(("", "0"));
+    if host != my_host {
+        return true;
+    }
+    match pid.parse::<i32>() {
+        Ok(pid) if pid as u32 == std::process::id() => true,
+        Ok(pid) => nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok(),
+        Err(_) => false,
+    }
+}
+
+pub(crate) fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Engine {
+    /// An engine on the given store and object store; `runtime` runs the I/O side.
+    pub fn new(
+        store: Arc<dyn Store>,
+        objects: Objects,
+        runtime: tokio::runtime::Handle,
+        config: EngineConfig,
+    ) -> Result<Engine, EngineError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| EngineError::Internal(format!("HTTP client: {e}")))?;
+        Ok(Engine {
+            shared: Arc::new(Shared {
+                store,
+                objects,
+                scripts: Arc::new(Scripts::default()),
+                runtime,
+                http,
+                pools: jobs::Pools::new(&config),
+                config,
+                runner: runner_name(),
+            }),
+        })
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.shared.store
+    }
+
+    pub fn objects(&self) -> &Objects {
+        &self.shared.objects
+    }
+
+    pub fn scripts(&self) -> &Arc<Scripts> {
+        &self.shared.scripts
+    }
+
+    /// Starts a new task of `pipeline` (whose document is `definition`) on `input`.
+    pub fn submit(&self, definition: Value, pipeline: Pipeline, input: Value) -> Result<TaskHandle, EngineError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        self.shared.store.create_task(&NewTask {
+            id: id.clone(),
+            pipeline: pipeline.name.clone(),
+            definition,
+            input: input.clone(),
+            created_at: now_millis(),
+        })?;
+        let plan = Arc::new(Plan::new(Arc::new(pipeline)));
+        self.start_driver(id, plan, input, Vec::new())
+    }
+
+    /// Continues a failed, cancelled or interrupted task: finished nodes keep their outputs.
+    pub fn resume(&self, task_id: &str) -> Result<TaskHandle, EngineError> {
+        let store = &self.shared.store;
+        let task = store.task(task_id)?.ok_or_else(|| EngineError::NotFound(task_id.to_string()))?;
+        match task.task_state() {
+            TaskState::Finished => {
+                return Err(EngineError::NotResumable {
+                    id: task_id.to_string(),
+                    reason: "it finished successfully".into(),
+                });
+            }
+            TaskState::Running | TaskState::Pending => {
+                if let Some(r) = &task.runner
+                    && runner_alive(r)
+                {
+                    return Err(EngineError::NotResumable {
+                        id: task_id.to_string(),
+                        reason: format!("it is still being run by process {r}"),
+                    });
+                }
+            }
+            TaskState::Failed | TaskState::Cancelled => {}
+        }
+        let (pipeline, report) = {
+            let mut report = tessera_core::Report::default();
+            let p = tessera_core::parse::pipeline_from_value(&task.definition, &mut report);
+            (p, report)
+        };
+        let pipeline = match pipeline {
+            Some(p) if report.is_ok() => p,
+            _ => {
+                return Err(EngineError::Internal(format!(
+                    "stored definition of task {task_id} no longer parses: {report}"
+                )));
+            }
+        };
+        let past = store.past_runs(task_id)?;
+        store.reopen_task(task_id)?;
+        let plan = Arc::new(Plan::new(Arc::new(pipeline)));
+        self.start_driver(task_id.to_string(), plan, task.input, past)
+    }
+
+    /// Cancels a task run by another process (or by nobody any more).
+    pub fn cancel_elsewhere(&self, task_id: &str) -> Result<(), EngineError> {
+        let store = &self.shared.store;
+        let task = store.task(task_id)?.ok_or_else(|| EngineError::NotFound(task_id.to_string()))?;
+        if task.task_state().is_terminal() {
+            return Ok(());
+        }
+        match &task.runner {
+            Some(r) if runner_alive(r) => {
+                store.request_cancel(task_id)?;
+            }
+            _ => store.mark_cancelled(task_id, "cancelled while no process was running it")?,
+        }
+        Ok(())
+    }
+
+    fn start_driver(
+        &self,
+        id: String,
+        plan: Arc<Plan>,
+        input: Value,
+        past: Vec<tessera_core::scheduler::PastRun>,
+    ) -> Result<TaskHandle, EngineError> {
+        self.shared.store.claim_task(&id, &self.shared.runner)?;
+        let (events_tx, events_rx) = crossbeam_channel::unbounded();
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        let progress = Arc::new(Mutex::new(Progress::default()));
+        let driver = driver::Driver::new(driver::DriverContext {
+            engine: self.shared.clone(),
+            task_id: id.clone(),
+            plan,
+            input,
+            past,
+            events_tx: events_tx.clone(),
+            events_rx,
+            progress: progress.clone(),
+        });
+        std::thread::Builder::new()
+            .name(format!("task-{}", &id[..8.min(id.len())]))
+            .spawn(move || {
+                let result = driver.run();
+                let _ = done_tx.send(result);
+            })
+            .map_err(|e| EngineError::Internal(format!("cannot start a task thread: {e}")))?;
+        Ok(TaskHandle {
+            id,
+            progress,
+            events: events_tx,
+            done: done_rx,
+        })
+    }
+}

@@ -1,0 +1,224 @@
+//! Command-line arguments (clap) and dispatch to the subcommands.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tessera_core::Scripts;
+
+use crate::config::{Config, Settings};
+
+#[derive(Debug, Parser)]
+#[command(name = "tessera", version, about = "Parallel data pipelines on every core, durable, with nothing to install")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DataArgs {
+    /// State directory (SQLite database and objects).
+    #[arg(long, env = "TESSERA_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Keep nothing: in-memory state, objects in a temporary directory.
+    #[arg(long, global = true)]
+    pub ephemeral: bool,
+    /// Configuration file (default: ./tessera.toml when present).
+    #[arg(long, env = "TESSERA_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DurabilityArg {
+    /// fsync every commit (survives power loss).
+    Full,
+    /// Survives a killed process, not a power cut.
+    Process,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EngineArgs {
+    /// Commands running at once.
+    #[arg(long, env = "TESSERA_MAX_PROCESSES")]
+    pub max_processes: Option<usize>,
+    /// Named pool size, e.g. `--pool gpu=1` (repeatable).
+    #[arg(long = "pool", value_name = "NAME=SIZE")]
+    pub pools: Vec<String>,
+    /// How hard each commit works to survive a crash.
+    #[arg(long, value_enum, env = "TESSERA_DURABILITY")]
+    pub durability: Option<DurabilityArg>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a pipeline in this process; the result JSON goes to stdout.
+    Run {
+        /// Pipeline file (YAML or JSON).
+        file: PathBuf,
+        /// Task input: JSON text, or @file.json (default: the entry's `api.body` example).
+        #[arg(long)]
+        input: Option<String>,
+        /// Binary input field from a file: `--file image=@photo.jpg` (repeatable).
+        #[arg(long = "file", value_name = "NAME=@PATH")]
+        files: Vec<String>,
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+    /// Continue a failed, cancelled or interrupted task.
+    Resume {
+        task_id: String,
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+    /// Check a pipeline and report every problem at once.
+    Validate {
+        file: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Draw a pipeline.
+    Graph {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value = "dot")]
+        format: GraphFormat,
+    },
+    /// Inspect and control tasks of the data dir.
+    Tasks {
+        #[command(subcommand)]
+        action: TasksAction,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Measure the engine on the standard workloads (see BENCHMARKS.md).
+    Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum GraphFormat {
+    Dot,
+    Svg,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TasksAction {
+    /// Tasks, newest first.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        pipeline: Option<String>,
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// One task with its nodes.
+    Show {
+        task_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Captured output of a node (all of the task's with no node given).
+    Logs {
+        task_id: String,
+        node: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a running task (its commands are killed).
+    Cancel { task_id: String },
+}
+
+pub fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Run {
+            file,
+            input,
+            files,
+            data,
+            engine,
+        } => {
+            let settings = Settings::resolve(&data, Some(&engine))?;
+            crate::run::run(&settings, &file, input.as_deref(), &files)
+        }
+        Command::Resume { task_id, data, engine } => {
+            let settings = Settings::resolve(&data, Some(&engine))?;
+            crate::run::resume(&settings, &task_id)
+        }
+        Command::Validate { file, json } => validate(&file, json),
+        Command::Graph { file, format } => {
+            let pipeline = load_or_report(&file)?;
+            match pipeline {
+                Ok((p, _)) => {
+                    let text = match format {
+                        GraphFormat::Dot => tessera_core::graph::to_dot(&p),
+                        GraphFormat::Svg => tessera_core::graph::to_svg(&p),
+                    };
+                    println!("{text}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(report) => {
+                    eprintln!("{}: invalid pipeline:\n{report}", file.display());
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
+        Command::Tasks { action, data } => {
+            let settings = Settings::resolve(&data, None)?;
+            crate::tasks::tasks(&settings, action)
+        }
+        Command::Bench(args) => crate::bench::bench(args),
+    }
+}
+
+/// Reads and validates a pipeline file: `Ok(Err(report))` when the pipeline is invalid.
+pub fn load_or_report(
+    file: &std::path::Path,
+) -> Result<std::result::Result<(tessera_core::Pipeline, serde_json::Value), tessera_core::Report>> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let scripts = Scripts::default();
+    Ok(tessera_core::load_pipeline(&text, &scripts).map(|p| {
+        let doc = tessera_core::parse::parse_document(&text).expect("a valid pipeline parses");
+        (p, doc)
+    }))
+}
+
+fn validate(file: &std::path::Path, json: bool) -> Result<ExitCode> {
+    let result = load_or_report(file)?;
+    let report = match &result {
+        Ok(_) => tessera_core::Report::default(),
+        Err(r) => r.clone(),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if report.is_ok() {
+        let (p, _) = result.as_ref().expect("ok");
+        println!("{}: valid pipeline `{}` ({} nodes)", file.display(), p.name, p.nodes.len());
+    } else {
+        eprintln!("{}: {} problem(s):", file.display(), report.errors.len());
+        for e in &report.errors {
+            eprintln!("  {e}");
+        }
+    }
+    Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+impl Config {
+    pub fn load(path: Option<&std::path::Path>) -> Result<Config> {
+        let (path, required) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from("tessera.toml"), false),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text).with_context(|| format!("invalid configuration in {}", path.display())),
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Settings from flags, `TESSERA_*` variables and `tessera.toml` (flags win), and opening the
+//! store, object store, runtime and engine they describe.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use tessera_engine::{Engine, EngineConfig};
+use tessera_store::{Durability, Objects, SqliteStore, Store};
+
+use crate::cli::{DataArgs, DurabilityArg, EngineArgs};
+
+/// The optional `tessera.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub data_dir: Option<PathBuf>,
+    pub max_processes: Option<usize>,
+    pub durability: Option<String>,
+    #[serde(default)]
+    pub pools: BTreeMap<String, usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub ephemeral: bool,
+    pub max_processes: usize,
+    pub pools: BTreeMap<String, usize>,
+    pub durability: Durability,
+}
+
+impl Settings {
+    pub fn resolve(data: &DataArgs, engine: Option<&EngineArgs>) -> Result<Settings> {
+        let config = Config::load(data.config.as_deref())?;
+        let mut pools = config.pools.clone();
+        let mut max_processes = config.max_processes.unwrap_or(32);
+        let mut durability = match config.durability.as_deref() {
+            None | Some("full") => Durability::Full,
+            Some("process") => Durability::Process,
+            Some(other) => bail!("tessera.toml: durability must be \"full\" or \"process\", not {other:?}"),
+        };
+        if let Some(e) = engine {
+            if let Some(n) = e.max_processes {
+                max_processes = n;
+            }
+            for p in &e.pools {
+                let (name, size) = p
+                    .split_once('=')
+                    .with_context(|| format!("--pool {p}: expected NAME=SIZE"))?;
+                let size: usize = size
+                    .parse()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .with_context(|| format!("--pool {p}: size must be a positive integer"))?;
+                pools.insert(name.to_string(), size);
+            }
+            match e.durability {
+                Some(DurabilityArg::Full) => durability = Durability::Full,
+                Some(DurabilityArg::Process) => durability = Durability::Process,
+                None => {}
+            }
+        }
+        if max_processes == 0 {
+            bail!("max_processes must be at least 1");
+        }
+        let data_dir = data
+            .data_dir
+            .clone()
+            .or(config.data_dir)
+            .unwrap_or_else(|| PathBuf::from(".tessera"));
+        // Absolute, so object paths handed to commands work from any working directory.
+        let data_dir = std::path::absolute(&data_dir)
+            .with_context(|| format!("bad data dir {}", data_dir.display()))?;
+        Ok(Settings {
+            data_dir,
+            ephemeral: data.ephemeral,
+            max_processes,
+            pools,
+            durability,
+        })
+    }
+
+    /// The store alone (for read-only commands).
+    pub fn open_store(&self) -> Result<Arc<dyn Store>> {
+        if self.ephemeral {
+            return Ok(Arc::new(SqliteStore::in_memory()?));
+        }
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("cannot create data dir {}", self.data_dir.display()))?;
+        let db = self.data_dir.join("tessera.db");
+        let store = SqliteStore::open(&db, self.durability)
+            .with_context(|| format!("cannot open {}", db.display()))?;
+        Ok(Arc::new(store))
+    }
+}
+
+/// A running engine and what keeps it alive.
+pub struct Opened {
+    pub engine: Engine,
+    pub runtime: tokio::runtime::Runtime,
+    /// Deleted on drop in ephemeral mode.
+    pub _scratch: Option<TempDir>,
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn open_engine(settings: &Settings) -> Result<Opened> {
+    let store = settings.open_store()?;
+    let (root, scratch) = if settings.ephemeral {
+        let dir = std::env::temp_dir().join(format!("tessera-{}", uuid::Uuid::new_v4()));
+        (dir.clone(), Some(TempDir(dir)))
+    } else {
+        (settings.data_dir.clone(), None)
+    };
+    let objects = Objects::local(&root.join("store"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(num_cpus::get().max(2))
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let mut config = EngineConfig::new(root.join("work"));
+    config.max_processes = settings.max_processes;
+    config.pools = settings.pools.clone();
+    let engine = Engine::new(store, objects, runtime.handle().clone(), config)?;
+    Ok(Opened {
+        engine,
+        runtime,
+        _scratch: scratch,
+    })
+}

@@ -1,0 +1,118 @@
+//! `tessera run` and `tessera resume`: start or continue a task in this process, show progress
+//! on stderr, print the result on stdout.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+use tessera_core::scheduler::TaskState;
+use tessera_engine::TaskHandle;
+
+use crate::config::{Settings, open_engine};
+use crate::progress::ProgressView;
+
+pub fn run(settings: &Settings, file: &Path, input: Option<&str>, files: &[String]) -> Result<ExitCode> {
+    let (pipeline, doc) = match crate::cli::load_or_report(file)? {
+        Ok(p) => p,
+        Err(report) => {
+            eprintln!("{}: invalid pipeline:", file.display());
+            for e in &report.errors {
+                eprintln!("  {e}");
+            }
+            eprintln!("error: {} has {} problem(s); nothing was run", file.display(), report.errors.len());
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let mut input = match input {
+        Some(text) => parse_input(text)?,
+        None => default_input(&pipeline),
+    };
+    let opened = open_engine(settings)?;
+    if !files.is_empty() {
+        let Value::Object(map) = &mut input else {
+            bail!("--file needs the --input to be a JSON object");
+        };
+        for f in files {
+            let (name, path) = f
+                .split_once("=@")
+                .with_context(|| format!("--file {f}: expected NAME=@PATH"))?;
+            let meta = opened
+                .runtime
+                .block_on(opened.engine.objects().put_file(Path::new(path), None, None))
+                .with_context(|| format!("--file {name}: cannot store {path}"))?;
+            opened.engine.store().put_object(&meta, None)?;
+            map.insert(name.to_string(), meta.to_json());
+        }
+    }
+    let handle = opened.engine.submit(doc, pipeline, input)?;
+    follow(handle, &opened.runtime)
+}
+
+pub fn resume(settings: &Settings, task_id: &str) -> Result<ExitCode> {
+    if settings.ephemeral {
+        bail!("--ephemeral keeps no tasks, so there is nothing to resume");
+    }
+    let opened = open_engine(settings)?;
+    let handle = opened.engine.resume(task_id)?;
+    follow(handle, &opened.runtime)
+}
+
+/// Without `--input`, the entry's example body (`api.body` when it is an object) is used.
+fn default_input(pipeline: &tessera_core::Pipeline) -> Value {
+    match pipeline.entry().map(|e| &e.kind) {
+        Some(tessera_core::NodeKind::Entry(api)) => match &api.body {
+            Some(body @ Value::Object(_)) => body.clone(),
+            _ => Value::Object(Default::default()),
+        },
+        _ => Value::Object(Default::default()),
+    }
+}
+
+fn parse_input(input: &str) -> Result<Value> {
+    let text = match input.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("--input: cannot read {path}"))?,
+        None => input.to_string(),
+    };
+    serde_json::from_str(&text).with_context(|| format!("--input is not valid JSON: {text}"))
+}
+
+/// Shows progress until the task ends; Ctrl-C cancels it (resumable later).
+fn follow(handle: TaskHandle, runtime: &tokio::runtime::Runtime) -> Result<ExitCode> {
+    eprintln!("task {}", handle.id);
+    let (cancel_tx, cancel_rx) = std::sync::mpsc::channel::<()>();
+    runtime.spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = cancel_tx.send(());
+        }
+    });
+    let mut view = ProgressView::new();
+    let outcome = loop {
+        if cancel_rx.try_recv().is_ok() {
+            handle.cancel("interrupted (Ctrl-C)");
+        }
+        match handle.wait_timeout(Duration::from_millis(100)) {
+            Some(result) => break result?,
+            None => view.update(&handle.progress()),
+        }
+    };
+    view.finish(&handle.progress());
+    match outcome.state {
+        TaskState::Finished => {
+            let result = outcome.result.as_deref().cloned().unwrap_or(Value::Null);
+            println!("{}", serde_json::to_string_pretty(&result)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        TaskState::Cancelled => {
+            eprintln!("task {} cancelled; continue it with: tessera resume {}", handle.id, handle.id);
+            eprintln!("error: {}", outcome.error.unwrap_or_else(|| "cancelled".into()));
+            Ok(ExitCode::from(130))
+        }
+        _ => {
+            eprintln!("task {} failed; after fixing the cause: tessera resume {}", handle.id, handle.id);
+            eprintln!("error: {}", outcome.error.unwrap_or_else(|| "task failed".into()));
+            Ok(ExitCode::from(1))
+        }
+    }
+}
