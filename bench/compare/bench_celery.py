@@ -11,6 +11,9 @@ Idioms (canvas primitives, results fetched with .get() in the driver):
   W3 spawn    group(run_true.s(i) x 100).get()
   W4/W5 loops group(length.s(s) for s in items).get()  -- one task (one
               broker message + one result key) per item, no chunking.
+With --chunks (W4/W5 only; tool celery-chunks) the loop uses Celery's own
+batching primitive instead: f.chunks(zip(items), n // 8).group(), i.e. 8
+tasks like multiprocessing's chunksize n // 8, results flattened in order.
 Results of a run are deleted (FLUSHDB of the result db) outside the timed span.
 Usage: python bench_celery.py --workload W1 [--runs 5]
 """
@@ -31,6 +34,22 @@ import workloads as wl
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
+
+
+CHUNKS = 8
+
+
+def make_run_chunks(workload, timeout):
+    if workload not in ("W4", "W5"):
+        raise SystemExit("--chunks only applies to W4 and W5")
+    items = wl.strings() if workload == "W4" else list(range(wl.NOOPS))
+    task = ct.length if workload == "W4" else ct.identity
+    size = max(1, len(items) // CHUNKS)
+
+    def run():
+        parts = task.chunks(zip(items), size).group().apply_async().get(timeout=timeout)
+        return [x for part in parts for x in part]
+    return run
 
 
 def make_run(workload, timeout):
@@ -80,7 +99,8 @@ def stop_worker(proc):
 
 
 def main():
-    args = common.parse_args()
+    args = common.parse_args(lambda p: p.add_argument("--chunks", action="store_true"))
+    tool = "celery-chunks" if args.chunks else "celery"
     r_broker = redis.Redis.from_url(f"{REDIS_URL}/0")
     r_results = redis.Redis.from_url(f"{REDIS_URL}/1")
     r_broker.flushall()
@@ -96,12 +116,13 @@ def main():
             except Exception:
                 pass
             if worker.poll() is not None or time.monotonic() > deadline:
-                common.emit({"tool": "celery", "workload": args.workload, "runs": 0,
+                common.emit({"tool": tool, "workload": args.workload, "runs": 0,
                              "median_ms": None, "min_ms": None, "peak_rss_mb": None,
                              "note": "error: celery worker did not start"})
                 return
         r_results.flushdb()
-        common.measure("celery", args.workload, make_run(args.workload, args.timeout + 5), args,
+        make = make_run_chunks if args.chunks else make_run
+        common.measure(tool, args.workload, make(args.workload, args.timeout + 5), args,
                        extra_pids=extra, after=r_results.flushdb)
     finally:
         stop_worker(worker)

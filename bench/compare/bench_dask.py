@@ -10,7 +10,10 @@ Idioms: W1-W3 are dask.delayed graphs (one delayed call per task, graph
 construction inside the timed span); W4/W5 use one delayed call per item
 with dask.compute(*items) on dask-threads, and the futures API
 client.map(f, items) + client.gather on dask-distributed.
-Usage: python bench_dask.py --scheduler threads|distributed --workload W1
+With --bag (W4/W5 only; tools dask-threads-bag / dask-distributed-bag) the
+loop is a chunked dask.bag instead: from_sequence(items, npartitions=8).map(f),
+i.e. 8 tasks like multiprocessing's chunksize n // 8.
+Usage: python bench_dask.py --scheduler threads|distributed [--bag] --workload W1
 """
 
 import dask
@@ -38,6 +41,22 @@ def build(workload):
 
 def unwrap(workload, values):
     return values[0] if workload in ("W1", "W2") else list(values)
+
+
+BAG_PARTITIONS = 8
+
+
+def make_run_bag(workload, scheduler):
+    import dask.bag as db
+    if workload not in ("W4", "W5"):
+        raise SystemExit("--bag only applies to W4 and W5")
+    items = wl.strings() if workload == "W4" else list(range(wl.NOOPS))
+    fn = wl.length if workload == "W4" else wl.identity
+
+    def run():
+        bag = db.from_sequence(items, npartitions=BAG_PARTITIONS).map(fn)
+        return bag.compute(scheduler=scheduler)
+    return run
 
 
 def make_run_threads(workload):
@@ -71,10 +90,14 @@ def make_run_distributed(client, workload):
 
 
 def main():
-    args = common.parse_args(
-        lambda p: p.add_argument("--scheduler", choices=("threads", "distributed"), required=True))
+    def extra(p):
+        p.add_argument("--scheduler", choices=("threads", "distributed"), required=True)
+        p.add_argument("--bag", action="store_true")
+    args = common.parse_args(extra)
+    tool = f"dask-{args.scheduler}" + ("-bag" if args.bag else "")
     if args.scheduler == "threads":
-        common.measure("dask-threads", args.workload, make_run_threads(args.workload), args)
+        run = make_run_bag(args.workload, "threads") if args.bag else make_run_threads(args.workload)
+        common.measure(tool, args.workload, run, args)
         return
     from distributed import Client, LocalCluster
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -82,8 +105,9 @@ def main():
     client = Client(cluster)
     try:
         client.wait_for_workers(2, timeout=60)
-        common.measure("dask-distributed", args.workload,
-                       make_run_distributed(client, args.workload), args)
+        run = (make_run_bag(args.workload, client.get) if args.bag
+               else make_run_distributed(client, args.workload))
+        common.measure(tool, args.workload, run, args)
     finally:
         client.close()
         cluster.close()

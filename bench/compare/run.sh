@@ -6,14 +6,15 @@
 #   RUNS=5           timed runs per (tool, workload), after one warm-up run
 #   TIMEOUT_S=120    a single run longer than this is recorded as a timeout
 #   BUDGET_S=300     once timed runs have used this much, remaining runs are skipped
-#   TOOLS="subprocess multiprocessing dask-threads dask-distributed celery"
+#   TOOLS="subprocess multiprocessing dask-threads dask-distributed celery
+#          dask-threads-bag dask-distributed-bag celery-chunks"   (the last three: W4/W5 only)
 #   WORKLOADS="W1 W2 W3 W4 W5"
 #   OUT=path         also write the JSON lines to this file (truncated first)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export RUNS="${RUNS:-5}" TIMEOUT_S="${TIMEOUT_S:-120}" BUDGET_S="${BUDGET_S:-300}"
-TOOLS="${TOOLS:-subprocess multiprocessing dask-threads dask-distributed celery}"
+TOOLS="${TOOLS:-subprocess multiprocessing dask-threads dask-distributed celery dask-threads-bag dask-distributed-bag celery-chunks}"
 WORKLOADS="${WORKLOADS:-W1 W2 W3 W4 W5}"
 OUT="${OUT:-}"
 # Hard cap per driver process: warm-up + runs up to the budget + start/stop.
@@ -54,7 +55,7 @@ if [[ ! -x "$PY" || "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$REQ_S
 fi
 
 # --- redis-server for Celery (installed only if missing)
-if [[ " $TOOLS " == *" celery "* ]]; then
+if [[ " $TOOLS " == *" celery"* ]]; then
     if ! command -v redis-server >/dev/null 2>&1; then
         log "installing redis-server"
         apt-get update -qq
@@ -112,6 +113,14 @@ for tool in $TOOLS; do
             dask-threads)     run_one "$tool" "$wl" "$PY" bench_dask.py --scheduler threads ;;
             dask-distributed) run_one "$tool" "$wl" "$PY" bench_dask.py --scheduler distributed ;;
             celery)           run_one "$tool" "$wl" "$PY" bench_celery.py ;;
+            dask-threads-bag|dask-distributed-bag|celery-chunks)
+                if [[ "$wl" == W4 || "$wl" == W5 ]]; then
+                    case "$tool" in
+                        dask-threads-bag)     run_one "$tool" "$wl" "$PY" bench_dask.py --scheduler threads --bag ;;
+                        dask-distributed-bag) run_one "$tool" "$wl" "$PY" bench_dask.py --scheduler distributed --bag ;;
+                        celery-chunks)        run_one "$tool" "$wl" "$PY" bench_celery.py --chunks ;;
+                    esac
+                fi ;;
             *) log "unknown tool $tool"; exit 2 ;;
         esac
     done

@@ -132,7 +132,7 @@ impl Scripts {
         let result: Dynamic = self
             .engine
             .eval_ast_with_scope(&mut scope, &ast)
-            .map_err(describe)?;
+            .map_err(|e| describe(*e))?;
         if let Some(b) = result.clone().try_cast::<bool>() {
             return Ok(b);
         }
@@ -152,7 +152,7 @@ impl Scripts {
         let mut scope = build_scope(ctx)?;
         self.engine
             .run_ast_with_scope(&mut scope, &ast)
-            .map_err(describe)?;
+            .map_err(|e| describe(*e))?;
         if let Some(v) = scope.get_value::<Dynamic>("input") {
             ctx.input = from_dynamic(&v, "input")?;
         }
@@ -163,8 +163,8 @@ impl Scripts {
     }
 }
 
-fn describe(e: Box<EvalAltResult>) -> ScriptError {
-    let message = match *e {
+fn describe(e: EvalAltResult) -> ScriptError {
+    let message = match e {
         EvalAltResult::ErrorTooManyOperations(pos) => {
             format!("script stopped: too many operations (runaway loop?) at {pos}")
         }

@@ -43,7 +43,9 @@ fn missing_entry_and_end() {
 #[test]
 fn syntax_errors_name_the_line() {
     insta::assert_snapshot!(report("nodes:\n  - {id: a, type: node\n  - id: b\n"));
-    insta::assert_snapshot!(report("{\"nodes\": [\n  {\"id\": \"a\",, \"type\": \"node\"}\n]}"));
+    insta::assert_snapshot!(report(
+        "{\"nodes\": [\n  {\"id\": \"a\",, \"type\": \"node\"}\n]}"
+    ));
 }
 
 #[test]

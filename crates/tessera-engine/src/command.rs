@@ -64,7 +64,10 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &CommandSpec) -> Result<Valu
     };
     let mut env = Vec::new();
     for (k, v) in &spec.env {
-        env.push((k.clone(), render(v, &input, &params, &mut object_path).map_err(bad)?));
+        env.push((
+            k.clone(),
+            render(v, &input, &params, &mut object_path).map_err(bad)?,
+        ));
     }
     let cwd = match &spec.cwd {
         Some(c) => Some(render(c, &input, &params, &mut object_path).map_err(bad)?),
@@ -72,9 +75,9 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &CommandSpec) -> Result<Valu
     };
     for (id, dest) in fetch_list {
         if let Some(parent) = dest.parent() {
-            tokio::fs::create_dir_all(parent)
-                .await
-                .map_err(|e| JobError::retryable(format!("cannot create {}: {e}", parent.display())))?;
+            tokio::fs::create_dir_all(parent).await.map_err(|e| {
+                JobError::retryable(format!("cannot create {}: {e}", parent.display()))
+            })?;
         }
         objects
             .get_to_file(&id, &dest)
@@ -88,7 +91,11 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &CommandSpec) -> Result<Valu
         .env("TESSERA_TASK_ID", &ctx.task_id)
         .env("TESSERA_NODE", &ctx.key)
         .env("TESSERA_ATTEMPT", ctx.attempt.to_string())
-        .stdin(if spec.stdin { Stdio::piped() } else { Stdio::null() })
+        .stdin(if spec.stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -99,7 +106,9 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &CommandSpec) -> Result<Valu
     let mut child = cmd.spawn().map_err(|e| {
         let msg = format!("cannot start `{program}`: {e}");
         // A missing program will not appear by retrying.
-        if e.kind() == std::io::ErrorKind::NotFound || e.kind() == std::io::ErrorKind::PermissionDenied {
+        if e.kind() == std::io::ErrorKind::NotFound
+            || e.kind() == std::io::ErrorKind::PermissionDenied
+        {
             JobError::permanent(msg)
         } else {
             JobError::retryable(msg)
@@ -127,7 +136,10 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &CommandSpec) -> Result<Valu
     });
     let err_task = tokio::spawn(async move {
         let mut buf = Vec::new();
-        let r = (&mut stderr).take(MAX_STDOUT as u64).read_to_end(&mut buf).await;
+        let r = (&mut stderr)
+            .take(MAX_STDOUT as u64)
+            .read_to_end(&mut buf)
+            .await;
         let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
         r.map(|_| buf)
     });
@@ -150,13 +162,23 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &CommandSpec) -> Result<Valu
     }
     let code = status.code();
     if !status.success() {
-        let last = stderr_text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+        let last = stderr_text
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
         let what = match code {
             Some(c) => format!("exit code {c}"),
             None => "killed by a signal".to_string(),
         };
-        let detail = if last.is_empty() { String::new() } else { format!(": {last}") };
-        return Err(JobError::retryable(format!("`{program}` failed with {what}{detail}")));
+        let detail = if last.is_empty() {
+            String::new()
+        } else {
+            format!(": {last}")
+        };
+        return Err(JobError::retryable(format!(
+            "`{program}` failed with {what}{detail}"
+        )));
     }
     if stdout.len() > MAX_STDOUT {
         return Err(JobError::permanent(format!(
@@ -173,7 +195,9 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &CommandSpec) -> Result<Valu
             Value::Object(m)
         }
     };
-    let base = cwd.map(PathBuf::from).unwrap_or_else(|| std::env::current_dir().unwrap_or_default());
+    let base = cwd
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::current_dir().unwrap_or_default());
     ingest_files(ctx, output, &base).await
 }
 
@@ -192,7 +216,11 @@ fn stdin_payload(input: &Value, objects: &tessera_store::Objects) -> Vec<u8> {
                 }
                 Value::Object(m)
             }
-            Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), with_paths(v, objects))).collect()),
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), with_paths(v, objects)))
+                    .collect(),
+            ),
             Value::Array(a) => Value::Array(a.iter().map(|v| with_paths(v, objects)).collect()),
             other => other.clone(),
         }
@@ -215,14 +243,24 @@ async fn ingest_files(ctx: &mut JobContext, value: Value, base: &Path) -> Result
                 .objects
                 .put_file(&full, None, None)
                 .await
-                .map_err(|e| JobError::permanent(format!("cannot ingest `$file` {}: {e}", full.display())))?;
+                .map_err(|e| {
+                    JobError::permanent(format!("cannot ingest `$file` {}: {e}", full.display()))
+                })?;
             let store = ctx.engine.store.clone();
             let (m2, task) = (meta.clone(), ctx.task_id.clone());
             tokio::task::spawn_blocking(move || store.put_object(&m2, Some(&task)))
                 .await
                 .map_err(|e| JobError::retryable(e.to_string()))?
                 .map_err(|e| JobError::retryable(format!("cannot record object: {e}")))?;
-            ctx.log("engine", format!("ingested {} as object {} ({} bytes)", full.display(), meta.id, meta.size));
+            ctx.log(
+                "engine",
+                format!(
+                    "ingested {} as object {} ({} bytes)",
+                    full.display(),
+                    meta.id,
+                    meta.size
+                ),
+            );
             Ok(meta.to_json())
         }
         Value::Object(m) => {

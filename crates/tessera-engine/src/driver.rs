@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tessera_core::Plan;
-use tessera_core::scheduler::{Effect, Event, JobId, Outcome, PastRun, Progress, Record, Scheduler, TaskContext};
+use tessera_core::scheduler::{
+    Effect, Event, JobId, Outcome, PastRun, Progress, Record, Scheduler, TaskContext,
+};
 use tessera_store::CommitBatch;
 
 use crate::error::EngineError;
@@ -104,7 +106,13 @@ impl Driver {
                 Effect::Record(_) | Effect::CacheStore { .. } => {}
                 Effect::Run(job) => {
                     let id = job.id;
-                    let handle = crate::jobs::spawn(self.ctx.engine.clone(), &self.ctx.task_id, &self.ctx.plan, job, self.ctx.events_tx.clone());
+                    let handle = crate::jobs::spawn(
+                        self.ctx.engine.clone(),
+                        &self.ctx.task_id,
+                        &self.ctx.plan,
+                        job,
+                        self.ctx.events_tx.clone(),
+                    );
                     self.jobs.retain(|_, h| !h.is_finished());
                     self.jobs.insert(id, handle);
                 }
@@ -133,7 +141,9 @@ impl Driver {
         for e in effects {
             match e {
                 Effect::Record(r) => records.push(r),
-                Effect::CacheStore { key, node, output } => cache.push((key.as_str(), node.as_str(), output)),
+                Effect::CacheStore { key, node, output } => {
+                    cache.push((key.as_str(), node.as_str(), output))
+                }
                 _ => {}
             }
         }

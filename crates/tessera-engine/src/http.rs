@@ -29,7 +29,10 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &HttpSpec) -> Result<Value, 
     req = req
         .header("Tessera-Task-Id", &ctx.task_id)
         .header("Tessera-Node", &ctx.key);
-    let body_in_query = matches!(method, reqwest::Method::GET | reqwest::Method::DELETE | reqwest::Method::HEAD);
+    let body_in_query = matches!(
+        method,
+        reqwest::Method::GET | reqwest::Method::DELETE | reqwest::Method::HEAD
+    );
     if body_in_query {
         if let Value::Object(m) = &*input {
             let pairs: Vec<(String, String)> = m
@@ -49,9 +52,10 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &HttpSpec) -> Result<Value, 
         req = req.json(&*input);
     }
     ctx.log("engine", format!("{method} {url}"));
-    let resp = req.send().await.map_err(|e| {
-        JobError::retryable(format!("{method} {url}: {}", error_chain(&e)))
-    })?;
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| JobError::retryable(format!("{method} {url}: {}", error_chain(&e))))?;
     let status = resp.status();
     let content_type = resp
         .headers()
@@ -60,18 +64,31 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &HttpSpec) -> Result<Value, 
         .map(str::to_string);
     let too_big = resp.content_length().is_some_and(|n| n as usize > MAX_BODY);
     if too_big {
-        return Err(JobError::permanent(format!("{method} {url}: response larger than {} MiB", MAX_BODY >> 20)));
+        return Err(JobError::permanent(format!(
+            "{method} {url}: response larger than {} MiB",
+            MAX_BODY >> 20
+        )));
     }
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| JobError::retryable(format!("{method} {url}: reading the response: {}", error_chain(&e))))?;
-    ctx.log("engine", format!("HTTP {} ({} bytes)", status.as_u16(), body.len()));
+    let body = resp.bytes().await.map_err(|e| {
+        JobError::retryable(format!(
+            "{method} {url}: reading the response: {}",
+            error_chain(&e)
+        ))
+    })?;
+    ctx.log(
+        "engine",
+        format!("HTTP {} ({} bytes)", status.as_u16(), body.len()),
+    );
     if !status.is_success() {
         let snippet: String = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
         let msg = format!("{method} {url}: HTTP {status}: {}", snippet.trim());
-        let retryable = status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408;
-        return Err(if retryable { JobError::retryable(msg) } else { JobError::permanent(msg) });
+        let retryable =
+            status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408;
+        return Err(if retryable {
+            JobError::retryable(msg)
+        } else {
+            JobError::permanent(msg)
+        });
     }
     let looks_json = content_type.as_deref().is_none_or(|t| t.contains("json"));
     if looks_json && let Ok(v) = serde_json::from_slice::<Value>(&body) {
@@ -89,7 +106,11 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &HttpSpec) -> Result<Value, 
         m.insert("status".into(), Value::from(status.as_u16()));
         return Ok(Value::Object(m));
     }
-    let name = url.rsplit('/').next().filter(|s| !s.is_empty()).map(|s| s.split('?').next().unwrap_or(s).to_string());
+    let name = url
+        .rsplit('/')
+        .next()
+        .filter(|s| !s.is_empty())
+        .map(|s| s.split('?').next().unwrap_or(s).to_string());
     let meta = ctx
         .engine
         .objects

@@ -12,11 +12,11 @@ pub fn task_document(store: &dyn Store, task_id: &str) -> Result<Value, EngineEr
     let task = store
         .task(task_id)?
         .ok_or_else(|| EngineError::NotFound(task_id.to_string()))?;
-    let runs = store.node_runs(task_id)?;
+    let mut runs = store.node_runs(task_id)?;
+    let order = declaration_order(&task.definition);
+    runs.sort_by_key(|r| (position(&order, &r.key), r.iteration, r.attempt));
     let mut latest: Vec<&NodeRunRow> = Vec::new();
-    let mut attempts: std::collections::HashMap<&str, u32> = Default::default();
     for r in &runs {
-        *attempts.entry(r.key.as_str()).or_default() += 1;
         match latest.iter_mut().find(|l| l.key == r.key) {
             Some(l) => {
                 if (r.iteration, r.attempt) >= (l.iteration, l.attempt) {
@@ -36,7 +36,12 @@ pub fn task_document(store: &dyn Store, task_id: &str) -> Result<Value, EngineEr
             m.insert("state".into(), json!(r.state));
             m.insert("iteration".into(), json!(r.iteration));
             m.insert("attempt".into(), json!(r.attempt));
-            m.insert("attempts".into(), json!(attempts[r.key.as_str()]));
+            let attempts = runs
+                .iter()
+                .filter(|x| x.key == r.key && x.iteration == r.iteration)
+                .count();
+            m.insert("attempts".into(), json!(attempts));
+            m.insert("iterations".into(), json!(r.iteration + 1));
             m.insert("started_at".into(), json!(r.started_at));
             m.insert("finished_at".into(), json!(r.finished_at));
             let duration = match (r.started_at, r.finished_at) {
@@ -72,4 +77,35 @@ pub fn task_document(store: &dyn Store, task_id: &str) -> Result<Value, EngineEr
         "nodes": nodes,
         "runs": runs,
     }))
+}
+
+/// Position of each node id in the pipeline document: top-level nodes in order, a loop's
+/// template nodes right after their loop (`(top, 1 + template index)`).
+fn declaration_order(definition: &Value) -> std::collections::HashMap<String, (usize, usize)> {
+    let mut order = std::collections::HashMap::new();
+    let nodes = definition["nodes"].as_array().cloned().unwrap_or_default();
+    for (i, node) in nodes.iter().enumerate() {
+        if let Some(id) = node["id"].as_str() {
+            order.insert(id.to_string(), (i, 0));
+        }
+        for (k, t) in node["nodes"].as_array().into_iter().flatten().enumerate() {
+            if let Some(id) = t["id"].as_str() {
+                order.insert(id.to_string(), (i, 1 + k));
+            }
+        }
+    }
+    order
+}
+
+/// Sort key of a node instance key (`id` or `id#index`): declaration order, then loop index.
+fn position(
+    order: &std::collections::HashMap<String, (usize, usize)>,
+    key: &str,
+) -> (usize, usize, usize) {
+    let (id, index) = match key.split_once('#') {
+        Some((id, i)) => (id, i.parse::<usize>().unwrap_or(0)),
+        None => (key, 0),
+    };
+    let (top, sub) = order.get(id).copied().unwrap_or((usize::MAX, 0));
+    (top, index, sub)
 }

@@ -38,7 +38,12 @@ impl Pools {
         named
             .entry(name.to_string())
             .or_insert_with(|| {
-                let size = self.configured.get(name).copied().or(pipeline_size).unwrap_or(1);
+                let size = self
+                    .configured
+                    .get(name)
+                    .copied()
+                    .or(pipeline_size)
+                    .unwrap_or(1);
                 Arc::new(Semaphore::new(size.max(1)))
             })
             .clone()
@@ -133,7 +138,12 @@ async fn run(
         }
     }
     let _named_permit = match &named {
-        Some(s) => Some(s.clone().acquire_owned().await.expect("pools are never closed")),
+        Some(s) => Some(
+            s.clone()
+                .acquire_owned()
+                .await
+                .expect("pools are never closed"),
+        ),
         None => None,
     };
     let kind_pool = match ctx.node.kind {

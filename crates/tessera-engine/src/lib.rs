@@ -69,7 +69,9 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("runner", &self.shared.runner).finish()
+        f.debug_struct("Engine")
+            .field("runner", &self.shared.runner)
+            .finish()
     }
 }
 
@@ -104,9 +106,11 @@ impl TaskHandle {
     }
 
     pub fn wait(&self) -> Result<Outcome, EngineError> {
-        self.done
-            .recv()
-            .unwrap_or_else(|_| Err(EngineError::Internal("the task driver stopped without a result".into())))
+        self.done.recv().unwrap_or_else(|_| {
+            Err(EngineError::Internal(
+                "the task driver stopped without a result".into(),
+            ))
+        })
     }
 
     /// Cancels the task: running commands are killed with their process group.
@@ -188,7 +192,12 @@ impl Engine {
     }
 
     /// Starts a new task of `pipeline` (whose document is `definition`) on `input`.
-    pub fn submit(&self, definition: Value, pipeline: Pipeline, input: Value) -> Result<TaskHandle, EngineError> {
+    pub fn submit(
+        &self,
+        definition: Value,
+        pipeline: Pipeline,
+        input: Value,
+    ) -> Result<TaskHandle, EngineError> {
         let id = uuid::Uuid::new_v4().to_string();
         self.shared.store.create_task(&NewTask {
             id: id.clone(),
@@ -204,7 +213,9 @@ impl Engine {
     /// Continues a failed, cancelled or interrupted task: finished nodes keep their outputs.
     pub fn resume(&self, task_id: &str) -> Result<TaskHandle, EngineError> {
         let store = &self.shared.store;
-        let task = store.task(task_id)?.ok_or_else(|| EngineError::NotFound(task_id.to_string()))?;
+        let task = store
+            .task(task_id)?
+            .ok_or_else(|| EngineError::NotFound(task_id.to_string()))?;
         match task.task_state() {
             TaskState::Finished => {
                 return Err(EngineError::NotResumable {
@@ -246,7 +257,9 @@ impl Engine {
     /// Cancels a task run by another process (or by nobody any more).
     pub fn cancel_elsewhere(&self, task_id: &str) -> Result<(), EngineError> {
         let store = &self.shared.store;
-        let task = store.task(task_id)?.ok_or_else(|| EngineError::NotFound(task_id.to_string()))?;
+        let task = store
+            .task(task_id)?
+            .ok_or_else(|| EngineError::NotFound(task_id.to_string()))?;
         if task.task_state().is_terminal() {
             return Ok(());
         }

@@ -19,7 +19,13 @@ pub(crate) fn render(
             (None, None) => break,
             (Some(a), None) => (a, false),
             (None, Some(b)) => (b, true),
-            (Some(a), Some(b)) => if a < b { (a, false) } else { (b, true) },
+            (Some(a), Some(b)) => {
+                if a < b {
+                    (a, false)
+                } else {
+                    (b, true)
+                }
+            }
         };
         out.push_str(&rest[..at]);
         if is_env {
@@ -28,8 +34,9 @@ pub(crate) fn render(
                 .find('}')
                 .ok_or_else(|| format!("unclosed `${{env:` in `{template}`"))?;
             let name = after[..end].trim();
-            let value = std::env::var(name)
-                .map_err(|_| format!("environment variable `{name}` (referenced as ${{env:{name}}}) is not set"))?;
+            let value = std::env::var(name).map_err(|_| {
+                format!("environment variable `{name}` (referenced as ${{env:{name}}}) is not set")
+            })?;
             out.push_str(&value);
             rest = &after[end + 1..];
         } else {
@@ -38,8 +45,9 @@ pub(crate) fn render(
                 .find("}}")
                 .ok_or_else(|| format!("unclosed `{{{{` in `{template}`"))?;
             let path = after[..end].trim();
-            let value = lookup(path, input, params)
-                .ok_or_else(|| format!("placeholder `{{{{{path}}}}}` has no value in the node's input"))?;
+            let value = lookup(path, input, params).ok_or_else(|| {
+                format!("placeholder `{{{{{path}}}}}` has no value in the node's input")
+            })?;
             out.push_str(&scalar_text(value, object_path)?);
             rest = &after[end + 2..];
         }
@@ -48,7 +56,11 @@ pub(crate) fn render(
     Ok(out)
 }
 
-fn lookup<'a>(path: &str, input: &'a Value, params: &'a serde_json::Map<String, Value>) -> Option<&'a Value> {
+fn lookup<'a>(
+    path: &str,
+    input: &'a Value,
+    params: &'a serde_json::Map<String, Value>,
+) -> Option<&'a Value> {
     let mut parts = path.split('.');
     let first = parts.next()?;
     let mut cur: &Value = match first {
@@ -69,7 +81,10 @@ fn lookup<'a>(path: &str, input: &'a Value, params: &'a serde_json::Map<String, 
     (!cur.is_null()).then_some(cur)
 }
 
-fn scalar_text(v: &Value, object_path: &mut dyn FnMut(&Value) -> Result<String, String>) -> Result<String, String> {
+fn scalar_text(
+    v: &Value,
+    object_path: &mut dyn FnMut(&Value) -> Result<String, String>,
+) -> Result<String, String> {
     Ok(match v {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
@@ -110,7 +125,13 @@ mod tests {
         let params = serde_json::Map::new();
         let e = render("x {{nope}}", &input, &params, &mut no_objects).unwrap_err();
         assert_eq!(e, "placeholder `{{nope}}` has no value in the node's input");
-        let e = render("${env:TESSERA_SURELY_UNSET_VAR}", &input, &params, &mut no_objects).unwrap_err();
+        let e = render(
+            "${env:TESSERA_SURELY_UNSET_VAR}",
+            &input,
+            &params,
+            &mut no_objects,
+        )
+        .unwrap_err();
         assert!(e.contains("TESSERA_SURELY_UNSET_VAR"));
         assert!(render("{{oops", &input, &params, &mut no_objects).is_err());
     }

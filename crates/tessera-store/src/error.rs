@@ -35,7 +35,9 @@ impl StoreError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             StoreError::NotFound { .. } => ErrorKind::User,
-            StoreError::Busy(_) | StoreError::Io { .. } | StoreError::Object(_) => ErrorKind::Retryable,
+            StoreError::Busy(_) | StoreError::Io { .. } | StoreError::Object(_) => {
+                ErrorKind::Retryable
+            }
             StoreError::Database(_) | StoreError::Corrupt { .. } => ErrorKind::Internal,
         }
     }

@@ -31,11 +31,17 @@ impl ObjectMeta {
     pub fn to_json(&self) -> Value {
         let mut m = Map::new();
         m.insert("$object".into(), Value::String(self.id.clone()));
-        m.insert("name".into(), self.name.clone().map(Value::String).unwrap_or(Value::Null));
+        m.insert(
+            "name".into(),
+            self.name.clone().map(Value::String).unwrap_or(Value::Null),
+        );
         m.insert("size".into(), Value::from(self.size));
         m.insert(
             "content_type".into(),
-            self.content_type.clone().map(Value::String).unwrap_or(Value::Null),
+            self.content_type
+                .clone()
+                .map(Value::String)
+                .unwrap_or(Value::Null),
         );
         m.insert("sha256".into(), Value::String(self.sha256.clone()));
         Value::Object(m)
@@ -49,8 +55,15 @@ impl ObjectMeta {
             id,
             name: m.get("name").and_then(Value::as_str).map(str::to_string),
             size: m.get("size").and_then(Value::as_u64).unwrap_or(0),
-            content_type: m.get("content_type").and_then(Value::as_str).map(str::to_string),
-            sha256: m.get("sha256").and_then(Value::as_str).unwrap_or_default().to_string(),
+            content_type: m
+                .get("content_type")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            sha256: m
+                .get("sha256")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
             created_at: 0,
         })
     }
@@ -68,7 +81,9 @@ pub struct Objects {
 
 impl std::fmt::Debug for Objects {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Objects").field("local_root", &self.local_root).finish()
+        f.debug_struct("Objects")
+            .field("local_root", &self.local_root)
+            .finish()
     }
 }
 
@@ -176,13 +191,17 @@ impl Objects {
                 id: id.to_string(),
             });
         }
-        let got = self.backend.get(&Self::location(id)).await.map_err(|e| match e {
-            object_store::Error::NotFound { .. } => StoreError::NotFound {
-                what: "object",
-                id: id.to_string(),
-            },
-            other => object_err(other),
-        })?;
+        let got = self
+            .backend
+            .get(&Self::location(id))
+            .await
+            .map_err(|e| match e {
+                object_store::Error::NotFound { .. } => StoreError::NotFound {
+                    what: "object",
+                    id: id.to_string(),
+                },
+                other => object_err(other),
+            })?;
         let mut out = tokio::fs::File::create(dest).await.map_err(io_err(dest))?;
         let mut stream = got.into_stream();
         while let Some(chunk) = stream.next().await {

@@ -8,10 +8,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 use tessera_core::scheduler::{Arm, NodeState, PastRun, Record};
 
+use crate::Store;
 use crate::error::StoreError;
 use crate::objects::ObjectMeta;
 use crate::types::*;
-use crate::Store;
 
 /// How hard a commit works to survive a crash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -372,8 +372,10 @@ impl Store for SqliteStore {
     }
 
     fn claim_task(&self, task_id: &str, runner: &str) -> Result<(), StoreError> {
-        self.conn()
-            .execute("UPDATE tasks SET runner = ?2 WHERE id = ?1", params![task_id, runner])?;
+        self.conn().execute(
+            "UPDATE tasks SET runner = ?2 WHERE id = ?1",
+            params![task_id, runner],
+        )?;
         Ok(())
     }
 
@@ -402,7 +404,14 @@ impl Store for SqliteStore {
                 "INSERT INTO logs (task_id, key, attempt, stream, line, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             for l in lines {
-                stmt.execute(params![l.task_id, l.key, l.attempt, l.stream, l.line, l.at as i64])?;
+                stmt.execute(params![
+                    l.task_id,
+                    l.key,
+                    l.attempt,
+                    l.stream,
+                    l.line,
+                    l.at as i64
+                ])?;
             }
         }
         tx.commit()?;
@@ -431,7 +440,9 @@ impl Store for SqliteStore {
     fn cache_get(&self, key: &str) -> Result<Option<Value>, StoreError> {
         let text: Option<String> = self
             .conn()
-            .query_row("SELECT output FROM cache WHERE key = ?1", [key], |r| r.get(0))
+            .query_row("SELECT output FROM cache WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
             .optional()?;
         parse_json(text, "cache entry")
     }

@@ -81,7 +81,11 @@ fn state_survives_reopening_the_file() {
     assert_eq!(runs.len(), 2);
     let a = runs.iter().find(|r| r.key == "a").unwrap();
     assert_eq!(a.state, "finished");
-    assert_eq!(a.input, Some(json!({"in": 1})), "input kept from the running record");
+    assert_eq!(
+        a.input,
+        Some(json!({"in": 1})),
+        "input kept from the running record"
+    );
     assert_eq!(a.output, Some(json!({"x": 1})));
     let past = store.past_runs("t1").unwrap();
     let b = past.iter().find(|p| p.key == "b").unwrap();
@@ -107,7 +111,10 @@ fn branch_decisions_and_cache_entries_round_trip() {
         })
         .unwrap();
     assert_eq!(store.past_runs("t1").unwrap()[0].decision, Some(Arm::Then));
-    assert_eq!(store.cache_get("k1").unwrap(), Some(json!({"cached": true})));
+    assert_eq!(
+        store.cache_get("k1").unwrap(),
+        Some(json!({"cached": true}))
+    );
     assert_eq!(store.cache_get("nope").unwrap(), None);
 }
 
@@ -157,7 +164,12 @@ fn logs_cancel_flags_and_unknown_ids() {
     store
         .append_logs(&[line("a", "one"), line("b", "x"), line("a", "two")])
         .unwrap();
-    let a: Vec<_> = store.logs("t1", Some("a")).unwrap().into_iter().map(|l| l.line).collect();
+    let a: Vec<_> = store
+        .logs("t1", Some("a"))
+        .unwrap()
+        .into_iter()
+        .map(|l| l.line)
+        .collect();
     assert_eq!(a, ["one", "two"]);
     assert_eq!(store.logs("t1", None).unwrap().len(), 3);
     assert!(!store.cancel_requested("t1").unwrap());
@@ -197,7 +209,10 @@ async fn objects_stream_in_and_out_with_their_hash() {
     let back = dir.path().join("back.png");
     objects.get_to_file(&meta.id, &back).await.unwrap();
     assert_eq!(std::fs::read(&back).unwrap(), data);
-    assert_eq!(std::fs::read(objects.local_path(&meta.id).unwrap()).unwrap(), data);
+    assert_eq!(
+        std::fs::read(objects.local_path(&meta.id).unwrap()).unwrap(),
+        data
+    );
     let json = meta.to_json();
     assert_eq!(ObjectMeta::from_json(&json).unwrap().id, meta.id);
     let missing = objects
@@ -205,5 +220,10 @@ async fn objects_stream_in_and_out_with_their_hash() {
         .await
         .unwrap_err();
     assert_eq!(missing.kind(), ErrorKind::User);
-    assert!(objects.get_to_file("../../etc/passwd", &back).await.is_err());
+    assert!(
+        objects
+            .get_to_file("../../etc/passwd", &back)
+            .await
+            .is_err()
+    );
 }

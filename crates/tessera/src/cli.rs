@@ -10,7 +10,11 @@ use tessera_core::Scripts;
 use crate::config::{Config, Settings};
 
 #[derive(Debug, Parser)]
-#[command(name = "tessera", version, about = "Parallel data pipelines on every core, durable, with nothing to install")]
+#[command(
+    name = "tessera",
+    version,
+    about = "Parallel data pipelines on every core, durable, with nothing to install"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -147,7 +151,11 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             let settings = Settings::resolve(&data, Some(&engine))?;
             crate::run::run(&settings, &file, input.as_deref(), &files)
         }
-        Command::Resume { task_id, data, engine } => {
+        Command::Resume {
+            task_id,
+            data,
+            engine,
+        } => {
             let settings = Settings::resolve(&data, Some(&engine))?;
             crate::run::resume(&settings, &task_id)
         }
@@ -180,8 +188,10 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
 /// Reads and validates a pipeline file: `Ok(Err(report))` when the pipeline is invalid.
 pub fn load_or_report(
     file: &std::path::Path,
-) -> Result<std::result::Result<(tessera_core::Pipeline, serde_json::Value), tessera_core::Report>> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+) -> Result<std::result::Result<(tessera_core::Pipeline, serde_json::Value), tessera_core::Report>>
+{
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let scripts = Scripts::default();
     Ok(tessera_core::load_pipeline(&text, &scripts).map(|p| {
         let doc = tessera_core::parse::parse_document(&text).expect("a valid pipeline parses");
@@ -199,14 +209,23 @@ fn validate(file: &std::path::Path, json: bool) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if report.is_ok() {
         let (p, _) = result.as_ref().expect("ok");
-        println!("{}: valid pipeline `{}` ({} nodes)", file.display(), p.name, p.nodes.len());
+        println!(
+            "{}: valid pipeline `{}` ({} nodes)",
+            file.display(),
+            p.name,
+            p.nodes.len()
+        );
     } else {
         eprintln!("{}: {} problem(s):", file.display(), report.errors.len());
         for e in &report.errors {
             eprintln!("  {e}");
         }
     }
-    Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    Ok(if report.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }
 
 impl Config {
@@ -216,8 +235,11 @@ impl Config {
             None => (PathBuf::from("tessera.toml"), false),
         };
         match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str(&text).with_context(|| format!("invalid configuration in {}", path.display())),
-            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Ok(text) => toml::from_str(&text)
+                .with_context(|| format!("invalid configuration in {}", path.display())),
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(Config::default())
+            }
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
         }
     }

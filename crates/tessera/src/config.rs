@@ -40,7 +40,9 @@ impl Settings {
         let mut durability = match config.durability.as_deref() {
             None | Some("full") => Durability::Full,
             Some("process") => Durability::Process,
-            Some(other) => bail!("tessera.toml: durability must be \"full\" or \"process\", not {other:?}"),
+            Some(other) => {
+                bail!("tessera.toml: durability must be \"full\" or \"process\", not {other:?}")
+            }
         };
         if let Some(e) = engine {
             if let Some(n) = e.max_processes {

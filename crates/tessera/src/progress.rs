@@ -36,7 +36,10 @@ impl ProgressView {
             ProgressDrawTarget::hidden()
         });
         let summary = multi.add(ProgressBar::new_spinner());
-        summary.set_style(ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}").expect("valid template"));
+        summary.set_style(
+            ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+                .expect("valid template"),
+        );
         if tty {
             summary.enable_steady_tick(Duration::from_millis(120));
         }
@@ -56,9 +59,11 @@ impl ProgressView {
             let bar = self.loops.entry(l.key.clone()).or_insert_with(|| {
                 let b = self.multi.add(ProgressBar::new(l.total as u64));
                 b.set_style(
-                    ProgressStyle::with_template("  loop {prefix} [{bar:30}] {pos}/{len} items ({per_sec}, eta {eta})")
-                        .expect("valid template")
-                        .progress_chars("=> "),
+                    ProgressStyle::with_template(
+                        "  loop {prefix} [{bar:30}] {pos}/{len} items ({per_sec}, eta {eta})",
+                    )
+                    .expect("valid template")
+                    .progress_chars("=> "),
                 );
                 b.set_prefix(l.key.clone());
                 b
@@ -66,8 +71,16 @@ impl ProgressView {
             bar.set_position(l.done as u64);
         }
         if !self.tty {
-            let loops: Vec<String> = p.loops.iter().map(|l| format!("{} {}/{}", l.key, l.done, l.total)).collect();
-            let line = if loops.is_empty() { text } else { format!("{text}; loops: {}", loops.join(", ")) };
+            let loops: Vec<String> = p
+                .loops
+                .iter()
+                .map(|l| format!("{} {}/{}", l.key, l.done, l.total))
+                .collect();
+            let line = if loops.is_empty() {
+                text
+            } else {
+                format!("{text}; loops: {}", loops.join(", "))
+            };
             let due = match &self.last_line {
                 Some((last, at)) => *last != line && at.elapsed() >= Duration::from_secs(1),
                 None => true,

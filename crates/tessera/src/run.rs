@@ -13,7 +13,12 @@ use tessera_engine::TaskHandle;
 use crate::config::{Settings, open_engine};
 use crate::progress::ProgressView;
 
-pub fn run(settings: &Settings, file: &Path, input: Option<&str>, files: &[String]) -> Result<ExitCode> {
+pub fn run(
+    settings: &Settings,
+    file: &Path,
+    input: Option<&str>,
+    files: &[String],
+) -> Result<ExitCode> {
     let (pipeline, doc) = match crate::cli::load_or_report(file)? {
         Ok(p) => p,
         Err(report) => {
@@ -21,7 +26,11 @@ pub fn run(settings: &Settings, file: &Path, input: Option<&str>, files: &[Strin
             for e in &report.errors {
                 eprintln!("  {e}");
             }
-            eprintln!("error: {} has {} problem(s); nothing was run", file.display(), report.errors.len());
+            eprintln!(
+                "error: {} has {} problem(s); nothing was run",
+                file.display(),
+                report.errors.len()
+            );
             return Ok(ExitCode::from(2));
         }
     };
@@ -40,7 +49,12 @@ pub fn run(settings: &Settings, file: &Path, input: Option<&str>, files: &[Strin
                 .with_context(|| format!("--file {f}: expected NAME=@PATH"))?;
             let meta = opened
                 .runtime
-                .block_on(opened.engine.objects().put_file(Path::new(path), None, None))
+                .block_on(
+                    opened
+                        .engine
+                        .objects()
+                        .put_file(Path::new(path), None, None),
+                )
                 .with_context(|| format!("--file {name}: cannot store {path}"))?;
             opened.engine.store().put_object(&meta, None)?;
             map.insert(name.to_string(), meta.to_json());
@@ -72,7 +86,9 @@ fn default_input(pipeline: &tessera_core::Pipeline) -> Value {
 
 fn parse_input(input: &str) -> Result<Value> {
     let text = match input.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("--input: cannot read {path}"))?,
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("--input: cannot read {path}"))?
+        }
         None => input.to_string(),
     };
     serde_json::from_str(&text).with_context(|| format!("--input is not valid JSON: {text}"))
@@ -105,13 +121,25 @@ fn follow(handle: TaskHandle, runtime: &tokio::runtime::Runtime) -> Result<ExitC
             Ok(ExitCode::SUCCESS)
         }
         TaskState::Cancelled => {
-            eprintln!("task {} cancelled; continue it with: tessera resume {}", handle.id, handle.id);
-            eprintln!("error: {}", outcome.error.unwrap_or_else(|| "cancelled".into()));
+            eprintln!(
+                "task {} cancelled; continue it with: tessera resume {}",
+                handle.id, handle.id
+            );
+            eprintln!(
+                "error: {}",
+                outcome.error.unwrap_or_else(|| "cancelled".into())
+            );
             Ok(ExitCode::from(130))
         }
         _ => {
-            eprintln!("task {} failed; after fixing the cause: tessera resume {}", handle.id, handle.id);
-            eprintln!("error: {}", outcome.error.unwrap_or_else(|| "task failed".into()));
+            eprintln!(
+                "task {} failed; after fixing the cause: tessera resume {}",
+                handle.id, handle.id
+            );
+            eprintln!(
+                "error: {}",
+                outcome.error.unwrap_or_else(|| "task failed".into())
+            );
             Ok(ExitCode::from(1))
         }
     }

@@ -47,7 +47,13 @@ pub fn tasks(settings: &Settings, action: TasksAction) -> Result<ExitCode> {
             } else {
                 println!("{:<36}  {:<20}  {:<9}  CREATED", "ID", "PIPELINE", "STATE");
                 for t in list {
-                    println!("{:<36}  {:<20}  {:<9}  {}", t.id, t.pipeline, t.state, iso(t.created_at));
+                    println!(
+                        "{:<36}  {:<20}  {:<9}  {}",
+                        t.id,
+                        t.pipeline,
+                        t.state,
+                        iso(t.created_at)
+                    );
                 }
             }
         }
@@ -59,7 +65,11 @@ pub fn tasks(settings: &Settings, action: TasksAction) -> Result<ExitCode> {
                 print_task(&doc);
             }
         }
-        TasksAction::Logs { task_id, node, json } => {
+        TasksAction::Logs {
+            task_id,
+            node,
+            json,
+        } => {
             if store.task(&task_id)?.is_none() {
                 bail!("task `{task_id}` not found");
             }
@@ -68,7 +78,11 @@ pub fn tasks(settings: &Settings, action: TasksAction) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&lines)?);
             } else {
                 for l in lines {
-                    let who = if node.is_some() { String::new() } else { format!("{} ", l.key) };
+                    let who = if node.is_some() {
+                        String::new()
+                    } else {
+                        format!("{} ", l.key)
+                    };
                     println!("{who}[{}#{}] {}", l.stream, l.attempt, l.line);
                 }
             }
@@ -92,10 +106,20 @@ fn print_task(doc: &Value) {
         println!("error     {e}");
     }
     println!();
-    println!("{:<28} {:<8} {:<10} {:>4} {:>4} {:>9}  ERROR", "NODE", "TYPE", "STATE", "ITER", "TRY", "MS");
+    println!(
+        "{:<28} {:<8} {:<10} {:>4} {:>4} {:>9}  ERROR",
+        "NODE", "TYPE", "STATE", "ITER", "TRY", "MS"
+    );
     for n in doc["nodes"].as_array().into_iter().flatten() {
-        let ms = n["duration_ms"].as_u64().map(|d| d.to_string()).unwrap_or_default();
-        let cached = if n["cached"].as_bool() == Some(true) { " (cached)" } else { "" };
+        let ms = n["duration_ms"]
+            .as_u64()
+            .map(|d| d.to_string())
+            .unwrap_or_default();
+        let cached = if n["cached"].as_bool() == Some(true) {
+            " (cached)"
+        } else {
+            ""
+        };
         println!(
             "{:<28} {:<8} {:<10} {:>4} {:>4} {:>9}  {}{}",
             n["key"].as_str().unwrap_or(""),
