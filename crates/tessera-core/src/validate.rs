@@ -174,6 +174,20 @@ fn path_problem(
 }
 
 fn check_scripts(node: &Node, scripts: &Scripts, issues: &mut Vec<Issue>) {
+    let cacheable = matches!(
+        node.kind,
+        NodeKind::Node | NodeKind::Command(_) | NodeKind::Http(_)
+    );
+    if node.cache && !cacheable {
+        issues.push(Issue::node(
+            &node.id,
+            "cache",
+            format!(
+                "`cache` applies to node, command and http nodes, not to `{}`",
+                node.type_name()
+            ),
+        ));
+    }
     for (field, src) in node.scripts() {
         if let Err(e) = scripts.compile(src) {
             issues.push(Issue::node(&node.id, field, e.message));

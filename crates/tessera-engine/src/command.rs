@@ -186,7 +186,7 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &CommandSpec) -> Result<Valu
             MAX_STDOUT >> 20
         )));
     }
-    let output = match serde_json::from_str::<Value>(stdout_text.trim()) {
+    let parse = move || match serde_json::from_str::<Value>(stdout_text.trim()) {
         Ok(v @ Value::Object(_)) => v,
         _ => {
             let mut m = Map::new();
@@ -194,6 +194,14 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &CommandSpec) -> Result<Valu
             m.insert("exit_code".into(), Value::from(code.unwrap_or(0)));
             Value::Object(m)
         }
+    };
+    // Parsing a big output is CPU work: keep it off the I/O threads.
+    let output = if stdout.len() > (1 << 20) {
+        tokio::task::spawn_blocking(parse)
+            .await
+            .map_err(|e| JobError::permanent(format!("parsing stdout: {e}")))?
+    } else {
+        parse()
     };
     let base = cwd
         .map(PathBuf::from)

@@ -598,3 +598,97 @@ fn tasks_list_and_show_json_documents() {
         ".runs[].finished_at" => "[time]",
     });
 }
+
+#[test]
+fn named_pool_of_one_runs_its_nodes_one_at_a_time() {
+    let env = Env::new();
+    let node = |id: &str| {
+        format!(
+            "  - id: {id}\n    type: command\n    pool: solo\n    shell: true\n    command: \"date +%s.%N >> {{{{dir}}}}/{id}; sleep 0.2; date +%s.%N >> {{{{dir}}}}/{id}; echo '{{}}'\"\n    next: [join]\n"
+        )
+    };
+    let text = format!(
+        "pools: {{solo: 1}}\nnodes:\n  - {{id: in, type: entry, next: [a, b, c]}}\n{}{}{}  - {{id: join, type: node, next: [end]}}\n  - {{id: end, type: end}}\n",
+        node("a"),
+        node("b"),
+        node("c")
+    );
+    let p = env.write("pool.yaml", &text);
+    let input = json!({"dir": env.dir.path()}).to_string();
+    env.run(&["run", p.to_str().unwrap(), "--input", &input])
+        .ok();
+    let mut spans: Vec<(f64, f64)> = ["a", "b", "c"]
+        .iter()
+        .map(|id| {
+            let text = std::fs::read_to_string(env.path(id)).unwrap();
+            let t: Vec<f64> = text.lines().map(|l| l.parse().unwrap()).collect();
+            (t[0], t[1])
+        })
+        .collect();
+    spans.sort_by(|x, y| x.0.partial_cmp(&y.0).unwrap());
+    for w in spans.windows(2) {
+        assert!(
+            w[0].1 <= w[1].0,
+            "pool `solo` ran two nodes at once: {spans:?}"
+        );
+    }
+}
+
+#[test]
+fn flaky_command_is_retried_with_backoff_until_it_succeeds() {
+    let env = Env::new();
+    let p = env.write(
+        "flaky.yaml",
+        r#"
+nodes:
+  - {id: in, type: entry, next: [flaky]}
+  - id: flaky
+    type: command
+    shell: true
+    command: "echo try >> {{dir}}/tries; [ $(wc -l < {{dir}}/tries) -ge 3 ] || exit 1; echo '{\"ok\": true}'"
+    retry: {attempts: 5, backoff: 50ms, max_backoff: 1s}
+    next: [end]
+  - {id: end, type: end}
+"#,
+    );
+    let input = json!({"dir": env.dir.path()}).to_string();
+    let r = env.run(&["run", p.to_str().unwrap(), "--input", &input]);
+    assert_eq!(r.ok(), json!({"ok": true}));
+    assert_eq!(count_lines(&env.path("tries")), 3);
+    let doc = env.show(&r.task_id());
+    let flaky: Vec<&serde_json::Value> = doc["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["key"] == "flaky")
+        .collect();
+    let states: Vec<&str> = flaky.iter().map(|r| r["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["failed", "failed", "finished"]);
+    assert!(flaky[0]["error"].as_str().unwrap().contains("exit code 1"));
+}
+
+#[test]
+fn file_inputs_become_objects_passed_to_commands() {
+    let env = Env::new();
+    let data = env.write("photo.txt", "pixels\nmore pixels\n");
+    let p = env.write(
+        "file.yaml",
+        "nodes:\n  - {id: in, type: entry, next: [size]}\n  - {id: size, type: command, command: [wc, -c, \"{{image}}\"], stdin: false, next: [end]}\n  - {id: end, type: end}\n",
+    );
+    let arg = format!("image=@{}", data.display());
+    let out = env.run(&["run", p.to_str().unwrap(), "--file", &arg]).ok();
+    assert!(out["stdout"].as_str().unwrap().starts_with("19 "), "{out}");
+    let r = env.run(&[
+        "run",
+        p.to_str().unwrap(),
+        "--file",
+        "image=@/nonexistent/file",
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.last_stderr_line()
+            .contains("--file image: cannot store /nonexistent/file"),
+        "{}",
+        r.stderr
+    );
+}

@@ -1,0 +1,143 @@
+//! Engine tests on a real SQLite file, a real object store and real processes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tessera_core::scheduler::TaskState;
+use tessera_core::{Scripts, load_pipeline, parse::parse_document};
+use tessera_engine::{Engine, EngineConfig, EngineError};
+use tessera_store::{Durability, Objects, SqliteStore};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    runtime: tokio::runtime::Runtime,
+    engine: Engine,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("t.db"), Durability::Full).unwrap();
+    let objects = Objects::local(&dir.path().join("store")).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let engine = Engine::new(
+        Arc::new(store),
+        objects,
+        runtime.handle().clone(),
+        EngineConfig::new(dir.path().join("work")),
+    )
+    .unwrap();
+    Fixture {
+        _dir: dir,
+        runtime,
+        engine,
+    }
+}
+
+fn submit(f: &Fixture, yaml: &str, input: Value) -> tessera_engine::TaskHandle {
+    let pipeline = load_pipeline(yaml, &Scripts::default()).unwrap();
+    f.engine
+        .submit(parse_document(yaml).unwrap(), pipeline, input)
+        .unwrap()
+}
+
+#[test]
+fn a_task_runs_and_every_node_is_recorded() {
+    let f = fixture();
+    let yaml = "nodes:\n  - {id: in, type: entry, next: [echo]}\n  - {id: echo, type: command, command: [cat], next: [end]}\n  - {id: end, type: end}\n";
+    let h = submit(&f, yaml, json!({"hello": "world"}));
+    let outcome = h.wait().unwrap();
+    assert_eq!(outcome.state, TaskState::Finished);
+    assert_eq!(*outcome.result.unwrap(), json!({"hello": "world"}));
+    let store = f.engine.store();
+    let task = store.task(&h.id).unwrap().unwrap();
+    assert_eq!(task.state, "finished");
+    let runs = store.node_runs(&h.id).unwrap();
+    assert_eq!(runs.len(), 3);
+    let echo = runs.iter().find(|r| r.key == "echo").unwrap();
+    assert_eq!(echo.input, Some(json!({"hello": "world"})));
+    assert_eq!(echo.state, "finished");
+    assert_eq!(h.progress().finished, 3);
+}
+
+#[test]
+fn cancelling_a_handle_kills_the_command_and_records_it() {
+    let f = fixture();
+    let yaml = "nodes:\n  - {id: in, type: entry, next: [long]}\n  - {id: long, type: command, command: [sleep, \"30\"], next: [end]}\n  - {id: end, type: end}\n";
+    let h = submit(&f, yaml, json!({}));
+    let store = f.engine.store().clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !store
+        .node_runs(&h.id)
+        .unwrap()
+        .iter()
+        .any(|r| r.key == "long" && r.state == "running")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "command never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    h.cancel("test");
+    let outcome = h
+        .wait_timeout(Duration::from_secs(10))
+        .expect("cancel is prompt")
+        .unwrap();
+    assert_eq!(outcome.state, TaskState::Cancelled);
+    let long = store
+        .node_runs(&h.id)
+        .unwrap()
+        .into_iter()
+        .find(|r| r.key == "long")
+        .unwrap();
+    assert_eq!(long.state, "cancelled");
+}
+
+#[test]
+fn resume_is_refused_while_this_process_runs_the_task() {
+    let f = fixture();
+    let yaml = "nodes:\n  - {id: in, type: entry, next: [long]}\n  - {id: long, type: command, command: [sleep, \"30\"], next: [end]}\n  - {id: end, type: end}\n";
+    let h = submit(&f, yaml, json!({}));
+    match f.engine.resume(&h.id) {
+        Err(EngineError::NotResumable { reason, .. }) => {
+            assert!(reason.contains("still being run"), "{reason}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    h.cancel("done");
+    h.wait().unwrap();
+    assert!(matches!(
+        f.engine.resume("no-such-task"),
+        Err(EngineError::NotFound(_))
+    ));
+    drop(f.runtime);
+}
+
+#[test]
+fn a_http_node_without_a_server_fails_after_its_retries() {
+    let f = fixture();
+    // Bind then drop a listener: the port is closed, so connections are refused at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let yaml = format!(
+        "nodes:\n  - {{id: in, type: entry, next: [call]}}\n  - {{id: call, type: http, url: \"http://127.0.0.1:{port}/x\", retry: {{attempts: 2, backoff: 10ms}}, next: [end]}}\n  - {{id: end, type: end}}\n"
+    );
+    let h = submit(&f, &yaml, json!({}));
+    let outcome = h.wait().unwrap();
+    assert_eq!(outcome.state, TaskState::Failed);
+    let err = outcome.error.unwrap();
+    assert!(
+        err.starts_with("node `call` failed (attempt 2): GET http://127.0.0.1:"),
+        "{err}"
+    );
+    let logs = f.engine.store().logs(&h.id, Some("call")).unwrap();
+    assert!(logs.iter().any(|l| l.line.contains("attempt 1 failed")));
+}
