@@ -31,6 +31,8 @@ pub(crate) struct Driver {
     ctx: DriverContext,
     scheduler: Scheduler,
     jobs: HashMap<JobId, tokio::task::JoinHandle<()>>,
+    /// When progress was last published; counting is O(nodes), so it is throttled.
+    progress_at: Option<Instant>,
 }
 
 /// Most events handled in one step; bounds the latency of a commit under a flood of events.
@@ -52,6 +54,7 @@ impl Driver {
             ctx,
             scheduler,
             jobs: HashMap::new(),
+            progress_at: None,
         }
     }
 
@@ -71,8 +74,16 @@ impl Driver {
             let mut effects = Vec::new();
             if let Some(e) = first {
                 let now = now_millis();
-                effects.extend(self.scheduler.handle(e, now));
-                for e in self.ctx.events_rx.try_iter().take(MAX_EVENTS_PER_STEP) {
+                let queued: Vec<Event> = self
+                    .ctx
+                    .events_rx
+                    .try_iter()
+                    .take(MAX_EVENTS_PER_STEP)
+                    .collect();
+                for e in std::iter::once(e).chain(queued) {
+                    if let Event::JobSucceeded { job, .. } | Event::JobFailed { job, .. } = &e {
+                        self.jobs.remove(job);
+                    }
                     effects.extend(self.scheduler.handle(e, now));
                 }
             }
@@ -97,8 +108,16 @@ impl Driver {
             return Ok(None);
         }
         self.commit(&effects)?;
-        if let Ok(mut p) = self.ctx.progress.lock() {
-            *p = self.scheduler.progress();
+        let done = effects.iter().any(|e| matches!(e, Effect::Done(_)));
+        if done
+            || self
+                .progress_at
+                .is_none_or(|t| t.elapsed() >= Duration::from_millis(50))
+        {
+            self.progress_at = Some(Instant::now());
+            if let Ok(mut p) = self.ctx.progress.lock() {
+                *p = self.scheduler.progress();
+            }
         }
         let mut outcome = None;
         for effect in effects {
@@ -113,7 +132,6 @@ impl Driver {
                         job,
                         self.ctx.events_tx.clone(),
                     );
-                    self.jobs.retain(|_, h| !h.is_finished());
                     self.jobs.insert(id, handle);
                 }
                 Effect::CancelJob(id) => {

@@ -80,39 +80,28 @@ impl Drop for Scratch {
     }
 }
 
-/// An engine on fresh state, as `open_engine` builds it (fields drop in order).
-struct Bench {
-    engine: Engine,
-    _runtime: tokio::runtime::Runtime,
-    _dir: Scratch,
-}
+type Runtime = tokio::runtime::Runtime;
 
-impl Bench {
-    fn open(mode: ModeArg, max_processes: usize) -> Result<Bench> {
-        let dir = std::env::temp_dir().join(format!("tessera-bench-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-        let dir = Scratch(dir);
-        let db = dir.0.join("tessera.db");
-        let store: Arc<dyn Store> = match mode {
-            ModeArg::Ephemeral => Arc::new(SqliteStore::in_memory()?),
-            _ => Arc::new(SqliteStore::open(&db, Durability::Full)?),
-        };
-        let objects = Objects::local(&dir.0.join("store"))?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(num_cpus::get().max(2))
-            .enable_all()
-            .build()
-            .context("cannot start the async runtime")?;
-        let mut config = EngineConfig::new(dir.0.join("work"));
-        config.max_processes = max_processes;
-        let engine = Engine::new(store, objects, runtime.handle().clone(), config)?;
-        Ok(Bench {
-            engine,
-            _runtime: runtime,
-            _dir: dir,
-        })
-    }
+/// An engine on fresh state, built as `config::open_engine` does, with what keeps it alive.
+fn open(mode: ModeArg, max_processes: usize) -> Result<(Engine, Runtime, Scratch)> {
+    let dir = std::env::temp_dir().join(format!("tessera-bench-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let dir = Scratch(dir);
+    let db = dir.0.join("tessera.db");
+    let store: Arc<dyn Store> = match mode {
+        ModeArg::Ephemeral => Arc::new(SqliteStore::in_memory()?),
+        _ => Arc::new(SqliteStore::open(&db, Durability::Full)?),
+    };
+    let objects = Objects::local(&dir.0.join("store"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(num_cpus::get().max(2))
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let mut config = EngineConfig::new(dir.0.join("work"));
+    config.max_processes = max_processes;
+    let engine = Engine::new(store, objects, runtime.handle().clone(), config)?;
+    Ok((engine, runtime, dir))
 }
 
 /// One workload's pipeline text and input.
@@ -291,9 +280,8 @@ struct Row {
     workload: Workload,
     mode: ModeArg,
     runs: usize,
-    median: f64,
-    min: f64,
-    max: f64,
+    /// Median, min and max ms.
+    ms: (f64, f64, f64),
     load: f64,
     baseline: Option<f64>,
     rss_mb: Option<f64>,
@@ -302,23 +290,23 @@ struct Row {
 impl Row {
     /// Median cost per work unit, in µs.
     fn per_unit(&self) -> f64 {
-        self.median * 1e3 / size(self.workload).0 as f64
+        self.ms.0 * 1e3 / size(self.workload).0 as f64
     }
 
     fn ratio(&self) -> Option<f64> {
-        self.baseline.map(|b| self.median / b)
+        self.baseline.map(|b| self.ms.0 / b)
     }
 
     /// The target (stated for durable mode on 2 cores) and whether it is met.
     fn target(&self) -> (&'static str, bool) {
         match self.workload {
-            Workload::W1 => ("≤ 20 ms", self.median <= 20.0),
-            Workload::W2 => ("≤ 20 ms", self.median <= 20.0),
+            Workload::W1 => ("≤ 20 ms", self.ms.0 <= 20.0),
+            Workload::W2 => ("≤ 20 ms", self.ms.0 <= 20.0),
             Workload::W3 => ("≤ 1.5× spawn", self.ratio().is_some_and(|r| r <= 1.5)),
-            Workload::W4 => ("≤ 100 ms", self.median <= 100.0),
+            Workload::W4 => ("≤ 100 ms", self.ms.0 <= 100.0),
             Workload::W5 => (
                 "≤ 2 s, ≤ 300 MB",
-                self.median <= 2000.0 && self.rss_mb.is_some_and(|m| m <= 300.0),
+                self.ms.0 <= 2000.0 && self.rss_mb.is_some_and(|m| m <= 300.0),
             ),
         }
     }
@@ -331,9 +319,9 @@ impl Row {
             "mode": self.mode.name(),
             "workload": format!("{:?}", self.workload),
             "runs": self.runs,
-            "median_ms": r3(self.median),
-            "min_ms": r3(self.min),
-            "max_ms": r3(self.max),
+            "median_ms": r3(self.ms.0),
+            "min_ms": r3(self.ms.1),
+            "max_ms": r3(self.ms.2),
             "peak_rss_mb": self.rss_mb.map(r3),
             "load_ms": r3(self.load),
             "per_unit_us": r3(self.per_unit()),
@@ -346,11 +334,11 @@ impl Row {
 }
 
 fn measure(args: &BenchArgs, w: Workload, mode: ModeArg) -> Result<Row> {
-    let bench = Bench::open(mode, args.max_processes)?;
+    let (engine, runtime, dir) = open(mode, args.max_processes)?;
     let (yaml, input) = build(w);
     let (mut times, mut loads, mut baselines) = (Vec::new(), Vec::new(), Vec::new());
     for run in 0..=args.runs {
-        let (t, load) = run_once(&bench.engine, w, &yaml, &input)
+        let (t, load) = run_once(&engine, w, &yaml, &input)
             .with_context(|| format!("{} run {run}", mode.name()))?;
         let base = (w == Workload::W3).then(|| spawn_baseline(100, args.max_processes));
         let base = base.transpose()?;
@@ -360,8 +348,7 @@ fn measure(args: &BenchArgs, w: Workload, mode: ModeArg) -> Result<Row> {
             baselines.extend(base);
         }
     }
-    drop(bench);
-    let (median, min, max) = stats(&times);
+    drop((engine, runtime, dir));
     let rss_mb = (w == Workload::W5)
         .then(|| w5_child_rss(mode))
         .transpose()?;
@@ -369,9 +356,7 @@ fn measure(args: &BenchArgs, w: Workload, mode: ModeArg) -> Result<Row> {
         workload: w,
         mode,
         runs: args.runs,
-        median,
-        min,
-        max,
+        ms: stats(&times),
         load: stats(&loads).0,
         baseline: (!baselines.is_empty()).then(|| stats(&baselines).0),
         rss_mb,
@@ -434,9 +419,9 @@ fn table(rows: &[Row]) -> String {
             format!("{:?}", r.workload),
             r.mode.name().into(),
             r.runs.to_string(),
-            f(r.median),
-            f(r.min),
-            f(r.max),
+            f(r.ms.0),
+            f(r.ms.1),
+            f(r.ms.2),
             f(r.load),
             format!("{:.2} µs/{}", r.per_unit(), size(r.workload).1),
             r.rss_mb.map_or("-".into(), |m| format!("{m:.1} MB")),
@@ -462,9 +447,9 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
     };
     if args.rss_child {
         ensure!(modes.len() == 1, "--rss-child needs one --mode");
-        let bench = Bench::open(modes[0], args.max_processes)?;
+        let (engine, _runtime, _dir) = open(modes[0], args.max_processes)?;
         let (yaml, input) = build(Workload::W5);
-        let (t, _) = run_once(&bench.engine, Workload::W5, &yaml, &input)?;
+        let (t, _) = run_once(&engine, Workload::W5, &yaml, &input)?;
         println!("{}", json!({"ms": t, "peak_rss_mb": peak_rss_mb()?}));
         return Ok(ExitCode::SUCCESS);
     }
