@@ -40,7 +40,8 @@ pub trait Store: Send + Sync {
     /// Records which process runs the task (`host:pid`), so others can tell if it is alive.
     fn claim_task(&self, task_id: &str, runner: &str) -> Result<(), StoreError>;
 
-    /// Marks a task to be resumed: state back to `pending`, cancel request cleared.
+    /// Marks a task to be resumed: state back to `pending`, cancel request cleared, attempts
+    /// left `running` by a crash marked failed (interrupted).
     fn reopen_task(&self, task_id: &str) -> Result<(), StoreError>;
 
     fn append_logs(&self, lines: &[LogLine]) -> Result<(), StoreError>;

@@ -380,7 +380,9 @@ impl Store for SqliteStore {
     }
 
     fn reopen_task(&self, task_id: &str) -> Result<(), StoreError> {
-        let n = self.conn().execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
             "UPDATE tasks SET state = 'pending', error = NULL, cancel_requested = 0 WHERE id = ?1",
             [task_id],
         )?;
@@ -390,6 +392,13 @@ impl Store for SqliteStore {
                 id: task_id.to_string(),
             });
         }
+        // Attempts caught running by a crash will never report: say so in the history.
+        tx.execute(
+            "UPDATE node_runs SET state = 'failed', error = 'interrupted: the process running it stopped'
+             WHERE task_id = ?1 AND state = 'running'",
+            [task_id],
+        )?;
+        tx.commit()?;
         Ok(())
     }
 

@@ -347,6 +347,16 @@ nodes:
         .unwrap()
         .clone();
     assert_eq!(slow["attempt"], 2);
+    let runs = doc["runs"].as_array().unwrap();
+    let first_try = runs
+        .iter()
+        .find(|r| r["key"] == "slow" && r["attempt"] == 1)
+        .unwrap();
+    assert_eq!(first_try["state"], "failed");
+    assert_eq!(
+        first_try["error"],
+        "interrupted: the process running it stopped"
+    );
 }
 
 #[test]
