@@ -9,7 +9,8 @@
 #   TOOLS="subprocess multiprocessing dask-threads dask-distributed celery
 #          dask-threads-bag dask-distributed-bag celery-chunks"   (the last three: W4/W5 only)
 #   WORKLOADS="W1 W2 W3 W4 W5"
-#   OUT=path         also write the JSON lines to this file (truncated first)
+#   OUT=path         also write the JSON lines to this file (truncated first;
+#                    relative to the caller's working directory)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
