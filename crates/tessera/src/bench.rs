@@ -62,12 +62,8 @@ pub struct BenchArgs {
 }
 
 impl ModeArg {
-    fn name(self) -> &'static str {
-        match self {
-            ModeArg::Durable => "durable",
-            ModeArg::Ephemeral => "ephemeral",
-            ModeArg::Both => "both",
-        }
+    fn name(self) -> String {
+        format!("{self:?}").to_lowercase()
     }
 }
 
@@ -300,8 +296,7 @@ impl Row {
     /// The target (stated for durable mode on 2 cores) and whether it is met.
     fn target(&self) -> (&'static str, bool) {
         match self.workload {
-            Workload::W1 => ("≤ 20 ms", self.ms.0 <= 20.0),
-            Workload::W2 => ("≤ 20 ms", self.ms.0 <= 20.0),
+            Workload::W1 | Workload::W2 => ("≤ 20 ms", self.ms.0 <= 20.0),
             Workload::W3 => ("≤ 1.5× spawn", self.ratio().is_some_and(|r| r <= 1.5)),
             Workload::W4 => ("≤ 100 ms", self.ms.0 <= 100.0),
             Workload::W5 => (
@@ -417,7 +412,7 @@ fn table(rows: &[Row]) -> String {
         let f = |x: f64| format!("{x:.2}");
         t += &line(&[
             format!("{:?}", r.workload),
-            r.mode.name().into(),
+            r.mode.name(),
             r.runs.to_string(),
             f(r.ms.0),
             f(r.ms.1),
