@@ -16,4 +16,4 @@ pub use model::{Node, NodeKind, Pipeline};
 pub use plan::Plan;
 pub use report::{Issue, Report};
 pub use script::Scripts;
-pub use validate::load_pipeline;
+pub use validate::{load_document, load_pipeline};

@@ -21,6 +21,22 @@ pub fn load_pipeline(text: &str, scripts: &Scripts) -> Result<Pipeline, Report> 
     }
 }
 
+/// Like [`load_pipeline`], also returning the document as JSON (stored with each task).
+pub fn load_document(
+    text: &str,
+    scripts: &Scripts,
+) -> Result<(Pipeline, serde_json::Value), Report> {
+    let doc = crate::parse::parse_document(text).map_err(Report::single)?;
+    let mut report = Report::default();
+    let pipeline = crate::parse::pipeline_from_value(&doc, &mut report).ok_or(report.clone())?;
+    validate_into(&pipeline, scripts, &mut report);
+    if report.is_ok() {
+        Ok((pipeline, doc))
+    } else {
+        Err(report)
+    }
+}
+
 pub fn validate(pipeline: &Pipeline, scripts: &Scripts) -> Report {
     let mut report = Report::default();
     validate_into(pipeline, scripts, &mut report);

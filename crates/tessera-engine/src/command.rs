@@ -30,9 +30,17 @@ impl Drop for ProcessGroup {
     }
 }
 
-pub(crate) async fn run(ctx: &mut JobContext, spec: &CommandSpec) -> Result<Value, JobError> {
+/// Runs the command; `slot` (the process pool permit) is given back as soon as the process
+/// exits, before its output is post-processed, so the next command starts at once.
+pub(crate) async fn run(
+    ctx: &mut JobContext,
+    spec: &CommandSpec,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> Result<Value, JobError> {
     let input = ctx.input.clone();
-    let params = ctx.node.params.clone();
+    // The environment is inherited untouched unless `env` is set: building a new environment
+    // for every spawn costs more than the spawn itself. Task context goes through templates.
+    let params = with_context(&ctx.node.params, ctx);
     let objects = ctx.engine.objects.clone();
     let work_dir = ctx.engine.config.work_dir.join(&ctx.task_id);
     let mut fetch_list: Vec<(String, PathBuf)> = Vec::new();
@@ -88,9 +96,6 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &CommandSpec) -> Result<Valu
     let mut cmd = tokio::process::Command::new(&program);
     cmd.args(&args)
         .envs(env)
-        .env("TESSERA_TASK_ID", &ctx.task_id)
-        .env("TESSERA_NODE", &ctx.key)
-        .env("TESSERA_ATTEMPT", ctx.attempt.to_string())
         .stdin(if spec.stdin {
             Stdio::piped()
         } else {
@@ -114,44 +119,30 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &CommandSpec) -> Result<Valu
             JobError::retryable(msg)
         }
     })?;
-    let _group = ProcessGroup(child.id().map(|id| nix::unistd::Pid::from_raw(id as i32)));
+    let mut group = ProcessGroup(child.id().map(|id| nix::unistd::Pid::from_raw(id as i32)));
 
-    let stdin_task = child.stdin.take().map(|mut stdin| {
-        let payload = stdin_payload(&input, &objects);
-        tokio::spawn(async move {
+    // Feed stdin, read both outputs and wait, all in this task: no extra tasks to wake.
+    let stdin = child.stdin.take();
+    let payload = stdin.as_ref().map(|_| stdin_payload(&input, &objects));
+    let feed = async move {
+        if let (Some(mut stdin), Some(payload)) = (stdin, payload) {
             // A command that does not read its stdin closes the pipe: not an error.
             let _ = stdin.write_all(&payload).await;
             let _ = stdin.shutdown().await;
-        })
-    });
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let out_task = tokio::spawn(async move {
-        let mut buf = Vec::new();
-        let mut limited = (&mut stdout).take(MAX_STDOUT as u64 + 1);
-        let r = limited.read_to_end(&mut buf).await;
-        // Keep draining so the command never blocks on a full pipe.
-        let _ = tokio::io::copy(&mut stdout, &mut tokio::io::sink()).await;
-        r.map(|_| buf)
-    });
-    let err_task = tokio::spawn(async move {
-        let mut buf = Vec::new();
-        let r = (&mut stderr)
-            .take(MAX_STDOUT as u64)
-            .read_to_end(&mut buf)
-            .await;
-        let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
-        r.map(|_| buf)
-    });
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| JobError::retryable(format!("waiting for `{program}`: {e}")))?;
-    if let Some(t) = stdin_task {
-        let _ = t.await;
-    }
-    let stdout = out_task.await.ok().and_then(Result::ok).unwrap_or_default();
-    let stderr = err_task.await.ok().and_then(Result::ok).unwrap_or_default();
+        }
+    };
+    let stdout = read_capped(child.stdout.take(), MAX_STDOUT + 1);
+    let stderr = read_capped(child.stderr.take(), MAX_STDOUT);
+    let exited = async {
+        let status = child.wait().await;
+        drop(slot);
+        // Stray background children die with the command, which also closes their pipes.
+        drop(std::mem::replace(&mut group, ProcessGroup(None)));
+        status
+    };
+    let (status, (), stdout, stderr) = tokio::join!(exited, feed, stdout, stderr);
+    let status =
+        status.map_err(|e| JobError::retryable(format!("waiting for `{program}`: {e}")))?;
     let stdout_text = String::from_utf8_lossy(&stdout).into_owned();
     let stderr_text = String::from_utf8_lossy(&stderr).into_owned();
     for line in stdout_text.lines() {
@@ -207,6 +198,29 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &CommandSpec) -> Result<Valu
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::current_dir().unwrap_or_default());
     ingest_files(ctx, output, &base).await
+}
+
+/// The node's params plus `tessera: {task_id, node, attempt}` for `{{params.tessera.task_id}}`.
+fn with_context(params: &Map<String, Value>, ctx: &JobContext) -> Map<String, Value> {
+    let mut p = params.clone();
+    let mut t = Map::new();
+    t.insert("task_id".into(), Value::String(ctx.task_id.clone()));
+    t.insert("node".into(), Value::String(ctx.key.clone()));
+    t.insert("attempt".into(), Value::from(ctx.attempt));
+    p.insert("tessera".into(), Value::Object(t));
+    p
+}
+
+/// Reads a pipe to its end, keeping at most `cap` bytes (the rest is drained so the writer
+/// never blocks on a full pipe).
+async fn read_capped<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>, cap: usize) -> Vec<u8> {
+    let Some(mut pipe) = pipe else {
+        return Vec::new();
+    };
+    let mut buf = Vec::new();
+    let _ = (&mut pipe).take(cap as u64).read_to_end(&mut buf).await;
+    let _ = tokio::io::copy(&mut pipe, &mut tokio::io::sink()).await;
+    buf
 }
 
 /// The input as sent on stdin: object references gain a `path` to read the bytes from.

@@ -14,6 +14,7 @@ use tessera_core::scheduler::{
 use tessera_store::CommitBatch;
 
 use crate::error::EngineError;
+use crate::events::{EventReceiver, EventSender};
 use crate::{Shared, now_millis};
 
 pub(crate) struct DriverContext {
@@ -22,8 +23,8 @@ pub(crate) struct DriverContext {
     pub plan: Arc<Plan>,
     pub input: Value,
     pub past: Vec<PastRun>,
-    pub events_tx: crossbeam_channel::Sender<Event>,
-    pub events_rx: crossbeam_channel::Receiver<Event>,
+    pub events_tx: EventSender,
+    pub events_rx: EventReceiver,
     pub progress: Arc<Mutex<Progress>>,
 }
 
@@ -33,10 +34,19 @@ pub(crate) struct Driver {
     jobs: HashMap<JobId, tokio::task::JoinHandle<()>>,
     /// When progress was last published; counting is O(nodes), so it is throttled.
     progress_at: Option<Instant>,
+    /// Records of steps that acted on nothing yet (group commit), and since when.
+    pending: Vec<Effect>,
+    pending_since: Option<Instant>,
 }
 
 /// Most events handled in one step; bounds the latency of a commit under a flood of events.
 const MAX_EVENTS_PER_STEP: usize = 4096;
+
+/// Group commit: records of a step that starts nothing (e.g. one of many parallel commands
+/// finished) may wait this long for later steps, so one fsync covers them all. Anything that
+/// acts — a job to start, a retry, the task's end — commits everything pending first.
+const COMMIT_WINDOW: Duration = Duration::from_millis(5);
+const MAX_PENDING: usize = 20_000;
 
 impl Driver {
     pub fn new(mut ctx: DriverContext) -> Driver {
@@ -55,37 +65,29 @@ impl Driver {
             scheduler,
             jobs: HashMap::new(),
             progress_at: None,
+            pending: Vec::new(),
+            pending_since: None,
         }
     }
 
-    pub fn run(mut self) -> Result<Outcome, EngineError> {
+    pub fn run(&mut self) -> Result<Outcome, EngineError> {
         let effects = self.scheduler.start(now_millis());
         let mut outcome = self.apply(effects)?;
         let mut last_poll = Instant::now();
         while outcome.is_none() {
             let poll = self.ctx.engine.config.cancel_poll;
-            let first = match self.ctx.events_rx.recv_timeout(poll) {
-                Ok(e) => Some(e),
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                    return Err(EngineError::Internal("event channel closed".into()));
-                }
+            let wait = match self.pending_since {
+                Some(t) => COMMIT_WINDOW.saturating_sub(t.elapsed()).min(poll),
+                None => poll,
             };
+            let batch = self.ctx.events_rx.recv_batch(wait, MAX_EVENTS_PER_STEP);
             let mut effects = Vec::new();
-            if let Some(e) = first {
-                let now = now_millis();
-                let queued: Vec<Event> = self
-                    .ctx
-                    .events_rx
-                    .try_iter()
-                    .take(MAX_EVENTS_PER_STEP)
-                    .collect();
-                for e in std::iter::once(e).chain(queued) {
-                    if let Event::JobSucceeded { job, .. } | Event::JobFailed { job, .. } = &e {
-                        self.jobs.remove(job);
-                    }
-                    effects.extend(self.scheduler.handle(e, now));
+            let now = now_millis();
+            for e in batch {
+                if let Event::JobSucceeded { job, .. } | Event::JobFailed { job, .. } = &e {
+                    self.jobs.remove(job);
                 }
+                effects.extend(self.scheduler.handle(e, now));
             }
             if last_poll.elapsed() >= poll {
                 last_poll = Instant::now();
@@ -104,8 +106,30 @@ impl Driver {
 
     /// Commits the step's records, then carries out the rest in order.
     fn apply(&mut self, effects: Vec<Effect>) -> Result<Option<Outcome>, EngineError> {
-        if effects.is_empty() {
+        let acts = effects
+            .iter()
+            .any(|e| !matches!(e, Effect::Record(_) | Effect::CacheStore { .. }));
+        if !acts {
+            if !effects.is_empty() {
+                self.pending.extend(effects);
+                self.pending_since.get_or_insert_with(Instant::now);
+            }
+            let due = self
+                .pending_since
+                .is_some_and(|t| t.elapsed() >= COMMIT_WINDOW);
+            if due || self.pending.len() >= MAX_PENDING {
+                let pending = std::mem::take(&mut self.pending);
+                self.pending_since = None;
+                self.commit(&pending)?;
+            }
             return Ok(None);
+        }
+        let mut effects = effects;
+        if !self.pending.is_empty() {
+            let mut all = std::mem::take(&mut self.pending);
+            all.append(&mut effects);
+            effects = all;
+            self.pending_since = None;
         }
         self.commit(&effects)?;
         let done = effects.iter().any(|e| matches!(e, Effect::Done(_)));
@@ -144,7 +168,7 @@ impl Driver {
                     let tx = self.ctx.events_tx.clone();
                     self.ctx.engine.runtime.spawn(async move {
                         tokio::time::sleep(delay).await;
-                        let _ = tx.send(Event::RetryDue { job });
+                        tx.send(Event::RetryDue { job });
                     });
                 }
                 Effect::Done(o) => outcome = Some(o),

@@ -79,7 +79,7 @@ pub(crate) fn spawn(
     task_id: &str,
     plan: &Plan,
     job: Job,
-    events: crossbeam_channel::Sender<Event>,
+    events: crate::events::EventSender,
 ) -> tokio::task::JoinHandle<()> {
     let named = job.node.pool.as_ref().map(|name| {
         let size = plan.pipeline.pools.get(name).copied();
@@ -116,7 +116,7 @@ pub(crate) fn spawn(
             },
             Err(error) => Event::JobFailed { job: id, error },
         };
-        let _ = events.send(event);
+        events.send(event);
     })
 }
 
@@ -151,7 +151,7 @@ async fn run(
         NodeKind::Http(_) => Some(ctx.engine.pools.http.clone()),
         _ => None,
     };
-    let _kind_permit = match kind_pool {
+    let mut kind_permit = match kind_pool {
         Some(s) => Some(s.acquire_owned().await.expect("pools are never closed")),
         None => None,
     };
@@ -159,7 +159,9 @@ async fn run(
     let node = ctx.node.clone();
     let work = async {
         match &node.kind {
-            NodeKind::Command(spec) => crate::command::run(&mut ctx, spec).await,
+            NodeKind::Command(spec) => {
+                crate::command::run(&mut ctx, spec, kind_permit.take()).await
+            }
             NodeKind::Http(spec) => crate::http::run(&mut ctx, spec).await,
             _ => Ok((*ctx.input).clone()),
         }

@@ -6,6 +6,7 @@
 mod command;
 mod driver;
 mod error;
+mod events;
 mod http;
 pub mod inspect;
 mod jobs;
@@ -79,8 +80,8 @@ impl std::fmt::Debug for Engine {
 pub struct TaskHandle {
     pub id: String,
     progress: Arc<Mutex<Progress>>,
-    events: crossbeam_channel::Sender<Event>,
-    done: crossbeam_channel::Receiver<Result<Outcome, EngineError>>,
+    events: events::EventSender,
+    done: Arc<events::DoneSlot<Result<Outcome, EngineError>>>,
 }
 
 impl std::fmt::Debug for TaskHandle {
@@ -94,28 +95,23 @@ impl TaskHandle {
         self.progress.lock().map(|p| p.clone()).unwrap_or_default()
     }
 
-    /// Waits up to `timeout` for the task to end.
+    /// Waits up to `timeout` for the task to end; `None` if it is still running. The result
+    /// is handed out once.
     pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<Outcome, EngineError>> {
-        match self.done.recv_timeout(timeout) {
-            Ok(r) => Some(r),
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Some(Err(
-                EngineError::Internal("the task driver stopped without a result".into()),
-            )),
-        }
+        self.done.take(Some(timeout))
     }
 
     pub fn wait(&self) -> Result<Outcome, EngineError> {
-        self.done.recv().unwrap_or_else(|_| {
+        self.done.take(None).unwrap_or_else(|| {
             Err(EngineError::Internal(
-                "the task driver stopped without a result".into(),
+                "the task result was already taken".into(),
             ))
         })
     }
 
     /// Cancels the task: running commands are killed with their process group.
     pub fn cancel(&self, reason: &str) {
-        let _ = self.events.send(Event::Cancel {
+        self.events.send(Event::Cancel {
             reason: reason.to_string(),
         });
     }
@@ -280,8 +276,9 @@ impl Engine {
         past: Vec<tessera_core::scheduler::PastRun>,
     ) -> Result<TaskHandle, EngineError> {
         self.shared.store.claim_task(&id, &self.shared.runner)?;
-        let (events_tx, events_rx) = crossbeam_channel::unbounded();
-        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        let (events_tx, events_rx) = events::channel();
+        let done = events::DoneSlot::new();
+        let done_tx = done.clone();
         let progress = Arc::new(Mutex::new(Progress::default()));
         let driver = driver::Driver::new(driver::DriverContext {
             engine: self.shared.clone(),
@@ -296,15 +293,22 @@ impl Engine {
         std::thread::Builder::new()
             .name(format!("task-{}", &id[..8.min(id.len())]))
             .spawn(move || {
-                let result = driver.run();
-                let _ = done_tx.send(result);
+                let mut driver = driver;
+                let result =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| driver.run()))
+                        .unwrap_or_else(|_| {
+                            Err(EngineError::Internal("the task driver panicked".into()))
+                        });
+                done_tx.set(result);
+                // Freeing a big task's state takes a while: after the caller has its result.
+                drop(driver);
             })
             .map_err(|e| EngineError::Internal(format!("cannot start a task thread: {e}")))?;
         Ok(TaskHandle {
             id,
             progress,
             events: events_tx,
-            done: done_rx,
+            done,
         })
     }
 }

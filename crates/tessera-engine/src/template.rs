@@ -1,5 +1,6 @@
 //! String templates in command lines, environments, URLs and headers: `{{path}}` from the node
-//! scope (input fields, or `params.x` / `input.x`) and `${env:NAME}` secret references.
+//! scope (input fields, `input.x`, `params.x`, and `tessera.task_id|node|attempt` for commands)
+//! and `${env:NAME}` secret references.
 
 use serde_json::Value;
 
@@ -69,6 +70,8 @@ fn lookup<'a>(
             let key = parts.next()?;
             params.get(key)?
         }
+        // Task context put in `params.tessera` by the command executor.
+        "tessera" => params.get("tessera")?,
         key => input.get(key)?,
     };
     for seg in parts {
@@ -108,15 +111,16 @@ mod tests {
         let input = json!({"name": "a b", "n": 3, "img": {"$object": "x"}, "list": [1, 2]});
         let mut params = serde_json::Map::new();
         params.insert("mode".into(), json!("fast"));
+        params.insert("tessera".into(), json!({"task_id": "t-1"}));
         let r = render(
-            "{{name}}|{{ input.n }}|{{params.mode}}|{{img}}|{{list.1}}|${env:PATH}",
+            "{{name}}|{{ input.n }}|{{params.mode}}|{{img}}|{{list.1}}|{{tessera.task_id}}|${env:PATH}",
             &input,
             &params,
             &mut no_objects,
         )
         .unwrap();
-        assert!(r.starts_with("a b|3|fast|/objects/x|2|"), "{r}");
-        assert!(r.len() > "a b|3|fast|/objects/x|2|".len());
+        assert!(r.starts_with("a b|3|fast|/objects/x|2|t-1|"), "{r}");
+        assert!(r.len() > "a b|3|fast|/objects/x|2|t-1|".len());
     }
 
     #[test]

@@ -54,8 +54,9 @@ CREATE TABLE IF NOT EXISTS node_runs (
     started_at INTEGER,
     finished_at INTEGER,
     cached INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (task_id, key, iteration, attempt)
-) WITHOUT ROWID;
+    -- A rowid table: outputs can be large, and must not sit inside the primary-key b-tree.
+    UNIQUE (task_id, key, iteration, attempt)
+);
 CREATE TABLE IF NOT EXISTS logs (
     id INTEGER PRIMARY KEY,
     task_id TEXT NOT NULL,

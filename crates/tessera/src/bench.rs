@@ -220,9 +220,8 @@ fn check(w: Workload, input: &Value, result: &Value, progress: &Progress) -> Res
 fn run_once(engine: &Engine, w: Workload, yaml: &str, input: &Value) -> Result<(f64, f64)> {
     let input_copy = input.clone();
     let t0 = Instant::now();
-    let pipeline = tessera_core::load_pipeline(yaml, &Scripts::default())
+    let (pipeline, doc) = tessera_core::load_document(yaml, &Scripts::default())
         .map_err(|r| anyhow!("{w:?}: generated pipeline is invalid: {r}"))?;
-    let doc = tessera_core::parse::parse_document(yaml).map_err(|e| anyhow!("{w:?}: {e}"))?;
     let load = t0.elapsed();
     let handle = engine.submit(doc, pipeline, input_copy)?;
     let outcome = handle.wait()?;

@@ -193,10 +193,7 @@ pub fn load_or_report(
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let scripts = Scripts::default();
-    Ok(tessera_core::load_pipeline(&text, &scripts).map(|p| {
-        let doc = tessera_core::parse::parse_document(&text).expect("a valid pipeline parses");
-        (p, doc)
-    }))
+    Ok(tessera_core::load_document(&text, &scripts))
 }
 
 fn validate(file: &std::path::Path, json: bool) -> Result<ExitCode> {

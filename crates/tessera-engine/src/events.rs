@@ -1,0 +1,88 @@
+//! The event queue of one task: job results and timers push, the driver thread takes them in
+//! batches. A mutex and a condition variable: the driver sleeps without spinning, which matters
+//! on a 2-core machine where the commands it waits for need the CPU.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use tessera_core::scheduler::Event;
+
+#[derive(Default)]
+struct Queue {
+    events: Mutex<VecDeque<Event>>,
+    ready: Condvar,
+}
+
+/// The sending side; cheap to clone, usable from any thread or async task.
+#[derive(Clone, Default)]
+pub(crate) struct EventSender(Arc<Queue>);
+
+/// The driver's side.
+pub(crate) struct EventReceiver(Arc<Queue>);
+
+pub(crate) fn channel() -> (EventSender, EventReceiver) {
+    let q = Arc::new(Queue::default());
+    (EventSender(q.clone()), EventReceiver(q))
+}
+
+impl EventSender {
+    pub fn send(&self, event: Event) {
+        let mut events = self.0.events.lock().unwrap_or_else(|p| p.into_inner());
+        events.push_back(event);
+        drop(events);
+        self.0.ready.notify_one();
+    }
+}
+
+impl EventReceiver {
+    /// Waits up to `timeout` for at least one event, then takes up to `max` queued events.
+    pub fn recv_batch(&self, timeout: Duration, max: usize) -> Vec<Event> {
+        let events = self.0.events.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut events, _) = self
+            .0
+            .ready
+            .wait_timeout_while(events, timeout, |q| q.is_empty())
+            .unwrap_or_else(|p| p.into_inner());
+        let n = events.len().min(max);
+        events.drain(..n).collect()
+    }
+}
+
+/// A one-shot slot for the task's final result, waited on without spinning.
+pub(crate) struct DoneSlot<T> {
+    value: Mutex<Option<T>>,
+    ready: Condvar,
+}
+
+impl<T> DoneSlot<T> {
+    pub fn new() -> Arc<DoneSlot<T>> {
+        Arc::new(DoneSlot {
+            value: Mutex::new(None),
+            ready: Condvar::new(),
+        })
+    }
+
+    pub fn set(&self, v: T) {
+        *self.value.lock().unwrap_or_else(|p| p.into_inner()) = Some(v);
+        self.ready.notify_all();
+    }
+
+    /// Takes the value, waiting up to `timeout` (forever with `None`).
+    pub fn take(&self, timeout: Option<Duration>) -> Option<T> {
+        let guard = self.value.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = match timeout {
+            Some(t) => {
+                self.ready
+                    .wait_timeout_while(guard, t, |v| v.is_none())
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0
+            }
+            None => self
+                .ready
+                .wait_while(guard, |v| v.is_none())
+                .unwrap_or_else(|p| p.into_inner()),
+        };
+        guard.take()
+    }
+}
