@@ -268,12 +268,7 @@ async fn ingest_files(ctx: &mut JobContext, value: Value, base: &Path) -> Result
                 .map_err(|e| {
                     JobError::permanent(format!("cannot ingest `$file` {}: {e}", full.display()))
                 })?;
-            let store = ctx.engine.store.clone();
-            let (m2, task) = (meta.clone(), ctx.task_id.clone());
-            tokio::task::spawn_blocking(move || store.put_object(&m2, Some(&task)))
-                .await
-                .map_err(|e| JobError::retryable(e.to_string()))?
-                .map_err(|e| JobError::retryable(format!("cannot record object: {e}")))?;
+            ctx.record_object(&meta).await?;
             ctx.log(
                 "engine",
                 format!(

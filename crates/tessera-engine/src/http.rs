@@ -117,12 +117,7 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &HttpSpec) -> Result<Value, 
         .put_bytes(body, name, content_type)
         .await
         .map_err(|e| JobError::retryable(format!("storing the response: {e}")))?;
-    let store = ctx.engine.store.clone();
-    let (m2, task) = (meta.clone(), ctx.task_id.clone());
-    tokio::task::spawn_blocking(move || store.put_object(&m2, Some(&task)))
-        .await
-        .map_err(|e| JobError::retryable(e.to_string()))?
-        .map_err(|e| JobError::retryable(format!("cannot record object: {e}")))?;
+    ctx.record_object(&meta).await?;
     let mut m = Map::new();
     m.insert("body".into(), meta.to_json());
     Ok(Value::Object(m))

@@ -62,6 +62,16 @@ pub(crate) struct JobContext {
 }
 
 impl JobContext {
+    /// Records a stored object as belonging to this task (deleted with it later).
+    pub async fn record_object(&self, meta: &tessera_store::ObjectMeta) -> Result<(), JobError> {
+        let store = self.engine.store.clone();
+        let (meta, task) = (meta.clone(), self.task_id.clone());
+        tokio::task::spawn_blocking(move || store.put_object(&meta, Some(&task)))
+            .await
+            .map_err(|e| JobError::retryable(e.to_string()))?
+            .map_err(|e| JobError::retryable(format!("cannot record object: {e}")))
+    }
+
     pub fn log(&mut self, stream: &str, line: impl Into<String>) {
         self.logs.push(LogLine {
             task_id: self.task_id.clone(),

@@ -529,9 +529,9 @@ fn wide_fan_out_completes_inline() {
     assert_eq!(result["n299"], json!(299));
 }
 
-#[test]
-fn wait_all_waits_for_every_end() {
-    let yaml = format!(
+/// Two parallel commands, each leading to its own end node.
+fn two_ends(wait_all: bool) -> String {
+    format!(
         r#"
 nodes:
   - {{id: in, type: entry, next: [a, b]}}
@@ -541,11 +541,15 @@ nodes:
   - id: b
     {CMD}
     next: [end_b]
-  - {{id: end_a, type: end, wait_all: true}}
-  - {{id: end_b, type: end, wait_all: true}}
+  - {{id: end_a, type: end, wait_all: {wait_all}}}
+  - {{id: end_b, type: end, wait_all: {wait_all}}}
 "#
-    );
-    let mut sim = Sim::new(&yaml, json!({}));
+    )
+}
+
+#[test]
+fn wait_all_waits_for_every_end() {
+    let mut sim = Sim::new(&two_ends(true), json!({}));
     sim.succeed("a", json!({"a": 1}));
     assert!(sim.outcome.is_none(), "end_b not reached yet");
     sim.succeed("b", json!({"b": 1}));
@@ -554,21 +558,7 @@ nodes:
 
 #[test]
 fn first_end_reached_ends_the_task_without_wait_all() {
-    let yaml = format!(
-        r#"
-nodes:
-  - {{id: in, type: entry, next: [a, b]}}
-  - id: a
-    {CMD}
-    next: [end_a]
-  - id: b
-    {CMD}
-    next: [end_b]
-  - {{id: end_a, type: end}}
-  - {{id: end_b, type: end}}
-"#
-    );
-    let mut sim = Sim::new(&yaml, json!({}));
+    let mut sim = Sim::new(&two_ends(false), json!({}));
     sim.succeed("a", json!({"a": 1}));
     assert_eq!(sim.result(), json!({"a": 1}));
     assert_eq!(

@@ -702,3 +702,55 @@ fn file_inputs_become_objects_passed_to_commands() {
         r.stderr
     );
 }
+
+#[test]
+fn ephemeral_runs_keep_nothing() {
+    let env = Env::new();
+    let out = env
+        .run(&["run", &example("branch-loop.yaml"), "--ephemeral"])
+        .ok();
+    assert_eq!(out["count"], 3);
+    assert!(!env.path("data").exists(), "no data dir was created");
+    let r = env.run(&["tasks", "list", "--ephemeral"]);
+    assert_eq!(r.code, 1);
+    assert!(r.last_stderr_line().contains("--ephemeral keeps no tasks"));
+}
+
+#[test]
+fn tessera_toml_sets_the_data_dir_and_flags_win() {
+    let env = Env::new();
+    env.write(
+        "tessera.toml",
+        "data_dir = \"from-toml\"\nmax_processes = 4\n[pools]\ngpu = 1\n",
+    );
+    let mut cmd = env.cmd();
+    cmd.env_remove("TESSERA_DATA_DIR");
+    let out = cmd
+        .args(["run", &example("branch-loop.yaml")])
+        .output()
+        .unwrap();
+    assert_eq!(Run::from(out).ok()["count"], 3);
+    assert!(env.path("from-toml").join("tessera.db").exists());
+    let mut cmd = env.cmd();
+    cmd.env_remove("TESSERA_DATA_DIR");
+    let flag = env.path("from-flag");
+    let out = cmd
+        .args([
+            "run",
+            &example("branch-loop.yaml"),
+            "--data-dir",
+            flag.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    Run::from(out).ok();
+    assert!(flag.join("tessera.db").exists());
+    env.write("tessera.toml", "data_dir = 3\n");
+    let r = env.run(&["run", &example("branch-loop.yaml")]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("invalid configuration in tessera.toml"),
+        "{}",
+        r.stderr
+    );
+}
