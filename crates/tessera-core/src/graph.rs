@@ -67,6 +67,7 @@ fn colours(kind: &NodeKind) -> (&'static str, &'static str) {
         NodeKind::Node => ("#f3f4f6", "#6b7280"),
         NodeKind::Command(_) => ("#dbeafe", "#2563eb"),
         NodeKind::Http(_) => ("#ede9fe", "#7c3aed"),
+        NodeKind::Service(_) => ("#fce7f3", "#db2777"),
         NodeKind::Branch(_) => ("#fef3c7", "#d97706"),
         NodeKind::Loop(_) => ("#ecfeff", "#0891b2"),
     }
@@ -101,7 +102,7 @@ fn dot_nodes(nodes: &[Node], prefix: &str, indent: &str, s: &mut String) {
             NodeKind::Entry(_) => "invhouse",
             NodeKind::End(_) => "doubleoctagon",
             NodeKind::Node => "box, style=\"rounded,filled\"",
-            NodeKind::Command(_) | NodeKind::Http(_) => "box",
+            NodeKind::Command(_) | NodeKind::Http(_) | NodeKind::Service(_) => "box",
             NodeKind::Branch(_) => "diamond",
             NodeKind::Loop(_) => "box3d",
         };

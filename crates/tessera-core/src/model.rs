@@ -109,6 +109,8 @@ pub enum NodeKind {
     Node,
     Command(CommandSpec),
     Http(HttpSpec),
+    /// Asynchronous call of a service that answers by callback (SPEC §8).
+    Service(ServiceSpec),
     Branch(BranchSpec),
     Loop(LoopSpec),
 }
@@ -121,6 +123,7 @@ impl NodeKind {
             NodeKind::Node => "node",
             NodeKind::Command(_) => "command",
             NodeKind::Http(_) => "http",
+            NodeKind::Service(_) => "service",
             NodeKind::Branch(_) => "branch",
             NodeKind::Loop(_) => "loop",
         }
@@ -128,7 +131,10 @@ impl NodeKind {
 
     /// Kinds whose work is done outside the scheduler (processes, network).
     pub fn is_external(&self) -> bool {
-        matches!(self, NodeKind::Command(_) | NodeKind::Http(_))
+        matches!(
+            self,
+            NodeKind::Command(_) | NodeKind::Http(_) | NodeKind::Service(_)
+        )
     }
 }
 
@@ -168,6 +174,12 @@ pub struct HttpSpec {
     pub url: String,
     pub verb: String,
     pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceSpec {
+    /// The endpoint called with `POST url?task_id=..&callback_url=..`.
+    pub url: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]

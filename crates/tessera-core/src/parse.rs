@@ -22,6 +22,7 @@ fn kind_fields(type_name: &str) -> Option<&'static [&'static str]> {
         "node" => &[],
         "command" => &["command", "shell", "env", "cwd", "stdin"],
         "http" => &["url", "verb", "headers"],
+        "service" => &["url"],
         "branch" => &["if", "then", "else", "max_iterations"],
         "loop" => &["items", "nodes", "collect", "max_parallel"],
         _ => return None,
@@ -29,7 +30,7 @@ fn kind_fields(type_name: &str) -> Option<&'static [&'static str]> {
 }
 
 /// Types described by the specification that a later part of Tessera will run.
-const PLANNED_TYPES: &[&str] = &["service", "batch", "raster"];
+const PLANNED_TYPES: &[&str] = &["batch", "raster"];
 
 /// Reads JSON or YAML text into a JSON value; the error names line and column.
 pub fn parse_document(text: &str) -> Result<Value, Issue> {
@@ -348,7 +349,7 @@ fn parse_node(value: &Value, where_: &str, report: &mut Report) -> Option<Node> 
             format!("node type `{type_name}` is not available in this version of Tessera")
         } else {
             format!(
-                "unknown node type `{type_name}` (expected entry, end, node, command, http, branch or loop)"
+                "unknown node type `{type_name}` (expected entry, end, node, command, http, service, branch or loop)"
             )
         };
         report.push(Issue::node(&id, "type", msg));
@@ -396,6 +397,9 @@ fn parse_node(value: &Value, where_: &str, report: &mut Report) -> Option<Node> 
         "node" => NodeKind::Node,
         "command" => NodeKind::Command(parse_command(&mut f)?),
         "http" => NodeKind::Http(parse_http(&mut f)?),
+        "service" => NodeKind::Service(ServiceSpec {
+            url: parse_url(&mut f)?,
+        }),
         "branch" => NodeKind::Branch(parse_branch(&mut f, !next.is_empty())?),
         "loop" => NodeKind::Loop(parse_loop(&mut f)?),
         _ => unreachable!("kind_fields accepted only known types"),
@@ -563,7 +567,7 @@ fn parse_command(f: &mut Fields) -> Option<CommandSpec> {
     })
 }
 
-fn parse_http(f: &mut Fields) -> Option<HttpSpec> {
+fn parse_url(f: &mut Fields) -> Option<String> {
     let Some(url) = f.string("url") else {
         if !f.obj.contains_key("url") {
             f.err("url", "missing field `url`");
@@ -574,6 +578,11 @@ fn parse_http(f: &mut Fields) -> Option<HttpSpec> {
     if !(templated || url.starts_with("http://") || url.starts_with("https://")) {
         f.err("url", format!("`{url}` is not an http:// or https:// URL"));
     }
+    Some(url)
+}
+
+fn parse_http(f: &mut Fields) -> Option<HttpSpec> {
+    let url = parse_url(f)?;
     let verb = f
         .string("verb")
         .unwrap_or_else(|| "GET".into())

@@ -192,14 +192,14 @@ fn path_problem(
 fn check_scripts(node: &Node, scripts: &Scripts, issues: &mut Vec<Issue>) {
     let cacheable = matches!(
         node.kind,
-        NodeKind::Node | NodeKind::Command(_) | NodeKind::Http(_)
+        NodeKind::Node | NodeKind::Command(_) | NodeKind::Http(_) | NodeKind::Service(_)
     );
     if node.cache && !cacheable {
         issues.push(Issue::node(
             &node.id,
             "cache",
             format!(
-                "`cache` applies to node, command and http nodes, not to `{}`",
+                "`cache` applies to node, command, http and service nodes, not to `{}`",
                 node.type_name()
             ),
         ));

@@ -76,6 +76,16 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// What starts a task: a validated pipeline, its document (stored with the task so it can be
+/// resumed from the store alone), the input, and who asked.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub definition: Value,
+    pub pipeline: Pipeline,
+    pub input: Value,
+    pub owner: Option<String>,
+}
+
 /// A task started by this engine.
 pub struct TaskHandle {
     pub id: String,
@@ -187,13 +197,14 @@ impl Engine {
         &self.shared.scripts
     }
 
-    /// Starts a new task of `pipeline` (whose document is `definition`) on `input`.
-    pub fn submit(
-        &self,
-        definition: Value,
-        pipeline: Pipeline,
-        input: Value,
-    ) -> Result<TaskHandle, EngineError> {
+    /// Starts a new task.
+    pub fn submit(&self, submission: Submission) -> Result<TaskHandle, EngineError> {
+        let Submission {
+            definition,
+            pipeline,
+            input,
+            owner,
+        } = submission;
         let id = uuid::Uuid::new_v4().to_string();
         self.shared.store.create_task(&NewTask {
             id: id.clone(),
@@ -201,6 +212,7 @@ impl Engine {
             definition,
             input: input.clone(),
             created_at: now_millis(),
+            owner,
         })?;
         let plan = Arc::new(Plan::new(Arc::new(pipeline)));
         self.start_driver(id, plan, input, Vec::new())

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tessera_core::scheduler::TaskState;
-use tessera_core::{Scripts, load_pipeline, parse::parse_document};
-use tessera_engine::{Engine, EngineConfig, EngineError};
+use tessera_core::{Scripts, load_document};
+use tessera_engine::{Engine, EngineConfig, EngineError, Submission};
 use tessera_store::{Durability, Objects, SqliteStore};
 
 struct Fixture {
@@ -39,9 +39,14 @@ fn fixture() -> Fixture {
 }
 
 fn submit(f: &Fixture, yaml: &str, input: Value) -> tessera_engine::TaskHandle {
-    let pipeline = load_pipeline(yaml, &Scripts::default()).unwrap();
+    let (pipeline, definition) = load_document(yaml, &Scripts::default()).unwrap();
     f.engine
-        .submit(parse_document(yaml).unwrap(), pipeline, input)
+        .submit(Submission {
+            definition,
+            pipeline,
+            input,
+            owner: None,
+        })
         .unwrap()
 }
 

@@ -62,4 +62,58 @@ pub trait Store: Send + Sync {
 
     /// Marks a task that no process runs any more (e.g. killed) as cancelled.
     fn mark_cancelled(&self, task_id: &str, reason: &str) -> Result<(), StoreError>;
+
+    /// Deletes a task with its node runs, logs and callbacks; returns the ids of its objects
+    /// (their metadata is deleted too; the caller deletes the bytes).
+    fn delete_task(&self, task_id: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Ids of tasks that ended (finished, failed, cancelled) before `before` (ms).
+    fn ended_before(&self, before: u64) -> Result<Vec<String>, StoreError>;
+
+    /// Tasks that have not ended (to continue after a restart).
+    fn unfinished_tasks(&self) -> Result<Vec<String>, StoreError>;
+
+    fn task_stats(&self) -> Result<Vec<StatRow>, StoreError>;
+
+    /// Creates or replaces a pipeline; true when it was created.
+    fn put_pipeline(&self, pipeline: &PipelineRow) -> Result<bool, StoreError>;
+
+    fn pipeline(&self, name: &str) -> Result<Option<PipelineRow>, StoreError>;
+
+    fn list_pipelines(&self) -> Result<Vec<PipelineRow>, StoreError>;
+
+    /// Deletes a pipeline; false when there was none.
+    fn delete_pipeline(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Records a service's announcement (creating or refreshing it).
+    fn announce_service(&self, service: &ServiceRow) -> Result<(), StoreError>;
+
+    fn list_services(&self) -> Result<Vec<ServiceRow>, StoreError>;
+
+    /// Forgets a service and deletes the pipelines made from its announcements.
+    fn remove_service(&self, name: &str) -> Result<(), StoreError>;
+
+    /// Records a dispatched service attempt and its callback token; older tokens of the same
+    /// node instance are superseded in the same transaction.
+    fn create_callback(&self, row: &CallbackRow) -> Result<(), StoreError>;
+
+    fn callback(&self, token: &str) -> Result<Option<CallbackRow>, StoreError>;
+
+    /// The token of a node attempt, if it was dispatched.
+    fn callback_for_attempt(
+        &self,
+        task_id: &str,
+        key: &str,
+        iteration: u32,
+        attempt: u32,
+    ) -> Result<Option<CallbackRow>, StoreError>;
+
+    /// Stores a callback's result if the token is still waiting; false (nothing changed) for
+    /// an unknown, superseded or already answered token.
+    fn complete_callback(
+        &self,
+        token: &str,
+        result: &Value,
+        failed: bool,
+    ) -> Result<bool, StoreError>;
 }

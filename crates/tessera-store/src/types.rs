@@ -14,6 +14,8 @@ pub struct NewTask {
     pub definition: Value,
     pub input: Value,
     pub created_at: u64,
+    /// Who started it (a token name); `None` when auth is off or for local runs.
+    pub owner: Option<String>,
 }
 
 /// Everything one scheduler step must make durable.
@@ -40,6 +42,7 @@ pub struct TaskRow {
     /// Which process runs (or last ran) the task: `host:pid`.
     #[serde(skip)]
     pub runner: Option<String>,
+    pub owner: Option<String>,
 }
 
 impl TaskRow {
@@ -55,6 +58,7 @@ pub struct TaskSummary {
     pub state: String,
     pub created_at: u64,
     pub updated_at: u64,
+    pub owner: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -64,6 +68,8 @@ pub struct TaskFilter {
     pub limit: usize,
     /// Only tasks created strictly before this (created_at, id): keyset pagination.
     pub before: Option<(u64, String)>,
+    /// Only this owner's tasks.
+    pub owner: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -97,4 +103,47 @@ pub struct LogLine {
     pub stream: String,
     pub line: String,
     pub at: u64,
+}
+
+/// A stored pipeline, served at `POST /api/v1/services/{name}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PipelineRow {
+    pub name: String,
+    pub definition: Value,
+    /// `user`, or `service:<name>` for a pipeline made from a service's announcement.
+    pub source: String,
+    pub owner: Option<String>,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+/// A service known from its announcements.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceRow {
+    pub name: String,
+    pub url: String,
+    pub endpoints: Value,
+    pub last_seen: u64,
+}
+
+/// One dispatch of a `service` node attempt, waiting for its callback.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallbackRow {
+    pub token: String,
+    pub task_id: String,
+    pub key: String,
+    pub iteration: u32,
+    pub attempt: u32,
+    /// `waiting`, `received` or `superseded`.
+    pub state: String,
+    pub result: Option<Value>,
+    pub failed: bool,
+}
+
+/// Task counts per pipeline and state.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatRow {
+    pub pipeline: String,
+    pub state: String,
+    pub count: u64,
 }

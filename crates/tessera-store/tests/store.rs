@@ -31,6 +31,7 @@ fn new_task(id: &str, created_at: u64) -> NewTask {
         definition: json!({"nodes": []}),
         input: json!({"n": 3}),
         created_at,
+        owner: None,
     }
 }
 
@@ -226,4 +227,161 @@ async fn objects_stream_in_and_out_with_their_hash() {
             .await
             .is_err()
     );
+}
+
+fn pipeline_row(name: &str, source: &str) -> PipelineRow {
+    PipelineRow {
+        name: name.into(),
+        definition: json!({"nodes": [{"id": "in", "type": "entry"}]}),
+        source: source.into(),
+        owner: Some("alice".into()),
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+#[test]
+fn pipelines_are_created_replaced_listed_and_deleted() {
+    let store = SqliteStore::in_memory().unwrap();
+    assert!(
+        store.put_pipeline(&pipeline_row("blur", "user")).unwrap(),
+        "created"
+    );
+    let mut again = pipeline_row("blur", "user");
+    again.definition = json!({"nodes": []});
+    assert!(!store.put_pipeline(&again).unwrap(), "replaced");
+    assert_eq!(
+        store.pipeline("blur").unwrap().unwrap().definition,
+        json!({"nodes": []})
+    );
+    store
+        .put_pipeline(&pipeline_row("a-first", "user"))
+        .unwrap();
+    let names: Vec<String> = store
+        .list_pipelines()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(names, ["a-first", "blur"]);
+    assert!(store.delete_pipeline("blur").unwrap());
+    assert!(!store.delete_pipeline("blur").unwrap());
+    assert!(store.pipeline("blur").unwrap().is_none());
+}
+
+#[test]
+fn removing_a_service_removes_its_automatic_pipelines() {
+    let store = SqliteStore::in_memory().unwrap();
+    let svc = ServiceRow {
+        name: "imaging".into(),
+        url: "http://127.0.0.1:1".into(),
+        endpoints: json!([{"route": "imaging-blur"}]),
+        last_seen: 5,
+    };
+    store.announce_service(&svc).unwrap();
+    store
+        .put_pipeline(&pipeline_row("imaging-blur", "service:imaging"))
+        .unwrap();
+    store.put_pipeline(&pipeline_row("mine", "user")).unwrap();
+    assert_eq!(
+        store.list_services().unwrap()[0].endpoints,
+        json!([{"route": "imaging-blur"}])
+    );
+    store.remove_service("imaging").unwrap();
+    assert!(store.list_services().unwrap().is_empty());
+    let names: Vec<String> = store
+        .list_pipelines()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(names, ["mine"]);
+}
+
+fn callback_row(token: &str, attempt: u32) -> CallbackRow {
+    CallbackRow {
+        token: token.into(),
+        task_id: "t1".into(),
+        key: "detect".into(),
+        iteration: 0,
+        attempt,
+        state: "waiting".into(),
+        result: None,
+        failed: false,
+    }
+}
+
+#[test]
+fn a_callback_is_accepted_once_and_never_for_a_superseded_attempt() {
+    let store = SqliteStore::in_memory().unwrap();
+    store.create_callback(&callback_row("tok-1", 1)).unwrap();
+    store.create_callback(&callback_row("tok-2", 2)).unwrap();
+    assert_eq!(
+        store.callback("tok-1").unwrap().unwrap().state,
+        "superseded"
+    );
+    assert!(
+        !store
+            .complete_callback("tok-1", &json!({"late": true}), false)
+            .unwrap()
+    );
+    assert!(
+        store
+            .complete_callback("tok-2", &json!({"areas": []}), false)
+            .unwrap()
+    );
+    assert!(
+        !store
+            .complete_callback("tok-2", &json!({"again": true}), false)
+            .unwrap(),
+        "duplicate"
+    );
+    assert!(
+        !store
+            .complete_callback("forged", &json!({}), false)
+            .unwrap()
+    );
+    let row = store
+        .callback_for_attempt("t1", "detect", 0, 2)
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.state, "received");
+    assert_eq!(row.result, Some(json!({"areas": []})));
+    assert!(
+        store
+            .callback_for_attempt("t1", "detect", 0, 9)
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[test]
+fn deleting_a_task_removes_its_rows_and_names_its_objects() {
+    let store = SqliteStore::in_memory().unwrap();
+    store.create_task(&new_task("t1", 1)).unwrap();
+    store.create_task(&new_task("t2", 2)).unwrap();
+    commit(
+        &store,
+        "t1",
+        &[node("a", 1, NodeState::Finished, Some(json!({})))],
+    );
+    let meta = ObjectMeta {
+        id: "0b5a3c1e-9f4c-4a57-8a0e-1d2c3b4a5f60".into(),
+        name: None,
+        size: 1,
+        content_type: None,
+        sha256: "x".into(),
+        created_at: 1,
+    };
+    store.put_object(&meta, Some("t1")).unwrap();
+    assert_eq!(store.delete_task("t1").unwrap(), vec![meta.id.clone()]);
+    assert!(store.task("t1").unwrap().is_none());
+    assert!(store.node_runs("t1").unwrap().is_empty());
+    assert!(store.object(&meta.id).unwrap().is_none());
+    assert!(store.delete_task("t1").is_err());
+    let stats = store.task_stats().unwrap();
+    assert_eq!(stats.len(), 1);
+    assert_eq!((stats[0].state.as_str(), stats[0].count), ("pending", 1));
+    assert_eq!(store.unfinished_tasks().unwrap(), vec!["t2".to_string()]);
+    assert!(store.ended_before(u64::MAX).unwrap().is_empty());
 }

@@ -223,7 +223,12 @@ fn run_once(engine: &Engine, w: Workload, yaml: &str, input: &Value) -> Result<(
     let (pipeline, doc) = tessera_core::load_document(yaml, &Scripts::default())
         .map_err(|r| anyhow!("{w:?}: generated pipeline is invalid: {r}"))?;
     let load = t0.elapsed();
-    let handle = engine.submit(doc, pipeline, input_copy)?;
+    let handle = engine.submit(tessera_engine::Submission {
+        definition: doc,
+        pipeline,
+        input: input_copy,
+        owner: None,
+    })?;
     let outcome = handle.wait()?;
     let total = t0.elapsed();
     if outcome.state != TaskState::Finished {

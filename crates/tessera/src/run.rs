@@ -60,7 +60,12 @@ pub fn run(
             map.insert(name.to_string(), meta.to_json());
         }
     }
-    let handle = opened.engine.submit(doc, pipeline, input)?;
+    let handle = opened.engine.submit(tessera_engine::Submission {
+        definition: doc,
+        pipeline,
+        input,
+        owner: None,
+    })?;
     follow(handle, &opened.runtime)
 }
 

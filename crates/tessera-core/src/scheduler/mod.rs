@@ -359,7 +359,7 @@ impl Scheduler {
                 Ok(Some(out))
             }
             NodeKind::Loop(spec) => self.start_loop(idx, spec),
-            NodeKind::Command(_) | NodeKind::Http(_) => {
+            NodeKind::Command(_) | NodeKind::Http(_) | NodeKind::Service(_) => {
                 unreachable!("external kinds are dispatched")
             }
         }

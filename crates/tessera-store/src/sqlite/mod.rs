@@ -9,6 +9,8 @@ use serde_json::Value;
 use tessera_core::scheduler::{Arm, NodeState, PastRun, Record};
 
 use crate::Store;
+mod registry;
+
 use crate::error::StoreError;
 use crate::objects::ObjectMeta;
 use crate::types::*;
@@ -36,7 +38,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
-    runner TEXT
+    runner TEXT,
+    owner TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_newest ON tasks(created_at DESC, id DESC);
 CREATE TABLE IF NOT EXISTS node_runs (
@@ -73,6 +76,31 @@ CREATE TABLE IF NOT EXISTS cache (
     output TEXT NOT NULL,
     created_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS pipelines (
+    name TEXT PRIMARY KEY,
+    definition TEXT NOT NULL,
+    source TEXT NOT NULL,
+    owner TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS services (
+    name TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    endpoints TEXT NOT NULL,
+    last_seen INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS callbacks (
+    token TEXT PRIMARY KEY,
+    task_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    iteration INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    result TEXT,
+    failed INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS callbacks_by_attempt ON callbacks(task_id, key, iteration, attempt);
 CREATE TABLE IF NOT EXISTS objects (
     id TEXT PRIMARY KEY,
     task_id TEXT,
@@ -149,14 +177,15 @@ fn parse_json(text: Option<String>, what: &str) -> Result<Option<Value>, StoreEr
 impl Store for SqliteStore {
     fn create_task(&self, task: &NewTask) -> Result<(), StoreError> {
         self.conn().execute(
-            "INSERT INTO tasks (id, pipeline, definition, input, state, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5)",
+            "INSERT INTO tasks (id, pipeline, definition, input, state, created_at, updated_at, owner)
+             VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?6)",
             params![
                 task.id,
                 task.pipeline,
                 json_text(&task.definition),
                 json_text(&task.input),
-                task.created_at as i64
+                task.created_at as i64,
+                task.owner
             ],
         )?;
         Ok(())
@@ -233,7 +262,8 @@ impl Store for SqliteStore {
         let conn = self.conn();
         let row = conn
             .query_row(
-                "SELECT id, pipeline, definition, input, state, result, error, created_at, updated_at, runner
+                "SELECT id, pipeline, definition, input, state, result, error, created_at, updated_at, runner,
+                        owner
                  FROM tasks WHERE id = ?1",
                 [id],
                 |r| {
@@ -248,12 +278,24 @@ impl Store for SqliteStore {
                         r.get::<_, i64>(7)?,
                         r.get::<_, i64>(8)?,
                         r.get::<_, Option<String>>(9)?,
+                        r.get::<_, Option<String>>(10)?,
                     ))
                 },
             )
             .optional()?;
-        let Some((id, pipeline, definition, input, state, result, error, created, updated, runner)) =
-            row
+        let Some((
+            id,
+            pipeline,
+            definition,
+            input,
+            state,
+            result,
+            error,
+            created,
+            updated,
+            runner,
+            owner,
+        )) = row
         else {
             return Ok(None);
         };
@@ -268,6 +310,7 @@ impl Store for SqliteStore {
             created_at: created as u64,
             updated_at: updated as u64,
             runner,
+            owner,
         }))
     }
 
@@ -280,13 +323,21 @@ impl Store for SqliteStore {
             .unwrap_or((i64::MAX, String::new()));
         let limit = if filter.limit == 0 { 100 } else { filter.limit } as i64;
         let mut stmt = conn.prepare_cached(
-            "SELECT id, pipeline, state, created_at, updated_at FROM tasks
+            "SELECT id, pipeline, state, created_at, updated_at, owner FROM tasks
              WHERE (?1 IS NULL OR pipeline = ?1) AND (?2 IS NULL OR state = ?2)
                AND (created_at < ?3 OR (created_at = ?3 AND id < ?4))
+               AND (?6 IS NULL OR owner = ?6)
              ORDER BY created_at DESC, id DESC LIMIT ?5",
         )?;
         let rows = stmt.query_map(
-            params![filter.pipeline, filter.state, before_t, before_id, limit],
+            params![
+                filter.pipeline,
+                filter.state,
+                before_t,
+                before_id,
+                limit,
+                filter.owner
+            ],
             |r| {
                 Ok(TaskSummary {
                     id: r.get(0)?,
@@ -294,6 +345,7 @@ impl Store for SqliteStore {
                     state: r.get(2)?,
                     created_at: r.get::<_, i64>(3)? as u64,
                     updated_at: r.get::<_, i64>(4)? as u64,
+                    owner: r.get(5)?,
                 })
             },
         )?;
@@ -527,5 +579,76 @@ impl Store for SqliteStore {
         )?;
         tx.commit()?;
         Ok(())
+    }
+
+    fn delete_task(&self, task_id: &str) -> Result<Vec<String>, StoreError> {
+        registry::delete_task(&mut self.conn(), task_id)
+    }
+
+    fn ended_before(&self, before: u64) -> Result<Vec<String>, StoreError> {
+        registry::ended_before(&self.conn(), before)
+    }
+
+    fn unfinished_tasks(&self) -> Result<Vec<String>, StoreError> {
+        registry::unfinished_tasks(&self.conn())
+    }
+
+    fn task_stats(&self) -> Result<Vec<StatRow>, StoreError> {
+        registry::task_stats(&self.conn())
+    }
+
+    fn put_pipeline(&self, pipeline: &PipelineRow) -> Result<bool, StoreError> {
+        registry::put_pipeline(&self.conn(), pipeline)
+    }
+
+    fn pipeline(&self, name: &str) -> Result<Option<PipelineRow>, StoreError> {
+        registry::pipeline(&self.conn(), name)
+    }
+
+    fn list_pipelines(&self) -> Result<Vec<PipelineRow>, StoreError> {
+        registry::list_pipelines(&self.conn())
+    }
+
+    fn delete_pipeline(&self, name: &str) -> Result<bool, StoreError> {
+        registry::delete_pipeline(&self.conn(), name)
+    }
+
+    fn announce_service(&self, service: &ServiceRow) -> Result<(), StoreError> {
+        registry::announce_service(&self.conn(), service)
+    }
+
+    fn list_services(&self) -> Result<Vec<ServiceRow>, StoreError> {
+        registry::list_services(&self.conn())
+    }
+
+    fn remove_service(&self, name: &str) -> Result<(), StoreError> {
+        registry::remove_service(&mut self.conn(), name)
+    }
+
+    fn create_callback(&self, row: &CallbackRow) -> Result<(), StoreError> {
+        registry::create_callback(&mut self.conn(), row)
+    }
+
+    fn callback(&self, token: &str) -> Result<Option<CallbackRow>, StoreError> {
+        registry::callback(&self.conn(), token)
+    }
+
+    fn callback_for_attempt(
+        &self,
+        task_id: &str,
+        key: &str,
+        iteration: u32,
+        attempt: u32,
+    ) -> Result<Option<CallbackRow>, StoreError> {
+        registry::callback_for_attempt(&self.conn(), task_id, key, iteration, attempt)
+    }
+
+    fn complete_callback(
+        &self,
+        token: &str,
+        result: &Value,
+        failed: bool,
+    ) -> Result<bool, StoreError> {
+        registry::complete_callback(&self.conn(), token, result, failed)
     }
 }

@@ -1,0 +1,262 @@
+//! SQLite side of the server's state: stored pipelines, announced services, callback tokens,
+//! task deletion and statistics.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+
+use super::{json_text, parse_json};
+use crate::error::StoreError;
+use crate::types::*;
+
+pub(super) fn delete_task(conn: &mut Connection, task_id: &str) -> Result<Vec<String>, StoreError> {
+    let tx = conn.transaction()?;
+    let objects: Vec<String> = {
+        let mut stmt = tx.prepare_cached("SELECT id FROM objects WHERE task_id = ?1")?;
+        stmt.query_map([task_id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?
+    };
+    for table in ["node_runs", "logs", "callbacks", "objects"] {
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE task_id = ?1"),
+            [task_id],
+        )?;
+    }
+    let n = tx.execute("DELETE FROM tasks WHERE id = ?1", [task_id])?;
+    if n == 0 {
+        return Err(StoreError::NotFound {
+            what: "task",
+            id: task_id.to_string(),
+        });
+    }
+    tx.commit()?;
+    Ok(objects)
+}
+
+pub(super) fn ended_before(conn: &Connection, before: u64) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id FROM tasks WHERE state IN ('finished', 'failed', 'cancelled') AND updated_at < ?1",
+    )?;
+    Ok(stmt
+        .query_map([before as i64], |r| r.get(0))?
+        .collect::<Result<_, _>>()?)
+}
+
+pub(super) fn unfinished_tasks(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id FROM tasks WHERE state IN ('pending', 'running') ORDER BY created_at",
+    )?;
+    Ok(stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?)
+}
+
+pub(super) fn task_stats(conn: &Connection) -> Result<Vec<StatRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT pipeline, state, COUNT(*) FROM tasks GROUP BY pipeline, state ORDER BY pipeline, state",
+    )?;
+    Ok(stmt
+        .query_map([], |r| {
+            Ok(StatRow {
+                pipeline: r.get(0)?,
+                state: r.get(1)?,
+                count: r.get::<_, i64>(2)? as u64,
+            })
+        })?
+        .collect::<Result<_, _>>()?)
+}
+
+pub(super) fn put_pipeline(conn: &Connection, p: &PipelineRow) -> Result<bool, StoreError> {
+    let existed: bool = conn
+        .query_row("SELECT 1 FROM pipelines WHERE name = ?1", [&p.name], |_| {
+            Ok(true)
+        })
+        .optional()?
+        .unwrap_or(false);
+    conn.execute(
+        "INSERT INTO pipelines (name, definition, source, owner, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (name) DO UPDATE SET definition = excluded.definition,
+            source = excluded.source, owner = excluded.owner, updated_at = excluded.updated_at",
+        params![
+            p.name,
+            json_text(&p.definition),
+            p.source,
+            p.owner,
+            p.created_at as i64,
+            p.updated_at as i64
+        ],
+    )?;
+    Ok(!existed)
+}
+
+fn pipeline_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(PipelineRow, String)> {
+    Ok((
+        PipelineRow {
+            name: r.get(0)?,
+            definition: Value::Null,
+            source: r.get(2)?,
+            owner: r.get(3)?,
+            created_at: r.get::<_, i64>(4)? as u64,
+            updated_at: r.get::<_, i64>(5)? as u64,
+        },
+        r.get(1)?,
+    ))
+}
+
+fn with_definition((mut row, text): (PipelineRow, String)) -> Result<PipelineRow, StoreError> {
+    row.definition = parse_json(Some(text), "pipeline definition")?.unwrap_or(Value::Null);
+    Ok(row)
+}
+
+const PIPELINE_COLUMNS: &str = "name, definition, source, owner, created_at, updated_at";
+
+pub(super) fn pipeline(conn: &Connection, name: &str) -> Result<Option<PipelineRow>, StoreError> {
+    conn.query_row(
+        &format!("SELECT {PIPELINE_COLUMNS} FROM pipelines WHERE name = ?1"),
+        [name],
+        pipeline_row,
+    )
+    .optional()?
+    .map(with_definition)
+    .transpose()
+}
+
+pub(super) fn list_pipelines(conn: &Connection) -> Result<Vec<PipelineRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {PIPELINE_COLUMNS} FROM pipelines ORDER BY name"
+    ))?;
+    let rows = stmt.query_map([], pipeline_row)?;
+    rows.map(|r| with_definition(r?)).collect()
+}
+
+pub(super) fn delete_pipeline(conn: &Connection, name: &str) -> Result<bool, StoreError> {
+    Ok(conn.execute("DELETE FROM pipelines WHERE name = ?1", [name])? > 0)
+}
+
+pub(super) fn announce_service(conn: &Connection, s: &ServiceRow) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO services (name, url, endpoints, last_seen) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (name) DO UPDATE SET url = excluded.url, endpoints = excluded.endpoints,
+            last_seen = excluded.last_seen",
+        params![s.name, s.url, json_text(&s.endpoints), s.last_seen as i64],
+    )?;
+    Ok(())
+}
+
+pub(super) fn list_services(conn: &Connection) -> Result<Vec<ServiceRow>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT name, url, endpoints, last_seen FROM services ORDER BY name")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, i64>(3)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (name, url, endpoints, last_seen) = row?;
+        out.push(ServiceRow {
+            endpoints: parse_json(Some(endpoints), "service endpoints")?.unwrap_or(Value::Null),
+            name,
+            url,
+            last_seen: last_seen as u64,
+        });
+    }
+    Ok(out)
+}
+
+pub(super) fn remove_service(conn: &mut Connection, name: &str) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    tx.execute("DELETE FROM services WHERE name = ?1", [name])?;
+    tx.execute(
+        "DELETE FROM pipelines WHERE source = ?1",
+        [format!("service:{name}")],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+pub(super) fn create_callback(conn: &mut Connection, c: &CallbackRow) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    tx.execute(
+        "UPDATE callbacks SET state = 'superseded' WHERE task_id = ?1 AND key = ?2 AND state = 'waiting'",
+        params![c.task_id, c.key],
+    )?;
+    tx.execute(
+        "INSERT INTO callbacks (token, task_id, key, iteration, attempt, state, result, failed)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'waiting', NULL, 0)",
+        params![c.token, c.task_id, c.key, c.iteration, c.attempt],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+const CALLBACK_COLUMNS: &str = "token, task_id, key, iteration, attempt, state, result, failed";
+
+fn callback_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(CallbackRow, Option<String>)> {
+    Ok((
+        CallbackRow {
+            token: r.get(0)?,
+            task_id: r.get(1)?,
+            key: r.get(2)?,
+            iteration: r.get(3)?,
+            attempt: r.get(4)?,
+            state: r.get(5)?,
+            result: None,
+            failed: r.get(7)?,
+        },
+        r.get(6)?,
+    ))
+}
+
+fn with_result((mut row, text): (CallbackRow, Option<String>)) -> Result<CallbackRow, StoreError> {
+    row.result = parse_json(text, "callback result")?;
+    Ok(row)
+}
+
+pub(super) fn callback(conn: &Connection, token: &str) -> Result<Option<CallbackRow>, StoreError> {
+    conn.query_row(
+        &format!("SELECT {CALLBACK_COLUMNS} FROM callbacks WHERE token = ?1"),
+        [token],
+        callback_row,
+    )
+    .optional()?
+    .map(with_result)
+    .transpose()
+}
+
+pub(super) fn callback_for_attempt(
+    conn: &Connection,
+    task_id: &str,
+    key: &str,
+    iteration: u32,
+    attempt: u32,
+) -> Result<Option<CallbackRow>, StoreError> {
+    conn.query_row(
+        &format!(
+            "SELECT {CALLBACK_COLUMNS} FROM callbacks
+             WHERE task_id = ?1 AND key = ?2 AND iteration = ?3 AND attempt = ?4"
+        ),
+        params![task_id, key, iteration, attempt],
+        callback_row,
+    )
+    .optional()?
+    .map(with_result)
+    .transpose()
+}
+
+pub(super) fn complete_callback(
+    conn: &Connection,
+    token: &str,
+    result: &Value,
+    failed: bool,
+) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE callbacks SET state = 'received', result = ?2, failed = ?3
+         WHERE token = ?1 AND state = 'waiting'",
+        params![token, json_text(result), failed],
+    )?;
+    Ok(n == 1)
+}
