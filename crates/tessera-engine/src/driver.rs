@@ -192,6 +192,7 @@ impl Driver {
         if records.is_empty() && cache.is_empty() {
             return Ok(());
         }
+        let observed = records.clone();
         let batch = CommitBatch {
             task_id: &self.ctx.task_id,
             records,
@@ -199,18 +200,23 @@ impl Driver {
             now: now_millis(),
         };
         let mut delay = Duration::from_millis(20);
-        for _ in 0..8 {
+        let mut tries = 0;
+        loop {
             match self.ctx.engine.store.commit(&batch) {
-                Ok(()) => return Ok(()),
-                Err(e) if e.kind() == tessera_store::ErrorKind::Retryable => {
+                Ok(()) => break,
+                Err(e) if e.kind() == tessera_store::ErrorKind::Retryable && tries < 8 => {
                     tracing::warn!(task = %self.ctx.task_id, error = %e, "commit failed, retrying");
                     std::thread::sleep(delay);
                     delay *= 2;
+                    tries += 1;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(self.ctx.engine.store.commit(&batch)?)
+        if let Some(observer) = &self.ctx.engine.config.observer {
+            observer(&self.ctx.task_id, &observed);
+        }
+        Ok(())
     }
 
     /// Blocks until an aborted job has dropped its future (and so killed its processes).

@@ -86,3 +86,42 @@ impl<T> DoneSlot<T> {
         guard.take()
     }
 }
+
+/// Jobs waiting for a service callback, by token, in this process.
+#[derive(Default)]
+pub(crate) struct Waiters(Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>);
+
+/// Removes a waiter when its job ends (answered, timed out or cancelled).
+pub(crate) struct Registration<'a> {
+    waiters: &'a Waiters,
+    token: String,
+}
+
+impl Waiters {
+    pub fn register(&self, token: &str, notify: Arc<tokio::sync::Notify>) -> Registration<'_> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(token.to_string(), notify);
+        Registration {
+            waiters: self,
+            token: token.to_string(),
+        }
+    }
+
+    pub fn notify(&self, token: &str) {
+        if let Some(n) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(token) {
+            n.notify_one();
+        }
+    }
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.waiters
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.token);
+    }
+}

@@ -55,6 +55,7 @@ pub(crate) struct JobContext {
     pub engine: Arc<Shared>,
     pub task_id: String,
     pub key: String,
+    pub iteration: u32,
     pub attempt: u32,
     pub node: Arc<Node>,
     pub input: Arc<Value>,
@@ -99,6 +100,7 @@ pub(crate) fn spawn(
         engine: engine.clone(),
         task_id: task_id.to_string(),
         key: job.key.clone(),
+        iteration: job.iteration,
         attempt: job.id.attempt,
         node: job.node.clone(),
         input: job.input.clone(),
@@ -173,6 +175,7 @@ async fn run(
                 crate::command::run(&mut ctx, spec, kind_permit.take()).await
             }
             NodeKind::Http(spec) => crate::http::run(&mut ctx, spec).await,
+            NodeKind::Service(spec) => crate::service::run(&mut ctx, spec).await,
             _ => Ok((*ctx.input).clone()),
         }
     };

@@ -10,6 +10,7 @@ mod events;
 mod http;
 pub mod inspect;
 mod jobs;
+mod service;
 mod template;
 
 use std::collections::BTreeMap;
@@ -25,7 +26,7 @@ use tessera_store::{NewTask, Objects, Store};
 pub use error::EngineError;
 
 /// Engine settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EngineConfig {
     /// Commands running at once across all tasks.
     pub max_processes: usize,
@@ -37,7 +38,26 @@ pub struct EngineConfig {
     pub work_dir: PathBuf,
     /// How often a driver checks the store for a cancel request.
     pub cancel_poll: Duration,
+    /// Base URL services call back (`<base>/api/v1/callbacks/<token>`); `None` without a server.
+    pub callback_base: Option<String>,
+    /// Told of every committed state change (the server's live events).
+    pub observer: Option<Observer>,
 }
+
+impl std::fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("max_processes", &self.max_processes)
+            .field("max_http", &self.max_http)
+            .field("pools", &self.pools)
+            .field("work_dir", &self.work_dir)
+            .field("callback_base", &self.callback_base)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Receives the records of each committed step of a task.
+pub type Observer = Arc<dyn Fn(&str, &[&tessera_core::scheduler::Record]) + Send + Sync>;
 
 impl EngineConfig {
     pub fn new(work_dir: PathBuf) -> EngineConfig {
@@ -47,6 +67,8 @@ impl EngineConfig {
             pools: BTreeMap::new(),
             work_dir,
             cancel_poll: Duration::from_millis(200),
+            callback_base: None,
+            observer: None,
         }
     }
 }
@@ -60,6 +82,7 @@ struct Shared {
     config: EngineConfig,
     pools: jobs::Pools,
     runner: String,
+    callbacks: events::Waiters,
 }
 
 /// Runs tasks. Cheap to clone.
@@ -181,6 +204,7 @@ impl Engine {
                 pools: jobs::Pools::new(&config),
                 config,
                 runner: runner_name(),
+                callbacks: events::Waiters::default(),
             }),
         })
     }
@@ -260,6 +284,22 @@ impl Engine {
         store.reopen_task(task_id)?;
         let plan = Arc::new(Plan::new(Arc::new(pipeline)));
         self.start_driver(task_id.to_string(), plan, task.input, past)
+    }
+
+    /// Delivers a service's callback for `token` (objects already stored and referenced in
+    /// `result`). Accepted only while the token's attempt is waiting: unknown, superseded or
+    /// already answered tokens are refused without touching any state.
+    pub fn deliver_callback(
+        &self,
+        token: &str,
+        result: &Value,
+        failed: bool,
+    ) -> Result<bool, EngineError> {
+        if !self.shared.store.complete_callback(token, result, failed)? {
+            return Ok(false);
+        }
+        self.shared.callbacks.notify(token);
+        Ok(true)
     }
 
     /// Cancels a task run by another process (or by nobody any more).

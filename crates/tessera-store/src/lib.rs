@@ -41,7 +41,8 @@ pub trait Store: Send + Sync {
     fn claim_task(&self, task_id: &str, runner: &str) -> Result<(), StoreError>;
 
     /// Marks a task to be resumed: state back to `pending`, cancel request cleared, attempts
-    /// left `running` by a crash marked failed (interrupted).
+    /// left `running` by a crash marked failed (interrupted) — except `service` attempts, which
+    /// keep waiting for their callback.
     fn reopen_task(&self, task_id: &str) -> Result<(), StoreError>;
 
     fn append_logs(&self, lines: &[LogLine]) -> Result<(), StoreError>;

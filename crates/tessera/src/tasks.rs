@@ -32,6 +32,7 @@ pub fn tasks(settings: &Settings, action: TasksAction) -> Result<ExitCode> {
                 state,
                 limit,
                 before: None,
+                owner: None,
             })?;
             if json {
                 let docs: Vec<Value> = list

@@ -77,6 +77,9 @@ pub struct Scheduler {
     /// Finished outputs of an earlier run, replayed instead of running again.
     replay: HashMap<(Arc<str>, u32), PastRun>,
     last_attempt: HashMap<(Arc<str>, u32), u32>,
+    /// Attempts left running by an earlier process: a `service` attempt keeps waiting for its
+    /// callback (its token is durable) instead of being dispatched again.
+    running_attempt: HashMap<(Arc<str>, u32), u32>,
     queue: VecDeque<usize>,
     effects: Vec<Effect>,
     rng: fastrand::Rng,
@@ -116,6 +119,7 @@ impl Scheduler {
             loops: HashMap::new(),
             replay: HashMap::new(),
             last_attempt: HashMap::new(),
+            running_attempt: HashMap::new(),
             queue: VecDeque::new(),
             effects: Vec::new(),
             rng: fastrand::Rng::with_seed(seed),
@@ -136,8 +140,14 @@ impl Scheduler {
                 .entry((key.clone(), run.iteration))
                 .or_insert(0);
             *slot = (*slot).max(run.attempt);
-            if run.state == NodeState::Finished {
-                s.replay.insert((key, run.iteration), run);
+            match run.state {
+                NodeState::Finished => {
+                    s.replay.insert((key, run.iteration), run);
+                }
+                NodeState::Running => {
+                    s.running_attempt.insert((key, run.iteration), run.attempt);
+                }
+                _ => {}
             }
         }
         s
@@ -273,7 +283,13 @@ impl Scheduler {
         };
         self.inst[idx].input = Some(Arc::new(input));
         if node.kind.is_external() || node.cache {
-            self.inst[idx].attempt = self.last_attempt.get(&replay_key).copied().unwrap_or(0);
+            let last = self.last_attempt.get(&replay_key).copied().unwrap_or(0);
+            let waiting = self.running_attempt.remove(&replay_key);
+            self.inst[idx].attempt = match (&node.kind, waiting) {
+                // `dispatch` counts up to the same attempt, which keeps waiting for its callback.
+                (NodeKind::Service(_), Some(a)) => a - 1,
+                _ => last,
+            };
             self.dispatch(idx);
         } else {
             self.inst[idx].attempt = self.last_attempt.get(&replay_key).copied().unwrap_or(0) + 1;
@@ -317,6 +333,7 @@ impl Scheduler {
                 attempt: i.attempt,
             },
             key: i.key.to_string(),
+            iteration: i.iteration,
             node,
             input,
             cache_key: i.cache_key.clone(),

@@ -141,6 +141,8 @@ pub struct Job {
     pub id: JobId,
     /// Instance key: the node id, suffixed `#<index>` inside a loop branch.
     pub key: String,
+    /// Cycle iteration of the instance (0 outside cycles).
+    pub iteration: u32,
     pub node: Arc<Node>,
     pub input: Arc<Value>,
     /// Set for `cache: true` nodes: look it up before running, store the output after.

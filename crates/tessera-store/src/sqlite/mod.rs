@@ -448,7 +448,7 @@ impl Store for SqliteStore {
         // Attempts caught running by a crash will never report: say so in the history.
         tx.execute(
             "UPDATE node_runs SET state = 'failed', error = 'interrupted: the process running it stopped'
-             WHERE task_id = ?1 AND state = 'running'",
+             WHERE task_id = ?1 AND state = 'running' AND node_type != 'service'",
             [task_id],
         )?;
         tx.commit()?;

@@ -1,0 +1,230 @@
+//! The `service` executor (SPEC §8): dispatch `POST url?task_id=..&callback_url=..` (JSON, or
+//! multipart when the input holds objects), then wait for the callback. Each attempt has its own
+//! unguessable token, stored before dispatch, so a callback is accepted after a restart and a
+//! late callback of a superseded attempt is not.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tessera_core::model::ServiceSpec;
+use tessera_core::scheduler::JobError;
+use tessera_store::{CallbackRow, ObjectMeta};
+
+use crate::jobs::JobContext;
+use crate::template::render;
+
+/// Delays between dispatch attempts when the service is unreachable or busy.
+const DISPATCH_DELAYS_MS: &[u64] = &[100, 250, 500, 1000, 2000, 4000];
+
+/// A fresh 256-bit token (two random UUIDs' worth of entropy, hex).
+fn new_token() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+pub(crate) async fn run(ctx: &mut JobContext, spec: &ServiceSpec) -> Result<Value, JobError> {
+    let Some(base) = ctx.engine.config.callback_base.clone() else {
+        return Err(JobError::permanent(
+            "`service` nodes need the engine server (`tessera serve`) to receive callbacks",
+        ));
+    };
+    let store = ctx.engine.store.clone();
+    let (task, key, iteration, attempt) = (
+        ctx.task_id.clone(),
+        ctx.key.clone(),
+        ctx.iteration,
+        ctx.attempt,
+    );
+    let existing =
+        blocking(move || store.callback_for_attempt(&task, &key, iteration, attempt)).await?;
+    let token = match existing {
+        Some(row) if row.state == "received" => return outcome(ctx, &row),
+        Some(row) if row.state == "waiting" => {
+            ctx.log("engine", "still waiting for the callback of this attempt");
+            row.token
+        }
+        _ => {
+            let token = new_token();
+            let store = ctx.engine.store.clone();
+            let row = CallbackRow {
+                token: token.clone(),
+                task_id: ctx.task_id.clone(),
+                key: ctx.key.clone(),
+                iteration: ctx.iteration,
+                attempt: ctx.attempt,
+                state: "waiting".into(),
+                result: None,
+                failed: false,
+            };
+            blocking(move || store.create_callback(&row)).await?;
+            let callback_url = format!("{}/api/v1/callbacks/{token}", base.trim_end_matches('/'));
+            dispatch(ctx, spec, &callback_url).await?;
+            token
+        }
+    };
+    let row = wait_for_callback(ctx, &token).await?;
+    outcome(ctx, &row)
+}
+
+fn outcome(ctx: &mut JobContext, row: &CallbackRow) -> Result<Value, JobError> {
+    let result = row.result.clone().unwrap_or(Value::Null);
+    if row.failed {
+        let msg = result
+            .get("error")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| result.to_string());
+        ctx.log("engine", format!("the service reported a failure: {msg}"));
+        return Err(JobError::retryable(format!("the service reported: {msg}")));
+    }
+    ctx.log("engine", "callback received");
+    Ok(result)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, tessera_store::StoreError> + Send + 'static,
+) -> Result<T, JobError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| JobError::retryable(e.to_string()))?
+        .map_err(|e| JobError::retryable(format!("store: {e}")))
+}
+
+/// Waits until the token's callback is stored. The waiter is registered before the store is
+/// checked, so a callback arriving in between is not missed.
+async fn wait_for_callback(ctx: &JobContext, token: &str) -> Result<CallbackRow, JobError> {
+    let notified = Arc::new(tokio::sync::Notify::new());
+    let _registration = ctx.engine.callbacks.register(token, notified.clone());
+    loop {
+        let store = ctx.engine.store.clone();
+        let t = token.to_string();
+        let notice = notified.notified();
+        let row = blocking(move || store.callback(&t)).await?;
+        match row {
+            Some(row) if row.state == "received" => return Ok(row),
+            Some(row) if row.state == "waiting" => notice.await,
+            _ => return Err(JobError::retryable("this attempt was superseded")),
+        }
+    }
+}
+
+/// Posts the input to the service, retrying with a growing delay while it is unreachable,
+/// answers 5xx, 408 or 429.
+async fn dispatch(
+    ctx: &mut JobContext,
+    spec: &ServiceSpec,
+    callback_url: &str,
+) -> Result<(), JobError> {
+    let input = ctx.input.clone();
+    let params = ctx.node.params.clone();
+    let mut no_objects = |_: &Value| -> Result<String, String> {
+        Err("an object cannot be placed in a URL".to_string())
+    };
+    let url = render(&spec.url, &input, &params, &mut no_objects).map_err(JobError::permanent)?;
+    let mut last_error = String::new();
+    for (n, delay) in std::iter::once(0)
+        .chain(DISPATCH_DELAYS_MS.iter().copied())
+        .enumerate()
+    {
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        let req = ctx.engine.http.post(&url).query(&[
+            ("task_id", ctx.task_id.as_str()),
+            ("callback_url", callback_url),
+        ]);
+        let req = with_body(ctx, req, &input).await?;
+        match req.send().await {
+            Ok(resp) if resp.status().is_success() => {
+                ctx.log("engine", format!("dispatched to {url} (try {})", n + 1));
+                return Ok(());
+            }
+            Ok(resp) => {
+                let status = resp.status();
+                let body = resp.text().await.unwrap_or_default();
+                last_error = format!(
+                    "POST {url}: HTTP {status}: {}",
+                    body.chars().take(300).collect::<String>()
+                );
+                let retryable = status.is_server_error() || matches!(status.as_u16(), 408 | 429);
+                if !retryable {
+                    return Err(JobError::permanent(last_error));
+                }
+            }
+            Err(e) => last_error = format!("POST {url}: {e}"),
+        }
+        ctx.log(
+            "engine",
+            format!("dispatch failed, will retry: {last_error}"),
+        );
+    }
+    Err(JobError::retryable(format!(
+        "service unavailable: {last_error}"
+    )))
+}
+
+/// JSON when the input holds no objects; otherwise multipart with one part per top-level
+/// object field (streamed from the object store) and the other fields as JSON in part `data`.
+async fn with_body(
+    ctx: &JobContext,
+    req: reqwest::RequestBuilder,
+    input: &Value,
+) -> Result<reqwest::RequestBuilder, JobError> {
+    let Value::Object(fields) = input else {
+        return Ok(req.json(input));
+    };
+    let objects: Vec<(&String, ObjectMeta)> = fields
+        .iter()
+        .filter_map(|(k, v)| ObjectMeta::from_json(v).map(|m| (k, m)))
+        .collect();
+    if objects.is_empty() {
+        return Ok(req.json(input));
+    }
+    let mut form = reqwest::multipart::Form::new();
+    let mut data = Map::new();
+    for (k, v) in fields {
+        if ObjectMeta::from_json(v).is_none() {
+            data.insert(k.clone(), v.clone());
+        }
+    }
+    if !data.is_empty() {
+        let part = reqwest::multipart::Part::text(Value::Object(data).to_string())
+            .mime_str("application/json")
+            .map_err(|e| JobError::permanent(e.to_string()))?;
+        form = form.part("data", part);
+    }
+    for (name, meta) in objects {
+        let body = object_body(ctx, &meta).await?;
+        let mut part = reqwest::multipart::Part::stream_with_length(body, meta.size)
+            .file_name(meta.name.clone().unwrap_or_else(|| name.clone()));
+        if let Some(ct) = &meta.content_type {
+            part = part
+                .mime_str(ct)
+                .map_err(|e| JobError::permanent(e.to_string()))?;
+        }
+        form = form.part(name.clone(), part);
+    }
+    Ok(req.multipart(form))
+}
+
+async fn object_body(ctx: &JobContext, meta: &ObjectMeta) -> Result<reqwest::Body, JobError> {
+    if let Some(path) = ctx.engine.objects.local_path(&meta.id) {
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| JobError::permanent(format!("object {} is missing: {e}", meta.id)))?;
+        return Ok(reqwest::Body::wrap_stream(
+            tokio_util::io::ReaderStream::new(file),
+        ));
+    }
+    let bytes = ctx
+        .engine
+        .objects
+        .get_bytes(&meta.id)
+        .await
+        .map_err(|e| JobError::retryable(format!("object {}: {e}", meta.id)))?;
+    Ok(reqwest::Body::from(bytes))
+}
