@@ -68,6 +68,10 @@ impl<T> DoneSlot<T> {
         self.ready.notify_all();
     }
 
+    pub fn is_set(&self) -> bool {
+        self.value.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
     /// Takes the value, waiting up to `timeout` (forever with `None`).
     pub fn take(&self, timeout: Option<Duration>) -> Option<T> {
         let guard = self.value.lock().unwrap_or_else(|p| p.into_inner());

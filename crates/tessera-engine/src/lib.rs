@@ -142,6 +142,11 @@ impl TaskHandle {
         })
     }
 
+    /// Whether the task has ended (its result is waiting to be taken).
+    pub fn is_done(&self) -> bool {
+        self.done.is_set()
+    }
+
     /// Cancels the task: running commands are killed with their process group.
     pub fn cancel(&self, reason: &str) {
         self.events.send(Event::Cancel {

@@ -10,7 +10,7 @@ mod sqlite;
 mod types;
 
 pub use error::{ErrorKind, StoreError};
-pub use objects::{ObjectMeta, Objects};
+pub use objects::{ObjectMeta, Objects, PutStreamError};
 pub use sqlite::{Durability, SqliteStore};
 pub use types::*;
 
@@ -55,6 +55,12 @@ pub trait Store: Send + Sync {
     fn put_object(&self, meta: &ObjectMeta, task_id: Option<&str>) -> Result<(), StoreError>;
 
     fn object(&self, id: &str) -> Result<Option<ObjectMeta>, StoreError>;
+
+    /// The task an object belongs to (`None` for an upload not attached yet).
+    fn object_task(&self, id: &str) -> Result<Option<String>, StoreError>;
+
+    /// Attaches uploaded objects to the task they started (deleted with it).
+    fn attach_objects(&self, task_id: &str, ids: &[String]) -> Result<(), StoreError>;
 
     /// Asks the process running a task to cancel it; returns false for an unknown task.
     fn request_cancel(&self, task_id: &str) -> Result<bool, StoreError>;

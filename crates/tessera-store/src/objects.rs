@@ -15,6 +15,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::StoreError;
 
+/// Why a streamed upload was not stored.
+#[derive(Debug)]
+pub enum PutStreamError<E> {
+    /// The source stream failed (e.g. the client went away).
+    Source(E),
+    /// More bytes than allowed.
+    TooLarge(u64),
+}
+
 /// What JSON knows of an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectMeta {
@@ -151,6 +160,87 @@ impl Objects {
             sha256: hex::encode(hasher.finalize()),
             created_at: now_millis(),
         })
+    }
+
+    /// Stores a stream of chunks (an upload), hashed on the way; never held whole in memory.
+    /// Returns `Ok(None)` when the stream failed (the partial object is aborted).
+    pub async fn put_stream<S, E>(
+        &self,
+        mut stream: S,
+        name: Option<String>,
+        content_type: Option<String>,
+        max_size: u64,
+    ) -> Result<Result<ObjectMeta, PutStreamError<E>>, StoreError>
+    where
+        S: futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+    {
+        let id = uuid::Uuid::new_v4().to_string();
+        let upload = self
+            .backend
+            .put_multipart(&Self::location(&id))
+            .await
+            .map_err(object_err)?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, CHUNK);
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Ok(Err(PutStreamError::Source(e)));
+                }
+            };
+            size += chunk.len() as u64;
+            if size > max_size {
+                let _ = writer.abort().await;
+                return Ok(Err(PutStreamError::TooLarge(max_size)));
+            }
+            hasher.update(&chunk);
+            writer.wait_for_capacity(4).await.map_err(object_err)?;
+            writer.put(chunk);
+        }
+        writer.finish().await.map_err(object_err)?;
+        Ok(Ok(ObjectMeta {
+            content_type: content_type.or_else(|| guess_content_type(name.as_deref())),
+            id,
+            name,
+            size,
+            sha256: hex::encode(hasher.finalize()),
+            created_at: now_millis(),
+        }))
+    }
+
+    /// Deletes an object's bytes (missing is fine).
+    pub async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        if !valid_object_id(id) {
+            return Ok(());
+        }
+        match self.backend.delete(&Self::location(id)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(object_err(e)),
+        }
+    }
+
+    /// Opens an object for streaming out.
+    pub async fn stream(
+        &self,
+        id: &str,
+    ) -> Result<futures::stream::BoxStream<'static, Result<bytes::Bytes, StoreError>>, StoreError> {
+        if !valid_object_id(id) {
+            return Err(StoreError::NotFound {
+                what: "object",
+                id: id.to_string(),
+            });
+        }
+        let got = self.backend.get(&Self::location(id)).await.map_err(|e| match e {
+            object_store::Error::NotFound { .. } => StoreError::NotFound {
+                what: "object",
+                id: id.to_string(),
+            },
+            other => object_err(other),
+        })?;
+        Ok(Box::pin(got.into_stream().map(|r| r.map_err(object_err))))
     }
 
     /// Stores bytes already in memory (small values, e.g. an HTTP response body).

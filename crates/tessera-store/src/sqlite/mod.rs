@@ -546,6 +546,29 @@ impl Store for SqliteStore {
             .optional()?)
     }
 
+    fn object_task(&self, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT task_id FROM objects WHERE id = ?1", [id], |r| {
+                r.get::<_, Option<String>>(0)
+            })
+            .optional()?
+            .flatten())
+    }
+
+    fn attach_objects(&self, task_id: &str, ids: &[String]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for id in ids {
+            tx.execute(
+                "UPDATE objects SET task_id = ?1 WHERE id = ?2 AND task_id IS NULL",
+                params![task_id, id],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     fn request_cancel(&self, task_id: &str) -> Result<bool, StoreError> {
         let n = self.conn().execute(
             "UPDATE tasks SET cancel_requested = 1 WHERE id = ?1",

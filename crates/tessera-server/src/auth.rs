@@ -1,0 +1,161 @@
+//! Bearer tokens with roles (SPEC §13): `admin` manages pipelines and sees everything, `user`
+//! runs pipelines and sees its own tasks and objects, `service` announces and calls back.
+//! Without tokens, auth is off (and the server only listens on loopback unless told otherwise).
+
+use std::collections::HashMap;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+    User,
+    Service,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "user" => Some(Role::User),
+            "service" => Some(Role::Service),
+            _ => None,
+        }
+    }
+}
+
+/// Who made a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Token name; `None` when auth is off.
+    pub name: Option<String>,
+    pub role: Role,
+}
+
+impl Caller {
+    pub fn require(&self, allowed: &[Role]) -> Result<(), ApiError> {
+        if allowed.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "this needs the {} role",
+                allowed
+                    .iter()
+                    .map(|r| format!("{r:?}").to_lowercase())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            )))
+        }
+    }
+
+    /// Whether this caller may see a task owned by `owner`.
+    pub fn can_see(&self, owner: Option<&str>) -> bool {
+        match self.role {
+            Role::Admin => true,
+            Role::User => self.name.is_none() || owner == self.name.as_deref(),
+            Role::Service => false,
+        }
+    }
+
+    /// Owner filter for listings: `None` = everything.
+    pub fn owner_filter(&self) -> Option<String> {
+        match self.role {
+            Role::Admin => None,
+            _ => self.name.clone(),
+        }
+    }
+}
+
+/// Configured tokens, kept as SHA-256 digests (compared by digest, not by the secret).
+#[derive(Debug, Default, Clone)]
+pub struct Tokens {
+    by_digest: HashMap<[u8; 32], (String, Role)>,
+}
+
+impl Tokens {
+    /// Parses `role:name:secret` entries (from flags or `TESSERA_TOKENS`, comma-separated).
+    pub fn parse(entries: &[String]) -> Result<Tokens, String> {
+        let mut tokens = Tokens::default();
+        for entry in entries.iter().flat_map(|e| e.split(',')).map(str::trim).filter(|e| !e.is_empty()) {
+            let mut parts = entry.splitn(3, ':');
+            let (Some(role), Some(name), Some(secret)) = (parts.next(), parts.next(), parts.next()) else {
+                return Err(format!("token `{}…`: expected role:name:secret", &entry[..entry.len().min(12)]));
+            };
+            let role = Role::parse(role).ok_or_else(|| format!("token for `{name}`: unknown role `{role}` (admin, user or service)"))?;
+            if secret.len() < 16 {
+                return Err(format!("token for `{name}`: the secret must have at least 16 characters"));
+            }
+            tokens.by_digest.insert(digest(secret), (name.to_string(), role));
+        }
+        Ok(tokens)
+    }
+
+    pub fn enabled(&self) -> bool {
+        !self.by_digest.is_empty()
+    }
+
+    fn check(&self, secret: &str) -> Option<Caller> {
+        self.by_digest.get(&digest(secret)).map(|(name, role)| Caller {
+            name: Some(name.clone()),
+            role: *role,
+        })
+    }
+}
+
+fn digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
+        if !state.tokens.enabled() {
+            return Ok(Caller {
+                name: None,
+                role: Role::Admin,
+            });
+        }
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(ApiError::Unauthorized)?;
+        let secret = header.strip_prefix("Bearer ").ok_or(ApiError::Unauthorized)?;
+        state.tokens.check(secret.trim()).ok_or(ApiError::Unauthorized)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_parse_and_check() {
+        let t = Tokens::parse(&["admin:alice:0123456789abcdef, user:bob:fedcba9876543210".into()]).unwrap();
+        assert!(t.enabled());
+        assert_eq!(t.check("0123456789abcdef").unwrap().role, Role::Admin);
+        assert_eq!(t.check("fedcba9876543210").unwrap().name.as_deref(), Some("bob"));
+        assert!(t.check("nope").is_none());
+        assert!(Tokens::parse(&["root:x:0123456789abcdef".into()]).is_err());
+        assert!(Tokens::parse(&["user:x:short".into()]).is_err());
+        assert!(Tokens::parse(&["user-only".into()]).is_err());
+    }
+
+    #[test]
+    fn users_see_only_their_tasks() {
+        let bob = Caller {
+            name: Some("bob".into()),
+            role: Role::User,
+        };
+        assert!(bob.can_see(Some("bob")));
+        assert!(!bob.can_see(Some("alice")));
+        assert!(!bob.can_see(None));
+        assert!(bob.require(&[Role::Admin]).is_err());
+    }
+}

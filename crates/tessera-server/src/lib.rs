@@ -1,0 +1,184 @@
+//! Tessera's engine server (SPEC §7–8, §13): pipelines as HTTP endpoints, asynchronous tasks,
+//! services answering by callback, objects, live events, OpenAPI and docs. HTTP serving lives
+//! only here; the engine runs the tasks in this process.
+
+// The OpenAPI document is one large `json!` literal.
+#![recursion_limit = "512"]
+
+pub mod auth;
+pub mod docs;
+pub mod error;
+pub mod openapi;
+mod registry;
+mod routes;
+pub mod state;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tessera_engine::{Engine, EngineConfig};
+use tessera_store::{Objects, Store};
+
+pub use auth::Tokens;
+pub use state::Limits;
+use state::{AppState, Inner};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(
+        "refusing to listen on {0} without tokens: anyone on the network could run commands. \
+         Configure tokens (--token role:name:secret or TESSERA_TOKENS), listen on 127.0.0.1, \
+         or pass --insecure"
+    )]
+    InsecureAddress(SocketAddr),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Engine(#[from] tessera_engine::EngineError),
+    #[error("server stopped: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// How to run the server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub addr: SocketAddr,
+    /// URL services use to reach this server (callbacks); default `http://<bound address>`.
+    pub public_url: Option<String>,
+    pub tokens: Tokens,
+    /// Allow a non-loopback address without tokens.
+    pub insecure: bool,
+    pub limits: Limits,
+    pub engine: EngineConfig,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body: 16 << 20,
+            max_upload: 1 << 30,
+            announce_period: Duration::from_secs(30),
+            retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// A server that is listening.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub url: String,
+    pub engine: Engine,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl std::fmt::Debug for RunningServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningServer").field("url", &self.url).finish()
+    }
+}
+
+impl RunningServer {
+    /// Serves until the process is stopped.
+    pub async fn wait(mut self) -> Result<(), ServerError> {
+        let _keep = self.shutdown.take();
+        Ok(self.task.await.map_err(|e| std::io::Error::other(e.to_string()))??)
+    }
+
+    /// Stops accepting requests and returns when in-flight ones are done.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = self.task.await;
+    }
+}
+
+/// Binds, starts the engine (continuing unfinished tasks) and serves in the background.
+pub async fn start(
+    config: ServerConfig,
+    store: Arc<dyn Store>,
+    objects: Objects,
+) -> Result<RunningServer, ServerError> {
+    if !config.tokens.enabled() && !config.addr.ip().is_loopback() && !config.insecure {
+        return Err(ServerError::InsecureAddress(config.addr));
+    }
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: config.addr,
+            source,
+        })?;
+    let addr = listener.local_addr()?;
+    let url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let (events, _) = tokio::sync::broadcast::channel(4096);
+    let mut engine_config = config.engine.clone();
+    engine_config.callback_base = Some(url.clone());
+    let publisher = events.clone();
+    engine_config.observer = Some(Arc::new(move |task: &str, records: &[&tessera_core::scheduler::Record]| {
+        state::publish(&publisher, task, records)
+    }));
+    let engine = Engine::new(store, objects, tokio::runtime::Handle::current(), engine_config)?;
+    let state = AppState(Arc::new(Inner {
+        engine: engine.clone(),
+        tokens: config.tokens.clone(),
+        limits: config.limits.clone(),
+        events,
+        running: Mutex::new(HashMap::new()),
+        owners: Mutex::new(HashMap::new()),
+        expired_services: Mutex::new(HashSet::new()),
+    }));
+    continue_unfinished(&state).await;
+    tokio::spawn(registry::sweep_loop(state.clone()));
+    tokio::spawn(routes::tasks::retention_loop(state.clone()));
+    tokio::spawn(routes::tasks::forget_ended_loop(state.clone()));
+    let app = routes::router(state);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await
+    });
+    tracing::info!(%url, "tessera server listening");
+    Ok(RunningServer {
+        addr,
+        url,
+        engine,
+        task,
+        shutdown: Some(tx),
+    })
+}
+
+/// After a restart, every task that had not ended continues (service nodes keep waiting for
+/// their callbacks).
+async fn continue_unfinished(state: &AppState) {
+    let ids = match state.blocking(|s| s.unfinished_tasks()).await {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot list unfinished tasks");
+            return;
+        }
+    };
+    for id in ids {
+        let engine = state.engine.clone();
+        let task = id.clone();
+        match tokio::task::spawn_blocking(move || engine.resume(&task)).await {
+            Ok(Ok(handle)) => {
+                tracing::info!(task = %id, "continuing unfinished task");
+                routes::tasks::track(state, handle);
+            }
+            Ok(Err(e)) => tracing::warn!(task = %id, error = %e, "cannot continue task"),
+            Err(e) => tracing::warn!(task = %id, error = %e, "cannot continue task"),
+        }
+    }
+}

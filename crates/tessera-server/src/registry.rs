@@ -1,0 +1,143 @@
+//! The services registry (SPEC §8): services announce themselves and their endpoints; each
+//! endpoint becomes an automatic pipeline `entry → service → end`. A service silent for three
+//! periods is removed with its pipelines, and pipelines calling it report it unavailable.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use serde_json::{Value, json};
+use tessera_store::{PipelineRow, ServiceRow};
+
+use crate::auth::{Caller, Role};
+use crate::error::ApiError;
+use crate::routes::pipelines::now_millis;
+use crate::state::AppState;
+
+pub async fn announce(State(state): State<AppState>, caller: Caller, body: Bytes) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Service, Role::Admin])?;
+    let doc = crate::routes::parse_json_body(&body)?;
+    let mut problems = Vec::new();
+    let name = doc["name"].as_str().unwrap_or("").to_string();
+    if !tessera_core::parse::valid_id(&name) {
+        problems.push(json!({"field": "name", "message": "expected an id like `imaging` ([A-Za-z_][A-Za-z0-9_-]*)"}));
+    }
+    let url = doc["url"].as_str().unwrap_or("").trim_end_matches('/').to_string();
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        problems.push(json!({"field": "url", "message": "expected the service's base http:// or https:// URL"}));
+    }
+    let endpoints = doc["endpoints"].as_array().cloned().unwrap_or_default();
+    if !doc["endpoints"].is_array() {
+        problems.push(json!({"field": "endpoints", "message": "expected a list of endpoints"}));
+    }
+    let mut pipelines = Vec::new();
+    for (i, ep) in endpoints.iter().enumerate() {
+        let route = ep["route"].as_str().unwrap_or("");
+        let path = ep["path"].as_str().unwrap_or("");
+        if route.is_empty() || !path.starts_with('/') {
+            problems.push(json!({"field": format!("endpoints[{i}]"), "message": "each endpoint needs a `route` and a `path` starting with /"}));
+            continue;
+        }
+        let mut api = json!({"route": route});
+        for k in ["summary", "description", "body"] {
+            if let Some(v) = ep.get(k) {
+                api[k] = v.clone();
+            }
+        }
+        let definition = json!({
+            "type": "pipeline",
+            "nodes": [
+                {"id": "in", "type": "entry", "api": api, "next": ["call"]},
+                {"id": "call", "type": "service", "url": format!("{url}{path}"), "next": ["end"]},
+                {"id": "end", "type": "end"},
+            ]
+        });
+        match tessera_core::load_document(&definition.to_string(), state.engine.scripts()) {
+            Ok(_) => pipelines.push((route.to_string(), definition)),
+            Err(report) => problems.push(json!({"field": format!("endpoints[{i}]"), "message": report.to_string()})),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::Invalid {
+            message: format!("invalid announcement: {} problem(s)", problems.len()),
+            details: Value::Array(problems),
+        });
+    }
+    let now = now_millis();
+    let service = ServiceRow {
+        name: name.clone(),
+        url: url.clone(),
+        endpoints: Value::Array(endpoints),
+        last_seen: now,
+    };
+    let source = format!("service:{name}");
+    let (created, conflicts) = state
+        .blocking(move |s| {
+            s.announce_service(&service)?;
+            let mut created = Vec::new();
+            let mut conflicts = Vec::new();
+            let wanted: Vec<&String> = pipelines.iter().map(|(r, _)| r).collect();
+            for old in s.list_pipelines()?.into_iter().filter(|p| p.source == source) {
+                if !wanted.contains(&&old.name) {
+                    s.delete_pipeline(&old.name)?;
+                }
+            }
+            for (route, definition) in &pipelines {
+                match s.pipeline(route)? {
+                    Some(p) if p.source != source => conflicts.push(route.clone()),
+                    existing => {
+                        let created_at = existing.map(|p| p.created_at).unwrap_or(now);
+                        s.put_pipeline(&PipelineRow {
+                            name: route.clone(),
+                            definition: definition.clone(),
+                            source: source.clone(),
+                            owner: None,
+                            created_at,
+                            updated_at: now,
+                        })?;
+                        created.push(route.clone());
+                    }
+                }
+            }
+            Ok((created, conflicts))
+        })
+        .await?;
+    state
+        .expired_services
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&url);
+    let ttl = state.limits.announce_period * 3;
+    Ok(Json(json!({
+        "name": name, "pipelines": created, "conflicts": conflicts, "ttl_seconds": ttl.as_secs_f64(),
+    })))
+}
+
+/// Removes services not heard from for three announcement periods.
+pub async fn sweep_loop(state: AppState) {
+    let period = state.limits.announce_period;
+    let every = (period / 2).max(std::time::Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(every).await;
+        let cutoff = now_millis().saturating_sub((period * 3).as_millis() as u64);
+        let services = match state.blocking(|s| s.list_services()).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "registry sweep failed");
+                continue;
+            }
+        };
+        for svc in services.into_iter().filter(|s| s.last_seen < cutoff) {
+            let name = svc.name.clone();
+            if let Err(e) = state.blocking(move |s| s.remove_service(&name)).await {
+                tracing::warn!(service = %svc.name, error = %e, "could not remove silent service");
+                continue;
+            }
+            tracing::info!(service = %svc.name, "service silent for 3 periods: removed");
+            state
+                .expired_services
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(svc.url.clone());
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! `/api/v1/pipelines`: create or replace (JSON or YAML, every validation error at once), list,
+//! read with stats and availability, delete.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tessera_core::{NodeKind, Pipeline};
+use tessera_store::PipelineRow;
+
+use crate::auth::{Caller, Role};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Reads a pipeline document (JSON or YAML) and validates it; 422 lists every problem.
+pub(crate) fn load(state: &AppState, text: &str) -> Result<(Pipeline, Value), ApiError> {
+    tessera_core::load_document(text, state.engine.scripts()).map_err(|report| {
+        let syntax = report.errors.iter().any(|e| e.field == "document");
+        let message = format!("invalid pipeline: {} problem(s)", report.errors.len());
+        let details = serde_json::to_value(&report.errors).unwrap_or(Value::Null);
+        if syntax {
+            ApiError::BadRequest { message, details }
+        } else {
+            ApiError::Invalid { message, details }
+        }
+    })
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let known = ["json", "yaml", "text/plain", "octet-stream", "x-www-form-urlencoded"];
+    if !content_type.is_empty() && !known.iter().any(|k| content_type.contains(k)) {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "send the pipeline as application/json or application/yaml, not {content_type}"
+        )));
+    }
+    let text = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
+    let (pipeline, definition) = load(&state, text)?;
+    let has_route = pipeline.entry().is_some_and(|e| matches!(&e.kind, NodeKind::Entry(api) if api.route.is_some()))
+        || definition.get("name").is_some();
+    if !has_route {
+        return Err(ApiError::Invalid {
+            message: "a stored pipeline needs a name: set the entry's `api.route` (or a top-level `name`)".into(),
+            details: json!([{"field": "api.route", "message": "missing"}]),
+        });
+    }
+    let now = now_millis();
+    let row = PipelineRow {
+        name: pipeline.name.clone(),
+        definition,
+        source: "user".into(),
+        owner: caller.name.clone(),
+        created_at: now,
+        updated_at: now,
+    };
+    let name = row.name.clone();
+    let created = state.blocking(move |s| s.put_pipeline(&row)).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let location = format!("/api/v1/pipelines/{name}");
+    Ok((status, [(header::LOCATION, location)], Json(json!({"name": name, "created": created}))).into_response())
+}
+
+pub async fn list(State(state): State<AppState>, _caller: Caller) -> Result<Json<Value>, ApiError> {
+    let rows = state.blocking(|s| s.list_pipelines()).await?;
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|p| {
+            let (summary, _) = api_text(&p.definition);
+            json!({
+                "name": p.name, "source": p.source, "summary": summary,
+                "available": unavailable_services(&state, &p.definition).is_empty(),
+                "created_at": p.created_at, "updated_at": p.updated_at,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"items": items})))
+}
+
+pub async fn read(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let n = name.clone();
+    let row = state
+        .blocking(move |s| s.pipeline(&n))
+        .await?
+        .ok_or_else(|| ApiError::not_found("pipeline", &name))?;
+    let stats = state.blocking(|s| s.task_stats()).await?;
+    let mut counts = json!({"total": 0, "pending": 0, "running": 0, "finished": 0, "failed": 0, "cancelled": 0});
+    for s in stats.iter().filter(|s| s.pipeline == row.name) {
+        counts[s.state.as_str()] = json!(counts[s.state.as_str()].as_u64().unwrap_or(0) + s.count);
+        counts["total"] = json!(counts["total"].as_u64().unwrap_or(0) + s.count);
+    }
+    let unavailable = unavailable_services(&state, &row.definition);
+    Ok(Json(json!({
+        "name": row.name, "source": row.source, "definition": row.definition,
+        "available": unavailable.is_empty(), "unavailable_services": unavailable,
+        "stats": counts, "created_at": row.created_at, "updated_at": row.updated_at,
+    })))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let n = name.clone();
+    if state.blocking(move |s| s.delete_pipeline(&n)).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("pipeline", &name))
+    }
+}
+
+/// The entry's `api.summary` and `api.description` of a stored definition.
+pub(crate) fn api_text(definition: &Value) -> (Option<String>, Option<String>) {
+    let entry = definition["nodes"]
+        .as_array()
+        .and_then(|nodes| nodes.iter().find(|n| n["type"] == "entry"));
+    let text = |k: &str| entry.and_then(|e| e["api"][k].as_str()).map(str::to_string);
+    (text("summary"), text("description"))
+}
+
+/// URLs of `service` nodes whose service stopped announcing.
+pub(crate) fn unavailable_services(state: &AppState, definition: &Value) -> Vec<String> {
+    let expired = state.expired_services.lock().unwrap_or_else(|p| p.into_inner());
+    if expired.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut visit = |nodes: &Value| {
+        for n in nodes.as_array().into_iter().flatten() {
+            if n["type"] == "service"
+                && let Some(url) = n["url"].as_str()
+                && expired.iter().any(|base| url.starts_with(base.as_str()))
+            {
+                out.push(url.to_string());
+            }
+        }
+    };
+    visit(&definition["nodes"]);
+    for n in definition["nodes"].as_array().into_iter().flatten() {
+        visit(&n["nodes"]);
+    }
+    out
+}
+
+pub(crate) fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,272 @@
+//! `POST /api/v1/services/{route}`: start a task of a stored pipeline. The body follows the
+//! entry's `api.body`: a JSON object checked field by field against the example, or multipart
+//! whose binary fields are streamed to the object store (never held whole in memory).
+
+use axum::Json;
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+use tessera_core::NodeKind;
+use tessera_engine::Submission;
+use tessera_store::PutStreamError;
+
+use crate::auth::{Caller, Role};
+use crate::error::ApiError;
+use crate::routes::pipelines::{load, unavailable_services};
+use crate::state::AppState;
+
+/// What the entry expects.
+enum Expected {
+    Json(Option<Value>),
+    Binary(Vec<String>),
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(route): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::User, Role::Admin])?;
+    let r = route.clone();
+    let row = state
+        .blocking(move |s| s.pipeline(&r))
+        .await?
+        .ok_or_else(|| ApiError::not_found("pipeline", &route))?;
+    let unavailable = unavailable_services(&state, &row.definition);
+    if !unavailable.is_empty() {
+        return Err(ApiError::Unavailable(format!(
+            "pipeline `{route}` calls services that stopped announcing: {}",
+            unavailable.join(", ")
+        )));
+    }
+    let (pipeline, definition) = load(&state, &row.definition.to_string())?;
+    let expected = match pipeline.entry().map(|e| &e.kind) {
+        Some(NodeKind::Entry(api)) => match &api.body {
+            Some(Value::String(field)) => Expected::Binary(vec![field.clone()]),
+            Some(Value::Array(fields)) => {
+                Expected::Binary(fields.iter().filter_map(|f| f.as_str().map(str::to_string)).collect())
+            }
+            other => Expected::Json(other.clone()),
+        },
+        _ => Expected::Json(None),
+    };
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let input = match expected {
+        Expected::Json(example) => {
+            if content_type.starts_with("multipart/") {
+                return Err(ApiError::UnsupportedMediaType(format!(
+                    "pipeline `{route}` takes a JSON body, not multipart"
+                )));
+            }
+            let bytes = axum::body::Bytes::from_request(request, &state)
+                .await
+                .map_err(|e| body_error(e.status(), e.body_text()))?;
+            let value = if bytes.iter().all(u8::is_ascii_whitespace) {
+                json!({})
+            } else {
+                super::parse_json_body(&bytes)?
+            };
+            if !value.is_object() {
+                return Err(ApiError::bad_request("the body must be a JSON object"));
+            }
+            if mentions_object(&value) {
+                // References are made by the server only: a client must not name other objects.
+                return Err(ApiError::Invalid {
+                    message: "object references (`$object`) cannot be sent as JSON; upload files as multipart".into(),
+                    details: Value::Null,
+                });
+            }
+            if let Some(example @ Value::Object(_)) = &example {
+                let mut problems = Vec::new();
+                check_types(example, &value, "", &mut problems);
+                if !problems.is_empty() {
+                    return Err(ApiError::Invalid {
+                        message: format!("the body does not match pipeline `{route}`: {}", problems.len()),
+                        details: Value::Array(problems),
+                    });
+                }
+            }
+            value
+        }
+        Expected::Binary(fields) => {
+            if !content_type.starts_with("multipart/form-data") {
+                return Err(ApiError::UnsupportedMediaType(format!(
+                    "pipeline `{route}` takes multipart/form-data with field(s) {}",
+                    fields.join(", ")
+                )));
+            }
+            let multipart = Multipart::from_request(request, &state)
+                .await
+                .map_err(|e| ApiError::bad_request(e.body_text()))?;
+            read_multipart(&state, multipart, &fields).await?
+        }
+    };
+    let owner = caller.name.clone();
+    let handle_input = input.clone();
+    let engine = state.engine.clone();
+    let submission = Submission {
+        definition,
+        pipeline,
+        input,
+        owner: owner.clone(),
+    };
+    let handle = tokio::task::spawn_blocking(move || engine.submit(submission))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let id = handle.id.clone();
+    let uploads: Vec<String> = uploaded_ids(&handle_input);
+    if !uploads.is_empty() {
+        let task = id.clone();
+        state.blocking(move |s| s.attach_objects(&task, &uploads)).await?;
+    }
+    state
+        .owners
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id.clone(), owner);
+    super::tasks::track(&state, handle);
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, format!("/api/v1/tasks/{id}"))],
+        Json(json!({"task_id": id})),
+    )
+        .into_response())
+}
+
+fn mentions_object(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m.contains_key("$object") || m.values().any(mentions_object),
+        Value::Array(a) => a.iter().any(mentions_object),
+        _ => false,
+    }
+}
+
+/// Ids of the objects referenced at the top level of an input (the uploads).
+fn uploaded_ids(input: &Value) -> Vec<String> {
+    input
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.values())
+        .filter_map(|v| v.get("$object").and_then(Value::as_str).map(str::to_string))
+        .collect()
+}
+
+fn body_error(status: StatusCode, text: String) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::TooLarge { limit: 0 }
+    } else {
+        ApiError::bad_request(text)
+    }
+}
+
+/// Streams the binary fields to the object store; `data` (JSON) and text fields become input.
+async fn read_multipart(state: &AppState, mut multipart: Multipart, fields: &[String]) -> Result<Value, ApiError> {
+    let mut input = Map::new();
+    let mut stored = Vec::new();
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                cleanup(state, &stored).await;
+                return Err(multipart_error(e));
+            }
+        };
+        let name = field.name().unwrap_or("").to_string();
+        if fields.contains(&name) {
+            let file_name = field.file_name().map(str::to_string);
+            let content_type = field.content_type().map(str::to_string);
+            let stream = Box::pin(futures::stream::unfold(field, |mut f| async move {
+                f.chunk().await.transpose().map(|r| (r, f))
+            }));
+            let put = state
+                .objects()
+                .put_stream(stream, file_name, content_type, state.limits.max_upload as u64)
+                .await?;
+            let meta = match put {
+                Ok(meta) => meta,
+                Err(PutStreamError::TooLarge(limit)) => {
+                    cleanup(state, &stored).await;
+                    return Err(ApiError::TooLarge { limit: limit as usize });
+                }
+                Err(PutStreamError::Source(e)) => {
+                    cleanup(state, &stored).await;
+                    return Err(multipart_error(e));
+                }
+            };
+            stored.push(meta.id.clone());
+            let m = meta.clone();
+            state.blocking(move |s| s.put_object(&m, None)).await?;
+            input.insert(name, meta.to_json());
+        } else if name == "data" {
+            let text = field.text().await.map_err(multipart_error)?;
+            match serde_json::from_str::<Value>(&text) {
+                Ok(Value::Object(m)) => input.extend(m),
+                _ => return Err(ApiError::bad_request("part `data` must be a JSON object")),
+            }
+        } else {
+            let text = field.text().await.map_err(multipart_error)?;
+            input.insert(name, Value::String(text));
+        }
+    }
+    let missing: Vec<&String> = fields.iter().filter(|f| !input.contains_key(*f)).collect();
+    if !missing.is_empty() {
+        cleanup(state, &stored).await;
+        return Err(ApiError::BadRequest {
+            message: format!("missing multipart field(s): {}", missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")),
+            details: json!(missing),
+        });
+    }
+    Ok(Value::Object(input))
+}
+
+fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::TooLarge { limit: 0 }
+    } else {
+        ApiError::bad_request(format!("malformed multipart body: {}", e.body_text()))
+    }
+}
+
+/// Objects of a refused upload are deleted.
+async fn cleanup(state: &AppState, ids: &[String]) {
+    for id in ids {
+        let _ = state.objects().delete(id).await;
+    }
+}
+
+/// Checks `value` against the example's types; each problem names its field.
+fn check_types(example: &Value, value: &Value, path: &str, problems: &mut Vec<Value>) {
+    let name = |k: &str| if path.is_empty() { k.to_string() } else { format!("{path}.{k}") };
+    match (example, value) {
+        (Value::Object(ex), Value::Object(v)) => {
+            for (k, exv) in ex {
+                match v.get(k) {
+                    None => problems.push(json!({"field": name(k), "message": "missing field"})),
+                    Some(x) => check_types(exv, x, &name(k), problems),
+                }
+            }
+        }
+        (Value::Array(ex), Value::Array(v)) => {
+            if let Some(first) = ex.first() {
+                for (i, x) in v.iter().enumerate() {
+                    check_types(first, x, &name(&i.to_string()), problems);
+                }
+            }
+        }
+        (Value::Number(e), Value::Number(v)) => {
+            if (e.is_i64() || e.is_u64()) && !(v.is_i64() || v.is_u64()) {
+                problems.push(json!({"field": path, "message": "expected an integer"}));
+            }
+        }
+        (Value::String(_), Value::String(_)) | (Value::Bool(_), Value::Bool(_)) | (Value::Null, _) => {}
+        (e, _) => problems.push(json!({"field": path, "message": format!("expected {}", tessera_core::model::json_type(e))})),
+    }
+}

@@ -1,0 +1,137 @@
+//! Health, Prometheus metrics, statistics, live events (server-sent events) and the OpenAPI
+//! document.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::IntoResponse;
+use futures::Stream;
+use serde_json::{Value, json};
+
+use crate::auth::{Caller, Role};
+use crate::error::ApiError;
+use crate::openapi::PipelineDoc;
+use crate::state::AppState;
+
+pub async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+const STATES: [&str; 5] = ["pending", "running", "finished", "failed", "cancelled"];
+
+/// Totals overall and per pipeline, and the services known from announcements.
+pub async fn stats(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Admin, Role::User])?;
+    let rows = state.blocking(|s| s.task_stats()).await?;
+    let services = state.blocking(|s| s.list_services()).await?;
+    let zero = || {
+        let mut m = serde_json::Map::new();
+        m.insert("total".into(), json!(0));
+        for s in STATES {
+            m.insert(s.into(), json!(0));
+        }
+        Value::Object(m)
+    };
+    let bump = |v: &mut Value, state: &str, n: u64| {
+        v[state] = json!(v[state].as_u64().unwrap_or(0) + n);
+        v["total"] = json!(v["total"].as_u64().unwrap_or(0) + n);
+    };
+    let mut total = zero();
+    let mut per = serde_json::Map::new();
+    for r in &rows {
+        bump(&mut total, &r.state, r.count);
+        bump(per.entry(r.pipeline.clone()).or_insert_with(zero), &r.state, r.count);
+    }
+    total["pipelines"] = Value::Object(per);
+    total["services"] = serde_json::to_value(&services).unwrap_or(Value::Null);
+    Ok(Json(total))
+}
+
+/// Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let rows = state.blocking(|s| s.task_stats()).await?;
+    let services = state.blocking(|s| s.list_services()).await?;
+    let running = state.running.lock().unwrap_or_else(|p| p.into_inner()).len();
+    let mut out = String::new();
+    out.push_str("# HELP tessera_tasks Tasks by pipeline and state.\n# TYPE tessera_tasks gauge\n");
+    for r in &rows {
+        out.push_str(&format!(
+            "tessera_tasks{{pipeline=\"{}\",state=\"{}\"}} {}\n",
+            escape_label(&r.pipeline),
+            r.state,
+            r.count
+        ));
+    }
+    out.push_str("# HELP tessera_tasks_in_process Tasks driven by this server process now.\n# TYPE tessera_tasks_in_process gauge\n");
+    out.push_str(&format!("tessera_tasks_in_process {running}\n"));
+    out.push_str("# HELP tessera_services Services currently announced.\n# TYPE tessera_services gauge\n");
+    out.push_str(&format!("tessera_services {}\n", services.len()));
+    out.push_str("# HELP tessera_event_subscribers Clients following /api/v1/events.\n# TYPE tessera_event_subscribers gauge\n");
+    out.push_str(&format!("tessera_event_subscribers {}\n", state.events.receiver_count()));
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
+}
+
+fn escape_label(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Task and node state changes, live; a user sees only its own tasks.
+pub async fn events(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    caller.require(&[Role::Admin, Role::User])?;
+    let rx = state.events.subscribe();
+    let stream = futures::stream::unfold((rx, state, caller), |(mut rx, state, caller)| async move {
+        loop {
+            match rx.recv().await {
+                Ok(ev) => {
+                    let visible = match caller.owner_filter() {
+                        None => true,
+                        Some(me) => {
+                            let owners = state.owners.lock().unwrap_or_else(|p| p.into_inner());
+                            owners.get(&ev.task_id).is_some_and(|o| o.as_deref() == Some(me.as_str()))
+                        }
+                    };
+                    if visible {
+                        let kind = ev.data["type"].as_str().unwrap_or("event").to_string();
+                        let event = Event::default().event(kind).data(ev.data.to_string());
+                        return Some((Ok(event), (rx, state, caller)));
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    let event = Event::default().event("lagged").data(json!({"missed": n}).to_string());
+                    return Some((Ok(event), (rx, state, caller)));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// The OpenAPI document, with one route per stored pipeline.
+pub async fn openapi(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let rows = state.blocking(|s| s.list_pipelines()).await?;
+    let docs: Vec<PipelineDoc> = rows
+        .iter()
+        .map(|p| {
+            let (summary, description) = super::pipelines::api_text(&p.definition);
+            let body = p.definition["nodes"]
+                .as_array()
+                .and_then(|nodes| nodes.iter().find(|n| n["type"] == "entry"))
+                .and_then(|e| e["api"].get("body").cloned());
+            PipelineDoc {
+                name: p.name.clone(),
+                summary,
+                description,
+                body,
+            }
+        })
+        .collect();
+    Ok(Json(crate::openapi::document(&docs, None)))
+}

@@ -1,0 +1,240 @@
+//! `/api/v1/tasks`: list (newest first, keyset pages), read, result, node logs, cancel, resume,
+//! delete; and the retention sweep that deletes ended tasks with their objects.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tessera_core::scheduler::TaskState;
+use tessera_engine::TaskHandle;
+use tessera_store::{TaskFilter, TaskRow};
+
+use crate::auth::{Caller, Role};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Keeps the handle of a task started here until it ends, so it can be cancelled directly.
+pub(crate) fn track(state: &AppState, handle: TaskHandle) {
+    state
+        .running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(handle.id.clone(), handle);
+}
+
+/// Forgets the handles of ended tasks, once a second.
+pub(crate) async fn forget_ended_loop(state: AppState) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let mut running = state.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.retain(|_, h| !h.is_done());
+        let live: std::collections::HashSet<&String> = running.keys().collect();
+        let mut owners = state.owners.lock().unwrap_or_else(|p| p.into_inner());
+        owners.retain(|id, _| live.contains(id));
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    pipeline: Option<String>,
+    state: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::User, Role::Admin])?;
+    if let Some(s) = &q.state
+        && TaskState::parse(s).is_none()
+    {
+        return Err(ApiError::bad_request(format!(
+            "unknown state `{s}` (pending, running, finished, failed, cancelled)"
+        )));
+    }
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 1000"));
+    }
+    let before = match &q.cursor {
+        Some(c) => Some(decode_cursor(c).ok_or_else(|| ApiError::bad_request("invalid cursor"))?),
+        None => None,
+    };
+    let filter = TaskFilter {
+        pipeline: q.pipeline.clone(),
+        state: q.state.clone(),
+        limit: limit + 1,
+        before,
+        owner: caller.owner_filter(),
+    };
+    let mut rows = state.blocking(move |s| s.list_tasks(&filter)).await?;
+    let next = (rows.len() > limit).then(|| {
+        rows.truncate(limit);
+        let last = rows.last().expect("limit >= 1");
+        format!("{}.{}", last.created_at, last.id)
+    });
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|t| json!({"id": t.id, "pipeline": t.pipeline, "state": t.state, "created_at": t.created_at, "updated_at": t.updated_at}))
+        .collect();
+    Ok(Json(json!({"items": items, "next_cursor": next})))
+}
+
+fn decode_cursor(c: &str) -> Option<(u64, String)> {
+    let (t, id) = c.split_once('.')?;
+    Some((t.parse().ok()?, id.to_string()))
+}
+
+/// The task if it exists and the caller may see it (404 otherwise: no existence leak).
+async fn visible_task(state: &AppState, caller: &Caller, id: &str) -> Result<TaskRow, ApiError> {
+    let i = id.to_string();
+    let task = state.blocking(move |s| s.task(&i)).await?;
+    match task {
+        Some(t) if caller.can_see(t.owner.as_deref()) => Ok(t),
+        _ => Err(ApiError::not_found("task", id)),
+    }
+}
+
+pub async fn read(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    visible_task(&state, &caller, &id).await?;
+    let i = id.clone();
+    let mut doc = state
+        .blocking(move |s| tessera_engine::inspect::task_document(s, &i).map_err(|e| match e {
+            tessera_engine::EngineError::Store(s) => s,
+            other => tessera_store::StoreError::Corrupt { what: "task".into(), detail: other.to_string() },
+        }))
+        .await?;
+    super::link_objects(&mut doc["result"]);
+    Ok(Json(doc))
+}
+
+pub async fn result(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let task = visible_task(&state, &caller, &id).await?;
+    if task.task_state() != TaskState::Finished {
+        return Err(ApiError::Conflict(format!(
+            "task {id} is {}; its result exists once it has finished",
+            task.state
+        )));
+    }
+    let mut result = task.result.unwrap_or(Value::Null);
+    super::link_objects(&mut result);
+    Ok(Json(result))
+}
+
+pub async fn log(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, node)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    visible_task(&state, &caller, &id).await?;
+    let (i, n) = (id.clone(), node.clone());
+    let lines = state.blocking(move |s| s.logs(&i, Some(&n))).await?;
+    let (i, n) = (id.clone(), node.clone());
+    let known = !lines.is_empty()
+        || state
+            .blocking(move |s| s.node_runs(&i))
+            .await?
+            .iter()
+            .any(|r| r.key == n);
+    if !known {
+        return Err(ApiError::not_found("node", &node));
+    }
+    let lines: Vec<Value> = lines
+        .into_iter()
+        .map(|l| json!({"attempt": l.attempt, "stream": l.stream, "line": l.line, "at": l.at}))
+        .collect();
+    Ok(Json(json!({"lines": lines})))
+}
+
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let task = visible_task(&state, &caller, &id).await?;
+    if task.task_state().is_terminal() {
+        return Err(ApiError::Conflict(format!("task {id} already {}", task.state)));
+    }
+    let local = {
+        let running = state.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.get(&id).map(|h| h.cancel("cancelled through the API")).is_some()
+    };
+    if !local {
+        let engine = state.engine.clone();
+        let i = id.clone();
+        tokio::task::spawn_blocking(move || engine.cancel_elsewhere(&i))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??;
+    }
+    Ok((StatusCode::ACCEPTED, Json(json!({"task_id": id, "state": "cancelling"}))))
+}
+
+pub async fn resume(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    visible_task(&state, &caller, &id).await?;
+    let engine = state.engine.clone();
+    let i = id.clone();
+    let handle = tokio::task::spawn_blocking(move || engine.resume(&i))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    track(&state, handle);
+    Ok((StatusCode::ACCEPTED, Json(json!({"task_id": id}))))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let task = visible_task(&state, &caller, &id).await?;
+    if !task.task_state().is_terminal() {
+        return Err(ApiError::Conflict(format!("task {id} is {}; cancel it first", task.state)));
+    }
+    delete_with_objects(&state, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn delete_with_objects(state: &AppState, id: &str) -> Result<(), ApiError> {
+    let i = id.to_string();
+    let objects = state.blocking(move |s| s.delete_task(&i)).await?;
+    for object in objects {
+        if let Err(e) = state.objects().delete(&object).await {
+            tracing::warn!(%object, error = %e, "could not delete object bytes");
+        }
+    }
+    Ok(())
+}
+
+/// Deletes tasks that ended more than the retention period ago, with their objects.
+pub(crate) async fn retention_loop(state: AppState) {
+    let every = (state.limits.retention / 24).clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(3600));
+    loop {
+        let cutoff = crate::routes::pipelines::now_millis().saturating_sub(state.limits.retention.as_millis() as u64);
+        match state.blocking(move |s| s.ended_before(cutoff)).await {
+            Ok(ids) => {
+                for id in ids {
+                    if let Err(e) = delete_with_objects(&state, &id).await {
+                        tracing::warn!(task = %id, error = %e, "retention: could not delete task");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}

@@ -1,0 +1,103 @@
+//! Shared server state: the engine, auth tokens, live event fan-out, running task handles and
+//! the services registry's view of what is unavailable.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tessera_core::scheduler::Record;
+use tessera_engine::{Engine, TaskHandle};
+use tessera_store::{Objects, Store};
+use tokio::sync::broadcast;
+
+use crate::auth::Tokens;
+
+/// Server settings that handlers need.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest JSON/YAML request body.
+    pub max_body: usize,
+    /// Largest upload (multipart) request.
+    pub max_upload: usize,
+    /// Services announce this often; silent for 3 periods = removed.
+    pub announce_period: Duration,
+    /// Ended tasks (and their objects) are deleted after this.
+    pub retention: Duration,
+}
+
+/// One live event, as sent on `GET /api/v1/events`.
+#[derive(Debug, Clone)]
+pub struct LiveEvent {
+    pub task_id: String,
+    pub data: Value,
+}
+
+pub struct Inner {
+    pub engine: Engine,
+    pub tokens: Tokens,
+    pub limits: Limits,
+    pub events: broadcast::Sender<LiveEvent>,
+    /// Handles of tasks started here and not ended, to cancel them directly.
+    pub running: Mutex<HashMap<String, TaskHandle>>,
+    /// Owners of tasks, for filtering live events (filled as tasks start).
+    pub owners: Mutex<HashMap<String, Option<String>>>,
+    /// Base URLs of services that stopped announcing: pipelines calling them are unavailable.
+    pub expired_services: Mutex<HashSet<String>>,
+}
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn store(&self) -> &Arc<dyn Store> {
+        self.engine.store()
+    }
+
+    pub fn objects(&self) -> &Objects {
+        self.engine.objects()
+    }
+
+    /// Runs store work off the async threads.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Store) -> Result<T, tessera_store::StoreError> + Send + 'static,
+    ) -> Result<T, crate::error::ApiError> {
+        let store = self.store().clone();
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .map_err(|e| crate::error::ApiError::Internal(e.to_string()))?
+            .map_err(Into::into)
+    }
+}
+
+/// Turns committed records into live events (called on driver threads: must be quick).
+pub fn publish(events: &broadcast::Sender<LiveEvent>, task_id: &str, records: &[&Record]) {
+    if events.receiver_count() == 0 {
+        return;
+    }
+    for r in records {
+        let data = match r {
+            Record::Task { state, error, .. } => json!({
+                "type": "task", "task_id": task_id, "state": state.as_str(), "error": error,
+            }),
+            Record::Node(n) => json!({
+                "type": "node", "task_id": task_id, "key": n.key, "node": n.node_id,
+                "state": n.state.as_str(), "attempt": n.attempt, "iteration": n.iteration,
+                "error": n.error,
+            }),
+        };
+        let _ = events.send(LiveEvent {
+            task_id: task_id.to_string(),
+            data,
+        });
+    }
+}
