@@ -69,7 +69,10 @@ impl<T> DoneSlot<T> {
     }
 
     pub fn is_set(&self) -> bool {
-        self.value.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+        self.value
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
     }
 
     /// Takes the value, waiting up to `timeout` (forever with `None`).

@@ -81,16 +81,31 @@ impl Tokens {
     /// Parses `role:name:secret` entries (from flags or `TESSERA_TOKENS`, comma-separated).
     pub fn parse(entries: &[String]) -> Result<Tokens, String> {
         let mut tokens = Tokens::default();
-        for entry in entries.iter().flat_map(|e| e.split(',')).map(str::trim).filter(|e| !e.is_empty()) {
+        for entry in entries
+            .iter()
+            .flat_map(|e| e.split(','))
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
             let mut parts = entry.splitn(3, ':');
-            let (Some(role), Some(name), Some(secret)) = (parts.next(), parts.next(), parts.next()) else {
-                return Err(format!("token `{}…`: expected role:name:secret", &entry[..entry.len().min(12)]));
+            let (Some(role), Some(name), Some(secret)) = (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(format!(
+                    "token `{}…`: expected role:name:secret",
+                    &entry[..entry.len().min(12)]
+                ));
             };
-            let role = Role::parse(role).ok_or_else(|| format!("token for `{name}`: unknown role `{role}` (admin, user or service)"))?;
+            let role = Role::parse(role).ok_or_else(|| {
+                format!("token for `{name}`: unknown role `{role}` (admin, user or service)")
+            })?;
             if secret.len() < 16 {
-                return Err(format!("token for `{name}`: the secret must have at least 16 characters"));
+                return Err(format!(
+                    "token for `{name}`: the secret must have at least 16 characters"
+                ));
             }
-            tokens.by_digest.insert(digest(secret), (name.to_string(), role));
+            tokens
+                .by_digest
+                .insert(digest(secret), (name.to_string(), role));
         }
         Ok(tokens)
     }
@@ -100,10 +115,12 @@ impl Tokens {
     }
 
     fn check(&self, secret: &str) -> Option<Caller> {
-        self.by_digest.get(&digest(secret)).map(|(name, role)| Caller {
-            name: Some(name.clone()),
-            role: *role,
-        })
+        self.by_digest
+            .get(&digest(secret))
+            .map(|(name, role)| Caller {
+                name: Some(name.clone()),
+                role: *role,
+            })
     }
 }
 
@@ -126,8 +143,13 @@ impl FromRequestParts<AppState> for Caller {
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .ok_or(ApiError::Unauthorized)?;
-        let secret = header.strip_prefix("Bearer ").ok_or(ApiError::Unauthorized)?;
-        state.tokens.check(secret.trim()).ok_or(ApiError::Unauthorized)
+        let secret = header
+            .strip_prefix("Bearer ")
+            .ok_or(ApiError::Unauthorized)?;
+        state
+            .tokens
+            .check(secret.trim())
+            .ok_or(ApiError::Unauthorized)
     }
 }
 
@@ -137,10 +159,14 @@ mod tests {
 
     #[test]
     fn tokens_parse_and_check() {
-        let t = Tokens::parse(&["admin:alice:0123456789abcdef, user:bob:fedcba9876543210".into()]).unwrap();
+        let t = Tokens::parse(&["admin:alice:0123456789abcdef, user:bob:fedcba9876543210".into()])
+            .unwrap();
         assert!(t.enabled());
         assert_eq!(t.check("0123456789abcdef").unwrap().role, Role::Admin);
-        assert_eq!(t.check("fedcba9876543210").unwrap().name.as_deref(), Some("bob"));
+        assert_eq!(
+            t.check("fedcba9876543210").unwrap().name.as_deref(),
+            Some("bob")
+        );
         assert!(t.check("nope").is_none());
         assert!(Tokens::parse(&["root:x:0123456789abcdef".into()]).is_err());
         assert!(Tokens::parse(&["user:x:short".into()]).is_err());

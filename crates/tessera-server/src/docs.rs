@@ -162,7 +162,7 @@ mod tests {
     #[test]
     fn assets_are_embedded_and_the_page_stays_local() {
         for a in ASSETS {
-            assert!(a.bytes.len() > 500, "{} is too small", a.name);
+            assert!(a.bytes.len() > 300, "{} is too small", a.name);
         }
         let bundle = ASSETS[0].bytes;
         assert!(bundle.len() > 1_000_000);

@@ -78,7 +78,9 @@ impl IntoResponse for ApiError {
         };
         let mut resp = (
             status,
-            axum::Json(json!({"error": {"code": code, "message": self.to_string(), "details": details}})),
+            axum::Json(
+                json!({"error": {"code": code, "message": self.to_string(), "details": details}}),
+            ),
         )
             .into_response();
         if matches!(self, ApiError::Unauthorized) {

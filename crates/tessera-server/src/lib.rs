@@ -79,7 +79,9 @@ pub struct RunningServer {
 
 impl std::fmt::Debug for RunningServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunningServer").field("url", &self.url).finish()
+        f.debug_struct("RunningServer")
+            .field("url", &self.url)
+            .finish()
     }
 }
 
@@ -87,7 +89,10 @@ impl RunningServer {
     /// Serves until the process is stopped.
     pub async fn wait(mut self) -> Result<(), ServerError> {
         let _keep = self.shutdown.take();
-        Ok(self.task.await.map_err(|e| std::io::Error::other(e.to_string()))??)
+        Ok(self
+            .task
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))??)
     }
 
     /// Stops accepting requests and returns when in-flight ones are done.
@@ -123,10 +128,17 @@ pub async fn start(
     let mut engine_config = config.engine.clone();
     engine_config.callback_base = Some(url.clone());
     let publisher = events.clone();
-    engine_config.observer = Some(Arc::new(move |task: &str, records: &[&tessera_core::scheduler::Record]| {
-        state::publish(&publisher, task, records)
-    }));
-    let engine = Engine::new(store, objects, tokio::runtime::Handle::current(), engine_config)?;
+    engine_config.observer = Some(Arc::new(
+        move |task: &str, records: &[&tessera_core::scheduler::Record]| {
+            state::publish(&publisher, task, records)
+        },
+    ));
+    let engine = Engine::new(
+        store,
+        objects,
+        tokio::runtime::Handle::current(),
+        engine_config,
+    )?;
     let state = AppState(Arc::new(Inner {
         engine: engine.clone(),
         tokens: config.tokens.clone(),

@@ -13,7 +13,11 @@ use crate::error::ApiError;
 use crate::routes::pipelines::now_millis;
 use crate::state::AppState;
 
-pub async fn announce(State(state): State<AppState>, caller: Caller, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn announce(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::Service, Role::Admin])?;
     let doc = crate::routes::parse_json_body(&body)?;
     let mut problems = Vec::new();
@@ -21,7 +25,11 @@ pub async fn announce(State(state): State<AppState>, caller: Caller, body: Bytes
     if !tessera_core::parse::valid_id(&name) {
         problems.push(json!({"field": "name", "message": "expected an id like `imaging` ([A-Za-z_][A-Za-z0-9_-]*)"}));
     }
-    let url = doc["url"].as_str().unwrap_or("").trim_end_matches('/').to_string();
+    let url = doc["url"]
+        .as_str()
+        .unwrap_or("")
+        .trim_end_matches('/')
+        .to_string();
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         problems.push(json!({"field": "url", "message": "expected the service's base http:// or https:// URL"}));
     }
@@ -53,7 +61,8 @@ pub async fn announce(State(state): State<AppState>, caller: Caller, body: Bytes
         });
         match tessera_core::load_document(&definition.to_string(), state.engine.scripts()) {
             Ok(_) => pipelines.push((route.to_string(), definition)),
-            Err(report) => problems.push(json!({"field": format!("endpoints[{i}]"), "message": report.to_string()})),
+            Err(report) => problems
+                .push(json!({"field": format!("endpoints[{i}]"), "message": report.to_string()})),
         }
     }
     if !problems.is_empty() {
@@ -76,7 +85,11 @@ pub async fn announce(State(state): State<AppState>, caller: Caller, body: Bytes
             let mut created = Vec::new();
             let mut conflicts = Vec::new();
             let wanted: Vec<&String> = pipelines.iter().map(|(r, _)| r).collect();
-            for old in s.list_pipelines()?.into_iter().filter(|p| p.source == source) {
+            for old in s
+                .list_pipelines()?
+                .into_iter()
+                .filter(|p| p.source == source)
+            {
                 if !wanted.contains(&&old.name) {
                     s.delete_pipeline(&old.name)?;
                 }

@@ -226,20 +226,25 @@ impl Objects {
     pub async fn stream(
         &self,
         id: &str,
-    ) -> Result<futures::stream::BoxStream<'static, Result<bytes::Bytes, StoreError>>, StoreError> {
+    ) -> Result<futures::stream::BoxStream<'static, Result<bytes::Bytes, StoreError>>, StoreError>
+    {
         if !valid_object_id(id) {
             return Err(StoreError::NotFound {
                 what: "object",
                 id: id.to_string(),
             });
         }
-        let got = self.backend.get(&Self::location(id)).await.map_err(|e| match e {
-            object_store::Error::NotFound { .. } => StoreError::NotFound {
-                what: "object",
-                id: id.to_string(),
-            },
-            other => object_err(other),
-        })?;
+        let got = self
+            .backend
+            .get(&Self::location(id))
+            .await
+            .map_err(|e| match e {
+                object_store::Error::NotFound { .. } => StoreError::NotFound {
+                    what: "object",
+                    id: id.to_string(),
+                },
+                other => object_err(other),
+            })?;
         Ok(Box::pin(got.into_stream().map(|r| r.map_err(object_err))))
     }
 

@@ -99,6 +99,8 @@ pub enum Command {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Run the engine server: REST API, live events, services, docs at /docs.
+    Serve(crate::serve::ServeArgs),
     /// Measure the engine on the standard workloads (see BENCHMARKS.md).
     Bench(crate::bench::BenchArgs),
 }
@@ -182,6 +184,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             crate::tasks::tasks(&settings, action)
         }
         Command::Bench(args) => crate::bench::bench(args),
+        Command::Serve(args) => crate::serve::serve(args),
     }
 }
 

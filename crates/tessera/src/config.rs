@@ -30,6 +30,10 @@ pub struct Settings {
     pub max_processes: usize,
     pub pools: BTreeMap<String, usize>,
     pub durability: Durability,
+    /// Database file; default `<data_dir>/tessera.db`.
+    pub db_path: Option<PathBuf>,
+    /// Object store directory; default `<data_dir>/store`.
+    pub store_dir: Option<PathBuf>,
 }
 
 impl Settings {
@@ -82,6 +86,8 @@ impl Settings {
             max_processes,
             pools,
             durability,
+            db_path: None,
+            store_dir: None,
         })
     }
 
@@ -92,7 +98,10 @@ impl Settings {
         }
         std::fs::create_dir_all(&self.data_dir)
             .with_context(|| format!("cannot create data dir {}", self.data_dir.display()))?;
-        let db = self.data_dir.join("tessera.db");
+        let db = self
+            .db_path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("tessera.db"));
         let store = SqliteStore::open(&db, self.durability)
             .with_context(|| format!("cannot open {}", db.display()))?;
         Ok(Arc::new(store))
@@ -113,6 +122,24 @@ pub struct TempDir(PathBuf);
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Settings {
+    /// The object store of a non-ephemeral run.
+    pub fn open_objects(&self) -> Result<Objects> {
+        let dir = self
+            .store_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("store"));
+        Ok(Objects::local(&dir)?)
+    }
+
+    pub fn engine_config(&self) -> EngineConfig {
+        let mut config = EngineConfig::new(self.data_dir.join("work"));
+        config.max_processes = self.max_processes;
+        config.pools = self.pools.clone();
+        config
     }
 }
 

@@ -6,6 +6,7 @@ mod cli;
 mod config;
 mod progress;
 mod run;
+mod serve;
 mod tasks;
 
 use std::process::ExitCode;

@@ -26,7 +26,11 @@ pub async fn callback(
         Some(r) => {
             return Err(ApiError::Conflict(format!(
                 "this callback is no longer expected ({})",
-                if r.state == "received" { "already answered" } else { "superseded by a newer attempt" }
+                if r.state == "received" {
+                    "already answered"
+                } else {
+                    "superseded by a newer attempt"
+                }
             )));
         }
         None => return Err(ApiError::not_found("callback", "this token")),
@@ -53,30 +57,40 @@ pub async fn callback(
             .map_err(|e| ApiError::bad_request(e.body_text()))?;
         let v = super::parse_json_body(&bytes)?;
         if !v.is_object() {
-            return Err(ApiError::bad_request("a callback body must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "a callback body must be a JSON object",
+            ));
         }
         v
     };
     let engine = state.engine.clone();
-    let accepted = tokio::task::spawn_blocking(move || engine.deliver_callback(&token, &result, failed))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let accepted =
+        tokio::task::spawn_blocking(move || engine.deliver_callback(&token, &result, failed))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??;
     if !accepted {
-        return Err(ApiError::Conflict("this callback is no longer expected (answered meanwhile)".into()));
+        return Err(ApiError::Conflict(
+            "this callback is no longer expected (answered meanwhile)".into(),
+        ));
     }
     Ok(Json(json!({"accepted": true})))
 }
 
-async fn read_parts(state: &AppState, mut multipart: Multipart, task_id: &str) -> Result<Value, ApiError> {
+async fn read_parts(
+    state: &AppState,
+    mut multipart: Multipart,
+    task_id: &str,
+) -> Result<Value, ApiError> {
     let mut out = Map::new();
-    while let Some(field) = multipart
-        .next_field()
-        .await
-        .map_err(|e| ApiError::bad_request(format!("malformed multipart body: {}", e.body_text())))?
-    {
+    while let Some(field) = multipart.next_field().await.map_err(|e| {
+        ApiError::bad_request(format!("malformed multipart body: {}", e.body_text()))
+    })? {
         let name = field.name().unwrap_or("").to_string();
         if name == "data" {
-            let text = field.text().await.map_err(|e| ApiError::bad_request(e.body_text()))?;
+            let text = field
+                .text()
+                .await
+                .map_err(|e| ApiError::bad_request(e.body_text()))?;
             match serde_json::from_str::<Value>(&text) {
                 Ok(Value::Object(m)) => out.extend(m),
                 _ => return Err(ApiError::bad_request("part `data` must be a JSON object")),
@@ -90,17 +104,27 @@ async fn read_parts(state: &AppState, mut multipart: Multipart, task_id: &str) -
         }));
         let meta = match state
             .objects()
-            .put_stream(stream, file_name, content_type, state.limits.max_upload as u64)
+            .put_stream(
+                stream,
+                file_name,
+                content_type,
+                state.limits.max_upload as u64,
+            )
             .await?
         {
             Ok(m) => m,
-            Err(PutStreamError::TooLarge(limit)) => return Err(ApiError::TooLarge { limit: limit as usize }),
+            Err(PutStreamError::TooLarge(limit)) => {
+                return Err(ApiError::TooLarge {
+                    limit: limit as usize,
+                });
+            }
             Err(PutStreamError::Source(e)) => return Err(ApiError::bad_request(e.body_text())),
         };
         let (m, task) = (meta.clone(), task_id.to_string());
-        state.blocking(move |s| s.put_object(&m, Some(&task))).await?;
+        state
+            .blocking(move |s| s.put_object(&m, Some(&task)))
+            .await?;
         out.insert(name, meta.to_json());
     }
     Ok(Value::Object(out))
 }
-

@@ -57,7 +57,11 @@ pub fn router(state: AppState) -> Router {
 /// Parses a JSON request body with our error shape (line and column on failure).
 pub(crate) fn parse_json_body(bytes: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest {
-        message: format!("malformed JSON at line {} column {}: {e}", e.line(), e.column()),
+        message: format!(
+            "malformed JSON at line {} column {}: {e}",
+            e.line(),
+            e.column()
+        ),
         details: Value::Null,
     })
 }

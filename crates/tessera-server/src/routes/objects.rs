@@ -32,7 +32,11 @@ pub async fn read(
         return Err(ApiError::not_found("object", &id));
     };
     // Uploads not yet attached to a task are readable by admins only.
-    let allowed = if has_task { caller.can_see(owner.as_deref()) } else { caller.owner_filter().is_none() };
+    let allowed = if has_task {
+        caller.can_see(owner.as_deref())
+    } else {
+        caller.owner_filter().is_none()
+    };
     if !allowed {
         return Err(ApiError::not_found("object", &id));
     }
@@ -47,8 +51,14 @@ pub async fn read(
         (header::ETAG, format!("\"{}\"", meta.sha256)),
     ];
     if let Some(name) = &meta.name {
-        let safe: String = name.chars().filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\').collect();
-        headers.push((header::CONTENT_DISPOSITION, format!("inline; filename=\"{safe}\"")));
+        let safe: String = name
+            .chars()
+            .filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\')
+            .collect();
+        headers.push((
+            header::CONTENT_DISPOSITION,
+            format!("inline; filename=\"{safe}\""),
+        ));
     }
     let mut resp = Body::from_stream(stream).into_response();
     for (k, v) in headers {

@@ -39,15 +39,24 @@ pub async fn create(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let known = ["json", "yaml", "text/plain", "octet-stream", "x-www-form-urlencoded"];
+    let known = [
+        "json",
+        "yaml",
+        "text/plain",
+        "octet-stream",
+        "x-www-form-urlencoded",
+    ];
     if !content_type.is_empty() && !known.iter().any(|k| content_type.contains(k)) {
         return Err(ApiError::UnsupportedMediaType(format!(
             "send the pipeline as application/json or application/yaml, not {content_type}"
         )));
     }
-    let text = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
     let (pipeline, definition) = load(&state, text)?;
-    let has_route = pipeline.entry().is_some_and(|e| matches!(&e.kind, NodeKind::Entry(api) if api.route.is_some()))
+    let has_route = pipeline
+        .entry()
+        .is_some_and(|e| matches!(&e.kind, NodeKind::Entry(api) if api.route.is_some()))
         || definition.get("name").is_some();
     if !has_route {
         return Err(ApiError::Invalid {
@@ -66,9 +75,18 @@ pub async fn create(
     };
     let name = row.name.clone();
     let created = state.blocking(move |s| s.put_pipeline(&row)).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     let location = format!("/api/v1/pipelines/{name}");
-    Ok((status, [(header::LOCATION, location)], Json(json!({"name": name, "created": created}))).into_response())
+    Ok((
+        status,
+        [(header::LOCATION, location)],
+        Json(json!({"name": name, "created": created})),
+    )
+        .into_response())
 }
 
 pub async fn list(State(state): State<AppState>, _caller: Caller) -> Result<Json<Value>, ApiError> {
@@ -98,7 +116,8 @@ pub async fn read(
         .await?
         .ok_or_else(|| ApiError::not_found("pipeline", &name))?;
     let stats = state.blocking(|s| s.task_stats()).await?;
-    let mut counts = json!({"total": 0, "pending": 0, "running": 0, "finished": 0, "failed": 0, "cancelled": 0});
+    let mut counts =
+        json!({"total": 0, "pending": 0, "running": 0, "finished": 0, "failed": 0, "cancelled": 0});
     for s in stats.iter().filter(|s| s.pipeline == row.name) {
         counts[s.state.as_str()] = json!(counts[s.state.as_str()].as_u64().unwrap_or(0) + s.count);
         counts["total"] = json!(counts["total"].as_u64().unwrap_or(0) + s.count);
@@ -136,7 +155,10 @@ pub(crate) fn api_text(definition: &Value) -> (Option<String>, Option<String>) {
 
 /// URLs of `service` nodes whose service stopped announcing.
 pub(crate) fn unavailable_services(state: &AppState, definition: &Value) -> Vec<String> {
-    let expired = state.expired_services.lock().unwrap_or_else(|p| p.into_inner());
+    let expired = state
+        .expired_services
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     if expired.is_empty() {
         return Vec::new();
     }

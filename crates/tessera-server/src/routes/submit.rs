@@ -45,9 +45,12 @@ pub async fn submit(
     let expected = match pipeline.entry().map(|e| &e.kind) {
         Some(NodeKind::Entry(api)) => match &api.body {
             Some(Value::String(field)) => Expected::Binary(vec![field.clone()]),
-            Some(Value::Array(fields)) => {
-                Expected::Binary(fields.iter().filter_map(|f| f.as_str().map(str::to_string)).collect())
-            }
+            Some(Value::Array(fields)) => Expected::Binary(
+                fields
+                    .iter()
+                    .filter_map(|f| f.as_str().map(str::to_string))
+                    .collect(),
+            ),
             other => Expected::Json(other.clone()),
         },
         _ => Expected::Json(None),
@@ -88,7 +91,10 @@ pub async fn submit(
                 check_types(example, &value, "", &mut problems);
                 if !problems.is_empty() {
                     return Err(ApiError::Invalid {
-                        message: format!("the body does not match pipeline `{route}`: {}", problems.len()),
+                        message: format!(
+                            "the body does not match pipeline `{route}`: {}",
+                            problems.len()
+                        ),
                         details: Value::Array(problems),
                     });
                 }
@@ -124,7 +130,9 @@ pub async fn submit(
     let uploads: Vec<String> = uploaded_ids(&handle_input);
     if !uploads.is_empty() {
         let task = id.clone();
-        state.blocking(move |s| s.attach_objects(&task, &uploads)).await?;
+        state
+            .blocking(move |s| s.attach_objects(&task, &uploads))
+            .await?;
     }
     state
         .owners
@@ -167,7 +175,11 @@ fn body_error(status: StatusCode, text: String) -> ApiError {
 }
 
 /// Streams the binary fields to the object store; `data` (JSON) and text fields become input.
-async fn read_multipart(state: &AppState, mut multipart: Multipart, fields: &[String]) -> Result<Value, ApiError> {
+async fn read_multipart(
+    state: &AppState,
+    mut multipart: Multipart,
+    fields: &[String],
+) -> Result<Value, ApiError> {
     let mut input = Map::new();
     let mut stored = Vec::new();
     loop {
@@ -188,13 +200,20 @@ async fn read_multipart(state: &AppState, mut multipart: Multipart, fields: &[St
             }));
             let put = state
                 .objects()
-                .put_stream(stream, file_name, content_type, state.limits.max_upload as u64)
+                .put_stream(
+                    stream,
+                    file_name,
+                    content_type,
+                    state.limits.max_upload as u64,
+                )
                 .await?;
             let meta = match put {
                 Ok(meta) => meta,
                 Err(PutStreamError::TooLarge(limit)) => {
                     cleanup(state, &stored).await;
-                    return Err(ApiError::TooLarge { limit: limit as usize });
+                    return Err(ApiError::TooLarge {
+                        limit: limit as usize,
+                    });
                 }
                 Err(PutStreamError::Source(e)) => {
                     cleanup(state, &stored).await;
@@ -220,7 +239,14 @@ async fn read_multipart(state: &AppState, mut multipart: Multipart, fields: &[St
     if !missing.is_empty() {
         cleanup(state, &stored).await;
         return Err(ApiError::BadRequest {
-            message: format!("missing multipart field(s): {}", missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")),
+            message: format!(
+                "missing multipart field(s): {}",
+                missing
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             details: json!(missing),
         });
     }
@@ -244,7 +270,13 @@ async fn cleanup(state: &AppState, ids: &[String]) {
 
 /// Checks `value` against the example's types; each problem names its field.
 fn check_types(example: &Value, value: &Value, path: &str, problems: &mut Vec<Value>) {
-    let name = |k: &str| if path.is_empty() { k.to_string() } else { format!("{path}.{k}") };
+    let name = |k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
     match (example, value) {
         (Value::Object(ex), Value::Object(v)) => {
             for (k, exv) in ex {

@@ -7,8 +7,8 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use axum::http::header;
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
+use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use serde_json::{Value, json};
 
@@ -44,7 +44,11 @@ pub async fn stats(State(state): State<AppState>, caller: Caller) -> Result<Json
     let mut per = serde_json::Map::new();
     for r in &rows {
         bump(&mut total, &r.state, r.count);
-        bump(per.entry(r.pipeline.clone()).or_insert_with(zero), &r.state, r.count);
+        bump(
+            per.entry(r.pipeline.clone()).or_insert_with(zero),
+            &r.state,
+            r.count,
+        );
     }
     total["pipelines"] = Value::Object(per);
     total["services"] = serde_json::to_value(&services).unwrap_or(Value::Null);
@@ -55,7 +59,11 @@ pub async fn stats(State(state): State<AppState>, caller: Caller) -> Result<Json
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let rows = state.blocking(|s| s.task_stats()).await?;
     let services = state.blocking(|s| s.list_services()).await?;
-    let running = state.running.lock().unwrap_or_else(|p| p.into_inner()).len();
+    let running = state
+        .running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .len();
     let mut out = String::new();
     out.push_str("# HELP tessera_tasks Tasks by pipeline and state.\n# TYPE tessera_tasks gauge\n");
     for r in &rows {
@@ -68,15 +76,22 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
     }
     out.push_str("# HELP tessera_tasks_in_process Tasks driven by this server process now.\n# TYPE tessera_tasks_in_process gauge\n");
     out.push_str(&format!("tessera_tasks_in_process {running}\n"));
-    out.push_str("# HELP tessera_services Services currently announced.\n# TYPE tessera_services gauge\n");
+    out.push_str(
+        "# HELP tessera_services Services currently announced.\n# TYPE tessera_services gauge\n",
+    );
     out.push_str(&format!("tessera_services {}\n", services.len()));
     out.push_str("# HELP tessera_event_subscribers Clients following /api/v1/events.\n# TYPE tessera_event_subscribers gauge\n");
-    out.push_str(&format!("tessera_event_subscribers {}\n", state.events.receiver_count()));
+    out.push_str(&format!(
+        "tessera_event_subscribers {}\n",
+        state.events.receiver_count()
+    ));
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
 }
 
 fn escape_label(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Task and node state changes, live; a user sees only its own tasks.
@@ -86,31 +101,36 @@ pub async fn events(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     caller.require(&[Role::Admin, Role::User])?;
     let rx = state.events.subscribe();
-    let stream = futures::stream::unfold((rx, state, caller), |(mut rx, state, caller)| async move {
-        loop {
-            match rx.recv().await {
-                Ok(ev) => {
-                    let visible = match caller.owner_filter() {
-                        None => true,
-                        Some(me) => {
-                            let owners = state.owners.lock().unwrap_or_else(|p| p.into_inner());
-                            owners.get(&ev.task_id).is_some_and(|o| o.as_deref() == Some(me.as_str()))
+    let stream =
+        futures::stream::unfold((rx, state, caller), |(mut rx, state, caller)| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(ev) => {
+                        let visible = match caller.owner_filter() {
+                            None => true,
+                            Some(me) => {
+                                let owners = state.owners.lock().unwrap_or_else(|p| p.into_inner());
+                                owners
+                                    .get(&ev.task_id)
+                                    .is_some_and(|o| o.as_deref() == Some(me.as_str()))
+                            }
+                        };
+                        if visible {
+                            let kind = ev.data["type"].as_str().unwrap_or("event").to_string();
+                            let event = Event::default().event(kind).data(ev.data.to_string());
+                            return Some((Ok(event), (rx, state, caller)));
                         }
-                    };
-                    if visible {
-                        let kind = ev.data["type"].as_str().unwrap_or("event").to_string();
-                        let event = Event::default().event(kind).data(ev.data.to_string());
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        let event = Event::default()
+                            .event("lagged")
+                            .data(json!({"missed": n}).to_string());
                         return Some((Ok(event), (rx, state, caller)));
                     }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    let event = Event::default().event("lagged").data(json!({"missed": n}).to_string());
-                    return Some((Ok(event), (rx, state, caller)));
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }
-        }
-    });
+        });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

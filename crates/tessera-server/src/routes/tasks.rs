@@ -107,10 +107,15 @@ pub async fn read(
     visible_task(&state, &caller, &id).await?;
     let i = id.clone();
     let mut doc = state
-        .blocking(move |s| tessera_engine::inspect::task_document(s, &i).map_err(|e| match e {
-            tessera_engine::EngineError::Store(s) => s,
-            other => tessera_store::StoreError::Corrupt { what: "task".into(), detail: other.to_string() },
-        }))
+        .blocking(move |s| {
+            tessera_engine::inspect::task_document(s, &i).map_err(|e| match e {
+                tessera_engine::EngineError::Store(s) => s,
+                other => tessera_store::StoreError::Corrupt {
+                    what: "task".into(),
+                    detail: other.to_string(),
+                },
+            })
+        })
         .await?;
     super::link_objects(&mut doc["result"]);
     Ok(Json(doc))
@@ -165,11 +170,17 @@ pub async fn cancel(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let task = visible_task(&state, &caller, &id).await?;
     if task.task_state().is_terminal() {
-        return Err(ApiError::Conflict(format!("task {id} already {}", task.state)));
+        return Err(ApiError::Conflict(format!(
+            "task {id} already {}",
+            task.state
+        )));
     }
     let local = {
         let running = state.running.lock().unwrap_or_else(|p| p.into_inner());
-        running.get(&id).map(|h| h.cancel("cancelled through the API")).is_some()
+        running
+            .get(&id)
+            .map(|h| h.cancel("cancelled through the API"))
+            .is_some()
     };
     if !local {
         let engine = state.engine.clone();
@@ -178,7 +189,10 @@ pub async fn cancel(
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))??;
     }
-    Ok((StatusCode::ACCEPTED, Json(json!({"task_id": id, "state": "cancelling"}))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"task_id": id, "state": "cancelling"})),
+    ))
 }
 
 pub async fn resume(
@@ -203,7 +217,10 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let task = visible_task(&state, &caller, &id).await?;
     if !task.task_state().is_terminal() {
-        return Err(ApiError::Conflict(format!("task {id} is {}; cancel it first", task.state)));
+        return Err(ApiError::Conflict(format!(
+            "task {id} is {}; cancel it first",
+            task.state
+        )));
     }
     delete_with_objects(&state, &id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -222,9 +239,13 @@ async fn delete_with_objects(state: &AppState, id: &str) -> Result<(), ApiError>
 
 /// Deletes tasks that ended more than the retention period ago, with their objects.
 pub(crate) async fn retention_loop(state: AppState) {
-    let every = (state.limits.retention / 24).clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(3600));
+    let every = (state.limits.retention / 24).clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(3600),
+    );
     loop {
-        let cutoff = crate::routes::pipelines::now_millis().saturating_sub(state.limits.retention.as_millis() as u64);
+        let cutoff = crate::routes::pipelines::now_millis()
+            .saturating_sub(state.limits.retention.as_millis() as u64);
         match state.blocking(move |s| s.ended_before(cutoff)).await {
             Ok(ids) => {
                 for id in ids {

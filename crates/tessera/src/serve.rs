@@ -1,0 +1,112 @@
+//! `tessera serve`: the engine server on the local data dir (SQLite + objects) by default.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use tessera_server::{Limits, ServerConfig, Tokens};
+
+use crate::cli::{DataArgs, EngineArgs};
+use crate::config::Settings;
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TESSERA_ADDR", default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// State database: `sqlite:PATH` (default: tessera.db in the data dir).
+    #[arg(long, env = "TESSERA_DB")]
+    db: Option<String>,
+    /// Object store: a directory or `file://DIR` (default: store/ in the data dir).
+    #[arg(long, env = "TESSERA_STORE")]
+    store: Option<String>,
+    /// URL services use to call back (default: http://<addr>).
+    #[arg(long, env = "TESSERA_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Access token `role:name:secret` (roles: admin, user, service); repeatable, or
+    /// comma-separated in TESSERA_TOKENS.
+    #[arg(
+        long = "token",
+        env = "TESSERA_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    tokens: Vec<String>,
+    /// Listen on a non-loopback address without tokens.
+    #[arg(long)]
+    insecure: bool,
+    /// Largest JSON/YAML request body, in MiB.
+    #[arg(long, default_value_t = 16)]
+    max_body_mb: usize,
+    /// Largest upload, in MiB.
+    #[arg(long, default_value_t = 1024)]
+    max_upload_mb: usize,
+    /// Services announce this often (seconds); silent for 3 periods = removed.
+    #[arg(long, default_value_t = 30.0)]
+    announce_period: f64,
+    /// Ended tasks and their objects are deleted after this many days.
+    #[arg(long, default_value_t = 7.0)]
+    retention_days: f64,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+pub fn serve(args: ServeArgs) -> Result<ExitCode> {
+    let mut settings = Settings::resolve(&args.data, Some(&args.engine))?;
+    if let Some(db) = &args.db {
+        let Some(path) = db.strip_prefix("sqlite:") else {
+            bail!("--db {db}: only sqlite:PATH is available in this version");
+        };
+        settings.db_path = Some(std::path::absolute(path)?);
+    }
+    if let Some(store) = &args.store {
+        let dir = store.strip_prefix("file://").unwrap_or(store);
+        if dir.contains("://") {
+            bail!(
+                "--store {store}: only a local directory (or file://DIR) is available in this version"
+            );
+        }
+        settings.store_dir = Some(std::path::absolute(dir)?);
+    }
+    let tokens = Tokens::parse(&args.tokens).map_err(anyhow::Error::msg)?;
+    if !(args.announce_period > 0.0 && args.retention_days > 0.0) {
+        bail!("--announce-period and --retention-days must be positive");
+    }
+    let limits = Limits {
+        max_body: args.max_body_mb << 20,
+        max_upload: args.max_upload_mb << 20,
+        announce_period: Duration::from_secs_f64(args.announce_period),
+        retention: Duration::from_secs_f64(args.retention_days * 86400.0),
+    };
+    let store = settings.open_store()?;
+    let objects = settings.open_objects()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(num_cpus::get().max(2))
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let config = ServerConfig {
+        addr: args.addr,
+        public_url: args.public_url.clone(),
+        tokens,
+        insecure: args.insecure,
+        limits,
+        engine: settings.engine_config(),
+    };
+    runtime.block_on(async move {
+        let server = tessera_server::start(config, store, objects).await?;
+        eprintln!(
+            "tessera serving on {} (docs: {}/docs)",
+            server.url, server.url
+        );
+        tokio::select! {
+            r = server.wait() => r?,
+            _ = tokio::signal::ctrl_c() => eprintln!("stopping"),
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
