@@ -68,9 +68,11 @@ pub async fn submit(
                     "pipeline `{route}` takes a JSON body, not multipart"
                 )));
             }
-            let bytes = axum::body::Bytes::from_request(request, &state)
+            // JSON bodies get the small limit; only multipart uploads may be large.
+            let limit = state.limits.max_body;
+            let bytes = axum::body::to_bytes(request.into_body(), limit)
                 .await
-                .map_err(|e| body_error(e.status(), e.body_text()))?;
+                .map_err(|_| ApiError::TooLarge { limit })?;
             let value = if bytes.iter().all(u8::is_ascii_whitespace) {
                 json!({})
             } else {
@@ -164,14 +166,6 @@ fn uploaded_ids(input: &Value) -> Vec<String> {
         .flat_map(|m| m.values())
         .filter_map(|v| v.get("$object").and_then(Value::as_str).map(str::to_string))
         .collect()
-}
-
-fn body_error(status: StatusCode, text: String) -> ApiError {
-    if status == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::TooLarge { limit: 0 }
-    } else {
-        ApiError::bad_request(text)
-    }
 }
 
 /// Streams the binary fields to the object store; `data` (JSON) and text fields become input.
