@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/tessera-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Python environment of the example services (OpenCV, Pillow): the end-to-end tests run them.
+bash examples/services/setup.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked

@@ -1,14 +1,39 @@
 //! The OpenAPI 3 document of the server, built from the routes and the stored pipelines.
 //!
-//! Hand-built JSON (OpenAPI 3.1): the fixed routes of §7, plus one
-//! `POST /api/v1/services/<route>` operation per stored pipeline whose request body is derived
-//! from the entry's `api.body`. Every error answer uses the shared `Error` schema, and every
-//! operation except the public ones (`/health`, `/metrics`, `/openapi.json`, `/docs`) documents
-//! the 401/403/500 answers of the bearer-token layer and the error mapping.
+//! OpenAPI 3.1, hand-built: the fixed routes of §7 and the shared components are data
+//! (`assets/openapi/document.json` and `components.json`, embedded); to them this module adds one
+//! `POST /api/v1/services/<route>` operation per stored pipeline, its request body derived from
+//! the entry's `api.body`. In the assets, an answer written as a plain string is an error answer
+//! with that description (shared `Error` schema); every operation that is not public
+//! (`"security": []`) also gets the 401/403/500 answers of the token layer and error mapping.
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
 use serde_json::{Map, Value, json};
+
+/// The fixed part of the document, parsed once.
+static BASE: LazyLock<Value> = LazyLock::new(|| {
+    let mut doc: Value = serde_json::from_str(include_str!("../assets/openapi/document.json"))
+        .expect("assets/openapi/document.json is valid JSON");
+    doc["components"] = serde_json::from_str(include_str!("../assets/openapi/components.json"))
+        .expect("assets/openapi/components.json is valid JSON");
+    doc["info"]["version"] = json!(env!("CARGO_PKG_VERSION"));
+    for item in doc["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|m| m.values_mut())
+    {
+        for op in item
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|m| m.values_mut())
+        {
+            finish_operation(op);
+        }
+    }
+    doc
+});
 
 /// What the document needs to know about one stored pipeline.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -21,92 +46,52 @@ pub struct PipelineDoc {
     pub body: Option<Value>,
 }
 
-/// The OpenAPI 3.1 document for the server with these pipelines; `server_url` (the server's
-/// public base URL) becomes its only `servers` entry, otherwise clients use the document's origin.
+/// The OpenAPI 3.1 document for the server with these pipelines. `server_url` (the server's
+/// public base URL) becomes its only `servers` entry; without it, `/`: the document's origin.
 pub fn document(pipelines: &[PipelineDoc], server_url: Option<&str>) -> Value {
-    let mut paths = fixed_paths();
+    let mut doc = BASE.clone();
+    let url = server_url
+        .map(|u| u.trim_end_matches('/'))
+        .filter(|u| !u.is_empty());
+    doc["servers"] = json!([{"url": url.unwrap_or("/")}]);
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return doc;
+    };
     let mut op_ids: HashSet<String> = HashSet::new();
     for p in pipelines {
-        let op_id = unique_op_id(&p.name, &mut op_ids);
-        paths.insert(
-            format!("/api/v1/services/{}", p.name),
-            json!({"post": service_operation(p, &op_id)}),
-        );
-    }
-    for item in paths.values_mut() {
-        for op in item
-            .as_object_mut()
-            .into_iter()
-            .flat_map(|m| m.values_mut())
-        {
-            finish_operation(op);
-        }
-    }
-    let mut doc = json!({
-        "openapi": "3.1.0",
-        "info": {
-            "title": "Tessera engine API",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "Pipelines, tasks, objects, services and live events of a Tessera engine. \
-                Start a task with `POST /api/v1/services/{route}`, then follow it at the returned \
-                `Location`. Errors are JSON `{\"error\": {\"code\", \"message\", \"details\"}}`.",
-            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"}
-        },
-        "tags": [
-            {"name": "pipelines", "description": "Create, read and delete pipeline definitions."},
-            {"name": "services", "description": "Start tasks: one operation per stored pipeline."},
-            {"name": "tasks", "description": "Follow, control and inspect tasks."},
-            {"name": "objects", "description": "Binary values produced or received by tasks."},
-            {"name": "registry", "description": "For services: announcements and callbacks."},
-            {"name": "engine", "description": "Statistics, live events, health and metrics."},
-            {"name": "docs", "description": "This document and its browsable form."}
-        ],
-        "paths": paths,
-        "components": components(),
-        "security": [{"bearer": []}, {}]
-    });
-    if let Some(url) = server_url {
-        doc["servers"] = json!([{"url": url.trim_end_matches('/')}]);
+        let mut op = service_operation(p, &unique_op_id(&p.name, &mut op_ids));
+        finish_operation(&mut op);
+        paths.insert(format!("/api/v1/services/{}", p.name), json!({"post": op}));
     }
     doc
 }
 
-/// `#/components/schemas/{name}`.
 fn schema(name: &str) -> Value {
     json!({"$ref": format!("#/components/schemas/{name}")})
 }
 
-fn param(name: &str) -> Value {
-    json!({"$ref": format!("#/components/parameters/{name}")})
-}
-
-/// A JSON answer with this schema.
-fn ok(description: &str, body: Value) -> Value {
-    json!({"description": description, "content": {"application/json": {"schema": body}}})
-}
-
 /// A JSON answer with a `Location` header.
-fn ok_located(description: &str, body: Value) -> Value {
-    let mut r = ok(description, body);
-    r["headers"] = json!({"Location": {"$ref": "#/components/headers/Location"}});
-    r
+fn located(description: &str, body: Value) -> Value {
+    json!({
+        "description": description,
+        "content": {"application/json": {"schema": body}},
+        "headers": {"Location": {"$ref": "#/components/headers/Location"}}
+    })
 }
 
-/// An error answer (shared `Error` schema).
-fn err(description: &str) -> Value {
-    ok(description, schema("Error"))
-}
-
-fn empty(description: &str) -> Value {
-    json!({"description": description})
-}
-
-/// Adds the answers every protected operation can give, and orders answers by status.
+/// Expands error answers given as strings, adds the answers every protected operation can give,
+/// and orders answers by status.
 fn finish_operation(op: &mut Value) {
     let public = op.get("security").is_some_and(|s| s == &json!([]));
     let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
         return;
     };
+    for r in responses.values_mut() {
+        if let Value::String(description) = r {
+            *r = json!({"description": description,
+                "content": {"application/json": {"schema": schema("Error")}}});
+        }
+    }
     if !public {
         for (status, name) in [
             ("401", "Unauthorized"),
@@ -121,281 +106,6 @@ fn finish_operation(op: &mut Value) {
     let mut sorted: Vec<(String, Value)> = std::mem::take(responses).into_iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     responses.extend(sorted);
-}
-
-fn fixed_paths() -> Map<String, Value> {
-    let mut p = Map::new();
-    let mut add = |path: &str, item: Value| {
-        p.insert(path.to_string(), item);
-    };
-    add(
-        "/api/v1/pipelines",
-        json!({
-            "get": {
-                "operationId": "listPipelines", "tags": ["pipelines"], "summary": "List pipelines",
-                "responses": {"200": ok("The stored pipelines.", schema("PipelineList"))}
-            },
-            "post": {
-                "operationId": "putPipeline", "tags": ["pipelines"],
-                "summary": "Create or replace a pipeline",
-                "description": "The pipeline is stored under its entry's `api.route`. The whole \
-                    definition is validated first; every problem is reported at once.",
-                "requestBody": {"required": true, "content": {
-                    "application/json": {"schema": schema("PipelineDefinition")},
-                    "application/yaml": {"schema": {"type": "string"}},
-                    "text/yaml": {"schema": {"type": "string"}}
-                }},
-                "responses": {
-                    "201": ok_located("Created.", schema("PipelineSaved")),
-                    "200": ok_located("Replaced an existing pipeline.", schema("PipelineSaved")),
-                    "400": err("The body is not readable JSON or YAML."),
-                    "413": err("The body is larger than the configured limit."),
-                    "415": err("The body is neither JSON nor YAML."),
-                    "422": {"$ref": "#/components/responses/Invalid"}
-                }
-            }
-        }),
-    );
-    add(
-        "/api/v1/pipelines/{name}",
-        json!({
-            "parameters": [param("PipelineName")],
-            "get": {
-                "operationId": "getPipeline", "tags": ["pipelines"],
-                "summary": "Read a pipeline, its availability and task counts",
-                "responses": {
-                    "200": ok("The pipeline.", schema("Pipeline")),
-                    "404": err("No such pipeline.")
-                }
-            },
-            "delete": {
-                "operationId": "deletePipeline", "tags": ["pipelines"], "summary": "Delete a pipeline",
-                "description": "Its tasks are kept.",
-                "responses": {"204": empty("Deleted."), "404": err("No such pipeline.")}
-            }
-        }),
-    );
-    add(
-        "/api/v1/tasks",
-        json!({"get": {
-            "operationId": "listTasks", "tags": ["tasks"], "summary": "List tasks, newest first",
-            "parameters": [
-                {"name": "pipeline", "in": "query", "description": "Only this pipeline's tasks.",
-                 "schema": {"type": "string"}},
-                {"name": "state", "in": "query", "description": "Only tasks in this state.",
-                 "schema": schema("TaskState")},
-                {"name": "limit", "in": "query", "description": "Page size.",
-                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}},
-                {"name": "cursor", "in": "query",
-                 "description": "`next_cursor` of the previous page (opaque).",
-                 "schema": {"type": "string"}}
-            ],
-            "responses": {
-                "200": ok("A page of tasks.", schema("TaskList")),
-                "400": err("A query parameter is invalid (unknown state, limit out of range, bad cursor).")
-            }
-        }}),
-    );
-    add(
-        "/api/v1/tasks/{id}",
-        json!({
-            "parameters": [param("TaskId")],
-            "get": {
-                "operationId": "getTask", "tags": ["tasks"],
-                "summary": "A task: state, per-node states, timings, attempts, errors",
-                "responses": {"200": ok("The task document.", schema("Task")), "404": err("No such task.")}
-            },
-            "delete": {
-                "operationId": "deleteTask", "tags": ["tasks"],
-                "summary": "Delete an ended task and its objects",
-                "responses": {
-                    "204": empty("Deleted."),
-                    "404": err("No such task."),
-                    "409": err("The task is still pending or running; cancel it first.")
-                }
-            }
-        }),
-    );
-    add(
-        "/api/v1/tasks/{id}/result",
-        json!({
-            "parameters": [param("TaskId")],
-            "get": {
-                "operationId": "getTaskResult", "tags": ["tasks"], "summary": "The task's result",
-                "description": "The output of the `end` node. Objects in it are references carrying \
-                    a `url` to download their bytes (see `ObjectRef`).",
-                "responses": {
-                    "200": ok("The result (any JSON value).", json!({})),
-                    "404": err("No such task."),
-                    "409": err("The task has not finished (yet, or it failed or was cancelled).")
-                }
-            }
-        }),
-    );
-    add(
-        "/api/v1/tasks/{id}/nodes/{node}/log",
-        json!({
-            "parameters": [param("TaskId"), param("NodeKey")],
-            "get": {
-                "operationId": "getNodeLog", "tags": ["tasks"],
-                "summary": "Captured output of a node (commands, errors)",
-                "responses": {
-                    "200": ok("The node's log lines, oldest first.", schema("NodeLog")),
-                    "404": err("No such task or node.")
-                }
-            }
-        }),
-    );
-    add(
-        "/api/v1/tasks/{id}/cancel",
-        json!({
-            "parameters": [param("TaskId")],
-            "post": {
-                "operationId": "cancelTask", "tags": ["tasks"], "summary": "Cancel a task",
-                "description": "Running nodes are stopped (processes killed, callbacks ignored).",
-                "responses": {
-                    "202": ok("Cancellation accepted.", schema("TaskCancelled")),
-                    "404": err("No such task."),
-                    "409": err("The task has already ended.")
-                }
-            }
-        }),
-    );
-    add(
-        "/api/v1/tasks/{id}/resume",
-        json!({
-            "parameters": [param("TaskId")],
-            "post": {
-                "operationId": "resumeTask", "tags": ["tasks"],
-                "summary": "Resume a failed or cancelled task",
-                "description": "Finished nodes keep their outputs; failed and unfinished ones run again.",
-                "responses": {
-                    "202": ok("Resumed.", schema("TaskAccepted")),
-                    "404": err("No such task."),
-                    "409": err("The task has finished or is still running.")
-                }
-            }
-        }),
-    );
-    add(
-        "/api/v1/objects/{id}",
-        json!({
-            "parameters": [{"name": "id", "in": "path", "required": true,
-                            "description": "The object id (`$object` of an object reference).",
-                            "schema": {"type": "string", "format": "uuid"}}],
-            "get": {
-                "operationId": "getObject", "tags": ["objects"], "summary": "An object's bytes",
-                "description": "Streamed, with the object's content type.",
-                "responses": {
-                    "200": {"description": "The bytes.", "content": {
-                        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-                        "*/*": {"schema": {"type": "string", "format": "binary"}}
-                    }},
-                    "404": err("No such object (or not visible to the caller).")
-                }
-            }
-        }),
-    );
-    add(
-        "/api/v1/registry/announce",
-        json!({"post": {
-            "operationId": "announceService", "tags": ["registry"],
-            "summary": "A service announces itself and its endpoints",
-            "description": "Sent at start and every 30 s. Each endpoint becomes a pipeline \
-                `entry → service → end` under its route; a service silent for 3 periods is removed.",
-            "requestBody": {"required": true, "content": {"application/json": {"schema": schema("Announcement")}}},
-            "responses": {
-                "200": ok("Registered.", schema("AnnounceAccepted")),
-                "400": err("The body is not readable JSON."),
-                "413": err("The body is larger than the configured limit."),
-                "422": {"$ref": "#/components/responses/Invalid"}
-            }
-        }}),
-    );
-    add(
-        "/api/v1/callbacks/{token}",
-        json!({
-            "parameters": [
-                {"name": "token", "in": "path", "required": true, "schema": {"type": "string"},
-                 "description": "The per-attempt token of the `callback_url` given to the service."},
-                {"name": "Tessera-Status", "in": "header", "schema": {"type": "string", "enum": ["failed"]},
-                 "description": "`failed` when the body reports an error (`{\"error\": \"...\"}`)."}
-            ],
-            "post": {
-                "operationId": "deliverCallback", "tags": ["registry"],
-                "summary": "A service delivers a result or an error",
-                "requestBody": {"required": true, "content": {
-                    "application/json": {"schema": {"type": "object"}},
-                    "multipart/form-data": {"schema": {
-                        "type": "object",
-                        "description": "Binary parts become objects; typed fields go in `data`.",
-                        "properties": {"data": data_field()},
-                        "additionalProperties": binary()
-                    }}
-                }},
-                "responses": {
-                    "200": ok("Accepted.", schema("CallbackAccepted")),
-                    "400": err("The body is not a JSON object or readable multipart."),
-                    "404": err("Unknown token."),
-                    "409": err("The attempt was superseded or already answered."),
-                    "413": err("The body is larger than the configured limit.")
-                }
-            }
-        }),
-    );
-    add(
-        "/api/v1/stats",
-        json!({"get": {
-            "operationId": "getStats", "tags": ["engine"],
-            "summary": "Task totals, per pipeline, and known services",
-            "responses": {"200": ok("The statistics.", schema("Stats"))}
-        }}),
-    );
-    add(
-        "/api/v1/events",
-        json!({"get": {
-            "operationId": "streamEvents", "tags": ["engine"], "summary": "Live events",
-            "description": "Server-sent events: task and node state changes as they happen. Each \
-                event's `data` is a JSON object.",
-            "responses": {"200": {"description": "An endless event stream.",
-                "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
-        }}),
-    );
-    add(
-        "/health",
-        json!({"get": {
-            "operationId": "health", "tags": ["engine"], "summary": "Liveness", "security": [],
-            "responses": {"200": ok("Alive.", json!({"type": "object", "required": ["status"],
-                "properties": {"status": {"type": "string", "const": "ok"}}}))}
-        }}),
-    );
-    add(
-        "/metrics",
-        json!({"get": {
-            "operationId": "metrics", "tags": ["engine"], "summary": "Prometheus metrics",
-            "security": [],
-            "responses": {"200": {"description": "Prometheus text exposition format.",
-                "content": {"text/plain": {"schema": {"type": "string"}}}}}
-        }}),
-    );
-    add(
-        "/openapi.json",
-        json!({"get": {
-            "operationId": "openapi", "tags": ["docs"], "summary": "This OpenAPI document",
-            "security": [],
-            "responses": {"200": ok("OpenAPI 3.1 document.", json!({"type": "object"}))}
-        }}),
-    );
-    add(
-        "/docs",
-        json!({"get": {
-            "operationId": "docs", "tags": ["docs"], "summary": "Browsable API documentation",
-            "security": [],
-            "responses": {"200": {"description": "An HTML page (Swagger UI).",
-                "content": {"text/html": {"schema": {"type": "string"}}}}}
-        }}),
-    );
-    p
 }
 
 /// `POST /api/v1/services/<name>` for one pipeline.
@@ -419,13 +129,13 @@ fn service_operation(p: &PipelineDoc, op_id: &str) -> Value {
         "description": description,
         "requestBody": request_body(p.body.as_ref()),
         "responses": {
-            "202": ok_located("Task created.", schema("TaskAccepted")),
-            "400": err("Malformed JSON, or a required multipart field is missing."),
-            "404": err("No such pipeline (deleted since this document was made)."),
-            "413": err("The body is larger than the configured limit."),
-            "415": err("Wrong content type for this pipeline's body."),
+            "202": located("Task created.", schema("TaskAccepted")),
+            "400": "Malformed JSON, or a required multipart field is missing.",
+            "404": "No such pipeline (deleted since this document was made).",
+            "413": "The body is larger than the configured limit.",
+            "415": "Wrong content type for this pipeline's body.",
             "422": {"$ref": "#/components/responses/Invalid"},
-            "503": err("A service the pipeline calls is unavailable.")
+            "503": "A service the pipeline calls is unavailable."
         }
     })
 }
@@ -433,10 +143,9 @@ fn service_operation(p: &PipelineDoc, op_id: &str) -> Value {
 /// The request body an entry's `api.body` asks for.
 fn request_body(body: Option<&Value>) -> Value {
     match body {
-        Some(Value::Object(_)) => json!({"required": true, "content": {"application/json": {
-            "schema": schema_of_example(body.unwrap_or(&Value::Null)),
-            "example": body
-        }}}),
+        Some(example @ Value::Object(_)) => json!({"required": true, "content": {
+            "application/json": {"schema": schema_of_example(example), "example": example}
+        }}),
         Some(Value::String(field)) => multipart(&[field.as_str()]),
         Some(Value::Array(items)) if !items.is_empty() && items.iter().all(Value::is_string) => {
             let fields: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
@@ -452,23 +161,17 @@ fn request_body(body: Option<&Value>) -> Value {
 fn multipart(fields: &[&str]) -> Value {
     let mut properties = Map::new();
     for f in fields {
-        properties.insert(f.to_string(), binary());
+        properties.insert(
+            f.to_string(),
+            json!({"$ref": "#/components/schemas/Binary"}),
+        );
     }
-    properties.insert("data".into(), data_field());
+    properties.insert("data".into(), schema("DataField"));
     json!({"required": true, "content": {"multipart/form-data": {"schema": {
         "type": "object",
         "required": fields,
         "properties": properties
     }}}})
-}
-
-fn binary() -> Value {
-    json!({"type": "string", "format": "binary", "contentMediaType": "application/octet-stream"})
-}
-
-fn data_field() -> Value {
-    json!({"type": "string", "contentMediaType": "application/json",
-           "description": "Optional JSON object of extra typed fields."})
 }
 
 /// A JSON schema matching the types of an example value (every object field required).
@@ -511,178 +214,6 @@ fn unique_op_id(name: &str, taken: &mut HashSet<String>) -> String {
         n += 1;
     }
     id
-}
-
-fn components() -> Value {
-    let ts = || schema("Timestamp");
-    let counts = schema("TaskCounts");
-    json!({
-        "securitySchemes": {"bearer": {
-            "type": "http", "scheme": "bearer",
-            "description": "A token configured on the server (roles: admin, user, service). \
-                Not needed when the server runs without tokens."
-        }},
-        "headers": {"Location": {"description": "URL of the created or affected resource.",
-            "schema": {"type": "string"}}},
-        "parameters": {
-            "PipelineName": {"name": "name", "in": "path", "required": true,
-                "description": "The pipeline's name (its route).", "schema": {"type": "string"}},
-            "TaskId": {"name": "id", "in": "path", "required": true, "description": "The task id.",
-                "schema": {"type": "string", "format": "uuid"}},
-            "NodeKey": {"name": "node", "in": "path", "required": true,
-                "description": "A node id, or `id#index` for a node of a loop branch.",
-                "schema": {"type": "string"}}
-        },
-        "responses": {
-            "Unauthorized": {
-                "description": "Tokens are configured and the request has no valid bearer token.",
-                "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
-                "content": {"application/json": {"schema": schema("Error")}}
-            },
-            "Forbidden": err("The token's role does not allow this."),
-            "Internal": err("Unexpected server error."),
-            "Invalid": ok("Invalid: `error.details` lists every problem found.",
-                json!({"allOf": [schema("Error"), {"properties": {"error": {"properties": {
-                    "details": {"type": "array", "items": schema("ValidationIssue")}}}}}]}))
-        },
-        "schemas": {
-            "Error": {"type": "object", "required": ["error"], "properties": {"error": {
-                "type": "object", "required": ["code", "message"],
-                "properties": {
-                    "code": {"type": "string", "description": "Machine-readable: `bad_request`, \
-                        `unauthorized`, `forbidden`, `not_found`, `conflict`, `too_large`, \
-                        `unsupported_media_type`, `invalid`, `unavailable`, `internal`."},
-                    "message": {"type": "string"},
-                    "details": {"description": "More about the error, or null."}
-                }
-            }}},
-            "ValidationIssue": {"type": "object", "required": ["field", "message"], "properties": {
-                "node": {"type": "string", "description": "The node concerned, if any."},
-                "field": {"type": "string", "description": "Path of the offending field."},
-                "message": {"type": "string"}
-            }},
-            "Timestamp": {"type": "integer", "format": "int64",
-                "description": "Milliseconds since the Unix epoch."},
-            "TaskState": {"type": "string",
-                "enum": ["pending", "running", "finished", "failed", "cancelled"]},
-            "TaskCounts": {"type": "object",
-                "required": ["total", "running", "finished", "failed", "cancelled"],
-                "properties": {"total": {"type": "integer"}, "pending": {"type": "integer"},
-                    "running": {"type": "integer"}, "finished": {"type": "integer"},
-                    "failed": {"type": "integer"}, "cancelled": {"type": "integer"}}},
-            "PipelineDefinition": {"type": "object", "required": ["nodes"],
-                "description": "A pipeline definition (see the product specification §2).",
-                "properties": {"type": {"type": "string", "const": "pipeline"},
-                    "nodes": {"type": "array", "items": {"type": "object", "required": ["id", "type"]}}}},
-            "PipelineSaved": {"type": "object", "required": ["name", "created"], "properties": {
-                "name": {"type": "string"},
-                "created": {"type": "boolean", "description": "false when it replaced a pipeline."}}},
-            "PipelineSummary": {"type": "object",
-                "required": ["name", "source", "available", "created_at", "updated_at"],
-                "properties": {
-                    "name": {"type": "string"},
-                    "source": {"type": "string", "description": "`user`, or `service:<name>` \
-                        for a pipeline made from a service's announcement."},
-                    "summary": {"type": ["string", "null"]},
-                    "available": {"type": "boolean",
-                        "description": "false when a service it calls is not announced."},
-                    "created_at": ts(), "updated_at": ts()}},
-            "PipelineList": {"type": "object", "required": ["items"], "properties": {
-                "items": {"type": "array", "items": schema("PipelineSummary")}}},
-            "Pipeline": {"type": "object",
-                "required": ["name", "source", "definition", "available", "unavailable_services", "stats"],
-                "properties": {
-                    "name": {"type": "string"}, "source": {"type": "string"},
-                    "definition": schema("PipelineDefinition"), "available": {"type": "boolean"},
-                    "unavailable_services": {"type": "array", "items": {"type": "string"}},
-                    "stats": counts}},
-            "TaskAccepted": {"type": "object", "required": ["task_id"], "properties": {
-                "task_id": {"type": "string", "format": "uuid"}}},
-            "TaskCancelled": {"type": "object", "required": ["task_id", "state"], "properties": {
-                "task_id": {"type": "string", "format": "uuid"}, "state": schema("TaskState")}},
-            "TaskSummary": {"type": "object",
-                "required": ["id", "pipeline", "state", "created_at", "updated_at"],
-                "properties": {"id": {"type": "string", "format": "uuid"},
-                    "pipeline": {"type": "string"}, "state": schema("TaskState"),
-                    "created_at": ts(), "updated_at": ts()}},
-            "TaskList": {"type": "object", "required": ["items", "next_cursor"], "properties": {
-                "items": {"type": "array", "items": schema("TaskSummary")},
-                "next_cursor": {"type": ["string", "null"],
-                    "description": "Pass as `cursor` for the next page; null on the last."}}},
-            "Task": {"type": "object",
-                "required": ["id", "pipeline", "state", "created_at", "updated_at", "input",
-                    "result", "error", "counts", "nodes", "runs"],
-                "properties": {
-                    "id": {"type": "string", "format": "uuid"}, "pipeline": {"type": "string"},
-                    "state": schema("TaskState"), "created_at": ts(), "updated_at": ts(),
-                    "input": {"description": "The request data."},
-                    "result": {"description": "The end output, null until finished."},
-                    "error": {"type": ["string", "null"]},
-                    "counts": {"type": "object", "additionalProperties": {"type": "integer"},
-                        "description": "Number of nodes per node state."},
-                    "nodes": {"type": "array", "items": schema("TaskNode")},
-                    "runs": {"type": "array", "items": schema("NodeRun")}}},
-            "NodeState": {"type": "string", "enum": ["waiting", "ready", "running", "finished",
-                "failed", "skipped", "cancelled"]},
-            "TaskNode": {"type": "object", "description": "A node instance's latest attempt.",
-                "required": ["key", "node", "type", "state", "iteration", "attempt", "attempts",
-                    "iterations", "started_at", "finished_at", "duration_ms", "cached"],
-                "properties": {
-                    "key": {"type": "string"}, "node": {"type": "string"}, "type": {"type": "string"},
-                    "state": schema("NodeState"), "iteration": {"type": "integer"},
-                    "attempt": {"type": "integer"}, "attempts": {"type": "integer"},
-                    "iterations": {"type": "integer"},
-                    "started_at": {"type": ["integer", "null"]},
-                    "finished_at": {"type": ["integer", "null"]},
-                    "duration_ms": {"type": ["integer", "null"]}, "cached": {"type": "boolean"},
-                    "error": {"type": "string"},
-                    "decision": {"type": "string", "description": "A branch's chosen arm."}}},
-            "NodeRun": {"type": "object", "description": "One attempt of one node iteration.",
-                "required": ["key", "node", "type", "iteration", "attempt", "state",
-                    "started_at", "finished_at", "cached"],
-                "properties": {
-                    "key": {"type": "string"}, "node": {"type": "string"}, "type": {"type": "string"},
-                    "iteration": {"type": "integer"}, "attempt": {"type": "integer"},
-                    "state": schema("NodeState"), "input": {}, "output": {},
-                    "error": {"type": "string"}, "decision": {"type": "string"},
-                    "started_at": {"type": ["integer", "null"]},
-                    "finished_at": {"type": ["integer", "null"]}, "cached": {"type": "boolean"}}},
-            "NodeLog": {"type": "object", "required": ["lines"], "properties": {"lines": {
-                "type": "array", "items": {"type": "object",
-                    "required": ["attempt", "stream", "line", "at"],
-                    "properties": {"attempt": {"type": "integer"},
-                        "stream": {"type": "string", "enum": ["stdout", "stderr", "engine"]},
-                        "line": {"type": "string"}, "at": ts()}}}}},
-            "ObjectRef": {"type": "object", "required": ["$object"],
-                "description": "A binary value in JSON; in results it also carries `url`.",
-                "properties": {"$object": {"type": "string", "format": "uuid"},
-                    "name": {"type": "string"}, "size": {"type": "integer"},
-                    "content_type": {"type": "string"}, "sha256": {"type": "string"},
-                    "url": {"type": "string", "description": "Where to GET the bytes."}}},
-            "Endpoint": {"type": "object", "required": ["route", "path"], "properties": {
-                "route": {"type": "string"},
-                "path": {"type": "string", "description": "Path on the service's base URL."},
-                "summary": {"type": "string"}, "description": {"type": "string"},
-                "body": {"description": "Like an entry's `api.body`."}}},
-            "Announcement": {"type": "object", "required": ["name", "url", "endpoints"], "properties": {
-                "name": {"type": "string"}, "url": {"type": "string", "description": "Base URL."},
-                "endpoints": {"type": "array", "items": schema("Endpoint")}}},
-            "AnnounceAccepted": {"type": "object", "required": ["name", "pipelines", "ttl_seconds"],
-                "properties": {"name": {"type": "string"},
-                    "pipelines": {"type": "array", "items": {"type": "string"}},
-                    "ttl_seconds": {"type": "integer",
-                        "description": "Announce again before this expires."}}},
-            "CallbackAccepted": {"type": "object", "required": ["accepted"], "properties": {
-                "accepted": {"type": "boolean", "const": true}}},
-            "Service": {"type": "object", "required": ["name", "url", "last_seen", "endpoints"],
-                "properties": {"name": {"type": "string"}, "url": {"type": "string"},
-                    "last_seen": ts(), "endpoints": {"type": "array", "items": schema("Endpoint")}}},
-            "Stats": {"allOf": [schema("TaskCounts"), {"type": "object",
-                "required": ["pipelines", "services"], "properties": {
-                    "pipelines": {"type": "object", "additionalProperties": schema("TaskCounts")},
-                    "services": {"type": "array", "items": schema("Service")}}}]}
-        }
-    })
 }
 
 #[cfg(test)]
@@ -780,12 +311,17 @@ mod tests {
         assert_eq!(content.keys().collect::<Vec<_>>(), ["multipart/form-data"]);
         let s = &content["multipart/form-data"]["schema"];
         assert_eq!(s["required"], json!(["image"]));
-        assert_eq!(s["properties"]["image"]["format"], "binary");
-        assert_eq!(s["properties"]["data"]["type"], "string");
+        assert_eq!(s["properties"]["image"], schema("Binary"));
+        assert_eq!(s["properties"]["data"], schema("DataField"));
+        let binary = &doc["components"]["schemas"]["Binary"];
+        assert_eq!(
+            (&binary["type"], &binary["format"]),
+            (&json!("string"), &json!("binary"))
+        );
         let several = request_body(Some(&json!(["a", "b"])));
         let s = &several["content"]["multipart/form-data"]["schema"];
         assert_eq!(s["required"], json!(["a", "b"]));
-        assert_eq!(s["properties"]["b"]["format"], "binary");
+        assert_eq!(s["properties"]["b"], schema("Binary"));
         let any = request_body(None);
         assert_eq!(
             any["content"]["application/json"]["schema"]["type"],
@@ -875,7 +411,7 @@ mod tests {
             ],
             None,
         );
-        assert!(doc.get("servers").is_none());
+        assert_eq!(doc["servers"], json!([{"url": "/"}]));
         assert_eq!(
             doc["paths"]["/api/v1/services/a-b"]["post"]["operationId"],
             "runAB"

@@ -92,12 +92,18 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "dot")]
         format: GraphFormat,
     },
-    /// Inspect and control tasks of the data dir.
+    /// Inspect and control tasks of the data dir, or of a server with --server.
     Tasks {
         #[command(subcommand)]
         action: TasksAction,
         #[command(flatten)]
         data: DataArgs,
+        /// A Tessera server's base URL (e.g. http://127.0.0.1:8080) instead of the data dir.
+        #[arg(long, env = "TESSERA_SERVER", global = true)]
+        server: Option<String>,
+        /// Bearer token for --server.
+        #[arg(long, env = "TESSERA_TOKEN", global = true, hide_env_values = true)]
+        token: Option<String>,
     },
     /// Run the engine server: REST API, live events, services, docs at /docs.
     Serve(crate::serve::ServeArgs),
@@ -179,10 +185,18 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
-        Command::Tasks { action, data } => {
-            let settings = Settings::resolve(&data, None)?;
-            crate::tasks::tasks(&settings, action)
-        }
+        Command::Tasks {
+            action,
+            data,
+            server,
+            token,
+        } => match server {
+            Some(url) => crate::tasks::remote(&url, token.as_deref(), action),
+            None => {
+                let settings = Settings::resolve(&data, None)?;
+                crate::tasks::tasks(&settings, action)
+            }
+        },
         Command::Bench(args) => crate::bench::bench(args),
         Command::Serve(args) => crate::serve::serve(args),
     }

@@ -97,6 +97,126 @@ pub fn tasks(settings: &Settings, action: TasksAction) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The same commands against a server's API.
+pub fn remote(base: &str, token: Option<&str>, action: TasksAction) -> Result<ExitCode> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client = reqwest::Client::new();
+    let base = base.trim_end_matches('/');
+    let call = |method: reqwest::Method, path: String| {
+        let mut req = client.request(method, format!("{base}{path}"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        async move {
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("{base}: {e}"))?;
+            let status = resp.status();
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            if !status.is_success() {
+                let msg = body["error"]["message"]
+                    .as_str()
+                    .unwrap_or("request failed")
+                    .to_string();
+                bail!("{status}: {msg}");
+            }
+            Ok::<Value, anyhow::Error>(body)
+        }
+    };
+    runtime.block_on(async {
+        match action {
+            TasksAction::List {
+                json,
+                pipeline,
+                state,
+                limit,
+            } => {
+                let mut path = format!("/api/v1/tasks?limit={limit}");
+                if let Some(p) = pipeline {
+                    path.push_str(&format!("&pipeline={p}"));
+                }
+                if let Some(s) = state {
+                    path.push_str(&format!("&state={s}"));
+                }
+                let page = call(reqwest::Method::GET, path).await?;
+                let items = page["items"].as_array().cloned().unwrap_or_default();
+                if json {
+                    let docs: Vec<Value> = items
+                        .iter()
+                        .map(|t| {
+                            let mut t = t.clone();
+                            for k in ["created_at", "updated_at"] {
+                                t[k] = Value::String(iso(t[k].as_u64().unwrap_or(0)));
+                            }
+                            t
+                        })
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&docs)?);
+                } else {
+                    println!("{:<36}  {:<20}  {:<9}  CREATED", "ID", "PIPELINE", "STATE");
+                    for t in items {
+                        let s = |k: &str| t[k].as_str().unwrap_or("").to_string();
+                        println!(
+                            "{:<36}  {:<20}  {:<9}  {}",
+                            s("id"),
+                            s("pipeline"),
+                            s("state"),
+                            iso(t["created_at"].as_u64().unwrap_or(0))
+                        );
+                    }
+                }
+            }
+            TasksAction::Show { task_id, json } => {
+                let doc = call(reqwest::Method::GET, format!("/api/v1/tasks/{task_id}")).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&doc)?);
+                } else {
+                    print_task(&doc);
+                }
+            }
+            TasksAction::Logs {
+                task_id,
+                node,
+                json,
+            } => {
+                let Some(node) = node else {
+                    bail!("with --server, name the node: tessera tasks logs ID NODE");
+                };
+                let body = call(
+                    reqwest::Method::GET,
+                    format!("/api/v1/tasks/{task_id}/nodes/{node}/log"),
+                )
+                .await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&body["lines"])?);
+                } else {
+                    for l in body["lines"].as_array().into_iter().flatten() {
+                        println!(
+                            "[{}#{}] {}",
+                            l["stream"].as_str().unwrap_or(""),
+                            l["attempt"],
+                            l["line"].as_str().unwrap_or("")
+                        );
+                    }
+                }
+            }
+            TasksAction::Cancel { task_id } => {
+                call(
+                    reqwest::Method::POST,
+                    format!("/api/v1/tasks/{task_id}/cancel"),
+                )
+                .await?;
+                eprintln!("cancel requested for task {task_id}");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
 fn print_task(doc: &Value) {
     let s = |k: &str| doc[k].as_str().unwrap_or("").to_string();
     println!("task      {}", s("id"));

@@ -1,0 +1,322 @@
+//! End-to-end tests of `tessera serve`: the real binary, killed with -9 and started again while
+//! a task waits on a service; `tasks --server`; the example Python services.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+struct Serve {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn serve(env: &Env, port: u16) -> Serve {
+    let mut child = env
+        .cmd()
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let url = loop {
+        let line = lines.next().expect("serve exited").unwrap();
+        if let Some(rest) = line.strip_prefix("tessera serving on ") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Serve { child, url }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn wait_state(client: &reqwest::Client, url: &str, id: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        let doc: Value = client
+            .get(format!("{url}/api/v1/tasks/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if matches!(
+            doc["state"].as_str(),
+            Some("finished" | "failed" | "cancelled")
+        ) {
+            return doc;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "task did not end: {doc}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn a_task_waiting_on_a_service_survives_kill_9_of_the_server() {
+    let env = Env::new();
+    // The service acknowledges and remembers the callback URL; the test calls back later.
+    let service = http_server(|_, _| (202, "application/json", "{\"accepted\": true}".into()));
+    let port = free_port();
+    let rt = rt();
+    // No pooled connections: the server behind the port is killed and restarted.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let first = serve(&env, port);
+    let pipeline = format!(
+        "nodes:\n  - {{id: in, type: entry, api: {{route: slow}}, next: [call]}}\n  - {{id: call, type: service, url: \"{}/work\", next: [end]}}\n  - {{id: end, type: end}}\n",
+        service.url
+    );
+    let id = rt.block_on(async {
+        let r = client
+            .post(format!("{}/api/v1/pipelines", first.url))
+            .body(pipeline)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+        let r = client
+            .post(format!("{}/api/v1/services/slow", first.url))
+            .json(&json!({"n": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+        r.json::<Value>().await.unwrap()["task_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    });
+    wait_for("the dispatch", Duration::from_secs(20), || {
+        service.hits.load(std::sync::atomic::Ordering::SeqCst) == 1
+    });
+    let path = service.paths.lock().unwrap()[0].clone();
+    let callback = path.split("callback_url=").nth(1).unwrap();
+    let callback = callback
+        .split('&')
+        .next()
+        .unwrap()
+        .replace("%3A", ":")
+        .replace("%2F", "/");
+    drop(first); // SIGKILL
+    let second = serve(&env, port);
+    rt.block_on(async {
+        let r = client
+            .post(&callback)
+            .json(&json!({"answer": 42}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status().as_u16(),
+            200,
+            "a callback after the restart is accepted"
+        );
+        let doc = wait_state(&client, &second.url, &id).await;
+        assert_eq!(doc["state"], "finished", "{doc}");
+        assert_eq!(doc["result"], json!({"answer": 42}));
+        let again = client
+            .post(&callback)
+            .json(&json!({"answer": 0}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            again.status().as_u16(),
+            409,
+            "a duplicate callback is refused"
+        );
+    });
+    assert_eq!(
+        service.hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "not dispatched twice"
+    );
+    // The same task seen through `tasks --server`.
+    let r = env.run(&["tasks", "show", &id, "--json", "--server", &second.url]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(doc["state"], "finished");
+    let r = env.run(&["tasks", "list", "--json", "--server", &second.url]);
+    let list: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(list[0]["id"], id.as_str());
+    let r = env.run(&["tasks", "show", "nope", "--server", &second.url]);
+    assert_eq!(r.code, 1);
+    assert!(r.last_stderr_line().contains("404"), "{}", r.stderr);
+}
+
+/// The seed's face-blur and describe-faces pipelines with the real example services
+/// (OpenCV face detection, Pillow blur/crop), when their Python environment is installed.
+#[test]
+fn face_blur_and_describe_faces_with_the_example_services() {
+    let services = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/services");
+    let python = format!("{services}/.venv/bin/python");
+    if !std::path::Path::new(&python).exists() {
+        eprintln!("skipped: run examples/services/setup.sh first (scripts/test.sh does)");
+        return;
+    }
+    let env = Env::new();
+    let server = serve(&env, free_port());
+    let start_service = |script: &str, port: u16| {
+        std::process::Command::new(&python)
+            .args([
+                &format!("{services}/{script}"),
+                "--port",
+                &port.to_string(),
+                "--engine",
+                &server.url,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (faces_port, imaging_port) = (free_port(), free_port());
+    let mut faces = start_service("faces.py", faces_port);
+    let mut imaging = start_service("imaging.py", imaging_port);
+    let image = env.path("face.jpg");
+    let made = std::process::Command::new(&python)
+        .args([
+            &format!("{services}/make_test_image.py"),
+            image.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let rt = rt();
+    let client = reqwest::Client::new();
+    rt.block_on(async {
+        for (name, port) in [
+            ("face-blur", (faces_port, imaging_port)),
+            ("describe-faces", (faces_port, imaging_port)),
+        ] {
+            let yaml = std::fs::read_to_string(format!("{services}/pipelines/{name}.yaml"))
+                .unwrap()
+                .replace("127.0.0.1:8101", &format!("127.0.0.1:{}", port.0))
+                .replace("127.0.0.1:8102", &format!("127.0.0.1:{}", port.1));
+            let r = client
+                .post(format!("{}/api/v1/pipelines", server.url))
+                .body(yaml)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 201, "{name}");
+        }
+        let bytes = std::fs::read(&image).unwrap();
+        let submit = |route: &'static str| {
+            let form = reqwest::multipart::Form::new().part(
+                "image",
+                reqwest::multipart::Part::bytes(bytes.clone())
+                    .file_name("face.jpg")
+                    .mime_str("image/jpeg")
+                    .unwrap(),
+            );
+            client
+                .post(format!("{}/api/v1/services/{route}", server.url))
+                .multipart(form)
+                .send()
+        };
+        let id = submit("face-blur")
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()["task_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let doc = wait_state(&client, &server.url, &id).await;
+        assert_eq!(doc["state"], "finished", "{doc}");
+        let result: Value = client
+            .get(format!("{}/api/v1/tasks/{id}/result", server.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(result["blurred"], 1, "{result}");
+        let blurred = client
+            .get(format!(
+                "{}{}",
+                server.url,
+                result["image"]["url"].as_str().unwrap()
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(blurred.headers()["content-type"], "image/jpeg");
+        let blurred = blurred.bytes().await.unwrap();
+        assert!(blurred.len() > 1000 && blurred[..] != bytes[..]);
+        let id = submit("describe-faces")
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()["task_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let doc = wait_state(&client, &server.url, &id).await;
+        assert_eq!(doc["state"], "finished", "{doc}");
+        let faces = doc["result"]["items"].as_array().unwrap();
+        assert_eq!(faces.len(), 1);
+        assert_eq!(faces[0]["image"]["content_type"], "image/jpeg");
+        // The services announced themselves: their endpoints are pipelines too.
+        let list: Value = client
+            .get(format!("{}/api/v1/pipelines", server.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let names: Vec<&str> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            names.contains(&"faces-detect") && names.contains(&"imaging-blur"),
+            "{names:?}"
+        );
+    });
+    let _ = faces.kill();
+    let _ = imaging.kill();
+    let _ = faces.wait();
+    let _ = imaging.wait();
+}
