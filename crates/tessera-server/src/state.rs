@@ -81,6 +81,21 @@ impl AppState {
 
 /// Turns committed records into live events (called on driver threads: must be quick).
 pub fn publish(events: &broadcast::Sender<LiveEvent>, task_id: &str, records: &[&Record]) {
+    for r in records {
+        match r {
+            Record::Task { state, error, .. } => {
+                tracing::info!(task_id, state = state.as_str(), error = error.as_deref(), "task state")
+            }
+            Record::Node(n) => tracing::debug!(
+                task_id,
+                node = %n.key,
+                state = n.state.as_str(),
+                attempt = n.attempt,
+                error = n.error.as_deref(),
+                "node state"
+            ),
+        }
+    }
     if events.receiver_count() == 0 {
         return;
     }

@@ -745,3 +745,65 @@ async fn live_events_stats_metrics_and_docs() {
         "docs work offline"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ended_tasks_and_their_objects_are_deleted_after_the_retention_period() {
+    let limits = Limits {
+        retention: Duration::from_millis(500),
+        ..Limits::default()
+    };
+    let f = start_with(&[], limits).await;
+    let yaml = "nodes:\n  - {id: in, type: entry, api: {route: keep, body: file}, next: [end]}\n  - {id: end, type: end}\n";
+    f.post_yaml(yaml).await;
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(b"hello".to_vec()).file_name("h.txt"),
+    );
+    let r = f
+        .http
+        .post(f.url("/api/v1/services/keep"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let id = r.json::<Value>().await.unwrap()["task_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let doc = f.wait_task(&id).await;
+    let object = doc["result"]["file"]["url"].as_str().unwrap().to_string();
+    assert_eq!(
+        f.http
+            .get(f.url(&object))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while f.get(&format!("/api/v1/tasks/{id}")).await.0 != 404 {
+        assert!(
+            Instant::now() < deadline,
+            "task not deleted by the retention sweep"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        f.http
+            .get(f.url(&object))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        404
+    );
+    let path = f
+        ._dir
+        .path()
+        .join("store/objects")
+        .join(object.rsplit('/').next().unwrap());
+    assert!(!path.exists(), "the object's bytes are gone");
+}
