@@ -7,6 +7,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/tessera-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # Python environment of the example services (OpenCV, Pillow): the end-to-end tests run them.
 bash examples/services/setup.sh
+# An S3-compatible server (moto) for the object store tests.
+TESSERA_MOTO_SERVER="$(bash scripts/test-env/setup.sh | tail -n 1)/moto_server"
+export TESSERA_MOTO_SERVER
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked

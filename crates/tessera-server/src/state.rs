@@ -84,7 +84,12 @@ pub fn publish(events: &broadcast::Sender<LiveEvent>, task_id: &str, records: &[
     for r in records {
         match r {
             Record::Task { state, error, .. } => {
-                tracing::info!(task_id, state = state.as_str(), error = error.as_deref(), "task state")
+                tracing::info!(
+                    task_id,
+                    state = state.as_str(),
+                    error = error.as_deref(),
+                    "task state"
+                )
             }
             Record::Node(n) => tracing::debug!(
                 task_id,

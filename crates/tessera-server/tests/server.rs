@@ -249,6 +249,11 @@ async fn a_task_runs_asynchronously_and_bad_bodies_are_refused() {
     assert_eq!(f.get("/api/v1/tasks?state=lost").await.0, 400);
     assert_eq!(f.get("/api/v1/tasks?cursor=zz").await.0, 400);
     assert_eq!(f.get("/api/v1/tasks?limit=0").await.0, 400);
+    let (status, err) = f.get("/api/v1/tasks?state=x&state=y").await;
+    assert_eq!(
+        (status, err["error"]["code"].clone()),
+        (400, json!("bad_request"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -78,7 +78,12 @@ impl ObjectMeta {
     }
 }
 
+/// Read buffer size.
 const CHUNK: usize = 1 << 20;
+/// Upload part size: S3 refuses parts under 5 MiB (but the last).
+const PART: usize = 5 << 20;
+/// Parts in flight per upload: bounds memory to about `PART * (PARTS_IN_FLIGHT + 1)`.
+const PARTS_IN_FLIGHT: usize = 2;
 
 /// The object store of one engine.
 #[derive(Clone)]
@@ -118,6 +123,40 @@ impl Objects {
         })
     }
 
+    /// Objects in an S3-compatible bucket: `s3://bucket/prefix`, credentials and endpoint from
+    /// the usual `AWS_*` variables, overridden by `options` (e.g. `("endpoint", url)`,
+    /// `("allow_http", "true")`).
+    pub fn s3(url: &str, options: &[(&str, &str)]) -> Result<Objects, StoreError> {
+        use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+        // TLS for the S3 client (ring, as everywhere in Tessera); already installed is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let rest = url.strip_prefix("s3://").ok_or_else(|| {
+            StoreError::Object(format!("`{url}` is not an s3://bucket/prefix URL"))
+        })?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(StoreError::Object(format!("`{url}` names no bucket")));
+        }
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        for (key, value) in options {
+            let key: AmazonS3ConfigKey = key
+                .parse()
+                .map_err(|e| StoreError::Object(format!("S3 option `{key}`: {e}")))?;
+            builder = builder.with_config(key, *value);
+        }
+        let s3 = builder.build().map_err(object_err)?;
+        let prefix = prefix.trim_matches('/');
+        let backend: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            Arc::new(s3)
+        } else {
+            Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
+        };
+        Ok(Objects {
+            backend,
+            local_root: None,
+        })
+    }
+
     fn location(id: &str) -> ObjectPath {
         ObjectPath::from(format!("objects/{id}"))
     }
@@ -136,7 +175,7 @@ impl Objects {
             .put_multipart(&Self::location(&id))
             .await
             .map_err(object_err)?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, CHUNK);
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         let mut buf = vec![0u8; CHUNK];
@@ -147,7 +186,10 @@ impl Objects {
             }
             hasher.update(&buf[..n]);
             size += n as u64;
-            writer.wait_for_capacity(4).await.map_err(object_err)?;
+            writer
+                .wait_for_capacity(PARTS_IN_FLIGHT)
+                .await
+                .map_err(object_err)?;
             writer.write(&buf[..n]);
         }
         writer.finish().await.map_err(object_err)?;
@@ -180,7 +222,7 @@ impl Objects {
             .put_multipart(&Self::location(&id))
             .await
             .map_err(object_err)?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, CHUNK);
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         while let Some(chunk) = stream.next().await {
@@ -197,7 +239,10 @@ impl Objects {
                 return Ok(Err(PutStreamError::TooLarge(max_size)));
             }
             hasher.update(&chunk);
-            writer.wait_for_capacity(4).await.map_err(object_err)?;
+            writer
+                .wait_for_capacity(PARTS_IN_FLIGHT)
+                .await
+                .map_err(object_err)?;
             writer.put(chunk);
         }
         writer.finish().await.map_err(object_err)?;

@@ -385,3 +385,87 @@ fn deleting_a_task_removes_its_rows_and_names_its_objects() {
     assert_eq!(store.unfinished_tasks().unwrap(), vec!["t2".to_string()]);
     assert!(store.ended_before(u64::MAX).unwrap().is_empty());
 }
+
+/// S3-compatible storage, against moto's S3 server on loopback (scripts/test.sh installs it and
+/// sets TESSERA_MOTO_SERVER).
+#[tokio::test]
+async fn objects_on_an_s3_compatible_store() {
+    let Ok(moto) = std::env::var("TESSERA_MOTO_SERVER") else {
+        eprintln!("skipped: TESSERA_MOTO_SERVER is not set (scripts/test.sh sets it)");
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = std::process::Command::new(moto)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..200 {
+        if client
+            .put(format!("{endpoint}/tessera-test"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ready, "moto server did not start");
+    let options = [
+        ("endpoint", endpoint.as_str()),
+        ("allow_http", "true"),
+        ("access_key_id", "test"),
+        ("secret_access_key", "test"),
+        ("region", "us-east-1"),
+    ];
+    let objects = Objects::s3("s3://tessera-test/some/prefix", &options).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("data.csv");
+    let data: Vec<u8> = (0..2_500_000u32).map(|i| (i % 97) as u8).collect();
+    std::fs::write(&src, &data).unwrap();
+    let meta = objects.put_file(&src, None, None).await.unwrap();
+    assert_eq!(meta.size, data.len() as u64);
+    assert_eq!(meta.content_type.as_deref(), Some("text/csv"));
+    assert!(
+        objects.local_path(&meta.id).is_none(),
+        "no local file behind an S3 object"
+    );
+    let back = dir.path().join("back.csv");
+    objects.get_to_file(&meta.id, &back).await.unwrap();
+    assert_eq!(std::fs::read(&back).unwrap(), data);
+    let listed = client
+        .get(format!("{endpoint}/tessera-test?list-type=2"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        listed.contains(&format!("some/prefix/objects/{}", meta.id)),
+        "{listed}"
+    );
+    objects.delete(&meta.id).await.unwrap();
+    assert_eq!(
+        objects
+            .get_to_file(&meta.id, &back)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::User
+    );
+    assert!(Objects::s3("gs://nope", &[]).is_err());
+    let _ = server.kill();
+    let _ = server.wait();
+}

@@ -17,10 +17,16 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     // Logs: TESSERA_LOG sets the filter (default warn; `tessera serve` defaults to info),
     // TESSERA_LOG_FORMAT=json gives one JSON object per line with task and node ids as fields.
-    let default = if matches!(cli.command, cli::Command::Serve(_)) { "info" } else { "warn" };
+    let default = if matches!(cli.command, cli::Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if std::env::var("TESSERA_LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().init();
     } else {

@@ -62,14 +62,17 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         };
         settings.db_path = Some(std::path::absolute(path)?);
     }
+    let mut s3 = None;
     if let Some(store) = &args.store {
-        let dir = store.strip_prefix("file://").unwrap_or(store);
-        if dir.contains("://") {
-            bail!(
-                "--store {store}: only a local directory (or file://DIR) is available in this version"
-            );
+        if store.starts_with("s3://") {
+            s3 = Some(store.clone());
+        } else {
+            let dir = store.strip_prefix("file://").unwrap_or(store);
+            if dir.contains("://") {
+                bail!("--store {store}: expected a directory, file://DIR or s3://bucket/prefix");
+            }
+            settings.store_dir = Some(std::path::absolute(dir)?);
         }
-        settings.store_dir = Some(std::path::absolute(dir)?);
     }
     let tokens = Tokens::parse(&args.tokens).map_err(anyhow::Error::msg)?;
     if !(args.announce_period > 0.0 && args.retention_days > 0.0) {
@@ -82,7 +85,12 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         retention: Duration::from_secs_f64(args.retention_days * 86400.0),
     };
     let store = settings.open_store()?;
-    let objects = settings.open_objects()?;
+    let objects = match &s3 {
+        Some(url) => {
+            tessera_store::Objects::s3(url, &[]).with_context(|| format!("--store {url}"))?
+        }
+        None => settings.open_objects()?,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(num_cpus::get().max(2))
         .enable_all()

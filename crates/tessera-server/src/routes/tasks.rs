@@ -2,7 +2,7 @@
 //! delete; and the retention sweep that deletes ended tasks with their objects.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -46,9 +46,11 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<ListQuery>,
+    uri: axum::http::Uri,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::User, Role::Admin])?;
+    // Parsed here so a bad query gets our JSON error, not the extractor's plain text.
+    let q: ListQuery = serde_urlencoded_query(uri.query().unwrap_or(""))?;
     if let Some(s) = &q.state
         && TaskState::parse(s).is_none()
     {
@@ -82,6 +84,16 @@ pub async fn list(
         .map(|t| json!({"id": t.id, "pipeline": t.pipeline, "state": t.state, "created_at": t.created_at, "updated_at": t.updated_at}))
         .collect();
     Ok(Json(json!({"items": items, "next_cursor": next})))
+}
+
+fn serde_urlencoded_query(query: &str) -> Result<ListQuery, ApiError> {
+    axum::extract::Query::<ListQuery>::try_from_uri(
+        &format!("/?{query}")
+            .parse()
+            .map_err(|_| ApiError::bad_request("malformed query string"))?,
+    )
+    .map(|q| q.0)
+    .map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))
 }
 
 fn decode_cursor(c: &str) -> Option<(u64, String)> {

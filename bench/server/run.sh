@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# Tessera server benchmark: (a) task submissions/s with wrk, (b) added latency of one service hop.
+# Durable SQLite (the default data-dir mode, synchronous=FULL), everything on 127.0.0.1.
+#
+#   bench/server/run.sh                      # build if needed, run everything
+#   CONNS="16 64" DURATION=10 HOP_N=300 PROFILE=auto bench/server/run.sh
+#
+# Env: CONNS (wrk connections per level), DURATION (s per level), THREADS (wrk threads),
+#      HOP_N (sequential samples per kind), DRAIN_TIMEOUT (s), PROFILE (1|0|auto: profile when a
+#      target is missed), BUILD (1 = always cargo build, 0 = never, default: when needed),
+#      OUT (output directory, default bench/server/out).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+BIN="$ROOT/target/release/tessera"
+CONNS="${CONNS:-16 64 256}"
+DURATION="${DURATION:-10}"
+THREADS="${THREADS:-2}"
+HOP_N="${HOP_N:-300}"
+DRAIN_TIMEOUT="${DRAIN_TIMEOUT:-180}"
+PROFILE="${PROFILE:-auto}"
+BUILD="${BUILD:-auto}"
+OUT="${OUT:-$HERE/out}"
+PY="${PYTHON:-python3}"
+
+mkdir -p "$OUT"
+log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
+
+# ---- prerequisites --------------------------------------------------------------------------
+if ! command -v wrk >/dev/null; then
+  log "installing wrk"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y wrk >/dev/null
+fi
+if [[ "$BUILD" == 1 ]] || { [[ "$BUILD" == auto ]] && ! "$BIN" serve --help >/dev/null 2>&1; }; then
+  log "cargo build --release -p tessera"
+  (cd "$ROOT" && cargo build --release -p tessera)
+fi
+"$BIN" serve --help >/dev/null
+
+free_port() { "$PY" -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+PORT="$(free_port)"
+SVC_PORT="$(free_port)"
+DATA="$(mktemp -d /var/tmp/tessera-bench.XXXXXX)"   # ext4, real fsync (not tmpfs)
+URL="http://127.0.0.1:$PORT"
+PIDS=()
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$DATA"
+}
+trap cleanup EXIT INT TERM
+
+# ---- servers --------------------------------------------------------------------------------
+log "tessera serve on $URL, data dir $DATA"
+"$BIN" serve --addr "127.0.0.1:$PORT" --data-dir "$DATA" 2>"$OUT/server.log" &
+SERVER_PID=$!
+PIDS+=("$SERVER_PID")
+"$PY" "$HERE/svc.py" "$SVC_PORT" 2>"$OUT/svc.log" &
+PIDS+=("$!")
+for _ in $(seq 100); do
+  curl -fs "$URL/health" >/dev/null 2>&1 && curl -fs "http://127.0.0.1:$SVC_PORT/" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+curl -fs "$URL/health" >/dev/null
+
+create() { # name, middle node JSON
+  curl -fsS -X POST "$URL/api/v1/pipelines" -H 'Content-Type: application/json' -d @- >/dev/null <<JSON
+{"type": "pipeline", "nodes": [
+  {"id": "in", "type": "entry", "next": ["mid"], "api": {"route": "$1", "summary": "bench"}},
+  $2,
+  {"id": "end", "type": "end"}]}
+JSON
+}
+NOOP='{"id": "mid", "type": "node", "next": ["end"]}'
+
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+TICK="$(getconf CLK_TCK)"
+
+# ---- (a) submissions/s ----------------------------------------------------------------------
+echo "[]" >"$OUT/throughput.json"
+for c in $CONNS; do
+  route="noop-c$c"
+  create "$route" "$NOOP"
+  curl -fsS -X POST "$URL/api/v1/services/$route" -H 'Content-Type: application/json' -d '{}' >/dev/null
+  log "wrk -t$THREADS -c$c -d${DURATION}s POST /api/v1/services/$route"
+  t0="$(cpu_ticks "$SERVER_PID")"
+  wrk -t"$THREADS" -c"$c" -d"${DURATION}s" --timeout 30s --latency -s "$HERE/submit.lua" \
+    "$URL/api/v1/services/$route" >"$OUT/wrk-c$c.txt"
+  t1="$(cpu_ticks "$SERVER_PID")"
+  drain="$("$PY" "$HERE/stats.py" "$URL" "$route" "$DRAIN_TIMEOUT")"
+  wrkjson="$(sed -n 's/^WRKJSON //p' "$OUT/wrk-c$c.txt")"
+  cpu="$(awk -v a="$t0" -v b="$t1" -v t="$TICK" -v d="$DURATION" 'BEGIN{printf "%.2f", (b-a)/t/d}')"
+  "$PY" - "$OUT/throughput.json" "$c" "$cpu" "$wrkjson" "$drain" <<'PYEOF'
+import json, sys
+path, c, cpu, w, d = sys.argv[1:]
+rows = json.load(open(path))
+w, d = json.loads(w), json.loads(d)
+w["non_202"] = sum(v for k, v in w["statuses"].items() if k != "202")
+rows.append({"connections": int(c), "server_cpu_cores": float(cpu), "wrk": w, "drain": d})
+json.dump(rows, open(path, "w"), indent=1)
+PYEOF
+  log "c=$c: $(grep -E 'Requests/sec' "$OUT/wrk-c$c.txt") server CPU ${cpu} cores; $(echo "$drain" | cut -c1-200)"
+done
+
+# ---- (b) service hop ------------------------------------------------------------------------
+create hop-noop "$NOOP"
+create hop-service "{\"id\": \"mid\", \"type\": \"service\", \"url\": \"http://127.0.0.1:$SVC_PORT/hop\", \"next\": [\"end\"]}"
+log "hop: $HOP_N sequential samples each (raw post, raw callback, noop task, service task)"
+"$PY" "$HERE/hop.py" --server "$URL" --service "http://127.0.0.1:$SVC_PORT/hop" \
+  --noop-route hop-noop --service-route hop-service -n "$HOP_N" >"$OUT/hop.json"
+
+# ---- summary --------------------------------------------------------------------------------
+"$PY" - "$OUT/throughput.json" "$OUT/hop.json" >"$OUT/summary.txt" <<'PYEOF'
+import json, sys
+rows, hop = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+print("(a) submissions (entry -> node -> end), durable SQLite")
+print(f"{'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'202':>8} {'non-202':>7} {'sock err':>8} {'srv cpu':>7} {'created':>8} {'fin@0s':>8} {'drain s':>7}")
+for r in rows:
+    w, d = r["wrk"], r["drain"]
+    e = w["errors"]
+    print(f"{r['connections']:>5} {w['rps']:>9.0f} {w['p50_ms']:>8.2f} {w['p99_ms']:>8.2f} {w['max_ms']:>8.1f} "
+          f"{w['statuses'].get('202', 0):>8} {w['non_202']:>7} {e['connect']+e['read']+e['write']+e['timeout']:>8} "
+          f"{r['server_cpu_cores']:>7.2f} {d['final']['total']:>8} {d['at_end_of_load']['finished']:>8} "
+          f"{str(d['drain_s']) if d['all_ended'] else 'NOT ALL':>7}  failed={d['final']['failed']}")
+print("\n(b) service hop, sequential, ms")
+for k in ("raw_post", "raw_callback", "task_noop", "task_service"):
+    s = hop[k]
+    print(f"{k:>14}: p50 {s['p50_ms']:7.3f}  p99 {s['p99_ms']:7.3f}  mean {s['mean_ms']:7.3f}  min {s['min_ms']:7.3f}  (n={s['n']})")
+for k in ("overhead_vs_raw_callback", "hop_marginal", "hop_marginal_minus_raw"):
+    print(f"{k:>26}: p50 {hop[k]['p50_ms']:7.3f}  p99 {hop[k]['p99_ms']:7.3f}")
+best = max(r["wrk"]["rps"] for r in rows)
+print(f"\nTARGETS: submissions {best:.0f}/s vs 5000 -> {'MET' if best >= 5000 else 'MISSED'}; "
+      f"hop overhead p50 {hop['overhead_vs_raw_callback']['p50_ms']:.3f} ms vs 2 ms -> "
+      f"{'MET' if hop['overhead_vs_raw_callback']['p50_ms'] <= 2 else 'MISSED'}")
+PYEOF
+cat "$OUT/summary.txt"
+
+# ---- profile (when a target is missed, or PROFILE=1) ----------------------------------------
+if [[ "$PROFILE" == 1 ]] || { [[ "$PROFILE" == auto ]] && grep -q MISSED "$OUT/summary.txt"; }; then
+  pc="${PROFILE_CONNS:-64}"
+  create noop-prof "$NOOP"
+  if perf stat -e instructions true >/dev/null 2>&1; then
+    log "perf record (dwarf call graphs) on the server during wrk -c$pc -d${DURATION}s"
+    perf record -F 499 -g --call-graph dwarf,16384 -o "$OUT/perf.data" -p "$SERVER_PID" \
+      -- sleep "$((DURATION + 1))" >/dev/null 2>"$OUT/perf-record.log" &
+    PERF_PID=$!
+    sleep 0.5
+    wrk -t"$THREADS" -c"$pc" -d"${DURATION}s" --timeout 30s --latency -s "$HERE/submit.lua" \
+      "$URL/api/v1/services/noop-prof" >"$OUT/wrk-perf.txt"
+    wait "$PERF_PID" || true
+    perf report -i "$OUT/perf.data" --no-children --sort dso,symbol --stdio --percent-limit 0.7 \
+      -g none 2>/dev/null | grep -v '^$' | head -80 >"$OUT/perf-self.txt" || true
+    perf report -i "$OUT/perf.data" --children --sort symbol --stdio --percent-limit 3 \
+      -g none 2>/dev/null | grep -v '^$' | head -100 >"$OUT/perf-children.txt" || true
+    perf report -i "$OUT/perf.data" --no-children --sort comm --stdio -g none 2>/dev/null \
+      | grep -v '^$' | head -30 >"$OUT/perf-threads.txt" || true
+  else
+    log "perf unavailable (perf stat -e instructions true failed): skipping perf record"
+  fi
+  "$PY" "$HERE/stats.py" "$URL" noop-prof "$DRAIN_TIMEOUT" >/dev/null
+  if command -v strace >/dev/null; then
+    log "strace -f -c (fsync/fdatasync/write/futex) on the server during wrk -c$pc -d5s"
+    before="$("$PY" -c "import json,urllib.request;print(json.load(urllib.request.urlopen('$URL/api/v1/stats'))['pipelines']['noop-prof']['total'])")"
+    strace -f -c -e trace=fsync,fdatasync,pwrite64,write,futex -o "$OUT/strace.txt" -p "$SERVER_PID" &
+    STRACE_PID=$!
+    sleep 1
+    wrk -t"$THREADS" -c"$pc" -d5s --timeout 30s -s "$HERE/submit.lua" \
+      "$URL/api/v1/services/noop-prof" >"$OUT/wrk-strace.txt"
+    "$PY" "$HERE/stats.py" "$URL" noop-prof "$DRAIN_TIMEOUT" >"$OUT/strace-drain.json"
+    kill -INT "$STRACE_PID" 2>/dev/null || true
+    wait "$STRACE_PID" 2>/dev/null || true
+    after="$("$PY" -c "import json;print(json.load(open('$OUT/strace-drain.json'))['final']['total'])")"
+    tasks=$((after - before))
+    fs="$(awk '$NF=="fsync"||$NF=="fdatasync"{n+=$4} END{print n+0}' "$OUT/strace.txt")"
+    echo "strace: $tasks tasks created and finished, $fs fsync+fdatasync calls -> $(awk -v a="$fs" -v b="$tasks" 'BEGIN{printf "%.2f", (b?a/b:0)}') per task" \
+      | tee -a "$OUT/summary.txt"
+  fi
+fi
+log "done; outputs in $OUT"
