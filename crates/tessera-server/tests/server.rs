@@ -812,3 +812,65 @@ async fn ended_tasks_and_their_objects_are_deleted_after_the_retention_period() 
         .join(object.rsplit('/').next().unwrap());
     assert!(!path.exists(), "the object's bytes are gone");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_that_never_calls_back_is_dispatched_again_and_its_late_callback_refused() {
+    let f = start().await;
+    // Remembers every callback URL; answers only the second dispatch.
+    let callbacks = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = callbacks.clone();
+    async fn handle(
+        State(seen): State<Arc<std::sync::Mutex<Vec<String>>>>,
+        Query(q): Query<std::collections::HashMap<String, String>>,
+    ) -> axum::http::StatusCode {
+        let url = q["callback_url"].clone();
+        let n = {
+            let mut s = seen.lock().unwrap();
+            s.push(url.clone());
+            s.len()
+        };
+        if n == 2 {
+            tokio::spawn(async move {
+                let _ = reqwest::Client::new()
+                    .post(&url)
+                    .json(&json!({"attempt": 2}))
+                    .send()
+                    .await;
+            });
+        }
+        axum::http::StatusCode::ACCEPTED
+    }
+    let app = axum::Router::new()
+        .route("/work", post(handle))
+        .with_state(seen);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let yaml = format!(
+        "nodes:\n  - {{id: in, type: entry, api: {{route: flaky}}, next: [call]}}\n  - {{id: call, type: service, url: \"{url}/work\", timeout: 300ms, retry: {{attempts: 3, backoff: 10ms}}, next: [end]}}\n  - {{id: end, type: end}}\n"
+    );
+    f.post_yaml(&yaml).await;
+    let (_, b) = f.submit("flaky", json!({})).await;
+    let doc = f.wait_task(b["task_id"].as_str().unwrap()).await;
+    assert_eq!(doc["state"], "finished", "{doc}");
+    assert_eq!(doc["result"], json!({"attempt": 2}));
+    let urls = callbacks.lock().unwrap().clone();
+    assert_eq!(urls.len(), 2, "dispatched twice");
+    assert_ne!(urls[0], urls[1], "each attempt has its own token");
+    let late = f
+        .http
+        .post(&urls[0])
+        .json(&json!({"attempt": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        late.status().as_u16(),
+        409,
+        "the superseded attempt's callback is refused"
+    );
+    let (_, again) = f
+        .get(&format!("/api/v1/tasks/{}", b["task_id"].as_str().unwrap()))
+        .await;
+    assert_eq!(again["result"], json!({"attempt": 2}), "state untouched");
+}
