@@ -74,6 +74,7 @@ RAW = Waiter()
 
 class Receiver(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else header/body writes meet delayed ACK: +40 ms
 
     def do_POST(self):
         n = int(self.headers.get("Content-Length") or 0)

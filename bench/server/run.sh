@@ -8,12 +8,13 @@
 # Env: CONNS (wrk connections per level), DURATION (s per level), THREADS (wrk threads),
 #      HOP_N (sequential samples per kind), DRAIN_TIMEOUT (s), PROFILE (1|0|auto: profile when a
 #      target is missed), BUILD (1 = always cargo build, 0 = never, default: when needed),
-#      OUT (output directory, default bench/server/out).
+#      OUT (output directory, default bench/server/out), TESSERA_BIN (binary to test),
+#      QUIET_WAIT (s to wait for a shared host to go idle before each measurement).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
-BIN="$ROOT/target/release/tessera"
+BIN="${TESSERA_BIN:-$ROOT/target/release/tessera}"
 CONNS="${CONNS:-16 64 256}"
 DURATION="${DURATION:-10}"
 THREADS="${THREADS:-2}"
@@ -76,6 +77,10 @@ JSON
 NOOP='{"id": "mid", "type": "node", "next": ["end"]}'
 
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+# The host may be shared (builds, other tests): wait up to QUIET_WAIT s for it to calm down and
+# record how busy other processes were during each measurement.
+QUIET_WAIT="${QUIET_WAIT:-120}"
+quiet() { "$PY" "$HERE/machine.py" quiet "$QUIET_WAIT"; }
 TICK="$(getconf CLK_TCK)"
 
 # ---- (a) submissions/s ----------------------------------------------------------------------
@@ -84,45 +89,54 @@ for c in $CONNS; do
   route="noop-c$c"
   create "$route" "$NOOP"
   curl -fsS -X POST "$URL/api/v1/services/$route" -H 'Content-Type: application/json' -d '{}' >/dev/null
-  log "wrk -t$THREADS -c$c -d${DURATION}s POST /api/v1/services/$route"
-  t0="$(cpu_ticks "$SERVER_PID")"
-  wrk -t"$THREADS" -c"$c" -d"${DURATION}s" --timeout 30s --latency -s "$HERE/submit.lua" \
+  idle_before="$(quiet)"
+  log "wrk -t$THREADS -c$c -d${DURATION}s POST /api/v1/services/$route (machine busy before: $idle_before cores)"
+  t0="$(cpu_ticks "$SERVER_PID")"; m0="$("$PY" "$HERE/machine.py" busy)"
+  "$PY" "$HERE/machine.py" run "$OUT/wrk-c$c.cpu" \
+    wrk -t"$THREADS" -c"$c" -d"${DURATION}s" --timeout 30s --latency -s "$HERE/submit.lua" \
     "$URL/api/v1/services/$route" >"$OUT/wrk-c$c.txt"
-  t1="$(cpu_ticks "$SERVER_PID")"
+  t1="$(cpu_ticks "$SERVER_PID")"; m1="$("$PY" "$HERE/machine.py" busy)"
+  wrkcpu="$(awk -v w="$(cat "$OUT/wrk-c$c.cpu")" -v d="$DURATION" 'BEGIN{printf "%.2f", w/d}')"
+  foreign="$(awk -v a="$m0" -v b="$m1" -v s0="$t0" -v s1="$t1" -v t="$TICK" -v d="$DURATION" -v w="$wrkcpu" \
+    'BEGIN{f=(b-a-(s1-s0))/t/d-w; if (f<0) f=0; printf "%.2f", f}')"
   drain="$("$PY" "$HERE/stats.py" "$URL" "$route" "$DRAIN_TIMEOUT")"
   wrkjson="$(sed -n 's/^WRKJSON //p' "$OUT/wrk-c$c.txt")"
   cpu="$(awk -v a="$t0" -v b="$t1" -v t="$TICK" -v d="$DURATION" 'BEGIN{printf "%.2f", (b-a)/t/d}')"
-  "$PY" - "$OUT/throughput.json" "$c" "$cpu" "$wrkjson" "$drain" <<'PYEOF'
+  "$PY" - "$OUT/throughput.json" "$c" "$cpu" "$wrkjson" "$drain" "$wrkcpu" "$foreign" <<'PYEOF'
 import json, sys
-path, c, cpu, w, d = sys.argv[1:]
+path, c, cpu, w, d, wc, fc = sys.argv[1:]
 rows = json.load(open(path))
 w, d = json.loads(w), json.loads(d)
 w["non_202"] = sum(v for k, v in w["statuses"].items() if k != "202")
-rows.append({"connections": int(c), "server_cpu_cores": float(cpu), "wrk": w, "drain": d})
+rows.append({"connections": int(c), "server_cpu_cores": float(cpu), "wrk_cpu_cores": float(wc),
+             "other_cpu_cores": float(fc), "wrk": w, "drain": d})
 json.dump(rows, open(path, "w"), indent=1)
 PYEOF
-  log "c=$c: $(grep -E 'Requests/sec' "$OUT/wrk-c$c.txt") server CPU ${cpu} cores; $(echo "$drain" | cut -c1-200)"
+  log "c=$c: $(grep -E 'Requests/sec' "$OUT/wrk-c$c.txt") CPU cores: server $cpu, wrk $wrkcpu, other processes $foreign"
 done
 
 # ---- (b) service hop ------------------------------------------------------------------------
 create hop-noop "$NOOP"
 create hop-service "{\"id\": \"mid\", \"type\": \"service\", \"url\": \"http://127.0.0.1:$SVC_PORT/hop\", \"next\": [\"end\"]}"
-log "hop: $HOP_N sequential samples each (raw post, raw callback, noop task, service task)"
+log "hop: $HOP_N sequential samples each (raw post, raw callback, noop task, service task); machine busy before: $(quiet) cores"
+m0="$("$PY" "$HERE/machine.py" busy)"; s0="$(date +%s.%N)"
 "$PY" "$HERE/hop.py" --server "$URL" --service "http://127.0.0.1:$SVC_PORT/hop" \
   --noop-route hop-noop --service-route hop-service -n "$HOP_N" >"$OUT/hop.json"
+m1="$("$PY" "$HERE/machine.py" busy)"; s1="$(date +%s.%N)"
+log "hop phase: whole machine averaged $(awk -v a="$m0" -v b="$m1" -v t="$TICK" -v x="$s0" -v y="$s1" 'BEGIN{printf "%.2f", (b-a)/t/(y-x)}') busy cores (bench itself included)"
 
 # ---- summary --------------------------------------------------------------------------------
 "$PY" - "$OUT/throughput.json" "$OUT/hop.json" >"$OUT/summary.txt" <<'PYEOF'
 import json, sys
 rows, hop = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
 print("(a) submissions (entry -> node -> end), durable SQLite")
-print(f"{'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'202':>8} {'non-202':>7} {'sock err':>8} {'srv cpu':>7} {'created':>8} {'fin@0s':>8} {'drain s':>7}")
+print(f"{'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'202':>8} {'non-202':>7} {'sock err':>8} {'srv cpu':>7} {'wrk cpu':>7} {'other':>5} {'created':>8} {'fin@0s':>8} {'drain s':>7}")
 for r in rows:
     w, d = r["wrk"], r["drain"]
     e = w["errors"]
     print(f"{r['connections']:>5} {w['rps']:>9.0f} {w['p50_ms']:>8.2f} {w['p99_ms']:>8.2f} {w['max_ms']:>8.1f} "
           f"{w['statuses'].get('202', 0):>8} {w['non_202']:>7} {e['connect']+e['read']+e['write']+e['timeout']:>8} "
-          f"{r['server_cpu_cores']:>7.2f} {d['final']['total']:>8} {d['at_end_of_load']['finished']:>8} "
+          f"{r['server_cpu_cores']:>7.2f} {r['wrk_cpu_cores']:>7.2f} {r['other_cpu_cores']:>5.2f} {d['final']['total']:>8} {d['at_end_of_load']['finished']:>8} "
           f"{str(d['drain_s']) if d['all_ended'] else 'NOT ALL':>7}  failed={d['final']['failed']}")
 print("\n(b) service hop, sequential, ms")
 for k in ("raw_post", "raw_callback", "task_noop", "task_service"):
@@ -142,7 +156,7 @@ if [[ "$PROFILE" == 1 ]] || { [[ "$PROFILE" == auto ]] && grep -q MISSED "$OUT/s
   pc="${PROFILE_CONNS:-64}"
   create noop-prof "$NOOP"
   if perf stat -e instructions true >/dev/null 2>&1; then
-    log "perf record (dwarf call graphs) on the server during wrk -c$pc -d${DURATION}s"
+    log "perf record (dwarf call graphs) on the server during wrk -c$pc -d${DURATION}s (machine busy before: $(quiet) cores)"
     perf record -F 499 -g --call-graph dwarf,16384 -o "$OUT/perf.data" -p "$SERVER_PID" \
       -- sleep "$((DURATION + 1))" >/dev/null 2>"$OUT/perf-record.log" &
     PERF_PID=$!

@@ -41,6 +41,7 @@ def post_callback(url: str) -> None:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else header/body writes meet delayed ACK: +40 ms
 
     def do_POST(self):
         n = int(self.headers.get("Content-Length") or 0)

@@ -104,13 +104,16 @@ fi
 # Checks: no_5xx, and the response conformance ones; `negative_data_rejection` and
 # `positive_data_acceptance` are left out: the document is deliberately loose on some bodies
 # (a pipeline definition is validated by the engine, not by the schema), so they would only
-# report that looseness.
+# report that looseness. `use_after_free` is left out too: hooks.py posts the seeded pipelines
+# again after a DELETE of one, so it would see a deleted pipeline come back.
+# One worker: runs are reproducible for a seed, and the hooks' restore cannot race a fuzzed call.
+# `timeout 240`: a hard stop well above the usual ~40 s, so a hung request cannot stall CI.
 checks=not_a_server_error,status_code_conformance,content_type_conformance
 checks=${SCHEMATHESIS_CHECKS:-$checks,response_headers_conformance,response_schema_conformance}
 set +e
 (cd "$work" && TESSERA_ST_SEED="$work/seed.json" TESSERA_ST_HOOKLOG="$work/hooks.log" \
   SCHEMATHESIS_HOOKS="$here/hooks.py" \
-  timeout 600 "$venv/bin/schemathesis" --no-color --config-file "$work/schemathesis.toml" run \
+  timeout 240 "$venv/bin/schemathesis" --no-color --config-file "$work/schemathesis.toml" run \
   "$base/openapi.json" \
   --exclude-path /api/v1/events \
   --checks "$checks" \
@@ -122,7 +125,7 @@ st_status=${PIPESTATUS[0]}
 set -e
 
 if [ ! -s "$work/junit.xml" ]; then
-  echo "schemathesis: no report (exit $st_status; 124 means it ran past 600 s)" >&2
+  echo "schemathesis: no report (exit $st_status; 124 means it ran past 240 s)" >&2
   echo "schemathesis: 0 passed, 1 failed"; exit 1
 fi
 read -r passed failed < <(python3 - "$work/junit.xml" <<'EOF'

@@ -242,9 +242,10 @@ impl Engine {
             input: input.clone(),
             created_at: now_millis(),
             owner,
+            runner: Some(self.shared.runner.clone()),
         })?;
         let plan = Arc::new(Plan::new(Arc::new(pipeline)));
-        self.start_driver(id, plan, input, Vec::new())
+        self.start_driver(id, plan, input, Vec::new(), false)
     }
 
     /// Continues a failed, cancelled or interrupted task: finished nodes keep their outputs.
@@ -288,7 +289,7 @@ impl Engine {
         let past = store.past_runs(task_id)?;
         store.reopen_task(task_id)?;
         let plan = Arc::new(Plan::new(Arc::new(pipeline)));
-        self.start_driver(task_id.to_string(), plan, task.input, past)
+        self.start_driver(task_id.to_string(), plan, task.input, past, true)
     }
 
     /// Delivers a service's callback for `token` (objects already stored and referenced in
@@ -331,8 +332,12 @@ impl Engine {
         plan: Arc<Plan>,
         input: Value,
         past: Vec<tessera_core::scheduler::PastRun>,
+        claim: bool,
     ) -> Result<TaskHandle, EngineError> {
-        self.shared.store.claim_task(&id, &self.shared.runner)?;
+        // A new task was created with its runner; a resumed one changes hands.
+        if claim {
+            self.shared.store.claim_task(&id, &self.shared.runner)?;
+        }
         let (events_tx, events_rx) = events::channel();
         let done = events::DoneSlot::new();
         let done_tx = done.clone();

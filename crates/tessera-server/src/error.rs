@@ -19,7 +19,7 @@ pub enum ApiError {
     NotFound { what: &'static str, id: String },
     #[error("{0}")]
     Conflict(String),
-    #[error("request body larger than {limit} bytes")]
+    #[error("{}", if *limit > 0 { format!("request body larger than {limit} bytes") } else { "request body too large".to_string() })]
     TooLarge { limit: usize },
     #[error("{0}")]
     UnsupportedMediaType(String),

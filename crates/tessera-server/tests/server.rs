@@ -161,6 +161,28 @@ async fn pipelines_are_created_listed_read_and_deleted_with_clear_errors() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 415);
+    let (status, err) = f.post_yaml("\"just a string\"").await;
+    assert_eq!(
+        (status, err["error"]["code"].clone()),
+        (422, json!("invalid"))
+    );
+    // Errors axum produces itself are JSON too.
+    let r = f.http.put(f.url("/api/v1/pipelines")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "method_not_allowed"
+    );
+    let (status, err) = f.get("/api/v1/pipelines/%FF").await;
+    assert_eq!(
+        (status, err["error"]["code"].clone()),
+        (404, json!("not_found"))
+    );
+    let (status, err) = f.get("/no/such/route").await;
+    assert_eq!(
+        (status, err["error"]["code"].clone()),
+        (404, json!("not_found"))
+    );
     let r = f
         .http
         .delete(f.url("/api/v1/pipelines/lengths"))
@@ -238,8 +260,20 @@ async fn a_task_runs_asynchronously_and_bad_bodies_are_refused() {
     let (status, _) = f.submit("nope", json!({})).await;
     assert_eq!(status, 404);
     let big = json!({"words": vec!["x".repeat(100); 100], "factor": 1});
-    let (status, _) = f.submit("lengths", big).await;
+    let (status, _) = f.submit("lengths", big.clone()).await;
     assert_eq!(status, 413);
+    let r = f
+        .http
+        .post(f.url("/api/v1/pipelines"))
+        .json(&big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "too_large"
+    );
     let (status, _) = f
         .submit("lengths", json!({"words": [{"$object": "x"}], "factor": 1}))
         .await;

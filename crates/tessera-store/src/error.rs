@@ -23,6 +23,9 @@ pub enum StoreError {
     Corrupt { what: String, detail: String },
     #[error("object store: {0}")]
     Object(String),
+    /// An operation of a group commit failed (the error is shared by description).
+    #[error("{message}")]
+    Batch { kind: ErrorKind, message: String },
     #[error("I/O error on {path}: {source}")]
     Io {
         path: String,
@@ -39,6 +42,7 @@ impl StoreError {
                 ErrorKind::Retryable
             }
             StoreError::Database(_) | StoreError::Corrupt { .. } => ErrorKind::Internal,
+            StoreError::Batch { kind, .. } => *kind,
         }
     }
 }

@@ -16,6 +16,8 @@ pub struct NewTask {
     pub created_at: u64,
     /// Who started it (a token name); `None` when auth is off or for local runs.
     pub owner: Option<String>,
+    /// The process that will run it (`host:pid`), recorded with the task.
+    pub runner: Option<String>,
 }
 
 /// Everything one scheduler step must make durable.

@@ -32,6 +32,7 @@ fn new_task(id: &str, created_at: u64) -> NewTask {
         input: json!({"n": 3}),
         created_at,
         owner: None,
+        runner: None,
     }
 }
 
@@ -468,4 +469,49 @@ async fn objects_on_an_s3_compatible_store() {
     assert!(Objects::s3("gs://nope", &[]).is_err());
     let _ = server.kill();
     let _ = server.wait();
+}
+
+#[test]
+fn concurrent_writers_share_commits_and_a_failing_one_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("g.db"), Durability::Full).unwrap());
+    store.create_task(&new_task("dup", 1)).unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut failures = 0;
+                for i in 0..50 {
+                    let id = if t == 0 && i == 25 {
+                        "dup".to_string()
+                    } else {
+                        format!("t{t}-{i}")
+                    };
+                    match store.create_task(&new_task(&id, 10)) {
+                        Ok(()) => commit(
+                            store.as_ref(),
+                            &id,
+                            &[node("a", 1, NodeState::Finished, Some(json!({"i": i})))],
+                        ),
+                        Err(_) => failures += 1,
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+    let failures: usize = threads.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(failures, 1, "only the duplicate id failed");
+    let all = store
+        .list_tasks(&TaskFilter {
+            limit: 1000,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(all.len(), 8 * 50, "399 new tasks + the first `dup`");
+    assert_eq!(
+        store.node_runs("t7-49").unwrap()[0].output,
+        Some(json!({"i": 49}))
+    );
+    assert_eq!(store.task("dup").unwrap().unwrap().input, json!({"n": 3}));
 }

@@ -9,6 +9,7 @@ pub(crate) mod tasks;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use serde_json::Value;
 
@@ -51,7 +52,48 @@ pub fn router(state: AppState) -> Router {
         .merge(upload_routes)
         .merge(crate::docs::router())
         .fallback(|| async { ApiError::not_found("route", "this path") })
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
+}
+
+/// Errors produced by axum itself (bad path encoding, body limit, wrong method) come as plain
+/// text; they get the same JSON shape as ours, so every error a client sees is JSON.
+async fn json_errors(resp: axum::response::Response) -> axum::response::Response {
+    use axum::http::{StatusCode, header};
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    if status.as_u16() < 400 || is_json {
+        return resp;
+    }
+    let body = axum::body::to_bytes(resp.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body).trim().to_string();
+    let err = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge { limit: 0 },
+        StatusCode::NOT_FOUND => ApiError::not_found("route", "this path"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(text),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            return (
+                status,
+                axum::Json(serde_json::json!({"error": {"code": "method_not_allowed", "message": "this method is not allowed on this path", "details": null}})),
+            )
+                .into_response();
+        }
+        s if s.is_server_error() => ApiError::Internal(text),
+        // A path parameter that is not valid UTF-8 names nothing that exists.
+        _ if text.starts_with("Invalid URL") => ApiError::not_found("resource", "this path"),
+        _ => ApiError::bad_request(if text.is_empty() {
+            status.to_string()
+        } else {
+            text
+        }),
+    };
+    err.into_response()
 }
 
 /// Parses a JSON request body with our error shape (line and column on failure).

@@ -17,7 +17,10 @@ use crate::state::AppState;
 /// Reads a pipeline document (JSON or YAML) and validates it; 422 lists every problem.
 pub(crate) fn load(state: &AppState, text: &str) -> Result<(Pipeline, Value), ApiError> {
     tessera_core::load_document(text, state.engine.scripts()).map_err(|report| {
-        let syntax = report.errors.iter().any(|e| e.field == "document");
+        let syntax = report.errors.iter().any(|e| {
+            e.field == "document"
+                && (e.message.starts_with("invalid JSON") || e.message.starts_with("invalid YAML"))
+        });
         let message = format!("invalid pipeline: {} problem(s)", report.errors.len());
         let details = serde_json::to_value(&report.errors).unwrap_or(Value::Null);
         if syntax {

@@ -9,6 +9,7 @@ use serde_json::Value;
 use tessera_core::scheduler::{Arm, NodeState, PastRun, Record};
 
 use crate::Store;
+mod group;
 mod registry;
 
 use crate::error::StoreError;
@@ -115,6 +116,7 @@ CREATE TABLE IF NOT EXISTS objects (
 /// The embedded default store.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    group: group::GroupCommit,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -150,6 +152,7 @@ impl SqliteStore {
         conn.execute_batch(SCHEMA)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            group: group::GroupCommit::default(),
         })
     }
 
@@ -176,86 +179,60 @@ fn parse_json(text: Option<String>, what: &str) -> Result<Option<Value>, StoreEr
 
 impl Store for SqliteStore {
     fn create_task(&self, task: &NewTask) -> Result<(), StoreError> {
-        self.conn().execute(
-            "INSERT INTO tasks (id, pipeline, definition, input, state, created_at, updated_at, owner)
-             VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?6)",
-            params![
-                task.id,
-                task.pipeline,
-                json_text(&task.definition),
-                json_text(&task.input),
-                task.created_at as i64,
-                task.owner
-            ],
-        )?;
-        Ok(())
+        let op = group::Op::CreateTask(group::TaskInsert {
+            id: task.id.clone(),
+            pipeline: task.pipeline.clone(),
+            definition: json_text(&task.definition),
+            input: json_text(&task.input),
+            created_at: task.created_at as i64,
+            owner: task.owner.clone(),
+            runner: task.runner.clone(),
+        });
+        self.group.write(&self.conn, op)
     }
 
     fn commit(&self, batch: &CommitBatch<'_>) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        {
-            let mut upsert = tx.prepare_cached(
-                "INSERT INTO node_runs (task_id, key, iteration, attempt, node_id, node_type, state,
-                    input, output, error, decision, started_at, finished_at, cached)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-                 ON CONFLICT (task_id, key, iteration, attempt) DO UPDATE SET
-                    state = excluded.state,
-                    input = COALESCE(excluded.input, node_runs.input),
-                    output = excluded.output,
-                    error = excluded.error,
-                    decision = excluded.decision,
-                    started_at = COALESCE(node_runs.started_at, excluded.started_at),
-                    finished_at = excluded.finished_at,
-                    cached = excluded.cached",
-            )?;
-            let mut task_update = tx.prepare_cached(
-                "UPDATE tasks SET state = ?2, result = ?3, error = ?4, updated_at = ?5 WHERE id = ?1",
-            )?;
-            for record in &batch.records {
-                match record {
-                    Record::Node(n) => {
-                        upsert.execute(params![
-                            batch.task_id,
-                            n.key,
-                            n.iteration,
-                            n.attempt,
-                            n.node_id,
-                            n.node_type,
-                            n.state.as_str(),
-                            n.input.as_deref().map(json_text),
-                            n.output.as_deref().map(json_text),
-                            n.error,
-                            n.decision.map(Arm::as_str),
-                            n.started_at.map(|t| t as i64),
-                            n.finished_at.map(|t| t as i64),
-                            n.cached,
-                        ])?;
-                    }
-                    Record::Task {
-                        state,
-                        result,
-                        error,
-                    } => {
-                        task_update.execute(params![
-                            batch.task_id,
-                            state.as_str(),
-                            result.as_deref().map(json_text),
-                            error,
-                            batch.now as i64
-                        ])?;
-                    }
-                }
-            }
-            let mut cache = tx.prepare_cached(
-                "INSERT OR REPLACE INTO cache (key, node_id, output, created_at) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            for (key, node, output) in &batch.cache {
-                cache.execute(params![key, node, json_text(output), batch.now as i64])?;
+        // Serialised here, on the caller's thread; the leader only writes.
+        let mut step = group::StepWrite {
+            task_id: batch.task_id.to_string(),
+            now: batch.now as i64,
+            nodes: Vec::new(),
+            tasks: Vec::new(),
+            cache: Vec::new(),
+        };
+        for record in &batch.records {
+            match record {
+                Record::Node(n) => step.nodes.push(group::NodeUpsert {
+                    key: n.key.clone(),
+                    iteration: n.iteration,
+                    attempt: n.attempt,
+                    node_id: n.node_id.clone(),
+                    node_type: n.node_type,
+                    state: n.state.as_str(),
+                    input: n.input.as_deref().map(json_text),
+                    output: n.output.as_deref().map(json_text),
+                    error: n.error.clone(),
+                    decision: n.decision.map(Arm::as_str),
+                    started_at: n.started_at.map(|t| t as i64),
+                    finished_at: n.finished_at.map(|t| t as i64),
+                    cached: n.cached,
+                }),
+                Record::Task {
+                    state,
+                    result,
+                    error,
+                } => step.tasks.push(group::TaskUpdate {
+                    state: state.as_str(),
+                    result: result.as_deref().map(json_text),
+                    error: error.clone(),
+                }),
             }
         }
-        tx.commit()?;
-        Ok(())
+        for (key, node, output) in &batch.cache {
+            step.cache
+                .push((key.to_string(), node.to_string(), json_text(output)));
+        }
+        self.group.write(&self.conn, group::Op::Step(step))
     }
 
     fn task(&self, id: &str) -> Result<Option<TaskRow>, StoreError> {

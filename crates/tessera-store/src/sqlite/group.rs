@@ -1,0 +1,198 @@
+//! Group commit across tasks: writers queue their operations; whoever finds no commit under
+//! way becomes the leader and writes everything queued in one transaction (one fsync), each
+//! operation under its own savepoint so one failure fails only its own writer.
+
+use std::collections::HashMap;
+use std::sync::{Condvar, Mutex};
+
+use rusqlite::{Connection, Transaction, params};
+
+use crate::error::{ErrorKind, StoreError};
+
+/// A task to create, owned (serialised by the caller's thread).
+pub(super) struct TaskInsert {
+    pub id: String,
+    pub pipeline: String,
+    pub definition: String,
+    pub input: String,
+    pub created_at: i64,
+    pub owner: Option<String>,
+    pub runner: Option<String>,
+}
+
+/// One node-run upsert, owned.
+pub(super) struct NodeUpsert {
+    pub key: String,
+    pub iteration: u32,
+    pub attempt: u32,
+    pub node_id: String,
+    pub node_type: &'static str,
+    pub state: &'static str,
+    pub input: Option<String>,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub decision: Option<&'static str>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub cached: bool,
+}
+
+pub(super) struct TaskUpdate {
+    pub state: &'static str,
+    pub result: Option<String>,
+    pub error: Option<String>,
+}
+
+/// A scheduler step's records, owned.
+pub(super) struct StepWrite {
+    pub task_id: String,
+    pub now: i64,
+    pub nodes: Vec<NodeUpsert>,
+    pub tasks: Vec<TaskUpdate>,
+    pub cache: Vec<(String, String, String)>,
+}
+
+pub(super) enum Op {
+    CreateTask(TaskInsert),
+    Step(StepWrite),
+}
+
+#[derive(Default)]
+struct State {
+    queue: Vec<(u64, Op)>,
+    done: HashMap<u64, Result<(), (ErrorKind, String)>>,
+    leader: bool,
+    next_ticket: u64,
+}
+
+#[derive(Default)]
+pub(super) struct GroupCommit {
+    state: Mutex<State>,
+    finished: Condvar,
+}
+
+impl GroupCommit {
+    /// Writes `op` durably, together with whatever other writers queued meanwhile.
+    pub fn write(&self, conn: &Mutex<Connection>, op: Op) -> Result<(), StoreError> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let ticket = st.next_ticket;
+        st.next_ticket += 1;
+        st.queue.push((ticket, op));
+        loop {
+            if let Some(result) = st.done.remove(&ticket) {
+                return result.map_err(|(kind, message)| StoreError::Batch { kind, message });
+            }
+            if !st.leader {
+                st.leader = true;
+                let ops = std::mem::take(&mut st.queue);
+                drop(st);
+                let results = {
+                    let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
+                    write_all(&mut c, ops)
+                };
+                st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                st.done.extend(results);
+                st.leader = false;
+                self.finished.notify_all();
+                continue;
+            }
+            st = self.finished.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+type Outcome = Result<(), (ErrorKind, String)>;
+
+fn describe(e: rusqlite::Error) -> (ErrorKind, String) {
+    let e = StoreError::from(e);
+    (e.kind(), e.to_string())
+}
+
+fn write_all(conn: &mut Connection, ops: Vec<(u64, Op)>) -> Vec<(u64, Outcome)> {
+    let tickets: Vec<u64> = ops.iter().map(|(t, _)| *t).collect();
+    let fail_all = |e: rusqlite::Error| {
+        let err = describe(e);
+        tickets.iter().map(|t| (*t, Err(err.clone()))).collect()
+    };
+    let tx = match conn.transaction() {
+        Ok(tx) => tx,
+        Err(e) => return fail_all(e),
+    };
+    let mut results = Vec::with_capacity(ops.len());
+    for (ticket, op) in ops {
+        let outcome = match tx.execute_batch("SAVEPOINT op") {
+            Ok(()) => match apply(&tx, &op) {
+                Ok(()) => tx.execute_batch("RELEASE op").map_err(describe),
+                Err(e) => {
+                    let _ = tx.execute_batch("ROLLBACK TO op; RELEASE op");
+                    Err(describe(e))
+                }
+            },
+            Err(e) => Err(describe(e)),
+        };
+        results.push((ticket, outcome));
+    }
+    if let Err(e) = tx.commit() {
+        return fail_all(e);
+    }
+    results
+}
+
+fn apply(tx: &Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
+    match op {
+        Op::CreateTask(t) => {
+            tx.prepare_cached(
+                "INSERT INTO tasks (id, pipeline, definition, input, state, created_at, updated_at, owner, runner)
+                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?6, ?7)",
+            )?
+            .execute(params![t.id, t.pipeline, t.definition, t.input, t.created_at, t.owner, t.runner])?;
+        }
+        Op::Step(s) => {
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO node_runs (task_id, key, iteration, attempt, node_id, node_type, state,
+                    input, output, error, decision, started_at, finished_at, cached)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                 ON CONFLICT (task_id, key, iteration, attempt) DO UPDATE SET
+                    state = excluded.state,
+                    input = COALESCE(excluded.input, node_runs.input),
+                    output = excluded.output,
+                    error = excluded.error,
+                    decision = excluded.decision,
+                    started_at = COALESCE(node_runs.started_at, excluded.started_at),
+                    finished_at = excluded.finished_at,
+                    cached = excluded.cached",
+            )?;
+            for n in &s.nodes {
+                upsert.execute(params![
+                    s.task_id,
+                    n.key,
+                    n.iteration,
+                    n.attempt,
+                    n.node_id,
+                    n.node_type,
+                    n.state,
+                    n.input,
+                    n.output,
+                    n.error,
+                    n.decision,
+                    n.started_at,
+                    n.finished_at,
+                    n.cached,
+                ])?;
+            }
+            let mut task_update = tx.prepare_cached(
+                "UPDATE tasks SET state = ?2, result = ?3, error = ?4, updated_at = ?5 WHERE id = ?1",
+            )?;
+            for t in &s.tasks {
+                task_update.execute(params![s.task_id, t.state, t.result, t.error, s.now])?;
+            }
+            let mut cache = tx.prepare_cached(
+                "INSERT OR REPLACE INTO cache (key, node_id, output, created_at) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for (key, node, output) in &s.cache {
+                cache.execute(params![key, node, output, s.now])?;
+            }
+        }
+    }
+    Ok(())
+}
