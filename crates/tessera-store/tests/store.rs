@@ -400,12 +400,22 @@ async fn objects_on_an_s3_compatible_store() {
         .local_addr()
         .unwrap()
         .port();
-    let mut server = std::process::Command::new(moto)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    /// Stops the server even when an assertion fails.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = KillOnDrop(
+        std::process::Command::new(moto)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let endpoint = format!("http://127.0.0.1:{port}");
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::new();
@@ -467,8 +477,6 @@ async fn objects_on_an_s3_compatible_store() {
         ErrorKind::User
     );
     assert!(Objects::s3("gs://nope", &[]).is_err());
-    let _ = server.kill();
-    let _ = server.wait();
 }
 
 #[test]
