@@ -908,3 +908,146 @@ async fn a_service_that_never_calls_back_is_dispatched_again_and_its_late_callba
         .await;
     assert_eq!(again["result"], json!({"attempt": 2}), "state untouched");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_are_cancelled_resumed_and_deleted_through_the_api() {
+    let f = start().await;
+    let dir = f._dir.path().display().to_string();
+    let yaml = format!(
+        "nodes:\n  - {{id: in, type: entry, api: {{route: wait}}, next: [gate]}}\n  - {{id: gate, type: command, shell: true, command: \"while [ ! -f {dir}/open ]; do sleep 0.05; done; echo '{{\\\"opened\\\": true}}'\", next: [end]}}\n  - {{id: end, type: end}}\n"
+    );
+    assert_eq!(f.post_yaml(&yaml).await.0, 201);
+    let (_, b) = f.submit("wait", json!({})).await;
+    let id = b["task_id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while f.get(&format!("/api/v1/tasks/{id}")).await.1["state"] != "running" {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, _) = f.get(&format!("/api/v1/tasks/{id}/result")).await;
+    assert_eq!(status, 409, "no result while running");
+    let del = f
+        .http
+        .delete(f.url(&format!("/api/v1/tasks/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status().as_u16(), 409, "a running task is not deleted");
+    let r = f
+        .http
+        .post(f.url(&format!("/api/v1/tasks/{id}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    assert_eq!(f.wait_task(&id).await["state"], "cancelled");
+    let r = f
+        .http
+        .post(f.url(&format!("/api/v1/tasks/{id}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 409, "already ended");
+    std::fs::write(format!("{dir}/open"), "").unwrap();
+    let r = f
+        .http
+        .post(f.url(&format!("/api/v1/tasks/{id}/resume")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let doc = f.wait_task(&id).await;
+    assert_eq!(doc["state"], "finished", "{doc}");
+    assert_eq!(doc["result"], json!({"opened": true}));
+    let r = f
+        .http
+        .post(f.url(&format!("/api/v1/tasks/{id}/resume")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 409, "a finished task is not resumed");
+    let del = f
+        .http
+        .delete(f.url(&format!("/api/v1/tasks/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status().as_u16(), 204);
+    assert_eq!(f.get(&format!("/api/v1/tasks/{id}")).await.0, 404);
+    for path in ["cancel", "resume"] {
+        let r = f
+            .http
+            .post(f.url(&format!("/api/v1/tasks/nope/{path}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 404);
+    }
+    assert_eq!(f.get("/api/v1/tasks/nope/nodes/gate/log").await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_routes_refuse_json_and_missing_fields() {
+    let f = start().await;
+    let yaml = "nodes:\n  - {id: in, type: entry, api: {route: two, body: [left, right]}, next: [end]}\n  - {id: end, type: end}\n";
+    f.post_yaml(yaml).await;
+    let (status, err) = f.submit("two", json!({"left": 1})).await;
+    assert_eq!(
+        (status, err["error"]["code"].clone()),
+        (415, json!("unsupported_media_type"))
+    );
+    let part = |name: &str| {
+        reqwest::multipart::Part::bytes(name.as_bytes().to_vec()).file_name(format!("{name}.bin"))
+    };
+    let form = reqwest::multipart::Form::new().part("left", part("left"));
+    let r = f
+        .http
+        .post(f.url("/api/v1/services/two"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let err: Value = r.json().await.unwrap();
+    assert_eq!(err["error"]["details"], json!(["right"]));
+    let form = reqwest::multipart::Form::new()
+        .part("left", part("left"))
+        .part("right", part("right"))
+        .text("data", "{\"note\": \"both\"}");
+    let r = f
+        .http
+        .post(f.url("/api/v1/services/two"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let id = r.json::<Value>().await.unwrap()["task_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let doc = f.wait_task(&id).await;
+    assert_eq!(doc["result"]["note"], "both");
+    assert_eq!(doc["result"]["right"]["size"], 5);
+    let form = reqwest::multipart::Form::new()
+        .part("left", part("left"))
+        .part("right", part("right"))
+        .text("data", "not json");
+    let r = f
+        .http
+        .post(f.url("/api/v1/services/two"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let r = f
+        .http
+        .post(f.url("/api/v1/services/two"))
+        .header("content-type", "multipart/form-data; boundary=x")
+        .body("--x\r\nbroken")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+}
