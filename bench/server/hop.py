@@ -6,7 +6,8 @@ Measures, sequentially (one at a time), N samples each of:
   raw_callback  POST to the service with a callback_url pointing at a receiver in this process,
                 until the service's callback `{}` has arrived (what a service hop is, minus Tessera)
   task_noop     Tessera task entry -> node -> end: submit -> `task finished` seen on /api/v1/events
-  task_service  Tessera task entry -> service -> end: same, through the same service
+  task_service  Tessera task entry -> service -> end: same, through the same service, with a
+                breakdown by segment (the service records CLOCK_MONOTONIC times per task_id)
 Prints one JSON document. Usage:
   hop.py --server http://127.0.0.1:P --service http://127.0.0.1:S/hop \
          --noop-route R1 --service-route R2 [-n 300] [--warmup 30]
@@ -144,12 +145,14 @@ def follow_events(server, ready):
                 TASKS.mark(ev["task_id"], ev["state"])
 
 
-def run_tasks(server, route, n):
+def run_tasks(server, route, n, marks=None):
+    """End-to-end times; `marks` (if given) gets task_id -> (submitted, 202 received, finished)."""
     conn = Conn(server)
     out = []
     for _ in range(n):
         t0 = now()
         st, body = conn.post(f"/api/v1/services/{route}")
+        ta = now()
         if st != 202:
             raise SystemExit(f"submit {route}: {st} {body[:300]!r}")
         tid = json.loads(body)["task_id"]
@@ -157,7 +160,36 @@ def run_tasks(server, route, n):
         if state != "finished":
             raise SystemExit(f"task {tid} {state}")
         out.append(t1 - t0)
+        if marks is not None:
+            marks[tid] = (t0, ta, t1)
     return out
+
+
+def get_json(base, path):
+    u = urllib.parse.urlsplit(base)
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    c.request("GET", path)
+    return json.loads(c.getresponse().read())
+
+
+def breakdown(marks, svc_times):
+    """Median/p99 of each segment of a service task (same monotonic clock in both processes)."""
+    seg = {k: [] for k in ("submit_to_202", "submit_to_service_receives", "service_receives_to_callback_sent",
+                           "callback_post_answered_by_tessera", "callback_answered_to_finished_event",
+                           "callback_sent_to_finished_event")}
+    for tid, (t0, ta, t1) in marks.items():
+        s = svc_times.get(tid)
+        if not s:
+            continue
+        r, c, d = s
+        seg["submit_to_202"].append(ta - t0)
+        seg["submit_to_service_receives"].append(r - t0)
+        seg["service_receives_to_callback_sent"].append(c - r)
+        seg["callback_post_answered_by_tessera"].append(d - c)
+        seg["callback_answered_to_finished_event"].append(t1 - d)
+        seg["callback_sent_to_finished_event"].append(t1 - c)
+    return {k: {"p50_ms": round(statistics.median(v) * 1e3, 3), "p99_ms": round(pct(v, 99) * 1e3, 3)}
+            for k, v in seg.items() if v}
 
 
 def run_raw(service, recv_port, n, with_callback):
@@ -210,7 +242,11 @@ def main():
     run_tasks(a.server, a.noop_route, a.warmup)
     res["task_noop"] = summary(run_tasks(a.server, a.noop_route, a.n))
     run_tasks(a.server, a.service_route, a.warmup)
-    res["task_service"] = summary(run_tasks(a.server, a.service_route, a.n))
+    svc_base = a.service.rsplit("/", 1)[0]
+    get_json(svc_base, "/timings")  # clear the warm-up's
+    marks = {}
+    res["task_service"] = summary(run_tasks(a.server, a.service_route, a.n, marks))
+    res["task_service_breakdown"] = breakdown(marks, get_json(svc_base, "/timings"))
     d = lambda k, x, y: round(res[x][k] - res[y][k], 3)
     res["overhead_vs_raw_callback"] = {k: d(k, "task_service", "raw_callback") for k in ("p50_ms", "p99_ms")}
     res["hop_marginal"] = {  # task_service - task_noop: what the service hop adds to a task

@@ -9,7 +9,8 @@
 #      HOP_N (sequential samples per kind), DRAIN_TIMEOUT (s), PROFILE (1|0|auto: profile when a
 #      target is missed), BUILD (1 = always cargo build, 0 = never, default: when needed),
 #      OUT (output directory, default bench/server/out), TESSERA_BIN (binary to test),
-#      QUIET_WAIT (s to wait for a shared host to go idle before each measurement).
+#      QUIET_WAIT (s to wait for a shared host to go idle before each measurement), REPEAT (runs
+#      per wrk level, default 2), KEEP_PERF=1 (keep out/perf.data), TESSERA_LOG (server log level).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -85,34 +86,39 @@ TICK="$(getconf CLK_TCK)"
 
 # ---- (a) submissions/s ----------------------------------------------------------------------
 echo "[]" >"$OUT/throughput.json"
+REPEAT="${REPEAT:-2}"
 for c in $CONNS; do
-  route="noop-c$c"
+ for rep in $(seq "$REPEAT"); do
+  route="noop-c$c-r$rep"
   create "$route" "$NOOP"
   curl -fsS -X POST "$URL/api/v1/services/$route" -H 'Content-Type: application/json' -d '{}' >/dev/null
   idle_before="$(quiet)"
   log "wrk -t$THREADS -c$c -d${DURATION}s POST /api/v1/services/$route (machine busy before: $idle_before cores)"
+  "$PY" "$HERE/machine.py" snap "$OUT/procs.json"
   t0="$(cpu_ticks "$SERVER_PID")"; m0="$("$PY" "$HERE/machine.py" busy)"
-  "$PY" "$HERE/machine.py" run "$OUT/wrk-c$c.cpu" \
+  "$PY" "$HERE/machine.py" run "$OUT/wrk-c$c-r$rep.cpu" \
     wrk -t"$THREADS" -c"$c" -d"${DURATION}s" --timeout 30s --latency -s "$HERE/submit.lua" \
-    "$URL/api/v1/services/$route" >"$OUT/wrk-c$c.txt"
+    "$URL/api/v1/services/$route" >"$OUT/wrk-c$c-r$rep.txt"
   t1="$(cpu_ticks "$SERVER_PID")"; m1="$("$PY" "$HERE/machine.py" busy)"
-  wrkcpu="$(awk -v w="$(cat "$OUT/wrk-c$c.cpu")" -v d="$DURATION" 'BEGIN{printf "%.2f", w/d}')"
+  others="$("$PY" "$HERE/machine.py" top "$OUT/procs.json" "$DURATION" "$SERVER_PID" $$)"
+  wrkcpu="$(awk -v w="$(cat "$OUT/wrk-c$c-r$rep.cpu")" -v d="$DURATION" 'BEGIN{printf "%.2f", w/d}')"
   foreign="$(awk -v a="$m0" -v b="$m1" -v s0="$t0" -v s1="$t1" -v t="$TICK" -v d="$DURATION" -v w="$wrkcpu" \
     'BEGIN{f=(b-a-(s1-s0))/t/d-w; if (f<0) f=0; printf "%.2f", f}')"
   drain="$("$PY" "$HERE/stats.py" "$URL" "$route" "$DRAIN_TIMEOUT")"
-  wrkjson="$(sed -n 's/^WRKJSON //p' "$OUT/wrk-c$c.txt")"
+  wrkjson="$(sed -n 's/^WRKJSON //p' "$OUT/wrk-c$c-r$rep.txt")"
   cpu="$(awk -v a="$t0" -v b="$t1" -v t="$TICK" -v d="$DURATION" 'BEGIN{printf "%.2f", (b-a)/t/d}')"
-  "$PY" - "$OUT/throughput.json" "$c" "$cpu" "$wrkjson" "$drain" "$wrkcpu" "$foreign" <<'PYEOF'
+  "$PY" - "$OUT/throughput.json" "$c" "$cpu" "$wrkjson" "$drain" "$wrkcpu" "$foreign" "$others" <<'PYEOF'
 import json, sys
-path, c, cpu, w, d, wc, fc = sys.argv[1:]
+path, c, cpu, w, d, wc, fc, others = sys.argv[1:]
 rows = json.load(open(path))
 w, d = json.loads(w), json.loads(d)
 w["non_202"] = sum(v for k, v in w["statuses"].items() if k != "202")
 rows.append({"connections": int(c), "server_cpu_cores": float(cpu), "wrk_cpu_cores": float(wc),
-             "other_cpu_cores": float(fc), "wrk": w, "drain": d})
+             "other_cpu_cores": float(fc), "top_other_processes": others, "wrk": w, "drain": d})
 json.dump(rows, open(path, "w"), indent=1)
 PYEOF
-  log "c=$c: $(grep -E 'Requests/sec' "$OUT/wrk-c$c.txt") CPU cores: server $cpu, wrk $wrkcpu, other processes $foreign"
+  log "c=$c: $(grep -E 'Requests/sec' "$OUT/wrk-c$c-r$rep.txt") CPU cores: server $cpu, wrk $wrkcpu, other $foreign ($others)"
+ done
 done
 
 # ---- (b) service hop ------------------------------------------------------------------------
@@ -126,7 +132,12 @@ m1="$("$PY" "$HERE/machine.py" busy)"; s1="$(date +%s.%N)"
 log "hop phase: whole machine averaged $(awk -v a="$m0" -v b="$m1" -v t="$TICK" -v x="$s0" -v y="$s1" 'BEGIN{printf "%.2f", (b-a)/t/(y-x)}') busy cores (bench itself included)"
 
 # ---- summary --------------------------------------------------------------------------------
-"$PY" - "$OUT/throughput.json" "$OUT/hop.json" >"$OUT/summary.txt" <<'PYEOF'
+{
+  echo "binary: $BIN ($(stat -c %y "$BIN" | cut -d. -f1)); tree: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" status --porcelain --untracked-files=no -- crates Cargo.toml Cargo.lock | grep -q . && echo ' + uncommitted changes')"
+  echo "host: $(nproc) cores, $(uname -r), data dir on $(df -T "$DATA" | awk 'NR==2{print $2}'), durability: default (full: synchronous=FULL)"
+  echo
+} >"$OUT/summary.txt"
+"$PY" - "$OUT/throughput.json" "$OUT/hop.json" >>"$OUT/summary.txt" <<'PYEOF'
 import json, sys
 rows, hop = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
 print("(a) submissions (entry -> node -> end), durable SQLite")
@@ -137,13 +148,16 @@ for r in rows:
     print(f"{r['connections']:>5} {w['rps']:>9.0f} {w['p50_ms']:>8.2f} {w['p99_ms']:>8.2f} {w['max_ms']:>8.1f} "
           f"{w['statuses'].get('202', 0):>8} {w['non_202']:>7} {e['connect']+e['read']+e['write']+e['timeout']:>8} "
           f"{r['server_cpu_cores']:>7.2f} {r['wrk_cpu_cores']:>7.2f} {r['other_cpu_cores']:>5.2f} {d['final']['total']:>8} {d['at_end_of_load']['finished']:>8} "
-          f"{str(d['drain_s']) if d['all_ended'] else 'NOT ALL':>7}  failed={d['final']['failed']}")
+          f"{str(d['drain_s']) if d['all_ended'] else 'NOT ALL':>7}  failed={d['final']['failed']}  others: {r['top_other_processes']}")
 print("\n(b) service hop, sequential, ms")
 for k in ("raw_post", "raw_callback", "task_noop", "task_service"):
     s = hop[k]
     print(f"{k:>14}: p50 {s['p50_ms']:7.3f}  p99 {s['p99_ms']:7.3f}  mean {s['mean_ms']:7.3f}  min {s['min_ms']:7.3f}  (n={s['n']})")
 for k in ("overhead_vs_raw_callback", "hop_marginal", "hop_marginal_minus_raw"):
     print(f"{k:>26}: p50 {hop[k]['p50_ms']:7.3f}  p99 {hop[k]['p99_ms']:7.3f}")
+print("service task by segment (ms):")
+for k, v in hop.get("task_service_breakdown", {}).items():
+    print(f"  {k:>36}: p50 {v['p50_ms']:7.3f}  p99 {v['p99_ms']:7.3f}")
 best = max(r["wrk"]["rps"] for r in rows)
 print(f"\nTARGETS: submissions {best:.0f}/s vs 5000 -> {'MET' if best >= 5000 else 'MISSED'}; "
       f"hop overhead p50 {hop['overhead_vs_raw_callback']['p50_ms']:.3f} ms vs 2 ms -> "
@@ -160,16 +174,22 @@ if [[ "$PROFILE" == 1 ]] || { [[ "$PROFILE" == auto ]] && grep -q MISSED "$OUT/s
     perf record -F 499 -g --call-graph dwarf,16384 -o "$OUT/perf.data" -p "$SERVER_PID" \
       -- sleep "$((DURATION + 1))" >/dev/null 2>"$OUT/perf-record.log" &
     PERF_PID=$!
+    PIDS+=("$PERF_PID")
     sleep 0.5
     wrk -t"$THREADS" -c"$pc" -d"${DURATION}s" --timeout 30s --latency -s "$HERE/submit.lua" \
       "$URL/api/v1/services/noop-prof" >"$OUT/wrk-perf.txt"
     wait "$PERF_PID" || true
+    squeeze() { sed -e 's/   */  /g' -e 's/ *- *- *$//' | grep -v '^#' | grep -v '^$' | cut -c1-200; }
     perf report -i "$OUT/perf.data" --no-children --sort dso,symbol --stdio --percent-limit 0.7 \
-      -g none 2>/dev/null | grep -v '^$' | head -80 >"$OUT/perf-self.txt" || true
-    perf report -i "$OUT/perf.data" --children --sort symbol --stdio --percent-limit 3 \
-      -g none 2>/dev/null | grep -v '^$' | head -100 >"$OUT/perf-children.txt" || true
+      -g none 2>/dev/null | squeeze | head -40 >"$OUT/perf-self.txt" || true
+    # Inclusive time of the interesting frames (Tessera code, SQLite, fsync, thread creation).
+    perf report -i "$OUT/perf.data" --children --sort symbol --stdio --percent-limit 0.5 \
+      -g none 2>/dev/null | squeeze \
+      | grep -E '\] (<?tessera_[a-z_]+::[A-Za-z_:<> ]+(::[a-z_]+)?|sqlite3_step|sqlite3_prepare_v3|sqlite3WalFrames.*|__GI_fsync.*|__x64_sys_fsync|clone3|__pthread_create_2_1|malloc|_int_free|__x64_sys_futex|__x64_sys_mmap|__x64_sys_munmap|serde_json::de::from_trait.*|tracing_subscriber::fmt::[a-z_:]+)( |$)' \
+      | head -60 >"$OUT/perf-children.txt" || true
     perf report -i "$OUT/perf.data" --no-children --sort comm --stdio -g none 2>/dev/null \
-      | grep -v '^$' | head -30 >"$OUT/perf-threads.txt" || true
+      | squeeze | head -8 >"$OUT/perf-threads.txt" || true
+    echo "perf: $(grep -c . "$OUT/perf-self.txt") self / $(grep -c . "$OUT/perf-children.txt") inclusive lines in $OUT/perf-*.txt" >&2
   else
     log "perf unavailable (perf stat -e instructions true failed): skipping perf record"
   fi
@@ -177,8 +197,9 @@ if [[ "$PROFILE" == 1 ]] || { [[ "$PROFILE" == auto ]] && grep -q MISSED "$OUT/s
   if command -v strace >/dev/null; then
     log "strace -f -c (fsync/fdatasync/write/futex) on the server during wrk -c$pc -d5s"
     before="$("$PY" -c "import json,urllib.request;print(json.load(urllib.request.urlopen('$URL/api/v1/stats'))['pipelines']['noop-prof']['total'])")"
-    strace -f -c -e trace=fsync,fdatasync,pwrite64,write,futex -o "$OUT/strace.txt" -p "$SERVER_PID" &
+    strace -qq -f -c -e trace=fsync,fdatasync,pwrite64,write,futex -o "$OUT/strace.txt" -p "$SERVER_PID" &
     STRACE_PID=$!
+    PIDS+=("$STRACE_PID")
     sleep 1
     wrk -t"$THREADS" -c"$pc" -d5s --timeout 30s -s "$HERE/submit.lua" \
       "$URL/api/v1/services/noop-prof" >"$OUT/wrk-strace.txt"
@@ -192,4 +213,8 @@ if [[ "$PROFILE" == 1 ]] || { [[ "$PROFILE" == auto ]] && grep -q MISSED "$OUT/s
       | tee -a "$OUT/summary.txt"
   fi
 fi
+[[ "${KEEP_PERF:-0}" == 1 ]] || rm -f "$OUT/perf.data" "$OUT/perf.data.old"
+# The server logs every task state at info (hundreds of MB here): keep the size and the tail.
+log "server log: $(du -h "$OUT/server.log" | cut -f1) ($(wc -l <"$OUT/server.log") lines); keeping the last 50 lines"
+tail -n 50 "$OUT/server.log" >"$OUT/server.log.tail" && rm -f "$OUT/server.log"
 log "done; outputs in $OUT"

@@ -6,12 +6,17 @@ from the same handler thread (after the 202 has been flushed). Keep-alive on bot
 Usage: svc.py PORT
 """
 import http.client
+import json
 import sys
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 _local = threading.local()
+# task_id -> [received, callback sent, callback answered] (CLOCK_MONOTONIC, comparable across
+# processes on this host); read and cleared by GET /timings.
+TIMINGS = {}
 
 
 def post_callback(url: str) -> None:
@@ -44,6 +49,7 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # else header/body writes meet delayed ACK: +40 ms
 
     def do_POST(self):
+        t_recv = time.perf_counter()
         n = int(self.headers.get("Content-Length") or 0)
         if n:
             self.rfile.read(n)
@@ -57,13 +63,20 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
         self.wfile.flush()
         if cb:
+            t_cb = time.perf_counter()
             post_callback(cb)
+            task = q.get("task_id", ["?"])[0]
+            TIMINGS[task] = [t_recv, t_cb, time.perf_counter()]
 
     def do_GET(self):
+        body = b"ok"
+        if self.path.startswith("/timings"):
+            body = json.dumps(TIMINGS).encode()
+            TIMINGS.clear()
         self.send_response(200)
-        self.send_header("Content-Length", "2")
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(b"ok")
+        self.wfile.write(body)
 
     def log_message(self, *args):
         pass
