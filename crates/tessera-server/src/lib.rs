@@ -147,6 +147,7 @@ pub async fn start(
         running: Mutex::new(HashMap::new()),
         owners: Mutex::new(HashMap::new()),
         expired_services: Mutex::new(HashSet::new()),
+        pipelines: Mutex::new(HashMap::new()),
     }));
     continue_unfinished(&state).await;
     tokio::spawn(registry::sweep_loop(state.clone()));

@@ -114,6 +114,7 @@ pub async fn announce(
             Ok((created, conflicts))
         })
         .await?;
+    state.pipelines_changed();
     state
         .expired_services
         .lock()
@@ -146,6 +147,7 @@ pub async fn sweep_loop(state: AppState) {
                 continue;
             }
             tracing::info!(service = %svc.name, "service silent for 3 periods: removed");
+            state.pipelines_changed();
             state
                 .expired_services
                 .lock()

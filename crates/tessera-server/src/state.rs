@@ -44,6 +44,16 @@ pub struct Inner {
     pub owners: Mutex<HashMap<String, Option<String>>>,
     /// Base URLs of services that stopped announcing: pipelines calling them are unavailable.
     pub expired_services: Mutex<HashSet<String>>,
+    /// Validated pipelines by name, so a submission does not re-read and re-check its
+    /// pipeline; every write of pipelines in this process clears it.
+    pub pipelines: Mutex<HashMap<String, Arc<CachedPipeline>>>,
+}
+
+/// A stored pipeline, parsed and validated.
+pub struct CachedPipeline {
+    pub row: tessera_store::PipelineRow,
+    pub pipeline: tessera_core::Pipeline,
+    pub definition: Value,
 }
 
 #[derive(Clone)]
@@ -58,6 +68,14 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
+    /// Forgets cached pipelines (after any change to the stored ones).
+    pub fn pipelines_changed(&self) {
+        self.pipelines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
         self.engine.store()
     }
@@ -83,13 +101,17 @@ impl AppState {
 pub fn publish(events: &broadcast::Sender<LiveEvent>, task_id: &str, records: &[&Record]) {
     for r in records {
         match r {
-            Record::Task { state, error, .. } => {
+            // Failures at info; the rest at debug (thousands of tasks a second would flood).
+            Record::Task { state, error, .. } if error.is_some() => {
                 tracing::info!(
                     task_id,
                     state = state.as_str(),
                     error = error.as_deref(),
                     "task state"
                 )
+            }
+            Record::Task { state, .. } => {
+                tracing::debug!(task_id, state = state.as_str(), "task state")
             }
             Record::Node(n) => tracing::debug!(
                 task_id,

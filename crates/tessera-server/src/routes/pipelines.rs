@@ -78,6 +78,7 @@ pub async fn create(
     };
     let name = row.name.clone();
     let created = state.blocking(move |s| s.put_pipeline(&row)).await?;
+    state.pipelines_changed();
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -141,6 +142,7 @@ pub async fn delete(
     caller.require(&[Role::Admin])?;
     let n = name.clone();
     if state.blocking(move |s| s.delete_pipeline(&n)).await? {
+        state.pipelines_changed();
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("pipeline", &name))

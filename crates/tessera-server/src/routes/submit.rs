@@ -29,11 +29,35 @@ pub async fn submit(
     request: Request,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::User, Role::Admin])?;
-    let r = route.clone();
-    let row = state
-        .blocking(move |s| s.pipeline(&r))
-        .await?
-        .ok_or_else(|| ApiError::not_found("pipeline", &route))?;
+    let cached = state
+        .pipelines
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&route)
+        .cloned();
+    let cached = match cached {
+        Some(c) => c,
+        None => {
+            let r = route.clone();
+            let row = state
+                .blocking(move |s| s.pipeline(&r))
+                .await?
+                .ok_or_else(|| ApiError::not_found("pipeline", &route))?;
+            let (pipeline, definition) = load(&state, &row.definition.to_string())?;
+            let c = std::sync::Arc::new(crate::state::CachedPipeline {
+                row,
+                pipeline,
+                definition,
+            });
+            state
+                .pipelines
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(route.clone(), c.clone());
+            c
+        }
+    };
+    let row = &cached.row;
     let unavailable = unavailable_services(&state, &row.definition);
     if !unavailable.is_empty() {
         return Err(ApiError::Unavailable(format!(
@@ -41,7 +65,7 @@ pub async fn submit(
             unavailable.join(", ")
         )));
     }
-    let (pipeline, definition) = load(&state, &row.definition.to_string())?;
+    let (pipeline, definition) = (cached.pipeline.clone(), cached.definition.clone());
     let expected = match pipeline.entry().map(|e| &e.kind) {
         Some(NodeKind::Entry(api)) => match &api.body {
             Some(Value::String(field)) => Expected::Binary(vec![field.clone()]),

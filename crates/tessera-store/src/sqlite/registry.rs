@@ -111,11 +111,10 @@ fn with_definition((mut row, text): (PipelineRow, String)) -> Result<PipelineRow
 const PIPELINE_COLUMNS: &str = "name, definition, source, owner, created_at, updated_at";
 
 pub(super) fn pipeline(conn: &Connection, name: &str) -> Result<Option<PipelineRow>, StoreError> {
-    conn.query_row(
-        &format!("SELECT {PIPELINE_COLUMNS} FROM pipelines WHERE name = ?1"),
-        [name],
-        pipeline_row,
-    )
+    conn.prepare_cached(&format!(
+        "SELECT {PIPELINE_COLUMNS} FROM pipelines WHERE name = ?1"
+    ))?
+    .query_row([name], pipeline_row)
     .optional()?
     .map(with_definition)
     .transpose()
