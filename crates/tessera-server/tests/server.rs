@@ -1051,3 +1051,105 @@ async fn binary_routes_refuse_json_and_missing_fields() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatch_is_retried_while_the_service_is_busy() {
+    let f = start().await;
+    let hits = Arc::new(AtomicUsize::new(0));
+    async fn handle(
+        State(hits): State<Arc<AtomicUsize>>,
+        Query(q): Query<std::collections::HashMap<String, String>>,
+    ) -> axum::http::StatusCode {
+        if hits.fetch_add(1, Ordering::SeqCst) < 2 {
+            return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+        }
+        let url = q["callback_url"].clone();
+        tokio::spawn(async move {
+            let _ = reqwest::Client::new()
+                .post(&url)
+                .json(&json!({"ok": true}))
+                .send()
+                .await;
+        });
+        axum::http::StatusCode::ACCEPTED
+    }
+    let app = axum::Router::new()
+        .route("/work", post(handle))
+        .with_state(hits.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    f.post_yaml(&service_pipeline("busy", &url)).await;
+    let (_, b) = f.submit("busy", json!({})).await;
+    let id = b["task_id"].as_str().unwrap().to_string();
+    let doc = f.wait_task(&id).await;
+    assert_eq!(doc["result"], json!({"ok": true}), "{doc}");
+    assert_eq!(hits.load(Ordering::SeqCst), 3, "two 503s, then accepted");
+    let logs = f
+        .get(&format!("/api/v1/tasks/{id}/nodes/call/log"))
+        .await
+        .1
+        .to_string();
+    assert!(
+        logs.contains("dispatch failed, will retry") && logs.contains("HTTP 503"),
+        "{logs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_reads_only_the_objects_of_its_own_tasks() {
+    let f = start_with(&[ADMIN, BOB, CAROL], Limits::default()).await;
+    let yaml = "nodes:\n  - {id: in, type: entry, api: {route: keep, body: file}, next: [end]}\n  - {id: end, type: end}\n";
+    let r = f
+        .http
+        .post(f.url("/api/v1/pipelines"))
+        .bearer_auth(secret(ADMIN))
+        .body(yaml)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(b"bob's".to_vec()).file_name("b.txt"),
+    );
+    let r = f
+        .http
+        .post(f.url("/api/v1/services/keep"))
+        .bearer_auth(secret(BOB))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let id = r.json::<Value>().await.unwrap()["task_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let result = loop {
+        let r = f
+            .http
+            .get(f.url(&format!("/api/v1/tasks/{id}/result")))
+            .bearer_auth(secret(BOB))
+            .send()
+            .await
+            .unwrap();
+        if r.status().as_u16() == 200 {
+            break r.json::<Value>().await.unwrap();
+        }
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let object = result["file"]["url"].as_str().unwrap().to_string();
+    let read = |token: &'static str| f.http.get(f.url(&object)).bearer_auth(secret(token)).send();
+    let bob = read(BOB).await.unwrap();
+    assert_eq!(bob.status().as_u16(), 200);
+    assert_eq!(bob.bytes().await.unwrap().as_ref(), b"bob's");
+    assert_eq!(
+        read(CAROL).await.unwrap().status().as_u16(),
+        404,
+        "not her object"
+    );
+    assert_eq!(read(ADMIN).await.unwrap().status().as_u16(), 200);
+}
