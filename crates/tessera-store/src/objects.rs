@@ -267,29 +267,31 @@ impl Objects {
         }
     }
 
+    /// Starts reading an object; an unknown or malformed id is `NotFound`.
+    async fn open(&self, id: &str) -> Result<object_store::GetResult, StoreError> {
+        let not_found = || StoreError::NotFound {
+            what: "object",
+            id: id.to_string(),
+        };
+        if !valid_object_id(id) {
+            return Err(not_found());
+        }
+        self.backend
+            .get(&Self::location(id))
+            .await
+            .map_err(|e| match e {
+                object_store::Error::NotFound { .. } => not_found(),
+                other => object_err(other),
+            })
+    }
+
     /// Opens an object for streaming out.
     pub async fn stream(
         &self,
         id: &str,
     ) -> Result<futures::stream::BoxStream<'static, Result<bytes::Bytes, StoreError>>, StoreError>
     {
-        if !valid_object_id(id) {
-            return Err(StoreError::NotFound {
-                what: "object",
-                id: id.to_string(),
-            });
-        }
-        let got = self
-            .backend
-            .get(&Self::location(id))
-            .await
-            .map_err(|e| match e {
-                object_store::Error::NotFound { .. } => StoreError::NotFound {
-                    what: "object",
-                    id: id.to_string(),
-                },
-                other => object_err(other),
-            })?;
+        let got = self.open(id).await?;
         Ok(Box::pin(got.into_stream().map(|r| r.map_err(object_err))))
     }
 
@@ -325,23 +327,7 @@ impl Objects {
 
     /// Copies an object into `dest`, streamed.
     pub async fn get_to_file(&self, id: &str, dest: &Path) -> Result<(), StoreError> {
-        if !valid_object_id(id) {
-            return Err(StoreError::NotFound {
-                what: "object",
-                id: id.to_string(),
-            });
-        }
-        let got = self
-            .backend
-            .get(&Self::location(id))
-            .await
-            .map_err(|e| match e {
-                object_store::Error::NotFound { .. } => StoreError::NotFound {
-                    what: "object",
-                    id: id.to_string(),
-                },
-                other => object_err(other),
-            })?;
+        let got = self.open(id).await?;
         let mut out = tokio::fs::File::create(dest).await.map_err(io_err(dest))?;
         let mut stream = got.into_stream();
         while let Some(chunk) = stream.next().await {

@@ -46,16 +46,14 @@ pub fn tasks(settings: &Settings, action: TasksAction) -> Result<ExitCode> {
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&docs)?);
             } else {
-                println!("{:<36}  {:<20}  {:<9}  CREATED", "ID", "PIPELINE", "STATE");
-                for t in list {
-                    println!(
-                        "{:<36}  {:<20}  {:<9}  {}",
-                        t.id,
-                        t.pipeline,
-                        t.state,
-                        iso(t.created_at)
-                    );
-                }
+                print_list(list.iter().map(|t| {
+                    (
+                        t.id.as_str(),
+                        t.pipeline.as_str(),
+                        t.state.as_str(),
+                        t.created_at,
+                    )
+                }));
             }
         }
         TasksAction::Show { task_id, json } => {
@@ -157,17 +155,15 @@ pub fn remote(base: &str, token: Option<&str>, action: TasksAction) -> Result<Ex
                         .collect();
                     println!("{}", serde_json::to_string_pretty(&docs)?);
                 } else {
-                    println!("{:<36}  {:<20}  {:<9}  CREATED", "ID", "PIPELINE", "STATE");
-                    for t in items {
-                        let s = |k: &str| t[k].as_str().unwrap_or("").to_string();
-                        println!(
-                            "{:<36}  {:<20}  {:<9}  {}",
+                    print_list(items.iter().map(|t| {
+                        let s = |k: &str| t[k].as_str().unwrap_or("");
+                        (
                             s("id"),
                             s("pipeline"),
                             s("state"),
-                            iso(t["created_at"].as_u64().unwrap_or(0))
-                        );
-                    }
+                            t["created_at"].as_u64().unwrap_or(0),
+                        )
+                    }));
                 }
             }
             TasksAction::Show { task_id, json } => {
@@ -215,6 +211,14 @@ pub fn remote(base: &str, token: Option<&str>, action: TasksAction) -> Result<Ex
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The task table of `tasks list`: id, pipeline, state, creation time.
+fn print_list<'a>(rows: impl Iterator<Item = (&'a str, &'a str, &'a str, u64)>) {
+    println!("{:<36}  {:<20}  {:<9}  CREATED", "ID", "PIPELINE", "STATE");
+    for (id, pipeline, state, created) in rows {
+        println!("{id:<36}  {pipeline:<20}  {state:<9}  {}", iso(created));
+    }
 }
 
 fn print_task(doc: &Value) {

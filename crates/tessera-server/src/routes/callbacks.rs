@@ -6,7 +6,6 @@ use axum::Json;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::header;
 use serde_json::{Map, Value, json};
-use tessera_store::PutStreamError;
 
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
@@ -97,33 +96,7 @@ async fn read_parts(
             }
             continue;
         }
-        let file_name = field.file_name().map(str::to_string);
-        let content_type = field.content_type().map(str::to_string);
-        let stream = Box::pin(futures::stream::unfold(field, |mut f| async move {
-            f.chunk().await.transpose().map(|r| (r, f))
-        }));
-        let meta = match state
-            .objects()
-            .put_stream(
-                stream,
-                file_name,
-                content_type,
-                state.limits.max_upload as u64,
-            )
-            .await?
-        {
-            Ok(m) => m,
-            Err(PutStreamError::TooLarge(limit)) => {
-                return Err(ApiError::TooLarge {
-                    limit: limit as usize,
-                });
-            }
-            Err(PutStreamError::Source(e)) => return Err(ApiError::bad_request(e.body_text())),
-        };
-        let (m, task) = (meta.clone(), task_id.to_string());
-        state
-            .blocking(move |s| s.put_object(&m, Some(&task)))
-            .await?;
+        let meta = super::store_field(state, field, Some(task_id.to_string())).await?;
         out.insert(name, meta.to_json());
     }
     Ok(Value::Object(out))

@@ -108,6 +108,45 @@ pub(crate) fn parse_json_body(bytes: &[u8]) -> Result<Value, ApiError> {
     })
 }
 
+/// Streams one multipart field into the object store and records the object (attached to
+/// `task` when known). Nothing is held whole in memory.
+pub(crate) async fn store_field(
+    state: &AppState,
+    field: axum::extract::multipart::Field<'_>,
+    task: Option<String>,
+) -> Result<tessera_store::ObjectMeta, ApiError> {
+    let file_name = field.file_name().map(str::to_string);
+    let content_type = field.content_type().map(str::to_string);
+    let stream = Box::pin(futures::stream::unfold(field, |mut f| async move {
+        f.chunk().await.transpose().map(|r| (r, f))
+    }));
+    let limit = state.limits.max_upload;
+    let meta = match state
+        .objects()
+        .put_stream(stream, file_name, content_type, limit as u64)
+        .await?
+    {
+        Ok(meta) => meta,
+        Err(tessera_store::PutStreamError::TooLarge(_)) => {
+            return Err(ApiError::TooLarge { limit });
+        }
+        Err(tessera_store::PutStreamError::Source(e)) => return Err(multipart_error(e)),
+    };
+    let m = meta.clone();
+    state
+        .blocking(move |s| s.put_object(&m, task.as_deref()))
+        .await?;
+    Ok(meta)
+}
+
+pub(crate) fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
+    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::TooLarge { limit: 0 }
+    } else {
+        ApiError::bad_request(format!("malformed multipart body: {}", e.body_text()))
+    }
+}
+
 /// Adds `"url": "/api/v1/objects/<id>"` to every object reference in a value.
 pub(crate) fn link_objects(v: &mut Value) {
     match v {

@@ -9,7 +9,6 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use tessera_core::NodeKind;
 use tessera_engine::Submission;
-use tessera_store::PutStreamError;
 
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
@@ -206,50 +205,28 @@ async fn read_multipart(
             Ok(None) => break,
             Err(e) => {
                 cleanup(state, &stored).await;
-                return Err(multipart_error(e));
+                return Err(super::multipart_error(e));
             }
         };
         let name = field.name().unwrap_or("").to_string();
         if fields.contains(&name) {
-            let file_name = field.file_name().map(str::to_string);
-            let content_type = field.content_type().map(str::to_string);
-            let stream = Box::pin(futures::stream::unfold(field, |mut f| async move {
-                f.chunk().await.transpose().map(|r| (r, f))
-            }));
-            let put = state
-                .objects()
-                .put_stream(
-                    stream,
-                    file_name,
-                    content_type,
-                    state.limits.max_upload as u64,
-                )
-                .await?;
-            let meta = match put {
+            let meta = match super::store_field(state, field, None).await {
                 Ok(meta) => meta,
-                Err(PutStreamError::TooLarge(limit)) => {
+                Err(e) => {
                     cleanup(state, &stored).await;
-                    return Err(ApiError::TooLarge {
-                        limit: limit as usize,
-                    });
-                }
-                Err(PutStreamError::Source(e)) => {
-                    cleanup(state, &stored).await;
-                    return Err(multipart_error(e));
+                    return Err(e);
                 }
             };
             stored.push(meta.id.clone());
-            let m = meta.clone();
-            state.blocking(move |s| s.put_object(&m, None)).await?;
             input.insert(name, meta.to_json());
         } else if name == "data" {
-            let text = field.text().await.map_err(multipart_error)?;
+            let text = field.text().await.map_err(super::multipart_error)?;
             match serde_json::from_str::<Value>(&text) {
                 Ok(Value::Object(m)) => input.extend(m),
                 _ => return Err(ApiError::bad_request("part `data` must be a JSON object")),
             }
         } else {
-            let text = field.text().await.map_err(multipart_error)?;
+            let text = field.text().await.map_err(super::multipart_error)?;
             input.insert(name, Value::String(text));
         }
     }
@@ -269,14 +246,6 @@ async fn read_multipart(
         });
     }
     Ok(Value::Object(input))
-}
-
-fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::TooLarge { limit: 0 }
-    } else {
-        ApiError::bad_request(format!("malformed multipart body: {}", e.body_text()))
-    }
 }
 
 /// Objects of a refused upload are deleted.
