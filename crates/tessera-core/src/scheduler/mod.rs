@@ -7,16 +7,18 @@
 
 mod data;
 mod types;
+mod view;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 pub use self::types::*;
+pub use self::view::cache_key;
 use crate::model::{Node, NodeKind};
 use crate::plan::{NodeRef, Plan};
-use crate::script::{ScriptContext, Scripts};
+use crate::script::Scripts;
 
 #[derive(Debug)]
 struct Instance {
@@ -696,148 +698,6 @@ impl Scheduler {
             error,
         }));
     }
-
-    fn record_node(&mut self, idx: usize, with_input: bool) {
-        let state = self.inst[idx].state;
-        self.push_record(idx, state, with_input, false);
-    }
-
-    fn record_node_cached(&mut self, idx: usize, cached: bool) {
-        let state = self.inst[idx].state;
-        let node = self.node_of(idx);
-        let with_input = node.kind.is_external() || node.cache;
-        self.push_record(idx, state, with_input, cached);
-    }
-
-    fn record_node_state(&mut self, idx: usize, state: NodeState) {
-        self.push_record(idx, state, false, false);
-    }
-
-    fn push_record(&mut self, idx: usize, state: NodeState, with_input: bool, cached: bool) {
-        let i = &self.inst[idx];
-        let node = self.plan.node(i.node);
-        let failed = matches!(state, NodeState::Failed);
-        self.effects.push(Effect::Record(Record::Node(NodeRecord {
-            key: i.key.to_string(),
-            node_id: node.id.clone(),
-            node_type: node.type_name(),
-            iteration: i.iteration,
-            attempt: i.attempt.max(u32::from(state != NodeState::Skipped)),
-            state,
-            input: if with_input || failed {
-                i.input.clone()
-            } else {
-                None
-            },
-            output: if state == NodeState::Finished {
-                i.output.clone()
-            } else {
-                None
-            },
-            error: if failed || state == NodeState::Cancelled {
-                i.error.clone()
-            } else {
-                None
-            },
-            decision: i.decision,
-            started_at: i.started_at,
-            finished_at: state.is_terminal().then_some(self.now),
-            cached,
-        })));
-    }
-
-    /// Progress counters for display.
-    pub fn progress(&self) -> Progress {
-        let mut p = Progress::default();
-        for i in &self.inst {
-            match i.state {
-                NodeState::Finished => p.finished += 1,
-                NodeState::Running => p.running += 1,
-                NodeState::Failed => p.failed += 1,
-                NodeState::Skipped => p.skipped += 1,
-                _ => {}
-            }
-        }
-        p.total = self.inst.len();
-        for (&idx, l) in &self.loops {
-            p.loops.push(LoopProgress {
-                key: self.inst[idx].key.to_string(),
-                done: l.done,
-                total: l.items.len(),
-            });
-        }
-        p.loops.sort_by(|a, b| a.key.cmp(&b.key));
-        p
-    }
-
-    fn script_context(
-        &self,
-        idx: usize,
-        node: &Node,
-        source: &str,
-        input: Value,
-        out: Value,
-    ) -> ScriptContext {
-        let mut nodes = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        let wants_all = crate::script::identifiers(source).any(|w| w == "nodes");
-        for word in crate::script::identifiers(source) {
-            if seen.insert(word)
-                && let Some(target) = self.lookup_node(idx, word)
-            {
-                nodes.push((word.to_string(), self.node_view(target)));
-            }
-        }
-        if wants_all {
-            for (id, &n) in &self.plan.index {
-                if seen.insert(id.as_str()) {
-                    nodes.push((id.clone(), self.node_view(n)));
-                }
-            }
-        }
-        let i = &self.inst[idx];
-        ScriptContext {
-            input,
-            out,
-            node_id: i.key.to_string(),
-            node_params: node.params.clone(),
-            node_state: i.state.as_str().to_string(),
-            task_id: self.ctx.task_id.clone(),
-            pipeline_name: self.plan.pipeline.name.clone(),
-            nodes,
-            loop_item: i
-                .branch
-                .map(|(l, item, _)| (self.loops[&l].items[item].clone(), item)),
-        }
-    }
-
-    fn node_view(&self, idx: usize) -> Value {
-        let i = &self.inst[idx];
-        let node = self.plan.node(i.node);
-        let mut m = Map::new();
-        m.insert(
-            "out".into(),
-            i.output.as_deref().cloned().unwrap_or(Value::Null),
-        );
-        m.insert(
-            "input".into(),
-            i.input.as_deref().cloned().unwrap_or(Value::Null),
-        );
-        m.insert("params".into(), Value::Object(node.params.clone()));
-        m.insert("state".into(), Value::String(i.state.as_str().into()));
-        Value::Object(m)
-    }
-}
-
-/// The cache key of a node run: its definition and its resolved input, objects by content.
-pub fn cache_key(node: &Node, input: &Value) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(b"tessera-cache-v1\0");
-    h.update(node.definition.to_string().as_bytes());
-    h.update(b"\0");
-    h.update(data::content_form(input).to_string().as_bytes());
-    hex::encode(h.finalize())
 }
 
 #[cfg(test)]
