@@ -187,6 +187,8 @@ impl Scheduler {
             l.in_flight += 1;
             l.unresolved.insert(item, template_len);
             let base = self.inst.len();
+            // A loop inside a cycle runs again: its branches belong to the loop's iteration.
+            let iteration = self.inst[loop_idx].iteration;
             for t in 0..template_len {
                 let plan = &self.plan.templates[&loop_node];
                 let key: Arc<str> = format!("{}#{item}", plan.nodes[t].id).into();
@@ -195,7 +197,8 @@ impl Scheduler {
                     loop_node,
                     index: t,
                 };
-                self.push_instance(key, node, preds, Some((loop_idx, item, base)));
+                let idx = self.push_instance(key, node, preds, Some((loop_idx, item, base)));
+                self.inst[idx].iteration = iteration;
             }
             self.make_ready(base);
         }

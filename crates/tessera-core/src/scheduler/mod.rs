@@ -38,6 +38,8 @@ struct Instance {
     back_from: Option<usize>,
     /// For a branch: back edges taken so far.
     jumps: u32,
+    /// A retry delay is armed for this instance.
+    waiting_retry: bool,
     /// For a template node: (loop instance, item index, first instance of the branch).
     branch: Option<(usize, usize, usize)>,
     started_at: Option<u64>,
@@ -87,6 +89,7 @@ pub struct Scheduler {
     rng: fastrand::Rng,
     state: TaskState,
     ends_reached: usize,
+    last_end_output: Option<Arc<Value>>,
     active_jobs: usize,
     retries_pending: usize,
     now: u64,
@@ -127,6 +130,7 @@ impl Scheduler {
             rng: fastrand::Rng::with_seed(seed),
             state: TaskState::Pending,
             ends_reached: 0,
+            last_end_output: None,
             active_jobs: 0,
             retries_pending: 0,
             now: 0,
@@ -177,6 +181,7 @@ impl Scheduler {
             decision: None,
             back_from: None,
             jumps: 0,
+            waiting_retry: false,
             branch,
             started_at: None,
             error: None,
@@ -231,9 +236,11 @@ impl Scheduler {
             Event::RetryDue { job } => {
                 let idx = job.instance as usize;
                 if idx < self.inst.len()
-                    && self.inst[idx].state == NodeState::Ready
+                    && self.inst[idx].waiting_retry
                     && self.inst[idx].attempt == job.attempt
+                    && self.inst[idx].iteration == job.iteration
                 {
+                    self.inst[idx].waiting_retry = false;
                     self.retries_pending -= 1;
                     self.dispatch(idx);
                 }
@@ -247,7 +254,8 @@ impl Scheduler {
     fn current_job(&self, job: JobId) -> Option<usize> {
         let idx = job.instance as usize;
         let i = self.inst.get(idx)?;
-        (i.state == NodeState::Running && i.attempt == job.attempt).then_some(idx)
+        (i.state == NodeState::Running && i.attempt == job.attempt && i.iteration == job.iteration)
+            .then_some(idx)
     }
 
     /// Runs the ready queue until nothing inline is left, then checks whether the task ended.
@@ -262,8 +270,15 @@ impl Scheduler {
             }
         }
         if self.state == TaskState::Running && self.active_jobs == 0 && self.retries_pending == 0 {
-            let msg = "no end node was reached: every path to an end was skipped".to_string();
-            self.finish_task(TaskState::Failed, None, Some(msg));
+            // Nothing left to run. With `wait_all`, the last end may have been skipped: the
+            // task ends with the output of the last end reached.
+            match self.last_end_output.clone() {
+                Some(out) => self.finish_task(TaskState::Finished, Some(out), None),
+                None => {
+                    let msg = "no end node was reached: every path to an end was skipped";
+                    self.finish_task(TaskState::Failed, None, Some(msg.to_string()));
+                }
+            }
         }
     }
 
@@ -332,6 +347,7 @@ impl Scheduler {
         let job = Job {
             id: JobId {
                 instance: idx as u32,
+                iteration: i.iteration,
                 attempt: i.attempt,
             },
             key: i.key.to_string(),
@@ -416,6 +432,12 @@ impl Scheduler {
     }
 
     fn replay_node(&mut self, idx: usize, past: PastRun) {
+        // Inputs are recomputed, not stored for every node: resolution and `before` scripts are
+        // deterministic, so `x.input` paths see what the first run saw.
+        let node = self.node_of(idx);
+        if let Ok(input) = self.prepare_input(idx, &node) {
+            self.inst[idx].input = Some(Arc::new(input));
+        }
         let i = &mut self.inst[idx];
         i.attempt = past.attempt;
         i.decision = past.decision;
@@ -438,6 +460,7 @@ impl Scheduler {
         let node = self.node_of(idx);
         if let NodeKind::End(spec) = &node.kind {
             self.ends_reached += 1;
+            self.last_end_output = Some(output.clone());
             let all_ends_done = !spec.wait_all || self.all_ends_resolved();
             if all_ends_done {
                 return self.finish_task(TaskState::Finished, Some(output), None);
@@ -484,9 +507,43 @@ impl Scheduler {
         })
     }
 
+    /// Cancels an instance's running job or armed retry (its iteration is being replaced).
+    fn abandon(&mut self, idx: usize) {
+        if self.inst[idx].waiting_retry {
+            self.inst[idx].waiting_retry = false;
+            self.retries_pending -= 1;
+        }
+        if self.inst[idx].state == NodeState::Running && self.loops.get(&idx).is_none() {
+            let i = &self.inst[idx];
+            let job = JobId {
+                instance: idx as u32,
+                iteration: i.iteration,
+                attempt: i.attempt,
+            };
+            self.effects.push(Effect::CancelJob(job));
+            self.record_node_state(idx, NodeState::Cancelled);
+            self.active_jobs -= 1;
+            self.inst[idx].state = NodeState::Cancelled;
+        }
+    }
+
     /// A back edge fired: reset the cycle body to a new iteration and start its head.
     fn start_iteration(&mut self, edge: usize, head: usize, from: usize) {
         let body = self.plan.topo.cycle_bodies[edge].clone();
+        // Work of the previous iteration still under way in the body (possible with `ready`
+        // expressions) is cancelled: its results belong to no current instance.
+        let stale: Vec<usize> = (0..self.inst.len())
+            .filter(|&i| match (self.inst[i].node, self.inst[i].branch) {
+                (NodeRef::Top(n), _) => body.contains(&n),
+                (_, Some((loop_idx, _, _))) => {
+                    matches!(self.inst[loop_idx].node, NodeRef::Top(l) if body.contains(&l))
+                }
+                _ => false,
+            })
+            .collect();
+        for i in stale {
+            self.abandon(i);
+        }
         for &n in &body {
             let unresolved = self.plan.topo.preds[n]
                 .iter()
@@ -619,10 +676,12 @@ impl Scheduler {
             let delay = node.retry.delay_before(next_attempt, self.rng.f64());
             let i = &mut self.inst[idx];
             i.state = NodeState::Ready;
+            i.waiting_retry = true;
             self.retries_pending += 1;
             self.effects.push(Effect::RetryAfter {
                 job: JobId {
                     instance: idx as u32,
+                    iteration: i.iteration,
                     attempt: i.attempt,
                 },
                 delay,
@@ -651,9 +710,13 @@ impl Scheduler {
     fn terminate(&mut self, state: TaskState, error: String) {
         for idx in 0..self.inst.len() {
             match self.inst[idx].state {
+                NodeState::Running if self.loops.contains_key(&idx) => {
+                    self.inst[idx].state = NodeState::Cancelled;
+                }
                 NodeState::Running => {
                     let job = JobId {
                         instance: idx as u32,
+                        iteration: self.inst[idx].iteration,
                         attempt: self.inst[idx].attempt,
                     };
                     self.effects.push(Effect::CancelJob(job));
@@ -678,6 +741,7 @@ impl Scheduler {
                 if self.inst[idx].state == NodeState::Running {
                     let job = JobId {
                         instance: idx as u32,
+                        iteration: self.inst[idx].iteration,
                         attempt: self.inst[idx].attempt,
                     };
                     self.effects.push(Effect::CancelJob(job));

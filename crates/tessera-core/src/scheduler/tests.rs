@@ -363,6 +363,7 @@ fn stale_events_are_ignored() {
     let job = sim.running[0].id;
     let stale = JobId {
         instance: job.instance,
+        iteration: job.iteration,
         attempt: job.attempt + 7,
     };
     let effects = sim.s.handle(
@@ -565,4 +566,178 @@ fn first_end_reached_ends_the_task_without_wait_all() {
         sim.node_states("b"),
         vec![NodeState::Running, NodeState::Cancelled]
     );
+}
+
+#[test]
+fn wait_all_ends_when_the_last_end_is_skipped() {
+    let yaml = r#"
+nodes:
+  - {id: in, type: entry, next: [e1, br]}
+  - {id: e1, type: end, wait_all: true}
+  - id: br
+    type: branch
+    if: "false"
+    then: {next: [e2]}
+    else: {next: [x]}
+  - {id: x, type: node}
+  - {id: e2, type: end, wait_all: true}
+"#;
+    assert_eq!(Sim::new(yaml, json!({"v": 1})).result(), json!({"v": 1}));
+}
+
+const LOOP_IN_CYCLE: &str = r#"
+nodes:
+  - {id: in, type: entry, next: [each]}
+  - id: each
+    type: loop
+    items: in.out.xs
+    next: [check]
+    nodes:
+      - {id: t, type: command, command: ["true"]}
+  - id: check
+    type: branch
+    if: "input.items[0] < 2"
+    then: {next: [each]}
+    else: {next: [end]}
+  - {id: end, type: end}
+"#;
+
+#[test]
+fn a_loop_inside_a_cycle_records_each_iteration_apart() {
+    let mut sim = Sim::new(LOOP_IN_CYCLE, json!({"xs": [0]}));
+    sim.succeed("t#0", json!(1));
+    let second = sim
+        .running
+        .iter()
+        .find(|j| j.key == "t#0")
+        .map(|j| j.iteration);
+    assert_eq!(
+        second,
+        Some(1),
+        "the branch runs in the loop's second iteration"
+    );
+    sim.succeed("t#0", json!(5));
+    assert_eq!(sim.result(), json!({"items": [5]}));
+    let runs: Vec<(u32, u32)> = sim
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Node(n) if n.key == "t#0" && n.state == NodeState::Running => {
+                Some((n.iteration, n.attempt))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(runs, vec![(0, 1), (1, 1)]);
+}
+
+#[test]
+fn resume_inside_a_cycle_reruns_the_current_iteration() {
+    let past = vec![
+        PastRun {
+            key: "in".into(),
+            iteration: 0,
+            attempt: 1,
+            state: NodeState::Finished,
+            output: Some(json!({"xs": [0]})),
+            decision: None,
+        },
+        PastRun {
+            key: "t#0".into(),
+            iteration: 0,
+            attempt: 1,
+            state: NodeState::Finished,
+            output: Some(json!(1)),
+            decision: None,
+        },
+        PastRun {
+            key: "each".into(),
+            iteration: 0,
+            attempt: 1,
+            state: NodeState::Finished,
+            output: Some(json!({"items": [1]})),
+            decision: None,
+        },
+        PastRun {
+            key: "check".into(),
+            iteration: 0,
+            attempt: 1,
+            state: NodeState::Finished,
+            output: Some(json!({"items": [1]})),
+            decision: Some(Arm::Then),
+        },
+    ];
+    let sim = Sim::with_past(LOOP_IN_CYCLE, json!({"xs": [0]}), past);
+    assert_eq!(sim.keys(), vec!["t#0"]);
+    assert_eq!(sim.running[0].iteration, 1);
+}
+
+#[test]
+fn replayed_nodes_keep_their_input() {
+    let yaml = format!(
+        r#"
+nodes:
+  - {{id: in, type: entry, next: [a]}}
+  - id: a
+    {CMD}
+    input: {{k: in.out.k}}
+    next: [b]
+  - id: b
+    {CMD}
+    input: {{seen: a.input.k}}
+    next: [end]
+  - {{id: end, type: end}}
+"#
+    );
+    let mut fresh = Sim::new(&yaml, json!({"k": 42}));
+    fresh.succeed("a", json!({}));
+    let past = vec![PastRun {
+        key: "a".into(),
+        iteration: 0,
+        attempt: 1,
+        state: NodeState::Finished,
+        output: Some(json!({})),
+        decision: None,
+    }];
+    let resumed = Sim::with_past(&yaml, json!({"k": 42}), past);
+    assert_eq!(*resumed.running[0].input, *fresh.running[0].input);
+    assert_eq!(*resumed.running[0].input, json!({"seen": 42}));
+}
+
+#[test]
+fn a_new_iteration_cancels_the_previous_iterations_running_work() {
+    let yaml = r#"
+nodes:
+  - {id: in, type: entry, next: [h, g]}
+  - {id: g, type: branch, if: "false", then: {next: [end]}, else: {next: []}}
+  - {id: h, type: node, next: [p, b], before: "input.n = if input.n == () { 0 } else { input.n + 1 };"}
+  - {id: p, type: command, command: ["true"], next: [b]}
+  - id: b
+    type: branch
+    ready: "h.state == \"finished\""
+    if: "input.n < 1"
+    then: {next: [h]}
+    else: {next: [x]}
+  - {id: x, type: node}
+  - {id: end, type: end}
+"#;
+    let mut sim = Sim::new(yaml, json!({}));
+    assert!(
+        !sim.cancelled.is_empty(),
+        "iteration 0's `p` was cancelled when iteration 1 began"
+    );
+    let ids: std::collections::HashSet<JobId> = sim.running.iter().map(|j| j.id).collect();
+    assert_eq!(ids.len(), sim.running.len(), "no two live jobs share an id");
+    while let Some(j) = sim.running.pop() {
+        let eff = sim.s.handle(
+            Event::JobSucceeded {
+                job: j.id,
+                output: json!({}),
+                cached: false,
+            },
+            2,
+        );
+        sim.apply(eff);
+    }
+    assert!(sim.outcome.is_some(), "the task ends once no work is left");
 }

@@ -132,6 +132,8 @@ impl Arm {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct JobId {
     pub instance: u32,
+    /// A new cycle iteration restarts attempt numbers: the iteration tells them apart.
+    pub iteration: u32,
     pub attempt: u32,
 }
 
