@@ -70,7 +70,23 @@ impl Driver {
         }
     }
 
+    /// Drives the task to its end. On a store error the task is left as last committed, its
+    /// jobs are stopped and its claim released, so that `resume` can continue it.
     pub fn run(&mut self) -> Result<Outcome, EngineError> {
+        let result = self.drive();
+        if let Err(e) = &result {
+            tracing::error!(task = %self.ctx.task_id, error = %e, "task driver stopped");
+            self.finish_jobs();
+            let _ = self
+                .ctx
+                .engine
+                .store
+                .release_task(&self.ctx.task_id, &self.ctx.engine.runner);
+        }
+        result
+    }
+
+    fn drive(&mut self) -> Result<Outcome, EngineError> {
         let effects = self.scheduler.start(now_millis());
         let mut outcome = self.apply(effects)?;
         let mut last_poll = Instant::now();
@@ -91,7 +107,12 @@ impl Driver {
             }
             if last_poll.elapsed() >= poll {
                 last_poll = Instant::now();
-                if self.ctx.engine.store.cancel_requested(&self.ctx.task_id)? {
+                // A failed poll is not worth stopping the task for: the next one decides.
+                let requested = self.ctx.engine.store.cancel_requested(&self.ctx.task_id);
+                if let Err(e) = &requested {
+                    tracing::warn!(task = %self.ctx.task_id, error = %e, "cancel poll failed");
+                }
+                if requested.unwrap_or(false) {
                     let e = Event::Cancel {
                         reason: "cancelled on request".into(),
                     };

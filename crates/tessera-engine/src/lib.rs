@@ -107,6 +107,8 @@ pub struct Submission {
     pub pipeline: Pipeline,
     pub input: Value,
     pub owner: Option<String>,
+    /// The task id to use (a fresh UUID v4 when `None`).
+    pub id: Option<String>,
 }
 
 /// A task started by this engine.
@@ -155,25 +157,36 @@ impl TaskHandle {
     }
 }
 
-/// `host:pid` of this process.
-fn runner_name() -> String {
-    let host = nix::unistd::gethostname()
+fn hostname() -> String {
+    nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "localhost".into());
-    format!("{host}:{}", std::process::id())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// `host:pid:nonce` of this process. The nonce tells this process from an earlier one that had
+/// the same pid (a container restarted as pid 1 under the same hostname).
+fn runner_name() -> String {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        format!("{}:{}:{}", hostname(), std::process::id(), &nonce[..12])
+    })
+    .clone()
 }
 
 /// Whether the process that claimed a task still runs (same host only: a runner on another
 /// host is assumed alive).
 pub fn runner_alive(runner: &str) -> bool {
-    let me = runner_name();
-    let (host, pid) = runner.rsplit_once(':').unwrap_or(("", "0"));
-    let (my_host, _) = me.rsplit_once(':').unwrap_or(("", "0"));
-    if host != my_host {
+    let mut parts = runner.rsplitn(3, ':');
+    let (_nonce, pid, host) = (parts.next(), parts.next(), parts.next());
+    let (Some(pid), Some(host)) = (pid, host) else {
+        return false;
+    };
+    if host != hostname() {
         return true;
     }
     match pid.parse::<i32>() {
-        Ok(pid) if pid as u32 == std::process::id() => true,
+        Ok(pid) if pid as u32 == std::process::id() => runner == runner_name(),
         Ok(pid) => nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok(),
         Err(_) => false,
     }
@@ -233,8 +246,9 @@ impl Engine {
             pipeline,
             input,
             owner,
+            id,
         } = submission;
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         self.shared.store.create_task(&NewTask {
             id: id.clone(),
             pipeline: pipeline.name.clone(),
@@ -245,7 +259,7 @@ impl Engine {
             runner: Some(self.shared.runner.clone()),
         })?;
         let plan = Arc::new(Plan::new(Arc::new(pipeline)));
-        self.start_driver(id, plan, input, Vec::new(), false)
+        self.start_driver(id, plan, input, Vec::new())
     }
 
     /// Continues a failed, cancelled or interrupted task: finished nodes keep their outputs.
@@ -287,9 +301,15 @@ impl Engine {
             }
         };
         let past = store.past_runs(task_id)?;
-        store.reopen_task(task_id)?;
+        let observed = (task.state.as_str(), task.runner.as_deref());
+        if !store.reopen_task(task_id, observed, &self.shared.runner)? {
+            return Err(EngineError::NotResumable {
+                id: task_id.to_string(),
+                reason: "another request is resuming it".into(),
+            });
+        }
         let plan = Arc::new(Plan::new(Arc::new(pipeline)));
-        self.start_driver(task_id.to_string(), plan, task.input, past, true)
+        self.start_driver(task_id.to_string(), plan, task.input, past)
     }
 
     /// Delivers a service's callback for `token` (objects already stored and referenced in
@@ -332,12 +352,7 @@ impl Engine {
         plan: Arc<Plan>,
         input: Value,
         past: Vec<tessera_core::scheduler::PastRun>,
-        claim: bool,
     ) -> Result<TaskHandle, EngineError> {
-        // A new task was created with its runner; a resumed one changes hands.
-        if claim {
-            self.shared.store.claim_task(&id, &self.shared.runner)?;
-        }
         let (events_tx, events_rx) = events::channel();
         let done = events::DoneSlot::new();
         let done_tx = done.clone();

@@ -41,10 +41,17 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &ServiceSpec) -> Result<Valu
     );
     let existing =
         blocking(move || store.callback_for_attempt(&task, &key, iteration, attempt)).await?;
+    let callback_url =
+        |token: &str| format!("{}/api/v1/callbacks/{token}", base.trim_end_matches('/'));
     let token = match existing {
         Some(row) if row.state == "received" => return outcome(ctx, &row),
         Some(row) if row.state == "waiting" => {
             ctx.log("engine", "still waiting for the callback of this attempt");
+            row.token
+        }
+        // Stored but never accepted by the service (the process died while dispatching).
+        Some(row) if row.state == "dispatching" => {
+            dispatch(ctx, spec, &callback_url(&row.token)).await?;
             row.token
         }
         _ => {
@@ -56,16 +63,25 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &ServiceSpec) -> Result<Valu
                 key: ctx.key.clone(),
                 iteration: ctx.iteration,
                 attempt: ctx.attempt,
-                state: "waiting".into(),
+                state: "dispatching".into(),
                 result: None,
                 failed: false,
             };
             blocking(move || store.create_callback(&row)).await?;
-            let callback_url = format!("{}/api/v1/callbacks/{token}", base.trim_end_matches('/'));
-            dispatch(ctx, spec, &callback_url).await?;
+            if let Err(e) = dispatch(ctx, spec, &callback_url(&token)).await {
+                let store = ctx.engine.store.clone();
+                let t = token.clone();
+                let _ = blocking(move || store.supersede_callback(&t)).await;
+                return Err(e);
+            }
             token
         }
     };
+    let store = ctx.engine.store.clone();
+    let t = token.clone();
+    blocking(move || store.mark_dispatched(&t)).await?;
+    // From here the attempt ends with its callback, or its token is retired (timeout, cancel).
+    let _retire = Retire::new(ctx, &token);
     let row = wait_for_callback(ctx, &token).await?;
     outcome(ctx, &row)
 }
@@ -94,6 +110,32 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| JobError::retryable(format!("store: {e}")))
 }
 
+/// Retires a token when its attempt ends without the callback (timeout, cancel, failed
+/// dispatch): a late callback is then refused. A killed process drops nothing, so after a crash
+/// the token stays valid and the resumed attempt keeps waiting for it.
+struct Retire {
+    store: std::sync::Arc<dyn tessera_store::Store>,
+    token: String,
+}
+
+impl Retire {
+    fn new(ctx: &JobContext, token: &str) -> Retire {
+        Retire {
+            store: ctx.engine.store.clone(),
+            token: token.to_string(),
+        }
+    }
+}
+
+impl Drop for Retire {
+    fn drop(&mut self) {
+        // Answered tokens are untouched: only `dispatching`/`waiting` ones are retired.
+        if let Err(e) = self.store.supersede_callback(&self.token) {
+            tracing::warn!(error = %e, "could not retire a callback token");
+        }
+    }
+}
+
 /// Waits until the token's callback is stored. The waiter is registered before the store is
 /// checked, so a callback arriving in between is not missed.
 async fn wait_for_callback(ctx: &JobContext, token: &str) -> Result<CallbackRow, JobError> {
@@ -106,7 +148,7 @@ async fn wait_for_callback(ctx: &JobContext, token: &str) -> Result<CallbackRow,
         let row = blocking(move || store.callback(&t)).await?;
         match row {
             Some(row) if row.state == "received" => return Ok(row),
-            Some(row) if row.state == "waiting" => notice.await,
+            Some(row) if row.state == "waiting" || row.state == "dispatching" => notice.await,
             _ => return Err(JobError::retryable("this attempt was superseded")),
         }
     }

@@ -46,6 +46,7 @@ fn submit(f: &Fixture, yaml: &str, input: Value) -> tessera_engine::TaskHandle {
             pipeline,
             input,
             owner: None,
+            id: None,
         })
         .unwrap()
 }
@@ -145,4 +146,22 @@ fn a_http_node_without_a_server_fails_after_its_retries() {
     );
     let logs = f.engine.store().logs(&h.id, Some("call")).unwrap();
     assert!(logs.iter().any(|l| l.line.contains("attempt 1 failed")));
+}
+
+#[test]
+fn an_earlier_process_with_our_pid_is_not_taken_for_us() {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string();
+    let stale = format!("{host}:{}:000000000000", std::process::id());
+    assert!(
+        !tessera_engine::runner_alive(&stale),
+        "same pid, other process (nonce differs)"
+    );
+    assert!(
+        tessera_engine::runner_alive("some-other-host:1:abc"),
+        "other hosts are assumed alive"
+    );
+    assert!(!tessera_engine::runner_alive("garbage"));
 }

@@ -183,6 +183,14 @@ async fn continue_unfinished(state: &AppState) {
         }
     };
     for id in ids {
+        let i = id.clone();
+        if let Ok(Some(task)) = state.blocking(move |s| s.task(&i)).await {
+            state
+                .owners
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id.clone(), task.owner);
+        }
         let engine = state.engine.clone();
         let task = id.clone();
         match tokio::task::spawn_blocking(move || engine.resume(&task)).await {

@@ -1153,3 +1153,92 @@ async fn a_user_reads_only_the_objects_of_its_own_tasks() {
     );
     assert_eq!(read(ADMIN).await.unwrap().status().as_u16(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_part_cannot_forge_object_references() {
+    let f = start().await;
+    let yaml = "nodes:\n  - {id: in, type: entry, api: {route: keep, body: file}, next: [end]}\n  - {id: end, type: end}\n";
+    f.post_yaml(yaml).await;
+    let file = || reqwest::multipart::Part::bytes(b"mine".to_vec()).file_name("m.txt");
+    for data in [
+        json!({"file": {"$object": "0b5a3c1e-9f4c-4a57-8a0e-1d2c3b4a5f60"}}).to_string(),
+        json!({"other": [{"$object": "0b5a3c1e-9f4c-4a57-8a0e-1d2c3b4a5f60"}]}).to_string(),
+    ] {
+        let form = reqwest::multipart::Form::new()
+            .part("file", file())
+            .text("data", data);
+        let r = f
+            .http
+            .post(f.url("/api/v1/services/keep"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 422);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_resumes_of_one_task_start_one_run() {
+    let f = start().await;
+    let dir = f._dir.path().display().to_string();
+    let yaml = format!(
+        "nodes:\n  - {{id: in, type: entry, api: {{route: once}}, next: [work]}}\n  - {{id: work, type: command, shell: true, command: \"echo run >> {dir}/runs; test -f {dir}/ok\", next: [end]}}\n  - {{id: end, type: end}}\n"
+    );
+    f.post_yaml(&yaml).await;
+    let (_, b) = f.submit("once", json!({})).await;
+    let id = b["task_id"].as_str().unwrap().to_string();
+    assert_eq!(f.wait_task(&id).await["state"], "failed");
+    std::fs::write(format!("{dir}/ok"), "").unwrap();
+    let url = f.url(&format!("/api/v1/tasks/{id}/resume"));
+    let (a, b) = tokio::join!(f.http.post(&url).send(), f.http.post(&url).send());
+    let mut codes = [a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
+    codes.sort();
+    assert_eq!(codes, [202, 409], "one resume wins");
+    assert_eq!(f.wait_task(&id).await["state"], "finished");
+    let runs = std::fs::read_to_string(format!("{dir}/runs")).unwrap();
+    assert_eq!(
+        runs.lines().count(),
+        2,
+        "first failed run + one resumed run"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_after_the_node_timed_out_is_refused() {
+    let f = start().await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    async fn handle(
+        State(seen): State<Arc<std::sync::Mutex<Vec<String>>>>,
+        Query(q): Query<std::collections::HashMap<String, String>>,
+    ) -> axum::http::StatusCode {
+        seen.lock().unwrap().push(q["callback_url"].clone());
+        axum::http::StatusCode::ACCEPTED
+    }
+    let app = axum::Router::new()
+        .route("/work", post(handle))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let yaml = format!(
+        "nodes:\n  - {{id: in, type: entry, api: {{route: slow}}, next: [call]}}\n  - {{id: call, type: service, url: \"{url}/work\", timeout: 200ms, next: [end]}}\n  - {{id: end, type: end}}\n"
+    );
+    f.post_yaml(&yaml).await;
+    let (_, b) = f.submit("slow", json!({})).await;
+    let doc = f.wait_task(b["task_id"].as_str().unwrap()).await;
+    assert_eq!(doc["state"], "failed");
+    assert!(
+        doc["error"].as_str().unwrap().contains("timed out"),
+        "{doc}"
+    );
+    let callback = seen.lock().unwrap()[0].clone();
+    let late = f
+        .http
+        .post(&callback)
+        .json(&json!({"late": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(late.status().as_u16(), 409);
+}

@@ -37,13 +37,19 @@ pub trait Store: Send + Sync {
     /// What a resumed scheduler needs: each attempt's state, and outputs of finished ones.
     fn past_runs(&self, task_id: &str) -> Result<Vec<PastRun>, StoreError>;
 
-    /// Records which process runs the task (`host:pid`), so others can tell if it is alive.
-    fn claim_task(&self, task_id: &str, runner: &str) -> Result<(), StoreError>;
+    /// Takes a task over to resume it, atomically: only if its state and runner are still the
+    /// ones observed (two resumes cannot both win). State back to `pending`, runner = `runner`,
+    /// cancel request cleared, attempts left `running` by a crash marked failed (interrupted) —
+    /// except `service` attempts, which keep waiting for their callback. False if it changed.
+    fn reopen_task(
+        &self,
+        task_id: &str,
+        observed: (&str, Option<&str>),
+        runner: &str,
+    ) -> Result<bool, StoreError>;
 
-    /// Marks a task to be resumed: state back to `pending`, cancel request cleared, attempts
-    /// left `running` by a crash marked failed (interrupted) — except `service` attempts, which
-    /// keep waiting for their callback.
-    fn reopen_task(&self, task_id: &str) -> Result<(), StoreError>;
+    /// Gives a task up (its driver stopped on an error), so that it can be resumed.
+    fn release_task(&self, task_id: &str, runner: &str) -> Result<(), StoreError>;
 
     fn append_logs(&self, lines: &[LogLine]) -> Result<(), StoreError>;
 
@@ -115,7 +121,7 @@ pub trait Store: Send + Sync {
         attempt: u32,
     ) -> Result<Option<CallbackRow>, StoreError>;
 
-    /// Stores a callback's result if the token is still waiting; false (nothing changed) for
+    /// Stores a callback's result if the token is still expected; false (nothing changed) for
     /// an unknown, superseded or already answered token.
     fn complete_callback(
         &self,
@@ -123,4 +129,10 @@ pub trait Store: Send + Sync {
         result: &Value,
         failed: bool,
     ) -> Result<bool, StoreError>;
+
+    /// The service accepted the dispatch: `dispatching` → `waiting`.
+    fn mark_dispatched(&self, token: &str) -> Result<(), StoreError>;
+
+    /// The attempt ended without its callback (timeout, cancel): the token is refused from now.
+    fn supersede_callback(&self, token: &str) -> Result<(), StoreError>;
 }

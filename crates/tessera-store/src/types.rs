@@ -136,7 +136,8 @@ pub struct CallbackRow {
     pub key: String,
     pub iteration: u32,
     pub attempt: u32,
-    /// `waiting`, `received` or `superseded`.
+    /// `dispatching` (token stored, POST not yet accepted), `waiting`, `received` or
+    /// `superseded`.
     pub state: String,
     pub result: Option<Value>,
     pub failed: bool,

@@ -178,9 +178,19 @@ fn logs_cancel_flags_and_unknown_ids() {
     assert!(store.request_cancel("t1").unwrap());
     assert!(store.cancel_requested("t1").unwrap());
     assert!(!store.request_cancel("nope").unwrap());
-    store.reopen_task("t1").unwrap();
+    assert!(store.reopen_task("t1", ("pending", None), "me").unwrap());
+    assert!(
+        !store.reopen_task("t1", ("pending", None), "other").unwrap(),
+        "taken already"
+    );
+    assert_eq!(
+        store.task("t1").unwrap().unwrap().runner.as_deref(),
+        Some("me")
+    );
     assert!(!store.cancel_requested("t1").unwrap());
-    let err = store.reopen_task("nope").unwrap_err();
+    let err = store
+        .reopen_task("nope", ("pending", None), "me")
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::User);
     assert!(store.task("nope").unwrap().is_none());
 }

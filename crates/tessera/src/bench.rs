@@ -228,6 +228,7 @@ fn run_once(engine: &Engine, w: Workload, yaml: &str, input: &Value) -> Result<(
         pipeline,
         input: input_copy,
         owner: None,
+        id: None,
     })?;
     let outcome = handle.wait()?;
     let total = t0.elapsed();

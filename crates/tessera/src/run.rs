@@ -65,6 +65,7 @@ pub fn run(
         pipeline,
         input,
         owner: None,
+        id: None,
     })?;
     follow(handle, &opened.runtime)
 }

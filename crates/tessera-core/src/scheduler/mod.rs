@@ -513,7 +513,7 @@ impl Scheduler {
             self.inst[idx].waiting_retry = false;
             self.retries_pending -= 1;
         }
-        if self.inst[idx].state == NodeState::Running && self.loops.get(&idx).is_none() {
+        if self.inst[idx].state == NodeState::Running && !self.loops.contains_key(&idx) {
             let i = &self.inst[idx];
             let job = JobId {
                 instance: idx as u32,

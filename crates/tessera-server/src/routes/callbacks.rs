@@ -21,7 +21,7 @@ pub async fn callback(
     let t = token.clone();
     let row = state.blocking(move |s| s.callback(&t)).await?;
     let row = match row {
-        Some(r) if r.state == "waiting" => r,
+        Some(r) if r.state == "waiting" || r.state == "dispatching" => r,
         Some(r) => {
             return Err(ApiError::Conflict(format!(
                 "this callback is no longer expected ({})",

@@ -84,6 +84,7 @@ pub async fn submit(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    let mut uploads: Vec<String> = Vec::new();
     let input = match expected {
         Expected::Json(example) => {
             if content_type.starts_with("multipart/") {
@@ -136,34 +137,36 @@ pub async fn submit(
             let multipart = Multipart::from_request(request, &state)
                 .await
                 .map_err(|e| ApiError::bad_request(e.body_text()))?;
-            read_multipart(&state, multipart, &fields).await?
+            let (input, stored) = read_multipart(&state, multipart, &fields).await?;
+            uploads = stored;
+            input
         }
     };
     let owner = caller.name.clone();
-    let handle_input = input.clone();
     let engine = state.engine.clone();
+    // The owner is known before the task starts, so its first live events reach the owner.
+    let id = uuid::Uuid::new_v4().to_string();
+    state
+        .owners
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id.clone(), owner.clone());
     let submission = Submission {
         definition,
         pipeline,
         input,
-        owner: owner.clone(),
+        owner,
+        id: Some(id.clone()),
     };
     let handle = tokio::task::spawn_blocking(move || engine.submit(submission))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
-    let id = handle.id.clone();
-    let uploads: Vec<String> = uploaded_ids(&handle_input);
     if !uploads.is_empty() {
         let task = id.clone();
         state
             .blocking(move |s| s.attach_objects(&task, &uploads))
             .await?;
     }
-    state
-        .owners
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(id.clone(), owner);
     super::tasks::track(&state, handle);
     Ok((
         StatusCode::ACCEPTED,
@@ -181,22 +184,12 @@ fn mentions_object(v: &Value) -> bool {
     }
 }
 
-/// Ids of the objects referenced at the top level of an input (the uploads).
-fn uploaded_ids(input: &Value) -> Vec<String> {
-    input
-        .as_object()
-        .into_iter()
-        .flat_map(|m| m.values())
-        .filter_map(|v| v.get("$object").and_then(Value::as_str).map(str::to_string))
-        .collect()
-}
-
 /// Streams the binary fields to the object store; `data` (JSON) and text fields become input.
 async fn read_multipart(
     state: &AppState,
     mut multipart: Multipart,
     fields: &[String],
-) -> Result<Value, ApiError> {
+) -> Result<(Value, Vec<String>), ApiError> {
     let mut input = Map::new();
     let mut stored = Vec::new();
     loop {
@@ -221,10 +214,24 @@ async fn read_multipart(
             input.insert(name, meta.to_json());
         } else if name == "data" {
             let text = field.text().await.map_err(super::multipart_error)?;
-            match serde_json::from_str::<Value>(&text) {
-                Ok(Value::Object(m)) => input.extend(m),
-                _ => return Err(ApiError::bad_request("part `data` must be a JSON object")),
+            let m = match serde_json::from_str::<Value>(&text) {
+                Ok(Value::Object(m)) => m,
+                _ => {
+                    cleanup(state, &stored).await;
+                    return Err(ApiError::bad_request("part `data` must be a JSON object"));
+                }
+            };
+            // References are made by the server only, and `data` may not replace an upload.
+            let clash = m.keys().any(|k| fields.contains(k));
+            if clash || mentions_object(&Value::Object(m.clone())) {
+                cleanup(state, &stored).await;
+                return Err(ApiError::Invalid {
+                    message: "part `data` may not hold object references or binary field names"
+                        .into(),
+                    details: Value::Null,
+                });
             }
+            input.extend(m);
         } else {
             let text = field.text().await.map_err(super::multipart_error)?;
             input.insert(name, Value::String(text));
@@ -245,7 +252,7 @@ async fn read_multipart(
             details: json!(missing),
         });
     }
-    Ok(Value::Object(input))
+    Ok((Value::Object(input), stored))
 }
 
 /// Objects of a refused upload are deleted.

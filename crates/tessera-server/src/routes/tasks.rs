@@ -212,7 +212,12 @@ pub async fn resume(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    visible_task(&state, &caller, &id).await?;
+    let task = visible_task(&state, &caller, &id).await?;
+    state
+        .owners
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id.clone(), task.owner.clone());
     let engine = state.engine.clone();
     let i = id.clone();
     let handle = tokio::task::spawn_blocking(move || engine.resume(&i))

@@ -401,26 +401,39 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
-    fn claim_task(&self, task_id: &str, runner: &str) -> Result<(), StoreError> {
+    fn release_task(&self, task_id: &str, runner: &str) -> Result<(), StoreError> {
         self.conn().execute(
-            "UPDATE tasks SET runner = ?2 WHERE id = ?1",
+            "UPDATE tasks SET runner = NULL WHERE id = ?1 AND runner = ?2",
             params![task_id, runner],
         )?;
         Ok(())
     }
 
-    fn reopen_task(&self, task_id: &str) -> Result<(), StoreError> {
+    fn reopen_task(
+        &self,
+        task_id: &str,
+        (state, old_runner): (&str, Option<&str>),
+        runner: &str,
+    ) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let n = tx.execute(
-            "UPDATE tasks SET state = 'pending', error = NULL, cancel_requested = 0 WHERE id = ?1",
-            [task_id],
+            "UPDATE tasks SET state = 'pending', error = NULL, cancel_requested = 0, runner = ?4
+             WHERE id = ?1 AND state = ?2 AND runner IS ?3",
+            params![task_id, state, old_runner, runner],
         )?;
         if n == 0 {
-            return Err(StoreError::NotFound {
-                what: "task",
-                id: task_id.to_string(),
-            });
+            let exists = tx
+                .query_row("SELECT 1 FROM tasks WHERE id = ?1", [task_id], |_| Ok(()))
+                .optional()?
+                .is_some();
+            if !exists {
+                return Err(StoreError::NotFound {
+                    what: "task",
+                    id: task_id.to_string(),
+                });
+            }
+            return Ok(false);
         }
         // Attempts caught running by a crash will never report: say so in the history.
         tx.execute(
@@ -429,7 +442,7 @@ impl Store for SqliteStore {
             [task_id],
         )?;
         tx.commit()?;
-        Ok(())
+        Ok(true)
     }
 
     fn append_logs(&self, lines: &[LogLine]) -> Result<(), StoreError> {
@@ -650,5 +663,22 @@ impl Store for SqliteStore {
         failed: bool,
     ) -> Result<bool, StoreError> {
         registry::complete_callback(&self.conn(), token, result, failed)
+    }
+
+    fn mark_dispatched(&self, token: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE callbacks SET state = 'waiting' WHERE token = ?1 AND state = 'dispatching'",
+            [token],
+        )?;
+        Ok(())
+    }
+
+    fn supersede_callback(&self, token: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE callbacks SET state = 'superseded'
+             WHERE token = ?1 AND state IN ('waiting', 'dispatching')",
+            [token],
+        )?;
+        Ok(())
     }
 }

@@ -180,12 +180,13 @@ pub(super) fn remove_service(conn: &mut Connection, name: &str) -> Result<(), St
 pub(super) fn create_callback(conn: &mut Connection, c: &CallbackRow) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
     tx.execute(
-        "UPDATE callbacks SET state = 'superseded' WHERE task_id = ?1 AND key = ?2 AND state = 'waiting'",
+        "UPDATE callbacks SET state = 'superseded'
+         WHERE task_id = ?1 AND key = ?2 AND state IN ('waiting', 'dispatching')",
         params![c.task_id, c.key],
     )?;
     tx.execute(
         "INSERT INTO callbacks (token, task_id, key, iteration, attempt, state, result, failed)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'waiting', NULL, 0)",
+         VALUES (?1, ?2, ?3, ?4, ?5, 'dispatching', NULL, 0)",
         params![c.token, c.task_id, c.key, c.iteration, c.attempt],
     )?;
     tx.commit()?;
@@ -254,7 +255,7 @@ pub(super) fn complete_callback(
 ) -> Result<bool, StoreError> {
     let n = conn.execute(
         "UPDATE callbacks SET state = 'received', result = ?2, failed = ?3
-         WHERE token = ?1 AND state = 'waiting'",
+         WHERE token = ?1 AND state IN ('waiting', 'dispatching')",
         params![token, json_text(result), failed],
     )?;
     Ok(n == 1)
