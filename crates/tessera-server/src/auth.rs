@@ -92,7 +92,7 @@ impl Tokens {
             else {
                 return Err(format!(
                     "token `{}…`: expected role:name:secret",
-                    &entry[..entry.len().min(12)]
+                    entry.chars().take(12).collect::<String>()
                 ));
             };
             let role = Role::parse(role).ok_or_else(|| {
@@ -171,6 +171,10 @@ mod tests {
         assert!(Tokens::parse(&["root:x:0123456789abcdef".into()]).is_err());
         assert!(Tokens::parse(&["user:x:short".into()]).is_err());
         assert!(Tokens::parse(&["user-only".into()]).is_err());
+        assert!(
+            Tokens::parse(&["ééééééééééééééé".into()]).is_err(),
+            "no panic on multibyte text"
+        );
     }
 
     #[test]
