@@ -360,6 +360,11 @@ async fn test_service(service: TestService) -> String {
     let app = axum::Router::new()
         .route("/work", post(handle))
         .with_state(service);
+    serve_app(app).await
+}
+
+/// Serves a test service on 127.0.0.1 (ephemeral port); returns its base URL.
+async fn serve_app(app: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -877,9 +882,7 @@ async fn a_service_that_never_calls_back_is_dispatched_again_and_its_late_callba
     let app = axum::Router::new()
         .route("/work", post(handle))
         .with_state(seen);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = serve_app(app).await;
     let yaml = format!(
         "nodes:\n  - {{id: in, type: entry, api: {{route: flaky}}, next: [call]}}\n  - {{id: call, type: service, url: \"{url}/work\", timeout: 300ms, retry: {{attempts: 3, backoff: 10ms}}, next: [end]}}\n  - {{id: end, type: end}}\n"
     );
@@ -1076,9 +1079,7 @@ async fn dispatch_is_retried_while_the_service_is_busy() {
     let app = axum::Router::new()
         .route("/work", post(handle))
         .with_state(hits.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = serve_app(app).await;
     f.post_yaml(&service_pipeline("busy", &url)).await;
     let (_, b) = f.submit("busy", json!({})).await;
     let id = b["task_id"].as_str().unwrap().to_string();
@@ -1218,9 +1219,7 @@ async fn a_callback_after_the_node_timed_out_is_refused() {
     let app = axum::Router::new()
         .route("/work", post(handle))
         .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = serve_app(app).await;
     let yaml = format!(
         "nodes:\n  - {{id: in, type: entry, api: {{route: slow}}, next: [call]}}\n  - {{id: call, type: service, url: \"{url}/work\", timeout: 200ms, next: [end]}}\n  - {{id: end, type: end}}\n"
     );

@@ -168,44 +168,31 @@ impl Objects {
         name: Option<String>,
         content_type: Option<String>,
     ) -> Result<ObjectMeta, StoreError> {
-        let mut file = tokio::fs::File::open(path).await.map_err(io_err(path))?;
-        let id = uuid::Uuid::new_v4().to_string();
-        let upload = self
-            .backend
-            .put_multipart(&Self::location(&id))
-            .await
-            .map_err(object_err)?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
-        let mut buf = vec![0u8; CHUNK];
-        loop {
-            let n = file.read(&mut buf).await.map_err(io_err(path))?;
-            if n == 0 {
-                break;
+        let file = tokio::fs::File::open(path).await.map_err(io_err(path))?;
+        let chunks = Box::pin(futures::stream::unfold(file, |mut file| async move {
+            let mut buf = vec![0u8; CHUNK];
+            match file.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok(bytes::Bytes::from(buf)), file))
+                }
+                Err(e) => Some((Err(e), file)),
             }
-            hasher.update(&buf[..n]);
-            size += n as u64;
-            writer
-                .wait_for_capacity(PARTS_IN_FLIGHT)
-                .await
-                .map_err(object_err)?;
-            writer.write(&buf[..n]);
-        }
-        writer.finish().await.map_err(object_err)?;
+        }));
         let name = name.or_else(|| path.file_name().map(|n| n.to_string_lossy().into_owned()));
-        Ok(ObjectMeta {
-            content_type: content_type.or_else(|| guess_content_type(name.as_deref())),
-            id,
-            name,
-            size,
-            sha256: hex::encode(hasher.finalize()),
-            created_at: now_millis(),
-        })
+        match self
+            .put_stream(chunks, name, content_type, u64::MAX)
+            .await?
+        {
+            Ok(meta) => Ok(meta),
+            Err(PutStreamError::Source(e)) => Err(io_err(path)(e)),
+            Err(PutStreamError::TooLarge(_)) => unreachable!("no limit on files"),
+        }
     }
 
-    /// Stores a stream of chunks (an upload), hashed on the way; never held whole in memory.
-    /// Returns `Ok(None)` when the stream failed (the partial object is aborted).
+    /// Stores a stream of chunks (an upload, a file), hashed on the way; never held whole in
+    /// memory. The inner error says why the stream was refused (the partial object is aborted).
     pub async fn put_stream<S, E>(
         &self,
         mut stream: S,
