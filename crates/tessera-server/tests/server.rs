@@ -75,6 +75,22 @@ impl Fixture {
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 
+    /// Starts a task with a multipart body; asserts 202 and returns the task id.
+    async fn submit_form(&self, route: &str, form: reqwest::multipart::Form) -> String {
+        let r = self
+            .http
+            .post(self.url(&format!("/api/v1/services/{route}")))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+        r.json::<Value>().await.unwrap()["task_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     /// Polls a task until it ends.
     async fn wait_task(&self, id: &str) -> Value {
         let start = Instant::now();
@@ -689,18 +705,7 @@ async fn uploads_are_streamed_to_the_object_store_and_served_back() {
         reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(chunks), size)
             .file_name("big.bin");
     let form = reqwest::multipart::Form::new().part("file", part);
-    let r = f
-        .http
-        .post(f.url("/api/v1/services/size"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 202);
-    let id = r.json::<Value>().await.unwrap()["task_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = f.submit_form("size", form).await;
     let doc = f.wait_task(&id).await;
     assert_eq!(doc["state"], "finished", "{doc}");
     let out = doc["result"]["stdout"].as_str().unwrap();
@@ -1017,18 +1022,7 @@ async fn binary_routes_refuse_json_and_missing_fields() {
         .part("left", part("left"))
         .part("right", part("right"))
         .text("data", "{\"note\": \"both\"}");
-    let r = f
-        .http
-        .post(f.url("/api/v1/services/two"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 202);
-    let id = r.json::<Value>().await.unwrap()["task_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = f.submit_form("two", form).await;
     let doc = f.wait_task(&id).await;
     assert_eq!(doc["result"]["note"], "both");
     assert_eq!(doc["result"]["right"]["size"], 5);

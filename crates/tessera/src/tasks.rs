@@ -58,11 +58,7 @@ pub fn tasks(settings: &Settings, action: TasksAction) -> Result<ExitCode> {
         }
         TasksAction::Show { task_id, json } => {
             let doc = tessera_engine::inspect::task_document(store.as_ref(), &task_id)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&doc)?);
-            } else {
-                print_task(&doc);
-            }
+            show(&doc, json)?;
         }
         TasksAction::Logs {
             task_id,
@@ -168,11 +164,7 @@ pub fn remote(base: &str, token: Option<&str>, action: TasksAction) -> Result<Ex
             }
             TasksAction::Show { task_id, json } => {
                 let doc = call(reqwest::Method::GET, format!("/api/v1/tasks/{task_id}")).await?;
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&doc)?);
-                } else {
-                    print_task(&doc);
-                }
+                show(&doc, json)?;
             }
             TasksAction::Logs {
                 task_id,
@@ -219,6 +211,16 @@ fn print_list<'a>(rows: impl Iterator<Item = (&'a str, &'a str, &'a str, u64)>) 
     for (id, pipeline, state, created) in rows {
         println!("{id:<36}  {pipeline:<20}  {state:<9}  {}", iso(created));
     }
+}
+
+/// `tasks show`: the task document as JSON, or as a table.
+fn show(doc: &Value, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(doc)?);
+    } else {
+        print_task(doc);
+    }
+    Ok(())
 }
 
 fn print_task(doc: &Value) {

@@ -249,17 +249,19 @@ fn face_blur_and_describe_faces_with_the_example_services() {
                 .multipart(form)
                 .send()
         };
-        let id = submit("face-blur")
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()["task_id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let doc = wait_state(&client, &server.url, &id).await;
-        assert_eq!(doc["state"], "finished", "{doc}");
+        // Submits, then waits for the task to finish: (id, task document).
+        let run_task = |route: &'static str| {
+            let submitted = submit(route);
+            let (client, url) = (&client, &server.url);
+            async move {
+                let body: Value = submitted.await.unwrap().json().await.unwrap();
+                let id = body["task_id"].as_str().unwrap().to_string();
+                let doc = wait_state(client, url, &id).await;
+                assert_eq!(doc["state"], "finished", "{doc}");
+                (id, doc)
+            }
+        };
+        let (id, _) = run_task("face-blur").await;
         let result: Value = client
             .get(format!("{}/api/v1/tasks/{id}/result", server.url))
             .send()
@@ -281,17 +283,7 @@ fn face_blur_and_describe_faces_with_the_example_services() {
         assert_eq!(blurred.headers()["content-type"], "image/jpeg");
         let blurred = blurred.bytes().await.unwrap();
         assert!(blurred.len() > 1000 && blurred[..] != bytes[..]);
-        let id = submit("describe-faces")
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()["task_id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let doc = wait_state(&client, &server.url, &id).await;
-        assert_eq!(doc["state"], "finished", "{doc}");
+        let (_, doc) = run_task("describe-faces").await;
         let faces = doc["result"]["items"].as_array().unwrap();
         assert_eq!(faces.len(), 1);
         assert_eq!(faces[0]["image"]["content_type"], "image/jpeg");
