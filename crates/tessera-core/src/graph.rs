@@ -70,6 +70,7 @@ fn colours(kind: &NodeKind) -> (&'static str, &'static str) {
         NodeKind::Service(_) => ("#fce7f3", "#db2777"),
         NodeKind::Branch(_) => ("#fef3c7", "#d97706"),
         NodeKind::Loop(_) => ("#ecfeff", "#0891b2"),
+        NodeKind::Batch(_) => ("#f0fdf4", "#15803d"),
     }
 }
 
@@ -105,6 +106,7 @@ fn dot_nodes(nodes: &[Node], prefix: &str, indent: &str, s: &mut String) {
             NodeKind::Command(_) | NodeKind::Http(_) | NodeKind::Service(_) => "box",
             NodeKind::Branch(_) => "diamond",
             NodeKind::Loop(_) => "box3d",
+            NodeKind::Batch(_) => "folder",
         };
         let label = dot_quote(&format!("{}\n{}", node.id, node.type_name()));
         let _ = writeln!(

@@ -15,5 +15,6 @@ pub mod validate;
 pub use model::{Node, NodeKind, Pipeline};
 pub use plan::Plan;
 pub use report::{Issue, Report};
+pub use rhai;
 pub use script::Scripts;
 pub use validate::{load_document, load_pipeline};

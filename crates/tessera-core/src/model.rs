@@ -88,6 +88,16 @@ impl Node {
                 out.push((field.to_string(), s.as_str()));
             }
         }
+        if let NodeKind::Batch(b) = &self.kind
+            && let BatchProcessor::Rows { columns, filter } = &b.processor
+        {
+            for (name, src) in columns {
+                out.push((format!("processor.columns.{name}"), src.as_str()));
+            }
+            if let Some(f) = filter {
+                out.push(("processor.filter".into(), f.as_str()));
+            }
+        }
         if let NodeKind::Branch(b) = &self.kind {
             out.push(("if".into(), b.condition.as_str()));
             for (name, arm) in [("then", &b.then), ("else", &b.otherwise)] {
@@ -113,6 +123,8 @@ pub enum NodeKind {
     Service(ServiceSpec),
     Branch(BranchSpec),
     Loop(LoopSpec),
+    /// Chunked, parallel, restartable processing of a file of records (SPEC §9).
+    Batch(Box<BatchSpec>),
 }
 
 impl NodeKind {
@@ -126,6 +138,7 @@ impl NodeKind {
             NodeKind::Service(_) => "service",
             NodeKind::Branch(_) => "branch",
             NodeKind::Loop(_) => "loop",
+            NodeKind::Batch(_) => "batch",
         }
     }
 
@@ -133,7 +146,7 @@ impl NodeKind {
     pub fn is_external(&self) -> bool {
         matches!(
             self,
-            NodeKind::Command(_) | NodeKind::Http(_) | NodeKind::Service(_)
+            NodeKind::Command(_) | NodeKind::Http(_) | NodeKind::Service(_) | NodeKind::Batch(_)
         )
     }
 }
@@ -207,6 +220,102 @@ pub struct LoopSpec {
     pub collect: Option<DataPath>,
     /// Branches in flight at once; 0 = no limit.
     pub max_parallel: usize,
+}
+
+/// A `batch` node: reader → processor → writer over chunks of `chunk_size` records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchSpec {
+    pub reader: BatchReader,
+    pub processor: BatchProcessor,
+    pub writer: BatchWriter,
+    /// Records per chunk (the unit of work, commit and restart).
+    pub chunk_size: u64,
+    /// Chunks processed at once; 0 = one per CPU core.
+    pub parallelism: usize,
+    pub skip: SkipPolicy,
+    /// How many times the job may be started, first run and resumes included.
+    pub start_limit: Option<u32>,
+    /// Commit each chunk durably (fsync + checkpoint). Off: faster, but a failed run restarts
+    /// from scratch.
+    pub checkpoints: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordFormat {
+    Csv,
+    Jsonl,
+    Lines,
+}
+
+impl RecordFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordFormat::Csv => "csv",
+            RecordFormat::Jsonl => "jsonl",
+            RecordFormat::Lines => "lines",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchReader {
+    pub format: RecordFormat,
+    pub source: BatchSource,
+    /// CSV field delimiter (one byte).
+    pub delimiter: u8,
+    /// The CSV file starts with a header naming the columns (default true); without one,
+    /// columns are named `c1`, `c2`, …
+    pub header: bool,
+}
+
+/// Where the records come from: a file path (templated), or an object in the node's input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchSource {
+    Path(String),
+    Object(DataPath),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchWriter {
+    /// `Csv` or `Jsonl`.
+    pub format: RecordFormat,
+    pub target: BatchTarget,
+    pub delimiter: u8,
+}
+
+/// Where the output goes: a file path (templated), or a new object (the node's output names it).
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchTarget {
+    Path(String),
+    Object { name: Option<String> },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchProcessor {
+    /// Per-row expressions: `columns` added or replaced in order, rows kept when `filter` is true.
+    Rows {
+        columns: Vec<(String, String)>,
+        filter: Option<String>,
+    },
+    /// A command fed one chunk at a time on stdin, answering the processed chunk on stdout.
+    Command {
+        command: CommandLine,
+        env: BTreeMap<String, String>,
+        cwd: Option<String>,
+        /// What the command reads and writes (default: the reader's and the writer's formats).
+        input: Option<RecordFormat>,
+        output: Option<RecordFormat>,
+        /// The command may drop rows; otherwise it must answer as many rows as it got.
+        filters: bool,
+    },
+}
+
+/// Which bad rows are skipped (and recorded) instead of failing the job, and how many at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SkipPolicy {
+    pub limit: u64,
+    pub parse_errors: bool,
+    pub expression_errors: bool,
 }
 
 /// Data directives (SPEC §3): a single path, or named paths and literals.

@@ -10,6 +10,8 @@ use crate::datapath::DataPath;
 use crate::model::*;
 use crate::report::{Issue, Report};
 
+mod batch;
+
 const COMMON_FIELDS: &[&str] = &[
     "id", "type", "params", "input", "next", "ready", "before", "after", "retry", "timeout",
     "cache", "pool",
@@ -25,12 +27,13 @@ fn kind_fields(type_name: &str) -> Option<&'static [&'static str]> {
         "service" => &["url"],
         "branch" => &["if", "then", "else", "max_iterations"],
         "loop" => &["items", "nodes", "collect", "max_parallel"],
+        "batch" => batch::FIELDS,
         _ => return None,
     })
 }
 
 /// Types described by the specification that a later part of Tessera will run.
-const PLANNED_TYPES: &[&str] = &["batch", "raster"];
+const PLANNED_TYPES: &[&str] = &["raster"];
 
 /// Reads JSON or YAML text into a JSON value; the error names line and column.
 pub fn parse_document(text: &str) -> Result<Value, Issue> {
@@ -349,7 +352,7 @@ fn parse_node(value: &Value, where_: &str, report: &mut Report) -> Option<Node> 
             format!("node type `{type_name}` is not available in this version of Tessera")
         } else {
             format!(
-                "unknown node type `{type_name}` (expected entry, end, node, command, http, service, branch or loop)"
+                "unknown node type `{type_name}` (expected entry, end, node, command, http, service, branch, loop or batch)"
             )
         };
         report.push(Issue::node(&id, "type", msg));
@@ -389,21 +392,23 @@ fn parse_node(value: &Value, where_: &str, report: &mut Report) -> Option<Node> 
     let pool = f.string("pool");
     let retry = parse_retry(&mut f);
 
+    // A kind whose own fields are wrong (errors already reported) stays in the graph as a
+    // plain node, so that the edges to it are still checked instead of reported as unknown.
     let kind = match type_name.as_str() {
-        "entry" => NodeKind::Entry(parse_api(&mut f)),
-        "end" => NodeKind::End(EndSpec {
+        "entry" => Some(NodeKind::Entry(parse_api(&mut f))),
+        "end" => Some(NodeKind::End(EndSpec {
             wait_all: f.bool("wait_all").unwrap_or(false),
-        }),
-        "node" => NodeKind::Node,
-        "command" => NodeKind::Command(parse_command(&mut f)?),
-        "http" => NodeKind::Http(parse_http(&mut f)?),
-        "service" => NodeKind::Service(ServiceSpec {
-            url: parse_url(&mut f)?,
-        }),
-        "branch" => NodeKind::Branch(parse_branch(&mut f, !next.is_empty())?),
-        "loop" => NodeKind::Loop(parse_loop(&mut f)?),
+        })),
+        "node" => Some(NodeKind::Node),
+        "command" => parse_command(&mut f).map(NodeKind::Command),
+        "http" => parse_http(&mut f).map(NodeKind::Http),
+        "service" => parse_url(&mut f).map(|url| NodeKind::Service(ServiceSpec { url })),
+        "branch" => parse_branch(&mut f, !next.is_empty()).map(NodeKind::Branch),
+        "loop" => parse_loop(&mut f).map(NodeKind::Loop),
+        "batch" => batch::parse_batch(&mut f).map(|b| NodeKind::Batch(Box::new(b))),
         _ => unreachable!("kind_fields accepted only known types"),
-    };
+    }
+    .unwrap_or(NodeKind::Node);
     Some(Node {
         id,
         kind,

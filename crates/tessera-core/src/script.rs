@@ -76,35 +76,46 @@ impl Default for Scripts {
     }
 }
 
+/// A Rhai engine with Tessera's sandbox: no modules, no `eval`, no output, bounded
+/// operations, call depth, sizes and wall time. Every script host builds its engine here.
+pub fn sandboxed_engine(limits: &ScriptLimits) -> Engine {
+    let mut engine = Engine::new();
+    engine.set_max_operations(limits.max_operations);
+    engine.set_max_call_levels(limits.max_call_depth);
+    engine.set_max_expr_depths(64, 32);
+    engine.set_max_string_size(limits.max_string_size);
+    engine.set_max_array_size(limits.max_array_size);
+    engine.set_max_map_size(limits.max_map_size);
+    engine.set_max_modules(0);
+    // `eval` would let a script compile code outside the cache and its checks.
+    engine.disable_symbol("eval");
+    engine.on_print(|_| {});
+    engine.on_debug(|_, _, _| {});
+    let wall = limits.max_wall_time;
+    engine.on_progress(move |ops| {
+        // Checked every 4096 operations: cheap, and bounds a slow-but-legal script too.
+        if ops == 1 {
+            SCRIPT_STARTED.set(Some(Instant::now()));
+        } else if ops % 4096 == 0
+            && let Some(t) = SCRIPT_STARTED.get()
+            && t.elapsed() > wall
+        {
+            return Some(Dynamic::from("wall time limit reached"));
+        }
+        None
+    });
+    engine
+}
+
+/// Turns a Rhai evaluation error into a message (limits named in words).
+pub fn describe_error(e: EvalAltResult) -> ScriptError {
+    describe(e)
+}
+
 impl Scripts {
     pub fn new(limits: ScriptLimits) -> Scripts {
-        let mut engine = Engine::new();
-        engine.set_max_operations(limits.max_operations);
-        engine.set_max_call_levels(limits.max_call_depth);
-        engine.set_max_expr_depths(64, 32);
-        engine.set_max_string_size(limits.max_string_size);
-        engine.set_max_array_size(limits.max_array_size);
-        engine.set_max_map_size(limits.max_map_size);
-        engine.set_max_modules(0);
-        // `eval` would let a script compile code outside the cache and its checks.
-        engine.disable_symbol("eval");
-        engine.on_print(|_| {});
-        engine.on_debug(|_, _, _| {});
-        let wall = limits.max_wall_time;
-        engine.on_progress(move |ops| {
-            // Checked every 4096 operations: cheap, and bounds a slow-but-legal script too.
-            if ops == 1 {
-                SCRIPT_STARTED.set(Some(Instant::now()));
-            } else if ops % 4096 == 0
-                && let Some(t) = SCRIPT_STARTED.get()
-                && t.elapsed() > wall
-            {
-                return Some(Dynamic::from("wall time limit reached"));
-            }
-            None
-        });
         Scripts {
-            engine,
+            engine: sandboxed_engine(&limits),
             compiled: Mutex::new(HashMap::new()),
         }
     }

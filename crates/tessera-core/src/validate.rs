@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use crate::datapath::{DataPath, PathRoot};
-use crate::model::{Node, NodeKind, Pipeline};
+use crate::model::{BatchSource, Node, NodeKind, Pipeline};
 use crate::parse::parse_pipeline;
 use crate::report::{Issue, Report};
 use crate::script::Scripts;
@@ -161,6 +161,11 @@ fn check_node_paths(
             }
         }
         NodeKind::Loop(l) => paths.push(("items".into(), &l.items)),
+        NodeKind::Batch(b) => {
+            if let BatchSource::Object(p) = &b.reader.source {
+                paths.push(("reader.object".into(), p));
+            }
+        }
         _ => {}
     }
     for (field, path) in paths {

@@ -65,3 +65,53 @@ nodes:
         assert_eq!(report(&text), "valid", "{}", path.display());
     }
 }
+
+#[test]
+fn batch_node_errors_name_the_nested_field() {
+    let text = r#"
+nodes:
+  - {id: in, type: entry, next: [b1, b2, b3, b4, ok]}
+  - {id: b4, type: batch, reader: {format: csv, path: a.csv}, processor: {columns: {length: "row.name.len("}, filter: "row.x =="}, writer: {format: csv, path: o.csv}, next: [end]}
+  - id: b1
+    type: batch
+    reader: {format: xml, path: a.csv, delimiter: ";;", colour: red}
+    processor: {columns: {length: "row.name.len(", n: 3}, filter: "row.x =="}
+    writer: {format: lines, path: out.txt}
+    chunk_size: 0
+    skip: {limit: -1, on: [parse, typos]}
+    next: [end]
+  - id: b2
+    type: batch
+    reader: {format: csv, path: a.csv, object: input.file}
+    processor: {command: "sort", input: yaml}
+    writer: {format: csv}
+    start_limit: 0
+    next: [end]
+  - {id: b3, type: batch, reader: {format: jsonl, object: "nowhere.out.file"}, writer: {format: jsonl, object: 3}, next: [end]}
+  - id: ok
+    type: batch
+    reader: {format: csv, path: "{{input.path}}", delimiter: "\t"}
+    processor: {command: [sort], filters: true}
+    writer: {format: jsonl, object: true}
+    chunk_size: 5
+    parallelism: 2
+    skip: {limit: 10, on: [parse]}
+    start_limit: 3
+    retry: {attempts: 3}
+    next: [end]
+  - {id: end, type: end}
+"#;
+    insta::assert_snapshot!(report(text));
+    let doc = tessera_core::parse::parse_document(text).unwrap();
+    let mut rep = tessera_core::Report::default();
+    let p = tessera_core::parse::pipeline_from_value(&doc, &mut rep).unwrap();
+    let tessera_core::NodeKind::Batch(ok) = &p.node("ok").unwrap().kind else {
+        panic!("ok is a batch node")
+    };
+    assert_eq!(ok.reader.delimiter, b'\t');
+    assert_eq!(ok.chunk_size, 5);
+    assert_eq!(ok.parallelism, 2);
+    assert_eq!(ok.start_limit, Some(3));
+    assert!(ok.skip.parse_errors && !ok.skip.expression_errors);
+    assert!(ok.checkpoints);
+}

@@ -394,7 +394,10 @@ impl Scheduler {
                 Ok(Some(out))
             }
             NodeKind::Loop(spec) => self.start_loop(idx, spec),
-            NodeKind::Command(_) | NodeKind::Http(_) | NodeKind::Service(_) => {
+            NodeKind::Command(_)
+            | NodeKind::Http(_)
+            | NodeKind::Service(_)
+            | NodeKind::Batch(_) => {
                 unreachable!("external kinds are dispatched")
             }
         }

@@ -1,0 +1,445 @@
+//! Parsing a `batch` node's fields (reader, processor, writer, chunking, skip policy), every
+//! error named with its nested field (`reader.format`, `skip.on[1]`, …).
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use super::Fields;
+use crate::datapath::DataPath;
+use crate::model::*;
+
+pub(super) const FIELDS: &[&str] = &[
+    "reader",
+    "processor",
+    "writer",
+    "chunk_size",
+    "parallelism",
+    "skip",
+    "start_limit",
+    "checkpoints",
+];
+
+const DEFAULT_CHUNK_SIZE: u64 = 10_000;
+
+/// A nested object's fields, errors reported as `<prefix>.<field>` on the node.
+struct Sub<'f, 'a> {
+    f: &'f mut Fields<'a>,
+    prefix: &'static str,
+    obj: Map<String, Value>,
+}
+
+impl Sub<'_, '_> {
+    fn err(&mut self, field: &str, message: impl Into<String>) {
+        let name = format!("{}.{field}", self.prefix);
+        self.f.err(&name, message);
+    }
+
+    fn check_keys(&mut self, allowed: &[&str]) {
+        let unknown: Vec<String> = self
+            .obj
+            .keys()
+            .filter(|k| !allowed.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        for k in unknown {
+            self.err(
+                &k,
+                format!(
+                    "unknown field `{k}` (expected one of: {})",
+                    allowed.join(", ")
+                ),
+            );
+        }
+    }
+
+    fn string(&mut self, field: &str) -> Option<String> {
+        match self.obj.get(field)? {
+            Value::String(s) => Some(s.clone()),
+            other => {
+                let t = json_type(other);
+                self.err(field, format!("expected a string, got {t}"));
+                None
+            }
+        }
+    }
+
+    fn bool(&mut self, field: &str) -> Option<bool> {
+        match self.obj.get(field)? {
+            Value::Bool(b) => Some(*b),
+            other => {
+                let t = json_type(other);
+                self.err(field, format!("expected true or false, got {t}"));
+                None
+            }
+        }
+    }
+
+    fn format(&mut self, field: &str, allowed: &[RecordFormat]) -> Option<RecordFormat> {
+        let text = self.string(field)?;
+        let format = match text.as_str() {
+            "csv" => RecordFormat::Csv,
+            "jsonl" | "ndjson" => RecordFormat::Jsonl,
+            "lines" => RecordFormat::Lines,
+            _ => {
+                self.err(
+                    field,
+                    format!("unknown format `{text}` (csv, jsonl or lines)"),
+                );
+                return None;
+            }
+        };
+        if !allowed.contains(&format) {
+            let names: Vec<&str> = allowed.iter().map(|f| f.as_str()).collect();
+            self.err(
+                field,
+                format!(
+                    "format `{text}` is not possible here (expected {})",
+                    names.join(" or ")
+                ),
+            );
+            return None;
+        }
+        Some(format)
+    }
+
+    fn delimiter(&mut self) -> u8 {
+        match self.string("delimiter") {
+            None => b',',
+            Some(d) if d.len() == 1 && d != "\"" && d != "\n" && d != "\r" => d.as_bytes()[0],
+            Some(d) if d == "\\t" => b'\t',
+            Some(d) => {
+                self.err(
+                    "delimiter",
+                    format!("`{d}` is not a one-byte delimiter (examples: \",\", \";\", \"\\t\")"),
+                );
+                b','
+            }
+        }
+    }
+}
+
+fn sub<'f, 'a>(f: &'f mut Fields<'a>, prefix: &'static str) -> Option<Sub<'f, 'a>> {
+    match f.obj.get(prefix) {
+        None => None,
+        Some(Value::Object(m)) => {
+            let obj = m.clone();
+            Some(Sub { f, prefix, obj })
+        }
+        Some(other) => {
+            let t = json_type(other);
+            f.err(prefix, format!("expected an object, got {t}"));
+            None
+        }
+    }
+}
+
+pub(super) fn parse_batch(f: &mut Fields) -> Option<BatchSpec> {
+    let reader = parse_reader(f);
+    let writer = parse_writer(f);
+    let processor = parse_processor(f);
+    let chunk_size = match f.uint("chunk_size") {
+        Some(0) => {
+            f.err("chunk_size", "must be at least 1 record");
+            None
+        }
+        other => other,
+    };
+    let parallelism = f.uint("parallelism").unwrap_or(0) as usize;
+    let start_limit = match f.uint("start_limit") {
+        Some(0) => {
+            f.err("start_limit", "must be at least 1 (the first run counts)");
+            None
+        }
+        other => other.map(|n| n.min(u32::MAX as u64) as u32),
+    };
+    let checkpoints = f.bool("checkpoints").unwrap_or(true);
+    let skip = parse_skip(f);
+    Some(BatchSpec {
+        reader: reader?,
+        processor: processor?,
+        writer: writer?,
+        chunk_size: chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE),
+        parallelism,
+        skip,
+        start_limit,
+        checkpoints,
+    })
+}
+
+fn parse_reader(f: &mut Fields) -> Option<BatchReader> {
+    let Some(mut r) = sub(f, "reader") else {
+        if !f.obj.contains_key("reader") {
+            f.err(
+                "reader",
+                "missing field `reader` (e.g. {format: csv, path: data.csv})",
+            );
+        }
+        return None;
+    };
+    r.check_keys(&["format", "path", "object", "delimiter", "header"]);
+    let format = match r.obj.contains_key("format") {
+        true => r.format(
+            "format",
+            &[RecordFormat::Csv, RecordFormat::Jsonl, RecordFormat::Lines],
+        ),
+        false => {
+            r.err("format", "missing field `format` (csv, jsonl or lines)");
+            None
+        }
+    };
+    let delimiter = r.delimiter();
+    let header = r.bool("header").unwrap_or(true);
+    let source = match (r.string("path"), r.obj.get("object").cloned()) {
+        (Some(p), None) if !p.trim().is_empty() => Some(BatchSource::Path(p)),
+        (None, Some(Value::String(o))) => match DataPath::parse(&o) {
+            Ok(p) => Some(BatchSource::Object(p)),
+            Err(e) => {
+                r.err("object", e.to_string());
+                None
+            }
+        },
+        (None, Some(other)) => {
+            let t = json_type(&other);
+            r.err(
+                "object",
+                format!("expected a data path to an object, got {t}"),
+            );
+            None
+        }
+        (Some(_), Some(_)) => {
+            r.err("path", "give either `path` or `object`, not both");
+            None
+        }
+        _ => {
+            r.err(
+                "path",
+                "missing `path` (a file) or `object` (a data path to an object)",
+            );
+            None
+        }
+    };
+    Some(BatchReader {
+        format: format?,
+        source: source?,
+        delimiter,
+        header,
+    })
+}
+
+fn parse_writer(f: &mut Fields) -> Option<BatchWriter> {
+    let Some(mut w) = sub(f, "writer") else {
+        if !f.obj.contains_key("writer") {
+            f.err(
+                "writer",
+                "missing field `writer` (e.g. {format: csv, path: out.csv})",
+            );
+        }
+        return None;
+    };
+    w.check_keys(&["format", "path", "object", "delimiter"]);
+    let format = match w.obj.contains_key("format") {
+        true => w.format("format", &[RecordFormat::Csv, RecordFormat::Jsonl]),
+        false => {
+            w.err("format", "missing field `format` (csv or jsonl)");
+            None
+        }
+    };
+    let delimiter = w.delimiter();
+    let target = match (w.string("path"), w.obj.get("object").cloned()) {
+        (Some(p), None) if !p.trim().is_empty() => Some(BatchTarget::Path(p)),
+        (None, Some(Value::Bool(true))) => Some(BatchTarget::Object { name: None }),
+        (None, Some(Value::String(name))) => Some(BatchTarget::Object { name: Some(name) }),
+        (None, Some(other)) => {
+            w.err(
+                "object",
+                format!("expected true or a file name, got {}", json_type(&other)),
+            );
+            None
+        }
+        (Some(_), Some(_)) => {
+            w.err("path", "give either `path` or `object`, not both");
+            None
+        }
+        _ => {
+            w.err(
+                "path",
+                "missing `path` (a file) or `object: true` (a new object)",
+            );
+            None
+        }
+    };
+    Some(BatchWriter {
+        format: format?,
+        target: target?,
+        delimiter,
+    })
+}
+
+fn parse_processor(f: &mut Fields) -> Option<BatchProcessor> {
+    let Some(mut p) = sub(f, "processor") else {
+        // No processor: records are copied (or converted from one format to the other).
+        return (!f.obj.contains_key("processor")).then_some(BatchProcessor::Rows {
+            columns: Vec::new(),
+            filter: None,
+        });
+    };
+    if p.obj.contains_key("command") {
+        p.check_keys(&[
+            "command", "shell", "env", "cwd", "input", "output", "filters",
+        ]);
+        let shell = p.bool("shell").unwrap_or(false);
+        let command = match p.obj.get("command").cloned() {
+            Some(Value::String(s)) if shell => Some(CommandLine::Shell(s)),
+            Some(Value::String(_)) => {
+                p.err(
+                    "command",
+                    "a command string needs `shell: true`; otherwise give an argv list",
+                );
+                None
+            }
+            Some(Value::Array(items)) => {
+                let mut argv = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    match item {
+                        Value::String(s) => argv.push(s.clone()),
+                        other => p.err(
+                            &format!("command[{i}]"),
+                            format!("expected a string, got {}", json_type(other)),
+                        ),
+                    }
+                }
+                if argv.is_empty() {
+                    p.err("command", "the argv list is empty");
+                    None
+                } else if shell {
+                    Some(CommandLine::Shell(argv.join(" ")))
+                } else {
+                    Some(CommandLine::Argv(argv))
+                }
+            }
+            other => {
+                let t = other.as_ref().map_or("null", json_type);
+                p.err(
+                    "command",
+                    format!("expected an argv list or a string, got {t}"),
+                );
+                None
+            }
+        };
+        let env = match p.obj.get("env").cloned() {
+            None | Some(Value::Null) => BTreeMap::new(),
+            Some(Value::Object(m)) => m
+                .into_iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => (k, s),
+                    other => (k, other.to_string()),
+                })
+                .collect(),
+            Some(other) => {
+                p.err(
+                    "env",
+                    format!("expected an object, got {}", json_type(&other)),
+                );
+                BTreeMap::new()
+            }
+        };
+        let formats = [RecordFormat::Csv, RecordFormat::Jsonl];
+        let input = p
+            .obj
+            .contains_key("input")
+            .then(|| p.format("input", &formats))
+            .flatten();
+        let output = p
+            .obj
+            .contains_key("output")
+            .then(|| p.format("output", &formats))
+            .flatten();
+        return Some(BatchProcessor::Command {
+            command: command?,
+            env,
+            cwd: p.string("cwd"),
+            input,
+            output,
+            filters: p.bool("filters").unwrap_or(false),
+        });
+    }
+    p.check_keys(&["columns", "filter", "command"]);
+    let mut columns = Vec::new();
+    match p.obj.get("columns").cloned() {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            for (name, v) in m {
+                match v {
+                    Value::String(src) => columns.push((name, src)),
+                    other => p.err(
+                        &format!("columns.{name}"),
+                        format!("expected an expression string, got {}", json_type(&other)),
+                    ),
+                }
+            }
+        }
+        Some(other) => p.err(
+            "columns",
+            format!(
+                "expected an object of column name → expression, got {}",
+                json_type(&other)
+            ),
+        ),
+    }
+    let filter = p.string("filter");
+    Some(BatchProcessor::Rows { columns, filter })
+}
+
+fn parse_skip(f: &mut Fields) -> SkipPolicy {
+    let Some(mut s) = sub(f, "skip") else {
+        return SkipPolicy::default();
+    };
+    s.check_keys(&["limit", "on"]);
+    let limit = match s.obj.get("limit").cloned() {
+        Some(v) => match v.as_u64() {
+            Some(n) => n,
+            None => {
+                s.err("limit", format!("expected a non-negative integer, got {v}"));
+                0
+            }
+        },
+        None => {
+            s.err(
+                "limit",
+                "missing field `limit` (how many bad rows may be skipped)",
+            );
+            0
+        }
+    };
+    let mut policy = SkipPolicy {
+        limit,
+        parse_errors: true,
+        expression_errors: true,
+    };
+    match s.obj.get("on").cloned() {
+        None => {}
+        Some(Value::Array(items)) => {
+            policy.parse_errors = false;
+            policy.expression_errors = false;
+            for (i, item) in items.iter().enumerate() {
+                match item.as_str() {
+                    Some("parse") => policy.parse_errors = true,
+                    Some("expression") => policy.expression_errors = true,
+                    _ => s.err(
+                        &format!("on[{i}]"),
+                        format!("expected `parse` or `expression`, got {item}"),
+                    ),
+                }
+            }
+        }
+        Some(other) => s.err(
+            "on",
+            format!(
+                "expected a list of error kinds (parse, expression), got {}",
+                json_type(&other)
+            ),
+        ),
+    }
+    policy
+}
