@@ -135,4 +135,38 @@ pub trait Store: Send + Sync {
 
     /// The attempt ended without its callback (timeout, cancel): the token is refused from now.
     fn supersede_callback(&self, token: &str) -> Result<(), StoreError>;
+
+    /// Records a new batch job with its planned chunks (all `pending`), replacing any job of
+    /// the same node instance.
+    fn create_batch_job(
+        &self,
+        job: &BatchJobRow,
+        chunks: &[BatchChunkRow],
+    ) -> Result<(), StoreError>;
+
+    fn batch_job(&self, key: &BatchKey) -> Result<Option<BatchJobRow>, StoreError>;
+
+    /// Every batch job of a task.
+    fn batch_jobs(&self, task_id: &str) -> Result<Vec<BatchJobRow>, StoreError>;
+
+    /// Counts a start of the job (state `running`); returns the number of starts so far.
+    fn start_batch_job(&self, key: &BatchKey, now: u64) -> Result<u32, StoreError>;
+
+    /// Ends a job: `finished` with its output, or `failed` with the error.
+    fn end_batch_job(
+        &self,
+        key: &BatchKey,
+        state: &str,
+        output: Option<&Value>,
+        error: Option<&str>,
+        now: u64,
+    ) -> Result<(), StoreError>;
+
+    fn batch_chunks(&self, key: &BatchKey) -> Result<Vec<BatchChunkRow>, StoreError>;
+
+    /// The job's skipped and failed lines, in line order.
+    fn batch_lines(&self, key: &BatchKey) -> Result<Vec<BatchLineRow>, StoreError>;
+
+    /// A chunk's checkpoint (or failure) and its lines, in one durable transaction.
+    fn put_batch_chunk(&self, commit: &ChunkCommit<'_>) -> Result<(), StoreError>;
 }

@@ -150,3 +150,79 @@ pub struct StatRow {
     pub state: String,
     pub count: u64,
 }
+
+/// Identifies one batch job: a `batch` node instance of a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BatchKey {
+    pub task_id: String,
+    /// The node instance key (node id, or `loop[i]/id` inside a loop).
+    pub key: String,
+    pub iteration: u32,
+}
+
+/// A batch job: its input's identity and plan (fixed at the first start), state and counts.
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchJobRow {
+    #[serde(flatten)]
+    pub id: BatchKey,
+    /// `running`, `finished` or `failed`.
+    pub state: String,
+    /// Times the job was started (first run and resumes).
+    pub starts: u32,
+    /// The input as first seen: path, size, mtime (JSON).
+    pub source: Value,
+    /// The column names, output header and other plan facts (JSON).
+    pub plan: Value,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+/// One chunk of a batch job.
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchChunkRow {
+    pub index: u32,
+    pub start: u64,
+    pub end: u64,
+    pub first_line: u64,
+    pub records: u64,
+    /// `pending`, `committed` or `failed`.
+    pub state: String,
+    pub read: u64,
+    pub written: u64,
+    pub skipped: u64,
+    pub filtered: u64,
+    pub attempts: u32,
+    /// Hash of the input bytes `start..end` as processed (checked on resume).
+    pub input_hash: Option<String>,
+    /// The committed output file and its size.
+    pub file: Option<String>,
+    pub output_bytes: Option<u64>,
+    /// The output's first line when a command produced it (CSV header), checked equal across
+    /// chunks.
+    pub output_header: Option<String>,
+    pub error: Option<String>,
+    pub committed_at: Option<u64>,
+}
+
+/// A bad line of a batch job: skipped (within the skip policy) or failing its chunk.
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchLineRow {
+    pub chunk: u32,
+    pub line: u64,
+    /// `skipped` or `failed`.
+    pub state: String,
+    /// `parse` or `expression` (or `command`).
+    pub kind: String,
+    pub raw: String,
+    pub reason: String,
+}
+
+/// A chunk's durable checkpoint (its output file is already fsynced).
+#[derive(Debug, Clone)]
+pub struct ChunkCommit<'a> {
+    pub job: &'a BatchKey,
+    pub chunk: &'a BatchChunkRow,
+    pub skipped: &'a [BatchLineRow],
+}

@@ -533,3 +533,133 @@ fn concurrent_writers_share_commits_and_a_failing_one_fails_alone() {
     );
     assert_eq!(store.task("dup").unwrap().unwrap().input, json!({"n": 3}));
 }
+
+fn chunk_row(index: u32, start: u64, end: u64) -> BatchChunkRow {
+    BatchChunkRow {
+        index,
+        start,
+        end,
+        first_line: 2 + start,
+        records: end - start,
+        state: "pending".into(),
+        read: 0,
+        written: 0,
+        skipped: 0,
+        filtered: 0,
+        attempts: 0,
+        input_hash: None,
+        file: None,
+        output_bytes: None,
+        output_header: None,
+        error: None,
+        committed_at: None,
+    }
+}
+
+#[test]
+fn batch_jobs_keep_chunk_checkpoints_and_lines_across_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let key = BatchKey {
+        task_id: "t1".into(),
+        key: "lengths".into(),
+        iteration: 0,
+    };
+    {
+        let store = SqliteStore::open(&path, Durability::Full).unwrap();
+        store.create_task(&new_task("t1", 1)).unwrap();
+        let job = BatchJobRow {
+            id: key.clone(),
+            state: "running".into(),
+            starts: 0,
+            source: json!({"path": "in.csv", "size": 30}),
+            plan: json!({"names": ["a", "b"]}),
+            output: None,
+            error: None,
+            created_at: 5,
+            updated_at: 5,
+        };
+        let chunks = [
+            chunk_row(0, 0, 10),
+            chunk_row(1, 10, 20),
+            chunk_row(2, 20, 30),
+        ];
+        store.create_batch_job(&job, &chunks).unwrap();
+        assert_eq!(store.start_batch_job(&key, 6).unwrap(), 1);
+        let mut done = chunk_row(1, 10, 20);
+        done.state = "committed".into();
+        done.read = 10;
+        done.written = 9;
+        done.skipped = 1;
+        done.file = Some("chunk-1".into());
+        done.input_hash = Some("abc".into());
+        let skipped = [BatchLineRow {
+            chunk: 1,
+            line: 14,
+            state: "skipped".into(),
+            kind: "parse".into(),
+            raw: "x,y,z".into(),
+            reason: "expected 2 fields".into(),
+        }];
+        store
+            .put_batch_chunk(&ChunkCommit {
+                job: &key,
+                chunk: &done,
+                skipped: &skipped,
+            })
+            .unwrap();
+        let mut failed = chunk_row(2, 20, 30);
+        failed.state = "failed".into();
+        failed.error = Some("line 25: bad".into());
+        let failing = [BatchLineRow {
+            chunk: 2,
+            line: 25,
+            state: "failed".into(),
+            kind: "expression".into(),
+            raw: "q,1".into(),
+            reason: "bad".into(),
+        }];
+        store
+            .put_batch_chunk(&ChunkCommit {
+                job: &key,
+                chunk: &failed,
+                skipped: &failing,
+            })
+            .unwrap();
+        // An unknown chunk is refused, nothing written.
+        let ghost = chunk_row(9, 0, 1);
+        let err = store
+            .put_batch_chunk(&ChunkCommit {
+                job: &key,
+                chunk: &ghost,
+                skipped: &[],
+            })
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::User);
+    }
+    let store = SqliteStore::open(&path, Durability::Full).unwrap();
+    assert_eq!(store.start_batch_job(&key, 7).unwrap(), 2);
+    let chunks = store.batch_chunks(&key).unwrap();
+    let states: Vec<&str> = chunks.iter().map(|c| c.state.as_str()).collect();
+    assert_eq!(states, ["pending", "committed", "failed"]);
+    assert_eq!(chunks[1].file.as_deref(), Some("chunk-1"));
+    let lines = store.batch_lines(&key).unwrap();
+    assert_eq!(
+        lines
+            .iter()
+            .map(|l| (l.line, l.state.as_str()))
+            .collect::<Vec<_>>(),
+        [(14, "skipped"), (25, "failed")]
+    );
+    store
+        .end_batch_job(&key, "finished", Some(&json!({"written": 29})), None, 8)
+        .unwrap();
+    let jobs = store.batch_jobs("t1").unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].state, "finished");
+    assert_eq!(jobs[0].plan["names"][1], "b");
+    store.delete_task("t1").unwrap();
+    assert!(store.batch_job(&key).unwrap().is_none());
+    assert!(store.batch_chunks(&key).unwrap().is_empty());
+    assert!(store.batch_lines(&key).unwrap().is_empty());
+}

@@ -9,6 +9,7 @@ use serde_json::Value;
 use tessera_core::scheduler::{Arm, NodeState, PastRun, Record};
 
 use crate::Store;
+mod batch;
 mod group;
 mod registry;
 
@@ -150,6 +151,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", sync)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(batch::SCHEMA)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             group: group::GroupCommit::default(),
@@ -680,5 +682,48 @@ impl Store for SqliteStore {
             [token],
         )?;
         Ok(())
+    }
+
+    fn create_batch_job(
+        &self,
+        job: &BatchJobRow,
+        chunks: &[BatchChunkRow],
+    ) -> Result<(), StoreError> {
+        batch::create_job(&mut self.conn(), job, chunks)
+    }
+
+    fn batch_job(&self, key: &BatchKey) -> Result<Option<BatchJobRow>, StoreError> {
+        batch::job(&self.conn(), key)
+    }
+
+    fn batch_jobs(&self, task_id: &str) -> Result<Vec<BatchJobRow>, StoreError> {
+        batch::jobs(&self.conn(), task_id)
+    }
+
+    fn start_batch_job(&self, key: &BatchKey, now: u64) -> Result<u32, StoreError> {
+        batch::start_job(&self.conn(), key, now)
+    }
+
+    fn end_batch_job(
+        &self,
+        key: &BatchKey,
+        state: &str,
+        output: Option<&Value>,
+        error: Option<&str>,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        batch::end_job(&self.conn(), key, state, output, error, now)
+    }
+
+    fn batch_chunks(&self, key: &BatchKey) -> Result<Vec<BatchChunkRow>, StoreError> {
+        batch::chunks(&self.conn(), key)
+    }
+
+    fn batch_lines(&self, key: &BatchKey) -> Result<Vec<BatchLineRow>, StoreError> {
+        batch::lines(&self.conn(), key)
+    }
+
+    fn put_batch_chunk(&self, commit: &ChunkCommit<'_>) -> Result<(), StoreError> {
+        batch::put_chunk(&mut self.conn(), commit)
     }
 }

@@ -15,7 +15,15 @@ pub(super) fn delete_task(conn: &mut Connection, task_id: &str) -> Result<Vec<St
         stmt.query_map([task_id], |r| r.get(0))?
             .collect::<Result<_, _>>()?
     };
-    for table in ["node_runs", "logs", "callbacks", "objects"] {
+    for table in [
+        "node_runs",
+        "logs",
+        "callbacks",
+        "objects",
+        "batch_jobs",
+        "batch_chunks",
+        "batch_lines",
+    ] {
         tx.execute(
             &format!("DELETE FROM {table} WHERE task_id = ?1"),
             [task_id],
