@@ -2,13 +2,17 @@
 # bench/batch: the batch job "add `length` (Unicode characters of `patronyme`), write CSV" with
 # polars streaming, the Python csv module, pandas (chunksize=160000) and a single-threaded Rust
 # csv-crate program, side by side on the same generated files. Idempotent: the venv, the Rust
-# binary and the data files are only (re)built when missing.
+# binary and the data files are only (re)built when missing. The data comes from
+# `tessera sample patronymes` (built with `cargo build --release -p tessera` when a file is missing;
+# CARGO_TARGET_DIR is respected, TESSERA_BIN=/path/to/tessera skips the build).
 #   bench/batch/run.sh                  # 800k + 8M rows, 3 runs each
 #   RUNS=5 SIZES=800k bench/batch/run.sh
+#   TESSERA_BIN=/path/to/tessera bench/batch/run.sh
 #   EXTRA_TOOL="tessera=/work/main/target/release/tessera ... {in} {out}" bench/batch/run.sh
 # Stdout: one JSON line per (tool, file), then a Markdown table. Also kept in data/results.jsonl.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
 cd "$HERE"
 RUNS="${RUNS:-3}"
 SIZES="${SIZES:-800k 8m}"
@@ -26,9 +30,24 @@ if [ ! -x /usr/bin/time ]; then
   echo "[run] installing GNU time" >&2
   apt-get install -y time >&2
 fi
-# 3. the Rust baseline (standalone project, own target dir, not part of the workspace)
-cargo build -q --release --manifest-path rust-csv/Cargo.toml >&2
-# 4. data (deterministic: same seed -> same bytes)
+# 3. the Rust baseline (standalone project, own target dir whatever CARGO_TARGET_DIR says: bench.py
+#    runs rust-csv/target/release/rust-csv-len)
+cargo build -q --release --manifest-path rust-csv/Cargo.toml --target-dir rust-csv/target >&2
+# 4. data: `tessera sample patronymes` (deterministic: same rows + seed -> same bytes)
+tessera_bin() {
+  if [ -z "${TESSERA_BIN:-}" ]; then
+    echo "[run] cargo build --release -p tessera" >&2
+    (cd "$REPO" && cargo build -q --release -p tessera) >&2
+    # A relative CARGO_TARGET_DIR is relative to the directory cargo ran in: the repo root.
+    local dir="${CARGO_TARGET_DIR:-target}"
+    case "$dir" in /*) ;; *) dir="$REPO/$dir" ;; esac
+    TESSERA_BIN="$dir/release/tessera"
+  fi
+  if [ ! -x "$TESSERA_BIN" ]; then
+    echo "[run] no tessera binary at $TESSERA_BIN" >&2
+    exit 1
+  fi
+}
 mkdir -p data
 FILES=()
 for s in $SIZES; do
@@ -39,7 +58,10 @@ for s in $SIZES; do
   esac
   f="data/patronymes_${s}.csv"
   if [ ! -s "$f" ]; then
-    python3 gen_patronymes.py --rows "$n" --seed "$SEED" --out "$f.tmp" && mv "$f.tmp" "$f"
+    tessera_bin
+    echo "[run] tessera sample patronymes --rows $n --seed $SEED --out $f" >&2
+    "$TESSERA_BIN" sample patronymes --rows "$n" --seed "$SEED" --out "$f.tmp" >&2
+    mv "$f.tmp" "$f"
   fi
   FILES+=("$HERE/$f")
 done

@@ -297,3 +297,129 @@ async fn ingest_files(ctx: &mut JobContext, value: Value, base: &Path) -> Result
         other => Ok(other),
     }
 }
+
+/// A `batch` node's command, argv rendered once for the whole job.
+#[derive(Debug, Clone)]
+pub(crate) struct ChunkCommand {
+    pub program: String,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<String>,
+}
+
+/// Why a chunk's command failed; `transient` failures (it ran and exited non-zero, or was
+/// killed) are worth retrying, a missing program is not.
+#[derive(Debug)]
+pub(crate) struct ChunkCommandError {
+    pub message: String,
+    pub transient: bool,
+}
+
+impl ChunkCommand {
+    /// Renders the processor's command line against the node's input (like a `command` node).
+    pub fn render(
+        command: &CommandLine,
+        env: &std::collections::BTreeMap<String, String>,
+        cwd: Option<&str>,
+        input: &Value,
+        params: &Map<String, Value>,
+    ) -> Result<ChunkCommand, String> {
+        let mut no_objects = |_: &Value| -> Result<String, String> {
+            Err("object references cannot be used in a batch command line".into())
+        };
+        let (program, args) = match command {
+            CommandLine::Argv(argv) => {
+                let r = argv
+                    .iter()
+                    .map(|a| render(a, input, params, &mut no_objects))
+                    .collect::<Result<Vec<_>, _>>()?;
+                (r[0].clone(), r[1..].to_vec())
+            }
+            CommandLine::Shell(s) => (
+                "/bin/sh".to_string(),
+                vec!["-c".into(), render(s, input, params, &mut no_objects)?],
+            ),
+        };
+        let env = env
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), render(v, input, params, &mut no_objects)?)))
+            .collect::<Result<Vec<_>, String>>()?;
+        let cwd = cwd
+            .map(|c| render(c, input, params, &mut no_objects))
+            .transpose()?;
+        Ok(ChunkCommand {
+            program,
+            args,
+            env,
+            cwd,
+        })
+    }
+
+    /// Runs the command on one chunk: `stdin` in, stdout back. Its process group is killed if
+    /// the future is dropped (cancel).
+    pub async fn run(&self, stdin: Vec<u8>) -> Result<Vec<u8>, ChunkCommandError> {
+        let mut cmd = tokio::process::Command::new(&self.program);
+        cmd.args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
+        }
+        let mut child = cmd.spawn().map_err(|e| ChunkCommandError {
+            message: format!("cannot start `{}`: {e}", self.program),
+            transient: !matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+            ),
+        })?;
+        let mut group = ProcessGroup(child.id().map(|id| nix::unistd::Pid::from_raw(id as i32)));
+        let pipe = child.stdin.take();
+        let feed = async move {
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.write_all(&stdin).await;
+                let _ = pipe.shutdown().await;
+            }
+        };
+        let stdout = read_capped(child.stdout.take(), usize::MAX);
+        let stderr = read_capped(child.stderr.take(), 1 << 20);
+        let exited = async {
+            let status = child.wait().await;
+            drop(std::mem::replace(&mut group, ProcessGroup(None)));
+            status
+        };
+        let (status, (), stdout, stderr) = tokio::join!(exited, feed, stdout, stderr);
+        let status = status.map_err(|e| ChunkCommandError {
+            message: format!("waiting for `{}`: {e}", self.program),
+            transient: true,
+        })?;
+        if status.success() {
+            return Ok(stdout);
+        }
+        let stderr = String::from_utf8_lossy(&stderr);
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        let what = match status.code() {
+            Some(c) => format!("exit code {c}"),
+            None => "killed by a signal".to_string(),
+        };
+        Err(ChunkCommandError {
+            message: format!(
+                "`{}` failed with {what}{}",
+                self.program,
+                if last.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {last}")
+                }
+            ),
+            transient: true,
+        })
+    }
+}

@@ -76,7 +76,66 @@ pub fn task_document(store: &dyn Store, task_id: &str) -> Result<Value, EngineEr
         "counts": counts,
         "nodes": nodes,
         "runs": runs,
+        "batches": batch_documents(store, task_id)?,
     }))
+}
+
+/// Each batch job of the task: state, totals, chunks, and every skipped or failed line.
+fn batch_documents(store: &dyn Store, task_id: &str) -> Result<Vec<Value>, EngineError> {
+    let mut out = Vec::new();
+    for job in store.batch_jobs(task_id)? {
+        let chunks = store.batch_chunks(&job.id)?;
+        let lines = store.batch_lines(&job.id)?;
+        let committed: Vec<_> = chunks.iter().filter(|c| c.state == "committed").collect();
+        let sum = |f: fn(&tessera_store::BatchChunkRow) -> u64| -> u64 {
+            committed.iter().map(|c| f(c)).sum()
+        };
+        let mut states = Map::new();
+        for c in &chunks {
+            let n = states.entry(c.state.clone()).or_insert(json!(0));
+            *n = json!(n.as_u64().unwrap_or(0) + 1);
+        }
+        let chunk_docs: Vec<Value> = chunks
+            .iter()
+            .map(|c| {
+                json!({
+                    "index": c.index,
+                    "state": c.state,
+                    "first_line": c.first_line,
+                    "records": c.records,
+                    "bytes": [c.start, c.end],
+                    "read": c.read,
+                    "written": c.written,
+                    "skipped": c.skipped,
+                    "filtered": c.filtered,
+                    "attempts": c.attempts,
+                    "error": c.error,
+                    "committed_at": c.committed_at,
+                })
+            })
+            .collect();
+        out.push(json!({
+            "key": job.id.key,
+            "iteration": job.id.iteration,
+            "state": job.state,
+            "starts": job.starts,
+            "source": job.source,
+            "counts": {
+                "records": job.plan["records"],
+                "read": sum(|c| c.read),
+                "written": sum(|c| c.written),
+                "skipped": sum(|c| c.skipped),
+                "filtered": sum(|c| c.filtered),
+                "chunks": chunks.len(),
+                "chunk_states": states,
+            },
+            "error": job.error,
+            "output": job.output,
+            "chunks": chunk_docs,
+            "lines": lines,
+        }));
+    }
+    Ok(out)
 }
 
 /// Position of each node id in the pipeline document: top-level nodes in order, a loop's

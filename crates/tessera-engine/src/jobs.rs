@@ -176,6 +176,7 @@ async fn run(
             }
             NodeKind::Http(spec) => crate::http::run(&mut ctx, spec).await,
             NodeKind::Service(spec) => crate::service::run(&mut ctx, spec).await,
+            NodeKind::Batch(spec) => crate::batch::run(&mut ctx, spec).await,
             _ => Ok((*ctx.input).clone()),
         }
     };

@@ -3,6 +3,7 @@
 //! before acting on it; commands and HTTP calls run on the async I/O side (tokio), bounded by
 //! pools, and report back as events.
 
+mod batch;
 mod command;
 mod driver;
 mod error;
@@ -83,6 +84,21 @@ struct Shared {
     pools: jobs::Pools,
     runner: String,
     callbacks: events::Waiters,
+    /// Live batch counters of running tasks, by task id.
+    batch_boards: Mutex<std::collections::HashMap<String, Arc<batch::BatchBoard>>>,
+}
+
+impl Shared {
+    /// The batch progress board of a task (created on first use).
+    fn batch_board(&self, task_id: &str) -> Arc<batch::BatchBoard> {
+        let mut boards = self.batch_boards.lock().unwrap_or_else(|p| p.into_inner());
+        boards.entry(task_id.to_string()).or_default().clone()
+    }
+
+    fn drop_batch_board(&self, task_id: &str) {
+        let mut boards = self.batch_boards.lock().unwrap_or_else(|p| p.into_inner());
+        boards.remove(task_id);
+    }
 }
 
 /// Runs tasks. Cheap to clone.
@@ -115,6 +131,7 @@ pub struct Submission {
 pub struct TaskHandle {
     pub id: String,
     progress: Arc<Mutex<Progress>>,
+    batches: Arc<batch::BatchBoard>,
     events: events::EventSender,
     done: Arc<events::DoneSlot<Result<Outcome, EngineError>>>,
 }
@@ -127,7 +144,9 @@ impl std::fmt::Debug for TaskHandle {
 
 impl TaskHandle {
     pub fn progress(&self) -> Progress {
-        self.progress.lock().map(|p| p.clone()).unwrap_or_default()
+        let mut p = self.progress.lock().map(|p| p.clone()).unwrap_or_default();
+        p.batches = self.batches.snapshot();
+        p
     }
 
     /// Waits up to `timeout` for the task to end; `None` if it is still running. The result
@@ -223,6 +242,7 @@ impl Engine {
                 config,
                 runner: runner_name(),
                 callbacks: events::Waiters::default(),
+                batch_boards: Mutex::default(),
             }),
         })
     }
@@ -357,6 +377,9 @@ impl Engine {
         let done = events::DoneSlot::new();
         let done_tx = done.clone();
         let progress = Arc::new(Mutex::new(Progress::default()));
+        let batches = self.shared.batch_board(&id);
+        let shared = self.shared.clone();
+        let board_id = id.clone();
         let driver = driver::Driver::new(driver::DriverContext {
             engine: self.shared.clone(),
             task_id: id.clone(),
@@ -376,6 +399,7 @@ impl Engine {
                         .unwrap_or_else(|_| {
                             Err(EngineError::Internal("the task driver panicked".into()))
                         });
+                shared.drop_batch_board(&board_id);
                 done_tx.set(result);
                 // Freeing a big task's state takes a while: after the caller has its result.
                 drop(driver);
@@ -384,6 +408,7 @@ impl Engine {
         Ok(TaskHandle {
             id,
             progress,
+            batches,
             events: events_tx,
             done,
         })

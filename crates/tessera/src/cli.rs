@@ -1,6 +1,6 @@
 //! Command-line arguments (clap) and dispatch to the subcommands.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -109,6 +109,26 @@ pub enum Command {
     Serve(crate::serve::ServeArgs),
     /// Measure the engine on the standard workloads (see BENCHMARKS.md).
     Bench(crate::bench::BenchArgs),
+    /// Write sample data for the examples, tests and benchmarks.
+    Sample {
+        #[command(subcommand)]
+        kind: SampleKind,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SampleKind {
+    /// A "patronyme,count" CSV of realistic French surnames (accents, hyphens, apostrophes, a
+    /// few quoted fields with commas); the same --rows and --seed give the same bytes.
+    Patronymes {
+        #[arg(long, default_value_t = 800_000)]
+        rows: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Output file (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -198,6 +218,9 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
         },
         Command::Bench(args) => crate::bench::bench(args),
+        Command::Sample {
+            kind: SampleKind::Patronymes { rows, seed, out },
+        } => sample_patronymes(rows, seed, out.as_deref()),
         Command::Serve(args) => crate::serve::serve(args),
     }
 }
@@ -257,4 +280,37 @@ impl Config {
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
         }
     }
+}
+
+/// Writes the patronymes sample atomically (temporary file renamed when complete).
+fn sample_patronymes(rows: u64, seed: u64, out: Option<&Path>) -> Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let stats = match out {
+        None => tessera_batch::sample::write_patronymes(std::io::stdout().lock(), rows, seed)?,
+        Some(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            let tmp = path.with_extension("tmp");
+            let file = std::fs::File::create(&tmp)
+                .with_context(|| format!("cannot write {}", tmp.display()))?;
+            let stats = tessera_batch::sample::write_patronymes(
+                std::io::BufWriter::with_capacity(1 << 20, file),
+                rows,
+                seed,
+            )?;
+            std::fs::rename(&tmp, path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            stats
+        }
+    };
+    eprintln!(
+        "{} rows, {} bytes, {} quoted, in {:.2} s",
+        stats.rows,
+        stats.bytes,
+        stats.quoted,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
 }

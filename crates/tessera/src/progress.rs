@@ -13,6 +13,7 @@ pub struct ProgressView {
     multi: MultiProgress,
     summary: ProgressBar,
     loops: HashMap<String, ProgressBar>,
+    batches: HashMap<String, ProgressBar>,
     last_line: Option<(String, Instant)>,
 }
 
@@ -48,6 +49,7 @@ impl ProgressView {
             multi,
             summary,
             loops: HashMap::new(),
+            batches: HashMap::new(),
             last_line: None,
         }
     }
@@ -70,17 +72,46 @@ impl ProgressView {
             });
             bar.set_position(l.done as u64);
         }
+        for b in &p.batches {
+            let bar = self.batches.entry(b.key.clone()).or_insert_with(|| {
+                let bar = self.multi.add(ProgressBar::new(b.rows_total));
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "  batch {prefix} [{bar:30}] {human_pos}/{human_len} rows, {msg} ({per_sec}, eta {eta})",
+                    )
+                    .expect("valid template")
+                    .progress_chars("=> "),
+                );
+                bar.set_prefix(b.key.clone());
+                bar
+            });
+            bar.set_length(b.rows_total);
+            bar.set_position(b.rows_done);
+            bar.set_message(format!("chunks {}/{}", b.chunks_done, b.chunks_total));
+        }
         if !self.tty {
             let loops: Vec<String> = p
                 .loops
                 .iter()
                 .map(|l| format!("{} {}/{}", l.key, l.done, l.total))
                 .collect();
-            let line = if loops.is_empty() {
-                text
-            } else {
-                format!("{text}; loops: {}", loops.join(", "))
-            };
+            let batches: Vec<String> = p
+                .batches
+                .iter()
+                .map(|b| {
+                    format!(
+                        "{} rows {}/{} chunks {}/{}",
+                        b.key, b.rows_done, b.rows_total, b.chunks_done, b.chunks_total
+                    )
+                })
+                .collect();
+            let mut line = text;
+            if !loops.is_empty() {
+                line = format!("{line}; loops: {}", loops.join(", "));
+            }
+            if !batches.is_empty() {
+                line = format!("{line}; batch: {}", batches.join(", "));
+            }
             let due = match &self.last_line {
                 Some((last, at)) => *last != line && at.elapsed() >= Duration::from_secs(1),
                 None => true,
@@ -94,11 +125,17 @@ impl ProgressView {
 
     pub fn finish(&mut self, p: &Progress) {
         self.update(p);
-        for bar in self.loops.values() {
+        for bar in self.loops.values().chain(self.batches.values()) {
             bar.finish();
         }
         self.summary.finish_and_clear();
         let _ = self.multi.clear();
         eprintln!("{}", summary_text(p));
+        for b in &p.batches {
+            eprintln!(
+                "batch {}: {}/{} rows, {}/{} chunks",
+                b.key, b.rows_done, b.rows_total, b.chunks_done, b.chunks_total
+            );
+        }
     }
 }

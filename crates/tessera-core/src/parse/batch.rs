@@ -103,17 +103,17 @@ impl Sub<'_, '_> {
         Some(format)
     }
 
-    fn delimiter(&mut self) -> u8 {
+    fn delimiter(&mut self) -> Option<u8> {
         match self.string("delimiter") {
-            None => b',',
-            Some(d) if d.len() == 1 && d != "\"" && d != "\n" && d != "\r" => d.as_bytes()[0],
-            Some(d) if d == "\\t" => b'\t',
+            None => None,
+            Some(d) if d.len() == 1 && d != "\"" && d != "\n" && d != "\r" => Some(d.as_bytes()[0]),
+            Some(d) if d == "\\t" => Some(b'\t'),
             Some(d) => {
                 self.err(
                     "delimiter",
                     format!("`{d}` is not a one-byte delimiter (examples: \",\", \";\", \"\\t\")"),
                 );
-                b','
+                None
             }
         }
     }
@@ -136,7 +136,15 @@ fn sub<'f, 'a>(f: &'f mut Fields<'a>, prefix: &'static str) -> Option<Sub<'f, 'a
 
 pub(super) fn parse_batch(f: &mut Fields) -> Option<BatchSpec> {
     let reader = parse_reader(f);
-    let writer = parse_writer(f);
+    let mut writer = parse_writer(f);
+    // A CSV written from a CSV keeps its delimiter unless the writer names one.
+    if let (Some(r), Some((w, explicit))) = (&reader, &mut writer)
+        && !*explicit
+        && r.format == RecordFormat::Csv
+    {
+        w.delimiter = r.delimiter;
+    }
+    let writer = writer.map(|(w, _)| w);
     let processor = parse_processor(f);
     let chunk_size = match f.uint("chunk_size") {
         Some(0) => {
@@ -188,7 +196,7 @@ fn parse_reader(f: &mut Fields) -> Option<BatchReader> {
             None
         }
     };
-    let delimiter = r.delimiter();
+    let delimiter = r.delimiter().unwrap_or(b',');
     let header = r.bool("header").unwrap_or(true);
     let source = match (r.string("path"), r.obj.get("object").cloned()) {
         (Some(p), None) if !p.trim().is_empty() => Some(BatchSource::Path(p)),
@@ -227,7 +235,8 @@ fn parse_reader(f: &mut Fields) -> Option<BatchReader> {
     })
 }
 
-fn parse_writer(f: &mut Fields) -> Option<BatchWriter> {
+/// The writer, and whether it names its delimiter.
+fn parse_writer(f: &mut Fields) -> Option<(BatchWriter, bool)> {
     let Some(mut w) = sub(f, "writer") else {
         if !f.obj.contains_key("writer") {
             f.err(
@@ -245,7 +254,8 @@ fn parse_writer(f: &mut Fields) -> Option<BatchWriter> {
             None
         }
     };
-    let delimiter = w.delimiter();
+    let explicit = w.delimiter();
+    let delimiter = explicit.unwrap_or(b',');
     let target = match (w.string("path"), w.obj.get("object").cloned()) {
         (Some(p), None) if !p.trim().is_empty() => Some(BatchTarget::Path(p)),
         (None, Some(Value::Bool(true))) => Some(BatchTarget::Object { name: None }),
@@ -269,11 +279,14 @@ fn parse_writer(f: &mut Fields) -> Option<BatchWriter> {
             None
         }
     };
-    Some(BatchWriter {
-        format: format?,
-        target: target?,
-        delimiter,
-    })
+    Some((
+        BatchWriter {
+            format: format?,
+            target: target?,
+            delimiter,
+        },
+        explicit.is_some(),
+    ))
 }
 
 fn parse_processor(f: &mut Fields) -> Option<BatchProcessor> {

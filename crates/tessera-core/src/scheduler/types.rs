@@ -255,6 +255,17 @@ pub struct Progress {
     pub failed: usize,
     pub skipped: usize,
     pub loops: Vec<LoopProgress>,
+    /// Batch jobs under way (filled by the engine, which runs them).
+    pub batches: Vec<BatchProgress>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchProgress {
+    pub key: String,
+    pub chunks_done: u64,
+    pub chunks_total: u64,
+    pub rows_done: u64,
+    pub rows_total: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

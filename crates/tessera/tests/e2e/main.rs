@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `tessera` binary, real processes, real SQLite files, a real HTTP
 //! server on 127.0.0.1, kill -9 and resume.
 
+mod batch;
 mod server;
 mod support;
 

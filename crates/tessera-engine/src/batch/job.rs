@@ -1,0 +1,761 @@
+//! One batch job on blocking threads: plan (or verify the plan of an earlier start), process
+//! the chunks not yet committed on `parallelism` workers — each chunk's output file fsynced,
+//! then its checkpoint row committed — and assemble the output in input order.
+
+use std::fs::File;
+use std::io::{BufReader, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tessera_batch::chunk::{IssueKind, Layout, header_names};
+use tessera_core::model::{BatchSpec, RecordFormat, RetryPolicy};
+use tessera_core::scheduler::JobError;
+use tessera_store::{
+    BatchChunkRow, BatchJobRow, BatchKey, BatchLineRow, ChunkCommit, ObjectMeta, StoreError,
+};
+
+use super::work::{Failure, Gate, Work, WorkKind, line_row};
+use super::{BatchCounters, CancelFlag};
+use crate::command::ChunkCommand;
+use crate::{Shared, now_millis};
+
+pub(crate) enum Target {
+    Path(PathBuf),
+    Object { file: PathBuf, name: Option<String> },
+}
+
+pub(crate) struct JobRun {
+    pub engine: Arc<Shared>,
+    pub runtime: tokio::runtime::Handle,
+    pub key: BatchKey,
+    pub node_id: String,
+    pub spec: BatchSpec,
+    pub retry: RetryPolicy,
+    pub source: PathBuf,
+    pub target: Target,
+    pub work_dir: PathBuf,
+    pub command: Option<ChunkCommand>,
+    pub counters: Arc<BatchCounters>,
+    pub cancel: Arc<CancelFlag>,
+}
+
+/// Facts fixed when the job is planned, kept in the job row.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredPlan {
+    names: Vec<String>,
+    records: u64,
+    bytes: u64,
+}
+
+/// The input as first seen.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct Source {
+    path: String,
+    size: u64,
+    mtime_ns: u128,
+}
+
+/// What a chunk contributes to the totals and the assembly.
+#[derive(Debug, Clone, Default)]
+struct Done {
+    read: u64,
+    written: u64,
+    skipped: u64,
+    filtered: u64,
+    header: Option<String>,
+}
+
+type Output = (Value, Option<ObjectMeta>);
+
+fn store_err(e: StoreError) -> JobError {
+    JobError::retryable(format!("batch state: {e}"))
+}
+
+fn io_err(what: &str, path: &Path) -> impl Fn(std::io::Error) -> JobError {
+    let msg = format!("{what} {}", path.display());
+    move |e| JobError::retryable(format!("{msg}: {e}"))
+}
+
+fn layout(format: RecordFormat, delimiter: u8) -> Layout {
+    match format {
+        RecordFormat::Csv => Layout::Csv { delimiter },
+        RecordFormat::Jsonl => Layout::Jsonl,
+        RecordFormat::Lines => Layout::Lines,
+    }
+}
+
+impl JobRun {
+    pub fn run(self) -> (Result<Output, JobError>, Vec<String>) {
+        let mut logs = Vec::new();
+        let result = self.execute(&mut logs);
+        if let Err(e) = &result
+            && !self.cancel.flag.load(Ordering::SeqCst)
+        {
+            let _ = self.engine.store.end_batch_job(
+                &self.key,
+                "failed",
+                None,
+                Some(&e.message),
+                now_millis(),
+            );
+        }
+        (result, logs)
+    }
+
+    pub(super) fn reader_layout(&self) -> Layout {
+        layout(self.spec.reader.format, self.spec.reader.delimiter)
+    }
+
+    pub(super) fn writer_layout(&self) -> Layout {
+        layout(self.spec.writer.format, self.spec.writer.delimiter)
+    }
+
+    fn chunk_file(&self, index: u32) -> PathBuf {
+        self.work_dir.join(format!("chunk-{index:06}"))
+    }
+
+    fn execute(&self, logs: &mut Vec<String>) -> Result<Output, JobError> {
+        let store = &self.engine.store;
+        let path = self.source.display().to_string();
+        let meta = std::fs::metadata(&self.source)
+            .map_err(|e| JobError::permanent(format!("reader: cannot open {path}: {e}")))?;
+        let source = Source {
+            path: path.clone(),
+            size: meta.len(),
+            mtime_ns: meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos()),
+        };
+        let existing = store.batch_job(&self.key).map_err(store_err)?;
+        let job = match existing {
+            Some(job) if self.spec.checkpoints && job.state == "finished" => {
+                if let Some(out) = job.output {
+                    logs.push("batch already finished: its recorded output is reused".into());
+                    return Ok((out, None));
+                }
+                self.plan(&source, logs)?
+            }
+            Some(job) if self.spec.checkpoints => {
+                self.verify(&job, &source)?;
+                job
+            }
+            _ => self.plan(&source, logs)?,
+        };
+        let starts = store
+            .start_batch_job(&self.key, now_millis())
+            .map_err(store_err)?;
+        if let Some(limit) = self.spec.start_limit
+            && starts > limit
+        {
+            return Err(JobError::permanent(format!(
+                "batch node `{}` has been started {starts} times; its start_limit is {limit}",
+                self.node_id
+            )));
+        }
+        let plan: StoredPlan = serde_json::from_value(job.plan.clone())
+            .map_err(|e| JobError::permanent(format!("stored batch plan is invalid: {e}")))?;
+        let chunks = store.batch_chunks(&self.key).map_err(store_err)?;
+        let committed: Vec<&BatchChunkRow> =
+            chunks.iter().filter(|c| c.state == "committed").collect();
+        if !committed.is_empty() {
+            logs.push(format!(
+                "resuming: {} of {} chunks already committed",
+                committed.len(),
+                chunks.len()
+            ));
+        }
+        self.counters
+            .chunks_total
+            .store(chunks.len() as u64, Ordering::Relaxed);
+        self.counters
+            .rows_total
+            .store(plan.records, Ordering::Relaxed);
+        self.counters
+            .chunks_done
+            .store(committed.len() as u64, Ordering::Relaxed);
+        self.counters
+            .rows_done
+            .store(committed.iter().map(|c| c.records).sum(), Ordering::Relaxed);
+
+        let work = Work::new(self, &plan.names, logs)?;
+        let gate = Gate {
+            policy: self.spec.skip,
+            used: AtomicU64::new(committed.iter().map(|c| c.skipped).sum()),
+        };
+        let done: Mutex<Vec<Option<Done>>> = Mutex::new(
+            chunks
+                .iter()
+                .map(|c| {
+                    (c.state == "committed").then(|| Done {
+                        read: c.read,
+                        written: c.written,
+                        skipped: c.skipped,
+                        filtered: c.filtered,
+                        header: c.output_header.clone(),
+                    })
+                })
+                .collect(),
+        );
+        let pending: Vec<&BatchChunkRow> =
+            chunks.iter().filter(|c| c.state != "committed").collect();
+        let started = Instant::now();
+        self.process_all(&pending, &work, &gate, &done)?;
+        if !pending.is_empty() {
+            logs.push(format!(
+                "processed {} chunks in {} ms",
+                pending.len(),
+                started.elapsed().as_millis()
+            ));
+        }
+        let done: Vec<Done> = done
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .into_iter()
+            .map(Option::unwrap_or_default)
+            .collect();
+        let started = Instant::now();
+        let result = self.assemble(&work, &chunks, &done)?;
+        logs.push(format!(
+            "assembled the output in {} ms",
+            started.elapsed().as_millis()
+        ));
+        Ok(result)
+    }
+
+    /// Scans the input once and records the job with its chunks (all pending).
+    fn plan(&self, source: &Source, logs: &mut Vec<String>) -> Result<BatchJobRow, JobError> {
+        let started = Instant::now();
+        let path = &source.path;
+        let file = File::open(&self.source)
+            .map_err(|e| JobError::permanent(format!("reader: cannot open {path}: {e}")))?;
+        let reader = self.reader_layout();
+        let csv_header = matches!(reader, Layout::Csv { .. }) && self.spec.reader.header;
+        let plan = tessera_batch::plan_chunks(
+            BufReader::with_capacity(1 << 20, file),
+            tessera_batch::PlanOptions {
+                format: reader.plan_format(),
+                chunk_size: self.spec.chunk_size,
+                header: csv_header,
+            },
+        )
+        .map_err(|e| JobError::permanent(format!("reader: {path}: {e}")))?;
+        if csv_header && plan.header.is_none() {
+            return Err(JobError::permanent(format!(
+                "reader: {path} is empty: a CSV file with `header: true` needs a header line"
+            )));
+        }
+        let first_record = match plan.chunks.first() {
+            Some(c) => {
+                let mut buf = vec![0u8; (c.end - c.start).min(1 << 20) as usize];
+                let f = File::open(&self.source).map_err(io_err("cannot read", &self.source))?;
+                f.read_exact_at(&mut buf, c.start)
+                    .map_err(io_err("cannot read", &self.source))?;
+                let end = memchr_newline(&buf);
+                buf.truncate(end);
+                Some(buf)
+            }
+            None => None,
+        };
+        let names = header_names(plan.header.as_deref(), first_record.as_deref(), reader)
+            .map_err(|e| JobError::permanent(format!("reader: {path}: {e}")))?;
+        let stored = StoredPlan {
+            names,
+            records: plan.records,
+            bytes: plan.bytes,
+        };
+        let now = now_millis();
+        let job = BatchJobRow {
+            id: self.key.clone(),
+            state: "running".into(),
+            starts: 0,
+            source: serde_json::to_value(source).unwrap_or_default(),
+            plan: serde_json::to_value(&stored).unwrap_or_default(),
+            output: None,
+            error: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let rows: Vec<BatchChunkRow> = plan
+            .chunks
+            .iter()
+            .map(|c| BatchChunkRow {
+                index: c.index as u32,
+                start: c.start,
+                end: c.end,
+                first_line: c.first_line,
+                records: c.records,
+                state: "pending".into(),
+                read: 0,
+                written: 0,
+                skipped: 0,
+                filtered: 0,
+                attempts: 0,
+                input_hash: None,
+                file: None,
+                output_bytes: None,
+                output_header: None,
+                error: None,
+                committed_at: None,
+            })
+            .collect();
+        // A fresh plan: stale chunk files of an abandoned plan go.
+        let _ = std::fs::remove_dir_all(&self.work_dir);
+        std::fs::create_dir_all(&self.work_dir).map_err(io_err("cannot create", &self.work_dir))?;
+        if self.spec.checkpoints {
+            // Every chunk file exists (empty) and its name is durable before any checkpoint
+            // refers to it: one directory fsync instead of one per chunk.
+            for c in &rows {
+                File::create(self.chunk_file(c.index))
+                    .map_err(io_err("cannot create", &self.work_dir))?;
+            }
+            fsync_dir(&self.work_dir)?;
+        }
+        self.engine
+            .store
+            .create_batch_job(&job, &rows)
+            .map_err(store_err)?;
+        logs.push(format!(
+            "planned {} chunks of up to {} records ({} records, {} bytes) in {} ms",
+            rows.len(),
+            self.spec.chunk_size,
+            plan.records,
+            plan.bytes,
+            started.elapsed().as_millis()
+        ));
+        Ok(job)
+    }
+
+    /// A resumed job may only reuse its committed chunks if the input is the one they came
+    /// from and their output files are intact.
+    fn verify(&self, job: &BatchJobRow, now: &Source) -> Result<(), JobError> {
+        let then: Source = serde_json::from_value(job.source.clone())
+            .map_err(|e| JobError::permanent(format!("stored batch source is invalid: {e}")))?;
+        let refuse = |what: String| {
+            JobError::permanent(format!(
+                "cannot resume batch node `{}`: {what}; its committed chunks cannot be reused — \
+                 start a new run",
+                self.node_id
+            ))
+        };
+        if then.path != now.path {
+            return Err(refuse(format!(
+                "the input is now {} (it was {})",
+                now.path, then.path
+            )));
+        }
+        if then.size != now.size {
+            return Err(refuse(format!(
+                "the input {} changed since the first attempt (size {} → {} bytes)",
+                now.path, then.size, now.size
+            )));
+        }
+        if then.mtime_ns != now.mtime_ns {
+            return Err(refuse(format!(
+                "the input {} changed since the first attempt (modification time changed)",
+                now.path
+            )));
+        }
+        let chunks = self
+            .engine
+            .store
+            .batch_chunks(&self.key)
+            .map_err(store_err)?;
+        let file = File::open(&self.source).map_err(io_err("cannot read", &self.source))?;
+        let mut buf = Vec::new();
+        for c in chunks.iter().filter(|c| c.state == "committed") {
+            let out = self.chunk_file(c.index);
+            let size = std::fs::metadata(&out).map(|m| m.len()).ok();
+            if size != c.output_bytes {
+                return Err(refuse(match size {
+                    None => format!(
+                        "the committed output of chunk {} ({}) is missing",
+                        c.index,
+                        out.display()
+                    ),
+                    Some(s) => format!(
+                        "the committed output of chunk {} ({}) has {s} bytes instead of {}",
+                        c.index,
+                        out.display(),
+                        c.output_bytes.unwrap_or(0)
+                    ),
+                }));
+            }
+            buf.resize((c.end - c.start) as usize, 0);
+            file.read_exact_at(&mut buf, c.start)
+                .map_err(io_err("cannot read", &self.source))?;
+            if c.input_hash.as_deref() != Some(&hash(&buf)) {
+                return Err(refuse(format!(
+                    "the input {} changed since the first attempt (lines {}.. of chunk {} differ)",
+                    now.path, c.first_line, c.index
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn process_all(
+        &self,
+        pending: &[&BatchChunkRow],
+        work: &Work,
+        gate: &Gate,
+        done: &Mutex<Vec<Option<Done>>>,
+    ) -> Result<(), JobError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let parallelism = match self.spec.parallelism {
+            0 => num_cpus::get(),
+            n => n,
+        }
+        .clamp(1, pending.len());
+        let next = AtomicUsize::new(0);
+        let failure: Mutex<Option<JobError>> = Mutex::new(None);
+        let input = File::open(&self.source).map_err(io_err("cannot read", &self.source))?;
+        std::thread::scope(|s| {
+            for _ in 0..parallelism {
+                s.spawn(|| {
+                    let mut buf = Vec::new();
+                    loop {
+                        let failed = failure.lock().map(|f| f.is_some()).unwrap_or(true);
+                        if failed || self.cancel.flag.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        let Some(chunk) = pending.get(i) else {
+                            return;
+                        };
+                        match self.process_chunk(chunk, &input, &mut buf, work, gate) {
+                            Ok(d) => {
+                                let mut done = done.lock().unwrap_or_else(|p| p.into_inner());
+                                done[chunk.index as usize] = Some(d);
+                                self.counters.chunks_done.fetch_add(1, Ordering::Relaxed);
+                                self.counters
+                                    .rows_done
+                                    .fetch_add(chunk.records, Ordering::Relaxed);
+                            }
+                            Err(e) => {
+                                let mut f = failure.lock().unwrap_or_else(|p| p.into_inner());
+                                f.get_or_insert(e);
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        if self.cancel.flag.load(Ordering::SeqCst) {
+            return Err(JobError::retryable("cancelled"));
+        }
+        match failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Reads, processes, writes and commits one chunk.
+    fn process_chunk(
+        &self,
+        chunk: &BatchChunkRow,
+        input: &File,
+        buf: &mut Vec<u8>,
+        work: &Work,
+        gate: &Gate,
+    ) -> Result<Done, JobError> {
+        buf.resize((chunk.end - chunk.start) as usize, 0);
+        input
+            .read_exact_at(buf, chunk.start)
+            .map_err(io_err("cannot read", &self.source))?;
+        let input_hash = self.spec.checkpoints.then(|| hash(buf));
+        let mut attempts = chunk.attempts;
+        let outcome = loop {
+            attempts += 1;
+            match work.process(self, buf, chunk.first_line, gate) {
+                Err(Failure::Transient(msg)) if attempts - chunk.attempts < self.retry.attempts => {
+                    let delay = self
+                        .retry
+                        .delay_before(attempts - chunk.attempts + 1, fastrand_unit());
+                    tracing::warn!(node = %self.node_id, chunk = chunk.index, error = %msg, "chunk failed; retrying in {delay:?}");
+                    let cancelled = self.runtime.block_on(async {
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => false,
+                            _ = self.cancel.token.cancelled() => true,
+                        }
+                    });
+                    if cancelled {
+                        break Err(Failure::Cancelled);
+                    }
+                }
+                other => break other,
+            }
+        };
+        let (out, header) = match outcome {
+            Ok(v) => v,
+            Err(Failure::Cancelled) => return Err(JobError::retryable("cancelled")),
+            Err(failure) => return Err(self.fail_chunk(chunk, attempts, failure)),
+        };
+        let file = self.chunk_file(chunk.index);
+        let mut f = File::create(&file).map_err(io_err("cannot write", &file))?;
+        f.write_all(&out.bytes)
+            .map_err(io_err("cannot write", &file))?;
+        if self.spec.checkpoints {
+            f.sync_data().map_err(io_err("cannot sync", &file))?;
+        }
+        let d = Done {
+            read: out.read,
+            written: out.written,
+            skipped: out.skipped.len() as u64,
+            filtered: out.filtered,
+            header,
+        };
+        if self.spec.checkpoints {
+            let row = BatchChunkRow {
+                state: "committed".into(),
+                read: d.read,
+                written: d.written,
+                skipped: d.skipped,
+                filtered: d.filtered,
+                attempts,
+                input_hash,
+                file: Some(file.display().to_string()),
+                output_bytes: Some(out.bytes.len() as u64),
+                output_header: d.header.clone(),
+                error: None,
+                committed_at: Some(now_millis()),
+                ..chunk.clone()
+            };
+            let lines: Vec<BatchLineRow> = out
+                .skipped
+                .iter()
+                .map(|i| line_row(chunk.index, "skipped", i))
+                .collect();
+            self.engine
+                .store
+                .put_batch_chunk(&ChunkCommit {
+                    job: &self.key,
+                    chunk: &row,
+                    skipped: &lines,
+                })
+                .map_err(store_err)?;
+        }
+        Ok(d)
+    }
+
+    /// Records a failed chunk (with its failing line) and says why the job fails.
+    fn fail_chunk(&self, chunk: &BatchChunkRow, attempts: u32, failure: Failure) -> JobError {
+        let path = self.source.display();
+        let (message, lines) = match &failure {
+            Failure::Line(issue, skipped) => {
+                let r = &issue.record;
+                let mut lines: Vec<BatchLineRow> = skipped
+                    .iter()
+                    .map(|i| line_row(chunk.index, "skipped", i))
+                    .collect();
+                lines.push(line_row(chunk.index, "failed", issue));
+                let hint = match issue.kind {
+                    IssueKind::Parse
+                        if !self.spec.skip.parse_errors || self.spec.skip.limit == 0 =>
+                    {
+                        " (bad rows can be skipped with `skip: {limit: N}`)"
+                    }
+                    IssueKind::Expression
+                        if !self.spec.skip.expression_errors || self.spec.skip.limit == 0 =>
+                    {
+                        " (bad rows can be skipped with `skip: {limit: N}`)"
+                    }
+                    _ => " (skip limit reached)",
+                };
+                (
+                    format!(
+                        "line {} of {path}: {}{hint}; the line: {}",
+                        r.line,
+                        r.reason,
+                        clip(&r.raw)
+                    ),
+                    lines,
+                )
+            }
+            Failure::Transient(m) | Failure::Permanent(m) => (
+                format!(
+                    "chunk {} (lines {}..) of {path}: {m}{}",
+                    chunk.index,
+                    chunk.first_line,
+                    if matches!(failure, Failure::Transient(_)) && attempts > 1 {
+                        format!(" (after {attempts} attempts)")
+                    } else {
+                        String::new()
+                    }
+                ),
+                Vec::new(),
+            ),
+            Failure::Cancelled => ("cancelled".into(), Vec::new()),
+        };
+        let row = BatchChunkRow {
+            state: "failed".into(),
+            attempts,
+            error: Some(message.clone()),
+            ..chunk.clone()
+        };
+        if let Err(e) = self.engine.store.put_batch_chunk(&ChunkCommit {
+            job: &self.key,
+            chunk: &row,
+            skipped: &lines,
+        }) {
+            tracing::warn!(node = %self.node_id, error = %e, "cannot record the failed chunk");
+        }
+        JobError::permanent(message)
+    }
+
+    /// Writes the output: header, then every chunk file in input order, into a temporary
+    /// file renamed over the target once complete.
+    fn assemble(
+        &self,
+        work: &Work,
+        chunks: &[BatchChunkRow],
+        done: &[Done],
+    ) -> Result<Output, JobError> {
+        let header = match &work.kind {
+            WorkKind::Rows(p) => p.header(),
+            WorkKind::Command { .. } => {
+                let mut headers = done
+                    .iter()
+                    .filter_map(|d| d.header.as_deref())
+                    .filter(|h| !h.is_empty());
+                let first = headers.next().unwrap_or("").to_string();
+                if let Some(other) = headers.find(|h| *h != first) {
+                    return Err(JobError::permanent(format!(
+                        "the command's output header differs between chunks: `{}` and `{}`",
+                        first.trim_end(),
+                        other.trim_end()
+                    )));
+                }
+                first.into_bytes()
+            }
+        };
+        let final_path = match &self.target {
+            Target::Path(p) => p.clone(),
+            Target::Object { file, .. } => file.clone(),
+        };
+        if let Some(parent) = final_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(io_err("cannot create", parent))?;
+        }
+        let name = final_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "output".into());
+        let tmp = final_path.with_file_name(format!(".{name}.tessera-tmp"));
+        let mut out = File::create(&tmp).map_err(io_err("cannot write", &tmp))?;
+        out.write_all(&header)
+            .map_err(io_err("cannot write", &tmp))?;
+        let mut bytes = header.len() as u64;
+        let stall = std::env::var_os("TESSERA_TEST_STALL_ASSEMBLY");
+        for (i, c) in chunks.iter().enumerate() {
+            if let Some(marker) = &stall
+                && i == chunks.len() / 2
+            {
+                // Test aid: lets an end-to-end test kill the process in the middle of assembly.
+                let _ = std::fs::write(marker, b"assembling");
+                std::thread::sleep(std::time::Duration::from_secs(60));
+            }
+            let path = self.chunk_file(c.index);
+            let mut f = File::open(&path).map_err(|e| {
+                JobError::permanent(format!(
+                    "chunk {} output {} is missing: {e}",
+                    c.index,
+                    path.display()
+                ))
+            })?;
+            // std's copy between files uses copy_file_range: the bytes stay in the kernel.
+            bytes += std::io::copy(&mut f, &mut out).map_err(io_err("cannot write", &tmp))?;
+        }
+        if self.spec.checkpoints {
+            out.sync_all().map_err(io_err("cannot sync", &tmp))?;
+        }
+        drop(out);
+        std::fs::rename(&tmp, &final_path).map_err(io_err("cannot rename into", &final_path))?;
+        if self.spec.checkpoints
+            && let Some(parent) = final_path.parent()
+        {
+            fsync_dir(if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            })?;
+        }
+        let total = |f: fn(&Done) -> u64| done.iter().map(f).sum::<u64>();
+        let (output_ref, object) = match &self.target {
+            Target::Path(p) => (Value::String(p.display().to_string()), None),
+            Target::Object { file, name } => {
+                let content_type = match self.spec.writer.format {
+                    RecordFormat::Jsonl => "application/x-ndjson",
+                    _ => "text/csv",
+                };
+                let meta = self
+                    .runtime
+                    .block_on(self.engine.objects.put_file(
+                        file,
+                        name.clone(),
+                        Some(content_type.to_string()),
+                    ))
+                    .map_err(|e| JobError::retryable(format!("cannot store the output: {e}")))?;
+                (meta.to_json(), Some(meta))
+            }
+        };
+        let output = json!({
+            "output": output_ref,
+            "format": self.spec.writer.format.as_str(),
+            "read": total(|d| d.read),
+            "written": total(|d| d.written),
+            "skipped": total(|d| d.skipped),
+            "filtered": total(|d| d.filtered),
+            "chunks": chunks.len(),
+            "bytes": bytes,
+        });
+        self.engine
+            .store
+            .end_batch_job(&self.key, "finished", Some(&output), None, now_millis())
+            .map_err(store_err)?;
+        // Temporary files go once the job is durably finished (the task's work directory too,
+        // when nothing else is in it).
+        let _ = std::fs::remove_dir_all(&self.work_dir);
+        if let Some(task_dir) = self.work_dir.parent() {
+            let _ = std::fs::remove_dir(task_dir);
+        }
+        Ok((output, object))
+    }
+}
+
+fn hash(bytes: &[u8]) -> String {
+    format!("xxh3:{:016x}", xxhash_rust::xxh3::xxh3_64(bytes))
+}
+
+fn clip(raw: &str) -> String {
+    if raw.chars().count() <= 200 {
+        return raw.to_string();
+    }
+    let cut: String = raw.chars().take(200).collect();
+    format!("{cut}…")
+}
+
+fn memchr_newline(buf: &[u8]) -> usize {
+    buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len())
+}
+
+fn fastrand_unit() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    f64::from(nanos % 1000) / 1000.0
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), JobError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("cannot sync", dir))
+}

@@ -1,0 +1,193 @@
+//! The `batch` executor (SPEC §9): resolves the node's input and output (paths or objects),
+//! then runs the job (`job.rs`) on blocking threads — chunks in parallel, each committed
+//! durably, the output assembled in input order — and publishes its progress.
+
+mod job;
+mod work;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use tessera_core::model::{BatchSource, BatchSpec, BatchTarget};
+use tessera_core::scheduler::{BatchProgress, JobError};
+use tessera_store::ObjectMeta;
+
+use crate::jobs::JobContext;
+use crate::template::render;
+
+/// Live counters of one batch job, read by progress displays.
+#[derive(Debug, Default)]
+pub(crate) struct BatchCounters {
+    pub chunks_total: AtomicU64,
+    pub chunks_done: AtomicU64,
+    pub rows_total: AtomicU64,
+    pub rows_done: AtomicU64,
+}
+
+/// The batch jobs of one task, by node key.
+#[derive(Debug, Default)]
+pub(crate) struct BatchBoard {
+    jobs: Mutex<BTreeMap<String, Arc<BatchCounters>>>,
+}
+
+impl BatchBoard {
+    fn counters(&self, key: &str) -> Arc<BatchCounters> {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        jobs.entry(key.to_string()).or_default().clone()
+    }
+
+    pub fn snapshot(&self) -> Vec<BatchProgress> {
+        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        jobs.iter()
+            .map(|(key, c)| BatchProgress {
+                key: key.clone(),
+                chunks_done: c.chunks_done.load(Ordering::Relaxed),
+                chunks_total: c.chunks_total.load(Ordering::Relaxed),
+                rows_done: c.rows_done.load(Ordering::Relaxed),
+                rows_total: c.rows_total.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+}
+
+/// Set when the job's future is dropped (cancel, timeout): the blocking side stops between
+/// records and kills its commands.
+#[derive(Debug, Default)]
+pub(crate) struct CancelFlag {
+    pub flag: AtomicBool,
+    pub token: tokio_util::sync::CancellationToken,
+}
+
+struct CancelOnDrop(Arc<CancelFlag>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.flag.store(true, Ordering::SeqCst);
+        self.0.token.cancel();
+    }
+}
+
+pub(crate) async fn run(ctx: &mut JobContext, spec: &BatchSpec) -> Result<Value, JobError> {
+    let input = ctx.input.clone();
+    let params = ctx.node.params.clone();
+    let user = |e: String| JobError::permanent(e);
+    let work_dir = ctx.engine.config.work_dir.join(&ctx.task_id).join(format!(
+        "batch-{}-{}",
+        safe_name(&ctx.key),
+        ctx.iteration
+    ));
+    let mut no_objects = |_: &Value| -> Result<String, String> {
+        Err("object references cannot be used in a path; use `object:` instead".into())
+    };
+    let source: PathBuf = match &spec.reader.source {
+        BatchSource::Path(p) => PathBuf::from(
+            render(p, &input, &params, &mut no_objects)
+                .map_err(|e| user(format!("reader.path: {e}")))?,
+        ),
+        BatchSource::Object(path) => {
+            let value = path.walk(&input).ok_or_else(|| {
+                user(format!(
+                    "reader.object: `{path}` is not in the node's input"
+                ))
+            })?;
+            let meta = ObjectMeta::from_json(value).ok_or_else(|| {
+                user(format!(
+                    "reader.object: `{path}` is not an object reference"
+                ))
+            })?;
+            match ctx.engine.objects.local_path(&meta.id) {
+                Some(p) => p,
+                None => {
+                    let dest = work_dir.join(format!("input-{}", meta.id));
+                    if !dest.exists() {
+                        tokio::fs::create_dir_all(&work_dir).await.map_err(|e| {
+                            JobError::retryable(format!(
+                                "cannot create {}: {e}",
+                                work_dir.display()
+                            ))
+                        })?;
+                        let part = dest.with_extension("part");
+                        ctx.engine
+                            .objects
+                            .get_to_file(&meta.id, &part)
+                            .await
+                            .map_err(|e| {
+                                JobError::retryable(format!("cannot fetch object {}: {e}", meta.id))
+                            })?;
+                        tokio::fs::rename(&part, &dest).await.map_err(|e| {
+                            JobError::retryable(format!("cannot keep {}: {e}", dest.display()))
+                        })?;
+                    }
+                    dest
+                }
+            }
+        }
+    };
+    let target = match &spec.writer.target {
+        BatchTarget::Path(p) => job::Target::Path(PathBuf::from(
+            render(p, &input, &params, &mut no_objects)
+                .map_err(|e| user(format!("writer.path: {e}")))?,
+        )),
+        BatchTarget::Object { name } => job::Target::Object {
+            file: work_dir.join("output"),
+            name: name.clone(),
+        },
+    };
+    let command = match &spec.processor {
+        tessera_core::model::BatchProcessor::Command {
+            command, env, cwd, ..
+        } => Some(
+            crate::command::ChunkCommand::render(command, env, cwd.as_deref(), &input, &params)
+                .map_err(|e| user(format!("processor.command: {e}")))?,
+        ),
+        _ => None,
+    };
+    let cancel = Arc::new(CancelFlag::default());
+    let _guard = CancelOnDrop(cancel.clone());
+    let board = ctx.engine.batch_board(&ctx.task_id);
+    let run = job::JobRun {
+        engine: ctx.engine.clone(),
+        runtime: tokio::runtime::Handle::current(),
+        key: tessera_store::BatchKey {
+            task_id: ctx.task_id.clone(),
+            key: ctx.key.clone(),
+            iteration: ctx.iteration,
+        },
+        node_id: ctx.node.id.clone(),
+        spec: spec.clone(),
+        retry: ctx.node.retry,
+        source,
+        target,
+        work_dir,
+        command,
+        counters: board.counters(&ctx.key),
+        cancel,
+    };
+    let (result, logs) = tokio::task::spawn_blocking(move || run.run())
+        .await
+        .map_err(|e| JobError::permanent(format!("the batch job panicked: {e}")))?;
+    for line in logs {
+        ctx.log("engine", line);
+    }
+    let (output, object) = result?;
+    if let Some(meta) = object {
+        ctx.record_object(&meta).await?;
+    }
+    Ok(output)
+}
+
+/// A node key as a file name (`loop[3]/x` → `loop_3__x`).
+fn safe_name(key: &str) -> String {
+    key.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
