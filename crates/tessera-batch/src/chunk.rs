@@ -157,7 +157,7 @@ impl RowProcessor {
         };
         // Validating the whole chunk at once is much faster than record by record; only a
         // chunk with a bad byte pays the per-record check.
-        let valid_utf8 = std::str::from_utf8(data).is_ok();
+        let whole = std::str::from_utf8(data).ok();
         let mut fields = Fields::default();
         let mut cells: Vec<Cell> = Vec::with_capacity(self.computed.len());
         let mut text_out = String::new();
@@ -176,17 +176,18 @@ impl RowProcessor {
                     reason,
                 },
             };
-            let text = if valid_utf8 {
-                // SAFETY-free: the whole chunk is valid UTF-8 and records end on ASCII bytes.
-                std::str::from_utf8(raw).unwrap_or_default()
-            } else {
-                match utf8(raw) {
+            // Records start and end next to ASCII bytes (newlines), so slicing a valid chunk
+            // on them is always on character boundaries.
+            let valid = whole.and_then(|w| w.get(span.start..span.end));
+            let text = match valid {
+                Some(t) => t,
+                None => match utf8(raw) {
                     Ok(t) => t,
                     Err(reason) => {
                         self.reject(bad(IssueKind::Parse, reason), gate, &mut out)?;
                         continue;
                     }
-                }
+                },
             };
             let json: Map<String, Value>;
             let row = match self.reader {

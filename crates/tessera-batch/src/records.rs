@@ -26,21 +26,56 @@ pub struct RecordSpan {
 }
 
 /// Splits a chunk into records (line endings `\n` or `\r\n`; CSV newlines inside quotes kept).
-/// Empty lines are not records, as in the csv crate and polars.
+/// Empty lines are not records, as in the csv crate and polars. One pass: every newline and
+/// quote of the chunk is visited once.
 pub struct Splitter<'a> {
     data: &'a [u8],
     pos: usize,
     line: u64,
-    csv_quote: Option<u8>,
+    quote: Option<u8>,
+    hits: Hits<'a>,
+}
+
+enum Hits<'a> {
+    Newlines(memchr::Memchr<'a>),
+    NewlinesAndQuotes(memchr::Memchr2<'a>),
 }
 
 impl<'a> Splitter<'a> {
     pub fn new(data: &'a [u8], first_line: u64, csv_quote: Option<u8>) -> Splitter<'a> {
+        let hits = match csv_quote {
+            Some(q) => Hits::NewlinesAndQuotes(memchr::memchr2_iter(b'\n', q, data)),
+            None => Hits::Newlines(memchr::memchr_iter(b'\n', data)),
+        };
         Splitter {
             data,
             pos: 0,
             line: first_line,
-            csv_quote,
+            quote: csv_quote,
+            hits,
+        }
+    }
+
+    /// The end of the record starting at `self.pos` (its newline, or the end of the data),
+    /// whether it holds a quote, and how many newlines it crosses inside quotes.
+    fn record_end(&mut self) -> (usize, bool, u64) {
+        match &mut self.hits {
+            Hits::Newlines(it) => (it.next().unwrap_or(self.data.len()), false, 0),
+            Hits::NewlinesAndQuotes(it) => {
+                let quote = self.quote.unwrap_or(b'"');
+                let (mut quoted, mut in_quotes, mut inner) = (false, false, 0);
+                for at in it.by_ref() {
+                    if self.data[at] == quote {
+                        quoted = true;
+                        in_quotes = !in_quotes;
+                    } else if in_quotes {
+                        inner += 1;
+                    } else {
+                        return (at, quoted, inner);
+                    }
+                }
+                (self.data.len(), quoted, inner)
+            }
         }
     }
 }
@@ -55,16 +90,8 @@ impl Iterator for Splitter<'_> {
             }
             let start = self.pos;
             let line = self.line;
-            let rest = &self.data[start..];
-            let nl = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
-            let mut quoted = false;
-            let mut end = start + nl;
-            if let Some(q) = self.csv_quote
-                && memchr::memchr(q, &rest[..nl]).is_some()
-            {
-                quoted = true;
-                end = start + quoted_record_len(rest, q, &mut self.line);
-            }
+            let (end, quoted, inner) = self.record_end();
+            self.line += inner;
             let has_newline = end < self.data.len();
             self.pos = if has_newline { end + 1 } else { end };
             if has_newline {
@@ -85,25 +112,6 @@ impl Iterator for Splitter<'_> {
             });
         }
     }
-}
-
-/// Length of a record containing quotes: up to the first newline outside quotes. Counts the
-/// newlines crossed inside quotes into `line`.
-fn quoted_record_len(rest: &[u8], quote: u8, line: &mut u64) -> usize {
-    let mut in_quotes = false;
-    let mut i = 0;
-    while let Some(off) = memchr::memchr2(quote, b'\n', &rest[i..]) {
-        let at = i + off;
-        if rest[at] == quote {
-            in_quotes = !in_quotes;
-        } else if in_quotes {
-            *line += 1;
-        } else {
-            return at;
-        }
-        i = at + 1;
-    }
-    rest.len()
 }
 
 /// Splits one CSV record into `fields` (unescaped). `text` is the record, already valid UTF-8.
