@@ -19,6 +19,7 @@ use tessera_store::{
     BatchChunkRow, BatchJobRow, BatchKey, BatchLineRow, ChunkCommit, ObjectMeta, StoreError,
 };
 
+use super::assemble::Assembler;
 use super::work::{Failure, Gate, Work, WorkKind, line_row};
 use super::{BatchCounters, CancelFlag};
 use crate::command::ChunkCommand;
@@ -206,14 +207,39 @@ impl JobRun {
         let pending: Vec<&BatchChunkRow> =
             chunks.iter().filter(|c| c.state != "committed").collect();
         let started = Instant::now();
-        self.process_all(&pending, &work, &gate, &done)?;
-        if !pending.is_empty() {
-            logs.push(format!(
-                "processed {} chunks in {} ms",
-                pending.len(),
-                started.elapsed().as_millis()
-            ));
+        let parallelism = match self.spec.parallelism {
+            0 => num_cpus::get(),
+            n => n,
         }
+        .clamp(1, pending.len().max(1));
+        let header = match &work.kind {
+            WorkKind::Rows(p) => Some(p.header()),
+            WorkKind::Command { .. } => None,
+        };
+        let earlier = chunks
+            .iter()
+            .map(|c| {
+                (c.state == "committed")
+                    .then(|| (self.chunk_file(c.index), c.output_header.clone()))
+            })
+            .collect();
+        let final_path = match &self.target {
+            Target::Path(p) => p.clone(),
+            Target::Object { file, .. } => file.clone(),
+        };
+        let assembler = Assembler::new(
+            final_path,
+            header,
+            earlier,
+            2 * parallelism,
+            self.spec.checkpoints,
+        )?;
+        self.process_all(&pending, parallelism, &work, &gate, &done, &assembler)?;
+        logs.push(format!(
+            "processed {} chunks in {} ms",
+            pending.len(),
+            started.elapsed().as_millis()
+        ));
         let done: Vec<Done> = done
             .into_inner()
             .unwrap_or_else(|p| p.into_inner())
@@ -221,9 +247,10 @@ impl JobRun {
             .map(Option::unwrap_or_default)
             .collect();
         let started = Instant::now();
-        let result = self.assemble(&work, &chunks, &done)?;
+        let bytes = assembler.finish()?;
+        let result = self.finish(&chunks, &done, bytes)?;
         logs.push(format!(
-            "assembled the output in {} ms",
+            "output complete and synced in {} ms",
             started.elapsed().as_millis()
         ));
         Ok(result)
@@ -403,18 +430,15 @@ impl JobRun {
     fn process_all(
         &self,
         pending: &[&BatchChunkRow],
+        parallelism: usize,
         work: &Work,
         gate: &Gate,
         done: &Mutex<Vec<Option<Done>>>,
+        assembler: &Assembler,
     ) -> Result<(), JobError> {
         if pending.is_empty() {
             return Ok(());
         }
-        let parallelism = match self.spec.parallelism {
-            0 => num_cpus::get(),
-            n => n,
-        }
-        .clamp(1, pending.len());
         let next = AtomicUsize::new(0);
         let failure: Mutex<Option<JobError>> = Mutex::new(None);
         let input = File::open(&self.source).map_err(io_err("cannot read", &self.source))?;
@@ -431,7 +455,18 @@ impl JobRun {
                         let Some(chunk) = pending.get(i) else {
                             return;
                         };
-                        match self.process_chunk(chunk, &input, &mut buf, work, gate) {
+                        let stop = || {
+                            self.cancel.flag.load(Ordering::SeqCst)
+                                || failure.lock().map(|f| f.is_some()).unwrap_or(true)
+                        };
+                        assembler.wait_turn(chunk.index as usize, stop);
+                        let processed = self
+                            .process_chunk(chunk, &input, &mut buf, work, gate)
+                            .and_then(|(d, bytes)| {
+                                assembler.push(chunk.index as usize, bytes, d.header.clone())?;
+                                Ok(d)
+                            });
+                        match processed {
                             Ok(d) => {
                                 let mut done = done.lock().unwrap_or_else(|p| p.into_inner());
                                 done[chunk.index as usize] = Some(d);
@@ -467,7 +502,7 @@ impl JobRun {
         buf: &mut Vec<u8>,
         work: &Work,
         gate: &Gate,
-    ) -> Result<Done, JobError> {
+    ) -> Result<(Done, Vec<u8>), JobError> {
         buf.resize((chunk.end - chunk.start) as usize, 0);
         input
             .read_exact_at(buf, chunk.start)
@@ -501,10 +536,10 @@ impl JobRun {
             Err(failure) => return Err(self.fail_chunk(chunk, attempts, failure)),
         };
         let file = self.chunk_file(chunk.index);
-        let mut f = File::create(&file).map_err(io_err("cannot write", &file))?;
-        f.write_all(&out.bytes)
-            .map_err(io_err("cannot write", &file))?;
         if self.spec.checkpoints {
+            let mut f = File::create(&file).map_err(io_err("cannot write", &file))?;
+            f.write_all(&out.bytes)
+                .map_err(io_err("cannot write", &file))?;
             f.sync_data().map_err(io_err("cannot sync", &file))?;
         }
         let d = Done {
@@ -544,7 +579,7 @@ impl JobRun {
                 })
                 .map_err(store_err)?;
         }
-        Ok(d)
+        Ok((d, out.bytes))
     }
 
     /// Records a failed chunk (with its failing line) and says why the job fails.
@@ -612,82 +647,14 @@ impl JobRun {
         JobError::permanent(message)
     }
 
-    /// Writes the output: header, then every chunk file in input order, into a temporary
-    /// file renamed over the target once complete.
-    fn assemble(
+    /// The output is complete: store it as an object if asked, record the job finished, and
+    /// remove the temporary files.
+    fn finish(
         &self,
-        work: &Work,
         chunks: &[BatchChunkRow],
         done: &[Done],
+        bytes: u64,
     ) -> Result<Output, JobError> {
-        let header = match &work.kind {
-            WorkKind::Rows(p) => p.header(),
-            WorkKind::Command { .. } => {
-                let mut headers = done
-                    .iter()
-                    .filter_map(|d| d.header.as_deref())
-                    .filter(|h| !h.is_empty());
-                let first = headers.next().unwrap_or("").to_string();
-                if let Some(other) = headers.find(|h| *h != first) {
-                    return Err(JobError::permanent(format!(
-                        "the command's output header differs between chunks: `{}` and `{}`",
-                        first.trim_end(),
-                        other.trim_end()
-                    )));
-                }
-                first.into_bytes()
-            }
-        };
-        let final_path = match &self.target {
-            Target::Path(p) => p.clone(),
-            Target::Object { file, .. } => file.clone(),
-        };
-        if let Some(parent) = final_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(io_err("cannot create", parent))?;
-        }
-        let name = final_path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "output".into());
-        let tmp = final_path.with_file_name(format!(".{name}.tessera-tmp"));
-        let mut out = File::create(&tmp).map_err(io_err("cannot write", &tmp))?;
-        out.write_all(&header)
-            .map_err(io_err("cannot write", &tmp))?;
-        let mut bytes = header.len() as u64;
-        let stall = std::env::var_os("TESSERA_TEST_STALL_ASSEMBLY");
-        for (i, c) in chunks.iter().enumerate() {
-            if let Some(marker) = &stall
-                && i == chunks.len() / 2
-            {
-                // Test aid: lets an end-to-end test kill the process in the middle of assembly.
-                let _ = std::fs::write(marker, b"assembling");
-                std::thread::sleep(std::time::Duration::from_secs(60));
-            }
-            let path = self.chunk_file(c.index);
-            let mut f = File::open(&path).map_err(|e| {
-                JobError::permanent(format!(
-                    "chunk {} output {} is missing: {e}",
-                    c.index,
-                    path.display()
-                ))
-            })?;
-            // std's copy between files uses copy_file_range: the bytes stay in the kernel.
-            bytes += std::io::copy(&mut f, &mut out).map_err(io_err("cannot write", &tmp))?;
-        }
-        if self.spec.checkpoints {
-            out.sync_all().map_err(io_err("cannot sync", &tmp))?;
-        }
-        drop(out);
-        std::fs::rename(&tmp, &final_path).map_err(io_err("cannot rename into", &final_path))?;
-        if self.spec.checkpoints
-            && let Some(parent) = final_path.parent()
-        {
-            fsync_dir(if parent.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                parent
-            })?;
-        }
         let total = |f: fn(&Done) -> u64| done.iter().map(f).sum::<u64>();
         let (output_ref, object) = match &self.target {
             Target::Path(p) => (Value::String(p.display().to_string()), None),

@@ -2,6 +2,7 @@
 //! then runs the job (`job.rs`) on blocking threads — chunks in parallel, each committed
 //! durably, the output assembled in input order — and publishes its progress.
 
+mod assemble;
 mod job;
 mod work;
 
