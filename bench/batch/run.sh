@@ -67,6 +67,10 @@ for s in $SIZES; do
 done
 # 5. the benchmark
 EXTRA=()
-if [ -n "${EXTRA_TOOL:-}" ]; then EXTRA=(--tool "$EXTRA_TOOL"); fi
+tessera_bin
+# Tessera's batch node, with checkpoints (the default) and without, side by side.
+EXTRA+=(--tool "tessera=$HERE/tools/tessera_len.sh $TESSERA_BIN {in} {out} true")
+EXTRA+=(--tool "tessera-no-checkpoints=$HERE/tools/tessera_len.sh $TESSERA_BIN {in} {out} false")
+if [ -n "${EXTRA_TOOL:-}" ]; then EXTRA+=(--tool "$EXTRA_TOOL"); fi
 .venv/bin/python bench.py --runs "$RUNS" "${EXTRA[@]}" "${FILES[@]}" | tee data/results.txt
 grep '^{' data/results.txt > data/results.jsonl || true
