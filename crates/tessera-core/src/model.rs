@@ -299,9 +299,8 @@ pub enum BatchProcessor {
     },
     /// A command fed one chunk at a time on stdin, answering the processed chunk on stdout.
     Command {
-        command: CommandLine,
-        env: BTreeMap<String, String>,
-        cwd: Option<String>,
+        /// Command line, `env` and `cwd` as for a `command` node (`stdin` is always the chunk).
+        command: CommandSpec,
         /// What the command reads and writes (default: the reader's and the writer's formats).
         input: Option<RecordFormat>,
         output: Option<RecordFormat>,

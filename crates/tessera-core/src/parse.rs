@@ -147,11 +147,14 @@ struct Fields<'a> {
     node: String,
     obj: &'a Map<String, Value>,
     report: &'a mut Report,
+    /// Prepended to field names in errors when reading a nested object (`reader.`).
+    prefix: &'static str,
 }
 
 impl Fields<'_> {
     fn err(&mut self, field: &str, message: impl Into<String>) {
-        self.report.push(Issue::node(&self.node, field, message));
+        let name = format!("{}{field}", self.prefix);
+        self.report.push(Issue::node(&self.node, &name, message));
     }
 
     fn string(&mut self, field: &str) -> Option<String> {
@@ -372,6 +375,7 @@ fn parse_node(value: &Value, where_: &str, report: &mut Report) -> Option<Node> 
         node: id.clone(),
         obj,
         report,
+        prefix: "",
     };
     let params = match obj.get("params") {
         None | Some(Value::Null) => Map::new(),

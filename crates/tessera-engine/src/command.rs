@@ -318,16 +318,14 @@ pub(crate) struct ChunkCommandError {
 impl ChunkCommand {
     /// Renders the processor's command line against the node's input (like a `command` node).
     pub fn render(
-        command: &CommandLine,
-        env: &std::collections::BTreeMap<String, String>,
-        cwd: Option<&str>,
+        spec: &CommandSpec,
         input: &Value,
         params: &Map<String, Value>,
     ) -> Result<ChunkCommand, String> {
         let mut no_objects = |_: &Value| -> Result<String, String> {
             Err("object references cannot be used in a batch command line".into())
         };
-        let (program, args) = match command {
+        let (program, args) = match &spec.command {
             CommandLine::Argv(argv) => {
                 let r = argv
                     .iter()
@@ -340,11 +338,14 @@ impl ChunkCommand {
                 vec!["-c".into(), render(s, input, params, &mut no_objects)?],
             ),
         };
-        let env = env
+        let env = spec
+            .env
             .iter()
             .map(|(k, v)| Ok((k.clone(), render(v, input, params, &mut no_objects)?)))
             .collect::<Result<Vec<_>, String>>()?;
-        let cwd = cwd
+        let cwd = spec
+            .cwd
+            .as_deref()
             .map(|c| render(c, input, params, &mut no_objects))
             .transpose()?;
         Ok(ChunkCommand {

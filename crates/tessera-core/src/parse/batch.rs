@@ -1,13 +1,12 @@
 //! Parsing a `batch` node's fields (reader, processor, writer, chunking, skip policy), every
 //! error named with its nested field (`reader.format`, `skip.on[1]`, …).
 
-use std::collections::BTreeMap;
-
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::Fields;
 use crate::datapath::DataPath;
 use crate::model::*;
+use crate::report::Issue;
 
 pub(super) const FIELDS: &[&str] = &[
     "reader",
@@ -22,55 +21,17 @@ pub(super) const FIELDS: &[&str] = &[
 
 const DEFAULT_CHUNK_SIZE: u64 = 10_000;
 
-/// A nested object's fields, errors reported as `<prefix>.<field>` on the node.
-struct Sub<'f, 'a> {
-    f: &'f mut Fields<'a>,
-    prefix: &'static str,
-    obj: Map<String, Value>,
-}
-
-impl Sub<'_, '_> {
-    fn err(&mut self, field: &str, message: impl Into<String>) {
-        let name = format!("{}.{field}", self.prefix);
-        self.f.err(&name, message);
-    }
-
+/// Readers of a nested object's fields (errors named `<prefix>.<field>`), for the `batch` node.
+impl Fields<'_> {
     fn check_keys(&mut self, allowed: &[&str]) {
-        let unknown: Vec<String> = self
-            .obj
-            .keys()
-            .filter(|k| !allowed.contains(&k.as_str()))
-            .cloned()
-            .collect();
-        for k in unknown {
-            self.err(
-                &k,
-                format!(
+        for k in self.obj.keys() {
+            if !allowed.contains(&k.as_str()) {
+                let name = format!("{}{k}", self.prefix);
+                let message = format!(
                     "unknown field `{k}` (expected one of: {})",
                     allowed.join(", ")
-                ),
-            );
-        }
-    }
-
-    fn string(&mut self, field: &str) -> Option<String> {
-        match self.obj.get(field)? {
-            Value::String(s) => Some(s.clone()),
-            other => {
-                let t = json_type(other);
-                self.err(field, format!("expected a string, got {t}"));
-                None
-            }
-        }
-    }
-
-    fn bool(&mut self, field: &str) -> Option<bool> {
-        match self.obj.get(field)? {
-            Value::Bool(b) => Some(*b),
-            other => {
-                let t = json_type(other);
-                self.err(field, format!("expected true or false, got {t}"));
-                None
+                );
+                self.report.push(Issue::node(&self.node, &name, message));
             }
         }
     }
@@ -119,16 +80,26 @@ impl Sub<'_, '_> {
     }
 }
 
-fn sub<'f, 'a>(f: &'f mut Fields<'a>, prefix: &'static str) -> Option<Sub<'f, 'a>> {
-    match f.obj.get(prefix) {
+/// The readers of the nested object `field` (`None`, with an error, when it is not an object).
+fn sub<'f>(f: &'f mut Fields<'_>, field: &'static str) -> Option<Fields<'f>> {
+    let prefix = match field {
+        "reader" => "reader.",
+        "writer" => "writer.",
+        "processor" => "processor.",
+        "skip" => "skip.",
+        _ => "",
+    };
+    match f.obj.get(field) {
         None => None,
-        Some(Value::Object(m)) => {
-            let obj = m.clone();
-            Some(Sub { f, prefix, obj })
-        }
+        Some(Value::Object(obj)) => Some(Fields {
+            node: f.node.clone(),
+            obj,
+            report: &mut *f.report,
+            prefix,
+        }),
         Some(other) => {
             let t = json_type(other);
-            f.err(prefix, format!("expected an object, got {t}"));
+            f.err(field, format!("expected an object, got {t}"));
             None
         }
     }
@@ -301,62 +272,8 @@ fn parse_processor(f: &mut Fields) -> Option<BatchProcessor> {
         p.check_keys(&[
             "command", "shell", "env", "cwd", "input", "output", "filters",
         ]);
-        let shell = p.bool("shell").unwrap_or(false);
-        let command = match p.obj.get("command").cloned() {
-            Some(Value::String(s)) if shell => Some(CommandLine::Shell(s)),
-            Some(Value::String(_)) => {
-                p.err(
-                    "command",
-                    "a command string needs `shell: true`; otherwise give an argv list",
-                );
-                None
-            }
-            Some(Value::Array(items)) => {
-                let mut argv = Vec::new();
-                for (i, item) in items.iter().enumerate() {
-                    match item {
-                        Value::String(s) => argv.push(s.clone()),
-                        other => p.err(
-                            &format!("command[{i}]"),
-                            format!("expected a string, got {}", json_type(other)),
-                        ),
-                    }
-                }
-                if argv.is_empty() {
-                    p.err("command", "the argv list is empty");
-                    None
-                } else if shell {
-                    Some(CommandLine::Shell(argv.join(" ")))
-                } else {
-                    Some(CommandLine::Argv(argv))
-                }
-            }
-            other => {
-                let t = other.as_ref().map_or("null", json_type);
-                p.err(
-                    "command",
-                    format!("expected an argv list or a string, got {t}"),
-                );
-                None
-            }
-        };
-        let env = match p.obj.get("env").cloned() {
-            None | Some(Value::Null) => BTreeMap::new(),
-            Some(Value::Object(m)) => m
-                .into_iter()
-                .map(|(k, v)| match v {
-                    Value::String(s) => (k, s),
-                    other => (k, other.to_string()),
-                })
-                .collect(),
-            Some(other) => {
-                p.err(
-                    "env",
-                    format!("expected an object, got {}", json_type(&other)),
-                );
-                BTreeMap::new()
-            }
-        };
+        // The same fields, rules and errors as a `command` node.
+        let command = super::parse_command(&mut p);
         let formats = [RecordFormat::Csv, RecordFormat::Jsonl];
         let input = p
             .obj
@@ -370,8 +287,6 @@ fn parse_processor(f: &mut Fields) -> Option<BatchProcessor> {
             .flatten();
         return Some(BatchProcessor::Command {
             command: command?,
-            env,
-            cwd: p.string("cwd"),
             input,
             output,
             filters: p.bool("filters").unwrap_or(false),

@@ -138,10 +138,8 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &BatchSpec) -> Result<Value,
         },
     };
     let command = match &spec.processor {
-        tessera_core::model::BatchProcessor::Command {
-            command, env, cwd, ..
-        } => Some(
-            crate::command::ChunkCommand::render(command, env, cwd.as_deref(), &input, &params)
+        tessera_core::model::BatchProcessor::Command { command, .. } => Some(
+            crate::command::ChunkCommand::render(command, &input, &params)
                 .map_err(|e| user(format!("processor.command: {e}")))?,
         ),
         _ => None,
