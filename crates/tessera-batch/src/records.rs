@@ -32,26 +32,25 @@ pub struct Splitter<'a> {
     data: &'a [u8],
     pos: usize,
     line: u64,
-    quote: Option<u8>,
     hits: Hits<'a>,
 }
 
 enum Hits<'a> {
     Newlines(memchr::Memchr<'a>),
-    NewlinesAndQuotes(memchr::Memchr2<'a>),
+    /// CSV: newlines and this quote byte.
+    NewlinesAndQuotes(memchr::Memchr2<'a>, u8),
 }
 
 impl<'a> Splitter<'a> {
     pub fn new(data: &'a [u8], first_line: u64, csv_quote: Option<u8>) -> Splitter<'a> {
         let hits = match csv_quote {
-            Some(q) => Hits::NewlinesAndQuotes(memchr::memchr2_iter(b'\n', q, data)),
+            Some(q) => Hits::NewlinesAndQuotes(memchr::memchr2_iter(b'\n', q, data), q),
             None => Hits::Newlines(memchr::memchr_iter(b'\n', data)),
         };
         Splitter {
             data,
             pos: 0,
             line: first_line,
-            quote: csv_quote,
             hits,
         }
     }
@@ -61,8 +60,8 @@ impl<'a> Splitter<'a> {
     fn record_end(&mut self) -> (usize, bool, u64) {
         match &mut self.hits {
             Hits::Newlines(it) => (it.next().unwrap_or(self.data.len()), false, 0),
-            Hits::NewlinesAndQuotes(it) => {
-                let quote = self.quote.unwrap_or(b'"');
+            Hits::NewlinesAndQuotes(it, quote) => {
+                let quote = *quote;
                 let (mut quoted, mut in_quotes, mut inner) = (false, false, 0);
                 for at in it.by_ref() {
                     if self.data[at] == quote {

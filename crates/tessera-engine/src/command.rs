@@ -110,37 +110,16 @@ pub(crate) async fn run(
     }
     let mut child = cmd.spawn().map_err(|e| {
         let msg = format!("cannot start `{program}`: {e}");
-        // A missing program will not appear by retrying.
-        if e.kind() == std::io::ErrorKind::NotFound
-            || e.kind() == std::io::ErrorKind::PermissionDenied
-        {
+        if start_failure_is_permanent(&e) {
             JobError::permanent(msg)
         } else {
             JobError::retryable(msg)
         }
     })?;
-    let mut group = ProcessGroup(child.id().map(|id| nix::unistd::Pid::from_raw(id as i32)));
-
-    // Feed stdin, read both outputs and wait, all in this task: no extra tasks to wake.
-    let stdin = child.stdin.take();
-    let payload = stdin.as_ref().map(|_| stdin_payload(&input, &objects));
-    let feed = async move {
-        if let (Some(mut stdin), Some(payload)) = (stdin, payload) {
-            // A command that does not read its stdin closes the pipe: not an error.
-            let _ = stdin.write_all(&payload).await;
-            let _ = stdin.shutdown().await;
-        }
-    };
-    let stdout = read_capped(child.stdout.take(), MAX_STDOUT + 1);
-    let stderr = read_capped(child.stderr.take(), MAX_STDOUT);
-    let exited = async {
-        let status = child.wait().await;
-        drop(slot);
-        // Stray background children die with the command, which also closes their pipes.
-        drop(std::mem::replace(&mut group, ProcessGroup(None)));
-        status
-    };
-    let (status, (), stdout, stderr) = tokio::join!(exited, feed, stdout, stderr);
+    // A command that is not given stdin gets no payload built.
+    let payload = spec.stdin.then(|| stdin_payload(&input, &objects));
+    let (status, stdout, stderr) =
+        exchange(&mut child, payload, MAX_STDOUT + 1, move || drop(slot)).await;
     let status =
         status.map_err(|e| JobError::retryable(format!("waiting for `{program}`: {e}")))?;
     let stdout_text = String::from_utf8_lossy(&stdout).into_owned();
@@ -153,22 +132,10 @@ pub(crate) async fn run(
     }
     let code = status.code();
     if !status.success() {
-        let last = stderr_text
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("");
-        let what = match code {
-            Some(c) => format!("exit code {c}"),
-            None => "killed by a signal".to_string(),
-        };
-        let detail = if last.is_empty() {
-            String::new()
-        } else {
-            format!(": {last}")
-        };
-        return Err(JobError::retryable(format!(
-            "`{program}` failed with {what}{detail}"
+        return Err(JobError::retryable(exit_failure(
+            &program,
+            status,
+            &stderr_text,
         )));
     }
     if stdout.len() > MAX_STDOUT {
@@ -372,27 +339,9 @@ impl ChunkCommand {
         }
         let mut child = cmd.spawn().map_err(|e| ChunkCommandError {
             message: format!("cannot start `{}`: {e}", self.program),
-            transient: !matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
-            ),
+            transient: !start_failure_is_permanent(&e),
         })?;
-        let mut group = ProcessGroup(child.id().map(|id| nix::unistd::Pid::from_raw(id as i32)));
-        let pipe = child.stdin.take();
-        let feed = async move {
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.write_all(&stdin).await;
-                let _ = pipe.shutdown().await;
-            }
-        };
-        let stdout = read_capped(child.stdout.take(), usize::MAX);
-        let stderr = read_capped(child.stderr.take(), 1 << 20);
-        let exited = async {
-            let status = child.wait().await;
-            drop(std::mem::replace(&mut group, ProcessGroup(None)));
-            status
-        };
-        let (status, (), stdout, stderr) = tokio::join!(exited, feed, stdout, stderr);
+        let (status, stdout, stderr) = exchange(&mut child, Some(stdin), usize::MAX, || ()).await;
         let status = status.map_err(|e| ChunkCommandError {
             message: format!("waiting for `{}`: {e}", self.program),
             transient: true,
@@ -400,27 +349,66 @@ impl ChunkCommand {
         if status.success() {
             return Ok(stdout);
         }
-        let stderr = String::from_utf8_lossy(&stderr);
-        let last = stderr
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("");
-        let what = match status.code() {
-            Some(c) => format!("exit code {c}"),
-            None => "killed by a signal".to_string(),
-        };
         Err(ChunkCommandError {
-            message: format!(
-                "`{}` failed with {what}{}",
-                self.program,
-                if last.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {last}")
-                }
-            ),
+            message: exit_failure(&self.program, status, &String::from_utf8_lossy(&stderr)),
             transient: true,
         })
     }
+}
+
+/// A missing or forbidden program will not appear by retrying.
+fn start_failure_is_permanent(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+    )
+}
+
+/// "`prog` failed with exit code 3: <last stderr line>" (or "killed by a signal").
+fn exit_failure(program: &str, status: std::process::ExitStatus, stderr: &str) -> String {
+    let last = stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    let what = match status.code() {
+        Some(c) => format!("exit code {c}"),
+        None => "killed by a signal".to_string(),
+    };
+    if last.is_empty() {
+        format!("`{program}` failed with {what}")
+    } else {
+        format!("`{program}` failed with {what}: {last}")
+    }
+}
+
+/// Feeds `stdin`, reads both outputs (stdout up to `stdout_cap` bytes, stderr up to 64 MiB) and
+/// waits, all in the caller's task (no extra tasks to wake). When the command exits, `on_exit`
+/// runs (giving back a pool slot) and its process group is killed: stray background children
+/// die with it, which also closes their pipes.
+async fn exchange(
+    child: &mut tokio::process::Child,
+    stdin: Option<Vec<u8>>,
+    stdout_cap: usize,
+    on_exit: impl FnOnce(),
+) -> (std::io::Result<std::process::ExitStatus>, Vec<u8>, Vec<u8>) {
+    let mut group = ProcessGroup(child.id().map(|id| nix::unistd::Pid::from_raw(id as i32)));
+    let pipe = child.stdin.take();
+    let feed = async move {
+        if let (Some(mut pipe), Some(payload)) = (pipe, stdin) {
+            // A command that does not read its stdin closes the pipe: not an error.
+            let _ = pipe.write_all(&payload).await;
+            let _ = pipe.shutdown().await;
+        }
+    };
+    let stdout = read_capped(child.stdout.take(), stdout_cap);
+    let stderr = read_capped(child.stderr.take(), MAX_STDOUT);
+    let exited = async {
+        let status = child.wait().await;
+        on_exit();
+        drop(std::mem::replace(&mut group, ProcessGroup(None)));
+        status
+    };
+    let (status, (), stdout, stderr) = tokio::join!(exited, feed, stdout, stderr);
+    (status, stdout, stderr)
 }

@@ -196,14 +196,43 @@ pub struct BatchChunkRow {
     pub attempts: u32,
     /// Hash of the input bytes `start..end` as processed (checked on resume).
     pub input_hash: Option<String>,
-    /// The committed output file and its size.
-    pub file: Option<String>,
+    /// The size of the committed output file.
     pub output_bytes: Option<u64>,
     /// The output's first line when a command produced it (CSV header), checked equal across
     /// chunks.
     pub output_header: Option<String>,
     pub error: Option<String>,
     pub committed_at: Option<u64>,
+}
+
+impl BatchChunkRow {
+    /// A planned chunk not processed yet.
+    pub fn pending(
+        index: u32,
+        start: u64,
+        end: u64,
+        first_line: u64,
+        records: u64,
+    ) -> BatchChunkRow {
+        BatchChunkRow {
+            index,
+            start,
+            end,
+            first_line,
+            records,
+            state: "pending".into(),
+            read: 0,
+            written: 0,
+            skipped: 0,
+            filtered: 0,
+            attempts: 0,
+            input_hash: None,
+            output_bytes: None,
+            output_header: None,
+            error: None,
+            committed_at: None,
+        }
+    }
 }
 
 /// A bad line of a batch job: skipped (within the skip policy) or failing its chunk.

@@ -535,25 +535,7 @@ fn concurrent_writers_share_commits_and_a_failing_one_fails_alone() {
 }
 
 fn chunk_row(index: u32, start: u64, end: u64) -> BatchChunkRow {
-    BatchChunkRow {
-        index,
-        start,
-        end,
-        first_line: 2 + start,
-        records: end - start,
-        state: "pending".into(),
-        read: 0,
-        written: 0,
-        skipped: 0,
-        filtered: 0,
-        attempts: 0,
-        input_hash: None,
-        file: None,
-        output_bytes: None,
-        output_header: None,
-        error: None,
-        committed_at: None,
-    }
+    BatchChunkRow::pending(index, start, end, 2 + start, end - start)
 }
 
 #[test]
@@ -591,7 +573,7 @@ fn batch_jobs_keep_chunk_checkpoints_and_lines_across_reopening() {
         done.read = 10;
         done.written = 9;
         done.skipped = 1;
-        done.file = Some("chunk-1".into());
+        done.output_bytes = Some(42);
         done.input_hash = Some("abc".into());
         let skipped = [BatchLineRow {
             chunk: 1,
@@ -642,7 +624,8 @@ fn batch_jobs_keep_chunk_checkpoints_and_lines_across_reopening() {
     let chunks = store.batch_chunks(&key).unwrap();
     let states: Vec<&str> = chunks.iter().map(|c| c.state.as_str()).collect();
     assert_eq!(states, ["pending", "committed", "failed"]);
-    assert_eq!(chunks[1].file.as_deref(), Some("chunk-1"));
+    assert_eq!(chunks[1].output_bytes, Some(42));
+    assert_eq!(chunks[1].input_hash.as_deref(), Some("abc"));
     let lines = store.batch_lines(&key).unwrap();
     assert_eq!(
         lines

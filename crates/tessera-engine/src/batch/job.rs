@@ -135,7 +135,7 @@ impl JobRun {
                 .map_or(0, |d| d.as_nanos()),
         };
         let existing = store.batch_job(&self.key).map_err(store_err)?;
-        let job = match existing {
+        let (job, chunks) = match existing {
             Some(job) if self.spec.checkpoints && job.state == "finished" => {
                 if let Some(out) = job.output {
                     logs.push("batch already finished: its recorded output is reused".into());
@@ -144,8 +144,9 @@ impl JobRun {
                 self.plan(&source, logs)?
             }
             Some(job) if self.spec.checkpoints => {
-                self.verify(&job, &source)?;
-                job
+                let chunks = store.batch_chunks(&self.key).map_err(store_err)?;
+                self.verify(&job, &source, &chunks)?;
+                (job, chunks)
             }
             _ => self.plan(&source, logs)?,
         };
@@ -162,7 +163,6 @@ impl JobRun {
         }
         let plan: StoredPlan = serde_json::from_value(job.plan.clone())
             .map_err(|e| JobError::permanent(format!("stored batch plan is invalid: {e}")))?;
-        let chunks = store.batch_chunks(&self.key).map_err(store_err)?;
         let committed: Vec<&BatchChunkRow> =
             chunks.iter().filter(|c| c.state == "committed").collect();
         if !committed.is_empty() {
@@ -257,7 +257,11 @@ impl JobRun {
     }
 
     /// Scans the input once and records the job with its chunks (all pending).
-    fn plan(&self, source: &Source, logs: &mut Vec<String>) -> Result<BatchJobRow, JobError> {
+    fn plan(
+        &self,
+        source: &Source,
+        logs: &mut Vec<String>,
+    ) -> Result<(BatchJobRow, Vec<BatchChunkRow>), JobError> {
         let started = Instant::now();
         let path = &source.path;
         let file = File::open(&self.source)
@@ -312,24 +316,8 @@ impl JobRun {
         let rows: Vec<BatchChunkRow> = plan
             .chunks
             .iter()
-            .map(|c| BatchChunkRow {
-                index: c.index as u32,
-                start: c.start,
-                end: c.end,
-                first_line: c.first_line,
-                records: c.records,
-                state: "pending".into(),
-                read: 0,
-                written: 0,
-                skipped: 0,
-                filtered: 0,
-                attempts: 0,
-                input_hash: None,
-                file: None,
-                output_bytes: None,
-                output_header: None,
-                error: None,
-                committed_at: None,
+            .map(|c| {
+                BatchChunkRow::pending(c.index as u32, c.start, c.end, c.first_line, c.records)
             })
             .collect();
         // A fresh plan: stale chunk files of an abandoned plan go.
@@ -356,12 +344,17 @@ impl JobRun {
             plan.bytes,
             started.elapsed().as_millis()
         ));
-        Ok(job)
+        Ok((job, rows))
     }
 
     /// A resumed job may only reuse its committed chunks if the input is the one they came
     /// from and their output files are intact.
-    fn verify(&self, job: &BatchJobRow, now: &Source) -> Result<(), JobError> {
+    fn verify(
+        &self,
+        job: &BatchJobRow,
+        now: &Source,
+        chunks: &[BatchChunkRow],
+    ) -> Result<(), JobError> {
         let then: Source = serde_json::from_value(job.source.clone())
             .map_err(|e| JobError::permanent(format!("stored batch source is invalid: {e}")))?;
         let refuse = |what: String| {
@@ -389,11 +382,6 @@ impl JobRun {
                 now.path
             )));
         }
-        let chunks = self
-            .engine
-            .store
-            .batch_chunks(&self.key)
-            .map_err(store_err)?;
         let file = File::open(&self.source).map_err(io_err("cannot read", &self.source))?;
         let mut buf = Vec::new();
         for c in chunks.iter().filter(|c| c.state == "committed") {
@@ -515,7 +503,7 @@ impl JobRun {
                 Err(Failure::Transient(msg)) if attempts - chunk.attempts < self.retry.attempts => {
                     let delay = self
                         .retry
-                        .delay_before(attempts - chunk.attempts + 1, fastrand_unit());
+                        .delay_before(attempts - chunk.attempts + 1, fastrand::f64());
                     tracing::warn!(node = %self.node_id, chunk = chunk.index, error = %msg, "chunk failed; retrying in {delay:?}");
                     let cancelled = self.runtime.block_on(async {
                         tokio::select! {
@@ -558,7 +546,6 @@ impl JobRun {
                 filtered: d.filtered,
                 attempts,
                 input_hash,
-                file: Some(file.display().to_string()),
                 output_bytes: Some(out.bytes.len() as u64),
                 output_header: d.header.clone(),
                 error: None,
@@ -712,13 +699,6 @@ fn clip(raw: &str) -> String {
 
 fn memchr_newline(buf: &[u8]) -> usize {
     buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len())
-}
-
-fn fastrand_unit() -> f64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    f64::from(nanos % 1000) / 1000.0
 }
 
 fn fsync_dir(dir: &Path) -> Result<(), JobError> {

@@ -38,7 +38,6 @@ CREATE TABLE IF NOT EXISTS batch_chunks (
     filtered INTEGER NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 0,
     input_hash TEXT,
-    file TEXT,
     output_bytes INTEGER,
     output_header TEXT,
     error TEXT,
@@ -207,7 +206,7 @@ pub(super) fn end_job(
 pub(super) fn chunks(conn: &Connection, k: &BatchKey) -> Result<Vec<BatchChunkRow>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT idx, start_byte, end_byte, first_line, records, state, read, written, skipped, filtered,
-                attempts, input_hash, file, output_bytes, output_header, error, committed_at
+                attempts, input_hash, output_bytes, output_header, error, committed_at
          FROM batch_chunks WHERE task_id = ?1 AND key = ?2 AND iteration = ?3 ORDER BY idx",
     )?;
     let rows = stmt
@@ -225,11 +224,10 @@ pub(super) fn chunks(conn: &Connection, k: &BatchKey) -> Result<Vec<BatchChunkRo
                 filtered: r.get::<_, i64>(9)? as u64,
                 attempts: r.get(10)?,
                 input_hash: r.get(11)?,
-                file: r.get(12)?,
-                output_bytes: r.get::<_, Option<i64>>(13)?.map(|n| n as u64),
-                output_header: r.get(14)?,
-                error: r.get(15)?,
-                committed_at: r.get::<_, Option<i64>>(16)?.map(|n| n as u64),
+                output_bytes: r.get::<_, Option<i64>>(12)?.map(|n| n as u64),
+                output_header: r.get(13)?,
+                error: r.get(14)?,
+                committed_at: r.get::<_, Option<i64>>(15)?.map(|n| n as u64),
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -263,8 +261,8 @@ pub(super) fn put_chunk(conn: &mut Connection, c: &ChunkCommit<'_>) -> Result<()
     let n = tx
         .prepare_cached(
             "UPDATE batch_chunks SET state = ?5, read = ?6, written = ?7, skipped = ?8, filtered = ?9,
-                attempts = ?10, input_hash = ?11, file = ?12, output_bytes = ?13, output_header = ?14,
-                error = ?15, committed_at = ?16
+                attempts = ?10, input_hash = ?11, output_bytes = ?12, output_header = ?13,
+                error = ?14, committed_at = ?15
              WHERE task_id = ?1 AND key = ?2 AND iteration = ?3 AND idx = ?4",
         )?
         .execute(params![
@@ -279,7 +277,6 @@ pub(super) fn put_chunk(conn: &mut Connection, c: &ChunkCommit<'_>) -> Result<()
             chunk.filtered as i64,
             chunk.attempts,
             chunk.input_hash,
-            chunk.file,
             chunk.output_bytes.map(|n| n as i64),
             chunk.output_header,
             chunk.error,
