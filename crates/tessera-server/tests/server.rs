@@ -75,6 +75,24 @@ impl Fixture {
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 
+    /// POST without a body.
+    async fn post(&self, path: &str) -> reqwest::Response {
+        self.http.post(self.url(path)).send().await.unwrap()
+    }
+
+    async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn delete(&self, path: &str) -> reqwest::Response {
+        self.http.delete(self.url(path)).send().await.unwrap()
+    }
+
     /// Starts a task with a multipart body; asserts 202 and returns the task id.
     async fn submit_form(&self, route: &str, form: reqwest::multipart::Form) -> String {
         let r = self
@@ -199,12 +217,7 @@ async fn pipelines_are_created_listed_read_and_deleted_with_clear_errors() {
         (status, err["error"]["code"].clone()),
         (404, json!("not_found"))
     );
-    let r = f
-        .http
-        .delete(f.url("/api/v1/pipelines/lengths"))
-        .send()
-        .await
-        .unwrap();
+    let r = f.delete("/api/v1/pipelines/lengths").await;
     assert_eq!(r.status().as_u16(), 204);
     let (status, err) = f.get("/api/v1/pipelines/lengths").await;
     assert_eq!(status, 404);
@@ -223,12 +236,11 @@ async fn a_task_runs_asynchronously_and_bad_bodies_are_refused() {
     .await;
     f.post_yaml(LENGTHS).await;
     let r = f
-        .http
-        .post(f.url("/api/v1/services/lengths"))
-        .json(&json!({"words": ["été", "ab"], "factor": 3}))
-        .send()
-        .await
-        .unwrap();
+        .post_json(
+            "/api/v1/services/lengths",
+            &json!({"words": ["été", "ab"], "factor": 3}),
+        )
+        .await;
     assert_eq!(r.status().as_u16(), 202);
     let location = r.headers()["location"].to_str().unwrap().to_string();
     let body: Value = r.json().await.unwrap();
@@ -278,13 +290,7 @@ async fn a_task_runs_asynchronously_and_bad_bodies_are_refused() {
     let big = json!({"words": vec!["x".repeat(100); 100], "factor": 1});
     let (status, _) = f.submit("lengths", big.clone()).await;
     assert_eq!(status, 413);
-    let r = f
-        .http
-        .post(f.url("/api/v1/pipelines"))
-        .json(&big)
-        .send()
-        .await
-        .unwrap();
+    let r = f.post_json("/api/v1/pipelines", &big).await;
     assert_eq!(r.status().as_u16(), 413);
     assert_eq!(
         r.json::<Value>().await.unwrap()["error"]["code"],
@@ -422,12 +428,8 @@ async fn service_nodes_complete_by_callback_and_stray_callbacks_are_refused() {
         "{logs}"
     );
     let r = f
-        .http
-        .post(f.url("/api/v1/callbacks/0123456789abcdef"))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+        .post_json("/api/v1/callbacks/0123456789abcdef", &json!({}))
+        .await;
     assert_eq!(r.status().as_u16(), 404);
 
     // A failure reported by the service fails the node with its message.
@@ -487,13 +489,7 @@ async fn announced_services_become_pipelines_and_expire_after_three_periods() {
     .await;
     let announce = json!({"name": "worker", "url": url, "endpoints": [
         {"route": "worker-run", "path": "/work", "summary": "Do the work", "body": {"n": 1}}]});
-    let r = f
-        .http
-        .post(f.url("/api/v1/registry/announce"))
-        .json(&announce)
-        .send()
-        .await
-        .unwrap();
+    let r = f.post_json("/api/v1/registry/announce", &announce).await;
     assert_eq!(r.status().as_u16(), 200);
     let (_, openapi) = f.get("/openapi.json").await;
     assert!(
@@ -524,12 +520,11 @@ async fn announced_services_become_pipelines_and_expire_after_three_periods() {
         .unwrap();
     assert_eq!(f.get("/api/v1/pipelines/mine").await.1["available"], true);
     let bad = f
-        .http
-        .post(f.url("/api/v1/registry/announce"))
-        .json(&json!({"name": "x y", "url": "ftp://z"}))
-        .send()
-        .await
-        .unwrap();
+        .post_json(
+            "/api/v1/registry/announce",
+            &json!({"name": "x y", "url": "ftp://z"}),
+        )
+        .await;
     assert_eq!(bad.status().as_u16(), 422);
 }
 
@@ -934,61 +929,26 @@ async fn tasks_are_cancelled_resumed_and_deleted_through_the_api() {
     }
     let (status, _) = f.get(&format!("/api/v1/tasks/{id}/result")).await;
     assert_eq!(status, 409, "no result while running");
-    let del = f
-        .http
-        .delete(f.url(&format!("/api/v1/tasks/{id}")))
-        .send()
-        .await
-        .unwrap();
+    let del = f.delete(&format!("/api/v1/tasks/{id}")).await;
     assert_eq!(del.status().as_u16(), 409, "a running task is not deleted");
-    let r = f
-        .http
-        .post(f.url(&format!("/api/v1/tasks/{id}/cancel")))
-        .send()
-        .await
-        .unwrap();
+    let r = f.post(&format!("/api/v1/tasks/{id}/cancel")).await;
     assert_eq!(r.status().as_u16(), 202);
     assert_eq!(f.wait_task(&id).await["state"], "cancelled");
-    let r = f
-        .http
-        .post(f.url(&format!("/api/v1/tasks/{id}/cancel")))
-        .send()
-        .await
-        .unwrap();
+    let r = f.post(&format!("/api/v1/tasks/{id}/cancel")).await;
     assert_eq!(r.status().as_u16(), 409, "already ended");
     std::fs::write(format!("{dir}/open"), "").unwrap();
-    let r = f
-        .http
-        .post(f.url(&format!("/api/v1/tasks/{id}/resume")))
-        .send()
-        .await
-        .unwrap();
+    let r = f.post(&format!("/api/v1/tasks/{id}/resume")).await;
     assert_eq!(r.status().as_u16(), 202);
     let doc = f.wait_task(&id).await;
     assert_eq!(doc["state"], "finished", "{doc}");
     assert_eq!(doc["result"], json!({"opened": true}));
-    let r = f
-        .http
-        .post(f.url(&format!("/api/v1/tasks/{id}/resume")))
-        .send()
-        .await
-        .unwrap();
+    let r = f.post(&format!("/api/v1/tasks/{id}/resume")).await;
     assert_eq!(r.status().as_u16(), 409, "a finished task is not resumed");
-    let del = f
-        .http
-        .delete(f.url(&format!("/api/v1/tasks/{id}")))
-        .send()
-        .await
-        .unwrap();
+    let del = f.delete(&format!("/api/v1/tasks/{id}")).await;
     assert_eq!(del.status().as_u16(), 204);
     assert_eq!(f.get(&format!("/api/v1/tasks/{id}")).await.0, 404);
     for path in ["cancel", "resume"] {
-        let r = f
-            .http
-            .post(f.url(&format!("/api/v1/tasks/nope/{path}")))
-            .send()
-            .await
-            .unwrap();
+        let r = f.post(&format!("/api/v1/tasks/nope/{path}")).await;
         assert_eq!(r.status().as_u16(), 404);
     }
     assert_eq!(f.get("/api/v1/tasks/nope/nodes/gate/log").await.0, 404);
