@@ -2,7 +2,7 @@
 # The bench job on Tessera's `batch` node: tessera_len.sh TESSERA_BIN IN.csv OUT.csv [checkpoints]
 # Same job as the other tools (add `length` = Unicode characters of `patronyme`), 160,000-row
 # chunks, parallelism 2, a fresh durable data dir (SQLite, fsync) per run. checkpoints=false
-# measures the same run without per-chunk checkpoints (no chunk files, no fsync).
+# measures the same run without checkpoints (nothing synced, nothing committed per chunk).
 set -euo pipefail
 bin="$1"; in="$2"; out="$3"; checkpoints="${4:-true}"
 work="$(mktemp -d)"

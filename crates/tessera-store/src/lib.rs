@@ -167,6 +167,11 @@ pub trait Store: Send + Sync {
     /// The job's skipped and failed lines, in line order.
     fn batch_lines(&self, key: &BatchKey) -> Result<Vec<BatchLineRow>, StoreError>;
 
-    /// A chunk's checkpoint (or failure) and its lines, in one durable transaction.
-    fn put_batch_chunk(&self, commit: &ChunkCommit<'_>) -> Result<(), StoreError>;
+    /// Chunks' checkpoints (or failures) and their lines, all in one durable transaction.
+    fn put_batch_chunks(&self, commits: &[ChunkCommit<'_>]) -> Result<(), StoreError>;
+
+    /// One chunk's checkpoint (or failure) and its lines.
+    fn put_batch_chunk(&self, commit: &ChunkCommit<'_>) -> Result<(), StoreError> {
+        self.put_batch_chunks(std::slice::from_ref(commit))
+    }
 }

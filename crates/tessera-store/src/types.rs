@@ -196,7 +196,7 @@ pub struct BatchChunkRow {
     pub attempts: u32,
     /// Hash of the input bytes `start..end` as processed (checked on resume).
     pub input_hash: Option<String>,
-    /// The size of the committed output file.
+    /// The bytes the chunk appended to the output (its committed range of the output file).
     pub output_bytes: Option<u64>,
     /// The output's first line when a command produced it (CSV header), checked equal across
     /// chunks.
@@ -248,7 +248,7 @@ pub struct BatchLineRow {
     pub reason: String,
 }
 
-/// A chunk's durable checkpoint (its output file is already fsynced).
+/// A chunk's durable checkpoint (its output bytes are already fsynced).
 #[derive(Debug, Clone)]
 pub struct ChunkCommit<'a> {
     pub job: &'a BatchKey,

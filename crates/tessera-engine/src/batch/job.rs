@@ -1,9 +1,9 @@
 //! One batch job on blocking threads: plan (or verify the plan of an earlier start), process
-//! the chunks not yet committed on `parallelism` workers — each chunk's output file fsynced,
-//! then its checkpoint row committed — and assemble the output in input order.
+//! the chunks not yet committed on `parallelism` workers, and assemble the output in input
+//! order — the assembler syncs it as it grows and commits the chunks it holds (checkpoints).
 
 use std::fs::File;
-use std::io::{BufReader, Write};
+use std::io::BufReader;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -19,7 +19,7 @@ use tessera_store::{
     BatchChunkRow, BatchJobRow, BatchKey, BatchLineRow, ChunkCommit, ObjectMeta, StoreError,
 };
 
-use super::assemble::Assembler;
+use super::assemble::{Assembler, AssemblyPlan, Finished, Prefix, temp_path};
 use super::work::{Failure, Gate, Work, WorkKind, line_row};
 use super::{BatchCounters, CancelFlag};
 use crate::command::ChunkCommand;
@@ -68,7 +68,6 @@ struct Done {
     written: u64,
     skipped: u64,
     filtered: u64,
-    header: Option<String>,
 }
 
 type Output = (Value, Option<ObjectMeta>);
@@ -116,8 +115,11 @@ impl JobRun {
         layout(self.spec.writer.format, self.spec.writer.delimiter)
     }
 
-    fn chunk_file(&self, index: u32) -> PathBuf {
-        self.work_dir.join(format!("chunk-{index:06}"))
+    fn final_path(&self) -> &Path {
+        match &self.target {
+            Target::Path(p) => p,
+            Target::Object { file, .. } => file,
+        }
     }
 
     fn execute(&self, logs: &mut Vec<String>) -> Result<Output, JobError> {
@@ -194,12 +196,11 @@ impl JobRun {
             chunks
                 .iter()
                 .map(|c| {
-                    (c.state == "committed").then(|| Done {
+                    (c.state == "committed").then_some(Done {
                         read: c.read,
                         written: c.written,
                         skipped: c.skipped,
                         filtered: c.filtered,
-                        header: c.output_header.clone(),
                     })
                 })
                 .collect(),
@@ -216,25 +217,40 @@ impl JobRun {
             WorkKind::Rows(p) => Some(p.header()),
             WorkKind::Command { .. } => None,
         };
-        let earlier = chunks
-            .iter()
-            .map(|c| {
-                (c.state == "committed")
-                    .then(|| (self.chunk_file(c.index), c.output_header.clone()))
-            })
-            .collect();
-        let final_path = match &self.target {
-            Target::Path(p) => p.clone(),
-            Target::Object { file, .. } => file.clone(),
+        let prefix = Prefix {
+            chunks: committed.len(),
+            bytes: header.as_ref().map_or(0, |h| h.len() as u64)
+                + committed.iter().filter_map(|c| c.output_bytes).sum::<u64>(),
+            header: committed.iter().find_map(|c| c.output_header.clone()),
         };
-        let assembler = Assembler::new(
-            final_path,
-            header,
-            earlier,
-            2 * parallelism,
-            self.spec.checkpoints,
-        )?;
-        self.process_all(&pending, parallelism, &work, &gate, &done, &assembler)?;
+        let commit = self.spec.checkpoints.then(|| {
+            let (engine, key) = (self.engine.clone(), self.key.clone());
+            Box::new(move |chunks: &[(BatchChunkRow, Vec<BatchLineRow>)]| {
+                let commits: Vec<ChunkCommit<'_>> = chunks
+                    .iter()
+                    .map(|(chunk, skipped)| ChunkCommit {
+                        job: &key,
+                        chunk,
+                        skipped,
+                    })
+                    .collect();
+                engine.store.put_batch_chunks(&commits).map_err(store_err)
+            }) as super::assemble::CommitFn
+        });
+        let assembler = Assembler::new(AssemblyPlan {
+            target: self.final_path().to_path_buf(),
+            fixed_header: header,
+            prefix,
+            total: chunks.len(),
+            window: 2 * parallelism,
+            commit,
+        })?;
+        if let Err(e) = self.process_all(&pending, parallelism, &work, &gate, &done, &assembler) {
+            // What was appended before the failure stays committed: the next start goes on
+            // from there.
+            assembler.stop();
+            return Err(e);
+        }
         logs.push(format!(
             "processed {} chunks in {} ms",
             pending.len(),
@@ -320,18 +336,7 @@ impl JobRun {
                 BatchChunkRow::pending(c.index as u32, c.start, c.end, c.first_line, c.records)
             })
             .collect();
-        // A fresh plan: stale chunk files of an abandoned plan go.
-        let _ = std::fs::remove_dir_all(&self.work_dir);
         std::fs::create_dir_all(&self.work_dir).map_err(io_err("cannot create", &self.work_dir))?;
-        if self.spec.checkpoints {
-            // Every chunk file exists (empty) and its name is durable before any checkpoint
-            // refers to it: one directory fsync instead of one per chunk.
-            for c in &rows {
-                File::create(self.chunk_file(c.index))
-                    .map_err(io_err("cannot create", &self.work_dir))?;
-            }
-            fsync_dir(&self.work_dir)?;
-        }
         self.engine
             .store
             .create_batch_job(&job, &rows)
@@ -348,7 +353,7 @@ impl JobRun {
     }
 
     /// A resumed job may only reuse its committed chunks if the input is the one they came
-    /// from and their output files are intact.
+    /// from and their output (the start of the temporary output file) is intact.
     fn verify(
         &self,
         job: &BatchJobRow,
@@ -382,26 +387,39 @@ impl JobRun {
                 now.path
             )));
         }
+        let committed = chunks.iter().take_while(|c| c.state == "committed").count();
+        if let Some(c) = chunks[committed..].iter().find(|c| c.state == "committed") {
+            return Err(refuse(format!(
+                "chunk {} is committed but chunk {committed} before it is not",
+                c.index
+            )));
+        }
+        if committed > 0 {
+            let out = temp_path(self.final_path());
+            let needed: u64 = chunks[..committed]
+                .iter()
+                .filter_map(|c| c.output_bytes)
+                .sum();
+            match std::fs::metadata(&out).map(|m| m.len()) {
+                Err(_) => {
+                    return Err(refuse(format!(
+                        "the committed output of chunks 0..{committed} ({}) is missing",
+                        out.display()
+                    )));
+                }
+                Ok(size) if size < needed => {
+                    return Err(refuse(format!(
+                        "the committed output of chunks 0..{committed} ({}) has {size} bytes, \
+                         fewer than the {needed} committed",
+                        out.display()
+                    )));
+                }
+                Ok(_) => {}
+            }
+        }
         let file = File::open(&self.source).map_err(io_err("cannot read", &self.source))?;
         let mut buf = Vec::new();
-        for c in chunks.iter().filter(|c| c.state == "committed") {
-            let out = self.chunk_file(c.index);
-            let size = std::fs::metadata(&out).map(|m| m.len()).ok();
-            if size != c.output_bytes {
-                return Err(refuse(match size {
-                    None => format!(
-                        "the committed output of chunk {} ({}) is missing",
-                        c.index,
-                        out.display()
-                    ),
-                    Some(s) => format!(
-                        "the committed output of chunk {} ({}) has {s} bytes instead of {}",
-                        c.index,
-                        out.display(),
-                        c.output_bytes.unwrap_or(0)
-                    ),
-                }));
-            }
+        for c in &chunks[..committed] {
             buf.resize((c.end - c.start) as usize, 0);
             file.read_exact_at(&mut buf, c.start)
                 .map_err(io_err("cannot read", &self.source))?;
@@ -450,8 +468,8 @@ impl JobRun {
                         assembler.wait_turn(chunk.index as usize, stop);
                         let processed = self
                             .process_chunk(chunk, &input, &mut buf, work, gate)
-                            .and_then(|(d, bytes)| {
-                                assembler.push(chunk.index as usize, bytes, d.header.clone())?;
+                            .and_then(|(d, finished)| {
+                                assembler.push(finished)?;
                                 Ok(d)
                             });
                         match processed {
@@ -482,7 +500,7 @@ impl JobRun {
         }
     }
 
-    /// Reads, processes, writes and commits one chunk.
+    /// Reads and processes one chunk; its checkpoint row comes with its bytes.
     fn process_chunk(
         &self,
         chunk: &BatchChunkRow,
@@ -490,7 +508,7 @@ impl JobRun {
         buf: &mut Vec<u8>,
         work: &Work,
         gate: &Gate,
-    ) -> Result<(Done, Vec<u8>), JobError> {
+    ) -> Result<(Done, Finished), JobError> {
         buf.resize((chunk.end - chunk.start) as usize, 0);
         input
             .read_exact_at(buf, chunk.start)
@@ -523,50 +541,36 @@ impl JobRun {
             Err(Failure::Cancelled) => return Err(JobError::retryable("cancelled")),
             Err(failure) => return Err(self.fail_chunk(chunk, attempts, failure)),
         };
-        let file = self.chunk_file(chunk.index);
-        if self.spec.checkpoints {
-            let mut f = File::create(&file).map_err(io_err("cannot write", &file))?;
-            f.write_all(&out.bytes)
-                .map_err(io_err("cannot write", &file))?;
-            f.sync_data().map_err(io_err("cannot sync", &file))?;
-        }
         let d = Done {
             read: out.read,
             written: out.written,
             skipped: out.skipped.len() as u64,
             filtered: out.filtered,
-            header,
         };
-        if self.spec.checkpoints {
-            let row = BatchChunkRow {
-                state: "committed".into(),
-                read: d.read,
-                written: d.written,
-                skipped: d.skipped,
-                filtered: d.filtered,
-                attempts,
-                input_hash,
-                output_bytes: Some(out.bytes.len() as u64),
-                output_header: d.header.clone(),
-                error: None,
-                committed_at: Some(now_millis()),
-                ..chunk.clone()
-            };
-            let lines: Vec<BatchLineRow> = out
-                .skipped
-                .iter()
-                .map(|i| line_row(chunk.index, "skipped", i))
-                .collect();
-            self.engine
-                .store
-                .put_batch_chunk(&ChunkCommit {
-                    job: &self.key,
-                    chunk: &row,
-                    skipped: &lines,
-                })
-                .map_err(store_err)?;
-        }
-        Ok((d, out.bytes))
+        let row = BatchChunkRow {
+            state: "committed".into(),
+            read: d.read,
+            written: d.written,
+            skipped: d.skipped,
+            filtered: d.filtered,
+            attempts,
+            input_hash,
+            output_header: header.clone(),
+            error: None,
+            ..chunk.clone()
+        };
+        let lines = out
+            .skipped
+            .iter()
+            .map(|i| line_row(chunk.index, "skipped", i))
+            .collect();
+        let finished = Finished {
+            bytes: out.bytes,
+            header,
+            row,
+            lines,
+        };
+        Ok((d, finished))
     }
 
     /// Records a failed chunk (with its failing line) and says why the job fails.
@@ -699,10 +703,4 @@ fn clip(raw: &str) -> String {
 
 fn memchr_newline(buf: &[u8]) -> usize {
     buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len())
-}
-
-fn fsync_dir(dir: &Path) -> Result<(), JobError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("cannot sync", dir))
 }

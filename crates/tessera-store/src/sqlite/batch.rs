@@ -254,9 +254,21 @@ pub(super) fn lines(conn: &Connection, k: &BatchKey) -> Result<Vec<BatchLineRow>
     Ok(rows)
 }
 
-/// Writes a chunk's new state (committed or failed) and replaces its recorded lines.
-pub(super) fn put_chunk(conn: &mut Connection, c: &ChunkCommit<'_>) -> Result<(), StoreError> {
+/// Writes chunks' new states (committed or failed) and replaces their recorded lines, in one
+/// transaction.
+pub(super) fn put_chunks(
+    conn: &mut Connection,
+    commits: &[ChunkCommit<'_>],
+) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
+    for c in commits {
+        put_chunk(&tx, c)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn put_chunk(tx: &rusqlite::Transaction<'_>, c: &ChunkCommit<'_>) -> Result<(), StoreError> {
     let (k, chunk) = (c.job, c.chunk);
     let n = tx
         .prepare_cached(
@@ -311,6 +323,5 @@ pub(super) fn put_chunk(conn: &mut Connection, c: &ChunkCommit<'_>) -> Result<()
             ])?;
         }
     }
-    tx.commit()?;
     Ok(())
 }

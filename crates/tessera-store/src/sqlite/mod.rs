@@ -723,7 +723,7 @@ impl Store for SqliteStore {
         batch::lines(&self.conn(), key)
     }
 
-    fn put_batch_chunk(&self, commit: &ChunkCommit<'_>) -> Result<(), StoreError> {
-        batch::put_chunk(&mut self.conn(), commit)
+    fn put_batch_chunks(&self, commits: &[ChunkCommit<'_>]) -> Result<(), StoreError> {
+        batch::put_chunks(&mut self.conn(), commits)
     }
 }

@@ -312,7 +312,7 @@ fn a_failing_command_chunk_fixed_then_resumed_and_a_transient_failure_retried() 
 }
 
 #[test]
-fn a_changed_input_or_a_missing_chunk_file_is_refused_on_resume() {
+fn a_changed_input_or_a_missing_committed_output_is_refused_on_resume() {
     let env = Env::new();
     let mut text = String::from("name,n\n");
     for i in 0..40 {
@@ -369,7 +369,7 @@ fn a_changed_input_or_a_missing_chunk_file_is_refused_on_resume() {
     let doc = batch_doc(&env, &task);
     assert_eq!(doc["starts"], 1);
 
-    // A missing committed chunk file is refused with its name.
+    // A missing or truncated committed output is refused with its name.
     let env2 = Env::new();
     env2.write("in.csv", &text);
     env2.write("filter.sh", FILTER_SCRIPT);
@@ -380,23 +380,31 @@ fn a_changed_input_or_a_missing_chunk_file_is_refused_on_resume() {
     );
     let r = env2.run(&["run", &p2]);
     let task2 = r.task_id();
-    let work = env2.path("data/work").join(&task2);
-    let dir = std::fs::read_dir(&work)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    std::fs::remove_file(dir.join("chunk-000001")).unwrap();
+    assert_eq!(
+        batch_doc(&env2, &task2)["counts"]["chunk_states"]["committed"],
+        3
+    );
     std::fs::write(env2.path("fixed"), "").unwrap();
+    let tmp = env2.path(".out.csv.tessera-tmp");
+    let committed = std::fs::read(&tmp).unwrap();
+    std::fs::write(&tmp, &committed[..committed.len() - 1]).unwrap();
     let r = env2.run(&["resume", &task2]);
     assert!(
         r.last_stderr_line()
-            .contains("the committed output of chunk 1")
-            && r.last_stderr_line().contains("is missing"),
+            .contains("the committed output of chunks 0..3")
+            && r.last_stderr_line().contains("fewer than"),
         "{}",
         r.stderr
     );
+    std::fs::remove_file(&tmp).unwrap();
+    let r = env2.run(&["resume", &task2]);
+    assert!(
+        r.last_stderr_line()
+            .contains("the committed output of chunks 0..3 (.out.csv.tessera-tmp) is missing"),
+        "{}",
+        r.stderr
+    );
+    assert!(!env2.path("out.csv").exists());
 }
 
 #[test]
