@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/tessera-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Debian packages: GDAL's tools and library (raster tests, the `gdal` feature).
+bash scripts/test-env/system-packages.sh
 # Python environment of the example services (OpenCV, Pillow): the end-to-end tests run them.
 bash examples/services/setup.sh
 # An S3-compatible server (moto) for the object store tests.
@@ -13,5 +15,8 @@ export TESSERA_MOTO_SERVER
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# tessera-raster's optional GDAL source (every format GDAL reads), against Debian's libgdal.
+cargo clippy -p tessera-raster --features gdal --all-targets --locked -- -D warnings
+cargo test -p tessera-raster --features gdal --locked
 # The API against its own OpenAPI document (no 5xx, responses as documented).
 TESSERA_BIN="$CARGO_TARGET_DIR/debug/tessera" scripts/schemathesis/run.sh

@@ -406,7 +406,7 @@ fn sweep<'a>(
     pred: &'a [Vec<usize>],
     succ: &'a [Vec<usize>],
 ) -> (Vec<usize>, &'a [Vec<usize>]) {
-    if round % 2 == 0 {
+    if round.is_multiple_of(2) {
         ((1..rows).collect(), pred)
     } else {
         ((0..rows.saturating_sub(1)).rev().collect(), succ)

@@ -162,7 +162,7 @@ fn build(w: Workload) -> (String, Value) {
 
 /// The i-th W4 string: lengths 1 to 24, some non-ASCII (lengths count characters).
 fn w4_word(i: usize) -> String {
-    let base = if i % 3 == 0 { "é" } else { "w" };
+    let base = if i.is_multiple_of(3) { "é" } else { "w" };
     base.repeat(1 + i % 24)
 }
 
