@@ -384,9 +384,17 @@ pub fn resample(
             }
         }
     }
-    let mut data = crate::Data::filled(dtype, shape.len(), 0.0);
-    for (i, v) in out.into_iter().enumerate() {
-        data.set_f64(i, v);
+    fn typed<T: crate::Pixel>(values: &[f64]) -> crate::Data {
+        T::wrap(values.iter().map(|&v| T::from_f64(v)).collect())
     }
+    let data = match dtype {
+        DType::U8 => typed::<u8>(&out),
+        DType::U16 => typed::<u16>(&out),
+        DType::I16 => typed::<i16>(&out),
+        DType::U32 => typed::<u32>(&out),
+        DType::I32 => typed::<i32>(&out),
+        DType::F32 => typed::<f32>(&out),
+        DType::F64 => typed::<f64>(&out),
+    };
     Array::new(shape, data).expect("shape and data agree")
 }
