@@ -3,10 +3,14 @@
 //! reuses tiles), the tile's index, and the xxh3-128 hash of its samples. Written to a temporary
 //! file and renamed; validated when first used (size, georeferencing, hash), corrupt or partial
 //! files deleted so the tile is computed again. Processes sharing a directory hold a shared
-//! lock on it; cleaning stale temporary files and `overwrite` need it exclusively.
+//! lock on it; cleaning stale temporary files and `overwrite` need it exclusively. The directory
+//! is listed once, at open: a tile another process writes later is not seen and is computed
+//! again (same content, same name — harmless).
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{RasterError, TileIndex};
@@ -30,8 +34,10 @@ pub struct TileCache {
     dir: PathBuf,
     fingerprint: String,
     spec: TileSpec,
+    /// This recipe's tile files, listed at open and kept up to date.
+    files: Mutex<HashMap<TileIndex, Vec<PathBuf>>>,
     /// Held (shared) for the cache's lifetime.
-    _lock: File,
+    lock: File,
 }
 
 /// What a tile file held.
@@ -80,9 +86,10 @@ impl TileCache {
             dir: dir.to_path_buf(),
             fingerprint: fingerprint.to_string(),
             spec,
-            _lock: lock,
+            files: Mutex::default(),
+            lock,
         };
-        let exclusive = cache._lock.try_lock().is_ok();
+        let exclusive = cache.lock.try_lock().is_ok();
         if overwrite && !exclusive {
             // Deleting tiles another dataset or process may be reading would corrupt its reads.
             return Err(RasterError::Invalid(format!(
@@ -90,16 +97,17 @@ impl TileCache {
                 dir.display()
             )));
         }
+        // With the exclusive lock no other process uses the directory: temporary files are
+        // leftovers of a crash.
+        cache.scan(exclusive, overwrite)?;
         if exclusive {
-            // No other process uses the directory: temporary files are leftovers of a crash.
-            cache.clean(overwrite)?;
             cache
-                ._lock
+                .lock
                 .unlock()
                 .map_err(|e| io("cannot unlock", &lock_path, e))?;
         }
         cache
-            ._lock
+            .lock
             .lock_shared()
             .map_err(|e| io("cannot lock", &lock_path, e))?;
         Ok(cache)
@@ -117,39 +125,55 @@ impl TileCache {
         format!("{}_x{:04}_y{:04}_", self.fingerprint, tile.col, tile.row)
     }
 
-    /// Removes stale temporary files, and with `overwrite` every tile of this fingerprint.
-    fn clean(&self, overwrite: bool) -> Result<(), RasterError> {
+    /// Lists the directory once: indexes this recipe's tiles, removes stale temporary files
+    /// (`clean`) and with `overwrite` this recipe's tiles.
+    fn scan(&self, clean: bool, overwrite: bool) -> Result<(), RasterError> {
         let entries = std::fs::read_dir(&self.dir).map_err(|e| io("cannot list", &self.dir, e))?;
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let stale = name.contains(TEMP_MARK)
-                || (overwrite && name.starts_with(&self.fingerprint) && name.ends_with(".tif"));
-            if stale {
+            if name.contains(TEMP_MARK) {
+                if clean {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+                continue;
+            }
+            let Some(tile) = self.tile_of(&name) else {
+                continue;
+            };
+            if overwrite {
                 let _ = std::fs::remove_file(entry.path());
+            } else {
+                files.entry(tile).or_default().push(entry.path());
             }
         }
         Ok(())
     }
 
-    /// The files this recipe has for `tile` (normally zero or one).
-    fn candidates(&self, tile: TileIndex) -> Result<Vec<PathBuf>, RasterError> {
-        let prefix = self.prefix(tile);
-        let entries = std::fs::read_dir(&self.dir).map_err(|e| io("cannot list", &self.dir, e))?;
-        Ok(entries
-            .flatten()
-            .filter(|e| {
-                let name = e.file_name();
-                let name = name.to_string_lossy();
-                name.starts_with(&prefix) && name.ends_with(".tif") && !name.contains(TEMP_MARK)
-            })
-            .map(|e| e.path())
-            .collect())
+    /// The tile a file of this recipe holds, from its name.
+    fn tile_of(&self, name: &str) -> Option<TileIndex> {
+        let rest = name
+            .strip_prefix(self.fingerprint.as_str())?
+            .strip_prefix("_x")?
+            .strip_suffix(".tif")?;
+        let (col, rest) = rest.split_once("_y")?;
+        let (row, _hash) = rest.split_once('_')?;
+        Some(TileIndex {
+            col: col.parse().ok()?,
+            row: row.parse().ok()?,
+        })
     }
 
     /// Reads and validates `tile` (expected at `footprint`); a file that fails is deleted.
     pub fn load(&self, tile: TileIndex, footprint: &Footprint) -> Result<Loaded, RasterError> {
         let mut result = Loaded::Missing;
-        for path in self.candidates(tile)? {
+        let candidates = self
+            .files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&tile)
+            .unwrap_or_default();
+        for path in candidates {
             if matches!(result, Loaded::Valid(..)) {
                 // A duplicate (two processes computed the tile): keep one.
                 let _ = std::fs::remove_file(&path);

@@ -338,6 +338,10 @@ fn off_grid_reads_resample_like_a_file_and_bands_come_in_any_order() {
     let full = reference(&fp, &on_grid, 3, -1.0);
     assert_eq!(got.dtype(), DType::F64);
     assert_eq!(got, full.select_bands(&[1, 1, 0]).cast(DType::F64));
+    let all = r
+        .read(ReadRequest::new(on_grid, vec![0, 1, 2]).dtype(DType::F64))
+        .unwrap();
+    assert_eq!(all, full.cast(DType::F64));
     let err = r.read(ReadRequest::new(on_grid, vec![3])).unwrap_err();
     assert!(err.to_string().contains("band 3 does not exist"), "{err}");
 }

@@ -61,13 +61,22 @@ struct Source {
     mtime_ns: u128,
 }
 
-/// What a chunk contributes to the totals and the assembly.
-#[derive(Debug, Clone, Default)]
-struct Done {
+/// The job's record counts, summed over its chunks' checkpoint rows.
+#[derive(Debug, Clone, Copy, Default)]
+struct Totals {
     read: u64,
     written: u64,
     skipped: u64,
     filtered: u64,
+}
+
+impl Totals {
+    fn add(&mut self, c: &BatchChunkRow) {
+        self.read += c.read;
+        self.written += c.written;
+        self.skipped += c.skipped;
+        self.filtered += c.filtered;
+    }
 }
 
 type Output = (Value, Option<ObjectMeta>);
@@ -192,19 +201,9 @@ impl JobRun {
             policy: self.spec.skip,
             used: AtomicU64::new(committed.iter().map(|c| c.skipped).sum()),
         };
-        let done: Mutex<Vec<Option<Done>>> = Mutex::new(
-            chunks
-                .iter()
-                .map(|c| {
-                    (c.state == "committed").then_some(Done {
-                        read: c.read,
-                        written: c.written,
-                        skipped: c.skipped,
-                        filtered: c.filtered,
-                    })
-                })
-                .collect(),
-        );
+        let mut totals = Totals::default();
+        committed.iter().for_each(|c| totals.add(c));
+        let totals = Mutex::new(totals);
         let pending: Vec<&BatchChunkRow> =
             chunks.iter().filter(|c| c.state != "committed").collect();
         let started = Instant::now();
@@ -245,7 +244,7 @@ impl JobRun {
             window: 2 * parallelism,
             commit,
         })?;
-        if let Err(e) = self.process_all(&pending, parallelism, &work, &gate, &done, &assembler) {
+        if let Err(e) = self.process_all(&pending, parallelism, &work, &gate, &totals, &assembler) {
             // What was appended before the failure stays committed: the next start goes on
             // from there.
             assembler.stop();
@@ -256,15 +255,10 @@ impl JobRun {
             pending.len(),
             started.elapsed().as_millis()
         ));
-        let done: Vec<Done> = done
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner())
-            .into_iter()
-            .map(Option::unwrap_or_default)
-            .collect();
+        let totals = totals.into_inner().unwrap_or_else(|p| p.into_inner());
         let started = Instant::now();
         let bytes = assembler.finish()?;
-        let result = self.finish(&chunks, &done, bytes)?;
+        let result = self.finish(&chunks, totals, bytes)?;
         logs.push(format!(
             "output complete and synced in {} ms",
             started.elapsed().as_millis()
@@ -439,7 +433,7 @@ impl JobRun {
         parallelism: usize,
         work: &Work,
         gate: &Gate,
-        done: &Mutex<Vec<Option<Done>>>,
+        totals: &Mutex<Totals>,
         assembler: &Assembler,
     ) -> Result<(), JobError> {
         if pending.is_empty() {
@@ -468,14 +462,16 @@ impl JobRun {
                         assembler.wait_turn(chunk.index as usize, stop);
                         let processed = self
                             .process_chunk(chunk, &input, &mut buf, work, gate)
-                            .and_then(|(d, finished)| {
-                                assembler.push(finished)?;
-                                Ok(d)
+                            .and_then(|finished| {
+                                // Counted before the push: a failing push fails the job anyway.
+                                totals
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .add(&finished.row);
+                                assembler.push(finished)
                             });
                         match processed {
-                            Ok(d) => {
-                                let mut done = done.lock().unwrap_or_else(|p| p.into_inner());
-                                done[chunk.index as usize] = Some(d);
+                            Ok(()) => {
                                 self.counters.chunks_done.fetch_add(1, Ordering::Relaxed);
                                 self.counters
                                     .rows_done
@@ -508,7 +504,7 @@ impl JobRun {
         buf: &mut Vec<u8>,
         work: &Work,
         gate: &Gate,
-    ) -> Result<(Done, Finished), JobError> {
+    ) -> Result<Finished, JobError> {
         buf.resize((chunk.end - chunk.start) as usize, 0);
         input
             .read_exact_at(buf, chunk.start)
@@ -541,18 +537,12 @@ impl JobRun {
             Err(Failure::Cancelled) => return Err(JobError::retryable("cancelled")),
             Err(failure) => return Err(self.fail_chunk(chunk, attempts, failure)),
         };
-        let d = Done {
+        let row = BatchChunkRow {
+            state: "committed".into(),
             read: out.read,
             written: out.written,
             skipped: out.skipped.len() as u64,
             filtered: out.filtered,
-        };
-        let row = BatchChunkRow {
-            state: "committed".into(),
-            read: d.read,
-            written: d.written,
-            skipped: d.skipped,
-            filtered: d.filtered,
             attempts,
             input_hash,
             output_header: header.clone(),
@@ -564,13 +554,12 @@ impl JobRun {
             .iter()
             .map(|i| line_row(chunk.index, "skipped", i))
             .collect();
-        let finished = Finished {
+        Ok(Finished {
             bytes: out.bytes,
             header,
             row,
             lines,
-        };
-        Ok((d, finished))
+        })
     }
 
     /// Records a failed chunk (with its failing line) and says why the job fails.
@@ -643,10 +632,9 @@ impl JobRun {
     fn finish(
         &self,
         chunks: &[BatchChunkRow],
-        done: &[Done],
+        totals: Totals,
         bytes: u64,
     ) -> Result<Output, JobError> {
-        let total = |f: fn(&Done) -> u64| done.iter().map(f).sum::<u64>();
         let (output_ref, object) = match &self.target {
             Target::Path(p) => (Value::String(p.display().to_string()), None),
             Target::Object { file, name } => {
@@ -668,10 +656,10 @@ impl JobRun {
         let output = json!({
             "output": output_ref,
             "format": self.spec.writer.format.as_str(),
-            "read": total(|d| d.read),
-            "written": total(|d| d.written),
-            "skipped": total(|d| d.skipped),
-            "filtered": total(|d| d.filtered),
+            "read": totals.read,
+            "written": totals.written,
+            "skipped": totals.skipped,
+            "filtered": totals.filtered,
             "chunks": chunks.len(),
             "bytes": bytes,
         });

@@ -141,6 +141,17 @@ impl WindowRead for ArraySource {
                 message: format!("internal: window {window:?} outside the pixels held {held:?}"),
             });
         }
+        let target = PixelWindow::new(
+            window.col - at.0 as i64,
+            window.row - at.1 as i64,
+            out.shape().width,
+            out.shape().height,
+        );
+        if *held == window && bands.iter().copied().eq(0..self.bands) {
+            // All the pixels held, all bands in order: whole rows at once.
+            paste(array, *held, out, target);
+            return Ok(());
+        }
         let (hs, os) = (array.shape(), out.shape());
         with_data!(array.data(), s => {
             let d = Pixel::slice_mut(out.data_mut()).expect("read_window_into: same dtype");

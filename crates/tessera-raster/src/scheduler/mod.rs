@@ -374,11 +374,8 @@ impl Sched {
         job: impl FnOnce(&Sender<Msg>) + Send + 'static,
     ) {
         let tx = self.tx.clone();
-        let pool = self
-            .pools
-            .get(pool)
-            .or_else(|| self.pools.get("compute"))
-            .expect("compute pool");
+        // Pool names are checked when a recipe is added.
+        let pool = &self.pools[pool];
         pool.submit(priority, cancel, move || job(&tx));
     }
 
