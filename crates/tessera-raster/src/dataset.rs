@@ -1,6 +1,7 @@
 //! The public face of the engine: a `Dataset` owns the pools and the scheduler thread; rasters
 //! (GeoTIFF files, any `RasterSource`, recipes) are added to it and read through `Raster`
-//! handles with `get_data`, `iter_data` and `queue_data`.
+//! handles with `get_data`, `iter_data` and `queue_data`. A single read of a cached recipe whose
+//! tiles are valid runs on the caller's thread, without the scheduler.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -80,6 +81,8 @@ pub struct Raster {
     shared: Arc<Shared>,
     pub(crate) id: usize,
     info: Arc<RasterInfo>,
+    /// Cached recipes: reads of valid tiles without the scheduler.
+    pub(crate) direct: Option<Arc<scheduler::Direct>>,
 }
 
 impl std::fmt::Debug for Raster {
@@ -154,11 +157,12 @@ impl Dataset {
                 reply,
             })
             .map_err(|_| gone())?;
-        let id = rx.recv().map_err(|_| gone())??;
+        let (id, direct) = rx.recv().map_err(|_| gone())??;
         Ok(Raster {
             shared: self.shared.clone(),
             id,
             info,
+            direct,
         })
     }
 
@@ -210,6 +214,11 @@ impl Raster {
 
     /// A read with every option ([`ReadRequest`]: bands, interpolation, dst_nodata, dtype).
     pub fn read(&self, request: ReadRequest) -> Result<Array> {
+        if let Some(direct) = &self.direct
+            && let Some(result) = direct.read(&request, &self.shared.tx)
+        {
+            return result;
+        }
         let mut queue = self.queue_requests(vec![request], 1);
         queue
             .next()

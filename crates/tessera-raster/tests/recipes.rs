@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use tessera_raster::{
     Array, Conversion, DType, Dataset, DatasetOptions, Footprint, GeoTransform, Interpolation,
-    PixelWindow, Raster, ReadRequest, Recipe, Shape,
+    PixelWindow, Raster, ReadRequest, Recipe, Shape, TileEvent, TileState, Tiling,
 };
 
 fn grid(width: usize, height: usize) -> Footprint {
@@ -561,4 +561,135 @@ fn a_queue_never_runs_more_than_its_size_ahead_of_the_consumer() {
         queue.next().unwrap().unwrap();
     }
     assert_eq!(started.load(Ordering::SeqCst), 40);
+}
+
+/// The tile events received so far (a round trip to the scheduler first, so that it has sent
+/// those of everything before).
+fn events_so_far(
+    ds: &Dataset,
+    rx: &crossbeam_channel::Receiver<TileEvent>,
+) -> Vec<(Tiling, usize, usize, TileState, Option<String>)> {
+    ds.pool_usage();
+    rx.try_iter()
+        .map(|e| (e.tiling, e.tile.col, e.tile.row, e.state, e.message))
+        .collect()
+}
+
+#[test]
+fn single_reads_of_a_warm_cache_run_no_job_and_report_each_tile_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fp = grid(64, 64);
+    let counter = Counter::default();
+    dataset()
+        .create_recipe(coords_recipe("w", fp, 2, &counter).cache(dir.path(), 32, 32))
+        .unwrap()
+        .get_data(&fp)
+        .unwrap();
+    let before = tile_files(dir.path());
+    let ds = dataset();
+    let events = ds.subscribe();
+    let r = ds
+        .create_recipe(
+            Recipe::new("w", fp, DType::F32, 2, |_| Err("must not be called".into()))
+                .nodata(-1.0)
+                .compute_tiles(16, 16)
+                .cache(dir.path(), 32, 32),
+        )
+        .unwrap();
+    // Inside a tile, across two, partly outside, outside; each at most two tiles.
+    let wins: Vec<Footprint> = [
+        (3, 4, 20, 20),
+        (20, 5, 30, 10),
+        (40, 20, 10, 30),
+        (-5, -4, 20, 12),
+        (50, 60, 30, 30),
+        (70, 0, 5, 5),
+        (10, 40, 5, 5),
+        (0, 0, 1, 1),
+    ]
+    .iter()
+    .map(|&(c, r, w, h)| fp.window(PixelWindow::new(c, r, w, h)))
+    .collect();
+    for w in &wins {
+        assert_eq!(r.get_data(w).unwrap(), reference(&fp, w, 2, -1.0), "{w}");
+    }
+    let mut seen = events_so_far(&ds, &events);
+    seen.sort_by_key(|e| (e.1, e.2));
+    let expected: Vec<_> = [(0, 0), (0, 1), (1, 0), (1, 1)]
+        .into_iter()
+        .flat_map(|(c, r)| {
+            [TileState::Reading, TileState::Cached].map(|s| (Tiling::Cache, c, r, s, None))
+        })
+        .collect();
+    assert_eq!(seen, expected, "each cache tile read and checked once");
+    // Steady state: no event, no job, the files untouched.
+    for w in &wins {
+        assert_eq!(r.get_data(w).unwrap(), reference(&fp, w, 2, -1.0), "{w}");
+    }
+    assert_eq!(events_so_far(&ds, &events), []);
+    let jobs: usize = ds.pool_usage().iter().map(|p| p.done).sum();
+    assert_eq!(jobs, 0, "every read answered on the caller's thread");
+    assert_eq!(tile_files(dir.path()), before);
+    // Queries through the scheduler reuse the tiles validated on the caller's thread.
+    for (w, got) in wins.iter().zip(r.queue_data(wins.clone(), 3)) {
+        assert_eq!(got.unwrap(), reference(&fp, w, 2, -1.0), "{w}");
+    }
+    assert_eq!(events_so_far(&ds, &events), []);
+}
+
+#[test]
+fn a_tile_corrupted_after_the_listing_but_before_its_first_read_is_recomputed() {
+    let dir = tempfile::tempdir().unwrap();
+    let fp = grid(64, 64);
+    let counter = Counter::default();
+    dataset()
+        .create_recipe(coords_recipe("c", fp, 1, &counter).cache(dir.path(), 32, 32))
+        .unwrap()
+        .get_data(&fp)
+        .unwrap();
+    counter.reset();
+    let ds = dataset();
+    let events = ds.subscribe();
+    let r = ds
+        .create_recipe(coords_recipe("c", fp, 1, &counter).cache(dir.path(), 32, 32))
+        .unwrap();
+    // Listed at open (known by name only); damaged before anything reads it: tile (0, 1).
+    let files = tile_files(dir.path());
+    let victim = dir.path().join(&files[1].0);
+    assert!(files[1].0.contains("_x0000_y0001_"), "{}", files[1].0);
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let n = bytes.len();
+    for b in &mut bytes[n - 100..n - 50] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&victim, bytes).unwrap();
+    let inside = fp.window(PixelWindow::new(4, 36, 10, 10));
+    assert_eq!(
+        r.get_data(&inside).unwrap(),
+        reference(&fp, &inside, 1, -1.0)
+    );
+    assert_eq!(
+        counter.total(),
+        32 * 32,
+        "the corrupt tile alone, recomputed"
+    );
+    let seen = events_so_far(&ds, &events);
+    assert!(
+        seen.iter().any(
+            |e| (e.0, e.1, e.2, e.3) == (Tiling::Cache, 0, 1, TileState::Reading)
+                && e.4.as_deref().is_some_and(|m| m.contains("corrupt"))
+        ),
+        "{seen:?}"
+    );
+    // Rewritten under the same name; then read like any valid tile.
+    assert_eq!(
+        tile_files(dir.path())
+            .iter()
+            .map(|f| &f.0)
+            .collect::<Vec<_>>(),
+        files.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    counter.reset();
+    assert_eq!(r.get_data(&fp).unwrap(), reference(&fp, &fp, 1, -1.0));
+    assert_eq!(counter.total(), 0);
 }

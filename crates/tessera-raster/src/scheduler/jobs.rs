@@ -4,20 +4,20 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::cache::TileCache;
 use crate::error::{RasterError, Result, TileIndex};
 use crate::footprint::PixelWindow;
-use crate::geotiff::GeoTiff;
 use crate::recipe::{ComputeInput, PrimitiveArray};
 use crate::source::{self, RasterSource, ReadRequest, SourceError, WindowRead};
 use crate::{Array, DType, Footprint, Pixel, Shape, with_data};
 
 use super::RecipeNode;
 
-/// A part of a product: a tile's pixels, in memory or in a cache file.
+/// A part of a product: a tile's pixels, in memory or in a validated cache file.
 #[derive(Debug, Clone)]
 pub(super) enum Part {
     Memory(PixelWindow, Arc<Array>),
-    File(PixelWindow, PathBuf),
+    File(PixelWindow, TileIndex),
 }
 
 /// Copies the overlap of `src` (covering `src_win`) into `dst` (covering `dst_win`); both on
@@ -42,12 +42,14 @@ pub(super) fn paste(src: &Array, src_win: PixelWindow, dst: &mut Array, dst_win:
     })
 }
 
-/// Builds the array of `window` (all bands, the raster's dtype) from its parts.
+/// Builds the array of `window` (all bands, the raster's dtype) from its parts (`cache`: where
+/// file parts are).
 pub(super) fn assemble(
     window: PixelWindow,
     dtype: DType,
     bands: usize,
     fill: f64,
+    cache: Option<&TileCache>,
     parts: &[Part],
 ) -> Result<Arc<Array>> {
     if let [Part::Memory(w, array)] = parts
@@ -60,12 +62,15 @@ pub(super) fn assemble(
     for part in parts {
         match part {
             Part::Memory(w, array) => paste(array, *w, &mut out, window),
-            Part::File(w, path) => {
+            Part::File(w, tile) => {
                 let Some(overlap) = w.intersection(&window) else {
                     continue;
                 };
+                let Some(cache) = cache else {
+                    return Err(RasterError::Internal("a file part without a cache".into()));
+                };
                 // The file holds the tile `w`: read the overlap, in the tile's own pixels.
-                let tiff = GeoTiff::open(path)?;
+                let tiff = cache.open_valid(*tile)?;
                 let local = PixelWindow::new(
                     overlap.col - w.col,
                     overlap.row - w.row,

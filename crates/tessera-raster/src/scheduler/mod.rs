@@ -6,10 +6,14 @@
 //! The chain for one window of a query: a *fetch* (raster + read request) needs a *product*
 //! (the recipe's pixels over the on-grid window the read touches), which needs *cache tiles*
 //! (cached recipes) or *compute tiles*, which need fetches of their primitives. Sources are
-//! fetched with one read job.
+//! fetched with one read job. Reads of a cached recipe whose tiles are valid skip all this: they
+//! run on the caller's thread ([`direct`]).
 
+mod direct;
 mod jobs;
 mod tiles;
+
+pub(crate) use direct::Direct;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -146,7 +150,8 @@ pub(crate) enum Msg {
     AddRaster {
         info: Arc<RasterInfo>,
         raster: NewRaster,
-        reply: Sender<Result<RasterId>>,
+        /// The id, and the reader of a cached recipe's valid tiles.
+        reply: Sender<Result<(RasterId, Option<Arc<Direct>>)>>,
     },
     Query {
         raster: RasterId,
@@ -160,6 +165,8 @@ pub(crate) enum Msg {
     Dropped(QueryId),
     Subscribe(Sender<TileEvent>),
     PoolUsage(Sender<Vec<PoolUsage>>),
+    /// A read on the caller's thread validated a cache tile.
+    CacheValidated(RasterId, TileIndex),
     Done(Done),
     Shutdown,
 }
@@ -171,7 +178,7 @@ pub(crate) enum Done {
     CacheLoaded(RasterId, TileIndex, Result<Loaded>),
     ComputeStarted(RasterId, TileIndex),
     Computed(RasterId, TileIndex, Result<Arc<Array>>),
-    Written(RasterId, TileIndex, Result<(PathBuf, Arc<Array>)>),
+    Written(RasterId, TileIndex, Result<Arc<Array>>),
 }
 
 enum Node {
@@ -328,6 +335,9 @@ impl Sched {
                     usage.sort_by(|a, b| a.name.cmp(&b.name));
                     let _ = reply.send(usage);
                 }
+                Msg::CacheValidated(raster, tile) => {
+                    self.validated_elsewhere(raster, tile);
+                }
                 Msg::Done(done) => self.done(done),
                 Msg::Shutdown => break,
             }
@@ -379,8 +389,13 @@ impl Sched {
         pool.submit(priority, cancel, move || job(&tx));
     }
 
-    fn add_raster(&mut self, info: Arc<RasterInfo>, raster: NewRaster) -> Result<RasterId> {
+    fn add_raster(
+        &mut self,
+        info: Arc<RasterInfo>,
+        raster: NewRaster,
+    ) -> Result<(RasterId, Option<Arc<Direct>>)> {
         let id = self.rasters.len();
+        let mut direct = None;
         let (node, fingerprint) = match raster {
             NewRaster::Source(source) => {
                 let mut h = format!(
@@ -436,7 +451,9 @@ impl Sched {
                     let cache = TileCache::open(&c.dir, &fp, spec, c.overwrite)?;
                     recipe.cache = Some(Arc::new(cache));
                 }
-                (Node::Recipe(Arc::new(*recipe)), fp)
+                let recipe = Arc::new(*recipe);
+                direct = Direct::new(id, &recipe).map(Arc::new);
+                (Node::Recipe(recipe), fp)
             }
         };
         self.rasters.push(RasterEntry {
@@ -444,7 +461,7 @@ impl Sched {
             node,
             fingerprint,
         });
-        Ok(id)
+        Ok((id, direct))
     }
 
     fn pool_names(&self) -> String {
@@ -612,22 +629,11 @@ impl Sched {
         let Node::Recipe(recipe) = &self.rasters[f.raster].node else {
             return;
         };
-        let source = jobs::ArraySource {
-            name: PathBuf::from(format!("raster `{}`", recipe.name)),
-            footprint: recipe.footprint,
-            dtype: recipe.dtype,
-            bands: recipe.bands,
-            nodata: recipe.nodata,
-            held,
-        };
         let request = f.request.clone();
-        if let Some((window, array)) = &source.held
-            && is_plain_copy(recipe, &request, *window)
-        {
-            // The product is exactly the answer: no copy, no job.
-            let array = array.clone();
-            return self.fetch_done(id, Ok(array));
-        }
+        let source = match answer(recipe, &request, held) {
+            Answer::Ready(array) => return self.fetch_done(id, Ok(array)),
+            Answer::Read(source) => source,
+        };
         let pool = if resample_needed(&recipe.footprint, &request) {
             "compute"
         } else {
@@ -692,6 +698,34 @@ impl Sched {
 
 fn fingerprint(text: &str) -> String {
     format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes()))
+}
+
+/// How a recipe read is answered from its product (the pixels of [`needed_window`], if any).
+enum Answer {
+    /// The product is exactly the answer: no copy, no job.
+    Ready(Arc<Array>),
+    /// Read from the product like a file: band selection, dtype, nodata, resampling.
+    Read(jobs::ArraySource),
+}
+
+fn answer(
+    recipe: &RecipeNode,
+    request: &ReadRequest,
+    held: Option<(PixelWindow, Arc<Array>)>,
+) -> Answer {
+    if let Some((window, array)) = &held
+        && is_plain_copy(recipe, request, *window)
+    {
+        return Answer::Ready(array.clone());
+    }
+    Answer::Read(jobs::ArraySource {
+        name: PathBuf::from(format!("raster `{}`", recipe.name)),
+        footprint: recipe.footprint,
+        dtype: recipe.dtype,
+        bands: recipe.bands,
+        nodata: recipe.nodata,
+        held,
+    })
 }
 
 /// Whether `request` asks for exactly the pixels of `window`, all bands in order, as stored.

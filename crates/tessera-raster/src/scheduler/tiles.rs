@@ -62,7 +62,8 @@ enum CacheState {
         tiles: Vec<TileIndex>,
     },
     Writing,
-    Valid(std::path::PathBuf),
+    /// Valid on disk; its file is known to the recipe's `TileCache`.
+    Valid,
 }
 
 pub(super) struct CacheTile {
@@ -154,7 +155,15 @@ impl Sched {
         let recipe = self.recipe(p.raster);
         let (window, parts) = (p.window, p.parts.clone());
         self.submit("io", p.priority, None, move |tx| {
-            let result = jobs::assemble(window, recipe.dtype, recipe.bands, recipe.fill(), &parts);
+            let cache = recipe.cache.as_deref();
+            let result = jobs::assemble(
+                window,
+                recipe.dtype,
+                recipe.bands,
+                recipe.fill(),
+                cache,
+                &parts,
+            );
             let _ = tx.send(Msg::Done(Done::Product(id, result)));
         });
     }
@@ -290,7 +299,7 @@ impl Sched {
             .filter(|t| {
                 !matches!(
                     self.cache.get(&(raster, *t)).map(|c| &c.state),
-                    Some(CacheState::Valid(_) | CacheState::Writing)
+                    Some(CacheState::Valid | CacheState::Writing)
                 )
             })
             .collect()
@@ -477,9 +486,12 @@ impl Sched {
         priority: Priority,
     ) -> Option<Part> {
         let key = (raster, tile);
+        if self.validated_elsewhere(raster, tile) {
+            return Some(Part::File(recipe.tile_window(Tiling::Cache, tile), tile));
+        }
         if let Some(c) = self.cache.get_mut(&key) {
-            if let CacheState::Valid(path) = &c.state {
-                return Some(Part::File(c.window, path.clone()));
+            if let CacheState::Valid = c.state {
+                return Some(Part::File(c.window, tile));
             }
             c.deps.push(product);
             return None;
@@ -518,10 +530,8 @@ impl Sched {
         };
         let recipe = self.recipe(raster);
         match loaded {
-            Loaded::Valid(array, path) => {
-                let array = Arc::new(array);
-                self.valid(raster, tile, path, array);
-            }
+            Loaded::Valid(array) => self.valid(raster, tile, Some(Arc::new(array))),
+            Loaded::AlreadyValid => self.valid(raster, tile, None),
             Loaded::Missing | Loaded::Corrupt(_) => {
                 if let Loaded::Corrupt(reason) = loaded {
                     self.emit(
@@ -606,11 +616,18 @@ impl Sched {
         };
         self.emit(raster, Tiling::Cache, tile, TileState::Writing, None);
         self.submit("io", priority, None, move |tx| {
-            let result = jobs::assemble(window, recipe.dtype, recipe.bands, recipe.fill(), &parts)
-                .and_then(|array| {
-                    let path = cache.store(tile, &footprint, &array)?;
-                    Ok((path, array))
-                });
+            let result = jobs::assemble(
+                window,
+                recipe.dtype,
+                recipe.bands,
+                recipe.fill(),
+                None,
+                &parts,
+            )
+            .and_then(|array| {
+                cache.store(tile, &footprint, &array)?;
+                Ok(array)
+            });
             let _ = tx.send(Msg::Done(Done::Written(raster, tile, result)));
         });
     }
@@ -619,27 +636,48 @@ impl Sched {
         &mut self,
         raster: RasterId,
         tile: TileIndex,
-        result: Result<(std::path::PathBuf, Arc<Array>)>,
+        result: Result<Arc<Array>>,
     ) {
         match result {
-            Ok((path, array)) => self.valid(raster, tile, path, array),
+            Ok(array) => self.valid(raster, tile, Some(array)),
             Err(e) => self.fail_cache(raster, tile, &e),
         }
     }
 
-    /// A cache tile is on disk: its waiting products get its pixels, computed tiles held for
-    /// it are released.
-    fn valid(
-        &mut self,
-        raster: RasterId,
-        tile: TileIndex,
-        path: std::path::PathBuf,
-        array: Arc<Array>,
-    ) {
+    /// Records a cache tile the recipe's `TileCache` knows valid but this scheduler has not seen
+    /// (a read on the caller's thread validated it), with the events a load sends; false when
+    /// it is not valid or already seen.
+    pub(super) fn validated_elsewhere(&mut self, raster: RasterId, tile: TileIndex) -> bool {
+        if self.cache.contains_key(&(raster, tile)) {
+            return false;
+        }
+        let recipe = self.recipe(raster);
+        if !recipe.cache.as_ref().is_some_and(|c| c.is_valid(tile)) {
+            return false;
+        }
+        let window = recipe.tile_window(Tiling::Cache, tile);
+        self.cache.insert(
+            (raster, tile),
+            CacheTile {
+                footprint: recipe.footprint.window(window),
+                window,
+                deps: Vec::new(),
+                state: CacheState::Checking,
+                priority: (u64::MAX, 0),
+            },
+        );
+        self.emit(raster, Tiling::Cache, tile, TileState::Reading, None);
+        self.valid(raster, tile, None);
+        true
+    }
+
+    /// A cache tile is on disk (`array`: its pixels, when in memory): its waiting products get
+    /// them, computed tiles held for it are released.
+    fn valid(&mut self, raster: RasterId, tile: TileIndex, array: Option<Arc<Array>>) {
         let Some(c) = self.cache.get_mut(&(raster, tile)) else {
             return;
         };
-        c.state = CacheState::Valid(path);
+        c.state = CacheState::Valid;
         let deps = std::mem::take(&mut c.deps);
         let window = c.window;
         self.emit(raster, Tiling::Cache, tile, TileState::Cached, None);
@@ -655,7 +693,11 @@ impl Sched {
             }
         }
         for p in deps {
-            self.product_part(p, Tiling::Cache, tile, Part::Memory(window, array.clone()));
+            let part = match &array {
+                Some(a) => Part::Memory(window, a.clone()),
+                None => Part::File(window, tile),
+            };
+            self.product_part(p, Tiling::Cache, tile, part);
         }
     }
 
