@@ -71,6 +71,7 @@ fn colours(kind: &NodeKind) -> (&'static str, &'static str) {
         NodeKind::Branch(_) => ("#fef3c7", "#d97706"),
         NodeKind::Loop(_) => ("#ecfeff", "#0891b2"),
         NodeKind::Batch(_) => ("#f0fdf4", "#15803d"),
+        NodeKind::Raster(_) => ("#fefce8", "#a16207"),
     }
 }
 
@@ -107,6 +108,7 @@ fn dot_nodes(nodes: &[Node], prefix: &str, indent: &str, s: &mut String) {
             NodeKind::Branch(_) => "diamond",
             NodeKind::Loop(_) => "box3d",
             NodeKind::Batch(_) => "folder",
+            NodeKind::Raster(_) => "tab",
         };
         let label = dot_quote(&format!("{}\n{}", node.id, node.type_name()));
         let _ = writeln!(

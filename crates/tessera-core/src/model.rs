@@ -125,6 +125,8 @@ pub enum NodeKind {
     Loop(LoopSpec),
     /// Chunked, parallel, restartable processing of a file of records (SPEC §9).
     Batch(Box<BatchSpec>),
+    /// A raster computed tile by tile from GeoTIFF inputs, optionally cached (SPEC §10).
+    Raster(Box<RasterSpec>),
 }
 
 impl NodeKind {
@@ -139,6 +141,7 @@ impl NodeKind {
             NodeKind::Branch(_) => "branch",
             NodeKind::Loop(_) => "loop",
             NodeKind::Batch(_) => "batch",
+            NodeKind::Raster(_) => "raster",
         }
     }
 
@@ -146,7 +149,11 @@ impl NodeKind {
     pub fn is_external(&self) -> bool {
         matches!(
             self,
-            NodeKind::Command(_) | NodeKind::Http(_) | NodeKind::Service(_) | NodeKind::Batch(_)
+            NodeKind::Command(_)
+                | NodeKind::Http(_)
+                | NodeKind::Service(_)
+                | NodeKind::Batch(_)
+                | NodeKind::Raster(_)
         )
     }
 }
@@ -307,6 +314,52 @@ pub enum BatchProcessor {
         /// The command may drop rows; otherwise it must answer as many rows as it got.
         filters: bool,
     },
+}
+
+/// A `raster` node: an operation over named input rasters, written to a GeoTIFF.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RasterSpec {
+    pub operation: RasterOperation,
+    /// Inputs by the names the operation uses; the output lies on the first one's grid.
+    pub inputs: Vec<(String, RasterInput)>,
+    pub output: RasterTarget,
+    /// Output sample type (`u8`, `u16`, `i16`, `u32`, `i32`, `f32`, `f64`); default f32.
+    pub dtype: Option<String>,
+    pub nodata: Option<f64>,
+    /// Tiles computed once, reused by later runs (templated path).
+    pub cache_dir: Option<String>,
+    pub overwrite: bool,
+    /// Cache and computation tile sizes in pixels.
+    pub tile: usize,
+    pub compute_tile: usize,
+    /// Compute threads; 0 = one per core.
+    pub threads: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RasterOperation {
+    /// Band math: one output band per expression (`(b - a) / (b + a)`, `a[2]` for band 2).
+    Calc { expressions: Vec<String> },
+    /// Slope of `band` (0-based) of the single input, as `gdaldem slope`.
+    Slope {
+        band: usize,
+        scale: f64,
+        percent: bool,
+    },
+}
+
+/// Where an input raster comes from: a file path (templated), or an object in the node's input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RasterInput {
+    Path(String),
+    Object(DataPath),
+}
+
+/// Where the output goes: a file path (templated), or a new object.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RasterTarget {
+    Path(String),
+    Object { name: Option<String> },
 }
 
 /// Which bad rows are skipped (and recorded) instead of failing the job, and how many at most.

@@ -11,6 +11,7 @@ use crate::model::*;
 use crate::report::{Issue, Report};
 
 mod batch;
+mod raster;
 
 const COMMON_FIELDS: &[&str] = &[
     "id", "type", "params", "input", "next", "ready", "before", "after", "retry", "timeout",
@@ -28,12 +29,10 @@ fn kind_fields(type_name: &str) -> Option<&'static [&'static str]> {
         "branch" => &["if", "then", "else", "max_iterations"],
         "loop" => &["items", "nodes", "collect", "max_parallel"],
         "batch" => batch::FIELDS,
+        "raster" => raster::FIELDS,
         _ => return None,
     })
 }
-
-/// Types described by the specification that a later part of Tessera will run.
-const PLANNED_TYPES: &[&str] = &["raster"];
 
 /// Reads JSON or YAML text into a JSON value; the error names line and column.
 pub fn parse_document(text: &str) -> Result<Value, Issue> {
@@ -351,13 +350,9 @@ fn parse_node(value: &Value, where_: &str, report: &mut Report) -> Option<Node> 
         }
     };
     let Some(specific) = kind_fields(&type_name) else {
-        let msg = if PLANNED_TYPES.contains(&type_name.as_str()) {
-            format!("node type `{type_name}` is not available in this version of Tessera")
-        } else {
-            format!(
-                "unknown node type `{type_name}` (expected entry, end, node, command, http, service, branch, loop or batch)"
-            )
-        };
+        let msg = format!(
+            "unknown node type `{type_name}` (expected entry, end, node, command, http, service, branch, loop, batch or raster)"
+        );
         report.push(Issue::node(&id, "type", msg));
         return None;
     };
@@ -410,6 +405,7 @@ fn parse_node(value: &Value, where_: &str, report: &mut Report) -> Option<Node> 
         "branch" => parse_branch(&mut f, !next.is_empty()).map(NodeKind::Branch),
         "loop" => parse_loop(&mut f).map(NodeKind::Loop),
         "batch" => batch::parse_batch(&mut f).map(|b| NodeKind::Batch(Box::new(b))),
+        "raster" => raster::parse_raster(&mut f).map(|r| NodeKind::Raster(Box::new(r))),
         _ => unreachable!("kind_fields accepted only known types"),
     }
     .unwrap_or(NodeKind::Node);

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use crate::datapath::{DataPath, PathRoot};
-use crate::model::{BatchSource, Node, NodeKind, Pipeline};
+use crate::model::{BatchSource, Node, NodeKind, Pipeline, RasterInput};
 use crate::parse::parse_pipeline;
 use crate::report::{Issue, Report};
 use crate::script::Scripts;
@@ -164,6 +164,13 @@ fn check_node_paths(
         NodeKind::Batch(b) => {
             if let BatchSource::Object(p) = &b.reader.source {
                 paths.push(("reader.object".into(), p));
+            }
+        }
+        NodeKind::Raster(r) => {
+            for (name, input) in &r.inputs {
+                if let RasterInput::Object(p) = input {
+                    paths.push((format!("inputs.{name}.object"), p));
+                }
             }
         }
         _ => {}

@@ -115,3 +115,64 @@ nodes:
     assert!(ok.skip.parse_errors && !ok.skip.expression_errors);
     assert!(ok.checkpoints);
 }
+
+#[test]
+fn raster_nodes_are_checked_field_by_field() {
+    let text = r#"
+nodes:
+  - {id: in, type: entry, next: [calc, slope, bad, worse, ok]}
+  - id: calc
+    type: raster
+    inputs: {a: "{{params.dir}}/dem.tif", b: {object: in.out.ortho}}
+    expr: ["(b - a) / (b + a)", "(b - c", "a[0]"]
+    dtype: f16
+    tile: 0
+    next: [end]
+  - id: slope
+    type: raster
+    operation: slope
+    inputs: {dem: dem.tif, other: x.tif}
+    band: 0
+    unit: radians
+    scale: -1
+    expr: "a"
+    output: {object: 3}
+    next: [end]
+  - id: bad
+    type: raster
+    operation: blur
+    inputs: {"1a": x.tif, b: {path: y.tif, object: in.out.y}, c: {object: "ghost.out.z"}}
+    next: [end]
+  - {id: worse, type: raster, inputs: [], next: [end]}
+  - id: ok
+    type: raster
+    operation: slope
+    inputs: {dem: {object: in.out.dem}}
+    unit: percent
+    scale: 111120
+    cache_dir: cache
+    output: slope.tif
+    next: [end]
+  - {id: end, type: end}
+"#;
+    insta::assert_snapshot!(report(text));
+    let doc = tessera_core::parse::parse_document(text).unwrap();
+    let mut rep = tessera_core::Report::default();
+    let p = tessera_core::parse::pipeline_from_value(&doc, &mut rep).unwrap();
+    let tessera_core::NodeKind::Raster(ok) = &p.node("ok").unwrap().kind else {
+        panic!("ok is a raster node")
+    };
+    assert_eq!(
+        ok.operation,
+        tessera_core::model::RasterOperation::Slope {
+            band: 0,
+            scale: 111120.0,
+            percent: true
+        }
+    );
+    assert_eq!(
+        ok.output,
+        tessera_core::model::RasterTarget::Path("slope.tif".into())
+    );
+    assert_eq!((ok.tile, ok.compute_tile, ok.threads), (512, 256, 0));
+}

@@ -73,6 +73,56 @@ impl JobContext {
             .map_err(|e| JobError::retryable(format!("cannot record object: {e}")))
     }
 
+    /// A local file holding the object that data path `path` (of `field`) names in the node's
+    /// input: the store's own file when it has one, else a copy fetched into `work_dir`.
+    pub async fn object_file(
+        &self,
+        field: &str,
+        path: &tessera_core::datapath::DataPath,
+        work_dir: &std::path::Path,
+    ) -> Result<(std::path::PathBuf, tessera_store::ObjectMeta), JobError> {
+        let user = |m: String| JobError::permanent(format!("{field}: {m}"));
+        let value = path
+            .walk(&self.input)
+            .ok_or_else(|| user(format!("`{path}` is not in the node's input")))?;
+        let meta = tessera_store::ObjectMeta::from_json(value)
+            .ok_or_else(|| user(format!("`{path}` is not an object reference")))?;
+        if let Some(p) = self.engine.objects.local_path(&meta.id) {
+            return Ok((p, meta));
+        }
+        let dest = work_dir.join(format!("input-{}", meta.id));
+        if !dest.exists() {
+            let retry =
+                |what: &str, e: &dyn std::fmt::Display| JobError::retryable(format!("{what}: {e}"));
+            tokio::fs::create_dir_all(work_dir)
+                .await
+                .map_err(|e| retry(&format!("cannot create {}", work_dir.display()), &e))?;
+            let part = dest.with_extension("part");
+            self.engine
+                .objects
+                .get_to_file(&meta.id, &part)
+                .await
+                .map_err(|e| retry(&format!("cannot fetch object {}", meta.id), &e))?;
+            tokio::fs::rename(&part, &dest)
+                .await
+                .map_err(|e| retry(&format!("cannot keep {}", dest.display()), &e))?;
+        }
+        Ok((dest, meta))
+    }
+
+    /// This job's scratch directory under the engine's work dir.
+    pub fn work_dir(&self, kind: &str) -> std::path::PathBuf {
+        self.engine
+            .config
+            .work_dir
+            .join(&self.task_id)
+            .join(format!(
+                "{kind}-{}-{}",
+                safe_name(&self.key),
+                self.iteration
+            ))
+    }
+
     pub fn log(&mut self, stream: &str, line: impl Into<String>) {
         self.logs.push(LogLine {
             task_id: self.task_id.clone(),
@@ -177,6 +227,7 @@ async fn run(
             NodeKind::Http(spec) => crate::http::run(&mut ctx, spec).await,
             NodeKind::Service(spec) => crate::service::run(&mut ctx, spec).await,
             NodeKind::Batch(spec) => crate::batch::run(&mut ctx, spec).await,
+            NodeKind::Raster(spec) => crate::raster::run(&mut ctx, spec).await,
             _ => Ok((*ctx.input).clone()),
         }
     };
@@ -196,4 +247,17 @@ fn human(d: std::time::Duration) -> String {
     } else {
         format!("{}s", d.as_secs_f64())
     }
+}
+
+/// A node key as a file name (`loop[3]/x` → `loop_3__x`).
+fn safe_name(key: &str) -> String {
+    key.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }

@@ -11,6 +11,7 @@ mod events;
 mod http;
 pub mod inspect;
 mod jobs;
+mod raster;
 mod service;
 mod template;
 

@@ -22,6 +22,9 @@ pub enum RasterError {
         footprint: String,
         message: String,
     },
+    /// The caller stopped the work.
+    #[error("cancelled")]
+    Cancelled,
     /// The dataset is gone (its scheduler stopped) or a bug.
     #[error("internal: {0}")]
     Internal(String),

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 pub use geokeys::GeoKeys;
 pub(crate) use geokeys::wkt_epsg;
-pub use write::{Compression, WriteOptions, write_geotiff};
+pub use write::{Compression, StripWriter, WriteOptions, write_geotiff};
 
 use decode::{Codec, Layout, Out, Sample};
 use ifd::{Ifd, tag_name};

@@ -6,13 +6,16 @@
 
 pub mod array;
 pub mod cache;
+pub mod calc;
 pub mod dataset;
 pub mod error;
 pub mod events;
+pub mod focal;
 pub mod footprint;
 #[cfg(feature = "gdal")]
 pub mod gdal_source;
 pub mod geotiff;
+pub mod job;
 pub mod pool;
 pub mod recipe;
 pub mod resample;
@@ -29,7 +32,7 @@ pub use footprint::{
 pub use footprint::{Footprint, GeoTransform};
 #[cfg(feature = "gdal")]
 pub use gdal_source::GdalSource;
-pub use geotiff::{Compression, GeoKeys, GeoTiff, WriteOptions, write_geotiff};
+pub use geotiff::{Compression, GeoKeys, GeoTiff, StripWriter, WriteOptions, write_geotiff};
 pub use pool::PoolUsage;
 pub use recipe::{ComputeInput, Conversion, PrimitiveArray, Recipe};
 pub use resample::{Interpolation, SourceWindow, resample};

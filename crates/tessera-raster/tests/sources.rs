@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use tessera_raster::{
     Array, Compression, DType, Footprint, GeoTiff, GeoTransform, Interpolation, Projection,
-    RasterSource, ReadRequest, Shape, SourceError, WriteOptions, write_geotiff,
+    RasterSource, ReadRequest, Shape, SourceError, StripWriter, WriteOptions, write_geotiff,
 };
 
 fn fixture(name: &str) -> PathBuf {
@@ -192,6 +192,63 @@ fn round_trip_every_dtype_layout_and_compression() {
             }
         }
     }
+}
+
+#[test]
+fn strip_writer_writes_what_write_geotiff_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    // Rows wide enough for several strips of a few rows each.
+    let fp = window(3, 4, 5000, 37);
+    for dtype in [DType::U8, DType::F32, DType::I16] {
+        let a = ramp(dtype, 37, 5000, 2);
+        let whole = dir.path().join(format!("whole_{dtype}.tif"));
+        let options = write_options(Some(7.0), Compression::None, false);
+        write_geotiff(&whole, &fp, &a, &options).unwrap();
+        let streamed = dir.path().join(format!("streamed_{dtype}.tif"));
+        let mut w = StripWriter::create(&streamed, &fp, dtype, 2, &options).unwrap();
+        // Pieces of uneven heights, not aligned on strips.
+        let mut row = 0;
+        for h in [1, 10, 3, 23] {
+            let piece = t_rows(&a, row, h);
+            w.write_rows(&piece).unwrap();
+            row += h;
+        }
+        w.finish().unwrap();
+        assert_eq!(
+            std::fs::read(&whole).unwrap(),
+            std::fs::read(&streamed).unwrap(),
+            "{dtype}"
+        );
+    }
+    // Bad pieces and missing rows are errors naming the file.
+    let path = dir.path().join("bad.tif");
+    let options = WriteOptions::default();
+    let mut w = StripWriter::create(&path, &fp, DType::U8, 1, &options).unwrap();
+    let err = w.write_rows(&ramp(DType::U8, 2, 4999, 1)).unwrap_err();
+    assert!(err.to_string().contains("bad.tif"), "{err}");
+    assert!(err.to_string().contains("do not continue"), "{err}");
+    w.write_rows(&ramp(DType::U8, 2, 5000, 1)).unwrap();
+    let err = w.finish().unwrap_err();
+    assert!(
+        err.to_string().contains("only 2 of 37 rows written"),
+        "{err}"
+    );
+    let deflate = write_options(None, Compression::Deflate, false);
+    assert!(StripWriter::create(&path, &fp, DType::U8, 1, &deflate).is_err());
+}
+
+/// Rows `row..row + h` of `a`.
+fn t_rows(a: &Array, row: usize, h: usize) -> Array {
+    let s = a.shape();
+    let mut out = Array::filled(a.dtype(), Shape::new(h, s.width, s.bands), 0.0);
+    for r in 0..h {
+        for c in 0..s.width {
+            for b in 0..s.bands {
+                out.set_f64(r, c, b, a.get_f64(row + r, c, b));
+            }
+        }
+    }
+    out
 }
 
 #[test]

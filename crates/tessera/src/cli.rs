@@ -109,6 +109,11 @@ pub enum Command {
     Serve(crate::serve::ServeArgs),
     /// Measure the engine on the standard workloads (see BENCHMARKS.md).
     Bench(crate::bench::BenchArgs),
+    /// Compute rasters tile by tile, in parallel, cached: band math and slope over GeoTIFFs.
+    Raster {
+        #[command(subcommand)]
+        command: crate::raster::RasterCommand,
+    },
     /// Write sample data for the examples, tests and benchmarks.
     Sample {
         #[command(subcommand)]
@@ -222,6 +227,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             kind: SampleKind::Patronymes { rows, seed, out },
         } => sample_patronymes(rows, seed, out.as_deref()),
         Command::Serve(args) => crate::serve::serve(args),
+        Command::Raster { command } => crate::raster::raster(command),
     }
 }
 

@@ -1,10 +1,11 @@
 //! The `tessera` command line: run and resume pipelines in-process, validate and draw them,
-//! inspect tasks in the local data dir, and benchmark the engine.
+//! inspect tasks in the local data dir, compute rasters, and benchmark the engine.
 
 mod bench;
 mod cli;
 mod config;
 mod progress;
+mod raster;
 mod run;
 mod serve;
 mod tasks;

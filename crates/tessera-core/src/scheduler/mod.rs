@@ -397,7 +397,8 @@ impl Scheduler {
             NodeKind::Command(_)
             | NodeKind::Http(_)
             | NodeKind::Service(_)
-            | NodeKind::Batch(_) => {
+            | NodeKind::Batch(_)
+            | NodeKind::Raster(_) => {
                 unreachable!("external kinds are dispatched")
             }
         }

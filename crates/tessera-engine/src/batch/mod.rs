@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 use tessera_core::model::{BatchSource, BatchSpec, BatchTarget};
 use tessera_core::scheduler::{BatchProgress, JobError};
-use tessera_store::ObjectMeta;
 
 use crate::jobs::JobContext;
 use crate::template::render;
@@ -75,11 +74,7 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &BatchSpec) -> Result<Value,
     let input = ctx.input.clone();
     let params = ctx.node.params.clone();
     let user = |e: String| JobError::permanent(e);
-    let work_dir = ctx.engine.config.work_dir.join(&ctx.task_id).join(format!(
-        "batch-{}-{}",
-        safe_name(&ctx.key),
-        ctx.iteration
-    ));
+    let work_dir = ctx.work_dir("batch");
     let mut no_objects = |_: &Value| -> Result<String, String> {
         Err("object references cannot be used in a path; use `object:` instead".into())
     };
@@ -88,44 +83,7 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &BatchSpec) -> Result<Value,
             render(p, &input, &params, &mut no_objects)
                 .map_err(|e| user(format!("reader.path: {e}")))?,
         ),
-        BatchSource::Object(path) => {
-            let value = path.walk(&input).ok_or_else(|| {
-                user(format!(
-                    "reader.object: `{path}` is not in the node's input"
-                ))
-            })?;
-            let meta = ObjectMeta::from_json(value).ok_or_else(|| {
-                user(format!(
-                    "reader.object: `{path}` is not an object reference"
-                ))
-            })?;
-            match ctx.engine.objects.local_path(&meta.id) {
-                Some(p) => p,
-                None => {
-                    let dest = work_dir.join(format!("input-{}", meta.id));
-                    if !dest.exists() {
-                        tokio::fs::create_dir_all(&work_dir).await.map_err(|e| {
-                            JobError::retryable(format!(
-                                "cannot create {}: {e}",
-                                work_dir.display()
-                            ))
-                        })?;
-                        let part = dest.with_extension("part");
-                        ctx.engine
-                            .objects
-                            .get_to_file(&meta.id, &part)
-                            .await
-                            .map_err(|e| {
-                                JobError::retryable(format!("cannot fetch object {}: {e}", meta.id))
-                            })?;
-                        tokio::fs::rename(&part, &dest).await.map_err(|e| {
-                            JobError::retryable(format!("cannot keep {}: {e}", dest.display()))
-                        })?;
-                    }
-                    dest
-                }
-            }
-        }
+        BatchSource::Object(path) => ctx.object_file("reader.object", path, &work_dir).await?.0,
     };
     let target = match &spec.writer.target {
         BatchTarget::Path(p) => job::Target::Path(PathBuf::from(
@@ -176,17 +134,4 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &BatchSpec) -> Result<Value,
         ctx.record_object(&meta).await?;
     }
     Ok(output)
-}
-
-/// A node key as a file name (`loop[3]/x` → `loop_3__x`).
-fn safe_name(key: &str) -> String {
-    key.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }

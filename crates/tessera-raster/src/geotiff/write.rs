@@ -110,36 +110,154 @@ pub fn write_geotiff(
         slices = owned.iter().map(Vec::as_slice).collect();
     }
     let counts: Vec<u64> = slices.iter().map(|s| s.len() as u64).collect();
-    let data_len: u64 = counts.iter().sum();
 
+    let mut tags = base_tags(footprint, shape.bands, dtype, options);
+    if let Some(rps) = rows_per_strip {
+        tags.longs(ifd::ROWS_PER_STRIP, &[rps as u64]);
+    }
+    let header = tags.with_chunks(chunk_tags, &counts);
+
+    let io = |e| SourceError::io(path, e);
+    let mut file = File::create(path).map_err(io)?;
+    file.write_all(&header).map_err(io)?;
+    if options.compression == Compression::None && options.tile_size.is_none() {
+        file.write_all(&bytes).map_err(io)?;
+    } else {
+        for chunk in slices {
+            file.write_all(chunk).map_err(io)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes a GeoTIFF of uncompressed strips row by row, so rasters larger than memory can be
+/// written as they are computed. The layout is fixed at creation (header first, strips in
+/// order); [`StripWriter::finish`] checks every row came.
+pub struct StripWriter {
+    file: std::io::BufWriter<File>,
+    path: std::path::PathBuf,
+    footprint: Footprint,
+    dtype: DType,
+    bands: usize,
+    rows_written: usize,
+}
+
+impl StripWriter {
+    /// Creates `path`; `options` may not ask for compression or tiles.
+    pub fn create(
+        path: impl AsRef<Path>,
+        footprint: &Footprint,
+        dtype: DType,
+        bands: usize,
+        options: &WriteOptions,
+    ) -> Result<StripWriter, SourceError> {
+        let path = path.as_ref();
+        let bad = |message: String| SourceError::BadRequest {
+            path: path.to_path_buf(),
+            message,
+        };
+        if options.compression != Compression::None || options.tile_size.is_some() {
+            return Err(bad("a strip writer writes uncompressed strips only".into()));
+        }
+        if bands == 0 {
+            return Err(bad("cannot write 0 bands".into()));
+        }
+        let row_bytes = (footprint.width() * bands * dtype.size()) as u64;
+        let rps = (STRIP_BYTES as u64 / row_bytes).clamp(1, footprint.height() as u64);
+        let height = footprint.height() as u64;
+        let counts: Vec<u64> = (0..height.div_ceil(rps))
+            .map(|i| rps.min(height - i * rps) * row_bytes)
+            .collect();
+        let mut tags = base_tags(footprint, bands, dtype, options);
+        tags.longs(ifd::ROWS_PER_STRIP, &[rps]);
+        let header = tags.with_chunks((ifd::STRIP_OFFSETS, ifd::STRIP_BYTE_COUNTS), &counts);
+        let io = |e| SourceError::io(path, e);
+        let mut file = std::io::BufWriter::with_capacity(1 << 20, File::create(path).map_err(io)?);
+        file.write_all(&header).map_err(io)?;
+        Ok(StripWriter {
+            file,
+            path: path.to_path_buf(),
+            footprint: *footprint,
+            dtype,
+            bands,
+            rows_written: 0,
+        })
+    }
+
+    /// Appends the next rows: an array of the raster's width, bands and dtype.
+    pub fn write_rows(&mut self, rows: &Array) -> Result<(), SourceError> {
+        let shape = rows.shape();
+        if shape.width != self.footprint.width()
+            || shape.bands != self.bands
+            || rows.dtype() != self.dtype
+            || self.rows_written + shape.height > self.footprint.height()
+        {
+            return Err(SourceError::BadRequest {
+                path: self.path.clone(),
+                message: format!(
+                    "rows of shape {shape} and {} do not continue a {} × {} raster of {} band(s) of {} at row {}",
+                    rows.dtype(),
+                    self.footprint.width(),
+                    self.footprint.height(),
+                    self.bands,
+                    self.dtype,
+                    self.rows_written
+                ),
+            });
+        }
+        self.file
+            .write_all(&le_bytes(rows))
+            .map_err(|e| SourceError::io(&self.path, e))?;
+        self.rows_written += shape.height;
+        Ok(())
+    }
+
+    /// Flushes the file and makes it durable; an error if rows are missing.
+    pub fn finish(self) -> Result<(), SourceError> {
+        if self.rows_written != self.footprint.height() {
+            return Err(SourceError::BadRequest {
+                path: self.path.clone(),
+                message: format!(
+                    "only {} of {} rows written",
+                    self.rows_written,
+                    self.footprint.height()
+                ),
+            });
+        }
+        let io = |e| SourceError::io(&self.path, e);
+        let file = self.file.into_inner().map_err(|e| io(e.into_error()))?;
+        file.sync_all().map_err(io)
+    }
+}
+
+/// The tags of every file written here: size, samples, georeferencing, projection, nodata.
+fn base_tags(footprint: &Footprint, bands: usize, dtype: DType, options: &WriteOptions) -> Tags {
+    let size = dtype.size();
     let mut tags = Tags::default();
-    tags.longs(ifd::IMAGE_WIDTH, &[shape.width as u64]);
-    tags.longs(ifd::IMAGE_LENGTH, &[shape.height as u64]);
-    tags.shorts(ifd::BITS_PER_SAMPLE, &vec![(size * 8) as u16; shape.bands]);
+    tags.longs(ifd::IMAGE_WIDTH, &[footprint.width() as u64]);
+    tags.longs(ifd::IMAGE_LENGTH, &[footprint.height() as u64]);
+    tags.shorts(ifd::BITS_PER_SAMPLE, &vec![(size * 8) as u16; bands]);
     let compression = match options.compression {
         Compression::None => 1,
         Compression::Deflate => 8,
     };
     tags.shorts(ifd::COMPRESSION, &[compression]);
     tags.shorts(ifd::PHOTOMETRIC, &[1]);
-    tags.shorts(ifd::SAMPLES_PER_PIXEL, &[shape.bands as u16]);
-    if let Some(rps) = rows_per_strip {
-        tags.longs(ifd::ROWS_PER_STRIP, &[rps as u64]);
-    }
+    tags.shorts(ifd::SAMPLES_PER_PIXEL, &[bands as u16]);
     tags.shorts(ifd::PLANAR_CONFIGURATION, &[1]);
     if let Some(t) = options.tile_size {
         tags.longs(ifd::TILE_WIDTH, &[t as u64]);
         tags.longs(ifd::TILE_LENGTH, &[t as u64]);
     }
-    if shape.bands > 1 {
-        tags.shorts(ifd::EXTRA_SAMPLES, &vec![0; shape.bands - 1]);
+    if bands > 1 {
+        tags.shorts(ifd::EXTRA_SAMPLES, &vec![0; bands - 1]);
     }
     let format = match dtype {
         DType::U8 | DType::U16 | DType::U32 => 1,
         DType::I16 | DType::I32 => 2,
         DType::F32 | DType::F64 => 3,
     };
-    tags.shorts(ifd::SAMPLE_FORMAT, &vec![format; shape.bands]);
+    tags.shorts(ifd::SAMPLE_FORMAT, &vec![format; bands]);
     for (tag, values) in georeferencing_tags(&footprint.gt()) {
         tags.doubles(tag, &values);
     }
@@ -165,33 +283,7 @@ pub fn write_geotiff(
         };
         tags.ascii(ifd::GDAL_NODATA, &text);
     }
-    // Offsets are placeholders until the header's size is known; their size does not change.
-    let bigtiff = data_len + tags.estimate() + counts.len() as u64 * 16 > u32::MAX as u64 - 1024;
-    let offset_type = if bigtiff { LONG8 } else { LONG };
-    tags.push(chunk_tags.0, offset_type, vec![0u64; counts.len()]);
-    tags.push(chunk_tags.1, offset_type, counts.clone());
-    let header_len = tags.encode(bigtiff).len() as u64;
-    let mut offsets = Vec::with_capacity(counts.len());
-    let mut at = header_len;
-    for &count in &counts {
-        offsets.push(at);
-        at += count;
-    }
-    tags.push(chunk_tags.0, offset_type, offsets);
-    let header = tags.encode(bigtiff);
-    debug_assert_eq!(header.len() as u64, header_len);
-
-    let io = |e| SourceError::io(path, e);
-    let mut file = File::create(path).map_err(io)?;
-    file.write_all(&header).map_err(io)?;
-    if options.compression == Compression::None && options.tile_size.is_none() {
-        file.write_all(&bytes).map_err(io)?;
-    } else {
-        for chunk in slices {
-            file.write_all(chunk).map_err(io)?;
-        }
-    }
-    Ok(())
+    tags
 }
 
 /// The array's samples as little-endian bytes (borrowed on little-endian machines).
@@ -245,6 +337,28 @@ impl Tags {
         let mut bytes = text.as_bytes().to_vec();
         bytes.push(0);
         self.entries.insert(tag, (ASCII, bytes.len() as u64, bytes));
+    }
+
+    /// Header and IFD for chunks of `counts` bytes laid out right after it, in order.
+    fn with_chunks(mut self, (offsets_tag, counts_tag): (u16, u16), counts: &[u64]) -> Vec<u8> {
+        let data_len: u64 = counts.iter().sum();
+        // Offsets are placeholders until the header's size is known; their size does not change.
+        let bigtiff =
+            data_len + self.estimate() + counts.len() as u64 * 16 > u32::MAX as u64 - 1024;
+        let offset_type = if bigtiff { LONG8 } else { LONG };
+        self.push(offsets_tag, offset_type, vec![0u64; counts.len()]);
+        self.push(counts_tag, offset_type, counts.to_vec());
+        let header_len = self.encode(bigtiff).len() as u64;
+        let mut offsets = Vec::with_capacity(counts.len());
+        let mut at = header_len;
+        for &count in counts {
+            offsets.push(at);
+            at += count;
+        }
+        self.push(offsets_tag, offset_type, offsets);
+        let header = self.encode(bigtiff);
+        debug_assert_eq!(header.len() as u64, header_len);
+        header
     }
 
     /// An upper bound of the encoded size (for the BigTIFF decision).

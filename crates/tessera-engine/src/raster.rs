@@ -1,0 +1,167 @@
+//! The `raster` executor (SPEC §10): resolves the node's inputs (paths or objects) and output,
+//! runs the tiled job of `tessera_raster::job` on a blocking thread (cancelled with the node),
+//! and stores the result as an object when asked. Its output names the raster and its stats.
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde_json::{Value, json};
+use tessera_core::model::{RasterInput, RasterOperation, RasterSpec, RasterTarget};
+use tessera_core::scheduler::JobError;
+use tessera_raster::focal::SlopeUnit;
+use tessera_raster::job::{self, JobInput, JobReport, JobSpec, Operation};
+use tessera_raster::{DType, RasterError};
+
+use crate::jobs::JobContext;
+use crate::template::render;
+
+/// Set when the node's future is dropped (cancel, timeout); the job stops at its next tile.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+pub(crate) async fn run(ctx: &mut JobContext, spec: &RasterSpec) -> Result<Value, JobError> {
+    let input = ctx.input.clone();
+    let params = ctx.node.params.clone();
+    let user = |e: String| JobError::permanent(e);
+    let work_dir = ctx.work_dir("raster");
+    let mut no_objects = |_: &Value| -> Result<String, String> {
+        Err("object references cannot be used in a path; use `object:` instead".into())
+    };
+    let mut templated = |field: &str, text: &str| -> Result<PathBuf, JobError> {
+        render(text, &input, &params, &mut no_objects)
+            .map(PathBuf::from)
+            .map_err(|e| user(format!("{field}: {e}")))
+    };
+    let mut inputs = Vec::new();
+    for (name, source) in &spec.inputs {
+        let (path, content_id) = match source {
+            RasterInput::Path(p) => (templated(&format!("inputs.{name}"), p)?, None),
+            RasterInput::Object(path) => {
+                let field = format!("inputs.{name}.object");
+                let (file, meta) = ctx.object_file(&field, path, &work_dir).await?;
+                // Each upload is a new object: its content, not its path, names its tiles.
+                (file, Some(format!("sha256:{}", meta.sha256)))
+            }
+        };
+        inputs.push(JobInput {
+            name: name.clone(),
+            path,
+            content_id,
+        });
+    }
+    let output = match &spec.output {
+        RasterTarget::Path(p) => templated("output", p)?,
+        RasterTarget::Object { .. } => {
+            tokio::fs::create_dir_all(&work_dir).await.map_err(|e| {
+                JobError::retryable(format!("cannot create {}: {e}", work_dir.display()))
+            })?;
+            work_dir.join("output.tif")
+        }
+    };
+    let cache_dir = match &spec.cache_dir {
+        Some(dir) => Some(templated("cache_dir", dir)?),
+        None => None,
+    };
+    let operation = match &spec.operation {
+        RasterOperation::Calc { expressions } => Operation::Calc {
+            expressions: expressions.clone(),
+        },
+        RasterOperation::Slope {
+            band,
+            scale,
+            percent,
+        } => Operation::Slope {
+            band: *band,
+            scale: *scale,
+            unit: if *percent {
+                SlopeUnit::Percent
+            } else {
+                SlopeUnit::Degrees
+            },
+        },
+    };
+    let job_spec = JobSpec {
+        inputs,
+        operation,
+        output,
+        // Checked when the pipeline was parsed.
+        dtype: spec.dtype.as_deref().and_then(DType::parse),
+        nodata: spec.nodata,
+        cache_dir,
+        cache_tile: spec.tile,
+        compute_tile: spec.compute_tile,
+        threads: spec.threads,
+        overwrite: spec.overwrite,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let _guard = StopOnDrop(stop.clone());
+    let report = tokio::task::spawn_blocking(move || {
+        job::run(&job_spec, &mut |_| {
+            if stop.load(Ordering::SeqCst) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+    })
+    .await
+    .map_err(|e| JobError::permanent(format!("the raster job panicked: {e}")))?
+    .map_err(job_error)?;
+    ctx.log(
+        "engine",
+        format!(
+            "raster: {} × {}, {} tiles, {} computed in {:.2} s",
+            report.width, report.height, report.tiles, report.computed_tiles, report.seconds
+        ),
+    );
+    let raster = match &spec.output {
+        RasterTarget::Path(p) => Value::String(p.clone()),
+        RasterTarget::Object { name } => {
+            let meta = ctx
+                .engine
+                .objects
+                .put_file(&report.output, name.clone(), Some("image/tiff".into()))
+                .await
+                .map_err(|e| JobError::retryable(format!("cannot store the output: {e}")))?;
+            ctx.record_object(&meta).await?;
+            let _ = tokio::fs::remove_dir_all(&work_dir).await;
+            meta.to_json()
+        }
+    };
+    Ok(output_json(raster, &report))
+}
+
+fn job_error(e: RasterError) -> JobError {
+    if e.is_retryable() {
+        JobError::retryable(e.to_string())
+    } else {
+        JobError::permanent(e.to_string())
+    }
+}
+
+/// The node's `out`: the raster (path or object) and what it holds.
+fn output_json(raster: Value, report: &JobReport) -> Value {
+    let number = |v: f64| serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number);
+    json!({
+        "raster": raster,
+        "width": report.width,
+        "height": report.height,
+        "dtype": report.dtype.name(),
+        "nodata": number(report.nodata),
+        "tiles": report.tiles,
+        "computed_tiles": report.computed_tiles,
+        "bands": report.bands.iter().map(|b| json!({
+            "min": number(b.min),
+            "max": number(b.max),
+            "mean": number(b.mean),
+            "valid_pixels": b.valid_pixels,
+        })).collect::<Vec<_>>(),
+    })
+}
