@@ -300,3 +300,28 @@ fn an_input_named_by_its_content_reuses_tiles_from_another_path() {
     spec.inputs[0].content_id = None;
     assert_eq!(go(&spec).computed_tiles, 15);
 }
+
+#[cfg(feature = "gdal")]
+#[test]
+fn with_gdal_any_format_is_an_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let calc = |input: &str, output: &str| {
+        let spec = JobSpec::new(
+            vec![JobInput {
+                name: "a".into(),
+                path: fixture(input),
+                content_id: None,
+            }],
+            Operation::Calc {
+                expressions: vec!["a[1] + 2 * a[3]".into()],
+            },
+            dir.path().join(output),
+        );
+        run(&spec, &mut |_| ControlFlow::Continue(())).unwrap();
+        read_all(&spec.output).1
+    };
+    // The same pixels as a GeoTIFF, a VRT and a PNG (with a world file).
+    let reference = calc("rs_u8_3b.tif", "tif.tif");
+    assert_eq!(calc("rs_u8_3b.vrt", "vrt.tif"), reference);
+    assert_eq!(calc("rs_u8_3b.png", "png.tif"), reference);
+}
