@@ -37,6 +37,18 @@ impl Direct {
         })
     }
 
+    /// Whether every cache tile over `window` is validated (a read needs no scheduler).
+    pub(super) fn all_valid(&self, window: crate::footprint::PixelWindow) -> bool {
+        self.recipe
+            .tiles_of(Tiling::Cache, window)
+            .into_iter()
+            .all(|t| self.cache.is_valid(t))
+    }
+
+    pub(super) fn name(&self) -> &str {
+        &self.recipe.name
+    }
+
     /// The answer to `request`, exactly as the scheduler would give it, or `None` when the
     /// scheduler must give it. `scheduler` hears of the tiles validated here (its tile events
     /// and its own record of valid tiles).

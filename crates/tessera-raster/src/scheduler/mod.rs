@@ -606,7 +606,24 @@ impl Sched {
             }
             Node::Recipe(recipe) => {
                 let recipe = recipe.clone();
-                match needed_window(&recipe, &request) {
+                let window = needed_window(&recipe, &request);
+                if let Some(direct) = Direct::new(raster, &recipe)
+                    && window.is_some_and(|w| direct.all_valid(w))
+                {
+                    // Warm cache: one I/O job reads the tiles' open files, as a caller's thread
+                    // would — no product, no per-tile jobs.
+                    self.submit("io", priority, None, move |tx| {
+                        let result = direct.read(&request, tx).unwrap_or_else(|| {
+                            Err(RasterError::Io(format!(
+                                "raster `{}`: a cache tile could not be read",
+                                direct.name()
+                            )))
+                        });
+                        let _ = tx.send(Msg::Done(Done::Fetch(id, result.map(Arc::new))));
+                    });
+                    return Some(id);
+                }
+                match window {
                     Some(window) => {
                         let product = self.product(raster, &recipe, window, id, priority);
                         if let Some(f) = self.fetches.get_mut(&id) {
@@ -652,12 +669,20 @@ impl Sched {
             return;
         };
         self.fetch_index.remove(&f.key);
-        for dep in f.deps {
+        let mut result = Some(result);
+        let last = f.deps.len().saturating_sub(1);
+        for (i, dep) in f.deps.into_iter().enumerate() {
+            // The last consumer takes the array itself: a query can then hand it over
+            // without copying it.
+            let result = match i == last {
+                true => result.take().expect("taken once, by the last"),
+                false => result.clone().expect("kept until the last"),
+            };
             match dep {
-                FetchDep::Query(q, index) => self.query_result(q, index, result.clone()),
+                FetchDep::Query(q, index) => self.query_result(q, index, result),
                 FetchDep::Compute(raster, tile, slot) => {
                     let footprint = f.request.footprint;
-                    self.primitive_ready(raster, tile, slot, footprint, result.clone())
+                    self.primitive_ready(raster, tile, slot, footprint, result)
                 }
             }
         }
