@@ -236,10 +236,15 @@ pub fn run(
             Tiling::Cache => TileState::Cached,
             Tiling::Compute => TileState::Delivered,
         };
+        let mut events = events;
         loop {
             crossbeam_channel::select! {
                 recv(events) -> event => {
-                    let Ok(event) = event else { continue };
+                    let Ok(event) = event else {
+                        // No more events (the scheduler stopped): wait for the writer alone.
+                        events = crossbeam_channel::never();
+                        continue;
+                    };
                     if event.raster != name {
                         continue;
                     }
