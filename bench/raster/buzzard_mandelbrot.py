@@ -2,6 +2,7 @@
 """Benchmark (e) of the raster issue: Tessera's `raster_bench` scenarios on buzzard 0.6 itself.
 
     buzzard_mandelbrot.py mandelbrot [SIZE] [--pool thread|process]   # default 8192, thread
+    buzzard_mandelbrot.py compute [SIZE]      # the compute function alone, no buzzard (floor)
     buzzard_mandelbrot.py warm [SIZE] [--repeat N]                    # default 4096, 1
     buzzard_mandelbrot.py check                                       # compute self-check only
 
@@ -251,6 +252,26 @@ def bench_mandelbrot(size, kind, max_active):
           f"{times[0] / times[1]:.2f}×  [compute: {COMPUTE_LANG}]", flush=True)
 
 
+def bench_compute(size):
+    """The floor: the same compute function over the same 256² tiles, without buzzard
+    (`ThreadPool(1)` then `ThreadPool(2)` `.map`, chunksize 1), nothing cached or written. (A
+    loop in the main thread was ~20 % slower than ThreadPool(1) here: glibc's main arena.)"""
+    _init_worker(mp.Value("q", 0))
+    tiles = tiles_of(grid(size), 256)
+    compute = functools.partial(mandelbrot_tile, size, primitive_fps={}, primitive_arrays={},
+                                raster=None)
+    times = []
+    for workers in (1, 2):
+        with mp.pool.ThreadPool(workers) as pool:
+            started = time.perf_counter()
+            pool.map(compute, tiles, chunksize=1)
+            times.append(time.perf_counter() - started)
+    one, two = times
+    print(f"buzzard compute alone (no buzzard) {size}²: {len(tiles)} compute tiles, ThreadPool(1) "
+          f"{one:.3f} s, ThreadPool(2) {two:.3f} s ({one / two:.2f}×)  [compute: {COMPUTE_LANG}]",
+          flush=True)
+
+
 def write_geotiff(path, fp, arr):
     drv = gdal.GetDriverByName("GTiff")
     h, w = arr.shape
@@ -360,7 +381,7 @@ def versions():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("what", choices=["mandelbrot", "warm", "check", "versions"])
+    ap.add_argument("what", choices=["mandelbrot", "compute", "warm", "check", "versions"])
     ap.add_argument("size", type=int, nargs="?")
     ap.add_argument("--pool", choices=["thread", "process"], default="thread")
     ap.add_argument("--max-active", type=int, default=256)
@@ -379,6 +400,8 @@ def main():
     self_check()
     if args.what == "check":
         print("buzzard self-check: vectorised compute == scalar loop of raster_bench.rs")
+    elif args.what == "compute":
+        bench_compute(args.size or 8192)
     elif args.what == "mandelbrot":
         bench_mandelbrot(args.size or 8192, args.pool, args.max_active)
     else:

@@ -56,6 +56,10 @@ for run in $(seq 1 "$RUNS"); do
             if [ "$bench" = warm ] && [ "$pool" != thread ]; then continue; fi
             "$PY" "$HERE/buzzard_mandelbrot.py" "$bench" "$size" --pool "$pool" "${BUZZARD_EXTRA[@]}" | emit
         done
+        if [ "$bench" = mandelbrot ]; then
+            # The floor of the buzzard side: its numpy compute function alone, without buzzard.
+            "$PY" "$HERE/buzzard_mandelbrot.py" compute "$size" | emit
+        fi
     done
 done
 echo

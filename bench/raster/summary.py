@@ -14,6 +14,9 @@ import sys
 MANDEL = re.compile(
     r"^(?P<side>tessera|buzzard) mandelbrot (?P<size>\d+)² (?P<cfg>[^:]+): cold (?P<cold>[\d.]+) s "
     r"\((?P<tiles>\d+) compute tiles\), warm re-run (?P<warm>[\d.]+) s \((?P<again>\d+) computations\)")
+COMPUTE = re.compile(
+    r"^buzzard compute alone \(no buzzard\) (?P<size>\d+)²: (?P<tiles>\d+) compute tiles, ThreadPool\(1\) "
+    r"(?P<one>[\d.]+) s, ThreadPool\(2\) (?P<two>[\d.]+) s")
 WARM = re.compile(r"^(?P<side>tessera|buzzard) warm (?P<label>[^:]+): (?P<n>\d+) windows; (?P<rest>.*)")
 # Fields of a warm line, old (one get_data pass) and current (first/second pass) formats.
 FIELDS = {
@@ -40,10 +43,15 @@ def label(side, cfg):
 def main(path):
     mandel = collections.OrderedDict()
     warm = collections.OrderedDict()
+    compute = collections.OrderedDict()
     for line in open(path, encoding="utf-8"):
         m = MANDEL.match(line)
         if m:
             mandel.setdefault((m["size"], m["side"], m["cfg"]), []).append(m.groupdict())
+            continue
+        m = COMPUTE.match(line)
+        if m:
+            compute.setdefault(m["size"], []).append(m.groupdict())
             continue
         m = WARM.match(line)
         if m:
@@ -53,7 +61,7 @@ def main(path):
                 if f:
                     row[name] = float(f.group(1))
             warm.setdefault((m["label"], m["side"]), []).append(row)
-    if mandel:
+    if mandel or compute:
         print("| Mandelbrot | runs | cold s, median (min–max) | compute tiles | warm re-run s | "
               "computations on re-run | speed-up 1 → 2 (medians) |")
         print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -70,6 +78,13 @@ def main(path):
                   f"{'/'.join(sorted({r['tiles'] for r in rows}))} | "
                   f"{spread([float(r['warm']) for r in rows], '{:.3f}')} | "
                   f"{'/'.join(sorted({r['again'] for r in rows}))} | {speedup} |")
+        for size, rows in compute.items():
+            one = [float(r["one"]) for r in rows]
+            two = [float(r["two"]) for r in rows]
+            print(f"| {size}², the buzzard side's numpy compute alone (no buzzard, nothing "
+                  f"cached), ThreadPool(1) / ThreadPool(2) | {len(rows)} | {spread(one, '{:.2f}')} / "
+                  f"{spread(two, '{:.2f}')} | {rows[0]['tiles']} | | | "
+                  f"{statistics.median(one) / statistics.median(two):.2f}× |")
         print()
     if warm:
         print("| warm cache, windows | side | runs | windows | direct file read µs | "
