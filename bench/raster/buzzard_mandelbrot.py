@@ -33,6 +33,11 @@ merge and resample pools are buzzard's defaults (ThreadPools of `cpu_count()` = 
 Tessera's `io_threads: 2`). `Dataset(max_active=--max-active)` (default 256: every cache file of
 an 8192x8192 raster can stay open, as Tessera has no such limit).
 
+Where the time goes: buzzard's scheduler thread sleeps 1/20 s whenever it has no message, and
+notices a finished pool job only by polling; `--scheduler-idle-sleep S` (diagnostic, patched
+at run time) shortens that sleep. `compute SIZE` times the compute function alone, without
+buzzard (the floor of the buzzard side).
+
 Cache dirs and GeoTIFFs go to `tempfile` dirs (run.sh sets TMPDIR to bench/raster/data/tmp, the
 same place as Tessera's). Output lines follow raster_bench's, prefixed with `buzzard`.
 
