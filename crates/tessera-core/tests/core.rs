@@ -10,6 +10,13 @@ fn report(text: &str) -> String {
     }
 }
 
+/// The pipeline as parsed, even when validation reports problems.
+fn parsed(text: &str) -> tessera_core::Pipeline {
+    let doc = tessera_core::parse::parse_document(text).unwrap();
+    let mut report = tessera_core::Report::default();
+    tessera_core::parse::pipeline_from_value(&doc, &mut report).unwrap()
+}
+
 #[test]
 fn every_error_is_reported_at_once_with_node_and_field() {
     let text = r#"
@@ -102,9 +109,7 @@ nodes:
   - {id: end, type: end}
 "#;
     insta::assert_snapshot!(report(text));
-    let doc = tessera_core::parse::parse_document(text).unwrap();
-    let mut rep = tessera_core::Report::default();
-    let p = tessera_core::parse::pipeline_from_value(&doc, &mut rep).unwrap();
+    let p = parsed(text);
     let tessera_core::NodeKind::Batch(ok) = &p.node("ok").unwrap().kind else {
         panic!("ok is a batch node")
     };
@@ -156,9 +161,7 @@ nodes:
   - {id: end, type: end}
 "#;
     insta::assert_snapshot!(report(text));
-    let doc = tessera_core::parse::parse_document(text).unwrap();
-    let mut rep = tessera_core::Report::default();
-    let p = tessera_core::parse::pipeline_from_value(&doc, &mut rep).unwrap();
+    let p = parsed(text);
     let tessera_core::NodeKind::Raster(ok) = &p.node("ok").unwrap().kind else {
         panic!("ok is a raster node")
     };

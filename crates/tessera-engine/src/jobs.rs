@@ -2,6 +2,7 @@
 //! the node's timeout, the executor for its kind, logs, and the result event.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
@@ -47,6 +48,23 @@ impl Pools {
                 Arc::new(Semaphore::new(size.max(1)))
             })
             .clone()
+    }
+}
+
+/// Set when a job's future is dropped (cancel, timeout), for work on blocking threads: a batch
+/// stops between records and kills its commands, a raster job stops at its next tile.
+#[derive(Debug, Default)]
+pub(crate) struct CancelFlag {
+    pub flag: AtomicBool,
+    pub token: tokio_util::sync::CancellationToken,
+}
+
+pub(crate) struct CancelOnDrop(pub Arc<CancelFlag>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.flag.store(true, Ordering::SeqCst);
+        self.0.token.cancel();
     }
 }
 

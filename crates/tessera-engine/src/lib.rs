@@ -26,6 +26,7 @@ use tessera_core::{Pipeline, Plan, Scripts};
 use tessera_store::{NewTask, Objects, Store};
 
 pub use error::EngineError;
+pub use raster::report_json as raster_report_json;
 
 /// Engine settings.
 #[derive(Clone)]

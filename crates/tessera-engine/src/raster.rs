@@ -5,7 +5,7 @@
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use serde_json::{Value, json};
 use tessera_core::model::{RasterInput, RasterOperation, RasterSpec, RasterTarget};
@@ -14,17 +14,8 @@ use tessera_raster::focal::SlopeUnit;
 use tessera_raster::job::{self, JobInput, JobReport, JobSpec, Operation};
 use tessera_raster::{DType, RasterError};
 
-use crate::jobs::JobContext;
+use crate::jobs::{CancelFlag, CancelOnDrop, JobContext};
 use crate::template::render;
-
-/// Set when the node's future is dropped (cancel, timeout); the job stops at its next tile.
-struct StopOnDrop(Arc<AtomicBool>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
 
 pub(crate) async fn run(ctx: &mut JobContext, spec: &RasterSpec) -> Result<Value, JobError> {
     let input = ctx.input.clone();
@@ -100,11 +91,11 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &RasterSpec) -> Result<Value
         threads: spec.threads,
         overwrite: spec.overwrite,
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    let _guard = StopOnDrop(stop.clone());
+    let cancel = Arc::new(CancelFlag::default());
+    let _guard = CancelOnDrop(cancel.clone());
     let report = tokio::task::spawn_blocking(move || {
         job::run(&job_spec, &mut |_| {
-            if stop.load(Ordering::SeqCst) {
+            if cancel.flag.load(Ordering::SeqCst) {
                 ControlFlow::Break(())
             } else {
                 ControlFlow::Continue(())
@@ -135,7 +126,7 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &RasterSpec) -> Result<Value
             meta.to_json()
         }
     };
-    Ok(output_json(raster, &report))
+    Ok(report_json(raster, &report))
 }
 
 fn job_error(e: RasterError) -> JobError {
@@ -146,8 +137,9 @@ fn job_error(e: RasterError) -> JobError {
     }
 }
 
-/// The node's `out`: the raster (path or object) and what it holds.
-fn output_json(raster: Value, report: &JobReport) -> Value {
+/// What a raster job produced, as the node's `out` and `tessera raster`'s report: the raster
+/// (a path, or an object reference) and what it holds.
+pub fn report_json(raster: Value, report: &JobReport) -> Value {
     let number = |v: f64| serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number);
     json!({
         "raster": raster,

@@ -383,13 +383,25 @@ impl fmt::Display for Footprint {
     }
 }
 
+/// Footprints the unit tests of this module and its children build.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod fixtures {
+    use super::{Footprint, GeoTransform};
 
-    fn fp(gt: [f64; 6], w: usize, h: usize) -> Footprint {
+    pub fn fp(gt: [f64; 6], w: usize, h: usize) -> Footprint {
         Footprint::new(GeoTransform::from_gdal(gt), w, h).unwrap()
     }
+
+    /// Pixels of 1 × 1, north up, top-left corner at (`x`, `y`).
+    pub fn unit(x: f64, y: f64, w: usize, h: usize) -> Footprint {
+        fp([x, 1.0, 0.0, y, 0.0, -1.0], w, h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::fp;
+    use super::*;
 
     /// 30° rotation, pixels of 2 × 3, origin far from 0.
     fn rotated() -> Footprint {

@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tessera_raster::DType;
 use tessera_raster::focal::SlopeUnit;
-use tessera_raster::job::{self, JobInput, JobReport, JobSpec, Operation, Progress};
+use tessera_raster::job::{self, JobInput, JobSpec, Operation, Progress};
 
 #[derive(Debug, Subcommand)]
 pub enum RasterCommand {
@@ -160,31 +160,10 @@ pub fn raster(command: RasterCommand) -> Result<ExitCode> {
         report.computed_tiles,
         report.seconds
     );
-    println!("{}", serde_json::to_string_pretty(&report_json(&report))?);
+    let raster = serde_json::Value::String(report.output.display().to_string());
+    let json = tessera_engine::raster_report_json(raster, &report);
+    println!("{}", serde_json::to_string_pretty(&json)?);
     Ok(ExitCode::SUCCESS)
-}
-
-/// The report as the `raster` node's output describes it too.
-pub fn report_json(report: &JobReport) -> serde_json::Value {
-    let number = |v: f64| {
-        serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number)
-    };
-    serde_json::json!({
-        "output": report.output,
-        "width": report.width,
-        "height": report.height,
-        "dtype": report.dtype.name(),
-        "nodata": number(report.nodata),
-        "tiles": report.tiles,
-        "computed_tiles": report.computed_tiles,
-        "seconds": number(report.seconds),
-        "bands": report.bands.iter().map(|b| serde_json::json!({
-            "min": number(b.min),
-            "max": number(b.max),
-            "mean": number(b.mean),
-            "valid_pixels": b.valid_pixels,
-        })).collect::<Vec<_>>(),
-    })
 }
 
 /// A bar of tiles on a terminal; otherwise a line at most every second, and the last one.

@@ -19,10 +19,11 @@ use tessera_store::{
     BatchChunkRow, BatchJobRow, BatchKey, BatchLineRow, ChunkCommit, ObjectMeta, StoreError,
 };
 
+use super::BatchCounters;
 use super::assemble::{Assembler, AssemblyPlan, Finished, Prefix, temp_path};
 use super::work::{Failure, Gate, Work, WorkKind, line_row};
-use super::{BatchCounters, CancelFlag};
 use crate::command::ChunkCommand;
+use crate::jobs::CancelFlag;
 use crate::{Shared, now_millis};
 
 pub(crate) enum Target {

@@ -8,14 +8,14 @@ mod work;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 use tessera_core::model::{BatchSource, BatchSpec, BatchTarget};
 use tessera_core::scheduler::{BatchProgress, JobError};
 
-use crate::jobs::JobContext;
+use crate::jobs::{CancelFlag, CancelOnDrop, JobContext};
 use crate::template::render;
 
 /// Live counters of one batch job, read by progress displays.
@@ -50,23 +50,6 @@ impl BatchBoard {
                 rows_total: c.rows_total.load(Ordering::Relaxed),
             })
             .collect()
-    }
-}
-
-/// Set when the job's future is dropped (cancel, timeout): the blocking side stops between
-/// records and kills its commands.
-#[derive(Debug, Default)]
-pub(crate) struct CancelFlag {
-    pub flag: AtomicBool,
-    pub token: tokio_util::sync::CancellationToken,
-}
-
-struct CancelOnDrop(Arc<CancelFlag>);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.0.flag.store(true, Ordering::SeqCst);
-        self.0.token.cancel();
     }
 }
 

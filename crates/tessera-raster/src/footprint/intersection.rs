@@ -138,15 +138,7 @@ impl Footprint {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::footprint::GeoTransform;
-
-    fn fp(gt: [f64; 6], w: usize, h: usize) -> Footprint {
-        Footprint::new(GeoTransform::from_gdal(gt), w, h).unwrap()
-    }
-
-    fn unit(x: f64, y: f64, w: usize, h: usize) -> Footprint {
-        fp([x, 1.0, 0.0, y, 0.0, -1.0], w, h)
-    }
+    use crate::footprint::fixtures::{fp, unit};
 
     /// A `size`-wide square rotated 45° centered on (`cx`, `cy`), one pixel.
     fn diamond(cx: f64, cy: f64, size: f64) -> Footprint {
