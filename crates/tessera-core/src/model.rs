@@ -187,6 +187,9 @@ pub struct CommandSpec {
     pub cwd: Option<String>,
     /// Send the input JSON on stdin (default true).
     pub stdin: bool,
+    /// Directories besides the command's scratch directory that `{"$file": path}` outputs
+    /// may be ingested from (the pipeline author's choice; never from input data).
+    pub files_from: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

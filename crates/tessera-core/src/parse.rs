@@ -23,7 +23,7 @@ fn kind_fields(type_name: &str) -> Option<&'static [&'static str]> {
         "entry" => &["api"],
         "end" => &["wait_all"],
         "node" => &[],
-        "command" => &["command", "shell", "env", "cwd", "stdin"],
+        "command" => &["command", "shell", "env", "cwd", "stdin", "files_from"],
         "http" => &["url", "verb", "headers"],
         "service" => &["url"],
         "branch" => &["if", "then", "else", "max_iterations"],
@@ -120,6 +120,18 @@ pub fn pipeline_from_value(doc: &Value, report: &mut Report) -> Option<Pipeline>
         return None;
     };
     let nodes = parse_node_list(list, "nodes", report);
+    match obj.get("name") {
+        None => {}
+        Some(Value::String(n)) => {
+            if let Some(problem) = name_problem(n) {
+                report.push(Issue::global("name", problem));
+            }
+        }
+        Some(other) => report.push(Issue::global(
+            "name",
+            format!("expected a string, got {}", json_type(other)),
+        )),
+    }
     let name = obj
         .get("name")
         .and_then(Value::as_str)
@@ -132,6 +144,36 @@ pub fn pipeline_from_value(doc: &Value, report: &mut Report) -> Option<Pipeline>
         })
         .unwrap_or_else(|| "pipeline".to_string());
     Some(Pipeline { name, nodes, pools })
+}
+
+/// Longest pipeline name (and route): it is part of URLs and of every task's row.
+pub const MAX_NAME_LEN: usize = 200;
+
+/// Why a pipeline name or route is refused: names are routes (`/api/v1/services/{name}`), so
+/// they are non-empty, at most [`MAX_NAME_LEN`] characters of letters, digits, `-`, `_`, `/`.
+pub fn name_problem(name: &str) -> Option<String> {
+    let shown: String = name
+        .chars()
+        .take(40)
+        .collect::<String>()
+        .escape_debug()
+        .to_string();
+    if name.is_empty() {
+        Some("a pipeline name (route) cannot be empty".into())
+    } else if name.chars().count() > MAX_NAME_LEN {
+        Some(format!(
+            "`{shown}…` is longer than {MAX_NAME_LEN} characters"
+        ))
+    } else if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_/".contains(c))
+    {
+        Some(format!(
+            "`{shown}` may only use letters, digits, -, _ and /"
+        ))
+    } else {
+        None
+    }
 }
 
 fn parse_node_list(list: &[Value], where_: &str, report: &mut Report) -> Vec<Node> {
@@ -492,16 +534,8 @@ fn parse_api(f: &mut Fields) -> EntrySpec {
         }
     };
     let route = text(f, "route");
-    if let Some(r) = &route
-        && (r.is_empty()
-            || !r
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_/".contains(c)))
-    {
-        f.err(
-            "api.route",
-            format!("route `{r}` may only use letters, digits, -, _ and /"),
-        );
+    if let Some(problem) = route.as_deref().and_then(name_problem) {
+        f.err("api.route", problem);
     }
     let body = map.get("body").cloned();
     if let Some(b) = &body {
@@ -564,11 +598,21 @@ fn parse_command(f: &mut Fields) -> Option<CommandSpec> {
             return None;
         }
     };
+    let files_from = f.string_list("files_from", f.obj.get("files_from"));
+    for (i, dir) in files_from.iter().enumerate() {
+        if dir.trim().is_empty() || dir.contains("{{") || dir.contains("${") {
+            f.err(
+                &format!("files_from[{i}]"),
+                "expected a directory path (no placeholders: input data must not choose it)",
+            );
+        }
+    }
     Some(CommandSpec {
         command,
         env: f.string_map("env"),
         cwd: f.string("cwd"),
         stdin: f.bool("stdin").unwrap_or(true),
+        files_from,
     })
 }
 

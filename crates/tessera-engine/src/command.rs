@@ -13,7 +13,7 @@ use tessera_store::ObjectMeta;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::jobs::JobContext;
-use crate::template::render;
+use crate::template::{render, render_shell};
 
 /// Largest stdout kept as the node's output; beyond it the command fails.
 const MAX_STDOUT: usize = 64 << 20;
@@ -38,9 +38,9 @@ pub(crate) async fn run(
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Result<Value, JobError> {
     let input = ctx.input.clone();
-    // The environment is inherited untouched unless `env` is set: building a new environment
-    // for every spawn costs more than the spawn itself. Task context goes through templates.
-    let params = with_context(&ctx.node.params, ctx);
+    let scratch = ctx.work_dir("command");
+    fresh_dir(&scratch).await?;
+    let params = with_context(&ctx.node.params, ctx, &scratch);
     let objects = ctx.engine.objects.clone();
     let work_dir = ctx.engine.config.work_dir.join(&ctx.task_id);
     let mut fetch_list: Vec<(String, PathBuf)> = Vec::new();
@@ -58,6 +58,7 @@ pub(crate) async fn run(
     let bad = |e: String| JobError::permanent(e);
     let (program, args): (String, Vec<String>) = match &spec.command {
         CommandLine::Argv(argv) => {
+            // One argument per element, whatever its placeholders hold.
             let rendered = argv
                 .iter()
                 .map(|a| render(a, &input, &params, &mut object_path))
@@ -66,8 +67,8 @@ pub(crate) async fn run(
             (rendered[0].clone(), rendered[1..].to_vec())
         }
         CommandLine::Shell(script) => {
-            let s = render(script, &input, &params, &mut object_path).map_err(bad)?;
-            ("/bin/sh".into(), vec!["-c".into(), s])
+            let sh = render_shell(script, &input, &params, &mut object_path).map_err(bad)?;
+            (SHELL.into(), sh.argv())
         }
     };
     let mut env = Vec::new();
@@ -93,18 +94,22 @@ pub(crate) async fn run(
             .map_err(|e| JobError::retryable(format!("cannot fetch object {id}: {e}")))?;
     }
 
-    let mut cmd = tokio::process::Command::new(&program);
-    cmd.args(&args)
-        .envs(env)
-        .stdin(if spec.stdin {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
+    let identity = CommandIdentity {
+        task_id: &ctx.task_id,
+        key: &ctx.key,
+        attempt: ctx.attempt,
+        scratch: &scratch,
+    };
+    let mut cmd = new_command(
+        &program,
+        &args,
+        &clean_env(&ctx.engine.config, &identity, &env),
+    );
+    cmd.stdin(if spec.stdin {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
     if let Some(dir) = &cwd {
         cmd.current_dir(dir);
     }
@@ -164,16 +169,90 @@ pub(crate) async fn run(
     let base = cwd
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::current_dir().unwrap_or_default());
-    ingest_files(ctx, output, &base).await
+    let roots = FileRoots::new(&scratch, &spec.files_from).await;
+    let output = ingest_files(ctx, output, &base, &roots).await?;
+    // Everything worth keeping was ingested; a failed attempt keeps its files to look at.
+    let _ = tokio::fs::remove_dir_all(&scratch).await;
+    Ok(output)
 }
 
-/// The node's params plus `tessera: {task_id, node, attempt}` for `{{params.tessera.task_id}}`.
-fn with_context(params: &Map<String, Value>, ctx: &JobContext) -> Map<String, Value> {
+/// The shell of `shell: true` commands.
+const SHELL: &str = "/bin/sh";
+
+/// An empty scratch directory for one attempt (what an earlier attempt left is removed).
+async fn fresh_dir(dir: &Path) -> Result<(), JobError> {
+    let _ = tokio::fs::remove_dir_all(dir).await;
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(|e| JobError::retryable(format!("cannot create {}: {e}", dir.display())))
+}
+
+/// Who a process is run for: it is tagged with it (environment), which lets a later run of the
+/// same task find and kill what an engine killed with -9 left running.
+struct CommandIdentity<'a> {
+    task_id: &'a str,
+    key: &'a str,
+    attempt: u32,
+    scratch: &'a Path,
+}
+
+/// The variable naming a command's task: the tag [`kill_leftovers`] looks for.
+const TASK_VAR: &str = "TESSERA_TASK_ID";
+
+/// A command's whole environment: the allowed variables of the engine's own environment
+/// (never its secrets), the node's `env`, then Tessera's own variables (which `env` cannot
+/// override, as the task tag must stay true).
+fn clean_env(
+    config: &crate::EngineConfig,
+    who: &CommandIdentity<'_>,
+    node_env: &[(String, String)],
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = config
+        .command_env
+        .iter()
+        .filter_map(|name| std::env::var(name).ok().map(|v| (name.clone(), v)))
+        .collect();
+    env.extend(node_env.iter().cloned());
+    env.push((TASK_VAR.into(), who.task_id.to_string()));
+    env.push(("TESSERA_NODE".into(), who.key.to_string()));
+    env.push(("TESSERA_ATTEMPT".into(), who.attempt.to_string()));
+    env.push(("TESSERA_SCRATCH".into(), who.scratch.display().to_string()));
+    env
+}
+
+/// A process in its own group (killed whole), with exactly `env`, stdout and stderr piped.
+fn new_command(
+    program: &str,
+    args: &[String],
+    env: &[(String, String)],
+) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    cmd
+}
+
+/// The node's params plus `tessera: {task_id, node, attempt, scratch}` for
+/// `{{tessera.task_id}}`.
+fn with_context(
+    params: &Map<String, Value>,
+    ctx: &JobContext,
+    scratch: &Path,
+) -> Map<String, Value> {
     let mut p = params.clone();
     let mut t = Map::new();
     t.insert("task_id".into(), Value::String(ctx.task_id.clone()));
     t.insert("node".into(), Value::String(ctx.key.clone()));
     t.insert("attempt".into(), Value::from(ctx.attempt));
+    t.insert(
+        "scratch".into(),
+        Value::String(scratch.display().to_string()),
+    );
     p.insert("tessera".into(), Value::Object(t));
     p
 }
@@ -219,23 +298,92 @@ fn stdin_payload(input: &Value, objects: &tessera_store::Objects) -> Vec<u8> {
     bytes
 }
 
+/// The directories a command's `{"$file": path}` outputs may come from, resolved (symlinks
+/// included) once: its scratch directory and the node's `files_from`.
+struct FileRoots(Vec<PathBuf>);
+
+impl FileRoots {
+    async fn new(scratch: &Path, files_from: &[String]) -> FileRoots {
+        let mut roots = Vec::new();
+        for dir in
+            std::iter::once(scratch.to_path_buf()).chain(files_from.iter().map(PathBuf::from))
+        {
+            // A listed directory that does not exist holds nothing to ingest.
+            if let Ok(real) = tokio::fs::canonicalize(&dir).await {
+                roots.push(real);
+            }
+        }
+        FileRoots(roots)
+    }
+
+    /// Opens `path` for ingestion if it is a regular file whose real location (after every
+    /// symlink) is inside one of the roots. The check is made on the opened file itself, so
+    /// swapping the path afterwards cannot redirect the read.
+    async fn open(&self, path: &Path) -> Result<tokio::fs::File, String> {
+        let outside = || {
+            format!(
+                "`$file` {} is outside this command's scratch directory ($TESSERA_SCRATCH) and \
+                 its `files_from` directories: write the file under $TESSERA_SCRATCH, or list \
+                 its directory in the node's `files_from`",
+                path.display()
+            )
+        };
+        // Before opening: a FIFO or a device would block or never end.
+        let meta = tokio::fs::metadata(path)
+            .await
+            .map_err(|e| format!("cannot ingest `$file` {}: {e}", path.display()))?;
+        if !meta.is_file() {
+            return Err(format!("`$file` {} is not a regular file", path.display()));
+        }
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| format!("cannot ingest `$file` {}: {e}", path.display()))?;
+        use std::os::fd::AsRawFd;
+        let real = tokio::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+            .await
+            .map_err(|e| format!("cannot ingest `$file` {}: {e}", path.display()))?;
+        if !self.0.iter().any(|root| real.starts_with(root)) {
+            return Err(outside());
+        }
+        let opened = file
+            .metadata()
+            .await
+            .map_err(|e| format!("cannot ingest `$file` {}: {e}", path.display()))?;
+        if !opened.is_file() {
+            return Err(format!("`$file` {} is not a regular file", path.display()));
+        }
+        Ok(file)
+    }
+}
+
 /// Replaces every `{"$file": path}` in the output by an object holding the file's bytes.
-async fn ingest_files(ctx: &mut JobContext, value: Value, base: &Path) -> Result<Value, JobError> {
+/// Relative paths are relative to the command's working directory.
+async fn ingest_files(
+    ctx: &mut JobContext,
+    value: Value,
+    base: &Path,
+    roots: &FileRoots,
+) -> Result<Value, JobError> {
     match value {
         Value::Object(m) if m.len() == 1 && m.contains_key("$file") => {
             let Some(path) = m.get("$file").and_then(Value::as_str) else {
                 return Err(JobError::permanent("`$file` must be a path string"));
             };
             let full = base.join(path);
+            let file = roots.open(&full).await.map_err(JobError::permanent)?;
+            let name = full.file_name().map(|n| n.to_string_lossy().into_owned());
             let meta = ctx
                 .engine
                 .objects
-                .put_file(&full, None, None)
+                .put_open_file(file, name, None)
                 .await
                 .map_err(|e| {
-                    JobError::permanent(format!("cannot ingest `$file` {}: {e}", full.display()))
+                    JobError::retryable(format!("cannot ingest `$file` {}: {e}", full.display()))
                 })?;
-            ctx.record_object(&meta).await?;
+            if let Err(e) = ctx.record_object(&meta).await {
+                let _ = ctx.engine.objects.delete(&meta.id).await;
+                return Err(e);
+            }
             ctx.log(
                 "engine",
                 format!(
@@ -250,14 +398,14 @@ async fn ingest_files(ctx: &mut JobContext, value: Value, base: &Path) -> Result
         Value::Object(m) => {
             let mut out = Map::new();
             for (k, v) in m {
-                out.insert(k, Box::pin(ingest_files(ctx, v, base)).await?);
+                out.insert(k, Box::pin(ingest_files(ctx, v, base, roots)).await?);
             }
             Ok(Value::Object(out))
         }
         Value::Array(items) => {
             let mut out = Vec::with_capacity(items.len());
             for v in items {
-                out.push(Box::pin(ingest_files(ctx, v, base)).await?);
+                out.push(Box::pin(ingest_files(ctx, v, base, roots)).await?);
             }
             Ok(Value::Array(out))
         }
@@ -283,12 +431,16 @@ pub(crate) struct ChunkCommandError {
 }
 
 impl ChunkCommand {
-    /// Renders the processor's command line against the node's input (like a `command` node).
+    /// Renders the processor's command line against the node's input (like a `command` node);
+    /// `scratch` is the job's own directory.
     pub fn render(
+        ctx: &JobContext,
         spec: &CommandSpec,
         input: &Value,
-        params: &Map<String, Value>,
+        scratch: &Path,
     ) -> Result<ChunkCommand, String> {
+        let params = with_context(&ctx.node.params, ctx, scratch);
+        let params = &params;
         let mut no_objects = |_: &Value| -> Result<String, String> {
             Err("object references cannot be used in a batch command line".into())
         };
@@ -301,15 +453,22 @@ impl ChunkCommand {
                 (r[0].clone(), r[1..].to_vec())
             }
             CommandLine::Shell(s) => (
-                "/bin/sh".to_string(),
-                vec!["-c".into(), render(s, input, params, &mut no_objects)?],
+                SHELL.to_string(),
+                render_shell(s, input, params, &mut no_objects)?.argv(),
             ),
         };
-        let env = spec
+        let node_env = spec
             .env
             .iter()
             .map(|(k, v)| Ok((k.clone(), render(v, input, params, &mut no_objects)?)))
             .collect::<Result<Vec<_>, String>>()?;
+        let identity = CommandIdentity {
+            task_id: &ctx.task_id,
+            key: &ctx.key,
+            attempt: ctx.attempt,
+            scratch,
+        };
+        let env = clean_env(&ctx.engine.config, &identity, &node_env);
         let cwd = spec
             .cwd
             .as_deref()
@@ -326,14 +485,8 @@ impl ChunkCommand {
     /// Runs the command on one chunk: `stdin` in, stdout back. Its process group is killed if
     /// the future is dropped (cancel).
     pub async fn run(&self, stdin: Vec<u8>) -> Result<Vec<u8>, ChunkCommandError> {
-        let mut cmd = tokio::process::Command::new(&self.program);
-        cmd.args(&self.args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
+        let mut cmd = new_command(&self.program, &self.args, &self.env);
+        cmd.stdin(Stdio::piped());
         if let Some(dir) = &self.cwd {
             cmd.current_dir(dir);
         }
@@ -353,6 +506,75 @@ impl ChunkCommand {
             message: exit_failure(&self.program, status, &String::from_utf8_lossy(&stderr)),
             transient: true,
         })
+    }
+}
+
+/// Kills every process an earlier run of `task_id` left behind (an engine killed with -9 does
+/// not take its commands with it): processes tagged with the task in their environment, and
+/// the process groups they lead. Waits, up to `patience`, until they are gone, so that a node
+/// re-run next never overlaps its previous attempt (pool limits such as `gpu: 1` hold).
+/// Returns how many processes were killed.
+pub(crate) fn kill_leftovers(task_id: &str, patience: std::time::Duration) -> usize {
+    use nix::sys::signal::{Signal, kill, killpg};
+    use nix::unistd::Pid;
+    let tag = format!("{TASK_VAR}={task_id}");
+    let me = std::process::id();
+    let my_group = nix::unistd::getpgrp();
+    let mut found = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        // Unreadable (another user's process) or gone meanwhile: not ours.
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if environ.split(|b| *b == 0).any(|var| var == tag.as_bytes()) {
+            found.push(Pid::from_raw(pid as i32));
+        }
+    }
+    for &pid in &found {
+        // Its group takes along children that cleared their environment.
+        if let Ok(group) = nix::unistd::getpgid(Some(pid))
+            && group != my_group
+        {
+            let _ = killpg(group, Signal::SIGKILL);
+        }
+        let _ = kill(pid, Signal::SIGKILL);
+    }
+    let deadline = std::time::Instant::now() + patience;
+    while found.iter().any(|&pid| still_running(pid)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    if !found.is_empty() {
+        tracing::warn!(
+            task = task_id,
+            processes = found.len(),
+            "killed processes an earlier run of the task left running"
+        );
+    }
+    found.len()
+}
+
+/// Alive and not a zombie (a zombie holds nothing; its parent may never reap it).
+fn still_running(pid: nix::unistd::Pid) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses and may hold spaces.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
     }
 }
 

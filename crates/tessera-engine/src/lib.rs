@@ -45,7 +45,13 @@ pub struct EngineConfig {
     pub callback_base: Option<String>,
     /// Told of every committed state change (the server's live events).
     pub observer: Option<Observer>,
+    /// Variables of the engine's environment that commands get (the rest of the environment,
+    /// where secrets such as `TESSERA_TOKENS` live, is never passed on).
+    pub command_env: Vec<String>,
 }
+
+/// What commands get from the engine's environment unless configured otherwise.
+pub const DEFAULT_COMMAND_ENV: [&str; 5] = ["PATH", "HOME", "LANG", "TZ", "TMPDIR"];
 
 impl std::fmt::Debug for EngineConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -55,6 +61,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("pools", &self.pools)
             .field("work_dir", &self.work_dir)
             .field("callback_base", &self.callback_base)
+            .field("command_env", &self.command_env)
             .finish_non_exhaustive()
     }
 }
@@ -72,6 +79,7 @@ impl EngineConfig {
             cancel_poll: Duration::from_millis(200),
             callback_base: None,
             observer: None,
+            command_env: DEFAULT_COMMAND_ENV.map(String::from).to_vec(),
         }
     }
 }
@@ -330,6 +338,8 @@ impl Engine {
                 reason: "another request is resuming it".into(),
             });
         }
+        // What an engine killed with -9 left running would overlap the node's next attempt.
+        command::kill_leftovers(task_id, Duration::from_secs(5));
         let plan = Arc::new(Plan::new(Arc::new(pipeline)));
         self.start_driver(task_id.to_string(), plan, task.input, past)
     }

@@ -1,8 +1,77 @@
 //! String templates in command lines, environments, URLs and headers: `{{path}}` from the node
 //! scope (input fields, `input.x`, `params.x`, and `tessera.task_id|node|attempt` for commands)
-//! and `${env:NAME}` secret references.
+//! and `${env:NAME}` secret references. In a `shell: true` script, a placeholder never becomes
+//! shell code: its value is passed as a positional parameter and the script refers to it.
 
 use serde_json::Value;
+
+/// One part of a template.
+enum Piece<'t> {
+    Text(&'t str),
+    /// `{{path}}`
+    Path(&'t str),
+    /// `${env:NAME}`
+    Env(&'t str),
+}
+
+/// Splits a template into text and placeholders.
+fn pieces(template: &str) -> Result<Vec<Piece<'_>>, String> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    loop {
+        let next_braces = rest.find("{{");
+        let next_env = rest.find("${env:");
+        let (at, is_env) = match (next_braces, next_env) {
+            (None, None) => break,
+            (Some(a), None) => (a, false),
+            (None, Some(b)) => (b, true),
+            (Some(a), Some(b)) => (a.min(b), b < a),
+        };
+        if at > 0 {
+            out.push(Piece::Text(&rest[..at]));
+        }
+        if is_env {
+            let after = &rest[at + 6..];
+            let end = after
+                .find('}')
+                .ok_or_else(|| format!("unclosed `${{env:` in `{template}`"))?;
+            out.push(Piece::Env(after[..end].trim()));
+            rest = &after[end + 1..];
+        } else {
+            let after = &rest[at + 2..];
+            let end = after
+                .find("}}")
+                .ok_or_else(|| format!("unclosed `{{{{` in `{template}`"))?;
+            out.push(Piece::Path(after[..end].trim()));
+            rest = &after[end + 2..];
+        }
+    }
+    if !rest.is_empty() {
+        out.push(Piece::Text(rest));
+    }
+    Ok(out)
+}
+
+/// The text a placeholder stands for.
+fn value_of(
+    piece: &Piece<'_>,
+    input: &Value,
+    params: &serde_json::Map<String, Value>,
+    object_path: &mut dyn FnMut(&Value) -> Result<String, String>,
+) -> Result<String, String> {
+    match piece {
+        Piece::Text(t) => Ok(t.to_string()),
+        Piece::Env(name) => std::env::var(name).map_err(|_| {
+            format!("environment variable `{name}` (referenced as ${{env:{name}}}) is not set")
+        }),
+        Piece::Path(path) => {
+            let value = lookup(path, input, params).ok_or_else(|| {
+                format!("placeholder `{{{{{path}}}}}` has no value in the node's input")
+            })?;
+            scalar_text(value, object_path)
+        }
+    }
+}
 
 /// Renders `template`; `object_path` turns an object reference into a local file path.
 pub(crate) fn render(
@@ -12,49 +81,158 @@ pub(crate) fn render(
     object_path: &mut dyn FnMut(&Value) -> Result<String, String>,
 ) -> Result<String, String> {
     let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    loop {
-        let next_braces = rest.find("{{");
-        let next_env = rest.find("${env:");
-        let (at, is_env) = match (next_braces, next_env) {
-            (None, None) => break,
-            (Some(a), None) => (a, false),
-            (None, Some(b)) => (b, true),
-            (Some(a), Some(b)) => {
-                if a < b {
-                    (a, false)
-                } else {
-                    (b, true)
-                }
-            }
-        };
-        out.push_str(&rest[..at]);
-        if is_env {
-            let after = &rest[at + 6..];
-            let end = after
-                .find('}')
-                .ok_or_else(|| format!("unclosed `${{env:` in `{template}`"))?;
-            let name = after[..end].trim();
-            let value = std::env::var(name).map_err(|_| {
-                format!("environment variable `{name}` (referenced as ${{env:{name}}}) is not set")
-            })?;
-            out.push_str(&value);
-            rest = &after[end + 1..];
-        } else {
-            let after = &rest[at + 2..];
-            let end = after
-                .find("}}")
-                .ok_or_else(|| format!("unclosed `{{{{` in `{template}`"))?;
-            let path = after[..end].trim();
-            let value = lookup(path, input, params).ok_or_else(|| {
-                format!("placeholder `{{{{{path}}}}}` has no value in the node's input")
-            })?;
-            out.push_str(&scalar_text(value, object_path)?);
-            rest = &after[end + 2..];
+    for piece in pieces(template)? {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            other => out.push_str(&value_of(&other, input, params, object_path)?),
         }
     }
-    out.push_str(rest);
     Ok(out)
+}
+
+/// A `shell: true` command ready for `/bin/sh -c SCRIPT sh ARGS...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ShellCommand {
+    pub script: String,
+    /// The placeholders' values, `$1`, `$2`, … of the script.
+    pub args: Vec<String>,
+}
+
+impl ShellCommand {
+    /// The argv after the program (`/bin/sh`).
+    pub fn argv(self) -> Vec<String> {
+        let mut argv = Vec::with_capacity(self.args.len() + 3);
+        argv.push("-c".to_string());
+        argv.push(self.script);
+        argv.push("sh".to_string());
+        argv.extend(self.args);
+        argv
+    }
+}
+
+/// Where a placeholder sits in a shell script, which decides how it refers to its parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Context {
+    /// Outside quotes (also inside `$( … )`, where quoting starts afresh).
+    Bare {
+        parens: u32,
+    },
+    Single,
+    Double,
+    /// Inside `$(( … ))`: only integers may go there (bash evaluates subscripts in
+    /// arithmetic, which would run code).
+    Arith {
+        parens: u32,
+    },
+}
+
+/// Renders a `shell: true` script. Each placeholder becomes a reference to a positional
+/// parameter holding its value, written for the quoting it sits in (`"${1}"` bare, `${1}` in
+/// double quotes or arithmetic, `'"${1}"'` in single quotes). The shell expands parameters
+/// after parsing, so no value — `x; rm -rf ~`, `$(id)`, quotes — is ever read as code; if the
+/// quoting is misjudged (an unusual construct), the result is wrong text, never an injection.
+pub(crate) fn render_shell(
+    template: &str,
+    input: &Value,
+    params: &serde_json::Map<String, Value>,
+    object_path: &mut dyn FnMut(&Value) -> Result<String, String>,
+) -> Result<ShellCommand, String> {
+    let mut script = String::with_capacity(template.len());
+    let mut args: Vec<String> = Vec::new();
+    let mut stack = vec![Context::Bare { parens: 0 }];
+    for piece in pieces(template)? {
+        match piece {
+            Piece::Text(t) => {
+                scan_quoting(t, &mut stack);
+                script.push_str(t);
+            }
+            other => {
+                let value = value_of(&other, input, params, object_path)?;
+                let n = args.len() + 1;
+                match stack.last().copied().unwrap_or(Context::Bare { parens: 0 }) {
+                    Context::Bare { .. } => script.push_str(&format!("\"${{{n}}}\"")),
+                    Context::Double => script.push_str(&format!("${{{n}}}")),
+                    Context::Single => script.push_str(&format!("'\"${{{n}}}\"'")),
+                    Context::Arith { .. } => {
+                        let digits = value.strip_prefix('-').unwrap_or(&value);
+                        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                            return Err(format!(
+                                "placeholder `{}` is inside `$(( ))` and must be an integer, got `{value}`",
+                                placeholder_text(&other)
+                            ));
+                        }
+                        script.push_str(&format!("${{{n}}}"));
+                    }
+                }
+                args.push(value);
+            }
+        }
+    }
+    Ok(ShellCommand { script, args })
+}
+
+fn placeholder_text(piece: &Piece<'_>) -> String {
+    match piece {
+        Piece::Path(p) => format!("{{{{{p}}}}}"),
+        Piece::Env(n) => format!("${{env:{n}}}"),
+        Piece::Text(t) => t.to_string(),
+    }
+}
+
+/// Follows POSIX sh quoting through `text`: backslash escapes outside single quotes, nothing
+/// special inside single quotes, `$( … )` and `$(( … ))` nested anywhere but single quotes.
+fn scan_quoting(text: &str, stack: &mut Vec<Context>) {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        let depth = stack.len();
+        let top = stack.last_mut().expect("the bare context is never popped");
+        match (*top, c) {
+            (Context::Single, b'\'') => {
+                stack.pop();
+            }
+            (Context::Single, _) => {}
+            (Context::Bare { .. } | Context::Double | Context::Arith { .. }, b'\\') => i += 1,
+            (Context::Bare { .. } | Context::Double | Context::Arith { .. }, b'$')
+                if bytes.get(i + 1) == Some(&b'(') =>
+            {
+                if bytes.get(i + 2) == Some(&b'(') {
+                    stack.push(Context::Arith { parens: 0 });
+                    i += 2;
+                } else {
+                    stack.push(Context::Bare { parens: 0 });
+                    i += 1;
+                }
+            }
+            (Context::Bare { .. }, b'\'') => stack.push(Context::Single),
+            (Context::Bare { .. }, b'"') => stack.push(Context::Double),
+            (Context::Double, b'"') => {
+                stack.pop();
+            }
+            (Context::Bare { parens } | Context::Arith { parens }, b'(') => {
+                set_parens(top, parens + 1);
+            }
+            (Context::Bare { parens: 0 }, b')') if depth > 1 => {
+                stack.pop();
+            }
+            (Context::Arith { parens: 0 }, b')') if bytes.get(i + 1) == Some(&b')') => {
+                stack.pop();
+                i += 1;
+            }
+            (Context::Bare { parens } | Context::Arith { parens }, b')') if parens > 0 => {
+                set_parens(top, parens - 1);
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+}
+
+fn set_parens(context: &mut Context, n: u32) {
+    if let Context::Bare { parens } | Context::Arith { parens } = context {
+        *parens = n;
+    }
 }
 
 fn lookup<'a>(
@@ -138,5 +316,47 @@ mod tests {
         .unwrap_err();
         assert!(e.contains("TESSERA_SURELY_UNSET_VAR"));
         assert!(render("{{oops", &input, &params, &mut no_objects).is_err());
+    }
+
+    #[test]
+    fn shell_placeholders_become_parameters_in_every_quoting() {
+        let input = json!({"name": "x; id", "q": "it's \"$(id)\""});
+        let params = serde_json::Map::new();
+        let r = render_shell(
+            "echo {{name}} \"in {{q}}\" 'and {{name}}' \\'{{q}}",
+            &input,
+            &params,
+            &mut no_objects,
+        )
+        .unwrap();
+        assert_eq!(
+            r.script,
+            "echo \"${1}\" \"in ${2}\" 'and '\"${3}\"'' \\'\"${4}\""
+        );
+        assert_eq!(
+            r.args,
+            ["x; id", "it's \"$(id)\"", "x; id", "it's \"$(id)\""]
+        );
+        assert_eq!(r.clone().argv()[..3], ["-c", r.script.as_str(), "sh"]);
+    }
+
+    #[test]
+    fn shell_quoting_follows_substitutions_and_arithmetic() {
+        let input = json!({"n": 7, "s": "a b", "evil": "a[$(id)]"});
+        let params = serde_json::Map::new();
+        let r = render_shell(
+            "echo $(({{n}} * ({{n}} + 1))) \"$(echo \"{{s}}\" {{s}})\" {{s}}",
+            &input,
+            &params,
+            &mut no_objects,
+        )
+        .unwrap();
+        assert_eq!(
+            r.script,
+            "echo $((${1} * (${2} + 1))) \"$(echo \"${3}\" \"${4}\")\" \"${5}\""
+        );
+        let e =
+            render_shell("echo $(({{evil}} + 1))", &input, &params, &mut no_objects).unwrap_err();
+        assert!(e.contains("must be an integer"), "{e}");
     }
 }

@@ -110,6 +110,29 @@ impl Tokens {
         Ok(tokens)
     }
 
+    /// Reads `role:name:secret` entries from a file, one per line (`#` comments and blank
+    /// lines ignored), so secrets stay out of the process's command line and environment.
+    /// The file must not be readable by group or others.
+    pub fn entries_from_file(path: &std::path::Path) -> Result<Vec<String>, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let shown = path.display();
+        let meta = std::fs::metadata(path).map_err(|e| format!("tokens file {shown}: {e}"))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "tokens file {shown} is readable by others (mode {mode:03o}): chmod 600 it"
+            ));
+        }
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("tokens file {shown}: {e}"))?;
+        Ok(text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_string)
+            .collect())
+    }
+
     pub fn enabled(&self) -> bool {
         !self.by_digest.is_empty()
     }

@@ -106,6 +106,7 @@ pub async fn announce(
                             owner: None,
                             created_at,
                             updated_at: now,
+                            version: String::new(),
                         })?;
                         created.push(route.clone());
                     }

@@ -45,7 +45,7 @@ pub struct Inner {
     /// Base URLs of services that stopped announcing: pipelines calling them are unavailable.
     pub expired_services: Mutex<HashSet<String>>,
     /// Validated pipelines by name, so a submission does not re-read and re-check its
-    /// pipeline; every write of pipelines in this process clears it.
+    /// pipeline; an entry is used only while its version is the stored one.
     pub pipelines: Mutex<HashMap<String, Arc<CachedPipeline>>>,
 }
 

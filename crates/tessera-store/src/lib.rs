@@ -65,6 +65,9 @@ pub trait Store: Send + Sync {
     /// The task an object belongs to (`None` for an upload not attached yet).
     fn object_task(&self, id: &str) -> Result<Option<String>, StoreError>;
 
+    /// Forgets objects (their bytes are deleted by the caller): those of a refused request.
+    fn delete_objects(&self, ids: &[String]) -> Result<(), StoreError>;
+
     /// Attaches uploaded objects to the task they started (deleted with it).
     fn attach_objects(&self, task_id: &str, ids: &[String]) -> Result<(), StoreError>;
 
@@ -92,6 +95,10 @@ pub trait Store: Send + Sync {
     fn put_pipeline(&self, pipeline: &PipelineRow) -> Result<bool, StoreError>;
 
     fn pipeline(&self, name: &str) -> Result<Option<PipelineRow>, StoreError>;
+
+    /// The current version of a stored pipeline (`None` when there is none): a cheap check
+    /// that a cached copy is still the stored one.
+    fn pipeline_version(&self, name: &str) -> Result<Option<String>, StoreError>;
 
     fn list_pipelines(&self) -> Result<Vec<PipelineRow>, StoreError>;
 

@@ -169,6 +169,22 @@ impl Objects {
         content_type: Option<String>,
     ) -> Result<ObjectMeta, StoreError> {
         let file = tokio::fs::File::open(path).await.map_err(io_err(path))?;
+        let name = name.or_else(|| path.file_name().map(|n| n.to_string_lossy().into_owned()));
+        self.put_open_file(file, name, content_type)
+            .await
+            .map_err(|e| match e {
+                StoreError::Io { source, .. } => io_err(path)(source),
+                other => other,
+            })
+    }
+
+    /// Stores an already opened file (checked by the caller), streamed like [`Self::put_file`].
+    pub async fn put_open_file(
+        &self,
+        file: tokio::fs::File,
+        name: Option<String>,
+        content_type: Option<String>,
+    ) -> Result<ObjectMeta, StoreError> {
         let chunks = Box::pin(futures::stream::unfold(file, |mut file| async move {
             let mut buf = vec![0u8; CHUNK];
             match file.read(&mut buf).await {
@@ -180,13 +196,12 @@ impl Objects {
                 Err(e) => Some((Err(e), file)),
             }
         }));
-        let name = name.or_else(|| path.file_name().map(|n| n.to_string_lossy().into_owned()));
         match self
             .put_stream(chunks, name, content_type, u64::MAX)
             .await?
         {
             Ok(meta) => Ok(meta),
-            Err(PutStreamError::Source(e)) => Err(io_err(path)(e)),
+            Err(PutStreamError::Source(e)) => Err(io_err(Path::new("(opened file)"))(e)),
             Err(PutStreamError::TooLarge(_)) => unreachable!("no limit on files"),
         }
     }

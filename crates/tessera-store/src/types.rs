@@ -117,6 +117,9 @@ pub struct PipelineRow {
     pub owner: Option<String>,
     pub created_at: u64,
     pub updated_at: u64,
+    /// A fresh random value on every write (set by the store; ignored when writing): a copy
+    /// with an older version is stale, even after a delete and a re-creation.
+    pub version: String,
 }
 
 /// A service known from its announcements.

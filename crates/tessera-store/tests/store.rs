@@ -248,6 +248,7 @@ fn pipeline_row(name: &str, source: &str) -> PipelineRow {
         owner: Some("alice".into()),
         created_at: 1,
         updated_at: 1,
+        version: String::new(),
     }
 }
 

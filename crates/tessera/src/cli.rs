@@ -52,6 +52,15 @@ pub struct EngineArgs {
     /// How hard each commit works to survive a crash.
     #[arg(long, value_enum, env = "TESSERA_DURABILITY")]
     pub durability: Option<DurabilityArg>,
+    /// Variables of Tessera's environment that commands get (repeatable or comma-separated;
+    /// default PATH,HOME,LANG,TZ,TMPDIR). Nothing else reaches them.
+    #[arg(
+        long = "command-env",
+        env = "TESSERA_COMMAND_ENV",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    pub command_env: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

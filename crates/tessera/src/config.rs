@@ -21,6 +21,8 @@ pub struct Config {
     pub durability: Option<String>,
     #[serde(default)]
     pub pools: BTreeMap<String, usize>,
+    /// Variables of Tessera's environment that commands get.
+    pub command_env: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -34,6 +36,8 @@ pub struct Settings {
     pub db_path: Option<PathBuf>,
     /// Object store directory; default `<data_dir>/store`.
     pub store_dir: Option<PathBuf>,
+    /// Variables of Tessera's environment that commands get.
+    pub command_env: Vec<String>,
 }
 
 impl Settings {
@@ -48,7 +52,15 @@ impl Settings {
                 bail!("tessera.toml: durability must be \"full\" or \"process\", not {other:?}")
             }
         };
+        let mut command_env = config.command_env.clone().unwrap_or_else(|| {
+            tessera_engine::DEFAULT_COMMAND_ENV
+                .map(String::from)
+                .to_vec()
+        });
         if let Some(e) = engine {
+            if !e.command_env.is_empty() {
+                command_env = e.command_env.clone();
+            }
             if let Some(n) = e.max_processes {
                 max_processes = n;
             }
@@ -88,6 +100,7 @@ impl Settings {
             durability,
             db_path: None,
             store_dir: None,
+            command_env,
         })
     }
 
@@ -135,10 +148,12 @@ impl Settings {
         Ok(Objects::local(&dir)?)
     }
 
-    pub fn engine_config(&self) -> EngineConfig {
-        let mut config = EngineConfig::new(self.data_dir.join("work"));
+    /// The engine's settings, its scratch files under `root/work`.
+    pub fn engine_config(&self, root: &std::path::Path) -> EngineConfig {
+        let mut config = EngineConfig::new(root.join("work"));
         config.max_processes = self.max_processes;
         config.pools = self.pools.clone();
+        config.command_env = self.command_env.clone();
         config
     }
 }
@@ -157,9 +172,7 @@ pub fn open_engine(settings: &Settings) -> Result<Opened> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let mut config = EngineConfig::new(root.join("work"));
-    config.max_processes = settings.max_processes;
-    config.pools = settings.pools.clone();
+    let config = settings.engine_config(&root);
     let engine = Engine::new(store, objects, runtime.handle().clone(), config)?;
     Ok(Opened {
         engine,

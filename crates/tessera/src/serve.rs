@@ -33,6 +33,10 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     tokens: Vec<String>,
+    /// File of access tokens, one `role:name:secret` per line; must not be readable by group
+    /// or others (keeps secrets out of the command line and the environment).
+    #[arg(long, env = "TESSERA_TOKENS_FILE", value_name = "PATH")]
+    tokens_file: Option<std::path::PathBuf>,
     /// Listen on a non-loopback address without tokens.
     #[arg(long)]
     insecure: bool,
@@ -74,7 +78,11 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
             settings.store_dir = Some(std::path::absolute(dir)?);
         }
     }
-    let tokens = Tokens::parse(&args.tokens).map_err(anyhow::Error::msg)?;
+    let mut entries = args.tokens.clone();
+    if let Some(path) = &args.tokens_file {
+        entries.extend(Tokens::entries_from_file(path).map_err(anyhow::Error::msg)?);
+    }
+    let tokens = Tokens::parse(&entries).map_err(anyhow::Error::msg)?;
     if !(args.announce_period > 0.0 && args.retention_days > 0.0) {
         bail!("--announce-period and --retention-days must be positive");
     }
@@ -102,7 +110,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         tokens,
         insecure: args.insecure,
         limits,
-        engine: settings.engine_config(),
+        engine: settings.engine_config(&settings.data_dir),
     };
     runtime.block_on(async move {
         let server = tessera_server::start(config, store, objects).await?;

@@ -80,7 +80,7 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &BatchSpec) -> Result<Value,
     };
     let command = match &spec.processor {
         tessera_core::model::BatchProcessor::Command { command, .. } => Some(
-            crate::command::ChunkCommand::render(command, &input, &params)
+            crate::command::ChunkCommand::render(ctx, command, &input, &work_dir)
                 .map_err(|e| user(format!("processor.command: {e}")))?,
         ),
         _ => None,

@@ -45,22 +45,33 @@ pub async fn callback(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    let mut stored = Vec::new();
     let result = if content_type.starts_with("multipart/form-data") {
         let multipart = Multipart::from_request(request, &state)
             .await
             .map_err(|e| ApiError::bad_request(e.body_text()))?;
-        read_parts(&state, multipart, &row.task_id).await?
+        let read = read_parts(&state, multipart, &row.task_id, &mut stored).await;
+        match read {
+            Ok(v) => v,
+            Err(e) => {
+                super::discard_objects(&state, &stored).await;
+                return Err(e);
+            }
+        }
     } else {
-        let bytes = axum::body::Bytes::from_request(request, &state)
+        // Only binary parts may be large: JSON gets the JSON body limit.
+        let limit = state.limits.max_body;
+        let bytes = axum::body::to_bytes(request.into_body(), limit)
             .await
-            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+            .map_err(|_| ApiError::TooLarge { limit })?;
         let v = super::parse_json_body(&bytes)?;
-        if !v.is_object() {
+        let Value::Object(m) = v else {
             return Err(ApiError::bad_request(
                 "a callback body must be a JSON object",
             ));
-        }
-        v
+        };
+        check_references(&state, &m, &row.task_id).await?;
+        Value::Object(m)
     };
     let engine = state.engine.clone();
     let accepted =
@@ -68,6 +79,7 @@ pub async fn callback(
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))??;
     if !accepted {
+        super::discard_objects(&state, &stored).await;
         return Err(ApiError::Conflict(
             "this callback is no longer expected (answered meanwhile)".into(),
         ));
@@ -79,25 +91,66 @@ async fn read_parts(
     state: &AppState,
     mut multipart: Multipart,
     task_id: &str,
+    stored: &mut Vec<String>,
 ) -> Result<Value, ApiError> {
     let mut out = Map::new();
-    while let Some(field) = multipart.next_field().await.map_err(|e| {
-        ApiError::bad_request(format!("malformed multipart body: {}", e.body_text()))
-    })? {
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(super::multipart_error)?
+    {
         let name = field.name().unwrap_or("").to_string();
         if name == "data" {
-            let text = field
-                .text()
-                .await
-                .map_err(|e| ApiError::bad_request(e.body_text()))?;
-            match serde_json::from_str::<Value>(&text) {
-                Ok(Value::Object(m)) => out.extend(m),
-                _ => return Err(ApiError::bad_request("part `data` must be a JSON object")),
-            }
+            let text = super::read_text_field(field, state.limits.max_body).await?;
+            let Ok(Value::Object(m)) = serde_json::from_str::<Value>(&text) else {
+                return Err(ApiError::bad_request("part `data` must be a JSON object"));
+            };
+            check_references(state, &m, task_id).await?;
+            out.extend(m);
             continue;
         }
         let meta = super::store_field(state, field, Some(task_id.to_string())).await?;
+        stored.push(meta.id.clone());
         out.insert(name, meta.to_json());
     }
     Ok(Value::Object(out))
+}
+
+/// A service's JSON may pass on objects of its own task (an image it was given), never name
+/// another task's objects, nor files (`$file`): a path would make a later command hand the
+/// server's files to the task's owner.
+async fn check_references(
+    state: &AppState,
+    data: &Map<String, Value>,
+    task_id: &str,
+) -> Result<(), ApiError> {
+    let mut refs = Vec::new();
+    for key in ["$object", "$file"] {
+        if data.contains_key(key) {
+            refs.push(("(top level)".to_string(), key, None));
+        }
+    }
+    for (k, v) in data {
+        let mut path = k.clone();
+        super::collect_references(v, &mut path, &mut refs);
+    }
+    for (field, key, id) in refs {
+        let refused = |why: String| ApiError::BadRequest {
+            message: format!("callback data, field `{field}`: {why}"),
+            details: json!([{"field": field, "message": why}]),
+        };
+        let Some(id) = id.filter(|_| key == "$object") else {
+            return Err(refused(format!(
+                "`{key}` references cannot be sent as data; send files as multipart parts"
+            )));
+        };
+        let i = id.clone();
+        let owner = state.blocking(move |s| s.object_task(&i)).await?;
+        if owner.as_deref() != Some(task_id) {
+            return Err(refused(format!(
+                "object `{id}` does not belong to this task; send new files as multipart parts"
+            )));
+        }
+    }
+    Ok(())
 }

@@ -133,10 +133,38 @@ pub(crate) async fn store_field(
         Err(tessera_store::PutStreamError::Source(e)) => return Err(multipart_error(e)),
     };
     let m = meta.clone();
-    state
+    if let Err(e) = state
         .blocking(move |s| s.put_object(&m, task.as_deref()))
-        .await?;
+        .await
+    {
+        // No bytes without their row (nor a row without bytes).
+        let _ = state.objects().delete(&meta.id).await;
+        return Err(e);
+    }
     Ok(meta)
+}
+
+/// Reads a multipart text field (`data`, form fields) whole, refusing more than `limit` bytes
+/// (the JSON body limit: only binary fields may be large, and they are streamed).
+pub(crate) async fn read_text_field(
+    mut field: axum::extract::multipart::Field<'_>,
+    limit: usize,
+) -> Result<String, ApiError> {
+    let name = field.name().unwrap_or("").to_string();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+        if bytes.len() + chunk.len() > limit {
+            return Err(ApiError::BadRequest {
+                message: format!(
+                    "part `{name}` is larger than {limit} bytes; only binary fields may be larger"
+                ),
+                details: serde_json::json!([{"field": name, "message": "too large"}]),
+            });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| ApiError::bad_request(format!("part `{name}` is not UTF-8 text")))
 }
 
 pub(crate) fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
@@ -144,6 +172,94 @@ pub(crate) fn multipart_error(e: axum::extract::multipart::MultipartError) -> Ap
         ApiError::TooLarge { limit: 0 }
     } else {
         ApiError::bad_request(format!("malformed multipart body: {}", e.body_text()))
+    }
+}
+
+/// Every `$object`/`$file` reference in `v`: its field path, key, and the id (a string) of an
+/// `$object`.
+pub(crate) fn collect_references(
+    v: &Value,
+    path: &mut String,
+    out: &mut Vec<(String, &'static str, Option<String>)>,
+) {
+    match v {
+        Value::Object(m) => {
+            for key in ["$object", "$file"] {
+                if let Some(x) = m.get(key) {
+                    out.push((path.clone(), key, x.as_str().map(str::to_string)));
+                    return;
+                }
+            }
+            for (k, x) in m {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+                collect_references(x, path, out);
+                path.truncate(len);
+            }
+        }
+        Value::Array(items) => {
+            for (i, x) in items.iter().enumerate() {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(&i.to_string());
+                collect_references(x, path, out);
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Deletes objects stored for a request that was then refused: bytes and rows.
+pub(crate) async fn discard_objects(state: &AppState, ids: &[String]) {
+    if ids.is_empty() {
+        return;
+    }
+    let list = ids.to_vec();
+    if let Err(e) = state.blocking(move |s| s.delete_objects(&list)).await {
+        tracing::warn!(error = %e, "could not forget the objects of a refused request");
+    }
+    for id in ids {
+        if let Err(e) = state.objects().delete(id).await {
+            tracing::warn!(object = %id, error = %e, "could not delete object bytes");
+        }
+    }
+}
+
+/// Refuses client data holding `$object` or `$file` (400, naming the field): objects come in
+/// as uploads, never as names, and a file path in data could make a command hand the
+/// server's files to the caller.
+pub(crate) fn refuse_references(v: &Value, what: &str) -> Result<(), ApiError> {
+    let mut refs = Vec::new();
+    collect_references(v, &mut String::new(), &mut refs);
+    match refs.into_iter().next() {
+        None => Ok(()),
+        Some((field, key, _)) => Err(reference_error(what, field, key)),
+    }
+}
+
+fn reference_error(what: &str, field: String, key: &str) -> ApiError {
+    let field = if field.is_empty() {
+        "(top level)".to_string()
+    } else {
+        field
+    };
+    let message = match key {
+        "$object" => format!(
+            "{what}, field `{field}`: object references (`$object`) cannot be sent as data; upload files as multipart parts"
+        ),
+        _ => format!(
+            "{what}, field `{field}`: file references (`$file`) cannot be sent as data; upload files as multipart parts"
+        ),
+    };
+    ApiError::BadRequest {
+        message: message.clone(),
+        details: serde_json::json!([{"field": field, "message": message}]),
     }
 }
 

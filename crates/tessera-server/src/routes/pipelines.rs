@@ -75,6 +75,7 @@ pub async fn create(
         owner: caller.name.clone(),
         created_at: now,
         updated_at: now,
+        version: String::new(),
     };
     let name = row.name.clone();
     let created = state.blocking(move |s| s.put_pipeline(&row)).await?;

@@ -13,7 +13,53 @@ use tessera_engine::Submission;
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use crate::routes::pipelines::{load, unavailable_services};
-use crate::state::AppState;
+use crate::state::{AppState, CachedPipeline};
+
+/// The stored pipeline `route`, parsed and validated: the cached copy when it is still the
+/// stored version (one indexed read), else read and checked again (off the async threads).
+/// A copy cached by a request that raced with a replace or a delete is never served: its
+/// version is no longer the stored one.
+async fn current_pipeline(
+    state: &AppState,
+    route: &str,
+) -> Result<std::sync::Arc<CachedPipeline>, ApiError> {
+    let r = route.to_string();
+    let version = state
+        .blocking(move |s| s.pipeline_version(&r))
+        .await?
+        .ok_or_else(|| ApiError::not_found("pipeline", route))?;
+    let cached = state
+        .pipelines
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(route)
+        .filter(|c| c.row.version == version)
+        .cloned();
+    if let Some(c) = cached {
+        return Ok(c);
+    }
+    let r = route.to_string();
+    let row = state
+        .blocking(move |s| s.pipeline(&r))
+        .await?
+        .ok_or_else(|| ApiError::not_found("pipeline", route))?;
+    let checker = state.clone();
+    let text = row.definition.to_string();
+    let (pipeline, definition) = tokio::task::spawn_blocking(move || load(&checker, &text))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let c = std::sync::Arc::new(CachedPipeline {
+        row,
+        pipeline,
+        definition,
+    });
+    state
+        .pipelines
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(route.to_string(), c.clone());
+    Ok(c)
+}
 
 /// What the entry expects.
 enum Expected {
@@ -28,34 +74,7 @@ pub async fn submit(
     request: Request,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::User, Role::Admin])?;
-    let cached = state
-        .pipelines
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&route)
-        .cloned();
-    let cached = match cached {
-        Some(c) => c,
-        None => {
-            let r = route.clone();
-            let row = state
-                .blocking(move |s| s.pipeline(&r))
-                .await?
-                .ok_or_else(|| ApiError::not_found("pipeline", &route))?;
-            let (pipeline, definition) = load(&state, &row.definition.to_string())?;
-            let c = std::sync::Arc::new(crate::state::CachedPipeline {
-                row,
-                pipeline,
-                definition,
-            });
-            state
-                .pipelines
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(route.clone(), c.clone());
-            c
-        }
-    };
+    let cached = current_pipeline(&state, &route).await?;
     let row = &cached.row;
     let unavailable = unavailable_services(&state, &row.definition);
     if !unavailable.is_empty() {
@@ -105,13 +124,7 @@ pub async fn submit(
             if !value.is_object() {
                 return Err(ApiError::bad_request("the body must be a JSON object"));
             }
-            if mentions_object(&value) {
-                // References are made by the server only: a client must not name other objects.
-                return Err(ApiError::Invalid {
-                    message: "object references (`$object`) cannot be sent as JSON; upload files as multipart".into(),
-                    details: Value::Null,
-                });
-            }
+            super::refuse_references(&value, "the body")?;
             if let Some(example @ Value::Object(_)) = &example {
                 let mut problems = Vec::new();
                 check_types(example, &value, "", &mut problems);
@@ -176,70 +189,66 @@ pub async fn submit(
         .into_response())
 }
 
-fn mentions_object(v: &Value) -> bool {
-    match v {
-        Value::Object(m) => m.contains_key("$object") || m.values().any(mentions_object),
-        Value::Array(a) => a.iter().any(mentions_object),
-        _ => false,
+/// Streams the binary fields to the object store; `data` (JSON) and text fields become input.
+/// On any error, the objects already stored for this request are deleted.
+async fn read_multipart(
+    state: &AppState,
+    multipart: Multipart,
+    fields: &[String],
+) -> Result<(Value, Vec<String>), ApiError> {
+    let mut stored = Vec::new();
+    match read_parts(state, multipart, fields, &mut stored).await {
+        Ok(input) => Ok((input, stored)),
+        Err(e) => {
+            super::discard_objects(state, &stored).await;
+            Err(e)
+        }
     }
 }
 
-/// Streams the binary fields to the object store; `data` (JSON) and text fields become input.
-async fn read_multipart(
+async fn read_parts(
     state: &AppState,
     mut multipart: Multipart,
     fields: &[String],
-) -> Result<(Value, Vec<String>), ApiError> {
+    stored: &mut Vec<String>,
+) -> Result<Value, ApiError> {
     let mut input = Map::new();
-    let mut stored = Vec::new();
-    loop {
-        let field = match multipart.next_field().await {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
-            Err(e) => {
-                cleanup(state, &stored).await;
-                return Err(super::multipart_error(e));
-            }
-        };
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(super::multipart_error)?
+    {
         let name = field.name().unwrap_or("").to_string();
         if fields.contains(&name) {
-            let meta = match super::store_field(state, field, None).await {
-                Ok(meta) => meta,
-                Err(e) => {
-                    cleanup(state, &stored).await;
-                    return Err(e);
-                }
-            };
+            let meta = super::store_field(state, field, None).await?;
             stored.push(meta.id.clone());
             input.insert(name, meta.to_json());
         } else if name == "data" {
-            let text = field.text().await.map_err(super::multipart_error)?;
-            let m = match serde_json::from_str::<Value>(&text) {
-                Ok(Value::Object(m)) => m,
-                _ => {
-                    cleanup(state, &stored).await;
-                    return Err(ApiError::bad_request("part `data` must be a JSON object"));
-                }
+            let text = super::read_text_field(field, state.limits.max_body).await?;
+            let data = match serde_json::from_str::<Value>(&text) {
+                Ok(data @ Value::Object(_)) => data,
+                _ => return Err(ApiError::bad_request("part `data` must be a JSON object")),
             };
-            // References are made by the server only, and `data` may not replace an upload.
-            let clash = m.keys().any(|k| fields.contains(k));
-            if clash || mentions_object(&Value::Object(m.clone())) {
-                cleanup(state, &stored).await;
-                return Err(ApiError::Invalid {
-                    message: "part `data` may not hold object references or binary field names"
-                        .into(),
-                    details: Value::Null,
-                });
+            // `data` may not replace an upload, nor carry references only the server makes.
+            if let Some(k) = data
+                .as_object()
+                .and_then(|m| m.keys().find(|k| fields.contains(k)))
+            {
+                return Err(ApiError::bad_request(format!(
+                    "part `data`, field `{k}`: `{k}` is a binary field; upload it as its own part"
+                )));
             }
-            input.extend(m);
+            super::refuse_references(&data, "part `data`")?;
+            if let Value::Object(m) = data {
+                input.extend(m);
+            }
         } else {
-            let text = field.text().await.map_err(super::multipart_error)?;
+            let text = super::read_text_field(field, state.limits.max_body).await?;
             input.insert(name, Value::String(text));
         }
     }
     let missing: Vec<&String> = fields.iter().filter(|f| !input.contains_key(*f)).collect();
     if !missing.is_empty() {
-        cleanup(state, &stored).await;
         return Err(ApiError::BadRequest {
             message: format!(
                 "missing multipart field(s): {}",
@@ -252,14 +261,7 @@ async fn read_multipart(
             details: json!(missing),
         });
     }
-    Ok((Value::Object(input), stored))
-}
-
-/// Objects of a refused upload are deleted.
-async fn cleanup(state: &AppState, ids: &[String]) {
-    for id in ids {
-        let _ = state.objects().delete(id).await;
-    }
+    Ok(Value::Object(input))
 }
 
 /// Checks `value` against the example's types; each problem names its field.

@@ -84,7 +84,8 @@ CREATE TABLE IF NOT EXISTS pipelines (
     source TEXT NOT NULL,
     owner TEXT,
     created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
+    updated_at INTEGER NOT NULL,
+    version TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS services (
     name TEXT PRIMARY KEY,
@@ -152,6 +153,7 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(batch::SCHEMA)?;
+        migrate(&conn)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             group: group::GroupCommit::default(),
@@ -163,6 +165,32 @@ impl SqliteStore {
         // on drop), so a poisoned lock is still safe to use.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Brings a database made by an earlier version up to the current schema (each step is
+/// idempotent: `CREATE … IF NOT EXISTS` above, columns added when missing here).
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    add_column_if_missing(conn, "pipelines", "version", "TEXT NOT NULL DEFAULT ''")?;
+    Ok(())
+}
+
+fn add_column_if_missing(
+    conn: &Connection,
+    table: &str,
+    column: &str,
+    declaration: &str,
+) -> Result<(), StoreError> {
+    let exists = conn
+        .prepare(&format!(
+            "SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"
+        ))?
+        .exists([column])?;
+    if !exists {
+        conn.execute_batch(&format!(
+            "ALTER TABLE {table} ADD COLUMN {column} {declaration}"
+        ))?;
+    }
+    Ok(())
 }
 
 fn json_text(v: &Value) -> String {
@@ -548,6 +576,19 @@ impl Store for SqliteStore {
             .flatten())
     }
 
+    fn delete_objects(&self, ids: &[String]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached("DELETE FROM objects WHERE id = ?1")?;
+            for id in ids {
+                stmt.execute([id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     fn attach_objects(&self, task_id: &str, ids: &[String]) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -618,6 +659,10 @@ impl Store for SqliteStore {
 
     fn pipeline(&self, name: &str) -> Result<Option<PipelineRow>, StoreError> {
         registry::pipeline(&self.conn(), name)
+    }
+
+    fn pipeline_version(&self, name: &str) -> Result<Option<String>, StoreError> {
+        registry::pipeline_version(&self.conn(), name)
     }
 
     fn list_pipelines(&self) -> Result<Vec<PipelineRow>, StoreError> {

@@ -81,17 +81,19 @@ pub(super) fn put_pipeline(conn: &Connection, p: &PipelineRow) -> Result<bool, S
         .optional()?
         .unwrap_or(false);
     conn.execute(
-        "INSERT INTO pipelines (name, definition, source, owner, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO pipelines (name, definition, source, owner, created_at, updated_at, version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (name) DO UPDATE SET definition = excluded.definition,
-            source = excluded.source, owner = excluded.owner, updated_at = excluded.updated_at",
+            source = excluded.source, owner = excluded.owner, updated_at = excluded.updated_at,
+            version = excluded.version",
         params![
             p.name,
             json_text(&p.definition),
             p.source,
             p.owner,
             p.created_at as i64,
-            p.updated_at as i64
+            p.updated_at as i64,
+            uuid::Uuid::new_v4().simple().to_string()
         ],
     )?;
     Ok(!existed)
@@ -106,6 +108,7 @@ fn pipeline_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(PipelineRow, String)
             owner: r.get(3)?,
             created_at: r.get::<_, i64>(4)? as u64,
             updated_at: r.get::<_, i64>(5)? as u64,
+            version: r.get(6)?,
         },
         r.get(1)?,
     ))
@@ -116,7 +119,17 @@ fn with_definition((mut row, text): (PipelineRow, String)) -> Result<PipelineRow
     Ok(row)
 }
 
-const PIPELINE_COLUMNS: &str = "name, definition, source, owner, created_at, updated_at";
+const PIPELINE_COLUMNS: &str = "name, definition, source, owner, created_at, updated_at, version";
+
+pub(super) fn pipeline_version(
+    conn: &Connection,
+    name: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT version FROM pipelines WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))
+        .optional()?)
+}
 
 pub(super) fn pipeline(conn: &Connection, name: &str) -> Result<Option<PipelineRow>, StoreError> {
     conn.prepare_cached(&format!(

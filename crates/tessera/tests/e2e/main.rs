@@ -2,6 +2,7 @@
 //! server on 127.0.0.1, kill -9 and resume.
 
 mod batch;
+mod hardening;
 mod raster;
 mod server;
 mod support;

@@ -9,9 +9,9 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-struct Serve {
-    child: Child,
-    url: String,
+pub(crate) struct Serve {
+    pub child: Child,
+    pub url: String,
 }
 
 impl Drop for Serve {
@@ -21,7 +21,7 @@ impl Drop for Serve {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -30,9 +30,16 @@ fn free_port() -> u16 {
 }
 
 fn serve(env: &Env, port: u16) -> Serve {
+    serve_with(env, port, &[], &[])
+}
+
+/// `tessera serve` with more arguments and environment variables.
+pub(crate) fn serve_with(env: &Env, port: u16, args: &[&str], vars: &[(&str, &str)]) -> Serve {
     let mut child = env
         .cmd()
         .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .args(args)
+        .envs(vars.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -50,7 +57,7 @@ fn serve(env: &Env, port: u16) -> Serve {
     Serve { child, url }
 }
 
-fn rt() -> tokio::runtime::Runtime {
+pub(crate) fn rt() -> tokio::runtime::Runtime {
     let _ = rustls::crypto::ring::default_provider().install_default();
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -58,7 +65,7 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-async fn wait_state(client: &reqwest::Client, url: &str, id: &str) -> Value {
+pub(crate) async fn wait_state(client: &reqwest::Client, url: &str, id: &str) -> Value {
     let start = Instant::now();
     loop {
         let doc: Value = client
