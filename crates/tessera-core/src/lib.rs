@@ -17,4 +17,4 @@ pub use plan::Plan;
 pub use report::{Issue, Report};
 pub use rhai;
 pub use script::Scripts;
-pub use validate::{load_document, load_pipeline};
+pub use validate::{count_nodes, load_document, load_pipeline, load_value};

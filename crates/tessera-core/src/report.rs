@@ -1,11 +1,12 @@
 //! Validation reports: every problem of a pipeline at once, each naming its node and field.
 
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::Serialize;
 
 /// One problem found in a pipeline definition.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Issue {
     /// The node the problem is in (`None` for document-level problems).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -42,21 +43,32 @@ impl fmt::Display for Issue {
     }
 }
 
-/// All problems of one pipeline; empty means valid.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+/// All problems of one pipeline, in the order found, each once; empty means valid.
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
     pub errors: Vec<Issue>,
+    /// The issues in `errors`, so that adding one stays O(1) with 10⁵ problems.
+    #[serde(skip)]
+    seen: HashSet<Issue>,
 }
+
+impl PartialEq for Report {
+    fn eq(&self, other: &Report) -> bool {
+        self.errors == other.errors
+    }
+}
+
+impl Eq for Report {}
 
 impl Report {
     pub fn single(issue: Issue) -> Report {
-        Report {
-            errors: vec![issue],
-        }
+        let mut r = Report::default();
+        r.push(issue);
+        r
     }
 
     pub fn push(&mut self, issue: Issue) {
-        if !self.errors.contains(&issue) {
+        if self.seen.insert(issue.clone()) {
             self.errors.push(issue);
         }
     }

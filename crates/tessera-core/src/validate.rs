@@ -27,6 +27,14 @@ pub fn load_document(
     scripts: &Scripts,
 ) -> Result<(Pipeline, serde_json::Value), Report> {
     let doc = crate::parse::parse_document(text).map_err(Report::single)?;
+    load_value(doc, scripts)
+}
+
+/// [`load_document`] for a document already read (e.g. to count its nodes first).
+pub fn load_value(
+    doc: serde_json::Value,
+    scripts: &Scripts,
+) -> Result<(Pipeline, serde_json::Value), Report> {
     let mut report = Report::default();
     let pipeline = crate::parse::pipeline_from_value(&doc, &mut report).ok_or(report.clone())?;
     validate_into(&pipeline, scripts, &mut report);
@@ -35,6 +43,15 @@ pub fn load_document(
     } else {
         Err(report)
     }
+}
+
+/// How many nodes a pipeline document declares, loop templates included (before parsing it:
+/// the cost of checking a pipeline grows with this).
+pub fn count_nodes(doc: &serde_json::Value) -> usize {
+    doc.get("nodes")
+        .and_then(serde_json::Value::as_array)
+        .map(|nodes| nodes.len() + nodes.iter().map(count_nodes).sum::<usize>())
+        .unwrap_or(0)
 }
 
 pub fn validate(pipeline: &Pipeline, scripts: &Scripts) -> Report {

@@ -20,6 +20,7 @@ use crate::{Shared, now_millis};
 pub(crate) struct DriverContext {
     pub engine: Arc<Shared>,
     pub task_id: String,
+    pub owner: Option<String>,
     pub plan: Arc<Plan>,
     pub input: Value,
     pub past: Vec<PastRun>,
@@ -55,6 +56,7 @@ impl Driver {
             TaskContext {
                 task_id: ctx.task_id.clone(),
                 input: ctx.input.clone(),
+                owner: ctx.owner.clone(),
             },
             ctx.plan.clone(),
             ctx.engine.scripts.clone(),
@@ -70,20 +72,21 @@ impl Driver {
         }
     }
 
-    /// Drives the task to its end. On a store error the task is left as last committed, its
-    /// jobs are stopped and its claim released, so that `resume` can continue it.
+    /// Drives the task to its end. On a store error the task is left as last committed and
+    /// its jobs are stopped; the engine then fails it with the cause (so that it can be
+    /// resumed, cancelled or deleted).
     pub fn run(&mut self) -> Result<Outcome, EngineError> {
         let result = self.drive();
         if let Err(e) = &result {
             tracing::error!(task = %self.ctx.task_id, error = %e, "task driver stopped");
             self.finish_jobs();
-            let _ = self
-                .ctx
-                .engine
-                .store
-                .release_task(&self.ctx.task_id, &self.ctx.engine.runner);
         }
         result
+    }
+
+    /// Stops every job of the task (after a panic of the driver).
+    pub fn stop_jobs(&mut self) {
+        self.finish_jobs();
     }
 
     fn drive(&mut self) -> Result<Outcome, EngineError> {
@@ -225,7 +228,13 @@ impl Driver {
         loop {
             match self.ctx.engine.store.commit(&batch) {
                 Ok(()) => break,
-                Err(e) if e.kind() == tessera_store::ErrorKind::Retryable && tries < 8 => {
+                // A full disk does not free itself in seconds: the engine fails the task with
+                // the cause, and the user resumes it once space is freed.
+                Err(e)
+                    if e.kind() == tessera_store::ErrorKind::Retryable
+                        && !e.is_full()
+                        && tries < 8 =>
+                {
                     tracing::warn!(task = %self.ctx.task_id, error = %e, "commit failed, retrying");
                     std::thread::sleep(delay);
                     delay *= 2;
@@ -235,7 +244,11 @@ impl Driver {
             }
         }
         if let Some(observer) = &self.ctx.engine.config.observer {
-            observer(&self.ctx.task_id, &observed);
+            let task = crate::ObservedTask {
+                id: &self.ctx.task_id,
+                owner: self.ctx.owner.as_deref(),
+            };
+            observer(&task, &observed);
         }
         Ok(())
     }

@@ -207,7 +207,8 @@ async fn run(
 ) -> (Result<(Value, bool), JobError>, JobContext) {
     if let Some(key) = cache_key {
         let store = ctx.engine.store.clone();
-        match tokio::task::spawn_blocking(move || store.cache_get(&key)).await {
+        let task = ctx.task_id.clone();
+        match tokio::task::spawn_blocking(move || store.cache_hit(&key, &task)).await {
             Ok(Ok(Some(v))) => {
                 ctx.log("engine", "output taken from the cache");
                 return (Ok((v, true)), ctx);

@@ -67,7 +67,16 @@ impl std::fmt::Debug for EngineConfig {
 }
 
 /// Receives the records of each committed step of a task.
-pub type Observer = Arc<dyn Fn(&str, &[&tessera_core::scheduler::Record]) + Send + Sync>;
+pub type Observer =
+    Arc<dyn Fn(&ObservedTask<'_>, &[&tessera_core::scheduler::Record]) + Send + Sync>;
+
+/// The task an observed step belongs to.
+#[derive(Debug, Clone, Copy)]
+pub struct ObservedTask<'a> {
+    pub id: &'a str,
+    /// Who started it: live events go to its owner (and admins) only.
+    pub owner: Option<&'a str>,
+}
 
 impl EngineConfig {
     pub fn new(work_dir: PathBuf) -> EngineConfig {
@@ -96,6 +105,9 @@ struct Shared {
     callbacks: events::Waiters,
     /// Live batch counters of running tasks, by task id.
     batch_boards: Mutex<std::collections::HashMap<String, Arc<batch::BatchBoard>>>,
+    /// Tasks whose driver runs in this process now: a task recorded as ours but missing here
+    /// was given up (its driver stopped) and can be taken over.
+    drivers: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Shared {
@@ -108,6 +120,84 @@ impl Shared {
     fn drop_batch_board(&self, task_id: &str) {
         let mut boards = self.batch_boards.lock().unwrap_or_else(|p| p.into_inner());
         boards.remove(task_id);
+    }
+
+    fn driving(&self, task_id: &str) -> bool {
+        self.drivers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(task_id)
+    }
+
+    /// Whether the process that claimed a task still drives it (same host only: a runner on
+    /// another host is assumed alive). This process counts only while the task's driver runs.
+    fn runner_alive(&self, task_id: &str, runner: &str) -> bool {
+        if runner == self.runner {
+            return self.driving(task_id);
+        }
+        runner_alive(runner)
+    }
+
+    /// A driver that stopped without ending its task (a store error, a panic) fails it with
+    /// the cause, so that it can be resumed, cancelled or deleted at once. While the store
+    /// refuses (a full disk), this is retried in the background.
+    fn give_up(self: &Arc<Self>, task_id: &str, cause: &str) {
+        let error = format!("the engine stopped running this task: {cause}");
+        let attempt = |shared: &Shared| shared.store.fail_task(task_id, &shared.runner, &error);
+        match attempt(self) {
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(task = task_id, error = %e, "cannot record that the task stopped; retrying")
+            }
+        }
+        let shared = self.clone();
+        let task_id = task_id.to_string();
+        self.runtime.spawn(async move {
+            let mut delay = Duration::from_millis(100);
+            let give_up_at = std::time::Instant::now() + Duration::from_secs(3600);
+            while std::time::Instant::now() < give_up_at {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                if shared.driving(&task_id) {
+                    return; // resumed meanwhile
+                }
+                let (s, t, e) = (shared.clone(), task_id.clone(), error.clone());
+                let done =
+                    tokio::task::spawn_blocking(move || s.store.fail_task(&t, &s.runner, &e)).await;
+                if let Ok(Ok(_)) = done {
+                    return;
+                }
+            }
+            tracing::error!(task = %task_id, "gave up recording that the task stopped");
+        });
+    }
+}
+
+/// A task reserved as driven by this process; the reservation ends when this is dropped
+/// (the driver thread holds it while it runs).
+struct DriverSlot {
+    shared: Arc<Shared>,
+    task_id: String,
+}
+
+impl DriverSlot {
+    /// `None` when the task is already driven (or being resumed) here.
+    fn reserve(shared: &Arc<Shared>, task_id: &str) -> Option<DriverSlot> {
+        let mut drivers = shared.drivers.lock().unwrap_or_else(|p| p.into_inner());
+        drivers.insert(task_id.to_string()).then(|| DriverSlot {
+            shared: shared.clone(),
+            task_id: task_id.to_string(),
+        })
+    }
+}
+
+impl Drop for DriverSlot {
+    fn drop(&mut self) {
+        self.shared
+            .drivers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.task_id);
     }
 }
 
@@ -204,7 +294,8 @@ fn runner_name() -> String {
 }
 
 /// Whether the process that claimed a task still runs (same host only: a runner on another
-/// host is assumed alive).
+/// host is assumed alive). For this process, [`Shared::runner_alive`] also asks whether the
+/// task's driver still runs.
 pub fn runner_alive(runner: &str) -> bool {
     let mut parts = runner.rsplitn(3, ':');
     let (_nonce, pid, host) = (parts.next(), parts.next(), parts.next());
@@ -253,6 +344,7 @@ impl Engine {
                 runner: runner_name(),
                 callbacks: events::Waiters::default(),
                 batch_boards: Mutex::default(),
+                drivers: Mutex::default(),
             }),
         })
     }
@@ -285,15 +377,26 @@ impl Engine {
             definition,
             input: input.clone(),
             created_at: now_millis(),
-            owner,
+            owner: owner.clone(),
             runner: Some(self.shared.runner.clone()),
         })?;
         let plan = Arc::new(Plan::new(Arc::new(pipeline)));
-        self.start_driver(id, plan, input, Vec::new())
+        let slot = DriverSlot::reserve(&self.shared, &id)
+            .ok_or_else(|| EngineError::Internal(format!("task id {id} is already driven here")))?;
+        self.start_driver(slot, owner, plan, input, Vec::new())
     }
 
     /// Continues a failed, cancelled or interrupted task: finished nodes keep their outputs.
     pub fn resume(&self, task_id: &str) -> Result<TaskHandle, EngineError> {
+        // Reserved in this process before anything is read: a second resume here, or a
+        // liveness check, sees the task as driven from now on.
+        let Some(slot) = DriverSlot::reserve(&self.shared, task_id) else {
+            return Err(EngineError::NotResumable {
+                id: task_id.to_string(),
+                reason: "it is still being run by this process (or resumed by another request)"
+                    .into(),
+            });
+        };
         let store = &self.shared.store;
         let task = store
             .task(task_id)?
@@ -306,7 +409,9 @@ impl Engine {
                 });
             }
             TaskState::Running | TaskState::Pending => {
+                // Our own reservation aside, is anyone driving it?
                 if let Some(r) = &task.runner
+                    && r != &self.shared.runner
                     && runner_alive(r)
                 {
                     return Err(EngineError::NotResumable {
@@ -341,7 +446,7 @@ impl Engine {
         // What an engine killed with -9 left running would overlap the node's next attempt.
         command::kill_leftovers(task_id, Duration::from_secs(5));
         let plan = Arc::new(Plan::new(Arc::new(pipeline)));
-        self.start_driver(task_id.to_string(), plan, task.input, past)
+        self.start_driver(slot, task.owner, plan, task.input, past)
     }
 
     /// Delivers a service's callback for `token` (objects already stored and referenced in
@@ -370,7 +475,7 @@ impl Engine {
             return Ok(());
         }
         match &task.runner {
-            Some(r) if runner_alive(r) => {
+            Some(r) if self.shared.runner_alive(task_id, r) => {
                 store.request_cancel(task_id)?;
             }
             _ => store.mark_cancelled(task_id, "cancelled while no process was running it")?,
@@ -380,11 +485,13 @@ impl Engine {
 
     fn start_driver(
         &self,
-        id: String,
+        slot: DriverSlot,
+        owner: Option<String>,
         plan: Arc<Plan>,
         input: Value,
         past: Vec<tessera_core::scheduler::PastRun>,
     ) -> Result<TaskHandle, EngineError> {
+        let id = slot.task_id.clone();
         let (events_tx, events_rx) = events::channel();
         let done = events::DoneSlot::new();
         let done_tx = done.clone();
@@ -395,6 +502,7 @@ impl Engine {
         let driver = driver::Driver::new(driver::DriverContext {
             engine: self.shared.clone(),
             task_id: id.clone(),
+            owner,
             plan,
             input,
             past,
@@ -402,21 +510,40 @@ impl Engine {
             events_rx,
             progress: progress.clone(),
         });
-        std::thread::Builder::new()
+        let started = std::thread::Builder::new()
             .name(format!("task-{}", &id[..8.min(id.len())]))
             .spawn(move || {
                 let mut driver = driver;
-                let result =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| driver.run()))
-                        .unwrap_or_else(|_| {
-                            Err(EngineError::Internal("the task driver panicked".into()))
-                        });
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    driver.run()
+                }))
+                .unwrap_or_else(|panic| {
+                    // Its jobs must not outlive it (nor hold pool slots).
+                    driver.stop_jobs();
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    tracing::error!(task = %board_id, panic = %what, "task driver panicked");
+                    Err(EngineError::Internal(format!(
+                        "the task driver panicked: {what}"
+                    )))
+                });
                 shared.drop_batch_board(&board_id);
+                drop(slot);
+                if let Err(e) = &result {
+                    shared.give_up(&board_id, &e.to_string());
+                }
                 done_tx.set(result);
                 // Freeing a big task's state takes a while: after the caller has its result.
                 drop(driver);
-            })
-            .map_err(|e| EngineError::Internal(format!("cannot start a task thread: {e}")))?;
+            });
+        if let Err(e) = started {
+            return Err(EngineError::Internal(format!(
+                "cannot start a task thread: {e}"
+            )));
+        }
         Ok(TaskHandle {
             id,
             progress,

@@ -16,6 +16,11 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
+    fixture_with(|_| {})
+}
+
+/// A fixture whose engine settings are adjusted by `configure`.
+fn fixture_with(configure: impl FnOnce(&mut EngineConfig)) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("t.db"), Durability::Full).unwrap();
     let objects = Objects::local(&dir.path().join("store")).unwrap();
@@ -24,13 +29,9 @@ fn fixture() -> Fixture {
         .enable_all()
         .build()
         .unwrap();
-    let engine = Engine::new(
-        Arc::new(store),
-        objects,
-        runtime.handle().clone(),
-        EngineConfig::new(dir.path().join("work")),
-    )
-    .unwrap();
+    let mut config = EngineConfig::new(dir.path().join("work"));
+    configure(&mut config);
+    let engine = Engine::new(Arc::new(store), objects, runtime.handle().clone(), config).unwrap();
     Fixture {
         _dir: dir,
         runtime,
@@ -164,4 +165,51 @@ fn an_earlier_process_with_our_pid_is_not_taken_for_us() {
         "other hosts are assumed alive"
     );
     assert!(!tessera_engine::runner_alive("garbage"));
+}
+
+#[test]
+fn a_panicking_driver_stops_its_jobs_and_fails_its_task_which_resumes() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // An embedder's observer that panics once, when `short` finishes while `long` runs.
+    let armed = Arc::new(AtomicBool::new(true));
+    let trigger = armed.clone();
+    let f = fixture_with(move |c| {
+        c.observer = Some(Arc::new(move |_task, records| {
+            let short_done = records.iter().any(|r| {
+                matches!(r, tessera_core::scheduler::Record::Node(n)
+                    if n.key == "short" && n.state == tessera_core::scheduler::NodeState::Finished)
+            });
+            if short_done && trigger.swap(false, Ordering::SeqCst) {
+                panic!("observer bug");
+            }
+        }));
+    });
+    let dir = f._dir.path().display().to_string();
+    let yaml = format!(
+        "nodes:\n  - {{id: in, type: entry, next: [long, short]}}\n  - {{id: long, type: command, shell: true, command: \"echo $$ > {dir}/long.pid; if [ ! -f {dir}/again ]; then touch {dir}/again; sleep 30; fi; echo '{{}}'\", next: [end]}}\n  - {{id: short, type: command, shell: true, command: \"sleep 0.3; echo '{{}}'\", next: [end]}}\n  - {{id: end, type: end, wait_all: true}}\n"
+    );
+    let h = submit(&f, &yaml, json!({}));
+    let err = h.wait().unwrap_err();
+    assert!(err.to_string().contains("panicked"), "{err}");
+    let pid: i32 = std::fs::read_to_string(f._dir.path().join("long.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, r)| r.trim_start().starts_with(['Z', 'X']))
+            })
+            == Some(false)
+    };
+    assert!(!alive(), "the running command was killed with its driver");
+    let task = f.engine.store().task(&h.id).unwrap().unwrap();
+    assert_eq!(task.state, "failed");
+    assert!(task.error.unwrap().contains("observer bug"));
+    // Nothing holds it any more: it resumes at once, in this process.
+    let outcome = f.engine.resume(&h.id).unwrap().wait().unwrap();
+    assert_eq!(outcome.state, TaskState::Finished);
 }

@@ -27,6 +27,10 @@ pub enum ApiError {
     Invalid { message: String, details: Value },
     #[error("{0}")]
     Unavailable(String),
+    #[error(
+        "storage full: the database or the object store has no room left; try again once space is freed"
+    )]
+    StorageFull,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -59,6 +63,7 @@ impl ApiError {
             }
             ApiError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::StorageFull => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -76,11 +81,14 @@ impl IntoResponse for ApiError {
             }
             _ => Value::Null,
         };
+        // What went wrong inside is for the server's log, not for clients.
+        let message = match &self {
+            ApiError::Internal(_) => "internal error; the details are in the server's log".into(),
+            other => other.to_string(),
+        };
         let mut resp = (
             status,
-            axum::Json(
-                json!({"error": {"code": code, "message": self.to_string(), "details": details}}),
-            ),
+            axum::Json(json!({"error": {"code": code, "message": message, "details": details}})),
         )
             .into_response();
         if matches!(self, ApiError::Unauthorized) {
@@ -95,11 +103,16 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
+        if e.is_full() {
+            tracing::error!(error = %e, "storage full");
+            return ApiError::StorageFull;
+        }
         match (&e, e.kind()) {
             (StoreError::NotFound { what, id }, _) => ApiError::NotFound {
                 what,
                 id: id.clone(),
             },
+            (StoreError::Conflict(message), _) => ApiError::Conflict(message.clone()),
             (_, ErrorKind::Retryable) => ApiError::Unavailable(e.to_string()),
             _ => ApiError::Internal(e.to_string()),
         }

@@ -62,6 +62,7 @@ impl Default for Limits {
         Limits {
             max_body: 16 << 20,
             max_upload: 1 << 30,
+            max_nodes: 10_000,
             announce_period: Duration::from_secs(30),
             retention: Duration::from_secs(7 * 24 * 3600),
         }
@@ -129,7 +130,8 @@ pub async fn start(
     engine_config.callback_base = Some(url.clone());
     let publisher = events.clone();
     engine_config.observer = Some(Arc::new(
-        move |task: &str, records: &[&tessera_core::scheduler::Record]| {
+        move |task: &tessera_engine::ObservedTask<'_>,
+              records: &[&tessera_core::scheduler::Record]| {
             state::publish(&publisher, task, records)
         },
     ));
@@ -145,7 +147,6 @@ pub async fn start(
         limits: config.limits.clone(),
         events,
         running: Mutex::new(HashMap::new()),
-        owners: Mutex::new(HashMap::new()),
         expired_services: Mutex::new(HashSet::new()),
         pipelines: Mutex::new(HashMap::new()),
     }));
@@ -183,14 +184,6 @@ async fn continue_unfinished(state: &AppState) {
         }
     };
     for id in ids {
-        let i = id.clone();
-        if let Ok(Some(task)) = state.blocking(move |s| s.task(&i)).await {
-            state
-                .owners
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(id.clone(), task.owner);
-        }
         let engine = state.engine.clone();
         let task = id.clone();
         match tokio::task::spawn_blocking(move || engine.resume(&task)).await {

@@ -5,7 +5,8 @@
 //! `POST /api/v1/services/<route>` operation per stored pipeline, its request body derived from
 //! the entry's `api.body`. In the assets, an answer written as a plain string is an error answer
 //! with that description (shared `Error` schema); every operation that is not public
-//! (`"security": []`) also gets the 401/403/500 answers of the token layer and error mapping.
+//! (`"security": []`) also gets the 401/403/500/507 answers of the token layer and error
+//! mapping.
 
 use std::collections::HashSet;
 use std::sync::LazyLock;
@@ -97,6 +98,7 @@ fn finish_operation(op: &mut Value) {
             ("401", "Unauthorized"),
             ("403", "Forbidden"),
             ("500", "Internal"),
+            ("507", "StorageFull"),
         ] {
             responses
                 .entry(status)

@@ -19,52 +19,12 @@ pub async fn announce(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::Service, Role::Admin])?;
-    let doc = crate::routes::parse_json_body(&body)?;
-    let mut problems = Vec::new();
-    let name = doc["name"].as_str().unwrap_or("").to_string();
-    if !tessera_core::parse::valid_id(&name) {
-        problems.push(json!({"field": "name", "message": "expected an id like `imaging` ([A-Za-z_][A-Za-z0-9_-]*)"}));
-    }
-    let url = doc["url"]
-        .as_str()
-        .unwrap_or("")
-        .trim_end_matches('/')
-        .to_string();
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        problems.push(json!({"field": "url", "message": "expected the service's base http:// or https:// URL"}));
-    }
-    let endpoints = doc["endpoints"].as_array().cloned().unwrap_or_default();
-    if !doc["endpoints"].is_array() {
-        problems.push(json!({"field": "endpoints", "message": "expected a list of endpoints"}));
-    }
-    let mut pipelines = Vec::new();
-    for (i, ep) in endpoints.iter().enumerate() {
-        let route = ep["route"].as_str().unwrap_or("");
-        let path = ep["path"].as_str().unwrap_or("");
-        if route.is_empty() || !path.starts_with('/') {
-            problems.push(json!({"field": format!("endpoints[{i}]"), "message": "each endpoint needs a `route` and a `path` starting with /"}));
-            continue;
-        }
-        let mut api = json!({"route": route});
-        for k in ["summary", "description", "body"] {
-            if let Some(v) = ep.get(k) {
-                api[k] = v.clone();
-            }
-        }
-        let definition = json!({
-            "type": "pipeline",
-            "nodes": [
-                {"id": "in", "type": "entry", "api": api, "next": ["call"]},
-                {"id": "call", "type": "service", "url": format!("{url}{path}"), "next": ["end"]},
-                {"id": "end", "type": "end"},
-            ]
-        });
-        match tessera_core::load_document(&definition.to_string(), state.engine.scripts()) {
-            Ok(_) => pipelines.push((route.to_string(), definition)),
-            Err(report) => problems
-                .push(json!({"field": format!("endpoints[{i}]"), "message": report.to_string()})),
-        }
-    }
+    // Parsing and checking every endpoint is CPU work: off the async threads.
+    let scripts = state.engine.scripts().clone();
+    let (name, url, endpoints, pipelines, problems) =
+        tokio::task::spawn_blocking(move || check_announcement(&body, &scripts))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??;
     if !problems.is_empty() {
         return Err(ApiError::Invalid {
             message: format!("invalid announcement: {} problem(s)", problems.len()),
@@ -156,4 +116,75 @@ pub async fn sweep_loop(state: AppState) {
                 .insert(svc.url.clone());
         }
     }
+}
+
+/// What an announcement declares: its name, base URL, endpoints, the pipelines they make, and
+/// every problem found.
+type Announcement = (String, String, Vec<Value>, Vec<(String, Value)>, Vec<Value>);
+
+/// Most endpoints one service may announce.
+const MAX_ENDPOINTS: usize = 1000;
+
+fn check_announcement(
+    body: &[u8],
+    scripts: &tessera_core::Scripts,
+) -> Result<Announcement, ApiError> {
+    let doc = crate::routes::parse_json_body(body)?;
+    let mut problems = Vec::new();
+    let name = doc["name"].as_str().unwrap_or("").to_string();
+    if !tessera_core::parse::valid_id(&name) {
+        problems.push(json!({"field": "name", "message": "expected an id like `imaging` ([A-Za-z_][A-Za-z0-9_-]*)"}));
+    }
+    let url = doc["url"]
+        .as_str()
+        .unwrap_or("")
+        .trim_end_matches('/')
+        .to_string();
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        problems.push(json!({"field": "url", "message": "expected the service's base http:// or https:// URL"}));
+    }
+    let endpoints = doc["endpoints"].as_array().cloned().unwrap_or_default();
+    if !doc["endpoints"].is_array() {
+        problems.push(json!({"field": "endpoints", "message": "expected a list of endpoints"}));
+    }
+    let mut pipelines = Vec::new();
+    if endpoints.len() > MAX_ENDPOINTS {
+        problems.push(
+            json!({"field": "endpoints", "message": format!("at most {MAX_ENDPOINTS} endpoints")}),
+        );
+        return Ok((name, url, endpoints, pipelines, problems));
+    }
+    for (i, ep) in endpoints.iter().enumerate() {
+        let route = ep["route"].as_str().unwrap_or("");
+        let path = ep["path"].as_str().unwrap_or("");
+        if route.is_empty() || !path.starts_with('/') {
+            problems.push(json!({"field": format!("endpoints[{i}]"), "message": "each endpoint needs a `route` and a `path` starting with /"}));
+            continue;
+        }
+        let mut api = json!({"route": route});
+        for k in ["summary", "description", "body"] {
+            if let Some(v) = ep.get(k) {
+                api[k] = v.clone();
+            }
+        }
+        let definition = json!({
+            "type": "pipeline",
+            "nodes": [
+                {"id": "in", "type": "entry", "api": api, "next": ["call"]},
+                {"id": "call", "type": "service", "url": format!("{url}{path}"), "next": ["end"]},
+                {"id": "end", "type": "end"},
+            ]
+        });
+        match tessera_core::load_document(&definition.to_string(), scripts) {
+            Ok(_) => pipelines.push((route.to_string(), definition)),
+            Err(report) => problems
+                .push(json!({"field": format!("endpoints[{i}]"), "message": report.to_string()})),
+        }
+    }
+    if endpoints.len() > MAX_ENDPOINTS {
+        problems.push(
+            json!({"field": "endpoints", "message": format!("at most {MAX_ENDPOINTS} endpoints")}),
+        );
+    }
+    Ok((name, url, endpoints, pipelines, problems))
 }

@@ -20,6 +20,8 @@ pub struct Limits {
     pub max_body: usize,
     /// Largest upload (multipart) request.
     pub max_upload: usize,
+    /// Most nodes (loop templates included) a stored pipeline may have.
+    pub max_nodes: usize,
     /// Services announce this often; silent for 3 periods = removed.
     pub announce_period: Duration,
     /// Ended tasks (and their objects) are deleted after this.
@@ -30,6 +32,8 @@ pub struct Limits {
 #[derive(Debug, Clone)]
 pub struct LiveEvent {
     pub task_id: String,
+    /// The task's owner: a user sees the events of its own tasks only.
+    pub owner: Option<String>,
     pub data: Value,
 }
 
@@ -40,8 +44,6 @@ pub struct Inner {
     pub events: broadcast::Sender<LiveEvent>,
     /// Handles of tasks started here and not ended, to cancel them directly.
     pub running: Mutex<HashMap<String, TaskHandle>>,
-    /// Owners of tasks, for filtering live events (filled as tasks start).
-    pub owners: Mutex<HashMap<String, Option<String>>>,
     /// Base URLs of services that stopped announcing: pipelines calling them are unavailable.
     pub expired_services: Mutex<HashSet<String>>,
     /// Validated pipelines by name, so a submission does not re-read and re-check its
@@ -98,7 +100,12 @@ impl AppState {
 }
 
 /// Turns committed records into live events (called on driver threads: must be quick).
-pub fn publish(events: &broadcast::Sender<LiveEvent>, task_id: &str, records: &[&Record]) {
+pub fn publish(
+    events: &broadcast::Sender<LiveEvent>,
+    task: &tessera_engine::ObservedTask<'_>,
+    records: &[&Record],
+) {
+    let task_id = task.id;
     for r in records {
         match r {
             // Failures at info; the rest at debug (thousands of tasks a second would flood).
@@ -139,6 +146,7 @@ pub fn publish(events: &broadcast::Sender<LiveEvent>, task_id: &str, records: &[
         };
         let _ = events.send(LiveEvent {
             task_id: task_id.to_string(),
+            owner: task.owner.map(str::to_string),
             data,
         });
     }

@@ -15,8 +15,14 @@ pub enum ErrorKind {
 pub enum StoreError {
     #[error("{what} `{id}` not found")]
     NotFound { what: &'static str, id: String },
+    /// The row is not in a state that allows the change (e.g. deleting a running task).
+    #[error("{0}")]
+    Conflict(String),
     #[error("database busy: {0}")]
     Busy(String),
+    /// The database or the object store has no room left: nothing was written.
+    #[error("storage full: {0}")]
+    Full(String),
     #[error("database error: {0}")]
     Database(rusqlite::Error),
     #[error("stored data is invalid ({what}): {detail}")]
@@ -25,7 +31,11 @@ pub enum StoreError {
     Object(String),
     /// An operation of a group commit failed (the error is shared by description).
     #[error("{message}")]
-    Batch { kind: ErrorKind, message: String },
+    Batch {
+        kind: ErrorKind,
+        full: bool,
+        message: String,
+    },
     #[error("I/O error on {path}: {source}")]
     Io {
         path: String,
@@ -35,12 +45,24 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the store is out of room (database or objects): the caller answers "storage
+    /// full", and retrying helps only once space is freed.
+    pub fn is_full(&self) -> bool {
+        match self {
+            StoreError::Full(_) => true,
+            StoreError::Io { source, .. } => source.kind() == std::io::ErrorKind::StorageFull,
+            StoreError::Batch { full, .. } => *full,
+            _ => false,
+        }
+    }
+
     pub fn kind(&self) -> ErrorKind {
         match self {
-            StoreError::NotFound { .. } => ErrorKind::User,
-            StoreError::Busy(_) | StoreError::Io { .. } | StoreError::Object(_) => {
-                ErrorKind::Retryable
-            }
+            StoreError::NotFound { .. } | StoreError::Conflict(_) => ErrorKind::User,
+            StoreError::Busy(_)
+            | StoreError::Full(_)
+            | StoreError::Io { .. }
+            | StoreError::Object(_) => ErrorKind::Retryable,
             StoreError::Database(_) | StoreError::Corrupt { .. } => ErrorKind::Internal,
             StoreError::Batch { kind, .. } => *kind,
         }
@@ -53,6 +75,7 @@ impl From<rusqlite::Error> for StoreError {
             Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
                 StoreError::Busy(e.to_string())
             }
+            Some(rusqlite::ErrorCode::DiskFull) => StoreError::Full(e.to_string()),
             _ => StoreError::Database(e),
         }
     }

@@ -48,15 +48,20 @@ pub trait Store: Send + Sync {
         runner: &str,
     ) -> Result<bool, StoreError>;
 
-    /// Gives a task up (its driver stopped on an error), so that it can be resumed.
-    fn release_task(&self, task_id: &str, runner: &str) -> Result<(), StoreError>;
+    /// Marks a task its driver had to give up (a store error, a panic) as failed with the
+    /// cause, and releases it, so that it can be resumed, cancelled or deleted. Only while
+    /// `runner` still holds it; false if it did not (taken over, or already ended).
+    fn fail_task(&self, task_id: &str, runner: &str, error: &str) -> Result<bool, StoreError>;
 
     fn append_logs(&self, lines: &[LogLine]) -> Result<(), StoreError>;
 
     /// Log lines of one node instance (all attempts), or of the whole task when `key` is None.
     fn logs(&self, task_id: &str, key: Option<&str>) -> Result<Vec<LogLine>, StoreError>;
 
-    fn cache_get(&self, key: &str) -> Result<Option<Value>, StoreError>;
+    /// A cached output for `task_id`: only if every object it names still exists, in which
+    /// case those objects are linked to the task too (kept while any linked task is). An
+    /// entry whose objects are gone is forgotten and `None` returned: the node runs again.
+    fn cache_hit(&self, key: &str, task_id: &str) -> Result<Option<Value>, StoreError>;
 
     fn put_object(&self, meta: &ObjectMeta, task_id: Option<&str>) -> Result<(), StoreError>;
 
@@ -64,6 +69,9 @@ pub trait Store: Send + Sync {
 
     /// The task an object belongs to (`None` for an upload not attached yet).
     fn object_task(&self, id: &str) -> Result<Option<String>, StoreError>;
+
+    /// Whether an object belongs to a task, or is linked to it by a cache hit.
+    fn object_in_task(&self, id: &str, task_id: &str) -> Result<bool, StoreError>;
 
     /// Forgets objects (their bytes are deleted by the caller): those of a refused request.
     fn delete_objects(&self, ids: &[String]) -> Result<(), StoreError>;
@@ -79,8 +87,10 @@ pub trait Store: Send + Sync {
     /// Marks a task that no process runs any more (e.g. killed) as cancelled.
     fn mark_cancelled(&self, task_id: &str, reason: &str) -> Result<(), StoreError>;
 
-    /// Deletes a task with its node runs, logs and callbacks; returns the ids of its objects
-    /// (their metadata is deleted too; the caller deletes the bytes).
+    /// Deletes an ended task with its node runs, logs and callbacks; returns the ids of its
+    /// objects (their metadata is deleted too; the caller deletes the bytes). A task that has
+    /// not ended (or was reopened meanwhile) is a `Conflict`: deleting and resuming one task
+    /// at once, exactly one wins.
     fn delete_task(&self, task_id: &str) -> Result<Vec<String>, StoreError>;
 
     /// Ids of tasks that ended (finished, failed, cancelled) before `before` (ms).

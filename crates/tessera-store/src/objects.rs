@@ -78,6 +78,18 @@ impl ObjectMeta {
     }
 }
 
+/// Collects the ids of every object reference (`{"$object": id, …}`) in a value.
+pub(crate) fn object_ids(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => match m.get("$object").and_then(Value::as_str) {
+            Some(id) => out.push(id.to_string()),
+            None => m.values().for_each(|x| object_ids(x, out)),
+        },
+        Value::Array(items) => items.iter().for_each(|x| object_ids(x, out)),
+        _ => {}
+    }
+}
+
 /// Read buffer size.
 const CHUNK: usize = 1 << 20;
 /// Upload part size: S3 refuses parts under 5 MiB (but the last).
@@ -102,6 +114,16 @@ impl std::fmt::Debug for Objects {
 }
 
 fn object_err(e: object_store::Error) -> StoreError {
+    // A full disk under the local store is said so, whatever layer wrapped it.
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::StorageFull
+        {
+            return StoreError::Full(e.to_string());
+        }
+        source = err.source();
+    }
     StoreError::Object(e.to_string())
 }
 

@@ -114,10 +114,80 @@ fn branch_decisions_and_cache_entries_round_trip() {
         .unwrap();
     assert_eq!(store.past_runs("t1").unwrap()[0].decision, Some(Arm::Then));
     assert_eq!(
-        store.cache_get("k1").unwrap(),
+        store.cache_hit("k1", "t2").unwrap(),
         Some(json!({"cached": true}))
     );
-    assert_eq!(store.cache_get("nope").unwrap(), None);
+    assert_eq!(store.cache_hit("nope", "t2").unwrap(), None);
+}
+
+fn object(id: &str) -> tessera_store::ObjectMeta {
+    tessera_store::ObjectMeta {
+        id: id.into(),
+        name: None,
+        size: 1,
+        content_type: None,
+        sha256: "00".into(),
+        created_at: 1,
+    }
+}
+
+fn finish(store: &SqliteStore, task: &str) {
+    let done = Record::Task {
+        state: TaskState::Finished,
+        result: None,
+        error: None,
+    };
+    store
+        .commit(&CommitBatch {
+            task_id: task,
+            records: vec![&done],
+            cache: vec![],
+            now: 9,
+        })
+        .unwrap();
+}
+
+#[test]
+fn cache_hits_share_their_objects_and_gone_objects_are_misses() {
+    let store = SqliteStore::in_memory().unwrap();
+    for t in ["t1", "t2", "t3"] {
+        store.create_task(&new_task(t, 1)).unwrap();
+        finish(&store, t);
+    }
+    store.put_object(&object("o1"), Some("t1")).unwrap();
+    let out = Arc::new(json!({"file": object("o1").to_json()}));
+    store
+        .commit(&CommitBatch {
+            task_id: "t1",
+            records: vec![],
+            cache: vec![("k", "n", &out)],
+            now: 5,
+        })
+        .unwrap();
+    // t2 reuses t1's output: the object is now t2's too, and outlives t1.
+    assert_eq!(store.cache_hit("k", "t2").unwrap().as_ref(), Some(&*out));
+    assert!(store.object_in_task("o1", "t2").unwrap());
+    assert_eq!(store.delete_task("t1").unwrap(), Vec::<String>::new());
+    assert_eq!(store.object_task("o1").unwrap().as_deref(), Some("t2"));
+    assert!(store.cache_hit("k", "t3").unwrap().is_some());
+    // Deleting the last task that uses it deletes it, and the entry becomes a miss.
+    assert!(
+        store.delete_task("t2").unwrap().is_empty(),
+        "t3 still uses it"
+    );
+    assert_eq!(store.delete_task("t3").unwrap(), vec!["o1".to_string()]);
+    assert!(store.object("o1").unwrap().is_none());
+    store.create_task(&new_task("t4", 1)).unwrap();
+    assert_eq!(
+        store.cache_hit("k", "t4").unwrap(),
+        None,
+        "its object is gone"
+    );
+    assert_eq!(
+        store.cache_hit("k", "t4").unwrap(),
+        None,
+        "and it was forgotten"
+    );
 }
 
 #[test]
@@ -386,6 +456,12 @@ fn deleting_a_task_removes_its_rows_and_names_its_objects() {
         created_at: 1,
     };
     store.put_object(&meta, Some("t1")).unwrap();
+    assert!(
+        matches!(store.delete_task("t1"), Err(StoreError::Conflict(_))),
+        "a task that has not ended is not deleted"
+    );
+    assert!(store.task("t1").unwrap().is_some());
+    finish(&store, "t1");
     assert_eq!(store.delete_task("t1").unwrap(), vec![meta.id.clone()]);
     assert!(store.task("t1").unwrap().is_none());
     assert!(store.node_runs("t1").unwrap().is_empty());
@@ -642,6 +718,7 @@ fn batch_jobs_keep_chunk_checkpoints_and_lines_across_reopening() {
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].state, "finished");
     assert_eq!(jobs[0].plan["names"][1], "b");
+    finish(&store, "t1");
     store.delete_task("t1").unwrap();
     assert!(store.batch_job(&key).unwrap().is_none());
     assert!(store.batch_chunks(&key).unwrap().is_empty());

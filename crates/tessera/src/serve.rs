@@ -46,6 +46,9 @@ pub struct ServeArgs {
     /// Largest upload, in MiB.
     #[arg(long, default_value_t = 1024)]
     max_upload_mb: usize,
+    /// Most nodes a stored pipeline may have (loop templates included).
+    #[arg(long, default_value_t = 10_000)]
+    max_nodes: usize,
     /// Services announce this often (seconds); silent for 3 periods = removed.
     #[arg(long, default_value_t = 30.0)]
     announce_period: f64,
@@ -89,6 +92,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     let limits = Limits {
         max_body: args.max_body_mb << 20,
         max_upload: args.max_upload_mb << 20,
+        max_nodes: args.max_nodes,
         announce_period: Duration::from_secs_f64(args.announce_period),
         retention: Duration::from_secs_f64(args.retention_days * 86400.0),
     };

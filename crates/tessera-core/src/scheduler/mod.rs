@@ -342,7 +342,7 @@ impl Scheduler {
         i.error = None;
         let input = i.input.clone().unwrap_or_else(|| Arc::new(Value::Null));
         if node.cache && i.cache_key.is_none() {
-            i.cache_key = Some(cache_key(&node, &input));
+            i.cache_key = Some(cache_key(&node, &input, self.ctx.owner.as_deref()));
         }
         let job = Job {
             id: JobId {

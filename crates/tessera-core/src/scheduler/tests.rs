@@ -31,6 +31,7 @@ impl Sim {
         let ctx = TaskContext {
             task_id: "t1".into(),
             input,
+            owner: None,
         };
         let mut sim = Sim {
             s: Scheduler::new(ctx, plan, scripts, past),
@@ -504,8 +505,18 @@ fn cache_key_depends_on_content_not_object_ids() {
     let a = json!({"img": {"$object": "id-1", "sha256": "abc"}});
     let b = json!({"img": {"$object": "id-2", "sha256": "abc"}});
     let c = json!({"img": {"$object": "id-1", "sha256": "def"}});
-    assert_eq!(cache_key(node, &a), cache_key(node, &b));
-    assert_ne!(cache_key(node, &a), cache_key(node, &c));
+    assert_eq!(cache_key(node, &a, None), cache_key(node, &b, None));
+    assert_ne!(cache_key(node, &a, None), cache_key(node, &c, None));
+    // Each owner has its own entries.
+    assert_ne!(cache_key(node, &a, None), cache_key(node, &a, Some("u1")));
+    assert_ne!(
+        cache_key(node, &a, Some("u1")),
+        cache_key(node, &a, Some("u2"))
+    );
+    assert_eq!(
+        cache_key(node, &a, Some("u1")),
+        cache_key(node, &b, Some("u1"))
+    );
 }
 
 #[test]

@@ -13,6 +13,9 @@ pub struct TaskContext {
     pub task_id: String,
     /// The task's input: the entry node's output.
     pub input: Value,
+    /// Who started the task. Cache entries are per owner: a cached output (and the objects
+    /// it names) is reused only by tasks of the same owner.
+    pub owner: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

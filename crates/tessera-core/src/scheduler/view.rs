@@ -146,11 +146,20 @@ impl Scheduler {
     }
 }
 
-/// The cache key of a node run: its definition and its resolved input, objects by content.
-pub fn cache_key(node: &Node, input: &Value) -> String {
+/// The cache key of a node run: its definition and its resolved input, objects by content,
+/// within the scope of the task's owner (`None`: local runs and servers without tokens).
+pub fn cache_key(node: &Node, input: &Value, owner: Option<&str>) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
-    h.update(b"tessera-cache-v1\0");
+    h.update(b"tessera-cache-v2\0");
+    match owner {
+        Some(o) => {
+            h.update(b"owner\0");
+            h.update(o.as_bytes());
+        }
+        None => h.update(b"anyone"),
+    }
+    h.update(b"\0");
     h.update(node.definition.to_string().as_bytes());
     h.update(b"\0");
     h.update(super::data::content_form(input).to_string().as_bytes());

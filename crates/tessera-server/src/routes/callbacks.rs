@@ -144,9 +144,8 @@ async fn check_references(
                 "`{key}` references cannot be sent as data; send files as multipart parts"
             )));
         };
-        let i = id.clone();
-        let owner = state.blocking(move |s| s.object_task(&i)).await?;
-        if owner.as_deref() != Some(task_id) {
+        let (i, t) = (id.clone(), task_id.to_string());
+        if !state.blocking(move |s| s.object_in_task(&i, &t)).await? {
             return Err(refused(format!(
                 "object `{id}` does not belong to this task; send new files as multipart parts"
             )));

@@ -14,9 +14,10 @@ use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Reads a pipeline document (JSON or YAML) and validates it; 422 lists every problem.
+/// Reads a pipeline document (JSON or YAML) and validates it; 422 lists every problem. CPU
+/// work: callers run it off the async threads ([`load_blocking`]).
 pub(crate) fn load(state: &AppState, text: &str) -> Result<(Pipeline, Value), ApiError> {
-    tessera_core::load_document(text, state.engine.scripts()).map_err(|report| {
+    let report_error = |report: tessera_core::Report| {
         let syntax = report.errors.iter().any(|e| {
             e.field == "document"
                 && (e.message.starts_with("invalid JSON") || e.message.starts_with("invalid YAML"))
@@ -28,7 +29,32 @@ pub(crate) fn load(state: &AppState, text: &str) -> Result<(Pipeline, Value), Ap
         } else {
             ApiError::Invalid { message, details }
         }
-    })
+    };
+    let doc = tessera_core::parse::parse_document(text)
+        .map_err(|issue| report_error(tessera_core::Report::single(issue)))?;
+    let nodes = tessera_core::count_nodes(&doc);
+    let limit = state.limits.max_nodes;
+    if nodes > limit {
+        let message = format!(
+            "the pipeline has {nodes} nodes, more than this server accepts ({limit}, set by --max-nodes)"
+        );
+        return Err(ApiError::Invalid {
+            details: json!([{"field": "nodes", "message": message}]),
+            message,
+        });
+    }
+    tessera_core::load_value(doc, state.engine.scripts()).map_err(report_error)
+}
+
+/// [`load`] on a blocking thread, so that checking a big pipeline never stalls other requests.
+pub(crate) async fn load_blocking(
+    state: &AppState,
+    text: String,
+) -> Result<(Pipeline, Value), ApiError> {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || load(&state, &text))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
 pub async fn create(
@@ -54,9 +80,9 @@ pub async fn create(
             "send the pipeline as application/json or application/yaml, not {content_type}"
         )));
     }
-    let text = std::str::from_utf8(&body)
+    let text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
-    let (pipeline, definition) = load(&state, text)?;
+    let (pipeline, definition) = load_blocking(&state, text).await?;
     let has_route = pipeline
         .entry()
         .is_some_and(|e| matches!(&e.kind, NodeKind::Entry(api) if api.route.is_some()))

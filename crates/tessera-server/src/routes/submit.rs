@@ -12,7 +12,7 @@ use tessera_engine::Submission;
 
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
-use crate::routes::pipelines::{load, unavailable_services};
+use crate::routes::pipelines::{load_blocking, unavailable_services};
 use crate::state::{AppState, CachedPipeline};
 
 /// The stored pipeline `route`, parsed and validated: the cached copy when it is still the
@@ -43,11 +43,7 @@ async fn current_pipeline(
         .blocking(move |s| s.pipeline(&r))
         .await?
         .ok_or_else(|| ApiError::not_found("pipeline", route))?;
-    let checker = state.clone();
-    let text = row.definition.to_string();
-    let (pipeline, definition) = tokio::task::spawn_blocking(move || load(&checker, &text))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let (pipeline, definition) = load_blocking(state, row.definition.to_string()).await?;
     let c = std::sync::Arc::new(CachedPipeline {
         row,
         pipeline,
@@ -157,13 +153,7 @@ pub async fn submit(
     };
     let owner = caller.name.clone();
     let engine = state.engine.clone();
-    // The owner is known before the task starts, so its first live events reach the owner.
     let id = uuid::Uuid::new_v4().to_string();
-    state
-        .owners
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(id.clone(), owner.clone());
     let submission = Submission {
         definition,
         pipeline,

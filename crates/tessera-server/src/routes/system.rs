@@ -108,12 +108,7 @@ pub async fn events(
                     Ok(ev) => {
                         let visible = match caller.owner_filter() {
                             None => true,
-                            Some(me) => {
-                                let owners = state.owners.lock().unwrap_or_else(|p| p.into_inner());
-                                owners
-                                    .get(&ev.task_id)
-                                    .is_some_and(|o| o.as_deref() == Some(me.as_str()))
-                            }
+                            Some(me) => ev.owner.as_deref() == Some(me.as_str()),
                         };
                         if visible {
                             let kind = ev.data["type"].as_str().unwrap_or("event").to_string();

@@ -29,9 +29,6 @@ pub(crate) async fn forget_ended_loop(state: AppState) {
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         let mut running = state.running.lock().unwrap_or_else(|p| p.into_inner());
         running.retain(|_, h| !h.is_done());
-        let live: std::collections::HashSet<&String> = running.keys().collect();
-        let mut owners = state.owners.lock().unwrap_or_else(|p| p.into_inner());
-        owners.retain(|id, _| live.contains(id));
     }
 }
 
@@ -189,8 +186,10 @@ pub async fn cancel(
     }
     let local = {
         let running = state.running.lock().unwrap_or_else(|p| p.into_inner());
+        // A handle whose driver stopped would swallow the request: the store decides then.
         running
             .get(&id)
+            .filter(|h| !h.is_done())
             .map(|h| h.cancel("cancelled through the API"))
             .is_some()
     };
@@ -212,12 +211,7 @@ pub async fn resume(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let task = visible_task(&state, &caller, &id).await?;
-    state
-        .owners
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(id.clone(), task.owner.clone());
+    visible_task(&state, &caller, &id).await?;
     let engine = state.engine.clone();
     let i = id.clone();
     let handle = tokio::task::spawn_blocking(move || engine.resume(&i))

@@ -2,80 +2,8 @@
 //! files a command may hand over, shell scripts, commands' environment.
 
 use serde_json::{Value, json};
-use tessera_server::Limits;
 
 use crate::support::*;
-
-const ADMIN: &str = "admin:root:admin-secret-0123456789";
-const USER: &str = "user:u1:user1-secret-0123456789";
-
-fn secret(token: &str) -> &str {
-    token.rsplit(':').next().unwrap()
-}
-
-impl Fixture {
-    async fn post_yaml_as(&self, token: &str, yaml: &str) -> u16 {
-        self.http
-            .post(self.url("/api/v1/pipelines"))
-            .bearer_auth(secret(token))
-            .header("content-type", "application/yaml")
-            .body(yaml.to_string())
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    }
-
-    async fn submit_as(&self, token: &str, route: &str, body: &Value) -> (u16, Value) {
-        let r = self
-            .http
-            .post(self.url(&format!("/api/v1/services/{route}")))
-            .bearer_auth(secret(token))
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn get_as(&self, token: &str, path: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .get(self.url(path))
-            .bearer_auth(secret(token))
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-    }
-
-    /// Submits as `token` and waits for the task's end: its document.
-    async fn run_as(&self, token: &str, route: &str, body: &Value) -> Value {
-        let (status, r) = self.submit_as(token, route, body).await;
-        assert_eq!(status, 202, "{r}");
-        let id = r["task_id"].as_str().unwrap().to_string();
-        let start = std::time::Instant::now();
-        loop {
-            let (_, doc) = self.get_as(token, &format!("/api/v1/tasks/{id}")).await;
-            if matches!(
-                doc["state"].as_str(),
-                Some("finished" | "failed" | "cancelled")
-            ) {
-                return doc;
-            }
-            assert!(
-                start.elapsed().as_secs() < 30,
-                "task {id} did not end: {doc}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    }
-}
-
-async fn with_tokens() -> Fixture {
-    start_with(&[ADMIN, USER], Limits::default()).await
-}
 
 const CAT: &str = "nodes:\n  - {id: in, type: entry, api: {route: cat}, next: [cat]}\n  - {id: cat, type: command, command: [cat], next: [end]}\n  - {id: end, type: end}\n";
 
@@ -262,4 +190,64 @@ async fn commands_get_a_clean_environment() {
         stdout.contains(&format!("TESSERA_TASK_ID={task}")),
         "{stdout}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_outputs_are_per_owner_and_never_point_at_deleted_objects() {
+    const USER2: &str = "user:u2:user2-secret-0123456789";
+    let f = start_with(&[ADMIN, USER, USER2], tessera_server::Limits::default()).await;
+    let runs = f._dir.path().join("runs");
+    let yaml = format!(
+        r#"nodes:
+  - {{id: in, type: entry, api: {{route: thumb, body: {{n: 1}}}}, next: [make]}}
+  - id: make
+    type: command
+    cache: true
+    shell: true
+    command: "echo run >> {runs}; echo picture-{{{{n}}}} > $TESSERA_SCRATCH/p.txt; echo '{{\"pic\": {{\"$file\": \"'$TESSERA_SCRATCH'/p.txt\"}}}}'"
+    next: [end]
+  - {{id: end, type: end}}
+"#,
+        runs = runs.display()
+    );
+    assert_eq!(f.post_yaml_as(ADMIN, &yaml).await, 201);
+    let count_runs = || {
+        std::fs::read_to_string(&runs)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+    let download = |token: &'static str, doc: &Value| {
+        let url = doc["result"]["pic"]["url"].as_str().unwrap().to_string();
+        let req = f.http.get(f.url(&url)).bearer_auth(secret(token));
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap_or_default())
+        }
+    };
+    let input = json!({"n": 7});
+    let a = f.run_as(USER, "thumb", &input).await;
+    assert_eq!(download(USER, &a).await, (200, "picture-7\n".into()));
+    // Another user does not get u1's object: the node runs for u2.
+    let b = f.run_as(USER2, "thumb", &input).await;
+    assert_eq!(download(USER2, &b).await, (200, "picture-7\n".into()));
+    assert_eq!(count_runs(), 2);
+    // u1 again: a hit, sharing the object.
+    let c = f.run_as(USER, "thumb", &input).await;
+    assert_eq!(count_runs(), 2, "a hit for the same owner");
+    assert_eq!(c["result"]["pic"]["$object"], a["result"]["pic"]["$object"]);
+    // Deleting the task that made it leaves it to the task that reused it.
+    let del = |id: &Value| {
+        let path = format!("/api/v1/tasks/{}", id.as_str().unwrap());
+        f.http.delete(f.url(&path)).bearer_auth(secret(USER)).send()
+    };
+    assert_eq!(del(&a["id"]).await.unwrap().status().as_u16(), 204);
+    assert_eq!(download(USER, &c).await, (200, "picture-7\n".into()));
+    // Once no task holds it, the entry is a miss: the node runs again.
+    assert_eq!(del(&c["id"]).await.unwrap().status().as_u16(), 204);
+    let d = f.run_as(USER, "thumb", &input).await;
+    assert_eq!(d["state"], "finished");
+    assert_eq!(count_runs(), 3, "the entry's object was gone: recomputed");
+    assert_eq!(download(USER, &d).await, (200, "picture-7\n".into()));
+    assert_eq!(download(ADMIN, &d).await.0, 200);
 }

@@ -15,9 +15,15 @@ pub struct Fixture {
 }
 
 pub async fn start_with(tokens: &[&str], limits: Limits) -> Fixture {
+    start_with_store(tokens, limits).await.0
+}
+
+/// A server and its store (to reach it directly, e.g. to cap its size).
+pub async fn start_with_store(tokens: &[&str], limits: Limits) -> (Fixture, Arc<SqliteStore>) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(&dir.path().join("t.db"), Durability::Full).unwrap());
+    let kept = store.clone();
     let objects = Objects::local(&dir.path().join("store")).unwrap();
     let config = ServerConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
@@ -28,11 +34,12 @@ pub async fn start_with(tokens: &[&str], limits: Limits) -> Fixture {
         engine: tessera_engine::EngineConfig::new(dir.path().join("work")),
     };
     let server = tessera_server::start(config, store, objects).await.unwrap();
-    Fixture {
+    let fixture = Fixture {
         _dir: dir,
         server,
         http: reqwest::Client::new(),
-    }
+    };
+    (fixture, kept)
 }
 
 pub async fn start() -> Fixture {
@@ -124,4 +131,82 @@ impl Fixture {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+pub const ADMIN: &str = "admin:root:admin-secret-0123456789";
+pub const USER: &str = "user:u1:user1-secret-0123456789";
+
+pub fn secret(token: &str) -> &str {
+    token.rsplit(':').next().unwrap()
+}
+
+impl Fixture {
+    pub async fn post_yaml_as(&self, token: &str, yaml: &str) -> u16 {
+        self.http
+            .post(self.url("/api/v1/pipelines"))
+            .bearer_auth(secret(token))
+            .header("content-type", "application/yaml")
+            .body(yaml.to_string())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    pub async fn submit_as(&self, token: &str, route: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(&format!("/api/v1/services/{route}")))
+            .bearer_auth(secret(token))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get_as(&self, token: &str, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(secret(token))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Submits as `token` and waits for the task's end: its document.
+    pub async fn run_as(&self, token: &str, route: &str, body: &Value) -> Value {
+        let (status, r) = self.submit_as(token, route, body).await;
+        assert_eq!(status, 202, "{r}");
+        let id = r["task_id"].as_str().unwrap().to_string();
+        let start = std::time::Instant::now();
+        loop {
+            let (_, doc) = self.get_as(token, &format!("/api/v1/tasks/{id}")).await;
+            if matches!(
+                doc["state"].as_str(),
+                Some("finished" | "failed" | "cancelled")
+            ) {
+                return doc;
+            }
+            assert!(
+                start.elapsed().as_secs() < 30,
+                "task {id} did not end: {doc}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+pub async fn with_tokens() -> Fixture {
+    start_with(&[ADMIN, USER], Limits::default()).await
+}
+
+/// Tests that measure the process's memory, and tests that use a lot of it, take turns: they
+/// share one process.
+pub async fn memory_turn() -> tokio::sync::MutexGuard<'static, ()> {
+    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    TURN.lock().await
 }

@@ -60,7 +60,7 @@ pub(super) enum Op {
 #[derive(Default)]
 struct State {
     queue: Vec<(u64, Op)>,
-    done: HashMap<u64, Result<(), (ErrorKind, String)>>,
+    done: HashMap<u64, Outcome>,
     leader: bool,
     next_ticket: u64,
 }
@@ -80,7 +80,11 @@ impl GroupCommit {
         st.queue.push((ticket, op));
         loop {
             if let Some(result) = st.done.remove(&ticket) {
-                return result.map_err(|(kind, message)| StoreError::Batch { kind, message });
+                return result.map_err(|(kind, full, message)| StoreError::Batch {
+                    kind,
+                    full,
+                    message,
+                });
             }
             if !st.leader {
                 st.leader = true;
@@ -101,11 +105,12 @@ impl GroupCommit {
     }
 }
 
-type Outcome = Result<(), (ErrorKind, String)>;
+/// A write's result; a failure is shared by description with every writer of the batch.
+type Outcome = Result<(), (ErrorKind, bool, String)>;
 
-fn describe(e: rusqlite::Error) -> (ErrorKind, String) {
+fn describe(e: rusqlite::Error) -> (ErrorKind, bool, String) {
     let e = StoreError::from(e);
-    (e.kind(), e.to_string())
+    (e.kind(), e.is_full(), e.to_string())
 }
 
 fn write_all(conn: &mut Connection, ops: Vec<(u64, Op)>) -> Vec<(u64, Outcome)> {
@@ -124,8 +129,14 @@ fn write_all(conn: &mut Connection, ops: Vec<(u64, Op)>) -> Vec<(u64, Outcome)> 
             Ok(()) => match apply(&tx, &op) {
                 Ok(()) => tx.execute_batch("RELEASE op").map_err(describe),
                 Err(e) => {
+                    let err = describe(e);
+                    // A full disk (or an I/O error) makes SQLite roll the whole transaction
+                    // back: every write of the batch is lost, and fails with the cause.
+                    if tx.is_autocommit() {
+                        return tickets.iter().map(|t| (*t, Err(err.clone()))).collect();
+                    }
                     let _ = tx.execute_batch("ROLLBACK TO op; RELEASE op");
-                    Err(describe(e))
+                    Err(err)
                 }
             },
             Err(e) => Err(describe(e)),

@@ -113,6 +113,15 @@ CREATE TABLE IF NOT EXISTS objects (
     sha256 TEXT NOT NULL,
     created_at INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS objects_by_task ON objects(task_id);
+-- Other tasks an object belongs to (a cache hit reuses another task's output): the object
+-- is deleted with the last of them.
+CREATE TABLE IF NOT EXISTS object_links (
+    object_id TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    PRIMARY KEY (object_id, task_id)
+);
+CREATE INDEX IF NOT EXISTS object_links_by_task ON object_links(task_id);
 "#;
 
 /// The embedded default store.
@@ -158,6 +167,24 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             group: group::GroupCommit::default(),
         })
+    }
+
+    /// Caps the database's size (`None`: no cap). Beyond it, writes fail as on a full disk
+    /// (`StoreError::Full`), which keeps a shared disk from being filled by one server.
+    pub fn set_max_size(&self, bytes: Option<u64>) -> Result<(), StoreError> {
+        let conn = self.conn();
+        let page = conn.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))? as u64;
+        let pages = bytes.map_or(u32::MAX as u64 - 1, |b| (b / page).max(1));
+        conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    /// The database's size now, in bytes.
+    pub fn size(&self) -> Result<u64, StoreError> {
+        let conn = self.conn();
+        let pages = conn.query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0))?;
+        let page = conn.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))?;
+        Ok((pages * page) as u64)
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -431,12 +458,23 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
-    fn release_task(&self, task_id: &str, runner: &str) -> Result<(), StoreError> {
-        self.conn().execute(
-            "UPDATE tasks SET runner = NULL WHERE id = ?1 AND runner = ?2",
-            params![task_id, runner],
+    fn fail_task(&self, task_id: &str, runner: &str, error: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE tasks SET state = 'failed', error = ?3, runner = NULL, updated_at = ?4
+             WHERE id = ?1 AND runner = ?2 AND state IN ('pending', 'running')",
+            params![task_id, runner, error, crate::objects::now_millis() as i64],
         )?;
-        Ok(())
+        if n > 0 {
+            tx.execute(
+                "UPDATE node_runs SET state = 'failed', error = ?2
+                 WHERE task_id = ?1 AND state = 'running' AND node_type != 'service'",
+                params![task_id, error],
+            )?;
+        }
+        tx.commit()?;
+        Ok(n > 0)
     }
 
     fn reopen_task(
@@ -519,14 +557,39 @@ impl Store for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn cache_get(&self, key: &str) -> Result<Option<Value>, StoreError> {
-        let text: Option<String> = self
-            .conn()
+    fn cache_hit(&self, key: &str, task_id: &str) -> Result<Option<Value>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let text: Option<String> = tx
             .query_row("SELECT output FROM cache WHERE key = ?1", [key], |r| {
                 r.get(0)
             })
             .optional()?;
-        parse_json(text, "cache entry")
+        let Some(output) = parse_json(text, "cache entry")? else {
+            return Ok(None);
+        };
+        let mut ids = Vec::new();
+        crate::objects::object_ids(&output, &mut ids);
+        {
+            let mut exists = tx.prepare_cached("SELECT 1 FROM objects WHERE id = ?1")?;
+            for id in &ids {
+                if !exists.exists([id])? {
+                    drop(exists);
+                    tx.execute("DELETE FROM cache WHERE key = ?1", [key])?;
+                    tx.commit()?;
+                    return Ok(None);
+                }
+            }
+            let mut link = tx.prepare_cached(
+                "INSERT OR IGNORE INTO object_links (object_id, task_id)
+                 SELECT id, ?2 FROM objects WHERE id = ?1 AND task_id IS NOT ?2",
+            )?;
+            for id in &ids {
+                link.execute(params![id, task_id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(Some(output))
     }
 
     fn put_object(&self, meta: &ObjectMeta, task_id: Option<&str>) -> Result<(), StoreError> {
@@ -574,6 +637,15 @@ impl Store for SqliteStore {
             })
             .optional()?
             .flatten())
+    }
+
+    fn object_in_task(&self, id: &str, task_id: &str) -> Result<bool, StoreError> {
+        Ok(self.conn().query_row(
+            "SELECT EXISTS (SELECT 1 FROM objects WHERE id = ?1 AND task_id = ?2)
+                 OR EXISTS (SELECT 1 FROM object_links WHERE object_id = ?1 AND task_id = ?2)",
+            params![id, task_id],
+            |r| r.get(0),
+        )?)
     }
 
     fn delete_objects(&self, ids: &[String]) -> Result<(), StoreError> {

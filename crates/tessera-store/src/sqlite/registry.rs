@@ -10,16 +10,66 @@ use crate::types::*;
 
 pub(super) fn delete_task(conn: &mut Connection, task_id: &str) -> Result<Vec<String>, StoreError> {
     let tx = conn.transaction()?;
-    let objects: Vec<String> = {
+    // First, and only if the task has ended: a resume that reopened it meanwhile wins, and a
+    // resume that comes after finds nothing to reopen.
+    let n = tx.execute(
+        "DELETE FROM tasks WHERE id = ?1 AND state IN ('finished', 'failed', 'cancelled')",
+        [task_id],
+    )?;
+    if n == 0 {
+        let state: Option<String> = tx
+            .query_row("SELECT state FROM tasks WHERE id = ?1", [task_id], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        return Err(match state {
+            None => StoreError::NotFound {
+                what: "task",
+                id: task_id.to_string(),
+            },
+            Some(state) => {
+                StoreError::Conflict(format!("task {task_id} is {state}; cancel it first"))
+            }
+        });
+    }
+    let owned: Vec<String> = {
         let mut stmt = tx.prepare_cached("SELECT id FROM objects WHERE task_id = ?1")?;
         stmt.query_map([task_id], |r| r.get(0))?
             .collect::<Result<_, _>>()?
     };
+    // An object another task still uses (linked by a cache hit) passes to that task.
+    let mut objects = Vec::new();
+    {
+        let mut heir = tx.prepare_cached(
+            "SELECT task_id FROM object_links WHERE object_id = ?1 AND task_id != ?2 LIMIT 1",
+        )?;
+        let mut hand_over = tx.prepare_cached("UPDATE objects SET task_id = ?2 WHERE id = ?1")?;
+        let mut unlink =
+            tx.prepare_cached("DELETE FROM object_links WHERE object_id = ?1 AND task_id = ?2")?;
+        for id in owned {
+            let next: Option<String> = heir
+                .query_row(params![id, task_id], |r| r.get(0))
+                .optional()?;
+            match next {
+                Some(next) => {
+                    hand_over.execute(params![id, next])?;
+                    unlink.execute(params![id, next])?;
+                }
+                None => objects.push(id),
+            }
+        }
+    }
+    tx.execute("DELETE FROM object_links WHERE task_id = ?1", [task_id])?;
+    {
+        let mut forget = tx.prepare_cached("DELETE FROM objects WHERE id = ?1")?;
+        for id in &objects {
+            forget.execute([id])?;
+        }
+    }
     for table in [
         "node_runs",
         "logs",
         "callbacks",
-        "objects",
         "batch_jobs",
         "batch_chunks",
         "batch_lines",
@@ -28,13 +78,6 @@ pub(super) fn delete_task(conn: &mut Connection, task_id: &str) -> Result<Vec<St
             &format!("DELETE FROM {table} WHERE task_id = ?1"),
             [task_id],
         )?;
-    }
-    let n = tx.execute("DELETE FROM tasks WHERE id = ?1", [task_id])?;
-    if n == 0 {
-        return Err(StoreError::NotFound {
-            what: "task",
-            id: task_id.to_string(),
-        });
     }
     tx.commit()?;
     Ok(objects)
