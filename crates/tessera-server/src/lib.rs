@@ -53,6 +53,8 @@ pub struct ServerConfig {
     pub tokens: Tokens,
     /// Allow a non-loopback address without tokens.
     pub insecure: bool,
+    /// Serve `/metrics`, `/openapi.json` and `/docs` without a token when tokens are on.
+    pub public_info: bool,
     pub limits: Limits,
     pub engine: EngineConfig,
 }
@@ -145,6 +147,7 @@ pub async fn start(
         engine: engine.clone(),
         tokens: config.tokens.clone(),
         limits: config.limits.clone(),
+        public_info: config.public_info,
         events,
         running: Mutex::new(HashMap::new()),
         expired_services: Mutex::new(HashSet::new()),

@@ -67,6 +67,33 @@ pub fn document(pipelines: &[PipelineDoc], server_url: Option<&str>) -> Value {
     doc
 }
 
+/// `/metrics`, `/openapi.json` and `/docs` as served when tokens are on: they need a token
+/// (an admin's for `/metrics`).
+pub fn protect_info_routes(doc: &mut Value) {
+    for (path, admin) in [
+        ("/metrics", true),
+        ("/openapi.json", false),
+        ("/docs", false),
+    ] {
+        let Some(op) = doc["paths"][path]["get"].as_object_mut() else {
+            continue;
+        };
+        op.remove("security");
+        if let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) {
+            responses.insert(
+                "401".into(),
+                json!({"$ref": "#/components/responses/Unauthorized"}),
+            );
+            if admin {
+                responses.insert(
+                    "403".into(),
+                    json!({"$ref": "#/components/responses/Forbidden"}),
+                );
+            }
+        }
+    }
+}
+
 fn schema(name: &str) -> Value {
     json!({"$ref": format!("#/components/schemas/{name}")})
 }

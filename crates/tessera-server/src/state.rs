@@ -41,6 +41,8 @@ pub struct Inner {
     pub engine: Engine,
     pub tokens: Tokens,
     pub limits: Limits,
+    /// Serve `/metrics`, `/openapi.json` and `/docs` without a token.
+    pub public_info: bool,
     pub events: broadcast::Sender<LiveEvent>,
     /// Handles of tasks started here and not ended, to cancel them directly.
     pub running: Mutex<HashMap<String, TaskHandle>>,

@@ -73,6 +73,10 @@ pub trait Store: Send + Sync {
     /// Whether an object belongs to a task, or is linked to it by a cache hit.
     fn object_in_task(&self, id: &str, task_id: &str) -> Result<bool, StoreError>;
 
+    /// Objects stored before `before` (ms) and never attached to a task: uploads of requests
+    /// that were refused or interrupted. The retention sweep deletes them.
+    fn unattached_objects(&self, before: u64) -> Result<Vec<String>, StoreError>;
+
     /// Forgets objects (their bytes are deleted by the caller): those of a refused request.
     fn delete_objects(&self, ids: &[String]) -> Result<(), StoreError>;
 
@@ -99,7 +103,8 @@ pub trait Store: Send + Sync {
     /// Tasks that have not ended (to continue after a restart).
     fn unfinished_tasks(&self) -> Result<Vec<String>, StoreError>;
 
-    fn task_stats(&self) -> Result<Vec<StatRow>, StoreError>;
+    /// Task counts per pipeline and state; only `owner`'s tasks when given.
+    fn task_stats(&self, owner: Option<&str>) -> Result<Vec<StatRow>, StoreError>;
 
     /// Creates or replaces a pipeline; true when it was created.
     fn put_pipeline(&self, pipeline: &PipelineRow) -> Result<bool, StoreError>;

@@ -467,7 +467,7 @@ fn deleting_a_task_removes_its_rows_and_names_its_objects() {
     assert!(store.node_runs("t1").unwrap().is_empty());
     assert!(store.object(&meta.id).unwrap().is_none());
     assert!(store.delete_task("t1").is_err());
-    let stats = store.task_stats().unwrap();
+    let stats = store.task_stats(None).unwrap();
     assert_eq!(stats.len(), 1);
     assert_eq!((stats[0].state.as_str(), stats[0].count), ("pending", 1));
     assert_eq!(store.unfinished_tasks().unwrap(), vec!["t2".to_string()]);

@@ -40,6 +40,9 @@ pub struct ServeArgs {
     /// Listen on a non-loopback address without tokens.
     #[arg(long)]
     insecure: bool,
+    /// Serve /metrics, /openapi.json and /docs without a token when tokens are on.
+    #[arg(long, env = "TESSERA_PUBLIC_INFO")]
+    public_info: bool,
     /// Largest JSON/YAML request body, in MiB.
     #[arg(long, default_value_t = 16)]
     max_body_mb: usize,
@@ -113,6 +116,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         public_url: args.public_url.clone(),
         tokens,
         insecure: args.insecure,
+        public_info: args.public_info,
         limits,
         engine: settings.engine_config(&settings.data_dir),
     };

@@ -39,9 +39,16 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/stats", get(system::stats))
         .route("/api/v1/events", get(system::events))
         .route("/health", get(system::health))
+        .layer(DefaultBodyLimit::max(max_body));
+    // What the server runs and how: a token is needed for these when tokens are on.
+    let info_routes = Router::new()
         .route("/metrics", get(system::metrics))
         .route("/openapi.json", get(system::openapi))
-        .layer(DefaultBodyLimit::max(max_body));
+        .merge(crate::docs::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            info_needs_token,
+        ));
     // Uploads are streamed to the object store, so their limit can be much larger.
     let upload_routes = Router::new()
         .route("/api/v1/services/{route}", post(submit::submit))
@@ -50,10 +57,35 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(json_routes)
         .merge(upload_routes)
-        .merge(crate::docs::router())
+        .merge(info_routes)
         .fallback(|| async { ApiError::not_found("route", "this path") })
         .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
+}
+
+/// Unless `--public-info`, `/metrics` needs an admin's token and the API documents any
+/// token, when tokens are on.
+async fn info_needs_token(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::extract::FromRequestParts;
+    if state.public_info || !state.tokens.enabled() {
+        return next.run(request).await;
+    }
+    let (mut parts, body) = request.into_parts();
+    let caller = match crate::auth::Caller::from_request_parts(&mut parts, &state).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    if parts.uri.path() == "/metrics"
+        && let Err(e) = caller.require(&[crate::auth::Role::Admin])
+    {
+        return e.into_response();
+    }
+    next.run(axum::extract::Request::from_parts(parts, body))
+        .await
 }
 
 /// Errors produced by axum itself (bad path encoding, body limit, wrong method) come as plain

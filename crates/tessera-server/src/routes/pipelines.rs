@@ -138,7 +138,7 @@ pub async fn list(State(state): State<AppState>, _caller: Caller) -> Result<Json
 
 pub async fn read(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let n = name.clone();
@@ -146,7 +146,11 @@ pub async fn read(
         .blocking(move |s| s.pipeline(&n))
         .await?
         .ok_or_else(|| ApiError::not_found("pipeline", &name))?;
-    let stats = state.blocking(|s| s.task_stats()).await?;
+    // A user counts its own tasks only.
+    let owner = caller.owner_filter();
+    let stats = state
+        .blocking(move |s| s.task_stats(owner.as_deref()))
+        .await?;
     let mut counts =
         json!({"total": 0, "pending": 0, "running": 0, "finished": 0, "failed": 0, "cancelled": 0});
     for s in stats.iter().filter(|s| s.pipeline == row.name) {

@@ -23,10 +23,14 @@ pub async fn health() -> Json<Value> {
 
 const STATES: [&str; 5] = ["pending", "running", "finished", "failed", "cancelled"];
 
-/// Totals overall and per pipeline, and the services known from announcements.
+/// Totals overall and per pipeline (a user's own tasks only), and the services known from
+/// announcements.
 pub async fn stats(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::Admin, Role::User])?;
-    let rows = state.blocking(|s| s.task_stats()).await?;
+    let owner = caller.owner_filter();
+    let rows = state
+        .blocking(move |s| s.task_stats(owner.as_deref()))
+        .await?;
     let services = state.blocking(|s| s.list_services()).await?;
     let zero = || {
         let mut m = serde_json::Map::new();
@@ -55,9 +59,10 @@ pub async fn stats(State(state): State<AppState>, caller: Caller) -> Result<Json
     Ok(Json(total))
 }
 
-/// Prometheus text format.
+/// Prometheus text format: everyone's totals, so an admin's token is needed when tokens are
+/// on (unless the server was started with `--public-info`).
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let rows = state.blocking(|s| s.task_stats()).await?;
+    let rows = state.blocking(|s| s.task_stats(None)).await?;
     let services = state.blocking(|s| s.list_services()).await?;
     let running = state
         .running
@@ -131,6 +136,7 @@ pub async fn events(
 
 /// The OpenAPI document, with one route per stored pipeline.
 pub async fn openapi(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let public_info = state.public_info;
     let rows = state.blocking(|s| s.list_pipelines()).await?;
     let docs: Vec<PipelineDoc> = rows
         .iter()
@@ -148,5 +154,9 @@ pub async fn openapi(State(state): State<AppState>) -> Result<Json<Value>, ApiEr
             }
         })
         .collect();
-    Ok(Json(crate::openapi::document(&docs, None)))
+    let mut doc = crate::openapi::document(&docs, None);
+    if !public_info && state.tokens.enabled() {
+        crate::openapi::protect_info_routes(&mut doc);
+    }
+    Ok(Json(doc))
 }

@@ -267,6 +267,12 @@ pub(crate) async fn retention_loop(state: AppState) {
             }
             Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
         }
+        // Uploads whose request died before its task was made (an hour is plenty).
+        let stale = crate::routes::pipelines::now_millis().saturating_sub(3_600_000);
+        match state.blocking(move |s| s.unattached_objects(stale)).await {
+            Ok(ids) => crate::routes::discard_objects(&state, &ids).await,
+            Err(e) => tracing::warn!(error = %e, "sweep of unattached uploads failed"),
+        }
         tokio::time::sleep(every).await;
     }
 }

@@ -251,3 +251,113 @@ async fn cached_outputs_are_per_owner_and_never_point_at_deleted_objects() {
     assert_eq!(download(USER, &d).await, (200, "picture-7\n".into()));
     assert_eq!(download(ADMIN, &d).await.0, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_routes_need_a_token_and_users_see_only_their_own_totals() {
+    const USER2: &str = "user:u2:user2-secret-0123456789";
+    let f = start_with(&[ADMIN, USER, USER2], tessera_server::Limits::default()).await;
+    let status = |path: &'static str, token: Option<&'static str>| {
+        let mut req = f.http.get(f.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(secret(t));
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status("/metrics", None).await, 401);
+    assert_eq!(status("/metrics", Some(USER)).await, 403);
+    assert_eq!(status("/metrics", Some(ADMIN)).await, 200);
+    for path in ["/openapi.json", "/docs"] {
+        assert_eq!(status(path, None).await, 401, "{path}");
+        assert_eq!(status(path, Some(USER)).await, 200, "{path}");
+    }
+    assert_eq!(status("/health", None).await, 200, "liveness stays open");
+    let (_, doc) = f.get_as(USER, "/openapi.json").await;
+    let metrics = &doc["paths"]["/metrics"]["get"];
+    assert!(metrics.get("security").is_none() && metrics["responses"]["401"].is_object());
+    // Totals: each user its own, the admin everyone's.
+    let yaml = "nodes:\n  - {id: in, type: entry, api: {route: quick}, next: [end]}\n  - {id: end, type: end}\n";
+    assert_eq!(f.post_yaml_as(ADMIN, yaml).await, 201);
+    for token in [USER, USER, USER2] {
+        f.run_as(token, "quick", &json!({})).await;
+    }
+    for (token, total) in [(USER, 2), (USER2, 1), (ADMIN, 3)] {
+        let (_, stats) = f.get_as(token, "/api/v1/stats").await;
+        assert_eq!(stats["total"], total, "{token}: {stats}");
+        assert_eq!(stats["pipelines"]["quick"]["finished"], total);
+        let (_, p) = f.get_as(token, "/api/v1/pipelines/quick").await;
+        assert_eq!(p["stats"]["total"], total, "{token}: {p}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_public_info_the_metrics_and_docs_are_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(
+        tessera_store::SqliteStore::open(&dir.path().join("t.db"), tessera_store::Durability::Full)
+            .unwrap(),
+    );
+    let config = tessera_server::ServerConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        public_url: None,
+        tokens: tessera_server::Tokens::parse(&[ADMIN.to_string()]).unwrap(),
+        insecure: false,
+        public_info: true,
+        limits: tessera_server::Limits::default(),
+        engine: tessera_engine::EngineConfig::new(dir.path().join("work")),
+    };
+    let objects = tessera_store::Objects::local(&dir.path().join("store")).unwrap();
+    let server = tessera_server::start(config, store, objects).await.unwrap();
+    for path in ["/metrics", "/openapi.json", "/docs"] {
+        let r = reqwest::get(format!("{}{path}", server.url)).await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+    }
+    let r = reqwest::get(format!("{}/api/v1/stats", server.url))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        401,
+        "the API itself still needs a token"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_uploads_leave_no_object_rows_or_bytes() {
+    let (f, store) = start_with_store(&[], tessera_server::Limits::default()).await;
+    let yaml = "nodes:\n  - {id: in, type: entry, api: {route: up, body: [a, b]}, next: [end]}\n  - {id: end, type: end}\n";
+    assert_eq!(f.post_yaml(yaml).await.0, 201);
+    let part =
+        |name: &str| reqwest::multipart::Part::bytes(b"bytes".to_vec()).file_name(name.to_string());
+    let forms = [
+        // A stored part, then a `data` part naming a file.
+        reqwest::multipart::Form::new()
+            .part("a", part("a.bin"))
+            .text("data", json!({"x": {"$file": "/etc/passwd"}}).to_string()),
+        // A stored part, then a text part over the JSON body limit.
+        reqwest::multipart::Form::new()
+            .part("a", part("a.bin"))
+            .text("note", "n".repeat((16 << 20) + 1)),
+        // A stored part, and the other binary field missing.
+        reqwest::multipart::Form::new().part("a", part("a.bin")),
+    ];
+    for form in forms {
+        let r = f
+            .http
+            .post(f.url("/api/v1/services/up"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400);
+    }
+    use tessera_store::Store;
+    assert!(
+        store.unattached_objects(u64::MAX).unwrap().is_empty(),
+        "no rows"
+    );
+    let files = std::fs::read_dir(f._dir.path().join("store/objects"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(files, 0, "no bytes");
+}

@@ -562,6 +562,7 @@ async fn a_non_loopback_address_needs_tokens_or_insecure() {
         public_url: None,
         tokens: Tokens::default(),
         insecure: false,
+        public_info: false,
         limits: Limits::default(),
         engine: tessera_engine::EngineConfig::new(dir.path().join("work")),
     };

@@ -30,6 +30,7 @@ pub async fn start_with_store(tokens: &[&str], limits: Limits) -> (Fixture, Arc<
         public_url: None,
         tokens: Tokens::parse(&tokens.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap(),
         insecure: false,
+        public_info: false,
         limits,
         engine: tessera_engine::EngineConfig::new(dir.path().join("work")),
     };

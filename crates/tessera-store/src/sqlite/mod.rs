@@ -44,6 +44,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     owner TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_newest ON tasks(created_at DESC, id DESC);
+-- Statistics (overall, and per owner) read these indexes only.
+CREATE INDEX IF NOT EXISTS tasks_by_pipeline_state ON tasks(pipeline, state);
+CREATE INDEX IF NOT EXISTS tasks_by_owner ON tasks(owner, pipeline, state);
 CREATE TABLE IF NOT EXISTS node_runs (
     task_id TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -648,6 +651,15 @@ impl Store for SqliteStore {
         )?)
     }
 
+    fn unattached_objects(&self, before: u64) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT id FROM objects WHERE task_id IS NULL AND created_at < ?1")?;
+        Ok(stmt
+            .query_map([before as i64], |r| r.get(0))?
+            .collect::<Result<_, _>>()?)
+    }
+
     fn delete_objects(&self, ids: &[String]) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -721,8 +733,8 @@ impl Store for SqliteStore {
         registry::unfinished_tasks(&self.conn())
     }
 
-    fn task_stats(&self) -> Result<Vec<StatRow>, StoreError> {
-        registry::task_stats(&self.conn())
+    fn task_stats(&self, owner: Option<&str>) -> Result<Vec<StatRow>, StoreError> {
+        registry::task_stats(&self.conn(), owner)
     }
 
     fn put_pipeline(&self, pipeline: &PipelineRow) -> Result<bool, StoreError> {

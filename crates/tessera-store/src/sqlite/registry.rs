@@ -101,12 +101,22 @@ pub(super) fn unfinished_tasks(conn: &Connection) -> Result<Vec<String>, StoreEr
         .collect::<Result<_, _>>()?)
 }
 
-pub(super) fn task_stats(conn: &Connection) -> Result<Vec<StatRow>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT pipeline, state, COUNT(*) FROM tasks GROUP BY pipeline, state ORDER BY pipeline, state",
-    )?;
+pub(super) fn task_stats(
+    conn: &Connection,
+    owner: Option<&str>,
+) -> Result<Vec<StatRow>, StoreError> {
+    let mut stmt = match owner {
+        None => conn.prepare_cached(
+            "SELECT pipeline, state, COUNT(*) FROM tasks WHERE ?1 IS NULL
+             GROUP BY pipeline, state ORDER BY pipeline, state",
+        )?,
+        Some(_) => conn.prepare_cached(
+            "SELECT pipeline, state, COUNT(*) FROM tasks WHERE owner = ?1
+             GROUP BY pipeline, state ORDER BY pipeline, state",
+        )?,
+    };
     Ok(stmt
-        .query_map([], |r| {
+        .query_map([owner], |r| {
             Ok(StatRow {
                 pipeline: r.get(0)?,
                 state: r.get(1)?,
