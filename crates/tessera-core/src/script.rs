@@ -90,6 +90,13 @@ pub fn sandboxed_engine(limits: &ScriptLimits) -> Engine {
     // `eval` would let a script compile code outside the cache and its checks.
     engine.disable_symbol("eval");
     engine.on_print(|_| {});
+    engine
+        .register_type_with_name::<BigUnsigned>("u64")
+        .register_fn("to_string", |u: &mut BigUnsigned| u.0.to_string())
+        .register_fn("to_debug", |u: &mut BigUnsigned| u.0.to_string())
+        .register_fn("to_float", |u: &mut BigUnsigned| u.0 as f64)
+        .register_fn("==", |a: BigUnsigned, b: BigUnsigned| a == b)
+        .register_fn("!=", |a: BigUnsigned, b: BigUnsigned| a != b);
     engine.on_debug(|_, _, _| {});
     let wall = limits.max_wall_time;
     engine.on_progress(move |ops| {
@@ -190,26 +197,93 @@ fn describe(e: EvalAltResult) -> ScriptError {
     ScriptError { message }
 }
 
-fn to_dynamic(v: &Value, what: &str) -> Result<Dynamic, ScriptError> {
-    rhai::serde::to_dynamic(v).map_err(|e| ScriptError {
-        message: format!("cannot pass `{what}` to the script: {e}"),
-    })
+/// An integer above `i64::MAX` (JSON allows it; Rhai's integers are `i64`): carried through a
+/// script unchanged, so that a script never turns a field it does not touch into a float.
+/// Scripts see it as type `u64`, printable and comparable, not computable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BigUnsigned(pub u64);
+
+/// JSON → Rhai, directly (no serde round trip): integers as `i64` (or [`BigUnsigned`]), other
+/// numbers as `f64`, objects as maps, arrays as arrays.
+pub fn json_to_dynamic(v: &Value) -> Dynamic {
+    match v {
+        Value::Null => Dynamic::UNIT,
+        Value::Bool(b) => Dynamic::from_bool(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Dynamic::from_int(i),
+            (None, Some(u)) => Dynamic::from(BigUnsigned(u)),
+            _ => Dynamic::from_float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => Dynamic::from(rhai::ImmutableString::from(s.as_str())),
+        Value::Array(items) => Dynamic::from_array(items.iter().map(json_to_dynamic).collect()),
+        Value::Object(m) => Dynamic::from_map(
+            m.iter()
+                .map(|(k, v)| (k.as_str().into(), json_to_dynamic(v)))
+                .collect(),
+        ),
+    }
 }
 
 fn from_dynamic(v: &Dynamic, what: &str) -> Result<Value, ScriptError> {
+    dynamic_to_json(v).map_err(|e| ScriptError {
+        message: format!("`{what}` set by the script is not JSON data: {e}"),
+    })
+}
+
+/// Rhai → JSON: the inverse of [`json_to_dynamic`]; characters become strings; anything else
+/// (functions, non-finite numbers, timestamps) is an error naming its type.
+pub fn dynamic_to_json(v: &Dynamic) -> Result<Value, String> {
     if v.is_unit() {
         return Ok(Value::Null);
     }
-    rhai::serde::from_dynamic::<Value>(v).map_err(|e| ScriptError {
-        message: format!("`{what}` set by the script is not JSON data: {e}"),
-    })
+    if let Ok(b) = v.as_bool() {
+        return Ok(Value::Bool(b));
+    }
+    if let Ok(i) = v.as_int() {
+        return Ok(Value::from(i));
+    }
+    if let Ok(f) = v.as_float() {
+        return serde_json::Number::from_f64(f)
+            .map(Value::Number)
+            .ok_or_else(|| format!("{f} is not a JSON number"));
+    }
+    if let Some(BigUnsigned(u)) = v.clone().try_cast::<BigUnsigned>() {
+        return Ok(Value::from(u));
+    }
+    if let Ok(c) = v.as_char() {
+        return Ok(Value::String(c.to_string()));
+    }
+    if v.is_string() {
+        return Ok(Value::String(v.clone().into_string().unwrap_or_default()));
+    }
+    if v.is_array() {
+        let items = v
+            .read_lock::<rhai::Array>()
+            .ok_or("an array that cannot be read")?;
+        return items
+            .iter()
+            .map(dynamic_to_json)
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array);
+    }
+    if v.is_map() {
+        let map = v
+            .read_lock::<rhai::Map>()
+            .ok_or("a map that cannot be read")?;
+        let mut out = Map::with_capacity(map.len());
+        for (k, x) in map.iter() {
+            out.insert(k.to_string(), dynamic_to_json(x)?);
+        }
+        return Ok(Value::Object(out));
+    }
+    Err(format!("a value of type `{}`", v.type_name()))
 }
 
 fn build_scope(ctx: &ScriptContext) -> Result<Scope<'static>, ScriptError> {
     let mut scope = Scope::new();
     let mut nodes = rhai::Map::new();
     for (id, view) in &ctx.nodes {
-        let d = to_dynamic(view, id)?;
+        let d = json_to_dynamic(view);
         if is_plain_identifier(id) {
             scope.push_dynamic(id.clone(), d.clone());
         }
@@ -220,7 +294,12 @@ fn build_scope(ctx: &ScriptContext) -> Result<Scope<'static>, ScriptError> {
     node.insert("id".into(), ctx.node_id.clone().into());
     node.insert(
         "params".into(),
-        to_dynamic(&Value::Object(ctx.node_params.clone()), "node.params")?,
+        Dynamic::from_map(
+            ctx.node_params
+                .iter()
+                .map(|(k, v)| (k.as_str().into(), json_to_dynamic(v)))
+                .collect(),
+        ),
     );
     node.insert("state".into(), ctx.node_state.clone().into());
     scope.push("node", node);
@@ -229,11 +308,11 @@ fn build_scope(ctx: &ScriptContext) -> Result<Scope<'static>, ScriptError> {
     pipeline.insert("name".into(), ctx.pipeline_name.clone().into());
     scope.push("pipeline", pipeline);
     if let Some((item, index)) = &ctx.loop_item {
-        scope.push_dynamic("item", to_dynamic(item, "item")?);
+        scope.push_dynamic("item", json_to_dynamic(item));
         scope.push("index", *index as i64);
     }
-    scope.push_dynamic("input", to_dynamic(&ctx.input, "input")?);
-    scope.push_dynamic("out", to_dynamic(&ctx.out, "out")?);
+    scope.push_dynamic("input", json_to_dynamic(&ctx.input));
+    scope.push_dynamic("out", json_to_dynamic(&ctx.out));
     Ok(scope)
 }
 
@@ -350,5 +429,24 @@ mod tests {
         let ids: Vec<&str> = identifiers("detect.out.n > 2 && nodes[\"a-b\"]").collect();
         assert!(ids.contains(&"detect"));
         assert!(ids.contains(&"a-b"));
+    }
+
+    #[test]
+    fn integers_beyond_i64_stay_exact_through_a_script() {
+        let s = Scripts::default();
+        let big = json!({"id": 18446744073709551615u64, "n": 1, "f": 0.5, "deep": [{"x": 9223372036854775808u64}]});
+        let mut c = ctx(big.clone());
+        s.run("out = input; out.n += 1; out.text = `${input.id}`;", &mut c)
+            .unwrap();
+        assert_eq!(c.out["id"], big["id"]);
+        assert_eq!(c.out["deep"], big["deep"]);
+        assert_eq!(c.out["n"], 2);
+        assert_eq!(c.out["text"], "18446744073709551615");
+        assert!(
+            s.eval_bool("input.id == input.id", &ctx(big.clone()))
+                .unwrap()
+        );
+        let e = s.run("out = input.id + 1;", &mut ctx(big)).unwrap_err();
+        assert!(e.message.contains("u64"), "{e}");
     }
 }

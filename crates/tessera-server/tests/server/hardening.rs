@@ -361,3 +361,39 @@ async fn refused_uploads_leave_no_object_rows_or_bytes() {
         .unwrap_or(0);
     assert_eq!(files, 0, "no bytes");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integers_beyond_i64_stay_exact_through_scripts() {
+    let f = start().await;
+    let yaml = "nodes:\n  - {id: in, type: entry, api: {route: ids}, next: [touch]}\n  - {id: touch, type: node, after: \"out.seen = true; out.n += 1;\", next: [end]}\n  - {id: end, type: end}\n";
+    assert_eq!(f.post_yaml(yaml).await.0, 201);
+    let (status, r) = f
+        .http
+        .post(f.url("/api/v1/services/ids"))
+        .header("content-type", "application/json")
+        .body(r#"{"id": 18446744073709551615, "big": [9223372036854775808], "n": 1}"#)
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), r))
+        .unwrap();
+    assert_eq!(status, 202);
+    let id = r.json::<Value>().await.unwrap()["task_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    f.wait_task(&id).await;
+    let text = f
+        .http
+        .get(f.url(&format!("/api/v1/tasks/{id}/result")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let result: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(result["seen"], true);
+    assert_eq!(result["n"], 2);
+    assert!(text.contains("18446744073709551615"), "{text}");
+    assert!(text.contains("[9223372036854775808]"), "{text}");
+}
