@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod docs;
 pub mod error;
+pub mod listen;
 pub mod openapi;
 mod registry;
 mod routes;
@@ -22,6 +23,7 @@ use tessera_engine::{Engine, EngineConfig};
 use tessera_store::{Objects, Store};
 
 pub use auth::Tokens;
+pub use listen::ConnectionLimits;
 pub use state::Limits;
 use state::{AppState, Inner};
 
@@ -56,6 +58,8 @@ pub struct ServerConfig {
     /// Serve `/metrics`, `/openapi.json` and `/docs` without a token when tokens are on.
     pub public_info: bool,
     pub limits: Limits,
+    /// Timeouts and the cap on connections.
+    pub connections: ConnectionLimits,
     pub engine: EngineConfig,
 }
 
@@ -159,12 +163,12 @@ pub async fn start(
     tokio::spawn(routes::tasks::forget_ended_loop(state.clone()));
     let app = routes::router(state);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let connections = config.connections.clone();
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await
+        let stop = async {
+            let _ = rx.await;
+        };
+        listen::serve(listener, app, connections, stop, Duration::from_secs(10)).await
     });
     tracing::info!(%url, "tessera server listening");
     Ok(RunningServer {

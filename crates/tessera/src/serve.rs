@@ -49,6 +49,16 @@ pub struct ServeArgs {
     /// Largest upload, in MiB.
     #[arg(long, default_value_t = 1024)]
     max_upload_mb: usize,
+    /// Seconds a client has to send a request's headers (and to start its next request on a
+    /// kept-alive connection).
+    #[arg(long, default_value_t = 10.0)]
+    header_timeout: f64,
+    /// Seconds without a byte either way after which a connection is closed.
+    #[arg(long, default_value_t = 60.0)]
+    idle_timeout: f64,
+    /// Connections served at once; beyond, new ones get 503 and are closed.
+    #[arg(long, default_value_t = 512)]
+    max_connections: usize,
     /// Most nodes a stored pipeline may have (loop templates included).
     #[arg(long, default_value_t = 10_000)]
     max_nodes: usize,
@@ -92,6 +102,14 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     if !(args.announce_period > 0.0 && args.retention_days > 0.0) {
         bail!("--announce-period and --retention-days must be positive");
     }
+    if !(args.header_timeout > 0.0 && args.idle_timeout > 0.0 && args.max_connections > 0) {
+        bail!("--header-timeout, --idle-timeout and --max-connections must be positive");
+    }
+    let connections = tessera_server::ConnectionLimits {
+        header_timeout: Duration::from_secs_f64(args.header_timeout),
+        idle_timeout: Duration::from_secs_f64(args.idle_timeout),
+        max_connections: args.max_connections,
+    };
     let limits = Limits {
         max_body: args.max_body_mb << 20,
         max_upload: args.max_upload_mb << 20,
@@ -118,6 +136,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         insecure: args.insecure,
         public_info: args.public_info,
         limits,
+        connections,
         engine: settings.engine_config(&settings.data_dir),
     };
     runtime.block_on(async move {

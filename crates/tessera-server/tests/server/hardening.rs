@@ -302,6 +302,7 @@ async fn with_public_info_the_metrics_and_docs_are_open() {
         tokens: tessera_server::Tokens::parse(&[ADMIN.to_string()]).unwrap(),
         insecure: false,
         public_info: true,
+        connections: Default::default(),
         limits: tessera_server::Limits::default(),
         engine: tessera_engine::EngineConfig::new(dir.path().join("work")),
     };

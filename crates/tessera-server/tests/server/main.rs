@@ -1,6 +1,7 @@
 //! Server tests: the real server on 127.0.0.1 (ephemeral port), a real SQLite file and object
 //! store, real HTTP clients, and small real services written here with axum.
 
+mod connections;
 mod faults;
 mod hardening;
 mod races;
@@ -563,6 +564,7 @@ async fn a_non_loopback_address_needs_tokens_or_insecure() {
         tokens: Tokens::default(),
         insecure: false,
         public_info: false,
+        connections: Default::default(),
         limits: Limits::default(),
         engine: tessera_engine::EngineConfig::new(dir.path().join("work")),
     };

@@ -18,8 +18,23 @@ pub async fn start_with(tokens: &[&str], limits: Limits) -> Fixture {
     start_with_store(tokens, limits).await.0
 }
 
+/// A server with these connection limits.
+pub async fn start_with_connections(connections: tessera_server::ConnectionLimits) -> Fixture {
+    start_configured(&[], Limits::default(), connections)
+        .await
+        .0
+}
+
 /// A server and its store (to reach it directly, e.g. to cap its size).
 pub async fn start_with_store(tokens: &[&str], limits: Limits) -> (Fixture, Arc<SqliteStore>) {
+    start_configured(tokens, limits, Default::default()).await
+}
+
+async fn start_configured(
+    tokens: &[&str],
+    limits: Limits,
+    connections: tessera_server::ConnectionLimits,
+) -> (Fixture, Arc<SqliteStore>) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(&dir.path().join("t.db"), Durability::Full).unwrap());
@@ -31,6 +46,7 @@ pub async fn start_with_store(tokens: &[&str], limits: Limits) -> (Fixture, Arc<
         tokens: Tokens::parse(&tokens.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap(),
         insecure: false,
         public_info: false,
+        connections,
         limits,
         engine: tessera_engine::EngineConfig::new(dir.path().join("work")),
     };
