@@ -140,6 +140,11 @@ impl DataPath {
         !matches!(self.root, PathRoot::Node { .. })
     }
 
+    /// Walks `segments` from a task's value (navigating big ones in place).
+    pub fn walk_data(&self, root: &crate::data::Data) -> Option<crate::data::Data> {
+        root.walk(&self.segments)
+    }
+
     /// Walks `segments` from `root`; a missing key or index gives `None`.
     pub fn walk<'a>(&self, root: &'a Value) -> Option<&'a Value> {
         let mut cur = root;

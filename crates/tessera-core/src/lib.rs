@@ -1,6 +1,7 @@
 //! Tessera's pure core: the pipeline model and parser, validation, data paths, sandboxed
 //! scripts and the scheduler state machine. Nothing here does I/O, so it is tested fast.
 
+pub mod data;
 pub mod datapath;
 pub mod graph;
 pub mod model;
@@ -12,6 +13,7 @@ pub mod script;
 pub mod topology;
 pub mod validate;
 
+pub use data::Data;
 pub use model::{Node, NodeKind, Pipeline};
 pub use plan::Plan;
 pub use report::{Issue, Report};

@@ -8,6 +8,12 @@ use std::time::{Duration, Instant};
 use rhai::{AST, Dynamic, Engine, EvalAltResult, Scope};
 use serde_json::{Map, Value};
 
+use crate::data::Data;
+
+mod convert;
+
+pub use convert::{BigUnsigned, JsonPart, dynamic_to_json, json_to_dynamic, to_data, to_dynamic};
+
 /// Limits applied to every script evaluation.
 #[derive(Debug, Clone, Copy)]
 pub struct ScriptLimits {
@@ -47,15 +53,24 @@ thread_local! {
 /// and the nodes it names, each as `{out, input, params, state}` (also under `nodes`).
 #[derive(Debug, Clone, Default)]
 pub struct ScriptContext {
-    pub input: Value,
-    pub out: Value,
+    pub input: Data,
+    pub out: Data,
     pub node_id: String,
     pub node_params: Map<String, Value>,
     pub node_state: String,
     pub task_id: String,
     pub pipeline_name: String,
-    pub nodes: Vec<(String, Value)>,
-    pub loop_item: Option<(Value, usize)>,
+    pub nodes: Vec<(String, Data)>,
+    pub loop_item: Option<(Data, usize)>,
+}
+
+/// How a script gets the task's big values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Conversion {
+    /// Big lists and objects as [`JsonPart`]s (the first try).
+    Lazy,
+    /// Everything converted (when the script needed more than a part offers).
+    Eager,
 }
 
 /// The script host: one Rhai engine with limits and a cache of compiled scripts.
@@ -90,13 +105,7 @@ pub fn sandboxed_engine(limits: &ScriptLimits) -> Engine {
     // `eval` would let a script compile code outside the cache and its checks.
     engine.disable_symbol("eval");
     engine.on_print(|_| {});
-    engine
-        .register_type_with_name::<BigUnsigned>("u64")
-        .register_fn("to_string", |u: &mut BigUnsigned| u.0.to_string())
-        .register_fn("to_debug", |u: &mut BigUnsigned| u.0.to_string())
-        .register_fn("to_float", |u: &mut BigUnsigned| u.0 as f64)
-        .register_fn("==", |a: BigUnsigned, b: BigUnsigned| a == b)
-        .register_fn("!=", |a: BigUnsigned, b: BigUnsigned| a != b);
+    convert::register(&mut engine);
     engine.on_debug(|_, _, _| {});
     let wall = limits.max_wall_time;
     engine.on_progress(move |ops| {
@@ -146,11 +155,14 @@ impl Scripts {
     /// Evaluates an expression that must return a boolean (`ready`, `if`).
     pub fn eval_bool(&self, source: &str, ctx: &ScriptContext) -> Result<bool, ScriptError> {
         let ast = self.compile(source)?;
-        let mut scope = build_scope(ctx)?;
-        let result: Dynamic = self
-            .engine
-            .eval_ast_with_scope(&mut scope, &ast)
-            .map_err(|e| describe(*e))?;
+        let (mut scope, lazy) = build_scope(ctx, source, Conversion::Lazy);
+        let mut result = self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast);
+        if result.is_err() && lazy {
+            // Scripts are pure: running one again with everything converted is safe.
+            let (mut scope, _) = build_scope(ctx, source, Conversion::Eager);
+            result = self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast);
+        }
+        let result = result.map_err(|e| describe(*e))?;
         if let Some(b) = result.clone().try_cast::<bool>() {
             return Ok(b);
         }
@@ -167,18 +179,35 @@ impl Scripts {
     /// which are written back into `ctx`.
     pub fn run(&self, source: &str, ctx: &mut ScriptContext) -> Result<(), ScriptError> {
         let ast = self.compile(source)?;
-        let mut scope = build_scope(ctx)?;
-        self.engine
-            .run_ast_with_scope(&mut scope, &ast)
-            .map_err(|e| describe(*e))?;
-        if let Some(v) = scope.get_value::<Dynamic>("input") {
+        let (mut scope, lazy) = build_scope(ctx, source, Conversion::Lazy);
+        let mut ran = self.engine.run_ast_with_scope(&mut scope, &ast);
+        if ran.is_err() && lazy {
+            // Scripts are pure: running one again with everything converted is safe.
+            let (again, _) = build_scope(ctx, source, Conversion::Eager);
+            scope = again;
+            ran = self.engine.run_ast_with_scope(&mut scope, &ast);
+        }
+        ran.map_err(|e| describe(*e))?;
+        // Only what the script can name can have changed.
+        let words: std::collections::HashSet<&str> = identifiers(source).collect();
+        if words.contains("input")
+            && let Some(v) = scope.get_value::<Dynamic>("input")
+        {
             ctx.input = from_dynamic(&v, "input")?;
         }
-        if let Some(v) = scope.get_value::<Dynamic>("out") {
+        if words.contains("out")
+            && let Some(v) = scope.get_value::<Dynamic>("out")
+        {
             ctx.out = from_dynamic(&v, "out")?;
         }
         Ok(())
     }
+}
+
+fn from_dynamic(v: &Dynamic, what: &str) -> Result<Data, ScriptError> {
+    to_data(v).map_err(|e| ScriptError {
+        message: format!("`{what}` set by the script is not JSON data: {e}"),
+    })
 }
 
 fn describe(e: EvalAltResult) -> ScriptError {
@@ -197,93 +226,23 @@ fn describe(e: EvalAltResult) -> ScriptError {
     ScriptError { message }
 }
 
-/// An integer above `i64::MAX` (JSON allows it; Rhai's integers are `i64`): carried through a
-/// script unchanged, so that a script never turns a field it does not touch into a float.
-/// Scripts see it as type `u64`, printable and comparable, not computable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BigUnsigned(pub u64);
-
-/// JSON → Rhai, directly (no serde round trip): integers as `i64` (or [`BigUnsigned`]), other
-/// numbers as `f64`, objects as maps, arrays as arrays.
-pub fn json_to_dynamic(v: &Value) -> Dynamic {
-    match v {
-        Value::Null => Dynamic::UNIT,
-        Value::Bool(b) => Dynamic::from_bool(*b),
-        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
-            (Some(i), _) => Dynamic::from_int(i),
-            (None, Some(u)) => Dynamic::from(BigUnsigned(u)),
-            _ => Dynamic::from_float(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        Value::String(s) => Dynamic::from(rhai::ImmutableString::from(s.as_str())),
-        Value::Array(items) => Dynamic::from_array(items.iter().map(json_to_dynamic).collect()),
-        Value::Object(m) => Dynamic::from_map(
-            m.iter()
-                .map(|(k, v)| (k.as_str().into(), json_to_dynamic(v)))
-                .collect(),
-        ),
-    }
-}
-
-fn from_dynamic(v: &Dynamic, what: &str) -> Result<Value, ScriptError> {
-    dynamic_to_json(v).map_err(|e| ScriptError {
-        message: format!("`{what}` set by the script is not JSON data: {e}"),
-    })
-}
-
-/// Rhai → JSON: the inverse of [`json_to_dynamic`]; characters become strings; anything else
-/// (functions, non-finite numbers, timestamps) is an error naming its type.
-pub fn dynamic_to_json(v: &Dynamic) -> Result<Value, String> {
-    if v.is_unit() {
-        return Ok(Value::Null);
-    }
-    if let Ok(b) = v.as_bool() {
-        return Ok(Value::Bool(b));
-    }
-    if let Ok(i) = v.as_int() {
-        return Ok(Value::from(i));
-    }
-    if let Ok(f) = v.as_float() {
-        return serde_json::Number::from_f64(f)
-            .map(Value::Number)
-            .ok_or_else(|| format!("{f} is not a JSON number"));
-    }
-    if let Some(BigUnsigned(u)) = v.clone().try_cast::<BigUnsigned>() {
-        return Ok(Value::from(u));
-    }
-    if let Ok(c) = v.as_char() {
-        return Ok(Value::String(c.to_string()));
-    }
-    if v.is_string() {
-        return Ok(Value::String(v.clone().into_string().unwrap_or_default()));
-    }
-    if v.is_array() {
-        let items = v
-            .read_lock::<rhai::Array>()
-            .ok_or("an array that cannot be read")?;
-        return items
-            .iter()
-            .map(dynamic_to_json)
-            .collect::<Result<Vec<_>, _>>()
-            .map(Value::Array);
-    }
-    if v.is_map() {
-        let map = v
-            .read_lock::<rhai::Map>()
-            .ok_or("a map that cannot be read")?;
-        let mut out = Map::with_capacity(map.len());
-        for (k, x) in map.iter() {
-            out.insert(k.to_string(), dynamic_to_json(x)?);
+/// The scope of a script: only the values it names are converted (a 9 MB `input` costs
+/// nothing to a script that only sets `out.seen`). Also says whether a big value was passed
+/// lazily, as a [`JsonPart`].
+fn build_scope(ctx: &ScriptContext, source: &str, how: Conversion) -> (Scope<'static>, bool) {
+    let mut lazy = false;
+    let mut convert = |d: &Data| match how {
+        Conversion::Eager => convert::to_dynamic_eager(d),
+        Conversion::Lazy => {
+            lazy |= d.is_text();
+            to_dynamic(d)
         }
-        return Ok(Value::Object(out));
-    }
-    Err(format!("a value of type `{}`", v.type_name()))
-}
-
-fn build_scope(ctx: &ScriptContext) -> Result<Scope<'static>, ScriptError> {
+    };
+    let words: std::collections::HashSet<&str> = identifiers(source).collect();
     let mut scope = Scope::new();
     let mut nodes = rhai::Map::new();
     for (id, view) in &ctx.nodes {
-        let d = json_to_dynamic(view);
+        let d = convert(view);
         if is_plain_identifier(id) {
             scope.push_dynamic(id.clone(), d.clone());
         }
@@ -308,12 +267,23 @@ fn build_scope(ctx: &ScriptContext) -> Result<Scope<'static>, ScriptError> {
     pipeline.insert("name".into(), ctx.pipeline_name.clone().into());
     scope.push("pipeline", pipeline);
     if let Some((item, index)) = &ctx.loop_item {
-        scope.push_dynamic("item", json_to_dynamic(item));
+        scope.push_dynamic("item", convert(item));
         scope.push("index", *index as i64);
     }
-    scope.push_dynamic("input", json_to_dynamic(&ctx.input));
-    scope.push_dynamic("out", json_to_dynamic(&ctx.out));
-    Ok(scope)
+    // A script that does not name them still has them (as nothing), and may set them.
+    let input = if words.contains("input") {
+        convert(&ctx.input)
+    } else {
+        Dynamic::UNIT
+    };
+    let out = if words.contains("out") {
+        convert(&ctx.out)
+    } else {
+        Dynamic::UNIT
+    };
+    scope.push_dynamic("input", input);
+    scope.push_dynamic("out", out);
+    (scope, lazy)
 }
 
 /// Words a script uses that could be variable names: the scheduler passes only the nodes a
@@ -342,7 +312,7 @@ mod tests {
 
     fn ctx(input: Value) -> ScriptContext {
         ScriptContext {
-            input,
+            input: input.into(),
             node_id: "n".into(),
             ..Default::default()
         }
@@ -364,8 +334,8 @@ mod tests {
         let s = Scripts::default();
         let mut c = ctx(json!({}));
         c.nodes = vec![
-            ("detect".into(), json!({"out": {"count": 2}})),
-            ("in".into(), json!({"out": {"x": 1}})),
+            ("detect".into(), json!({"out": {"count": 2}}).into()),
+            ("in".into(), json!({"out": {"x": 1}}).into()),
         ];
         assert!(
             s.eval_bool("detect.out.count == 2 && nodes[\"in\"].out.x == 1", &c)
@@ -438,15 +408,61 @@ mod tests {
         let mut c = ctx(big.clone());
         s.run("out = input; out.n += 1; out.text = `${input.id}`;", &mut c)
             .unwrap();
-        assert_eq!(c.out["id"], big["id"]);
-        assert_eq!(c.out["deep"], big["deep"]);
-        assert_eq!(c.out["n"], 2);
-        assert_eq!(c.out["text"], "18446744073709551615");
+        let out = c.out.value();
+        assert_eq!(out["id"], big["id"]);
+        assert_eq!(out["deep"], big["deep"]);
+        assert_eq!(out["n"], 2);
+        assert_eq!(out["text"], "18446744073709551615");
         assert!(
             s.eval_bool("input.id == input.id", &ctx(big.clone()))
                 .unwrap()
         );
         let e = s.run("out = input.id + 1;", &mut ctx(big)).unwrap_err();
         assert!(e.message.contains("u64"), "{e}");
+    }
+
+    #[test]
+    fn big_values_reach_scripts_lazily_and_fall_back_to_full_conversion() {
+        let s = Scripts::default();
+        let rows: Vec<Value> = (0..20_000).map(|i| json!({"id": i, "v": i % 7})).collect();
+        let big = json!({"rows": rows, "tag": "t"});
+        let mut c = ctx(Value::Null);
+        c.out = Data::from_value(big.clone());
+        assert!(c.out.is_text());
+        // Touching nothing big: the rows stay text, and come back unchanged.
+        s.run(
+            "out.seen = true; out.n = out.rows.len(); out.first = out.rows[0].id;",
+            &mut c,
+        )
+        .unwrap();
+        let v = c.out.value();
+        assert_eq!(v["rows"], big["rows"]);
+        assert_eq!(
+            (v["seen"].clone(), v["n"].clone(), v["first"].clone()),
+            (json!(true), json!(20_000), json!(0))
+        );
+        // Iterating reads one row at a time.
+        let mut c2 = ctx(Value::Null);
+        c2.out = Data::from_value(big.clone());
+        s.run(
+            "let t = 0; for r in out.rows { t += r.v; } out = #{total: t};",
+            &mut c2,
+        )
+        .unwrap();
+        let total: i64 = (0..20_000).map(|i| i % 7).sum();
+        assert_eq!(c2.out, json!({"total": total}));
+        // What a part cannot do (sorting it, changing an item) runs on a full conversion.
+        let mut c3 = ctx(Value::Null);
+        c3.out = Data::from_value(big.clone());
+        s.run(
+            "out.rows[0].v = 100; out.rows.sort(|a, b| b.v - a.v);",
+            &mut c3,
+        )
+        .unwrap();
+        assert_eq!(c3.out.value()["rows"][0]["v"], 100);
+        assert!(
+            s.eval_bool("out.rows.len() == 20000 && \"tag\" in out", &c)
+                .unwrap()
+        );
     }
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use serde_json::{Map, Value};
+use tessera_core::Data;
 use tessera_core::model::{CommandLine, CommandSpec};
 use tessera_core::scheduler::JobError;
 use tessera_store::ObjectMeta;
@@ -36,7 +37,7 @@ pub(crate) async fn run(
     ctx: &mut JobContext,
     spec: &CommandSpec,
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
-) -> Result<Value, JobError> {
+) -> Result<Data, JobError> {
     let input = ctx.input.clone();
     let scratch = ctx.work_dir("command");
     fresh_dir(&scratch).await?;
@@ -149,13 +150,15 @@ pub(crate) async fn run(
             MAX_STDOUT >> 20
         )));
     }
-    let parse = move || match serde_json::from_str::<Value>(stdout_text.trim()) {
-        Ok(v @ Value::Object(_)) => v,
+    // A JSON object is the output as it is (a big one kept as its text); anything else is
+    // wrapped.
+    let parse = move || match Data::from_json(stdout_text.trim()) {
+        Ok(d) if d.is_object() => d,
         _ => {
             let mut m = Map::new();
             m.insert("stdout".into(), Value::String(stdout_text));
             m.insert("exit_code".into(), Value::from(code.unwrap_or(0)));
-            Value::Object(m)
+            Data::from_value(Value::Object(m))
         }
     };
     // Parsing a big output is CPU work: keep it off the I/O threads.
@@ -169,8 +172,12 @@ pub(crate) async fn run(
     let base = cwd
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::current_dir().unwrap_or_default());
-    let roots = FileRoots::new(&scratch, &spec.files_from).await;
-    let output = ingest_files(ctx, output, &base, &roots).await?;
+    let output = if output.may_contain_key("$file") {
+        let roots = FileRoots::new(&scratch, &spec.files_from).await;
+        Data::from_value(ingest_files(ctx, output.into_value(), &base, &roots).await?)
+    } else {
+        output
+    };
     // Everything worth keeping was ingested; a failed attempt keeps its files to look at.
     let _ = tokio::fs::remove_dir_all(&scratch).await;
     Ok(output)
@@ -269,8 +276,9 @@ async fn read_capped<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>, cap: usiz
     buf
 }
 
-/// The input as sent on stdin: object references gain a `path` to read the bytes from.
-fn stdin_payload(input: &Value, objects: &tessera_store::Objects) -> Vec<u8> {
+/// The input as sent on stdin: object references gain a `path` to read the bytes from (a big
+/// input without any is sent as the text it is).
+fn stdin_payload(input: &Data, objects: &tessera_store::Objects) -> Vec<u8> {
     fn with_paths(v: &Value, objects: &tessera_store::Objects) -> Value {
         match v {
             Value::Object(m) if m.contains_key("$object") => {
@@ -293,7 +301,11 @@ fn stdin_payload(input: &Value, objects: &tessera_store::Objects) -> Vec<u8> {
             other => other.clone(),
         }
     }
-    let mut bytes = serde_json::to_vec(&with_paths(input, objects)).expect("JSON serialises");
+    let mut bytes = if input.may_contain_key("$object") {
+        serde_json::to_vec(&with_paths(&input.value(), objects)).expect("JSON serialises")
+    } else {
+        input.json().as_bytes().to_vec()
+    };
     bytes.push(b'\n');
     bytes
 }
@@ -436,7 +448,7 @@ impl ChunkCommand {
     pub fn render(
         ctx: &JobContext,
         spec: &CommandSpec,
-        input: &Value,
+        input: &Data,
         scratch: &Path,
     ) -> Result<ChunkCommand, String> {
         let params = with_context(&ctx.node.params, ctx, scratch);

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use tessera_core::Data;
 use tessera_core::Plan;
 use tessera_core::scheduler::{
     Effect, Event, JobId, Outcome, PastRun, Progress, Record, Scheduler, TaskContext,
@@ -22,7 +22,7 @@ pub(crate) struct DriverContext {
     pub task_id: String,
     pub owner: Option<String>,
     pub plan: Arc<Plan>,
-    pub input: Value,
+    pub input: Data,
     pub past: Vec<PastRun>,
     pub events_tx: EventSender,
     pub events_rx: EventReceiver,

@@ -34,7 +34,7 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &HttpSpec) -> Result<Value, 
         reqwest::Method::GET | reqwest::Method::DELETE | reqwest::Method::HEAD
     );
     if body_in_query {
-        if let Value::Object(m) = &*input {
+        if let Value::Object(m) = &*input.value() {
             let pairs: Vec<(String, String)> = m
                 .iter()
                 .filter(|(_, v)| !v.is_null())
@@ -49,7 +49,9 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &HttpSpec) -> Result<Value, 
             req = req.query(&pairs);
         }
     } else {
-        req = req.json(&*input);
+        req = req
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(input.json().into_owned());
     }
     ctx.log("engine", format!("{method} {url}"));
     let resp = req

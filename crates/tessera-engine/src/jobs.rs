@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use serde_json::Value;
+use tessera_core::Data;
 use tessera_core::Plan;
 use tessera_core::model::{Node, NodeKind};
 use tessera_core::scheduler::{Event, Job, JobError};
@@ -76,7 +76,7 @@ pub(crate) struct JobContext {
     pub iteration: u32,
     pub attempt: u32,
     pub node: Arc<Node>,
-    pub input: Arc<Value>,
+    pub input: Data,
     pub logs: Vec<LogLine>,
 }
 
@@ -101,9 +101,9 @@ impl JobContext {
     ) -> Result<(std::path::PathBuf, tessera_store::ObjectMeta), JobError> {
         let user = |m: String| JobError::permanent(format!("{field}: {m}"));
         let value = path
-            .walk(&self.input)
+            .walk_data(&self.input)
             .ok_or_else(|| user(format!("`{path}` is not in the node's input")))?;
-        let meta = tessera_store::ObjectMeta::from_json(value)
+        let meta = tessera_store::ObjectMeta::from_json(&value.value())
             .ok_or_else(|| user(format!("`{path}` is not an object reference")))?;
         if let Some(p) = self.engine.objects.local_path(&meta.id) {
             return Ok((p, meta));
@@ -204,7 +204,7 @@ async fn run(
     mut ctx: JobContext,
     cache_key: Option<String>,
     named: Option<Arc<Semaphore>>,
-) -> (Result<(Value, bool), JobError>, JobContext) {
+) -> (Result<(Data, bool), JobError>, JobContext) {
     if let Some(key) = cache_key {
         let store = ctx.engine.store.clone();
         let task = ctx.task_id.clone();
@@ -243,11 +243,11 @@ async fn run(
             NodeKind::Command(spec) => {
                 crate::command::run(&mut ctx, spec, kind_permit.take()).await
             }
-            NodeKind::Http(spec) => crate::http::run(&mut ctx, spec).await,
-            NodeKind::Service(spec) => crate::service::run(&mut ctx, spec).await,
-            NodeKind::Batch(spec) => crate::batch::run(&mut ctx, spec).await,
-            NodeKind::Raster(spec) => crate::raster::run(&mut ctx, spec).await,
-            _ => Ok((*ctx.input).clone()),
+            NodeKind::Http(spec) => crate::http::run(&mut ctx, spec).await.map(Data::from),
+            NodeKind::Service(spec) => crate::service::run(&mut ctx, spec).await.map(Data::from),
+            NodeKind::Batch(spec) => crate::batch::run(&mut ctx, spec).await.map(Data::from),
+            NodeKind::Raster(spec) => crate::raster::run(&mut ctx, spec).await.map(Data::from),
+            _ => Ok(ctx.input.clone()),
         }
     };
     let result = match timeout {

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tessera_core::scheduler::{Event, Outcome, Progress, TaskState};
-use tessera_core::{Pipeline, Plan, Scripts};
+use tessera_core::{Data, Pipeline, Plan, Scripts};
 use tessera_store::{NewTask, Objects, Store};
 
 pub use error::EngineError;
@@ -221,7 +221,8 @@ impl std::fmt::Debug for Engine {
 pub struct Submission {
     pub definition: Value,
     pub pipeline: Pipeline,
-    pub input: Value,
+    /// The input (kept as its text when big).
+    pub input: Data,
     pub owner: Option<String>,
     /// The task id to use (a fresh UUID v4 when `None`).
     pub id: Option<String>,
@@ -488,7 +489,7 @@ impl Engine {
         slot: DriverSlot,
         owner: Option<String>,
         plan: Arc<Plan>,
-        input: Value,
+        input: Data,
         past: Vec<tessera_core::scheduler::PastRun>,
     ) -> Result<TaskHandle, EngineError> {
         let id = slot.task_id.clone();

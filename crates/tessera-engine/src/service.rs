@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
+use tessera_core::Data;
 use tessera_core::model::ServiceSpec;
 use tessera_core::scheduler::JobError;
 use tessera_store::{CallbackRow, ObjectMeta};
@@ -214,17 +215,25 @@ async fn dispatch(
 async fn with_body(
     ctx: &JobContext,
     req: reqwest::RequestBuilder,
-    input: &Value,
+    input: &Data,
 ) -> Result<reqwest::RequestBuilder, JobError> {
-    let Value::Object(fields) = input else {
-        return Ok(req.json(input));
+    let json_body = |req: reqwest::RequestBuilder| {
+        req.header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(input.json().into_owned())
+    };
+    if !input.may_contain_key("$object") {
+        return Ok(json_body(req));
+    }
+    let tree = input.value();
+    let Value::Object(fields) = tree.as_ref() else {
+        return Ok(json_body(req));
     };
     let objects: Vec<(&String, ObjectMeta)> = fields
         .iter()
         .filter_map(|(k, v)| ObjectMeta::from_json(v).map(|m| (k, m)))
         .collect();
     if objects.is_empty() {
-        return Ok(req.json(input));
+        return Ok(json_body(req));
     }
     let mut form = reqwest::multipart::Form::new();
     let mut data = Map::new();

@@ -4,6 +4,7 @@
 //! shell code: its value is passed as a positional parameter and the script refers to it.
 
 use serde_json::Value;
+use tessera_core::Data;
 
 /// One part of a template.
 enum Piece<'t> {
@@ -55,7 +56,7 @@ fn pieces(template: &str) -> Result<Vec<Piece<'_>>, String> {
 /// The text a placeholder stands for.
 fn value_of(
     piece: &Piece<'_>,
-    input: &Value,
+    input: &Data,
     params: &serde_json::Map<String, Value>,
     object_path: &mut dyn FnMut(&Value) -> Result<String, String>,
 ) -> Result<String, String> {
@@ -68,7 +69,7 @@ fn value_of(
             let value = lookup(path, input, params).ok_or_else(|| {
                 format!("placeholder `{{{{{path}}}}}` has no value in the node's input")
             })?;
-            scalar_text(value, object_path)
+            scalar_text(&value, object_path)
         }
     }
 }
@@ -76,7 +77,7 @@ fn value_of(
 /// Renders `template`; `object_path` turns an object reference into a local file path.
 pub(crate) fn render(
     template: &str,
-    input: &Value,
+    input: &Data,
     params: &serde_json::Map<String, Value>,
     object_path: &mut dyn FnMut(&Value) -> Result<String, String>,
 ) -> Result<String, String> {
@@ -133,7 +134,7 @@ enum Context {
 /// quoting is misjudged (an unusual construct), the result is wrong text, never an injection.
 pub(crate) fn render_shell(
     template: &str,
-    input: &Value,
+    input: &Data,
     params: &serde_json::Map<String, Value>,
     object_path: &mut dyn FnMut(&Value) -> Result<String, String>,
 ) -> Result<ShellCommand, String> {
@@ -235,31 +236,36 @@ fn set_parens(context: &mut Context, n: u32) {
     }
 }
 
-fn lookup<'a>(
-    path: &str,
-    input: &'a Value,
-    params: &'a serde_json::Map<String, Value>,
-) -> Option<&'a Value> {
+/// The value a placeholder names: `input…`, `params.…`, `tessera.…`, or an input field.
+fn lookup(path: &str, input: &Data, params: &serde_json::Map<String, Value>) -> Option<Value> {
     let mut parts = path.split('.');
     let first = parts.next()?;
-    let mut cur: &Value = match first {
-        "input" => input,
-        "params" => {
-            let key = parts.next()?;
-            params.get(key)?
+    let rest: Vec<String> = parts.map(str::to_string).collect();
+    let found = match first {
+        "input" => input.walk(&rest)?.into_value(),
+        "params" | "tessera" => {
+            // Task context is put in `params.tessera` by the command executor.
+            let (key, rest) = match first {
+                "params" => (rest.first()?.as_str(), &rest[1..]),
+                _ => ("tessera", &rest[..]),
+            };
+            let mut cur = params.get(key)?;
+            for seg in rest {
+                cur = match cur {
+                    Value::Object(m) => m.get(seg)?,
+                    Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
+                    _ => return None,
+                };
+            }
+            cur.clone()
         }
-        // Task context put in `params.tessera` by the command executor.
-        "tessera" => params.get("tessera")?,
-        key => input.get(key)?,
+        key => {
+            let mut segments = vec![key.to_string()];
+            segments.extend(rest);
+            input.walk(&segments)?.into_value()
+        }
     };
-    for seg in parts {
-        cur = match cur {
-            Value::Object(m) => m.get(seg)?,
-            Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
-            _ => return None,
-        };
-    }
-    (!cur.is_null()).then_some(cur)
+    (!found.is_null()).then_some(found)
 }
 
 fn scalar_text(
@@ -286,7 +292,8 @@ mod tests {
 
     #[test]
     fn renders_paths_params_objects_and_env() {
-        let input = json!({"name": "a b", "n": 3, "img": {"$object": "x"}, "list": [1, 2]});
+        let input: Data =
+            json!({"name": "a b", "n": 3, "img": {"$object": "x"}, "list": [1, 2]}).into();
         let mut params = serde_json::Map::new();
         params.insert("mode".into(), json!("fast"));
         params.insert("tessera".into(), json!({"task_id": "t-1"}));
@@ -303,7 +310,7 @@ mod tests {
 
     #[test]
     fn missing_values_are_clear_errors() {
-        let input = json!({});
+        let input: Data = json!({}).into();
         let params = serde_json::Map::new();
         let e = render("x {{nope}}", &input, &params, &mut no_objects).unwrap_err();
         assert_eq!(e, "placeholder `{{nope}}` has no value in the node's input");
@@ -320,7 +327,7 @@ mod tests {
 
     #[test]
     fn shell_placeholders_become_parameters_in_every_quoting() {
-        let input = json!({"name": "x; id", "q": "it's \"$(id)\""});
+        let input: Data = json!({"name": "x; id", "q": "it's \"$(id)\""}).into();
         let params = serde_json::Map::new();
         let r = render_shell(
             "echo {{name}} \"in {{q}}\" 'and {{name}}' \\'{{q}}",
@@ -342,7 +349,7 @@ mod tests {
 
     #[test]
     fn shell_quoting_follows_substitutions_and_arithmetic() {
-        let input = json!({"n": 7, "s": "a b", "evil": "a[$(id)]"});
+        let input: Data = json!({"n": 7, "s": "a b", "evil": "a[$(id)]"}).into();
         let params = serde_json::Map::new();
         let r = render_shell(
             "echo $(({{n}} * ({{n}} + 1))) \"$(echo \"{{s}}\" {{s}})\" {{s}}",

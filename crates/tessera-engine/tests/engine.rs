@@ -45,7 +45,7 @@ fn submit(f: &Fixture, yaml: &str, input: Value) -> tessera_engine::TaskHandle {
         .submit(Submission {
             definition,
             pipeline,
-            input,
+            input: input.into(),
             owner: None,
             id: None,
         })
@@ -59,14 +59,14 @@ fn a_task_runs_and_every_node_is_recorded() {
     let h = submit(&f, yaml, json!({"hello": "world"}));
     let outcome = h.wait().unwrap();
     assert_eq!(outcome.state, TaskState::Finished);
-    assert_eq!(*outcome.result.unwrap(), json!({"hello": "world"}));
+    assert_eq!(outcome.result.unwrap(), json!({"hello": "world"}));
     let store = f.engine.store();
     let task = store.task(&h.id).unwrap().unwrap();
     assert_eq!(task.state, "finished");
     let runs = store.node_runs(&h.id).unwrap();
     assert_eq!(runs.len(), 3);
     let echo = runs.iter().find(|r| r.key == "echo").unwrap();
-    assert_eq!(echo.input, Some(json!({"hello": "world"})));
+    assert_eq!(echo.input, Some(json!({"hello": "world"}).into()));
     assert_eq!(echo.state, "finished");
     assert_eq!(h.progress().finished, 3);
 }

@@ -61,7 +61,8 @@ pub trait Store: Send + Sync {
     /// A cached output for `task_id`: only if every object it names still exists, in which
     /// case those objects are linked to the task too (kept while any linked task is). An
     /// entry whose objects are gone is forgotten and `None` returned: the node runs again.
-    fn cache_hit(&self, key: &str, task_id: &str) -> Result<Option<Value>, StoreError>;
+    fn cache_hit(&self, key: &str, task_id: &str)
+    -> Result<Option<tessera_core::Data>, StoreError>;
 
     fn put_object(&self, meta: &ObjectMeta, task_id: Option<&str>) -> Result<(), StoreError>;
 

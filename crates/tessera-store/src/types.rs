@@ -1,9 +1,8 @@
 //! Rows and arguments of the [`crate::Store`] trait.
 
-use std::sync::Arc;
-
 use serde::Serialize;
 use serde_json::Value;
+use tessera_core::Data;
 use tessera_core::scheduler::{Record, TaskState};
 
 #[derive(Debug, Clone)]
@@ -12,7 +11,7 @@ pub struct NewTask {
     pub pipeline: String,
     /// The pipeline document (JSON form), so a task can be resumed from the store alone.
     pub definition: Value,
-    pub input: Value,
+    pub input: Data,
     pub created_at: u64,
     /// Who started it (a token name); `None` when auth is off or for local runs.
     pub owner: Option<String>,
@@ -25,7 +24,7 @@ pub struct NewTask {
 pub struct CommitBatch<'a> {
     pub task_id: &'a str,
     pub records: Vec<&'a Record>,
-    pub cache: Vec<(&'a str, &'a str, &'a Arc<Value>)>,
+    pub cache: Vec<(&'a str, &'a str, &'a Data)>,
     pub now: u64,
 }
 
@@ -35,9 +34,9 @@ pub struct TaskRow {
     pub pipeline: String,
     #[serde(skip)]
     pub definition: Value,
-    pub input: Value,
+    pub input: Data,
     pub state: String,
-    pub result: Option<Value>,
+    pub result: Option<Data>,
     pub error: Option<String>,
     pub created_at: u64,
     pub updated_at: u64,
@@ -84,9 +83,9 @@ pub struct NodeRunRow {
     pub attempt: u32,
     pub state: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub input: Option<Value>,
+    pub input: Option<Data>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub output: Option<Value>,
+    pub output: Option<Data>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

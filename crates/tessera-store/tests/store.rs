@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use serde_json::json;
+use tessera_core::Data;
 use tessera_core::scheduler::{Arm, NodeRecord, NodeState, Record, TaskState};
 use tessera_store::*;
 
@@ -14,8 +15,8 @@ fn node(key: &str, attempt: u32, state: NodeState, output: Option<serde_json::Va
         iteration: 0,
         attempt,
         state,
-        input: Some(Arc::new(json!({"in": 1}))),
-        output: output.map(Arc::new),
+        input: Some(json!({"in": 1}).into()),
+        output: output.map(Data::from),
         error: (state == NodeState::Failed).then(|| "exit code 3".to_string()),
         decision: None,
         started_at: Some(10),
@@ -29,7 +30,7 @@ fn new_task(id: &str, created_at: u64) -> NewTask {
         id: id.into(),
         pipeline: "demo".into(),
         definition: json!({"nodes": []}),
-        input: json!({"n": 3}),
+        input: json!({"n": 3}).into(),
         created_at,
         owner: None,
         runner: None,
@@ -85,10 +86,10 @@ fn state_survives_reopening_the_file() {
     assert_eq!(a.state, "finished");
     assert_eq!(
         a.input,
-        Some(json!({"in": 1})),
+        Some(json!({"in": 1}).into()),
         "input kept from the running record"
     );
-    assert_eq!(a.output, Some(json!({"x": 1})));
+    assert_eq!(a.output, Some(json!({"x": 1}).into()));
     let past = store.past_runs("t1").unwrap();
     let b = past.iter().find(|p| p.key == "b").unwrap();
     assert_eq!(b.state, NodeState::Failed);
@@ -103,7 +104,7 @@ fn branch_decisions_and_cache_entries_round_trip() {
     if let Record::Node(n) = &mut r {
         n.decision = Some(Arm::Then);
     }
-    let out = Arc::new(json!({"cached": true}));
+    let out: Data = json!({"cached": true}).into();
     store
         .commit(&CommitBatch {
             task_id: "t1",
@@ -115,7 +116,7 @@ fn branch_decisions_and_cache_entries_round_trip() {
     assert_eq!(store.past_runs("t1").unwrap()[0].decision, Some(Arm::Then));
     assert_eq!(
         store.cache_hit("k1", "t2").unwrap(),
-        Some(json!({"cached": true}))
+        Some(json!({"cached": true}).into())
     );
     assert_eq!(store.cache_hit("nope", "t2").unwrap(), None);
 }
@@ -155,7 +156,7 @@ fn cache_hits_share_their_objects_and_gone_objects_are_misses() {
         finish(&store, t);
     }
     store.put_object(&object("o1"), Some("t1")).unwrap();
-    let out = Arc::new(json!({"file": object("o1").to_json()}));
+    let out: Data = json!({"file": object("o1").to_json()}).into();
     store
         .commit(&CommitBatch {
             task_id: "t1",
@@ -165,7 +166,7 @@ fn cache_hits_share_their_objects_and_gone_objects_are_misses() {
         })
         .unwrap();
     // t2 reuses t1's output: the object is now t2's too, and outlives t1.
-    assert_eq!(store.cache_hit("k", "t2").unwrap().as_ref(), Some(&*out));
+    assert_eq!(store.cache_hit("k", "t2").unwrap().as_ref(), Some(&out));
     assert!(store.object_in_task("o1", "t2").unwrap());
     assert_eq!(store.delete_task("t1").unwrap(), Vec::<String>::new());
     assert_eq!(store.object_task("o1").unwrap().as_deref(), Some("t2"));
@@ -270,7 +271,7 @@ fn a_duplicate_task_id_is_refused_without_touching_the_first() {
     let store = SqliteStore::in_memory().unwrap();
     store.create_task(&new_task("t1", 1)).unwrap();
     let mut again = new_task("t1", 2);
-    again.input = json!({"other": true});
+    again.input = json!({"other": true}).into();
     assert!(store.create_task(&again).is_err());
     assert_eq!(store.task("t1").unwrap().unwrap().input, json!({"n": 3}));
 }
@@ -606,7 +607,7 @@ fn concurrent_writers_share_commits_and_a_failing_one_fails_alone() {
     assert_eq!(all.len(), 8 * 50, "399 new tasks + the first `dup`");
     assert_eq!(
         store.node_runs("t7-49").unwrap()[0].output,
-        Some(json!({"i": 49}))
+        Some(json!({"i": 49}).into())
     );
     assert_eq!(store.task("dup").unwrap().unwrap().input, json!({"n": 3}));
 }

@@ -226,7 +226,7 @@ fn run_once(engine: &Engine, w: Workload, yaml: &str, input: &Value) -> Result<(
     let handle = engine.submit(tessera_engine::Submission {
         definition: doc,
         pipeline,
-        input: input_copy,
+        input: input_copy.into(),
         owner: None,
         id: None,
     })?;
@@ -236,7 +236,10 @@ fn run_once(engine: &Engine, w: Workload, yaml: &str, input: &Value) -> Result<(
         let error = outcome.error.unwrap_or_default();
         bail!("{w:?}: task ended {:?}: {error}", outcome.state);
     }
-    let result = outcome.result.as_deref().cloned().unwrap_or(Value::Null);
+    let result = outcome
+        .result
+        .map(|d| d.into_value())
+        .unwrap_or(Value::Null);
     check(w, input, &result, &handle.progress())?;
     Ok((ms(total), ms(load)))
 }

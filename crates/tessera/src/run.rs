@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
+use tessera_core::Data;
 use tessera_core::scheduler::TaskState;
 use tessera_engine::TaskHandle;
 
@@ -36,11 +37,11 @@ pub fn run(
     };
     let mut input = match input {
         Some(text) => parse_input(text)?,
-        None => default_input(&pipeline),
+        None => Data::from_value(default_input(&pipeline)),
     };
     let opened = open_engine(settings)?;
     if !files.is_empty() {
-        let Value::Object(map) = &mut input else {
+        let Some(mut fields) = input.entries() else {
             bail!("--file needs the --input to be a JSON object");
         };
         for f in files {
@@ -57,8 +58,10 @@ pub fn run(
                 )
                 .with_context(|| format!("--file {name}: cannot store {path}"))?;
             opened.engine.store().put_object(&meta, None)?;
-            map.insert(name.to_string(), meta.to_json());
+            fields.retain(|(k, _)| k != name);
+            fields.push((name.to_string(), Data::from_value(meta.to_json())));
         }
+        input = Data::object(fields);
     }
     let handle = opened.engine.submit(tessera_engine::Submission {
         definition: doc,
@@ -90,14 +93,19 @@ fn default_input(pipeline: &tessera_core::Pipeline) -> Value {
     }
 }
 
-fn parse_input(input: &str) -> Result<Value> {
+/// `--input`: JSON text, or `@file` (a big one is kept as its text, never as a tree).
+fn parse_input(input: &str) -> Result<Data> {
     let text = match input.strip_prefix('@') {
         Some(path) => {
             std::fs::read_to_string(path).with_context(|| format!("--input: cannot read {path}"))?
         }
         None => input.to_string(),
     };
-    serde_json::from_str(&text).with_context(|| format!("--input is not valid JSON: {text}"))
+    Data::from_json(&text).map_err(|e| {
+        let shown: String = text.chars().take(80).collect();
+        let more = if text.len() > shown.len() { "…" } else { "" };
+        anyhow::anyhow!("--input is not valid JSON ({e}): {shown}{more}")
+    })
 }
 
 /// Shows progress until the task ends; Ctrl-C cancels it (resumable later).
@@ -122,7 +130,7 @@ fn follow(handle: TaskHandle, runtime: &tokio::runtime::Runtime) -> Result<ExitC
     view.finish(&handle.progress());
     match outcome.state {
         TaskState::Finished => {
-            let result = outcome.result.as_deref().cloned().unwrap_or(Value::Null);
+            let result = outcome.result.unwrap_or_default();
             println!("{}", serde_json::to_string_pretty(&result)?);
             Ok(ExitCode::SUCCESS)
         }

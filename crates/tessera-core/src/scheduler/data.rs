@@ -6,17 +6,20 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use crate::data::Data;
+
 use super::{LoopRun, Scheduler};
 use crate::datapath::{DataPath, PathRoot, Section};
-use crate::model::{Directive, InputSpec, LoopSpec, Node, NodeKind, json_type};
+use crate::model::{Directive, InputSpec, LoopSpec, Node, NodeKind};
 use crate::plan::NodeRef;
 use crate::scheduler::NodeState;
 
 impl Scheduler {
     /// The input of a node: its directives, or the merge of the outputs of the predecessors
     /// whose edge carried data (declaration order; a non-object output goes under the
-    /// predecessor's id). The first node of a loop branch gets `{item, index}`.
-    pub(super) fn resolve_input(&self, idx: usize, node: &Node) -> Value {
+    /// predecessor's id). The first node of a loop branch gets `{item, index}`. A single
+    /// object output is passed on as it is (shared, never copied).
+    pub(super) fn resolve_input(&self, idx: usize, node: &Node) -> Data {
         if let Some(spec) = &node.input {
             return self.resolve_spec(idx, spec);
         }
@@ -24,12 +27,11 @@ impl Scheduler {
         if let Some((loop_idx, item, base)) = inst.branch
             && base == idx
         {
-            let mut m = Map::new();
-            m.insert("item".into(), self.loops[&loop_idx].items[item].clone());
-            m.insert("index".into(), Value::from(item));
-            return Value::Object(m);
+            return Data::object(vec![
+                ("item".into(), self.loops[&loop_idx].items[item].clone()),
+                ("index".into(), Data::from_value(Value::from(item))),
+            ]);
         }
-        let mut merged = Map::new();
         let mut sources: Vec<usize> = self
             .preds_of(idx)
             .into_iter()
@@ -38,45 +40,54 @@ impl Scheduler {
         if let Some(from) = inst.back_from {
             sources.push(from);
         }
-        for p in sources {
-            let pred = &self.inst[p];
-            match pred.output.as_deref() {
-                Some(Value::Object(m)) => {
-                    for (k, v) in m {
-                        merged.insert(k.clone(), v.clone());
-                    }
+        let outputs: Vec<(usize, &Data)> = sources
+            .iter()
+            .filter_map(|&p| self.inst[p].output.as_ref().map(|o| (p, o)))
+            .collect();
+        if let [(_, only)] = outputs.as_slice()
+            && only.is_object()
+        {
+            return (*only).clone();
+        }
+        let mut merged: Vec<(String, Data)> = Vec::new();
+        for (p, output) in outputs {
+            let parts = match output.entries() {
+                Some(entries) => entries,
+                None => vec![(self.plan.node(self.inst[p].node).id.clone(), output.clone())],
+            };
+            for (k, v) in parts {
+                // A later predecessor's field replaces an earlier one, in place.
+                match merged.iter_mut().find(|(key, _)| *key == k) {
+                    Some(slot) => slot.1 = v,
+                    None => merged.push((k, v)),
                 }
-                Some(other) => {
-                    let id = self.plan.node(pred.node).id.clone();
-                    merged.insert(id, other.clone());
-                }
-                None => {}
             }
         }
-        Value::Object(merged)
+        Data::object(merged)
     }
 
-    pub(super) fn resolve_spec(&self, idx: usize, spec: &InputSpec) -> Value {
+    pub(super) fn resolve_spec(&self, idx: usize, spec: &InputSpec) -> Data {
         match spec {
             InputSpec::Path(p) => self.resolve_path(idx, p),
-            InputSpec::Map(entries) => {
-                let mut m = Map::new();
-                for (name, d) in entries {
-                    let v = match d {
-                        Directive::Path(p) => self.resolve_path(idx, p),
-                        Directive::Literal(v) => v.clone(),
-                    };
-                    m.insert(name.clone(), v);
-                }
-                Value::Object(m)
-            }
+            InputSpec::Map(entries) => Data::object(
+                entries
+                    .iter()
+                    .map(|(name, d)| {
+                        let v = match d {
+                            Directive::Path(p) => self.resolve_path(idx, p),
+                            Directive::Literal(v) => Data::from_value(v.clone()),
+                        };
+                        (name.clone(), v)
+                    })
+                    .collect(),
+            ),
         }
     }
 
     /// The value at `path` seen from instance `idx`; missing data (a node not run yet, a
     /// missing key) reads as `null`.
-    pub(super) fn resolve_path(&self, idx: usize, path: &DataPath) -> Value {
-        let root: Option<Value> = match &path.root {
+    pub(super) fn resolve_path(&self, idx: usize, path: &DataPath) -> Data {
+        let root: Option<Data> = match &path.root {
             PathRoot::Node { id, section } => self
                 .lookup_node(idx, id)
                 .map(|t| self.section_of(t, *section)),
@@ -86,20 +97,22 @@ impl Scheduler {
             PathRoot::LoopItem => self.inst[idx]
                 .branch
                 .map(|(l, item, _)| self.loops[&l].items[item].clone()),
-            PathRoot::LoopIndex => self.inst[idx].branch.map(|(_, item, _)| Value::from(item)),
+            PathRoot::LoopIndex => self.inst[idx]
+                .branch
+                .map(|(_, item, _)| Data::from_value(Value::from(item))),
         };
-        root.as_ref()
-            .and_then(|r| path.walk(r))
-            .cloned()
-            .unwrap_or(Value::Null)
+        root.and_then(|r| r.walk(&path.segments))
+            .unwrap_or_default()
     }
 
-    fn section_of(&self, idx: usize, section: Section) -> Value {
+    fn section_of(&self, idx: usize, section: Section) -> Data {
         let i = &self.inst[idx];
         match section {
-            Section::Out => i.output.as_deref().cloned().unwrap_or(Value::Null),
-            Section::Input => i.input.as_deref().cloned().unwrap_or(Value::Null),
-            Section::Params => Value::Object(self.plan.node(i.node).params.clone()),
+            Section::Out => i.output.clone().unwrap_or_default(),
+            Section::Input => i.input.clone().unwrap_or_default(),
+            Section::Params => {
+                Data::from_value(Value::Object(self.plan.node(i.node).params.clone()))
+            }
         }
     }
 
@@ -126,27 +139,29 @@ impl Scheduler {
         &mut self,
         idx: usize,
         spec: &LoopSpec,
-    ) -> Result<Option<Value>, String> {
-        let items = match self.resolve_path(idx, &spec.items) {
-            Value::Array(items) => items,
-            Value::Null => {
+    ) -> Result<Option<Data>, String> {
+        let list = self.resolve_path(idx, &spec.items);
+        let items = match list.items() {
+            Some(items) => items,
+            None if list.is_null() => {
                 return Err(format!(
                     "`items` path `{}` gave nothing; expected a list",
                     spec.items
                 ));
             }
-            other => {
+            None => {
                 return Err(format!(
                     "`items` path `{}` gave {}; expected a list",
                     spec.items,
-                    json_type(&other)
+                    list.type_name()
                 ));
             }
         };
         if items.is_empty() {
-            let mut m = Map::new();
-            m.insert("items".into(), Value::Array(Vec::new()));
-            return Ok(Some(Value::Object(m)));
+            return Ok(Some(Data::object(vec![(
+                "items".into(),
+                Data::from_value(Value::Array(Vec::new())),
+            )])));
         }
         let n = items.len();
         let max_parallel = if spec.max_parallel == 0 {
@@ -162,7 +177,7 @@ impl Scheduler {
                 next_item: 0,
                 in_flight: 0,
                 done: 0,
-                collected: vec![Value::Null; n],
+                collected: vec![Data::null(); n],
                 unresolved: HashMap::new(),
                 max_parallel,
             },
@@ -227,9 +242,8 @@ impl Scheduler {
             Some(path) => self.resolve_path(base, path),
             None => self.inst[base + template_len - 1]
                 .output
-                .as_deref()
-                .cloned()
-                .unwrap_or(Value::Null),
+                .clone()
+                .unwrap_or_default(),
         };
         let l = self.loops.get_mut(&loop_idx).expect("loop run");
         l.collected[item] = value;
@@ -237,10 +251,9 @@ impl Scheduler {
         l.in_flight -= 1;
         if l.done == l.items.len() {
             let collected = std::mem::take(&mut l.collected);
-            let mut m = Map::new();
-            m.insert("items".into(), Value::Array(collected));
+            let out = Data::object(vec![("items".into(), Data::array(collected))]);
             let node = self.plan.nodes[loop_node].clone();
-            self.after_and_finish(loop_idx, &node, Value::Object(m), false);
+            self.after_and_finish(loop_idx, &node, out, false);
         } else {
             self.open_branches(loop_idx);
         }

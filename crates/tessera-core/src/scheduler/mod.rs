@@ -12,7 +12,7 @@ mod view;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use serde_json::Value;
+use crate::data::Data;
 
 pub use self::types::*;
 pub use self::view::cache_key;
@@ -28,9 +28,9 @@ struct Instance {
     iteration: u32,
     attempt: u32,
     attempts_this_run: u32,
-    input: Option<Arc<Value>>,
+    input: Option<Data>,
     /// Latest finished output; kept when a cycle iteration resets the node.
-    output: Option<Arc<Value>>,
+    output: Option<Data>,
     unresolved_preds: u32,
     /// For a finished branch: the arm it took in this iteration.
     decision: Option<Arm>,
@@ -49,11 +49,11 @@ struct Instance {
 
 #[derive(Debug)]
 struct LoopRun {
-    items: Vec<Value>,
+    items: Vec<Data>,
     next_item: usize,
     in_flight: usize,
     done: usize,
-    collected: Vec<Value>,
+    collected: Vec<Data>,
     /// Unresolved template instances per started item.
     unresolved: HashMap<usize, usize>,
     max_parallel: usize,
@@ -66,7 +66,7 @@ pub struct PastRun {
     pub iteration: u32,
     pub attempt: u32,
     pub state: NodeState,
-    pub output: Option<Value>,
+    pub output: Option<Data>,
     pub decision: Option<Arm>,
 }
 
@@ -89,7 +89,7 @@ pub struct Scheduler {
     rng: fastrand::Rng,
     state: TaskState,
     ends_reached: usize,
-    last_end_output: Option<Arc<Value>>,
+    last_end_output: Option<Data>,
     active_jobs: usize,
     retries_pending: usize,
     now: u64,
@@ -298,7 +298,7 @@ impl Scheduler {
             Ok(v) => v,
             Err(e) => return self.fail_node(idx, e, false),
         };
-        self.inst[idx].input = Some(Arc::new(input));
+        self.inst[idx].input = Some(input);
         if node.kind.is_external() || node.cache {
             let last = self.last_attempt.get(&replay_key).copied().unwrap_or(0);
             let waiting = self.running_attempt.remove(&replay_key);
@@ -320,10 +320,10 @@ impl Scheduler {
     }
 
     /// The node's input: directives or merged predecessors, then its `before` script.
-    fn prepare_input(&mut self, idx: usize, node: &Node) -> Result<Value, String> {
+    fn prepare_input(&mut self, idx: usize, node: &Node) -> Result<Data, String> {
         let mut input = self.resolve_input(idx, node);
         if let Some(src) = &node.before {
-            let mut ctx = self.script_context(idx, node, src, input, Value::Null);
+            let mut ctx = self.script_context(idx, node, src, input, Data::null());
             self.scripts
                 .run(src, &mut ctx)
                 .map_err(|e| format!("`before` script: {e}"))?;
@@ -340,7 +340,7 @@ impl Scheduler {
         i.state = NodeState::Running;
         i.started_at = Some(self.now);
         i.error = None;
-        let input = i.input.clone().unwrap_or_else(|| Arc::new(Value::Null));
+        let input = i.input.clone().unwrap_or_default();
         if node.cache && i.cache_key.is_none() {
             i.cache_key = Some(cache_key(&node, &input, self.ctx.owner.as_deref()));
         }
@@ -362,14 +362,14 @@ impl Scheduler {
     }
 
     /// Runs an in-engine node; `None` when it finishes later (a loop waiting for its branches).
-    fn run_inline(&mut self, idx: usize, node: &Node) -> Result<Option<Value>, String> {
+    fn run_inline(&mut self, idx: usize, node: &Node) -> Result<Option<Data>, String> {
         let input = self.inst[idx].input.clone().unwrap_or_default();
         match &node.kind {
+            // Shared, not copied: a 9 MB input passes through any number of these.
             NodeKind::Entry(_) => Ok(Some(self.ctx.input.clone())),
-            NodeKind::End(_) | NodeKind::Node => Ok(Some((*input).clone())),
+            NodeKind::End(_) | NodeKind::Node => Ok(Some(input)),
             NodeKind::Branch(b) => {
-                let ctx =
-                    self.script_context(idx, node, &b.condition, (*input).clone(), Value::Null);
+                let ctx = self.script_context(idx, node, &b.condition, input.clone(), Data::null());
                 let taken = self
                     .scripts
                     .eval_bool(&b.condition, &ctx)
@@ -382,10 +382,10 @@ impl Scheduler {
                 self.inst[idx].decision = Some(arm_name);
                 let mut out = match &arm.out {
                     Some(spec) => self.resolve_spec(idx, spec),
-                    None => (*input).clone(),
+                    None => input.clone(),
                 };
                 if let Some(src) = &arm.exec {
-                    let mut ctx = self.script_context(idx, node, src, (*input).clone(), out);
+                    let mut ctx = self.script_context(idx, node, src, input.clone(), out);
                     self.scripts
                         .run(src, &mut ctx)
                         .map_err(|e| format!("`{}.exec` script: {e}", arm_name.as_str()))?;
@@ -404,27 +404,26 @@ impl Scheduler {
         }
     }
 
-    fn complete_external(&mut self, idx: usize, output: Value, cached: bool) {
+    fn complete_external(&mut self, idx: usize, output: Data, cached: bool) {
         let node = self.node_of(idx);
         if cached {
-            self.finish_node(idx, Arc::new(output), true);
+            self.finish_node(idx, output, true);
         } else {
             self.after_and_finish(idx, &node, output, false);
         }
     }
 
     /// Runs the `after` script (which may rewrite `out`), then finishes the node.
-    fn after_and_finish(&mut self, idx: usize, node: &Node, out: Value, cached: bool) {
+    fn after_and_finish(&mut self, idx: usize, node: &Node, out: Data, cached: bool) {
         let mut out = out;
         if let Some(src) = &node.after {
-            let input = self.inst[idx].input.as_deref().cloned().unwrap_or_default();
+            let input = self.inst[idx].input.clone().unwrap_or_default();
             let mut ctx = self.script_context(idx, node, src, input, out);
             if let Err(e) = self.scripts.run(src, &mut ctx) {
                 return self.fail_node(idx, format!("`after` script: {e}"), false);
             }
             out = ctx.out;
         }
-        let out = Arc::new(out);
         if let Some(key) = self.inst[idx].cache_key.clone() {
             self.effects.push(Effect::CacheStore {
                 key,
@@ -440,21 +439,21 @@ impl Scheduler {
         // deterministic, so `x.input` paths see what the first run saw.
         let node = self.node_of(idx);
         if let Ok(input) = self.prepare_input(idx, &node) {
-            self.inst[idx].input = Some(Arc::new(input));
+            self.inst[idx].input = Some(input);
         }
         let i = &mut self.inst[idx];
         i.attempt = past.attempt;
         i.decision = past.decision;
         i.started_at = Some(self.now);
-        let output = Arc::new(past.output.unwrap_or(Value::Null));
+        let output = past.output.unwrap_or_default();
         self.finish_node_inner(idx, output, false, false);
     }
 
-    fn finish_node(&mut self, idx: usize, output: Arc<Value>, cached: bool) {
+    fn finish_node(&mut self, idx: usize, output: Data, cached: bool) {
         self.finish_node_inner(idx, output, cached, true);
     }
 
-    fn finish_node_inner(&mut self, idx: usize, output: Arc<Value>, cached: bool, record: bool) {
+    fn finish_node_inner(&mut self, idx: usize, output: Data, cached: bool, record: bool) {
         let i = &mut self.inst[idx];
         i.state = NodeState::Finished;
         i.output = Some(output.clone());
@@ -602,7 +601,7 @@ impl Scheduler {
         };
         let node = self.node_of(idx);
         if let Some(src) = &node.ready {
-            let ctx = self.script_context(idx, &node, src, Value::Null, Value::Null);
+            let ctx = self.script_context(idx, &node, src, Data::null(), Data::null());
             match self.scripts.eval_bool(src, &ctx) {
                 Ok(true) => return self.make_ready(idx),
                 Ok(false) if all_resolved => return self.skip(idx),
@@ -736,7 +735,7 @@ impl Scheduler {
         self.finish_task(state, None, Some(error));
     }
 
-    fn finish_task(&mut self, state: TaskState, result: Option<Arc<Value>>, error: Option<String>) {
+    fn finish_task(&mut self, state: TaskState, result: Option<Data>, error: Option<String>) {
         if self.state.is_terminal() {
             return;
         }

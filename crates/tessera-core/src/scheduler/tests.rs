@@ -30,7 +30,7 @@ impl Sim {
         let plan = Arc::new(Plan::new(Arc::new(pipeline)));
         let ctx = TaskContext {
             task_id: "t1".into(),
-            input,
+            input: input.into(),
             owner: None,
         };
         let mut sim = Sim {
@@ -80,7 +80,7 @@ impl Sim {
         let effects = self.s.handle(
             Event::JobSucceeded {
                 job: job.id,
-                output,
+                output: output.into(),
                 cached: false,
             },
             1,
@@ -107,7 +107,7 @@ impl Sim {
     fn result(&self) -> Value {
         let o = self.outcome.as_ref().expect("task ended");
         assert_eq!(o.state, TaskState::Finished, "error: {:?}", o.error);
-        o.result.as_deref().cloned().unwrap()
+        o.result.clone().unwrap().into_value()
     }
 }
 
@@ -370,7 +370,7 @@ fn stale_events_are_ignored() {
     let effects = sim.s.handle(
         Event::JobSucceeded {
             job: stale,
-            output: json!({}),
+            output: json!({}).into(),
             cached: false,
         },
         1,
@@ -417,7 +417,7 @@ nodes:
             iteration: 0,
             attempt: 1,
             state: NodeState::Finished,
-            output: Some(json!({"from_a": 1})),
+            output: Some(json!({"from_a": 1}).into()),
             decision: None,
         },
         PastRun {
@@ -432,7 +432,7 @@ nodes:
     let mut sim = Sim::with_past(&yaml, json!({}), past);
     assert_eq!(sim.keys(), vec!["b"], "a is not run again");
     assert_eq!(sim.running[0].id.attempt, 3, "attempt numbers continue");
-    assert_eq!(*sim.running[0].input, json!({"from_a": 1}));
+    assert_eq!(sim.running[0].input, json!({"from_a": 1}));
     sim.succeed("b", json!({"done": true}));
     assert_eq!(sim.result(), json!({"done": true}));
 }
@@ -505,17 +505,26 @@ fn cache_key_depends_on_content_not_object_ids() {
     let a = json!({"img": {"$object": "id-1", "sha256": "abc"}});
     let b = json!({"img": {"$object": "id-2", "sha256": "abc"}});
     let c = json!({"img": {"$object": "id-1", "sha256": "def"}});
-    assert_eq!(cache_key(node, &a, None), cache_key(node, &b, None));
-    assert_ne!(cache_key(node, &a, None), cache_key(node, &c, None));
-    // Each owner has its own entries.
-    assert_ne!(cache_key(node, &a, None), cache_key(node, &a, Some("u1")));
+    assert_eq!(
+        cache_key(node, &a.clone().into(), None),
+        cache_key(node, &b.clone().into(), None)
+    );
     assert_ne!(
-        cache_key(node, &a, Some("u1")),
-        cache_key(node, &a, Some("u2"))
+        cache_key(node, &a.clone().into(), None),
+        cache_key(node, &c.clone().into(), None)
+    );
+    // Each owner has its own entries.
+    assert_ne!(
+        cache_key(node, &a.clone().into(), None),
+        cache_key(node, &a.clone().into(), Some("u1"))
+    );
+    assert_ne!(
+        cache_key(node, &a.clone().into(), Some("u1")),
+        cache_key(node, &a.clone().into(), Some("u2"))
     );
     assert_eq!(
-        cache_key(node, &a, Some("u1")),
-        cache_key(node, &b, Some("u1"))
+        cache_key(node, &a.clone().into(), Some("u1")),
+        cache_key(node, &b.clone().into(), Some("u1"))
     );
 }
 
@@ -650,7 +659,7 @@ fn resume_inside_a_cycle_reruns_the_current_iteration() {
             iteration: 0,
             attempt: 1,
             state: NodeState::Finished,
-            output: Some(json!({"xs": [0]})),
+            output: Some(json!({"xs": [0]}).into()),
             decision: None,
         },
         PastRun {
@@ -658,7 +667,7 @@ fn resume_inside_a_cycle_reruns_the_current_iteration() {
             iteration: 0,
             attempt: 1,
             state: NodeState::Finished,
-            output: Some(json!(1)),
+            output: Some(json!(1).into()),
             decision: None,
         },
         PastRun {
@@ -666,7 +675,7 @@ fn resume_inside_a_cycle_reruns_the_current_iteration() {
             iteration: 0,
             attempt: 1,
             state: NodeState::Finished,
-            output: Some(json!({"items": [1]})),
+            output: Some(json!({"items": [1]}).into()),
             decision: None,
         },
         PastRun {
@@ -674,7 +683,7 @@ fn resume_inside_a_cycle_reruns_the_current_iteration() {
             iteration: 0,
             attempt: 1,
             state: NodeState::Finished,
-            output: Some(json!({"items": [1]})),
+            output: Some(json!({"items": [1]}).into()),
             decision: Some(Arm::Then),
         },
     ];
@@ -707,12 +716,12 @@ nodes:
         iteration: 0,
         attempt: 1,
         state: NodeState::Finished,
-        output: Some(json!({})),
+        output: Some(json!({}).into()),
         decision: None,
     }];
     let resumed = Sim::with_past(&yaml, json!({"k": 42}), past);
-    assert_eq!(*resumed.running[0].input, *fresh.running[0].input);
-    assert_eq!(*resumed.running[0].input, json!({"seen": 42}));
+    assert_eq!(resumed.running[0].input, fresh.running[0].input);
+    assert_eq!(resumed.running[0].input, json!({"seen": 42}));
 }
 
 #[test]
@@ -743,7 +752,7 @@ nodes:
         let eff = sim.s.handle(
             Event::JobSucceeded {
                 job: j.id,
-                output: json!({}),
+                output: json!({}).into(),
                 cached: false,
             },
             2,

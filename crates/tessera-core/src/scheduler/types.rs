@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
+use crate::data::Data;
 
 use crate::model::Node;
 
@@ -12,7 +12,7 @@ use crate::model::Node;
 pub struct TaskContext {
     pub task_id: String,
     /// The task's input: the entry node's output.
-    pub input: Value,
+    pub input: Data,
     /// Who started the task. Cache entries are per owner: a cached output (and the objects
     /// it names) is reused only by tasks of the same owner.
     pub owner: Option<String>,
@@ -149,7 +149,7 @@ pub struct Job {
     /// Cycle iteration of the instance (0 outside cycles).
     pub iteration: u32,
     pub node: Arc<Node>,
-    pub input: Arc<Value>,
+    pub input: Data,
     /// Set for `cache: true` nodes: look it up before running, store the output after.
     pub cache_key: Option<String>,
 }
@@ -181,7 +181,7 @@ impl JobError {
 pub enum Event {
     JobSucceeded {
         job: JobId,
-        output: Value,
+        output: Data,
         cached: bool,
     },
     JobFailed {
@@ -210,7 +210,7 @@ pub enum Effect {
     CacheStore {
         key: String,
         node: String,
-        output: Arc<Value>,
+        output: Data,
     },
     Done(Outcome),
 }
@@ -219,7 +219,7 @@ pub enum Effect {
 pub enum Record {
     Task {
         state: TaskState,
-        result: Option<Arc<Value>>,
+        result: Option<Data>,
         error: Option<String>,
     },
     Node(NodeRecord),
@@ -234,8 +234,8 @@ pub struct NodeRecord {
     pub iteration: u32,
     pub attempt: u32,
     pub state: NodeState,
-    pub input: Option<Arc<Value>>,
-    pub output: Option<Arc<Value>>,
+    pub input: Option<Data>,
+    pub output: Option<Data>,
     pub error: Option<String>,
     pub decision: Option<Arm>,
     pub started_at: Option<u64>,
@@ -246,7 +246,7 @@ pub struct NodeRecord {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub state: TaskState,
-    pub result: Option<Arc<Value>>,
+    pub result: Option<Data>,
     pub error: Option<String>,
 }
 

@@ -1,9 +1,10 @@
 //! What the scheduler tells the outside about its nodes: durable records, progress counters,
 //! the scope scripts see, and cache keys.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{Effect, LoopProgress, NodeRecord, NodeState, Progress, Record, Scheduler};
+use crate::data::Data;
 use crate::model::Node;
 use crate::script::ScriptContext;
 
@@ -92,8 +93,8 @@ impl Scheduler {
         idx: usize,
         node: &Node,
         source: &str,
-        input: Value,
-        out: Value,
+        input: Data,
+        out: Data,
     ) -> ScriptContext {
         let mut nodes = Vec::new();
         let mut seen = std::collections::HashSet::new();
@@ -128,27 +129,28 @@ impl Scheduler {
         }
     }
 
-    pub(super) fn node_view(&self, idx: usize) -> Value {
+    /// `{out, input, params, state}` of a node, sharing its values.
+    pub(super) fn node_view(&self, idx: usize) -> Data {
         let i = &self.inst[idx];
         let node = self.plan.node(i.node);
-        let mut m = Map::new();
-        m.insert(
-            "out".into(),
-            i.output.as_deref().cloned().unwrap_or(Value::Null),
-        );
-        m.insert(
-            "input".into(),
-            i.input.as_deref().cloned().unwrap_or(Value::Null),
-        );
-        m.insert("params".into(), Value::Object(node.params.clone()));
-        m.insert("state".into(), Value::String(i.state.as_str().into()));
-        Value::Object(m)
+        Data::object(vec![
+            ("out".into(), i.output.clone().unwrap_or_default()),
+            ("input".into(), i.input.clone().unwrap_or_default()),
+            (
+                "params".into(),
+                Data::from_value(Value::Object(node.params.clone())),
+            ),
+            (
+                "state".into(),
+                Data::from_value(Value::String(i.state.as_str().into())),
+            ),
+        ])
     }
 }
 
 /// The cache key of a node run: its definition and its resolved input, objects by content,
 /// within the scope of the task's owner (`None`: local runs and servers without tokens).
-pub fn cache_key(node: &Node, input: &Value, owner: Option<&str>) -> String {
+pub fn cache_key(node: &Node, input: &Data, owner: Option<&str>) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(b"tessera-cache-v2\0");
@@ -162,6 +164,15 @@ pub fn cache_key(node: &Node, input: &Value, owner: Option<&str>) -> String {
     h.update(b"\0");
     h.update(node.definition.to_string().as_bytes());
     h.update(b"\0");
-    h.update(super::data::content_form(input).to_string().as_bytes());
+    // Objects by content: only a value that may hold one is read as a tree.
+    if input.may_contain_key("$object") {
+        h.update(
+            super::data::content_form(&input.value())
+                .to_string()
+                .as_bytes(),
+        );
+    } else {
+        h.update(input.json().as_bytes());
+    }
     hex::encode(h.finalize())
 }

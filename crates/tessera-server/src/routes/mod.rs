@@ -1,5 +1,6 @@
 //! The HTTP routes of SPEC §7, assembled with their body limits.
 
+mod body;
 mod callbacks;
 mod objects;
 pub(crate) mod pipelines;
@@ -263,19 +264,7 @@ pub(crate) async fn discard_objects(state: &AppState, ids: &[String]) {
     }
 }
 
-/// Refuses client data holding `$object` or `$file` (400, naming the field): objects come in
-/// as uploads, never as names, and a file path in data could make a command hand the
-/// server's files to the caller.
-pub(crate) fn refuse_references(v: &Value, what: &str) -> Result<(), ApiError> {
-    let mut refs = Vec::new();
-    collect_references(v, &mut String::new(), &mut refs);
-    match refs.into_iter().next() {
-        None => Ok(()),
-        Some((field, key, _)) => Err(reference_error(what, field, key)),
-    }
-}
-
-fn reference_error(what: &str, field: String, key: &str) -> ApiError {
+pub(crate) fn reference_error(what: &str, field: String, key: &str) -> ApiError {
     let field = if field.is_empty() {
         "(top level)".to_string()
     } else {
@@ -293,6 +282,17 @@ fn reference_error(what: &str, field: String, key: &str) -> ApiError {
         message: message.clone(),
         details: serde_json::json!([{"field": field, "message": message}]),
     }
+}
+
+/// [`link_objects`] on a task's value (a big one is read as a tree only if it may hold an
+/// object reference).
+pub(crate) fn link_objects_in(d: tessera_core::Data) -> tessera_core::Data {
+    if !d.may_contain_key("$object") {
+        return d;
+    }
+    let mut v = d.into_value();
+    link_objects(&mut v);
+    tessera_core::Data::from_value(v)
 }
 
 /// Adds `"url": "/api/v1/objects/<id>"` to every object reference in a value.

@@ -6,8 +6,8 @@ use axum::Json;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
-use tessera_core::NodeKind;
+use serde_json::{Value, json};
+use tessera_core::{Data, NodeKind};
 use tessera_engine::Submission;
 
 use crate::auth::{Caller, Role};
@@ -112,29 +112,17 @@ pub async fn submit(
             let bytes = axum::body::to_bytes(request.into_body(), limit)
                 .await
                 .map_err(|_| ApiError::TooLarge { limit })?;
-            let value = if bytes.iter().all(u8::is_ascii_whitespace) {
-                json!({})
+            // One streaming pass, off the async threads when the body is big.
+            let route_name = route.clone();
+            if bytes.len() > 64 << 10 {
+                tokio::task::spawn_blocking(move || {
+                    super::body::check_json_body(&bytes, example.as_ref(), &route_name)
+                })
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))??
             } else {
-                super::parse_json_body(&bytes)?
-            };
-            if !value.is_object() {
-                return Err(ApiError::bad_request("the body must be a JSON object"));
+                super::body::check_json_body(&bytes, example.as_ref(), &route_name)?
             }
-            super::refuse_references(&value, "the body")?;
-            if let Some(example @ Value::Object(_)) = &example {
-                let mut problems = Vec::new();
-                check_types(example, &value, "", &mut problems);
-                if !problems.is_empty() {
-                    return Err(ApiError::Invalid {
-                        message: format!(
-                            "the body does not match pipeline `{route}`: {}",
-                            problems.len()
-                        ),
-                        details: Value::Array(problems),
-                    });
-                }
-            }
-            value
         }
         Expected::Binary(fields) => {
             if !content_type.starts_with("multipart/form-data") {
@@ -185,7 +173,7 @@ async fn read_multipart(
     state: &AppState,
     multipart: Multipart,
     fields: &[String],
-) -> Result<(Value, Vec<String>), ApiError> {
+) -> Result<(Data, Vec<String>), ApiError> {
     let mut stored = Vec::new();
     match read_parts(state, multipart, fields, &mut stored).await {
         Ok(input) => Ok((input, stored)),
@@ -201,8 +189,9 @@ async fn read_parts(
     mut multipart: Multipart,
     fields: &[String],
     stored: &mut Vec<String>,
-) -> Result<Value, ApiError> {
-    let mut input = Map::new();
+) -> Result<Data, ApiError> {
+    // Built from its parts: a big `data` part stays text.
+    let mut input: Vec<(String, Data)> = Vec::new();
     while let Some(field) = multipart
         .next_field()
         .await
@@ -212,32 +201,46 @@ async fn read_parts(
         if fields.contains(&name) {
             let meta = super::store_field(state, field, None).await?;
             stored.push(meta.id.clone());
-            input.insert(name, meta.to_json());
+            set(&mut input, name, Data::from_value(meta.to_json()));
         } else if name == "data" {
             let text = super::read_text_field(field, state.limits.max_body).await?;
-            let data = match serde_json::from_str::<Value>(&text) {
-                Ok(data @ Value::Object(_)) => data,
-                _ => return Err(ApiError::bad_request("part `data` must be a JSON object")),
-            };
-            // `data` may not replace an upload, nor carry references only the server makes.
-            if let Some(k) = data
-                .as_object()
-                .and_then(|m| m.keys().find(|k| fields.contains(k)))
-            {
+            // Checked in one streaming pass (no example: only that it is an object without
+            // references), off the async threads when big.
+            let data = if text.len() > 64 << 10 {
+                tokio::task::spawn_blocking(move || {
+                    super::body::check_json_body(text.as_bytes(), None, "")
+                })
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))?
+            } else {
+                super::body::check_json_body(text.as_bytes(), None, "")
+            }
+            .map_err(|e| match e {
+                ApiError::BadRequest { message, details } => ApiError::BadRequest {
+                    message: format!("part `data`: {}", message.trim_start_matches("the body, ")),
+                    details,
+                },
+                other => other,
+            })?;
+            let entries = data.entries().unwrap_or_default();
+            // `data` may not replace an upload.
+            if let Some((k, _)) = entries.iter().find(|(k, _)| fields.contains(k)) {
                 return Err(ApiError::bad_request(format!(
                     "part `data`, field `{k}`: `{k}` is a binary field; upload it as its own part"
                 )));
             }
-            super::refuse_references(&data, "part `data`")?;
-            if let Value::Object(m) = data {
-                input.extend(m);
+            for (k, v) in entries {
+                set(&mut input, k, v);
             }
         } else {
             let text = super::read_text_field(field, state.limits.max_body).await?;
-            input.insert(name, Value::String(text));
+            set(&mut input, name, Data::from_value(Value::String(text)));
         }
     }
-    let missing: Vec<&String> = fields.iter().filter(|f| !input.contains_key(*f)).collect();
+    let missing: Vec<&String> = fields
+        .iter()
+        .filter(|f| !input.iter().any(|(k, _)| k == *f))
+        .collect();
     if !missing.is_empty() {
         return Err(ApiError::BadRequest {
             message: format!(
@@ -251,40 +254,13 @@ async fn read_parts(
             details: json!(missing),
         });
     }
-    Ok(Value::Object(input))
+    Ok(Data::object(input))
 }
 
-/// Checks `value` against the example's types; each problem names its field.
-fn check_types(example: &Value, value: &Value, path: &str, problems: &mut Vec<Value>) {
-    let name = |k: &str| {
-        if path.is_empty() {
-            k.to_string()
-        } else {
-            format!("{path}.{k}")
-        }
-    };
-    match (example, value) {
-        (Value::Object(ex), Value::Object(v)) => {
-            for (k, exv) in ex {
-                match v.get(k) {
-                    None => problems.push(json!({"field": name(k), "message": "missing field"})),
-                    Some(x) => check_types(exv, x, &name(k), problems),
-                }
-            }
-        }
-        (Value::Array(ex), Value::Array(v)) => {
-            if let Some(first) = ex.first() {
-                for (i, x) in v.iter().enumerate() {
-                    check_types(first, x, &name(&i.to_string()), problems);
-                }
-            }
-        }
-        (Value::Number(e), Value::Number(v)) => {
-            if (e.is_i64() || e.is_u64()) && !(v.is_i64() || v.is_u64()) {
-                problems.push(json!({"field": path, "message": "expected an integer"}));
-            }
-        }
-        (Value::String(_), Value::String(_)) | (Value::Bool(_), Value::Bool(_)) | (Value::Null, _) => {}
-        (e, _) => problems.push(json!({"field": path, "message": format!("expected {}", tessera_core::model::json_type(e))})),
+/// Sets a field of an input being built (a later part replaces an earlier one).
+fn set(input: &mut Vec<(String, Data)>, key: String, value: Data) {
+    match input.iter_mut().find(|(k, _)| *k == key) {
+        Some(slot) => slot.1 = value,
+        None => input.push((key, value)),
     }
 }

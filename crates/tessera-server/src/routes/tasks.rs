@@ -134,7 +134,7 @@ pub async fn result(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<tessera_core::Data>, ApiError> {
     let task = visible_task(&state, &caller, &id).await?;
     if task.task_state() != TaskState::Finished {
         return Err(ApiError::Conflict(format!(
@@ -142,8 +142,7 @@ pub async fn result(
             task.state
         )));
     }
-    let mut result = task.result.unwrap_or(Value::Null);
-    super::link_objects(&mut result);
+    let result = super::link_objects_in(task.result.unwrap_or_default());
     Ok(Json(result))
 }
 

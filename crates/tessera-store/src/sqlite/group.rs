@@ -8,13 +8,38 @@ use std::sync::{Condvar, Mutex};
 use rusqlite::{Connection, Transaction, params};
 
 use crate::error::{ErrorKind, StoreError};
+use tessera_core::Data;
+
+/// A JSON value to write: a small one serialised by the caller's thread (the leader only
+/// writes), a big one kept as the text it already is (never copied).
+pub(super) enum Json {
+    Serialised(String),
+    Text(Data),
+}
+
+impl Json {
+    pub fn of(d: &Data) -> Json {
+        if d.is_text() {
+            Json::Text(d.clone())
+        } else {
+            Json::Serialised(d.json().into_owned())
+        }
+    }
+
+    fn text(&self) -> &str {
+        match self {
+            Json::Serialised(s) => s,
+            Json::Text(d) => d.as_text().expect("kept as text"),
+        }
+    }
+}
 
 /// A task to create, owned (serialised by the caller's thread).
 pub(super) struct TaskInsert {
     pub id: String,
     pub pipeline: String,
     pub definition: String,
-    pub input: String,
+    pub input: Json,
     pub created_at: i64,
     pub owner: Option<String>,
     pub runner: Option<String>,
@@ -28,8 +53,8 @@ pub(super) struct NodeUpsert {
     pub node_id: String,
     pub node_type: &'static str,
     pub state: &'static str,
-    pub input: Option<String>,
-    pub output: Option<String>,
+    pub input: Option<Json>,
+    pub output: Option<Json>,
     pub error: Option<String>,
     pub decision: Option<&'static str>,
     pub started_at: Option<i64>,
@@ -39,7 +64,7 @@ pub(super) struct NodeUpsert {
 
 pub(super) struct TaskUpdate {
     pub state: &'static str,
-    pub result: Option<String>,
+    pub result: Option<Json>,
     pub error: Option<String>,
 }
 
@@ -49,7 +74,7 @@ pub(super) struct StepWrite {
     pub now: i64,
     pub nodes: Vec<NodeUpsert>,
     pub tasks: Vec<TaskUpdate>,
-    pub cache: Vec<(String, String, String)>,
+    pub cache: Vec<(String, String, Json)>,
 }
 
 pub(super) enum Op {
@@ -149,17 +174,102 @@ fn write_all(conn: &mut Connection, ops: Vec<(u64, Op)>) -> Vec<(u64, Outcome)> 
     results
 }
 
+/// A statement: the cached one, or — when the write carries a big value — a fresh one, so
+/// that SQLite's copy of the value (bindings, the record built) goes with the statement
+/// instead of staying in the cache until its next use.
+enum Stmt<'a> {
+    Cached(rusqlite::CachedStatement<'a>),
+    Fresh(rusqlite::Statement<'a>),
+}
+
+impl<'a> Stmt<'a> {
+    fn new(tx: &'a Transaction<'_>, sql: &str, big: bool) -> rusqlite::Result<Stmt<'a>> {
+        Ok(if big {
+            Stmt::Fresh(tx.prepare(sql)?)
+        } else {
+            Stmt::Cached(tx.prepare_cached(sql)?)
+        })
+    }
+}
+
+impl<'a> std::ops::Deref for Stmt<'a> {
+    type Target = rusqlite::Statement<'a>;
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Stmt::Cached(s) => s,
+            Stmt::Fresh(s) => s,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Stmt<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        match self {
+            Stmt::Cached(s) => s,
+            Stmt::Fresh(s) => s,
+        }
+    }
+}
+
+impl Json {
+    fn big(&self) -> bool {
+        matches!(self, Json::Text(_))
+    }
+}
+
+/// What a column holds for a value of task `task_id`: its JSON, or for a big value `#<hash>`
+/// after storing it once in `big_values` (`hashes` remembers the values of this batch).
+fn column<'j>(
+    tx: &Transaction<'_>,
+    task_id: &str,
+    value: &'j Json,
+    hashes: &mut HashMap<(usize, usize), String>,
+) -> rusqlite::Result<std::borrow::Cow<'j, str>> {
+    let text = value.text();
+    if !value.big() {
+        return Ok(std::borrow::Cow::Borrowed(text));
+    }
+    let id = (text.as_ptr() as usize, text.len());
+    if let Some(h) = hashes.get(&id) {
+        return Ok(std::borrow::Cow::Owned(format!("#{h}")));
+    }
+    let hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()));
+    let stored = tx
+        .prepare_cached("SELECT 1 FROM big_values WHERE task_id = ?1 AND hash = ?2")?
+        .exists(params![task_id, hash])?;
+    if !stored {
+        // A fresh statement: SQLite's copies of the value go with it.
+        tx.prepare("INSERT INTO big_values (task_id, hash, json) VALUES (?1, ?2, ?3)")?
+            .execute(params![task_id, hash, text])?;
+    }
+    let column = format!("#{hash}");
+    hashes.insert(id, hash);
+    Ok(std::borrow::Cow::Owned(column))
+}
+
 fn apply(tx: &Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
+    let mut hashes = HashMap::new();
     match op {
         Op::CreateTask(t) => {
-            tx.prepare_cached(
+            let input = column(tx, &t.id, &t.input, &mut hashes)?;
+            Stmt::new(tx,
                 "INSERT INTO tasks (id, pipeline, definition, input, state, created_at, updated_at, owner, runner)
                  VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?6, ?7)",
+                false,
             )?
-            .execute(params![t.id, t.pipeline, t.definition, t.input, t.created_at, t.owner, t.runner])?;
+            .execute(params![t.id, t.pipeline, t.definition, input, t.created_at, t.owner, t.runner])?;
         }
         Op::Step(s) => {
-            let mut upsert = tx.prepare_cached(
+            let big = s.nodes.iter().any(|n| {
+                n.input.as_ref().is_some_and(Json::big) || n.output.as_ref().is_some_and(Json::big)
+            }) || s
+                .tasks
+                .iter()
+                .any(|t| t.result.as_ref().is_some_and(Json::big))
+                || s.cache.iter().any(|(_, _, o)| o.big());
+            let mut upsert = Stmt::new(
+                tx,
                 "INSERT INTO node_runs (task_id, key, iteration, attempt, node_id, node_type, state,
                     input, output, error, decision, started_at, finished_at, cached)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
@@ -172,8 +282,17 @@ fn apply(tx: &Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
                     started_at = COALESCE(node_runs.started_at, excluded.started_at),
                     finished_at = excluded.finished_at,
                     cached = excluded.cached",
+                big,
             )?;
             for n in &s.nodes {
+                let input = match &n.input {
+                    Some(j) => Some(column(tx, &s.task_id, j, &mut hashes)?),
+                    None => None,
+                };
+                let output = match &n.output {
+                    Some(j) => Some(column(tx, &s.task_id, j, &mut hashes)?),
+                    None => None,
+                };
                 upsert.execute(params![
                     s.task_id,
                     n.key,
@@ -182,8 +301,8 @@ fn apply(tx: &Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
                     n.node_id,
                     n.node_type,
                     n.state,
-                    n.input,
-                    n.output,
+                    input,
+                    output,
                     n.error,
                     n.decision,
                     n.started_at,
@@ -191,17 +310,25 @@ fn apply(tx: &Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
                     n.cached,
                 ])?;
             }
-            let mut task_update = tx.prepare_cached(
+            let mut task_update = Stmt::new(
+                tx,
                 "UPDATE tasks SET state = ?2, result = ?3, error = ?4, updated_at = ?5 WHERE id = ?1",
+                big,
             )?;
             for t in &s.tasks {
-                task_update.execute(params![s.task_id, t.state, t.result, t.error, s.now])?;
+                let result = match &t.result {
+                    Some(j) => Some(column(tx, &s.task_id, j, &mut hashes)?),
+                    None => None,
+                };
+                task_update.execute(params![s.task_id, t.state, result, t.error, s.now])?;
             }
-            let mut cache = tx.prepare_cached(
+            let mut cache = Stmt::new(
+                tx,
                 "INSERT OR REPLACE INTO cache (key, node_id, output, created_at) VALUES (?1, ?2, ?3, ?4)",
+                big,
             )?;
             for (key, node, output) in &s.cache {
-                cache.execute(params![key, node, output, s.now])?;
+                cache.execute(params![key, node, output.text(), s.now])?;
             }
         }
     }

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
+use tessera_core::Data;
 use tessera_core::scheduler::{Arm, NodeState, PastRun, Record};
 
 use crate::Store;
@@ -125,6 +126,14 @@ CREATE TABLE IF NOT EXISTS object_links (
     PRIMARY KEY (object_id, task_id)
 );
 CREATE INDEX IF NOT EXISTS object_links_by_task ON object_links(task_id);
+-- Big JSON values of a task, stored once (a 9 MB input passed on by five nodes is written once);
+-- the columns holding one hold `#<hash>` (no JSON text starts with `#`).
+CREATE TABLE IF NOT EXISTS big_values (
+    task_id TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    json TEXT NOT NULL,
+    UNIQUE (task_id, hash)
+);
 "#;
 
 /// The embedded default store.
@@ -227,6 +236,43 @@ fn json_text(v: &Value) -> String {
     serde_json::to_string(v).expect("JSON values always serialise")
 }
 
+/// A task's stored value: inline JSON, or `#<hash>` naming one of its `big_values`.
+fn task_data(
+    conn: &Connection,
+    task_id: &str,
+    text: Option<String>,
+    what: &str,
+) -> Result<Option<Data>, StoreError> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let Some(hash) = text.strip_prefix('#') else {
+        return parse_data(Some(text), what);
+    };
+    let json: Option<String> = conn
+        .prepare_cached("SELECT json FROM big_values WHERE task_id = ?1 AND hash = ?2")?
+        .query_row(params![task_id, hash], |r| r.get(0))
+        .optional()?;
+    match json {
+        Some(json) => parse_data(Some(json), what),
+        None => Err(StoreError::Corrupt {
+            what: what.to_string(),
+            detail: format!("stored value {hash} is missing"),
+        }),
+    }
+}
+
+/// Stored JSON as a task's value (kept as text when big: never a 10× tree).
+fn parse_data(text: Option<String>, what: &str) -> Result<Option<Data>, StoreError> {
+    text.map(|t| {
+        Data::from_json(&t).map_err(|e| StoreError::Corrupt {
+            what: what.to_string(),
+            detail: e.to_string(),
+        })
+    })
+    .transpose()
+}
+
 fn parse_json(text: Option<String>, what: &str) -> Result<Option<Value>, StoreError> {
     text.map(|t| {
         serde_json::from_str(&t).map_err(|e| StoreError::Corrupt {
@@ -243,7 +289,7 @@ impl Store for SqliteStore {
             id: task.id.clone(),
             pipeline: task.pipeline.clone(),
             definition: json_text(&task.definition),
-            input: json_text(&task.input),
+            input: group::Json::of(&task.input),
             created_at: task.created_at as i64,
             owner: task.owner.clone(),
             runner: task.runner.clone(),
@@ -269,8 +315,8 @@ impl Store for SqliteStore {
                     node_id: n.node_id.clone(),
                     node_type: n.node_type,
                     state: n.state.as_str(),
-                    input: n.input.as_deref().map(json_text),
-                    output: n.output.as_deref().map(json_text),
+                    input: n.input.as_ref().map(group::Json::of),
+                    output: n.output.as_ref().map(group::Json::of),
                     error: n.error.clone(),
                     decision: n.decision.map(Arm::as_str),
                     started_at: n.started_at.map(|t| t as i64),
@@ -283,14 +329,14 @@ impl Store for SqliteStore {
                     error,
                 } => step.tasks.push(group::TaskUpdate {
                     state: state.as_str(),
-                    result: result.as_deref().map(json_text),
+                    result: result.as_ref().map(group::Json::of),
                     error: error.clone(),
                 }),
             }
         }
         for (key, node, output) in &batch.cache {
             step.cache
-                .push((key.to_string(), node.to_string(), json_text(output)));
+                .push((key.to_string(), node.to_string(), group::Json::of(output)));
         }
         self.group.write(&self.conn, group::Op::Step(step))
     }
@@ -338,8 +384,8 @@ impl Store for SqliteStore {
         };
         Ok(Some(TaskRow {
             definition: parse_json(Some(definition), "task definition")?.unwrap_or(Value::Null),
-            input: parse_json(Some(input), "task input")?.unwrap_or(Value::Null),
-            result: parse_json(result, "task result")?,
+            input: task_data(&conn, &id, Some(input), "task input")?.unwrap_or_default(),
+            result: task_data(&conn, &id, result, "task result")?,
             id,
             pipeline,
             state,
@@ -420,8 +466,8 @@ impl Store for SqliteStore {
         let mut out = Vec::new();
         for row in rows {
             let (mut run, input, output) = row?;
-            run.input = parse_json(input, "node input")?;
-            run.output = parse_json(output, "node output")?;
+            run.input = task_data(&conn, task_id, input, "node input")?;
+            run.output = task_data(&conn, task_id, output, "node output")?;
             out.push(run);
         }
         Ok(out)
@@ -454,7 +500,7 @@ impl Store for SqliteStore {
                 iteration,
                 attempt,
                 state,
-                output: parse_json(output, "node output")?,
+                output: task_data(&conn, task_id, output, "node output")?,
                 decision: decision.as_deref().and_then(Arm::parse),
             });
         }
@@ -560,7 +606,7 @@ impl Store for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn cache_hit(&self, key: &str, task_id: &str) -> Result<Option<Value>, StoreError> {
+    fn cache_hit(&self, key: &str, task_id: &str) -> Result<Option<Data>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let text: Option<String> = tx
@@ -568,11 +614,13 @@ impl Store for SqliteStore {
                 r.get(0)
             })
             .optional()?;
-        let Some(output) = parse_json(text, "cache entry")? else {
+        let Some(output) = parse_data(text, "cache entry")? else {
             return Ok(None);
         };
         let mut ids = Vec::new();
-        crate::objects::object_ids(&output, &mut ids);
+        if output.may_contain_key("$object") {
+            crate::objects::object_ids(&output.value(), &mut ids);
+        }
         {
             let mut exists = tx.prepare_cached("SELECT 1 FROM objects WHERE id = ?1")?;
             for id in &ids {

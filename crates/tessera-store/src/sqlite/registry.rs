@@ -70,6 +70,7 @@ pub(super) fn delete_task(conn: &mut Connection, task_id: &str) -> Result<Vec<St
         "node_runs",
         "logs",
         "callbacks",
+        "big_values",
         "batch_jobs",
         "batch_chunks",
         "batch_lines",
