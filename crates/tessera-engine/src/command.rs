@@ -39,8 +39,12 @@ pub(crate) async fn run(
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Result<Data, JobError> {
     let input = ctx.input.clone();
-    let scratch = ctx.work_dir("command");
-    fresh_dir(&scratch).await?;
+    // Its own empty directory: nothing an earlier attempt left is in it.
+    let scratch = ctx
+        .engine
+        .scratch
+        .take(&ctx.task_id)
+        .map_err(|e| JobError::retryable(format!("cannot create a scratch directory: {e}")))?;
     let params = with_context(&ctx.node.params, ctx, &scratch);
     let objects = ctx.engine.objects.clone();
     let work_dir = ctx.engine.config.work_dir.join(&ctx.task_id);
@@ -115,6 +119,9 @@ pub(crate) async fn run(
         cmd.current_dir(dir);
     }
     let mut child = cmd.spawn().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            forget_programs();
+        }
         let msg = format!("cannot start `{program}`: {e}");
         if start_failure_is_permanent(&e) {
             JobError::permanent(msg)
@@ -178,21 +185,14 @@ pub(crate) async fn run(
     } else {
         output
     };
-    // Everything worth keeping was ingested; a failed attempt keeps its files to look at.
-    let _ = tokio::fs::remove_dir_all(&scratch).await;
+    // Everything worth keeping was ingested; a failed attempt keeps its files until the task
+    // ends.
+    ctx.engine.scratch.give_back(&ctx.task_id, scratch);
     Ok(output)
 }
 
 /// The shell of `shell: true` commands.
 const SHELL: &str = "/bin/sh";
-
-/// An empty scratch directory for one attempt (what an earlier attempt left is removed).
-async fn fresh_dir(dir: &Path) -> Result<(), JobError> {
-    let _ = tokio::fs::remove_dir_all(dir).await;
-    tokio::fs::create_dir_all(dir)
-        .await
-        .map_err(|e| JobError::retryable(format!("cannot create {}: {e}", dir.display())))
-}
 
 /// Who a process is run for: it is tagged with it (environment), which lets a later run of the
 /// same task find and kill what an engine killed with -9 left running.
@@ -227,13 +227,61 @@ fn clean_env(
     env
 }
 
+/// The program as a path, looked up in the command's own `PATH`. Given a bare name and a
+/// changed environment, the standard library would fall back from `posix_spawn` to
+/// fork-and-exec of this (big, threaded) process, which costs more than the command itself.
+fn resolve_program(program: &str, path: Option<&str>) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    if program.contains('/') {
+        return PathBuf::from(program);
+    }
+    // Found paths are remembered (a few `stat`s per spawn add up over thousands of commands);
+    // a path that stops working is forgotten when spawning it fails.
+    let key = (path.unwrap_or("").to_string(), program.to_string());
+    if let Some(found) = found_programs().get(&key) {
+        return found.clone();
+    }
+    for dir in key.0.split(':').filter(|d| !d.is_empty()) {
+        let candidate = Path::new(dir).join(program);
+        if let Ok(meta) = std::fs::metadata(&candidate)
+            && meta.is_file()
+            && meta.permissions().mode() & 0o111 != 0
+        {
+            found_programs().insert(key, candidate.clone());
+            return candidate;
+        }
+    }
+    // Not found: spawning it fails with "not found", naming the program as given.
+    PathBuf::from(program)
+}
+
+type FoundPrograms = std::collections::HashMap<(String, String), PathBuf>;
+
+fn found_programs() -> std::sync::MutexGuard<'static, FoundPrograms> {
+    static FOUND: std::sync::OnceLock<std::sync::Mutex<FoundPrograms>> = std::sync::OnceLock::new();
+    FOUND
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+/// Forgets where programs were found (one was not there any more).
+fn forget_programs() {
+    found_programs().clear();
+}
+
 /// A process in its own group (killed whole), with exactly `env`, stdout and stderr piped.
 fn new_command(
     program: &str,
     args: &[String],
     env: &[(String, String)],
 ) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(program);
+    let path = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str());
+    let mut cmd = tokio::process::Command::new(resolve_program(program, path));
     cmd.args(args)
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -502,7 +550,12 @@ impl ChunkCommand {
         if let Some(dir) = &self.cwd {
             cmd.current_dir(dir);
         }
-        let mut child = cmd.spawn().map_err(|e| ChunkCommandError {
+        let child = cmd.spawn().inspect_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                forget_programs();
+            }
+        });
+        let mut child = child.map_err(|e| ChunkCommandError {
             message: format!("cannot start `{}`: {e}", self.program),
             transient: !start_failure_is_permanent(&e),
         })?;

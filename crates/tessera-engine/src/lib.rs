@@ -12,6 +12,7 @@ mod http;
 pub mod inspect;
 mod jobs;
 mod raster;
+mod scratch;
 mod service;
 mod template;
 
@@ -108,6 +109,7 @@ struct Shared {
     /// Tasks whose driver runs in this process now: a task recorded as ours but missing here
     /// was given up (its driver stopped) and can be taken over.
     drivers: Mutex<std::collections::HashSet<String>>,
+    scratch: scratch::ScratchDirs,
 }
 
 impl Shared {
@@ -333,6 +335,7 @@ impl Engine {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| EngineError::Internal(format!("HTTP client: {e}")))?;
+        let scratch = scratch::ScratchDirs::new(&config.work_dir);
         Ok(Engine {
             shared: Arc::new(Shared {
                 store,
@@ -346,6 +349,7 @@ impl Engine {
                 callbacks: events::Waiters::default(),
                 batch_boards: Mutex::default(),
                 drivers: Mutex::default(),
+                scratch,
             }),
         })
     }
@@ -446,6 +450,7 @@ impl Engine {
         }
         // What an engine killed with -9 left running would overlap the node's next attempt.
         command::kill_leftovers(task_id, Duration::from_secs(5));
+        self.shared.scratch.task_ended(task_id);
         let plan = Arc::new(Plan::new(Arc::new(pipeline)));
         self.start_driver(slot, task.owner, plan, task.input, past)
     }
@@ -464,6 +469,16 @@ impl Engine {
         }
         self.shared.callbacks.notify(token);
         Ok(true)
+    }
+
+    /// Removes a deleted task's files under the work directory (objects fetched for commands,
+    /// scratch directories, batch and raster work files).
+    pub fn forget_task_files(&self, task_id: &str) {
+        let dir = self.shared.config.work_dir.join(task_id);
+        // A task id names one directory, never a path.
+        if !task_id.is_empty() && !task_id.contains(['/', '.']) && dir.exists() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 
     /// Cancels a task run by another process (or by nobody any more).
@@ -539,6 +554,7 @@ impl Engine {
                 done_tx.set(result);
                 // Freeing a big task's state takes a while: after the caller has its result.
                 drop(driver);
+                shared.scratch.task_ended(&board_id);
             });
         if let Err(e) = started {
             return Err(EngineError::Internal(format!(

@@ -239,6 +239,8 @@ pub async fn delete(
 async fn delete_with_objects(state: &AppState, id: &str) -> Result<(), ApiError> {
     let i = id.to_string();
     let objects = state.blocking(move |s| s.delete_task(&i)).await?;
+    let (engine, i) = (state.engine.clone(), id.to_string());
+    let _ = tokio::task::spawn_blocking(move || engine.forget_task_files(&i)).await;
     for object in objects {
         if let Err(e) = state.objects().delete(&object).await {
             tracing::warn!(%object, error = %e, "could not delete object bytes");
