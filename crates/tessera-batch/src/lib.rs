@@ -1,4 +1,4 @@
-//! Tessera's batch processing (SPEC §9): chunk planning on record boundaries (`plan`), records
+//! Tessera's batch processing: chunk planning on record boundaries (`plan`), records
 //! and cells (`row`). Per-chunk processing, checkpoints and the `batch` node come next.
 
 pub mod chunk;

@@ -1,4 +1,4 @@
-//! Data paths (SPEC §3): `nodeId.out.a.b`, `nodeId.input.x`, `nodeId.params.y`, list indices,
+//! Data paths: `nodeId.out.a.b`, `nodeId.input.x`, `nodeId.params.y`, list indices,
 //! and inside a loop branch `loop.item...`, `loop.index`, `loop.<nodeId>.out...`.
 
 use std::fmt;

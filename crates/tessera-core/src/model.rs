@@ -1,4 +1,4 @@
-//! The pipeline model: typed nodes, node kinds and their specific fields (SPEC §2).
+//! The pipeline model: typed nodes, node kinds and their specific fields.
 //!
 //! Values here are produced by [`crate::parse`], which checks shapes and reports every error;
 //! [`crate::validate`] then checks the graph (ids, cycles, reachability, paths, scripts).
@@ -119,13 +119,13 @@ pub enum NodeKind {
     Node,
     Command(CommandSpec),
     Http(HttpSpec),
-    /// Asynchronous call of a service that answers by callback (SPEC §8).
+    /// Asynchronous call of a service that answers by callback.
     Service(ServiceSpec),
     Branch(BranchSpec),
     Loop(LoopSpec),
-    /// Chunked, parallel, restartable processing of a file of records (SPEC §9).
+    /// Chunked, parallel, restartable processing of a file of records.
     Batch(Box<BatchSpec>),
-    /// A raster computed tile by tile from GeoTIFF inputs, optionally cached (SPEC §10).
+    /// A raster computed tile by tile from GeoTIFF inputs, optionally cached.
     Raster(Box<RasterSpec>),
 }
 
@@ -373,7 +373,7 @@ pub struct SkipPolicy {
     pub expression_errors: bool,
 }
 
-/// Data directives (SPEC §3): a single path, or named paths and literals.
+/// Data directives: a single path, or named paths and literals.
 #[derive(Debug, Clone, PartialEq)]
 pub enum InputSpec {
     Path(DataPath),

@@ -1,4 +1,4 @@
-//! Sandboxed scripts (SPEC §4) on Rhai: no I/O, bounded operations, call depth, sizes and
+//! Sandboxed scripts on Rhai: no I/O, bounded operations, call depth, sizes and
 //! wall time, compiled once per source text and evaluated against a node's scope.
 
 use std::collections::HashMap;

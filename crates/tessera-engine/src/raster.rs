@@ -1,4 +1,4 @@
-//! The `raster` executor (SPEC §10): resolves the node's inputs (paths or objects) and output,
+//! The `raster` executor: resolves the node's inputs (paths or objects) and output,
 //! runs the tiled job of `tessera_raster::job` on a blocking thread (cancelled with the node),
 //! and stores the result as an object when asked. Its output names the raster and its stats.
 

@@ -1,4 +1,4 @@
-//! The `service` executor (SPEC §8): dispatch `POST url?task_id=..&callback_url=..` (JSON, or
+//! The `service` executor: dispatch `POST url?task_id=..&callback_url=..` (JSON, or
 //! multipart when the input holds objects), then wait for the callback. Each attempt has its own
 //! unguessable token, stored before dispatch, so a callback is accepted after a restart and a
 //! late callback of a superseded attempt is not.

@@ -1,5 +1,5 @@
 //! Tessera's raster engine: rasters larger than memory, read window by window from files or
-//! computed tile by tile from primitive rasters, with a disk cache of tiles (SPEC §10).
+//! computed tile by tile from primitive rasters, with a disk cache of tiles.
 //!
 //! This crate knows nothing of the other Tessera crates: pipelines use it through the engine's
 //! `raster` node, the command line through `tessera raster`.

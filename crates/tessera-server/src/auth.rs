@@ -1,4 +1,4 @@
-//! Bearer tokens with roles (SPEC §13): `admin` manages pipelines and sees everything, `user`
+//! Bearer tokens with roles: `admin` manages pipelines and sees everything, `user`
 //! runs pipelines and sees its own tasks and objects, `service` announces and calls back.
 //! Without tokens, auth is off (and the server only listens on loopback unless told otherwise).
 

@@ -1,4 +1,4 @@
-//! Tessera's engine server (SPEC §7–8, §13): pipelines as HTTP endpoints, asynchronous tasks,
+//! Tessera's engine server: pipelines as HTTP endpoints, asynchronous tasks,
 //! services answering by callback, objects, live events, OpenAPI and docs. HTTP serving lives
 //! only here; the engine runs the tasks in this process.
 
@@ -156,6 +156,7 @@ pub async fn start(
         running: Mutex::new(HashMap::new()),
         expired_services: Mutex::new(HashSet::new()),
         pipelines: Mutex::new(HashMap::new()),
+        pipeline_generation: std::sync::atomic::AtomicU64::new(0),
     }));
     continue_unfinished(&state).await;
     tokio::spawn(registry::sweep_loop(state.clone()));

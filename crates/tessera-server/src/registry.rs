@@ -1,4 +1,4 @@
-//! The services registry (SPEC §8): services announce themselves and their endpoints; each
+//! The services registry: services announce themselves and their endpoints; each
 //! endpoint becomes an automatic pipeline `entry → service → end`. A service silent for three
 //! periods is removed with its pipelines, and pipelines calling it report it unavailable.
 

@@ -51,6 +51,8 @@ pub struct Inner {
     /// Validated pipelines by name, so a submission does not re-read and re-check its
     /// pipeline; an entry is used only while its version is the stored one.
     pub pipelines: Mutex<HashMap<String, Arc<CachedPipeline>>>,
+    /// Counts writes of pipelines in this process (see [`CachedPipeline::generation`]).
+    pub pipeline_generation: std::sync::atomic::AtomicU64,
 }
 
 /// A stored pipeline, parsed and validated.
@@ -58,6 +60,11 @@ pub struct CachedPipeline {
     pub row: tessera_store::PipelineRow,
     pub pipeline: tessera_core::Pipeline,
     pub definition: Value,
+    /// `AppState::pipeline_generation` when the row was read: the copy is used only while no
+    /// pipeline was written in this process since.
+    pub generation: u64,
+    /// When its version was last confirmed in the store (writes of other processes).
+    pub checked: Mutex<std::time::Instant>,
 }
 
 #[derive(Clone)]
@@ -72,8 +79,11 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    /// Forgets cached pipelines (after any change to the stored ones).
+    /// Forgets cached pipelines (after any change to the stored ones). A copy read before and
+    /// cached after this (a race with the write) carries an older generation: never served.
     pub fn pipelines_changed(&self) {
+        self.pipeline_generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.pipelines
             .lock()
             .unwrap_or_else(|p| p.into_inner())

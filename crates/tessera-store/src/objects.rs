@@ -1,4 +1,4 @@
-//! Object store for binary values (SPEC §1): bytes go to an `object_store` backend (local
+//! Object store for binary values: bytes go to an `object_store` backend (local
 //! filesystem under the data dir by default; S3 can be switched on later), streamed in chunks
 //! and hashed on the way; JSON carries only the reference `{"$object": id, ...}`.
 

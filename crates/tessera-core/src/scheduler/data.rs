@@ -1,4 +1,4 @@
-//! Data flow inside the scheduler (SPEC §3): resolving inputs and paths, and loops fanning out
+//! Data flow inside the scheduler: resolving inputs and paths, and loops fanning out
 //! one branch per item and collecting results in item order.
 
 use std::collections::HashMap;

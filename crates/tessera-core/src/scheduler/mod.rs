@@ -1,4 +1,4 @@
-//! The scheduler: a pure state machine for one task (SPEC §5). Events go in (a job succeeded,
+//! The scheduler: a pure state machine for one task. Events go in (a job succeeded,
 //! failed, a retry is due, cancel), effects come out (records to commit, jobs to run, jobs to
 //! cancel, retries to arm, the task's end). It does no I/O; the engine drives it.
 //!

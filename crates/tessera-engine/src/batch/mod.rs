@@ -1,4 +1,4 @@
-//! The `batch` executor (SPEC §9): resolves the node's input and output (paths or objects),
+//! The `batch` executor: resolves the node's input and output (paths or objects),
 //! then runs the job (`job.rs`) on blocking threads — chunks in parallel, each committed
 //! durably, the output assembled in input order — and publishes its progress.
 

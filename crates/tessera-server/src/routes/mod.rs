@@ -1,4 +1,4 @@
-//! The HTTP routes of SPEC §7, assembled with their body limits.
+//! The HTTP routes, assembled with their body limits.
 
 mod body;
 mod callbacks;

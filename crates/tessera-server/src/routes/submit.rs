@@ -15,28 +15,44 @@ use crate::error::ApiError;
 use crate::routes::pipelines::{load_blocking, unavailable_services};
 use crate::state::{AppState, CachedPipeline};
 
-/// The stored pipeline `route`, parsed and validated: the cached copy when it is still the
-/// stored version (one indexed read), else read and checked again (off the async threads).
-/// A copy cached by a request that raced with a replace or a delete is never served: its
-/// version is no longer the stored one.
+/// How long a cached pipeline is used before its version is confirmed in the store again: a
+/// write made by another server process is seen within this (writes in this process at once).
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The stored pipeline `route`, parsed and validated: the cached copy while no pipeline was
+/// written in this process since it was read (and its version was confirmed in the store within
+/// [`RECHECK`]), else read and checked again (off the async threads). A copy cached by a
+/// request that raced with a replace or a delete is never served: it carries the generation
+/// from before the write.
 async fn current_pipeline(
     state: &AppState,
     route: &str,
 ) -> Result<std::sync::Arc<CachedPipeline>, ApiError> {
-    let r = route.to_string();
-    let version = state
-        .blocking(move |s| s.pipeline_version(&r))
-        .await?
-        .ok_or_else(|| ApiError::not_found("pipeline", route))?;
+    use std::sync::atomic::Ordering;
+    let generation = state.pipeline_generation.load(Ordering::SeqCst);
     let cached = state
         .pipelines
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .get(route)
-        .filter(|c| c.row.version == version)
+        .filter(|c| c.generation == generation)
         .cloned();
     if let Some(c) = cached {
-        return Ok(c);
+        let fresh = c
+            .checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+            < RECHECK;
+        if fresh {
+            return Ok(c);
+        }
+        let r = route.to_string();
+        let version = state.blocking(move |s| s.pipeline_version(&r)).await?;
+        if version.as_deref() == Some(c.row.version.as_str()) {
+            *c.checked.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
+            return Ok(c);
+        }
     }
     let r = route.to_string();
     let row = state
@@ -48,6 +64,8 @@ async fn current_pipeline(
         row,
         pipeline,
         definition,
+        generation,
+        checked: std::sync::Mutex::new(std::time::Instant::now()),
     });
     state
         .pipelines

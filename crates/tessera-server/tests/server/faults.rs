@@ -123,3 +123,81 @@ async fn a_full_database_fails_the_task_and_resume_cancel_delete_work_without_a_
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_9_mb_body_costs_a_small_multiple_of_its_size() {
+    let _turn = memory_turn().await;
+    let f = start().await;
+    let yaml = "nodes:\n  - {id: in, type: entry, api: {route: big}, next: [work]}\n  - {id: work, type: node, after: \"out.seen = true;\", next: [end]}\n  - {id: end, type: end}\n";
+    assert_eq!(f.post_yaml(yaml).await.0, 201);
+    // Records: the shape whose tree costs the most (15 times its text as serde_json values).
+    let mut body = String::from("{\"rows\": [");
+    let mut i = 0;
+    while body.len() < 9_000_000 {
+        if i > 0 {
+            body.push_str(", ");
+        }
+        body.push_str(&format!(
+            "{{\"id\": {i}, \"name\": \"name-{i}\", \"score\": {}.5, \"ok\": {}}}",
+            i / 2,
+            i % 2 == 0
+        ));
+        i += 1;
+    }
+    body.push_str("]}");
+    let size = body.len() as u64;
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+    let before = rss_kb("VmRSS");
+    let r = f
+        .http
+        .post(f.url("/api/v1/services/big"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let id = r.json::<Value>().await.unwrap()["task_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let start = Instant::now();
+    loop {
+        let (_, list) = f.get("/api/v1/tasks?limit=1").await;
+        if list["items"][0]["state"] == "finished" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{list}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let grown = (rss_kb("VmHWM") - before) * 1024;
+    assert!(
+        grown < 10 * size,
+        "peak RSS grew by {} MB for a {} MB body",
+        grown >> 20,
+        size >> 20
+    );
+    // And the result is the body, with the script's field.
+    let result: Value = f
+        .http
+        .get(f.url(&format!("/api/v1/tasks/{id}/result")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(result["seen"], true);
+    assert_eq!(result["rows"].as_array().unwrap().len(), i);
+}
+
+fn rss_kb(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!("{field}:"))
+                .map(|v| v.trim().trim_end_matches(" kB").parse().unwrap())
+        })
+        .unwrap()
+}
