@@ -1,14 +1,34 @@
 //! Read-side views of tasks shared by the CLI and (later) the HTTP API: the task document of
 //! `tasks show --json` / `GET /api/v1/tasks/{id}`.
 
+use serde::Serialize;
 use serde_json::{Map, Value, json};
+use tessera_core::Data;
 use tessera_store::{NodeRunRow, Store};
 
 use crate::error::EngineError;
 
+/// The task document. Serialised as it is, its big values go out as the text they are kept
+/// as (never expanded into JSON trees).
+#[derive(Debug, Serialize)]
+pub struct TaskDocument {
+    pub id: String,
+    pub pipeline: String,
+    pub state: String,
+    pub created_at: u64,
+    pub updated_at: u64,
+    pub input: Data,
+    pub result: Option<Data>,
+    pub error: Option<String>,
+    pub counts: Map<String, Value>,
+    pub nodes: Vec<Value>,
+    pub runs: Vec<NodeRunRow>,
+    pub batches: Vec<Value>,
+}
+
 /// The task with its nodes: for each node instance its latest attempt (state, timings,
-/// attempts, error), plus every attempt of every iteration under `runs`.
-pub fn task_document(store: &dyn Store, task_id: &str) -> Result<Value, EngineError> {
+/// attempts, error), plus every attempt of every iteration under `runs`. Linear in the runs.
+pub fn task_document(store: &dyn Store, task_id: &str) -> Result<TaskDocument, EngineError> {
     let task = store
         .task(task_id)?
         .ok_or_else(|| EngineError::NotFound(task_id.to_string()))?;
@@ -16,14 +36,22 @@ pub fn task_document(store: &dyn Store, task_id: &str) -> Result<Value, EngineEr
     let order = declaration_order(&task.definition);
     runs.sort_by_key(|r| (position(&order, &r.key), r.iteration, r.attempt));
     let mut latest: Vec<&NodeRunRow> = Vec::new();
+    let mut slot: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut attempts: std::collections::HashMap<(&str, u32), usize> =
+        std::collections::HashMap::new();
     for r in &runs {
-        match latest.iter_mut().find(|l| l.key == r.key) {
-            Some(l) => {
+        *attempts.entry((r.key.as_str(), r.iteration)).or_default() += 1;
+        match slot.get(r.key.as_str()) {
+            Some(&i) => {
+                let l = &mut latest[i];
                 if (r.iteration, r.attempt) >= (l.iteration, l.attempt) {
                     *l = r;
                 }
             }
-            None => latest.push(r),
+            None => {
+                slot.insert(r.key.as_str(), latest.len());
+                latest.push(r);
+            }
         }
     }
     let nodes: Vec<Value> = latest
@@ -36,10 +64,10 @@ pub fn task_document(store: &dyn Store, task_id: &str) -> Result<Value, EngineEr
             m.insert("state".into(), json!(r.state));
             m.insert("iteration".into(), json!(r.iteration));
             m.insert("attempt".into(), json!(r.attempt));
-            let attempts = runs
-                .iter()
-                .filter(|x| x.key == r.key && x.iteration == r.iteration)
-                .count();
+            let attempts = attempts
+                .get(&(r.key.as_str(), r.iteration))
+                .copied()
+                .unwrap_or(1);
             m.insert("attempts".into(), json!(attempts));
             m.insert("iterations".into(), json!(r.iteration + 1));
             m.insert("started_at".into(), json!(r.started_at));
@@ -64,20 +92,21 @@ pub fn task_document(store: &dyn Store, task_id: &str) -> Result<Value, EngineEr
         let c = counts.entry(r.state.clone()).or_insert(json!(0));
         *c = json!(c.as_u64().unwrap_or(0) + 1);
     }
-    Ok(json!({
-        "id": task.id,
-        "pipeline": task.pipeline,
-        "state": task.state,
-        "created_at": task.created_at,
-        "updated_at": task.updated_at,
-        "input": task.input,
-        "result": task.result,
-        "error": task.error,
-        "counts": counts,
-        "nodes": nodes,
-        "runs": runs,
-        "batches": batch_documents(store, task_id)?,
-    }))
+    let batches = batch_documents(store, task_id)?;
+    Ok(TaskDocument {
+        id: task.id,
+        pipeline: task.pipeline,
+        state: task.state,
+        created_at: task.created_at,
+        updated_at: task.updated_at,
+        input: task.input,
+        result: task.result,
+        error: task.error,
+        counts,
+        nodes,
+        runs,
+        batches,
+    })
 }
 
 /// Each batch job of the task: state, totals, chunks, and every skipped or failed line.

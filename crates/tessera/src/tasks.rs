@@ -58,7 +58,7 @@ pub fn tasks(settings: &Settings, action: TasksAction) -> Result<ExitCode> {
         }
         TasksAction::Show { task_id, json } => {
             let doc = tessera_engine::inspect::task_document(store.as_ref(), &task_id)?;
-            show(&doc, json)?;
+            show(&serde_json::to_value(&doc)?, json)?;
         }
         TasksAction::Logs {
             task_id,

@@ -112,7 +112,7 @@ pub async fn read(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<tessera_engine::inspect::TaskDocument>, ApiError> {
     visible_task(&state, &caller, &id).await?;
     let i = id.clone();
     let mut doc = state
@@ -126,7 +126,7 @@ pub async fn read(
             })
         })
         .await?;
-    super::link_objects(&mut doc["result"]);
+    doc.result = doc.result.map(super::link_objects_in);
     Ok(Json(doc))
 }
 
