@@ -23,12 +23,45 @@ const MAX_STDOUT: usize = 64 << 20;
 /// background children of the command do not outlive it).
 struct ProcessGroup(Option<nix::unistd::Pid>);
 
+impl ProcessGroup {
+    fn new(pgid: Option<nix::unistd::Pid>) -> ProcessGroup {
+        if let Some(p) = pgid {
+            running_groups().insert(p.as_raw());
+        }
+        ProcessGroup(pgid)
+    }
+}
+
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
         if let Some(pgid) = self.0.take() {
             let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+            running_groups().remove(&pgid.as_raw());
         }
     }
+}
+
+/// The process groups of the commands running now.
+fn running_groups() -> std::sync::MutexGuard<'static, std::collections::HashSet<i32>> {
+    static GROUPS: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<i32>>> =
+        std::sync::OnceLock::new();
+    GROUPS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+/// Kills every running command with its process group (the process is stopping: its tasks
+/// continue at the next start, and their commands run again).
+pub(crate) fn kill_running_commands() -> usize {
+    let groups: Vec<i32> = running_groups().drain().collect();
+    for &g in &groups {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(g),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    groups.len()
 }
 
 /// Runs the command; `slot` (the process pool permit) is given back as soon as the process
@@ -668,7 +701,7 @@ fn tagged_processes() -> std::sync::Arc<std::collections::HashMap<String, Vec<u3
 }
 
 /// Alive and not a zombie (a zombie holds nothing; its parent may never reap it).
-fn still_running(pid: nix::unistd::Pid) -> bool {
+pub(crate) fn still_running(pid: nix::unistd::Pid) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state follows the command name, which is in parentheses and may hold spaces.
         Ok(stat) => stat
@@ -715,7 +748,7 @@ async fn exchange(
     stdout_cap: usize,
     on_exit: impl FnOnce(),
 ) -> (std::io::Result<std::process::ExitStatus>, Vec<u8>, Vec<u8>) {
-    let mut group = ProcessGroup(child.id().map(|id| nix::unistd::Pid::from_raw(id as i32)));
+    let mut group = ProcessGroup::new(child.id().map(|id| nix::unistd::Pid::from_raw(id as i32)));
     let pipe = child.stdin.take();
     let feed = async move {
         if let (Some(mut pipe), Some(payload)) = (pipe, stdin) {

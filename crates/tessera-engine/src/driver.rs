@@ -216,6 +216,15 @@ impl Driver {
         if records.is_empty() && cache.is_empty() {
             return Ok(());
         }
+        if self
+            .ctx
+            .engine
+            .stopping
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            // What the stop did (commands killed) is not the task's history.
+            return Err(EngineError::Internal("the engine is stopping".into()));
+        }
         let observed = records.clone();
         let batch = CommitBatch {
             task_id: &self.ctx.task_id,

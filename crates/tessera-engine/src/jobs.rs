@@ -200,11 +200,59 @@ pub(crate) fn spawn(
     })
 }
 
+/// Every object a job's input names must be one of its task's (uploaded with it, made by its
+/// nodes, returned by its services, or reused from the cache): a reference copied from
+/// elsewhere — a client's data echoed by a command, a service's answer — never gives a
+/// command the bytes of another task's object.
+async fn check_objects(ctx: &JobContext) -> Result<(), JobError> {
+    if !ctx.input.may_contain_key("$object") {
+        return Ok(());
+    }
+    let mut ids = Vec::new();
+    object_ids(&ctx.input.value(), &mut ids);
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let (store, task) = (ctx.engine.store.clone(), ctx.task_id.clone());
+    let foreign = tokio::task::spawn_blocking(move || {
+        for id in ids {
+            if !store.object_in_task(&id, &task)? {
+                return Ok(Some(id));
+            }
+        }
+        Ok::<_, tessera_store::StoreError>(None)
+    })
+    .await
+    .map_err(|e| JobError::retryable(e.to_string()))?
+    .map_err(|e| JobError::retryable(format!("cannot check the input's objects: {e}")))?;
+    match foreign {
+        None => Ok(()),
+        Some(id) => Err(JobError::permanent(format!(
+            "the input names object `{id}`, which is not one of this task's objects \
+             (objects come from the task's uploads, its nodes and its services)"
+        ))),
+    }
+}
+
+fn object_ids(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => match m.get("$object") {
+            Some(serde_json::Value::String(id)) => out.push(id.clone()),
+            _ => m.values().for_each(|x| object_ids(x, out)),
+        },
+        serde_json::Value::Array(items) => items.iter().for_each(|x| object_ids(x, out)),
+        _ => {}
+    }
+}
+
 async fn run(
     mut ctx: JobContext,
     cache_key: Option<String>,
     named: Option<Arc<Semaphore>>,
 ) -> (Result<(Data, bool), JobError>, JobContext) {
+    if let Err(e) = check_objects(&ctx).await {
+        return (Err(e), ctx);
+    }
     if let Some(key) = cache_key {
         let store = ctx.engine.store.clone();
         let task = ctx.task_id.clone();

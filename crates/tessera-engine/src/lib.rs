@@ -110,6 +110,9 @@ struct Shared {
     /// was given up (its driver stopped) and can be taken over.
     drivers: Mutex<std::collections::HashSet<String>>,
     scratch: scratch::ScratchDirs,
+    /// The process is stopping: drivers commit nothing more (a command killed by the stop
+    /// must not be recorded as failed), and give nothing up.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -310,9 +313,18 @@ pub fn runner_alive(runner: &str) -> bool {
     }
     match pid.parse::<i32>() {
         Ok(pid) if pid as u32 == std::process::id() => runner == runner_name(),
-        Ok(pid) => nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok(),
+        // A zombie (killed, not yet reaped by its parent) runs nothing.
+        Ok(pid) => command::still_running(nix::unistd::Pid::from_raw(pid)),
         Err(_) => false,
     }
+}
+
+/// Makes this process's `/proc` entries (environment, memory) unreadable to other processes of
+/// its user — its commands included, which run as that user: a server's tokens in its
+/// environment are not theirs to read. Root still can.
+pub fn hide_own_environment() -> Result<(), EngineError> {
+    nix::sys::prctl::set_dumpable(false)
+        .map_err(|e| EngineError::Internal(format!("cannot protect the process: {e}")))
 }
 
 pub(crate) fn now_millis() -> u64 {
@@ -350,6 +362,7 @@ impl Engine {
                 batch_boards: Mutex::default(),
                 drivers: Mutex::default(),
                 scratch,
+                stopping: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -481,6 +494,15 @@ impl Engine {
         }
     }
 
+    /// The process is stopping: kills every running command with its process group, so none
+    /// outlives it. The tasks stay as committed and continue at the next start.
+    pub fn stop_commands(&self) -> usize {
+        self.shared
+            .stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        command::kill_running_commands()
+    }
+
     /// Cancels a task run by another process (or by nobody any more).
     pub fn cancel_elsewhere(&self, task_id: &str) -> Result<(), EngineError> {
         let store = &self.shared.store;
@@ -548,7 +570,9 @@ impl Engine {
                 });
                 shared.drop_batch_board(&board_id);
                 drop(slot);
-                if let Err(e) = &result {
+                if let Err(e) = &result
+                    && !shared.stopping.load(std::sync::atomic::Ordering::SeqCst)
+                {
                     shared.give_up(&board_id, &e.to_string());
                 }
                 done_tx.set(result);

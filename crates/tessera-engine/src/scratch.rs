@@ -81,7 +81,11 @@ impl ScratchDirs {
             .remove(task_id);
         let root = self.root(task_id);
         if root.exists() {
-            let _ = std::fs::remove_dir_all(root);
+            let _ = std::fs::remove_dir_all(&root);
+        }
+        // The task's directory too, if nothing else is in it.
+        if let Some(task_dir) = root.parent() {
+            let _ = std::fs::remove_dir(task_dir);
         }
     }
 }

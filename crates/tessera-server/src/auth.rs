@@ -103,9 +103,16 @@ impl Tokens {
                     "token for `{name}`: the secret must have at least 16 characters"
                 ));
             }
-            tokens
+            // One secret, one identity: a secret shared by two tokens would act as the last.
+            if tokens
                 .by_digest
-                .insert(digest(secret), (name.to_string(), role));
+                .insert(digest(secret), (name.to_string(), role))
+                .is_some()
+            {
+                return Err(format!(
+                    "token for `{name}`: another token has the same secret; give each its own"
+                ));
+            }
         }
         Ok(tokens)
     }
@@ -120,7 +127,7 @@ impl Tokens {
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(format!(
-                "tokens file {shown} is readable by others (mode {mode:03o}): chmod 600 it"
+                "tokens file {shown} is open to its group or others (mode {mode:03o}): chmod 600 it"
             ));
         }
         let text =
@@ -194,6 +201,10 @@ mod tests {
         assert!(Tokens::parse(&["root:x:0123456789abcdef".into()]).is_err());
         assert!(Tokens::parse(&["user:x:short".into()]).is_err());
         assert!(Tokens::parse(&["user-only".into()]).is_err());
+        assert!(
+            Tokens::parse(&["user:a:0123456789abcdef,admin:b:0123456789abcdef".into()]).is_err(),
+            "one secret, one identity"
+        );
         assert!(
             Tokens::parse(&["ééééééééééééééé".into()]).is_err(),
             "no panic on multibyte text"

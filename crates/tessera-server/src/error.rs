@@ -21,6 +21,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("{}", if *limit > 0 { format!("request body larger than {limit} bytes") } else { "request body too large".to_string() })]
     TooLarge { limit: usize },
+    #[error("part `{part}` is larger than {limit} bytes; only binary fields may be larger")]
+    PartTooLarge { part: String, limit: usize },
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{message}")]
@@ -57,7 +59,9 @@ impl ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            ApiError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            ApiError::TooLarge { .. } | ApiError::PartTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
+            }
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }

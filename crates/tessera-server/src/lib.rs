@@ -31,8 +31,8 @@ use state::{AppState, Inner};
 pub enum ServerError {
     #[error(
         "refusing to listen on {0} without tokens: anyone on the network could run commands. \
-         Configure tokens (--token role:name:secret or TESSERA_TOKENS), listen on 127.0.0.1, \
-         or pass --insecure"
+         Configure tokens (--tokens-file FILE, --token role:name:secret or TESSERA_TOKENS), \
+         listen on 127.0.0.1, or pass --insecure"
     )]
     InsecureAddress(SocketAddr),
     #[error("cannot listen on {addr}: {source}")]

@@ -88,20 +88,22 @@ pub async fn serve(
         let guard = OpenConnection(open.clone());
         let (builder, app) = (builder.clone(), app.clone());
         let (mut stop, done) = (stop_rx.clone(), done_rx.clone());
-        let idle_timeout = limits.idle_timeout;
+        let (idle_timeout, header_timeout) = (limits.idle_timeout, limits.header_timeout);
         tokio::spawn(async move {
             let _guard = guard;
             let _done = done;
             let last = Arc::new(AtomicU64::new(0));
+            let heard = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let started = Instant::now();
             let io = TokioIo::new(Watched {
                 inner: stream,
                 last: last.clone(),
+                heard: heard.clone(),
                 started,
             });
             let service = TowerToHyperService::new(app);
             let mut conn = std::pin::pin!(builder.serve_connection_with_upgrades(io, service));
-            let mut tick = tokio::time::interval(idle_timeout / 4);
+            let mut tick = tokio::time::interval((idle_timeout / 4).min(header_timeout / 2));
             let mut stopping = false;
             loop {
                 tokio::select! {
@@ -117,6 +119,11 @@ pub async fn serve(
                         conn.as_mut().graceful_shutdown();
                     }
                     _ = tick.tick() => {
+                        // Silent since it connected: it had the header timeout to speak.
+                        if !heard.load(Ordering::Relaxed) && started.elapsed() > header_timeout {
+                            tracing::debug!(%peer, "closing a connection that sent nothing");
+                            break;
+                        }
                         let quiet = started.elapsed().as_millis() as u64
                             - last.load(Ordering::Relaxed);
                         if quiet > idle_timeout.as_millis() as u64 {
@@ -158,10 +165,12 @@ async fn refuse(mut stream: TcpStream) {
     .await;
 }
 
-/// A stream that records when it last moved a byte (ms since `started`).
+/// A stream that records when it last moved a byte (ms since `started`), and whether it ever
+/// received one.
 struct Watched {
     inner: TcpStream,
     last: Arc<AtomicU64>,
+    heard: Arc<std::sync::atomic::AtomicBool>,
     started: Instant,
 }
 
@@ -181,6 +190,7 @@ impl AsyncRead for Watched {
         let before = buf.filled().len();
         let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(poll, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.heard.store(true, Ordering::Relaxed);
             self.touch();
         }
         poll

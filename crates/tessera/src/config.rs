@@ -109,8 +109,7 @@ impl Settings {
         if self.ephemeral {
             return Ok(Arc::new(SqliteStore::in_memory()?));
         }
-        std::fs::create_dir_all(&self.data_dir)
-            .with_context(|| format!("cannot create data dir {}", self.data_dir.display()))?;
+        create_private_dir(&self.data_dir)?;
         let db = self
             .db_path
             .clone()
@@ -119,6 +118,20 @@ impl Settings {
             .with_context(|| format!("cannot open {}", db.display()))?;
         Ok(Arc::new(store))
     }
+}
+
+/// Creates the data directory readable by its owner only (it holds every task's data); an
+/// existing one is left as it is.
+fn create_private_dir(dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.exists() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create data dir {}", dir.display()))
 }
 
 /// A running engine and what keeps it alive.

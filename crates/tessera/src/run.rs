@@ -40,6 +40,8 @@ pub fn run(
         None => Data::from_value(default_input(&pipeline)),
     };
     let opened = open_engine(settings)?;
+    // Known before the task exists: its files are stored as its own.
+    let task_id = uuid::Uuid::new_v4().to_string();
     if !files.is_empty() {
         let Some(mut fields) = input.entries() else {
             bail!("--file needs the --input to be a JSON object");
@@ -57,7 +59,7 @@ pub fn run(
                         .put_file(Path::new(path), None, None),
                 )
                 .with_context(|| format!("--file {name}: cannot store {path}"))?;
-            opened.engine.store().put_object(&meta, None)?;
+            opened.engine.store().put_object(&meta, Some(&task_id))?;
             fields.retain(|(k, _)| k != name);
             fields.push((name.to_string(), Data::from_value(meta.to_json())));
         }
@@ -68,7 +70,7 @@ pub fn run(
         pipeline,
         input,
         owner: None,
-        id: None,
+        id: Some(task_id),
     })?;
     follow(handle, &opened.runtime)
 }

@@ -75,6 +75,8 @@ pub struct ServeArgs {
 }
 
 pub fn serve(args: ServeArgs) -> Result<ExitCode> {
+    // Its commands run as its user: they must not read its environment (tokens) in /proc.
+    tessera_engine::hide_own_environment()?;
     let mut settings = Settings::resolve(&args.data, Some(&args.engine))?;
     if let Some(db) = &args.db {
         let Some(path) = db.strip_prefix("sqlite:") else {
@@ -145,9 +147,21 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
             "tessera serving on {} (docs: {}/docs)",
             server.url, server.url
         );
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .context("cannot watch for SIGTERM")?;
+        let engine = server.engine.clone();
         tokio::select! {
             r = server.wait() => r?,
             _ = tokio::signal::ctrl_c() => eprintln!("stopping"),
+            _ = terminate.recv() => eprintln!("stopping (SIGTERM)"),
+        }
+        // Commands do not outlive the server; its unfinished tasks continue at the next start.
+        let killed = engine.stop_commands();
+        if killed > 0 {
+            eprintln!(
+                "stopped {killed} running command(s); their tasks continue at the next start"
+            );
         }
         Ok::<_, anyhow::Error>(())
     })?;

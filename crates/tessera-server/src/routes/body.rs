@@ -79,7 +79,9 @@ pub(crate) fn check_json_body(
             );
         }
         return Err(ApiError::Invalid {
-            message: format!("the body does not match pipeline `{route}`: {count}"),
+            message: format!(
+                "the body does not match pipeline `{route}`: {count} problem(s), listed in `details`"
+            ),
             details: Value::Array(details),
         });
     }

@@ -187,12 +187,7 @@ pub(crate) async fn read_text_field(
     let mut bytes = Vec::new();
     while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
         if bytes.len() + chunk.len() > limit {
-            return Err(ApiError::BadRequest {
-                message: format!(
-                    "part `{name}` is larger than {limit} bytes; only binary fields may be larger"
-                ),
-                details: serde_json::json!([{"field": name, "message": "too large"}]),
-            });
+            return Err(ApiError::PartTooLarge { part: name, limit });
         }
         bytes.extend_from_slice(&chunk);
     }

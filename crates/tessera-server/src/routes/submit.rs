@@ -167,15 +167,25 @@ pub async fn submit(
         owner,
         id: Some(id.clone()),
     };
-    let handle = tokio::task::spawn_blocking(move || engine.submit(submission))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    // Attached first: the task's first command may use them at once.
     if !uploads.is_empty() {
-        let task = id.clone();
-        state
-            .blocking(move |s| s.attach_objects(&task, &uploads))
-            .await?;
+        let (task, ids) = (id.clone(), uploads.clone());
+        if let Err(e) = state.blocking(move |s| s.attach_objects(&task, &ids)).await {
+            super::discard_objects(&state, &uploads).await;
+            return Err(e);
+        }
     }
+    let submitted = tokio::task::spawn_blocking(move || engine.submit(submission))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))
+        .and_then(|r| r.map_err(ApiError::from));
+    let handle = match submitted {
+        Ok(h) => h,
+        Err(e) => {
+            super::discard_objects(&state, &uploads).await;
+            return Err(e);
+        }
+    };
     super::tasks::track(&state, handle);
     Ok((
         StatusCode::ACCEPTED,
@@ -234,8 +244,9 @@ async fn read_parts(
                 super::body::check_json_body(text.as_bytes(), None, "")
             }
             .map_err(|e| match e {
+                // The checker speaks of "the body": here it is this part.
                 ApiError::BadRequest { message, details } => ApiError::BadRequest {
-                    message: format!("part `data`: {}", message.trim_start_matches("the body, ")),
+                    message: message.replacen("the body", "part `data`", 1),
                     details,
                 },
                 other => other,

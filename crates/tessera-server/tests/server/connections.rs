@@ -68,6 +68,21 @@ async fn slow_idle_and_excess_connections_are_closed_in_bounded_time() {
         "beyond 40 at once: 503 and closed"
     );
     assert_eq!(f.get("/health").await.0, 200);
+    // Clients that connect and never send a byte get the header timeout too.
+    let mut silent = Vec::new();
+    for _ in 0..30 {
+        silent.push(TcpStream::connect(addr).await.unwrap());
+    }
+    let connected = Instant::now();
+    for s in &mut silent {
+        until_closed(
+            s,
+            Duration::from_secs(5).saturating_sub(connected.elapsed()),
+        )
+        .await
+        .expect("a silent connection is closed after the header timeout");
+    }
+    assert!(connected.elapsed() >= Duration::from_millis(900));
     // A kept-alive connection that sends nothing more is closed.
     let mut idle = TcpStream::connect(addr).await.unwrap();
     idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -342,7 +342,7 @@ async fn refused_uploads_leave_no_object_rows_or_bytes() {
         // A stored part, and the other binary field missing.
         reqwest::multipart::Form::new().part("a", part("a.bin")),
     ];
-    for form in forms {
+    for (form, status) in forms.into_iter().zip([400, 413, 400]) {
         let r = f
             .http
             .post(f.url("/api/v1/services/up"))
@@ -350,7 +350,7 @@ async fn refused_uploads_leave_no_object_rows_or_bytes() {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status().as_u16(), 400);
+        assert_eq!(r.status().as_u16(), status);
     }
     use tessera_store::Store;
     assert!(
@@ -397,4 +397,52 @@ async fn integers_beyond_i64_stay_exact_through_scripts() {
     assert_eq!(result["n"], 2);
     assert!(text.contains("18446744073709551615"), "{text}");
     assert!(text.contains("[9223372036854775808]"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_echoed_reference_never_reaches_another_tasks_object() {
+    const USER2: &str = "user:u2:user2-secret-0123456789";
+    let f = start_with(&[ADMIN, USER, USER2], tessera_server::Limits::default()).await;
+    // u1 uploads a private file.
+    let keep = "nodes:\n  - {id: in, type: entry, api: {route: keep, body: file}, next: [end]}\n  - {id: end, type: end}\n";
+    assert_eq!(f.post_yaml_as(ADMIN, keep).await, 201);
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(b"u1 private".to_vec()).file_name("p.txt"),
+    );
+    let r: Value = f
+        .http
+        .post(f.url("/api/v1/services/keep"))
+        .bearer_auth(secret(USER))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (_, doc) = f
+        .get_as(
+            USER,
+            &format!("/api/v1/tasks/{}", r["task_id"].as_str().unwrap()),
+        )
+        .await;
+    let object = doc["input"]["file"]["$object"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // u2's text, printed by a command, becomes a reference to it; a command then reads it.
+    let yaml = r#"nodes:
+  - {id: in, type: entry, api: {route: echo, body: {name: "x"}}, next: [print]}
+  - {id: print, type: command, shell: true, command: "printf '%s' {{name}}", next: [read]}
+  - {id: read, type: command, command: [cat, "{{a}}"], stdin: false, next: [end]}
+  - {id: end, type: end}
+"#;
+    assert_eq!(f.post_yaml_as(ADMIN, yaml).await, 201);
+    let name = json!({"a": {"$object": object}}).to_string();
+    let doc = f.run_as(USER2, "echo", &json!({ "name": name })).await;
+    assert_eq!(doc["state"], "failed", "{doc}");
+    let error = doc["error"].as_str().unwrap();
+    assert!(error.contains("not one of this task's objects"), "{error}");
+    assert!(!doc.to_string().contains("u1 private"));
 }

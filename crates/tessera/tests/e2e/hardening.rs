@@ -22,7 +22,7 @@ fn tokens_stay_out_of_commands_and_of_the_command_line() {
     let r = env.run(&["serve", "--addr", "127.0.0.1:0", "--tokens-file", "tokens"]);
     assert_ne!(r.code, 0);
     assert!(
-        r.stderr.contains("readable by others") && r.stderr.contains("chmod 600"),
+        r.stderr.contains("open to its group or others") && r.stderr.contains("chmod 600"),
         "{}",
         r.stderr
     );
@@ -161,7 +161,7 @@ fn resume_kills_what_a_killed_run_left_running_before_running_the_node_again() {
 fn a_restarted_server_kills_what_its_killed_predecessor_left_running() {
     let env = Env::new();
     let port = free_port();
-    let first = serve_with(&env, port, &[], &[]);
+    let mut first = serve_with(&env, port, &[], &[]);
     let rt = rt();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
@@ -190,7 +190,9 @@ fn a_restarted_server_kills_what_its_killed_predecessor_left_running() {
     wait_for("the first attempt", Duration::from_secs(20), || {
         count_lines(&env.path("pids")) == 1
     });
-    drop(first); // SIGKILL
+    // SIGKILL, and not reaped yet: the old server is a zombie while the new one starts (as
+    // under a supervisor that restarts before it reaps).
+    first.child.kill().unwrap();
     let leftover = first_pid(&env);
     assert!(pid_alive(leftover), "the command outlived the server");
     let second = serve_with(&env, port, &[], &[]);
@@ -204,4 +206,66 @@ fn a_restarted_server_kills_what_its_killed_predecessor_left_running() {
         "two attempts ran at once: {:?}",
         std::fs::read_to_string(env.path("overlaps"))
     );
+    drop(first); // reaped now
+}
+
+#[test]
+fn sigterm_stops_the_server_and_its_commands_and_the_task_continues_at_the_next_start() {
+    let env = Env::new();
+    let port = free_port();
+    let mut first = serve_with(&env, port, &[], &[]);
+    let rt = rt();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let dir = env.dir.path().display().to_string();
+    let id = rt.block_on(async {
+        let r = client
+            .post(format!("{}/api/v1/pipelines", first.url))
+            .body(GPU_JOB)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+        let r: Value = client
+            .post(format!("{}/api/v1/services/gpu", first.url))
+            .json(&json!({ "dir": dir }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        r["task_id"].as_str().unwrap().to_string()
+    });
+    wait_for("the first attempt", Duration::from_secs(20), || {
+        count_lines(&env.path("pids")) == 1
+    });
+    let command = first_pid(&env);
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &first.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = first.child.wait().unwrap();
+    assert!(
+        status.success(),
+        "the server stops cleanly on SIGTERM: {status}"
+    );
+    assert!(!pid_alive(command), "its command did not outlive it");
+    // The stop is not the task's failure: the next start continues it.
+    let second = serve_with(&env, port, &[], &[]);
+    rt.block_on(async {
+        let doc = wait_state(&client, &second.url, &id).await;
+        assert_eq!(doc["state"], "finished", "{doc}");
+        let work = doc["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["key"] == "work")
+            .unwrap()
+            .clone();
+        assert_eq!(work["state"], "finished", "{work}");
+    });
 }
