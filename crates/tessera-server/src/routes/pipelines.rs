@@ -14,6 +14,9 @@ use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// Problems listed in one 422 answer.
+const MAX_LISTED_PROBLEMS: usize = 1000;
+
 /// Reads a pipeline document (JSON or YAML) and validates it; 422 lists every problem. CPU
 /// work: callers run it off the async threads ([`load_blocking`]).
 pub(crate) fn load(state: &AppState, text: &str) -> Result<(Pipeline, Value), ApiError> {
@@ -22,8 +25,23 @@ pub(crate) fn load(state: &AppState, text: &str) -> Result<(Pipeline, Value), Ap
             e.field == "document"
                 && (e.message.starts_with("invalid JSON") || e.message.starts_with("invalid YAML"))
         });
-        let message = format!("invalid pipeline: {} problem(s)", report.errors.len());
-        let details = serde_json::to_value(&report.errors).unwrap_or(Value::Null);
+        let count = report.errors.len();
+        let message = format!("invalid pipeline: {count} problem(s)");
+        // A response of 10⁵ problems would cost more than the request: the first ones, and
+        // how many more (`tessera validate` lists them all).
+        let mut listed = &report.errors[..];
+        if count > MAX_LISTED_PROBLEMS {
+            listed = &listed[..MAX_LISTED_PROBLEMS];
+        }
+        let mut details = serde_json::to_value(listed).unwrap_or(Value::Null);
+        if let Value::Array(items) = &mut details
+            && count > MAX_LISTED_PROBLEMS
+        {
+            items.push(json!({
+                "field": "",
+                "message": format!("and {} more problem(s)", count - MAX_LISTED_PROBLEMS),
+            }));
+        }
         if syntax {
             ApiError::BadRequest { message, details }
         } else {

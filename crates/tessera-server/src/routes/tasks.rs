@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tessera_core::scheduler::TaskState;
@@ -112,22 +113,31 @@ pub async fn read(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<tessera_engine::inspect::TaskDocument>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     visible_task(&state, &caller, &id).await?;
     let i = id.clone();
-    let mut doc = state
+    // Read and serialised off the async threads: a task's document can be tens of MB.
+    let body = state
         .blocking(move |s| {
-            tessera_engine::inspect::task_document(s, &i).map_err(|e| match e {
+            let mut doc = tessera_engine::inspect::task_document(s, &i).map_err(|e| match e {
                 tessera_engine::EngineError::Store(s) => s,
                 other => tessera_store::StoreError::Corrupt {
                     what: "task".into(),
                     detail: other.to_string(),
                 },
+            })?;
+            doc.result = doc.result.map(super::link_objects_in);
+            serde_json::to_vec(&doc).map_err(|e| tessera_store::StoreError::Corrupt {
+                what: "task document".into(),
+                detail: e.to_string(),
             })
         })
         .await?;
-    doc.result = doc.result.map(super::link_objects_in);
-    Ok(Json(doc))
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
 }
 
 pub async fn result(

@@ -190,14 +190,3 @@ async fn a_9_mb_body_costs_a_small_multiple_of_its_size() {
     assert_eq!(result["seen"], true);
     assert_eq!(result["rows"].as_array().unwrap().len(), i);
 }
-
-fn rss_kb(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(&format!("{field}:"))
-                .map(|v| v.trim().trim_end_matches(" kB").parse().unwrap())
-        })
-        .unwrap()
-}

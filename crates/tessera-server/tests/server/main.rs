@@ -586,7 +586,7 @@ async fn uploads_are_streamed_to_the_object_store_and_served_back() {
     let size: u64 = 200 << 20;
     // The peak so far may come from another test: start from now (Linux resets it on "5").
     std::fs::write("/proc/self/clear_refs", "5").unwrap();
-    let before = peak_rss_kb();
+    let before = rss_kb("VmHWM");
     // 200 MB produced chunk by chunk: neither side may hold it whole.
     let chunks = futures::stream::iter(
         (0..(size >> 20)).map(|i| Ok::<_, std::io::Error>(vec![(i % 251) as u8; 1 << 20])),
@@ -600,7 +600,7 @@ async fn uploads_are_streamed_to_the_object_store_and_served_back() {
     assert_eq!(doc["state"], "finished", "{doc}");
     let out = doc["result"]["stdout"].as_str().unwrap();
     assert!(out.starts_with(&format!("{size} ")), "{out}");
-    let grown_mb = (peak_rss_kb() - before) / 1024;
+    let grown_mb = (rss_kb("VmHWM") - before) / 1024;
     assert!(
         grown_mb < 100,
         "peak RSS grew by {grown_mb} MB for a 200 MB upload"
@@ -618,17 +618,6 @@ async fn uploads_are_streamed_to_the_object_store_and_served_back() {
             .0,
         404
     );
-}
-
-fn peak_rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("VmHWM:")
-                .map(|v| v.trim().trim_end_matches(" kB").parse().unwrap())
-        })
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -231,13 +231,21 @@ async fn checking_huge_pipelines_is_linear_and_never_stalls_other_requests() {
         started.elapsed()
     );
     assert_eq!((a, b), (422, 422));
-    assert_eq!(
-        report["error"]["details"].as_array().unwrap().len(),
-        180_000
-    );
-    // Generous: with validation on the request threads this took tens of seconds.
     assert!(
-        slowest < Duration::from_secs(2),
+        report["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("180000 problem(s)"),
+        "{}",
+        report["error"]["message"]
+    );
+    let details = report["error"]["details"].as_array().unwrap();
+    assert_eq!(details.len(), 1001, "the first 1,000, then how many more");
+    assert_eq!(details[1000]["message"], "and 179000 more problem(s)");
+    // Generous (the whole suite runs beside it on 2 cores): with validation on the request
+    // threads /health waited for minutes.
+    assert!(
+        slowest < Duration::from_secs(5),
         "/health took {slowest:?} while pipelines were checked"
     );
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::server::{free_port, rt, serve_with, wait_state};
+use crate::server::{free_port, rt, serve_with, wait_state, wait_state_as};
 use crate::support::*;
 
 const ADMIN_SECRET: &str = "admin-secret-0123456789";
@@ -65,36 +65,13 @@ fn tokens_stay_out_of_commands_and_of_the_command_line() {
             .await
             .unwrap();
         let id = r["task_id"].as_str().unwrap().to_string();
-        let doc = wait_state_as(&client, &server.url, &id, ADMIN_SECRET).await;
+        let doc = wait_state_as(&client, &server.url, &id, Some(ADMIN_SECRET)).await;
         let stdout = doc["result"]["stdout"].as_str().unwrap();
         assert!(stdout.contains("PATH="), "{stdout}");
         for secret in ["TESSERA_TOKENS", "user1-secret", "CLOUD_SECRET", "hunter2"] {
             assert!(!stdout.contains(secret), "{secret} reached the command: {stdout}");
         }
     });
-}
-
-async fn wait_state_as(client: &reqwest::Client, url: &str, id: &str, token: &str) -> Value {
-    let start = std::time::Instant::now();
-    loop {
-        let doc: Value = client
-            .get(format!("{url}/api/v1/tasks/{id}"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if matches!(
-            doc["state"].as_str(),
-            Some("finished" | "failed" | "cancelled")
-        ) {
-            return doc;
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "{doc}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A node in a pool of one whose first attempt runs long: a later attempt records whether an
@@ -120,6 +97,27 @@ nodes:
     next: [end]
   - {id: end, type: end}
 "#;
+
+/// Stores `GPU_JOB` on a server and starts it on `dir`: the task id.
+async fn start_gpu_job(client: &reqwest::Client, url: &str, dir: &str) -> String {
+    let r = client
+        .post(format!("{url}/api/v1/pipelines"))
+        .body(GPU_JOB)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let r: Value = client
+        .post(format!("{url}/api/v1/services/gpu"))
+        .json(&json!({ "dir": dir }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["task_id"].as_str().unwrap().to_string()
+}
 
 fn first_pid(env: &Env) -> i32 {
     std::fs::read_to_string(env.path("pids"))
@@ -168,25 +166,7 @@ fn a_restarted_server_kills_what_its_killed_predecessor_left_running() {
         .build()
         .unwrap();
     let dir = env.dir.path().display().to_string();
-    let id = rt.block_on(async {
-        let r = client
-            .post(format!("{}/api/v1/pipelines", first.url))
-            .body(GPU_JOB)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 201);
-        let r: Value = client
-            .post(format!("{}/api/v1/services/gpu", first.url))
-            .json(&json!({ "dir": dir }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        r["task_id"].as_str().unwrap().to_string()
-    });
+    let id = rt.block_on(start_gpu_job(&client, &first.url, &dir));
     wait_for("the first attempt", Duration::from_secs(20), || {
         count_lines(&env.path("pids")) == 1
     });
@@ -220,25 +200,7 @@ fn sigterm_stops_the_server_and_its_commands_and_the_task_continues_at_the_next_
         .build()
         .unwrap();
     let dir = env.dir.path().display().to_string();
-    let id = rt.block_on(async {
-        let r = client
-            .post(format!("{}/api/v1/pipelines", first.url))
-            .body(GPU_JOB)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 201);
-        let r: Value = client
-            .post(format!("{}/api/v1/services/gpu", first.url))
-            .json(&json!({ "dir": dir }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        r["task_id"].as_str().unwrap().to_string()
-    });
+    let id = rt.block_on(start_gpu_job(&client, &first.url, &dir));
     wait_for("the first attempt", Duration::from_secs(20), || {
         count_lines(&env.path("pids")) == 1
     });

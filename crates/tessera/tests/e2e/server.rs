@@ -66,16 +66,23 @@ pub(crate) fn rt() -> tokio::runtime::Runtime {
 }
 
 pub(crate) async fn wait_state(client: &reqwest::Client, url: &str, id: &str) -> Value {
+    wait_state_as(client, url, id, None).await
+}
+
+/// Polls a task until it ends, with a bearer token when given.
+pub(crate) async fn wait_state_as(
+    client: &reqwest::Client,
+    url: &str,
+    id: &str,
+    token: Option<&str>,
+) -> Value {
     let start = Instant::now();
     loop {
-        let doc: Value = client
-            .get(format!("{url}/api/v1/tasks/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let mut req = client.get(format!("{url}/api/v1/tasks/{id}"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let doc: Value = req.send().await.unwrap().json().await.unwrap();
         if matches!(
             doc["state"].as_str(),
             Some("finished" | "failed" | "cancelled")
