@@ -45,7 +45,8 @@ pub struct Node {
     /// Explicit data directives; `None` means "merge the predecessors' outputs".
     pub input: Option<InputSpec>,
     pub next: Vec<String>,
-    pub ready: Option<String>,
+    /// When the node may start, when not "every predecessor resolved and one edge taken".
+    pub ready: Option<Readiness>,
     pub before: Option<String>,
     pub after: Option<String>,
     pub retry: RetryPolicy,
@@ -79,11 +80,10 @@ impl Node {
     /// Every script attached to this node, with the field it came from.
     pub fn scripts(&self) -> Vec<(String, &str)> {
         let mut out = Vec::new();
-        for (field, src) in [
-            ("ready", &self.ready),
-            ("before", &self.before),
-            ("after", &self.after),
-        ] {
+        if let Some(Readiness::Expression(e)) = &self.ready {
+            out.push(("ready".to_string(), e.as_str()));
+        }
+        for (field, src) in [("before", &self.before), ("after", &self.after)] {
             if let Some(s) = src {
                 out.push((field.to_string(), s.as_str()));
             }
@@ -107,6 +107,49 @@ impl Node {
             }
         }
         out
+    }
+}
+
+/// A node's `ready`: a named rule (as Airflow's trigger rules) or a boolean expression,
+/// evaluated each time a predecessor resolves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    Rule(ReadyRule),
+    Expression(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadyRule {
+    /// Once every predecessor finished, failed or was skipped; a failure of a predecessor
+    /// whose successors all have this rule does not fail the task (clean-up, reports).
+    AllDone,
+    /// As soon as one predecessor finished (skipped when none does).
+    OneFinished,
+    /// Only when every predecessor finished (skipped when one was skipped).
+    AllFinished,
+    /// When every predecessor finished or was skipped, even if all were skipped.
+    NoneFailed,
+}
+
+impl ReadyRule {
+    pub const ALL: [ReadyRule; 4] = [
+        ReadyRule::AllDone,
+        ReadyRule::OneFinished,
+        ReadyRule::AllFinished,
+        ReadyRule::NoneFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadyRule::AllDone => "all_done",
+            ReadyRule::OneFinished => "one_finished",
+            ReadyRule::AllFinished => "all_finished",
+            ReadyRule::NoneFailed => "none_failed",
+        }
+    }
+
+    pub fn parse(word: &str) -> Option<ReadyRule> {
+        ReadyRule::ALL.into_iter().find(|r| r.as_str() == word)
     }
 }
 

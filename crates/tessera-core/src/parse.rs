@@ -425,7 +425,7 @@ fn parse_node(value: &Value, where_: &str, report: &mut Report) -> Option<Node> 
     };
     let input = f.input_spec("input", obj.get("input"));
     let next = f.string_list("next", obj.get("next"));
-    let ready = f.string("ready");
+    let ready = parse_ready(&mut f);
     let before = f.string("before");
     let after = f.string("after");
     let timeout = f.duration("timeout", obj.get("timeout"));
@@ -472,6 +472,29 @@ pub fn valid_id(id: &str) -> bool {
     let mut chars = id.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// `ready`: a rule's name, or an expression (anything that is not a single word).
+fn parse_ready(f: &mut Fields) -> Option<Readiness> {
+    let text = f.string("ready")?;
+    let word = text.trim();
+    if !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return match ReadyRule::parse(word) {
+            Some(rule) => Some(Readiness::Rule(rule)),
+            None => {
+                let names: Vec<&str> = ReadyRule::ALL.iter().map(|r| r.as_str()).collect();
+                f.err(
+                    "ready",
+                    format!(
+                        "unknown readiness rule `{word}`; use one of {} or a boolean expression",
+                        names.join(", ")
+                    ),
+                );
+                None
+            }
+        };
+    }
+    Some(Readiness::Expression(text))
 }
 
 fn parse_retry(f: &mut Fields) -> RetryPolicy {

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::datapath::DataPath;
 use crate::model::{Node, NodeKind, Pipeline};
 use crate::topology::Topology;
 
@@ -19,6 +20,8 @@ pub struct TemplatePlan {
     pub nodes: Vec<Arc<Node>>,
     pub topo: Topology,
     pub index: HashMap<String, usize>,
+    /// Per template node: the data paths its templates read (see [`Plan::template_paths`]).
+    pub template_paths: Vec<Vec<(String, DataPath)>>,
 }
 
 #[derive(Debug)]
@@ -33,6 +36,9 @@ pub struct Plan {
     /// Nodes with a predecessor inside a cycle body they are not part of: such a predecessor
     /// may finish once per iteration, so readiness is checked by scanning, not counting.
     pub scan_readiness: Vec<bool>,
+    /// Per node: the data paths its templates read (`{{in.out.dir}}`, `{{loop.item}}`), with
+    /// their placeholder text, resolved by the scheduler when the node is dispatched.
+    pub template_paths: Vec<Vec<(String, DataPath)>>,
 }
 
 impl Plan {
@@ -44,7 +50,7 @@ impl Plan {
             .position(|n| matches!(n.kind, NodeKind::Entry(_)))
             .unwrap_or(0);
         let topo = Topology::build(&pipeline.nodes, entry, &mut Vec::new());
-        let index = nodes
+        let index: HashMap<String, usize> = nodes
             .iter()
             .enumerate()
             .map(|(i, n)| (n.id.clone(), i))
@@ -54,10 +60,17 @@ impl Plan {
             if let NodeKind::Loop(spec) = &node.kind {
                 let tnodes: Vec<Arc<Node>> = spec.nodes.iter().cloned().map(Arc::new).collect();
                 let ttopo = Topology::build(&spec.nodes, 0, &mut Vec::new());
-                let tindex = tnodes
+                let tindex: HashMap<String, usize> = tnodes
                     .iter()
                     .enumerate()
                     .map(|(k, n)| (n.id.clone(), k))
+                    .collect();
+                let top = &index;
+                let local: &HashMap<String, usize> = &tindex;
+                let ids = |id: &str| local.contains_key(id) || top.contains_key(id);
+                let template_paths = tnodes
+                    .iter()
+                    .map(|n| crate::template::node_paths(n, &ids))
                     .collect();
                 templates.insert(
                     i,
@@ -65,6 +78,7 @@ impl Plan {
                         nodes: tnodes,
                         topo: ttopo,
                         index: tindex,
+                        template_paths,
                     },
                 );
             }
@@ -79,6 +93,11 @@ impl Plan {
                 }
             }
         }
+        let ids = |id: &str| index.contains_key(id);
+        let template_paths = nodes
+            .iter()
+            .map(|n| crate::template::node_paths(n, &ids))
+            .collect();
         Plan {
             pipeline,
             nodes,
@@ -87,6 +106,17 @@ impl Plan {
             entry,
             templates,
             scan_readiness,
+            template_paths,
+        }
+    }
+
+    /// The data paths a node's templates read.
+    pub fn template_paths(&self, r: NodeRef) -> &[(String, DataPath)] {
+        match r {
+            NodeRef::Top(i) => &self.template_paths[i],
+            NodeRef::Template { loop_node, index } => {
+                &self.templates[&loop_node].template_paths[index]
+            }
         }
     }
 

@@ -11,8 +11,10 @@ use serde_json::{Map, Value};
 use crate::data::Data;
 
 mod convert;
+mod names;
 
 pub use convert::{BigUnsigned, JsonPart, dynamic_to_json, json_to_dynamic, to_data, to_dynamic};
+pub use names::{NameScope, is_plain_identifier, rewrite};
 
 /// Limits applied to every script evaluation.
 #[derive(Debug, Clone, Copy)]
@@ -64,6 +66,12 @@ pub struct ScriptContext {
     pub loop_item: Option<(Data, usize)>,
 }
 
+impl ScriptContext {
+    fn names_node(&self, word: &str) -> bool {
+        self.nodes.iter().any(|(id, _)| id == word)
+    }
+}
+
 /// How a script gets the task's big values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Conversion {
@@ -76,6 +84,10 @@ enum Conversion {
 /// The script host: one Rhai engine with limits and a cache of compiled scripts.
 pub struct Scripts {
     engine: Engine,
+    /// The same sandbox with strict variables, for validation only.
+    strict: Engine,
+    /// Every function name `engine` offers, collected on first use.
+    functions: std::sync::OnceLock<std::collections::HashSet<String>>,
     compiled: Mutex<HashMap<String, Arc<AST>>>,
 }
 
@@ -130,10 +142,25 @@ pub fn describe_error(e: EvalAltResult) -> ScriptError {
 
 impl Scripts {
     pub fn new(limits: ScriptLimits) -> Scripts {
+        let mut strict = sandboxed_engine(&limits);
+        strict.set_strict_variables(true);
         Scripts {
             engine: sandboxed_engine(&limits),
+            strict,
+            functions: std::sync::OnceLock::new(),
             compiled: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Validation: syntax, then variables and functions that exist nowhere (a script sees
+    /// `input`, `out`, `node`, `nodes`, `pipeline`, the nodes `scope` knows and its own `let`s).
+    pub fn check(&self, source: &str, scope: &NameScope<'_>) -> Result<(), ScriptError> {
+        let text = rewrite(source, scope.is_node);
+        self.compile(&text)?;
+        let functions = self
+            .functions
+            .get_or_init(|| names::engine_functions(&self.engine));
+        names::check(&self.strict, functions, source, scope)
     }
 
     /// Compiles (once) and returns the script; the error carries line and column.
@@ -154,7 +181,7 @@ impl Scripts {
 
     /// Evaluates an expression that must return a boolean (`ready`, `if`).
     pub fn eval_bool(&self, source: &str, ctx: &ScriptContext) -> Result<bool, ScriptError> {
-        let ast = self.compile(source)?;
+        let ast = self.compile(&rewrite(source, &|w| ctx.names_node(w)))?;
         let (mut scope, lazy) = build_scope(ctx, source, Conversion::Lazy);
         let mut result = self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast);
         if result.is_err() && lazy {
@@ -178,7 +205,7 @@ impl Scripts {
     /// Runs a statement script (`before`, `after`, `exec`); it may assign `input` and `out`,
     /// which are written back into `ctx`.
     pub fn run(&self, source: &str, ctx: &mut ScriptContext) -> Result<(), ScriptError> {
-        let ast = self.compile(source)?;
+        let ast = self.compile(&rewrite(source, &|w| ctx.names_node(w)))?;
         let (mut scope, lazy) = build_scope(ctx, source, Conversion::Lazy);
         let mut ran = self.engine.run_ast_with_scope(&mut scope, &ast);
         if ran.is_err() && lazy {
@@ -243,7 +270,9 @@ fn build_scope(ctx: &ScriptContext, source: &str, how: Conversion) -> (Scope<'st
     let mut nodes = rhai::Map::new();
     for (id, view) in &ctx.nodes {
         let d = convert(view);
-        if is_plain_identifier(id) {
+        let variable = names::BUILT_IN_VARIABLES.contains(&id.as_str())
+            || names::LOOP_VARIABLES.contains(&id.as_str());
+        if is_plain_identifier(id) && !variable {
             scope.push_dynamic(id.clone(), d.clone());
         }
         nodes.insert(id.as_str().into(), d);
@@ -267,7 +296,12 @@ fn build_scope(ctx: &ScriptContext, source: &str, how: Conversion) -> (Scope<'st
     pipeline.insert("name".into(), ctx.pipeline_name.clone().into());
     scope.push("pipeline", pipeline);
     if let Some((item, index)) = &ctx.loop_item {
-        scope.push_dynamic("item", convert(item));
+        let item = convert(item);
+        let mut looped = rhai::Map::new();
+        looped.insert("item".into(), item.clone());
+        looped.insert("index".into(), (*index as i64).into());
+        scope.push("__loop", looped);
+        scope.push_dynamic("item", item);
         scope.push("index", *index as i64);
     }
     // A script that does not name them still has them (as nothing), and may set them.
@@ -293,16 +327,6 @@ pub fn identifiers(source: &str) -> impl Iterator<Item = &str> {
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
         .filter(|w| !w.is_empty())
         .flat_map(|w| std::iter::once(w).chain(w.split('-')))
-}
-
-fn is_plain_identifier(id: &str) -> bool {
-    const RESERVED: &[&str] = &[
-        "in", "if", "else", "loop", "for", "while", "do", "let", "const", "fn", "return", "true",
-        "false", "switch", "break", "continue", "throw", "try", "catch", "import", "export", "as",
-        "private", "this", "global", "is", "nodes", "node", "pipeline", "input", "out", "item",
-        "index", "until", "Fn", "call", "curry", "type_of", "print", "debug", "eval",
-    ];
-    !id.contains('-') && !RESERVED.contains(&id)
 }
 
 #[cfg(test)]

@@ -115,6 +115,85 @@ impl Topology {
     }
 }
 
+/// Which nodes can have run before which: `a` before `b` when edges lead from `a` to `b`; in
+/// a cycle, every node of the body may have run (in an earlier pass) before any other.
+/// One bit set per node: building it costs O((nodes + edges) × nodes / 64).
+#[derive(Debug, Clone)]
+pub struct Ancestry {
+    words: usize,
+    bits: Vec<u64>,
+}
+
+impl Ancestry {
+    pub fn build(topo: &Topology) -> Ancestry {
+        let n = topo.preds.len();
+        let words = n.div_ceil(64);
+        let mut bits = vec![0u64; n * words];
+        let order = forward_order(topo);
+        let set = |bits: &mut [u64], row: usize, col: usize| {
+            bits[row * words + col / 64] |= 1 << (col % 64);
+        };
+        loop {
+            for &v in &order {
+                for &p in &topo.preds[v] {
+                    for w in 0..words {
+                        let x = bits[p * words + w];
+                        bits[v * words + w] |= x;
+                    }
+                    set(&mut bits, v, p);
+                }
+            }
+            let mut changed = false;
+            for body in &topo.cycle_bodies {
+                let mut union = vec![0u64; words];
+                for &x in body {
+                    for (w, u) in union.iter_mut().enumerate() {
+                        *u |= bits[x * words + w];
+                    }
+                    union[x / 64] |= 1 << (x % 64);
+                }
+                for &x in body {
+                    for (w, u) in union.iter().enumerate() {
+                        let cell = &mut bits[x * words + w];
+                        changed |= *cell | u != *cell;
+                        *cell |= u;
+                    }
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        Ancestry { words, bits }
+    }
+
+    /// Whether `a` may have finished when `b` starts.
+    pub fn ran_before(&self, a: usize, b: usize) -> bool {
+        self.bits
+            .get(b * self.words + a / 64)
+            .is_some_and(|w| w & (1 << (a % 64)) != 0)
+    }
+}
+
+/// The nodes in an order where every forward predecessor comes first (Kahn); nodes on a
+/// cycle that no back edge breaks (unreachable ones) are left out.
+fn forward_order(topo: &Topology) -> Vec<usize> {
+    let n = topo.preds.len();
+    let mut waiting: Vec<usize> = topo.preds.iter().map(Vec::len).collect();
+    let mut ready: Vec<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(v) = ready.pop() {
+        order.push(v);
+        for &s in &topo.succs[v] {
+            waiting[s] -= 1;
+            if waiting[s] == 0 {
+                ready.push(s);
+            }
+        }
+    }
+    order
+}
+
 /// Nodes forward-reachable from `head` that also reach `tail`: the part of the graph that runs
 /// again when `tail` jumps back to `head`. Sorted in declaration order with `head` first.
 fn cycle_body(succs: &[Vec<usize>], preds: &[Vec<usize>], head: usize, tail: usize) -> Vec<usize> {

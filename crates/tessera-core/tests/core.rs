@@ -179,3 +179,65 @@ nodes:
     );
     assert_eq!((ok.tile, ok.compute_tile, ok.threads), (512, 256, 0));
 }
+
+#[test]
+fn placeholders_and_paths_name_nodes_that_ran_before() {
+    let text = r#"
+nodes:
+  - {id: in, type: entry, next: [a, b]}
+  - id: a
+    type: command
+    command: ["echo", "{{b.out.x}}", "{{ghost.out.y}}", "{{a.out.z}}", "{{a.input.q}}", "{{in.out.n}}", "{{loop.item}}", "{{x..y}}", "{{unclosed"]
+    env: {K: "{{params.k}}-{{c.out}}"}
+    next: [c]
+  - {id: b, type: node, next: [c]}
+  - {id: c, type: node, input: {v: a.out.x, w: b.out, z: end.out}, next: [each]}
+  - id: each
+    type: loop
+    items: c.out.list
+    nodes:
+      - {id: t1, type: command, command: ["echo", "{{t2.out}}", "{{loop.item}}", "{{c.out.n}}", "{{each.input.k}}", "{{each.out.k}}", "{{loop.t1.out}}"], next: [t2]}
+      - {id: t2, type: http, url: "http://127.0.0.1/{{t1.out.id}}/{{loop.index}}/{{loop.t1.out.id}}"}
+    next: [end]
+  - {id: end, type: end}
+"#;
+    insta::assert_snapshot!(report(text));
+    // In a cycle, a node may read what a later node of the cycle wrote in the previous pass.
+    let cycle = r#"
+nodes:
+  - {id: in, type: entry, next: [step]}
+  - {id: step, type: command, command: ["echo", "{{check.input.n}}", "{{in.out.n}}"], next: [check]}
+  - {id: check, type: branch, if: "input.n < 3", then: {next: [step]}, else: {next: [end]}}
+  - {id: end, type: end}
+"#;
+    assert_eq!(report(cycle), "valid");
+}
+
+#[test]
+fn scripts_name_any_node_and_unknown_names_are_reported() {
+    let valid = r#"
+nodes:
+  - {id: in, type: entry, next: [make-it]}
+  - {id: make-it, type: node, before: "input.x = in.out.n + 1; input.s = `${in.out.n}`;", next: [check]}
+  - {id: check, type: branch, if: "in.out.n > 1 && make-it.out.x > 0 && \"n\" in in.out", then: {next: [each]}, else: {next: [end]}}
+  - id: each
+    type: loop
+    items: in.out.list
+    nodes:
+      - {id: t1, type: node, before: "fn twice(v) { v * 2 } out = #{v: twice(loop.item), i: loop.index, same: item == loop.item, n: in.out.n.to_string().len()};"}
+    next: [end]
+  - {id: end, type: end}
+"#;
+    assert_eq!(report(valid), "valid");
+    let bad = r#"
+nodes:
+  - {id: in, type: entry, next: [a]}
+  - {id: a, type: node, before: "out = nope + 1;", next: [b]}
+  - {id: b, type: node, after: "let y = frobnicate(2);", ready: "inn.out.x > 1", next: [c]}
+  - {id: c, type: node, before: "out = loop.item;", next: [d]}
+  - {id: d, type: node, before: "out = input.len(); out = input.nonsense_method();", next: [e]}
+  - {id: e, type: node, ready: any, next: [end]}
+  - {id: end, type: end}
+"#;
+    insta::assert_snapshot!(report(bad));
+}

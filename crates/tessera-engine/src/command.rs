@@ -14,7 +14,7 @@ use tessera_store::ObjectMeta;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::jobs::JobContext;
-use crate::template::{render, render_shell};
+use crate::template::{Scope, render, render_shell};
 
 /// Largest stdout kept as the node's output; beyond it the command fails.
 const MAX_STDOUT: usize = 64 << 20;
@@ -79,6 +79,12 @@ pub(crate) async fn run(
         .take(&ctx.task_id)
         .map_err(|e| JobError::retryable(format!("cannot create a scratch directory: {e}")))?;
     let params = with_context(&ctx.node.params, ctx, &scratch);
+    let paths = ctx.scope.clone();
+    let scope = Scope {
+        input: &input,
+        params: &params,
+        paths: &paths,
+    };
     let objects = ctx.engine.objects.clone();
     let work_dir = ctx.engine.config.work_dir.join(&ctx.task_id);
     let mut fetch_list: Vec<(String, PathBuf)> = Vec::new();
@@ -99,25 +105,22 @@ pub(crate) async fn run(
             // One argument per element, whatever its placeholders hold.
             let rendered = argv
                 .iter()
-                .map(|a| render(a, &input, &params, &mut object_path))
+                .map(|a| render(a, &scope, &mut object_path))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(bad)?;
             (rendered[0].clone(), rendered[1..].to_vec())
         }
         CommandLine::Shell(script) => {
-            let sh = render_shell(script, &input, &params, &mut object_path).map_err(bad)?;
+            let sh = render_shell(script, &scope, &mut object_path).map_err(bad)?;
             (SHELL.into(), sh.argv())
         }
     };
     let mut env = Vec::new();
     for (k, v) in &spec.env {
-        env.push((
-            k.clone(),
-            render(v, &input, &params, &mut object_path).map_err(bad)?,
-        ));
+        env.push((k.clone(), render(v, &scope, &mut object_path).map_err(bad)?));
     }
     let cwd = match &spec.cwd {
-        Some(c) => Some(render(c, &input, &params, &mut object_path).map_err(bad)?),
+        Some(c) => Some(render(c, &scope, &mut object_path).map_err(bad)?),
         None => None,
     };
     for (id, dest) in fetch_list {
@@ -533,7 +536,11 @@ impl ChunkCommand {
         scratch: &Path,
     ) -> Result<ChunkCommand, String> {
         let params = with_context(&ctx.node.params, ctx, scratch);
-        let params = &params;
+        let scope = &Scope {
+            input,
+            params: &params,
+            paths: &ctx.scope,
+        };
         let mut no_objects = |_: &Value| -> Result<String, String> {
             Err("object references cannot be used in a batch command line".into())
         };
@@ -541,19 +548,19 @@ impl ChunkCommand {
             CommandLine::Argv(argv) => {
                 let r = argv
                     .iter()
-                    .map(|a| render(a, input, params, &mut no_objects))
+                    .map(|a| render(a, scope, &mut no_objects))
                     .collect::<Result<Vec<_>, _>>()?;
                 (r[0].clone(), r[1..].to_vec())
             }
             CommandLine::Shell(s) => (
                 SHELL.to_string(),
-                render_shell(s, input, params, &mut no_objects)?.argv(),
+                render_shell(s, scope, &mut no_objects)?.argv(),
             ),
         };
         let node_env = spec
             .env
             .iter()
-            .map(|(k, v)| Ok((k.clone(), render(v, input, params, &mut no_objects)?)))
+            .map(|(k, v)| Ok((k.clone(), render(v, scope, &mut no_objects)?)))
             .collect::<Result<Vec<_>, String>>()?;
         let identity = CommandIdentity {
             task_id: &ctx.task_id,
@@ -565,7 +572,7 @@ impl ChunkCommand {
         let cwd = spec
             .cwd
             .as_deref()
-            .map(|c| render(c, input, params, &mut no_objects))
+            .map(|c| render(c, scope, &mut no_objects))
             .transpose()?;
         Ok(ChunkCommand {
             program,

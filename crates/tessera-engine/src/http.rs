@@ -7,7 +7,7 @@ use tessera_core::model::HttpSpec;
 use tessera_core::scheduler::JobError;
 
 use crate::jobs::JobContext;
-use crate::template::render;
+use crate::template::{Scope, render};
 
 /// Largest response body read into memory.
 const MAX_BODY: usize = 256 << 20;
@@ -15,15 +15,36 @@ const MAX_BODY: usize = 256 << 20;
 pub(crate) async fn run(ctx: &mut JobContext, spec: &HttpSpec) -> Result<Value, JobError> {
     let input = ctx.input.clone();
     let params = ctx.node.params.clone();
+    let paths = ctx.scope.clone();
+    let scope = Scope {
+        input: &input,
+        params: &params,
+        paths: &paths,
+    };
     let mut no_objects = |_: &Value| -> Result<String, String> {
         Err("an object cannot be placed in a URL or header".to_string())
     };
-    let url = render(&spec.url, &input, &params, &mut no_objects).map_err(JobError::permanent)?;
+    let url = render(&spec.url, &scope, &mut no_objects).map_err(JobError::permanent)?;
+    // A URL that cannot be sent will never be sent: fail now, not after every retry.
+    match reqwest::Url::parse(&url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
+        Ok(u) => {
+            return Err(JobError::permanent(format!(
+                "url: `{url}` uses `{}:`; only http and https URLs can be called",
+                u.scheme()
+            )));
+        }
+        Err(e) => {
+            return Err(JobError::permanent(format!(
+                "url: `{url}` is not an absolute http(s) URL ({e})"
+            )));
+        }
+    }
     let method = reqwest::Method::from_bytes(spec.verb.as_bytes())
         .map_err(|_| JobError::permanent(format!("bad HTTP verb `{}`", spec.verb)))?;
     let mut req = ctx.engine.http.request(method.clone(), &url);
     for (k, v) in &spec.headers {
-        let v = render(v, &input, &params, &mut no_objects).map_err(JobError::permanent)?;
+        let v = render(v, &scope, &mut no_objects).map_err(JobError::permanent)?;
         req = req.header(k, v);
     }
     req = req

@@ -77,6 +77,8 @@ pub(crate) struct JobContext {
     pub attempt: u32,
     pub node: Arc<Node>,
     pub input: Data,
+    /// The data paths the node's templates name, resolved at dispatch.
+    pub scope: Vec<(String, Data)>,
     pub logs: Vec<LogLine>,
 }
 
@@ -172,6 +174,7 @@ pub(crate) fn spawn(
         attempt: job.id.attempt,
         node: job.node.clone(),
         input: job.input.clone(),
+        scope: job.scope.clone(),
         logs: Vec::new(),
     };
     engine.runtime.spawn(async move {

@@ -15,18 +15,24 @@ use tessera_raster::job::{self, JobInput, JobReport, JobSpec, Operation};
 use tessera_raster::{DType, RasterError};
 
 use crate::jobs::{CancelFlag, CancelOnDrop, JobContext};
-use crate::template::render;
+use crate::template::{Scope, render};
 
 pub(crate) async fn run(ctx: &mut JobContext, spec: &RasterSpec) -> Result<Value, JobError> {
     let input = ctx.input.clone();
     let params = ctx.node.params.clone();
+    let paths = ctx.scope.clone();
+    let scope = Scope {
+        input: &input,
+        params: &params,
+        paths: &paths,
+    };
     let user = |e: String| JobError::permanent(e);
     let work_dir = ctx.work_dir("raster");
     let mut no_objects = |_: &Value| -> Result<String, String> {
         Err("object references cannot be used in a path; use `object:` instead".into())
     };
     let mut templated = |field: &str, text: &str| -> Result<PathBuf, JobError> {
-        render(text, &input, &params, &mut no_objects)
+        render(text, &scope, &mut no_objects)
             .map(PathBuf::from)
             .map_err(|e| user(format!("{field}: {e}")))
     };

@@ -13,7 +13,7 @@ use tessera_core::scheduler::JobError;
 use tessera_store::{CallbackRow, ObjectMeta};
 
 use crate::jobs::JobContext;
-use crate::template::render;
+use crate::template::{Scope, render};
 
 /// Delays between dispatch attempts when the service is unreachable or busy.
 const DISPATCH_DELAYS_MS: &[u64] = &[100, 250, 500, 1000, 2000, 4000];
@@ -164,10 +164,16 @@ async fn dispatch(
 ) -> Result<(), JobError> {
     let input = ctx.input.clone();
     let params = ctx.node.params.clone();
+    let paths = ctx.scope.clone();
+    let scope = Scope {
+        input: &input,
+        params: &params,
+        paths: &paths,
+    };
     let mut no_objects = |_: &Value| -> Result<String, String> {
         Err("an object cannot be placed in a URL".to_string())
     };
-    let url = render(&spec.url, &input, &params, &mut no_objects).map_err(JobError::permanent)?;
+    let url = render(&spec.url, &scope, &mut no_objects).map_err(JobError::permanent)?;
     let mut last_error = String::new();
     for (n, delay) in std::iter::once(0)
         .chain(DISPATCH_DELAYS_MS.iter().copied())

@@ -1,63 +1,25 @@
 //! String templates in command lines, environments, URLs and headers: `{{path}}` from the node
-//! scope (input fields, `input.x`, `params.x`, and `tessera.task_id|node|attempt` for commands)
-//! and `${env:NAME}` secret references. In a `shell: true` script, a placeholder never becomes
+//! scope (input fields, `input.x`, `params.x`, `tessera.task_id|node|attempt` for commands, and
+//! data paths such as `{{in.out.dir}}` or `{{loop.item}}` resolved by the scheduler) and
+//! `${env:NAME}` secret references. In a `shell: true` script, a placeholder never becomes
 //! shell code: its value is passed as a positional parameter and the script refers to it.
 
 use serde_json::Value;
 use tessera_core::Data;
+use tessera_core::template::{Piece, pieces};
 
-/// One part of a template.
-enum Piece<'t> {
-    Text(&'t str),
-    /// `{{path}}`
-    Path(&'t str),
-    /// `${env:NAME}`
-    Env(&'t str),
-}
-
-/// Splits a template into text and placeholders.
-fn pieces(template: &str) -> Result<Vec<Piece<'_>>, String> {
-    let mut out = Vec::new();
-    let mut rest = template;
-    loop {
-        let next_braces = rest.find("{{");
-        let next_env = rest.find("${env:");
-        let (at, is_env) = match (next_braces, next_env) {
-            (None, None) => break,
-            (Some(a), None) => (a, false),
-            (None, Some(b)) => (b, true),
-            (Some(a), Some(b)) => (a.min(b), b < a),
-        };
-        if at > 0 {
-            out.push(Piece::Text(&rest[..at]));
-        }
-        if is_env {
-            let after = &rest[at + 6..];
-            let end = after
-                .find('}')
-                .ok_or_else(|| format!("unclosed `${{env:` in `{template}`"))?;
-            out.push(Piece::Env(after[..end].trim()));
-            rest = &after[end + 1..];
-        } else {
-            let after = &rest[at + 2..];
-            let end = after
-                .find("}}")
-                .ok_or_else(|| format!("unclosed `{{{{` in `{template}`"))?;
-            out.push(Piece::Path(after[..end].trim()));
-            rest = &after[end + 2..];
-        }
-    }
-    if !rest.is_empty() {
-        out.push(Piece::Text(rest));
-    }
-    Ok(out)
+/// What a node's templates can read: its input, its `params` (with `tessera.*` added by the
+/// command executor) and the data paths the scheduler resolved at dispatch, by placeholder text.
+pub(crate) struct Scope<'a> {
+    pub input: &'a Data,
+    pub params: &'a serde_json::Map<String, Value>,
+    pub paths: &'a [(String, Data)],
 }
 
 /// The text a placeholder stands for.
 fn value_of(
     piece: &Piece<'_>,
-    input: &Data,
-    params: &serde_json::Map<String, Value>,
+    scope: &Scope<'_>,
     object_path: &mut dyn FnMut(&Value) -> Result<String, String>,
 ) -> Result<String, String> {
     match piece {
@@ -65,9 +27,9 @@ fn value_of(
         Piece::Env(name) => std::env::var(name).map_err(|_| {
             format!("environment variable `{name}` (referenced as ${{env:{name}}}) is not set")
         }),
-        Piece::Path(path) => {
-            let value = lookup(path, input, params).ok_or_else(|| {
-                format!("placeholder `{{{{{path}}}}}` has no value in the node's input")
+        Piece::Placeholder(path) => {
+            let value = lookup(path, scope).ok_or_else(|| {
+                format!("placeholder `{{{{{path}}}}}` has no value in the node's scope")
             })?;
             scalar_text(&value, object_path)
         }
@@ -77,15 +39,14 @@ fn value_of(
 /// Renders `template`; `object_path` turns an object reference into a local file path.
 pub(crate) fn render(
     template: &str,
-    input: &Data,
-    params: &serde_json::Map<String, Value>,
+    scope: &Scope<'_>,
     object_path: &mut dyn FnMut(&Value) -> Result<String, String>,
 ) -> Result<String, String> {
     let mut out = String::with_capacity(template.len());
     for piece in pieces(template)? {
         match piece {
             Piece::Text(t) => out.push_str(t),
-            other => out.push_str(&value_of(&other, input, params, object_path)?),
+            other => out.push_str(&value_of(&other, scope, object_path)?),
         }
     }
     Ok(out)
@@ -134,8 +95,7 @@ enum Context {
 /// quoting is misjudged (an unusual construct), the result is wrong text, never an injection.
 pub(crate) fn render_shell(
     template: &str,
-    input: &Data,
-    params: &serde_json::Map<String, Value>,
+    scope: &Scope<'_>,
     object_path: &mut dyn FnMut(&Value) -> Result<String, String>,
 ) -> Result<ShellCommand, String> {
     let mut script = String::with_capacity(template.len());
@@ -148,7 +108,7 @@ pub(crate) fn render_shell(
                 script.push_str(t);
             }
             other => {
-                let value = value_of(&other, input, params, object_path)?;
+                let value = value_of(&other, scope, object_path)?;
                 let n = args.len() + 1;
                 match stack.last().copied().unwrap_or(Context::Bare { parens: 0 }) {
                     Context::Bare { .. } => script.push_str(&format!("\"${{{n}}}\"")),
@@ -174,7 +134,7 @@ pub(crate) fn render_shell(
 
 fn placeholder_text(piece: &Piece<'_>) -> String {
     match piece {
-        Piece::Path(p) => format!("{{{{{p}}}}}"),
+        Piece::Placeholder(p) => format!("{{{{{p}}}}}"),
         Piece::Env(n) => format!("${{env:{n}}}"),
         Piece::Text(t) => t.to_string(),
     }
@@ -236,8 +196,13 @@ fn set_parens(context: &mut Context, n: u32) {
     }
 }
 
-/// The value a placeholder names: `input…`, `params.…`, `tessera.…`, or an input field.
-fn lookup(path: &str, input: &Data, params: &serde_json::Map<String, Value>) -> Option<Value> {
+/// The value a placeholder names: a resolved data path, `input…`, `params.…`, `tessera.…`, or
+/// an input field.
+fn lookup(path: &str, scope: &Scope<'_>) -> Option<Value> {
+    if let Some((_, value)) = scope.paths.iter().find(|(raw, _)| raw == path) {
+        return (!value.is_null()).then(|| value.value().into_owned());
+    }
+    let (input, params) = (scope.input, scope.params);
     let mut parts = path.split('.');
     let first = parts.next()?;
     let rest: Vec<String> = parts.map(str::to_string).collect();
@@ -286,6 +251,14 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn scope<'a>(input: &'a Data, params: &'a serde_json::Map<String, Value>) -> Scope<'a> {
+        Scope {
+            input,
+            params,
+            paths: &[],
+        }
+    }
+
     fn no_objects(_: &Value) -> Result<String, String> {
         Ok("/objects/x".into())
     }
@@ -299,8 +272,7 @@ mod tests {
         params.insert("tessera".into(), json!({"task_id": "t-1"}));
         let r = render(
             "{{name}}|{{ input.n }}|{{params.mode}}|{{img}}|{{list.1}}|{{tessera.task_id}}|${env:PATH}",
-            &input,
-            &params,
+            &scope(&input, &params),
             &mut no_objects,
         )
         .unwrap();
@@ -312,17 +284,16 @@ mod tests {
     fn missing_values_are_clear_errors() {
         let input: Data = json!({}).into();
         let params = serde_json::Map::new();
-        let e = render("x {{nope}}", &input, &params, &mut no_objects).unwrap_err();
-        assert_eq!(e, "placeholder `{{nope}}` has no value in the node's input");
+        let e = render("x {{nope}}", &scope(&input, &params), &mut no_objects).unwrap_err();
+        assert_eq!(e, "placeholder `{{nope}}` has no value in the node's scope");
         let e = render(
             "${env:TESSERA_SURELY_UNSET_VAR}",
-            &input,
-            &params,
+            &scope(&input, &params),
             &mut no_objects,
         )
         .unwrap_err();
         assert!(e.contains("TESSERA_SURELY_UNSET_VAR"));
-        assert!(render("{{oops", &input, &params, &mut no_objects).is_err());
+        assert!(render("{{oops", &scope(&input, &params), &mut no_objects).is_err());
     }
 
     #[test]
@@ -331,8 +302,7 @@ mod tests {
         let params = serde_json::Map::new();
         let r = render_shell(
             "echo {{name}} \"in {{q}}\" 'and {{name}}' \\'{{q}}",
-            &input,
-            &params,
+            &scope(&input, &params),
             &mut no_objects,
         )
         .unwrap();
@@ -353,8 +323,7 @@ mod tests {
         let params = serde_json::Map::new();
         let r = render_shell(
             "echo $(({{n}} * ({{n}} + 1))) \"$(echo \"{{s}}\" {{s}})\" {{s}}",
-            &input,
-            &params,
+            &scope(&input, &params),
             &mut no_objects,
         )
         .unwrap();
@@ -362,8 +331,12 @@ mod tests {
             r.script,
             "echo $((${1} * (${2} + 1))) \"$(echo \"${3}\" \"${4}\")\" \"${5}\""
         );
-        let e =
-            render_shell("echo $(({{evil}} + 1))", &input, &params, &mut no_objects).unwrap_err();
+        let e = render_shell(
+            "echo $(({{evil}} + 1))",
+            &scope(&input, &params),
+            &mut no_objects,
+        )
+        .unwrap_err();
         assert!(e.contains("must be an integer"), "{e}");
     }
 }

@@ -56,6 +56,10 @@ impl RasterError {
 impl From<SourceError> for RasterError {
     fn from(e: SourceError) -> RasterError {
         match e {
+            // A file that is not there will not appear by trying again.
+            SourceError::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                RasterError::Invalid(e.to_string())
+            }
             SourceError::Io { .. } => RasterError::Io(e.to_string()),
             e if e.is_user_error() => RasterError::Invalid(e.to_string()),
             e => RasterError::Io(e.to_string()),

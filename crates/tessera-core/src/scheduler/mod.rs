@@ -16,7 +16,7 @@ use crate::data::Data;
 
 pub use self::types::*;
 pub use self::view::cache_key;
-use crate::model::{Node, NodeKind};
+use crate::model::{Node, NodeKind, Readiness, ReadyRule};
 use crate::plan::{NodeRef, Plan};
 use crate::script::Scripts;
 
@@ -341,8 +341,16 @@ impl Scheduler {
         i.started_at = Some(self.now);
         i.error = None;
         let input = i.input.clone().unwrap_or_default();
+        let node_ref = i.node;
+        let scope: Vec<(String, Data)> = self
+            .plan
+            .template_paths(node_ref)
+            .iter()
+            .map(|(raw, path)| (raw.clone(), self.resolve_path(idx, path)))
+            .collect();
+        let i = &mut self.inst[idx];
         if node.cache && i.cache_key.is_none() {
-            i.cache_key = Some(cache_key(&node, &input, self.ctx.owner.as_deref()));
+            i.cache_key = Some(cache_key(&node, &input, &scope, self.ctx.owner.as_deref()));
         }
         let job = Job {
             id: JobId {
@@ -354,6 +362,7 @@ impl Scheduler {
             iteration: i.iteration,
             node,
             input,
+            scope,
             cache_key: i.cache_key.clone(),
         };
         self.active_jobs += 1;
@@ -600,7 +609,10 @@ impl Scheduler {
             self.inst[idx].unresolved_preds == 0
         };
         let node = self.node_of(idx);
-        if let Some(src) = &node.ready {
+        if let Some(Readiness::Rule(rule)) = &node.ready {
+            return self.apply_rule(idx, *rule);
+        }
+        if let Some(Readiness::Expression(src)) = &node.ready {
             let ctx = self.script_context(idx, &node, src, Data::null(), Data::null());
             match self.scripts.eval_bool(src, &ctx) {
                 Ok(true) => return self.make_ready(idx),
@@ -619,6 +631,53 @@ impl Scheduler {
         } else {
             self.skip(idx);
         }
+    }
+
+    /// A named readiness rule, from the states of the predecessors (a branch's arm not taken
+    /// counts as skipped).
+    fn apply_rule(&mut self, idx: usize, rule: ReadyRule) {
+        let (mut finished, mut skipped, mut failed, mut pending) = (0, 0, 0, 0);
+        for p in self.preds_of(idx) {
+            match self.inst[p].state {
+                NodeState::Finished if self.edge_taken(p, idx) => finished += 1,
+                NodeState::Finished | NodeState::Skipped => skipped += 1,
+                NodeState::Failed => failed += 1,
+                _ => pending += 1,
+            }
+        }
+        let again = self.inst[idx].back_from.is_some();
+        let start = match rule {
+            ReadyRule::AllDone => (pending == 0).then_some(true),
+            ReadyRule::OneFinished if finished > 0 || again => Some(true),
+            ReadyRule::OneFinished => (pending == 0).then_some(false),
+            ReadyRule::AllFinished => {
+                (pending == 0).then_some(again || (skipped == 0 && failed == 0))
+            }
+            ReadyRule::NoneFailed => (pending == 0).then_some(failed == 0),
+        };
+        match start {
+            Some(true) => self.make_ready(idx),
+            Some(false) => self.skip(idx),
+            None => {}
+        }
+    }
+
+    /// Whether a failure of `idx` is handled downstream: every successor runs `all_done`.
+    fn failure_is_handled(&self, idx: usize) -> bool {
+        let succs: Vec<&Node> = match self.inst[idx].node {
+            NodeRef::Top(n) => self.plan.topo.succs[n]
+                .iter()
+                .map(|&s| &*self.plan.nodes[s])
+                .collect(),
+            NodeRef::Template { loop_node, index } => {
+                let t = &self.plan.templates[&loop_node];
+                t.topo.succs[index].iter().map(|&s| &*t.nodes[s]).collect()
+            }
+        };
+        !succs.is_empty()
+            && succs
+                .iter()
+                .all(|n| n.ready == Some(Readiness::Rule(ReadyRule::AllDone)))
     }
 
     fn make_ready(&mut self, idx: usize) {
@@ -705,6 +764,9 @@ impl Scheduler {
         let attempt = i.attempt;
         let key = i.key.clone();
         self.record_node(idx, false);
+        if self.failure_is_handled(idx) {
+            return self.resolved(idx);
+        }
         let err = format!("node `{key}` failed (attempt {attempt}): {message}");
         self.terminate(TaskState::Failed, err);
     }

@@ -506,25 +506,25 @@ fn cache_key_depends_on_content_not_object_ids() {
     let b = json!({"img": {"$object": "id-2", "sha256": "abc"}});
     let c = json!({"img": {"$object": "id-1", "sha256": "def"}});
     assert_eq!(
-        cache_key(node, &a.clone().into(), None),
-        cache_key(node, &b.clone().into(), None)
+        cache_key(node, &a.clone().into(), &[], None),
+        cache_key(node, &b.clone().into(), &[], None)
     );
     assert_ne!(
-        cache_key(node, &a.clone().into(), None),
-        cache_key(node, &c.clone().into(), None)
+        cache_key(node, &a.clone().into(), &[], None),
+        cache_key(node, &c.clone().into(), &[], None)
     );
     // Each owner has its own entries.
     assert_ne!(
-        cache_key(node, &a.clone().into(), None),
-        cache_key(node, &a.clone().into(), Some("u1"))
+        cache_key(node, &a.clone().into(), &[], None),
+        cache_key(node, &a.clone().into(), &[], Some("u1"))
     );
     assert_ne!(
-        cache_key(node, &a.clone().into(), Some("u1")),
-        cache_key(node, &a.clone().into(), Some("u2"))
+        cache_key(node, &a.clone().into(), &[], Some("u1")),
+        cache_key(node, &a.clone().into(), &[], Some("u2"))
     );
     assert_eq!(
-        cache_key(node, &a.clone().into(), Some("u1")),
-        cache_key(node, &b.clone().into(), Some("u1"))
+        cache_key(node, &a.clone().into(), &[], Some("u1")),
+        cache_key(node, &b.clone().into(), &[], Some("u1"))
     );
 }
 
@@ -760,4 +760,63 @@ nodes:
         sim.apply(eff);
     }
     assert!(sim.outcome.is_some(), "the task ends once no work is left");
+}
+
+#[test]
+fn readiness_rules_follow_the_predecessors_states() {
+    let yaml = |rule: &str| {
+        format!(
+            r#"
+nodes:
+  - {{id: in, type: entry, next: [a, b, pick]}}
+  - id: a
+    {CMD}
+    next: [join]
+  - id: b
+    {CMD}
+    next: [join]
+  - {{id: pick, type: branch, if: "false", then: {{next: [join]}}, else: {{next: [end]}}}}
+  - {{id: join, type: node, ready: {rule}, next: [end]}}
+  - {{id: end, type: end, wait_all: true}}
+"#
+        )
+    };
+    // one_finished: starts on the first finished predecessor, the other still running.
+    let mut sim = Sim::new(&yaml("one_finished"), json!({}));
+    sim.succeed("a", json!({"from": "a"}));
+    assert_eq!(sim.node_states("join").last(), Some(&NodeState::Finished));
+    // all_finished: the branch arm not taken counts as skipped, so `join` is skipped.
+    let mut sim = Sim::new(&yaml("all_finished"), json!({}));
+    sim.succeed("a", json!({}));
+    assert!(sim.node_states("join").is_empty());
+    sim.succeed("b", json!({}));
+    assert_eq!(sim.node_states("join").last(), Some(&NodeState::Skipped));
+    // none_failed: finished or skipped predecessors are enough.
+    let mut sim = Sim::new(&yaml("none_failed"), json!({}));
+    sim.succeed("a", json!({}));
+    sim.succeed("b", json!({}));
+    assert_eq!(sim.node_states("join").last(), Some(&NodeState::Finished));
+}
+
+#[test]
+fn all_done_runs_after_a_failure_and_the_task_goes_on() {
+    let yaml = format!(
+        r#"
+nodes:
+  - {{id: in, type: entry, next: [work]}}
+  - id: work
+    {CMD}
+    next: [report]
+  - {{id: report, type: node, ready: all_done, before: "input = #{{work: work.state}};", next: [end]}}
+  - {{id: end, type: end}}
+"#
+    );
+    let mut sim = Sim::new(&yaml, json!({}));
+    sim.fail("work", JobError::permanent("boom"));
+    assert_eq!(sim.result(), json!({"work": "failed"}));
+    // Without a handler downstream, the same failure fails the task.
+    let plain = yaml.replace("ready: all_done, ", "");
+    let mut sim = Sim::new(&plain, json!({}));
+    sim.fail("work", JobError::permanent("boom"));
+    assert_eq!(sim.outcome.unwrap().state, TaskState::Failed);
 }

@@ -150,6 +150,9 @@ pub struct Job {
     pub iteration: u32,
     pub node: Arc<Node>,
     pub input: Data,
+    /// The values of the data paths its templates name (`{{in.out.dir}}`, `{{loop.item}}`),
+    /// by placeholder text, resolved when it was dispatched.
+    pub scope: Vec<(String, Data)>,
     /// Set for `cache: true` nodes: look it up before running, store the output after.
     pub cache_key: Option<String>,
 }

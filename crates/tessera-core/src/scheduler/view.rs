@@ -150,7 +150,12 @@ impl Scheduler {
 
 /// The cache key of a node run: its definition and its resolved input, objects by content,
 /// within the scope of the task's owner (`None`: local runs and servers without tokens).
-pub fn cache_key(node: &Node, input: &Data, owner: Option<&str>) -> String {
+pub fn cache_key(
+    node: &Node,
+    input: &Data,
+    scope: &[(String, Data)],
+    owner: Option<&str>,
+) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(b"tessera-cache-v2\0");
@@ -164,15 +169,27 @@ pub fn cache_key(node: &Node, input: &Data, owner: Option<&str>) -> String {
     h.update(b"\0");
     h.update(node.definition.to_string().as_bytes());
     h.update(b"\0");
-    // Objects by content: only a value that may hold one is read as a tree.
-    if input.may_contain_key("$object") {
+    hash_data(&mut h, input);
+    // What its templates read from other nodes (`{{make.out.dir}}`) is part of what it does.
+    for (raw, value) in scope {
+        h.update(b"\0scope\0");
+        h.update(raw.as_bytes());
+        h.update(b"\0");
+        hash_data(&mut h, value);
+    }
+    hex::encode(h.finalize())
+}
+
+/// Objects by content: only a value that may hold one is read as a tree.
+fn hash_data(h: &mut sha2::Sha256, value: &Data) {
+    use sha2::Digest;
+    if value.may_contain_key("$object") {
         h.update(
-            super::data::content_form(&input.value())
+            super::data::content_form(&value.value())
                 .to_string()
                 .as_bytes(),
         );
     } else {
-        h.update(input.json().as_bytes());
+        h.update(value.json().as_bytes());
     }
-    hex::encode(h.finalize())
 }

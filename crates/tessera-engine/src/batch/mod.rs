@@ -16,7 +16,7 @@ use tessera_core::model::{BatchSource, BatchSpec, BatchTarget};
 use tessera_core::scheduler::{BatchProgress, JobError};
 
 use crate::jobs::{CancelFlag, CancelOnDrop, JobContext};
-use crate::template::render;
+use crate::template::{Scope, render};
 
 /// Live counters of one batch job, read by progress displays.
 #[derive(Debug, Default)]
@@ -56,6 +56,12 @@ impl BatchBoard {
 pub(crate) async fn run(ctx: &mut JobContext, spec: &BatchSpec) -> Result<Value, JobError> {
     let input = ctx.input.clone();
     let params = ctx.node.params.clone();
+    let paths = ctx.scope.clone();
+    let scope = Scope {
+        input: &input,
+        params: &params,
+        paths: &paths,
+    };
     let user = |e: String| JobError::permanent(e);
     let work_dir = ctx.work_dir("batch");
     let mut no_objects = |_: &Value| -> Result<String, String> {
@@ -63,15 +69,13 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &BatchSpec) -> Result<Value,
     };
     let source: PathBuf = match &spec.reader.source {
         BatchSource::Path(p) => PathBuf::from(
-            render(p, &input, &params, &mut no_objects)
-                .map_err(|e| user(format!("reader.path: {e}")))?,
+            render(p, &scope, &mut no_objects).map_err(|e| user(format!("reader.path: {e}")))?,
         ),
         BatchSource::Object(path) => ctx.object_file("reader.object", path, &work_dir).await?.0,
     };
     let target = match &spec.writer.target {
         BatchTarget::Path(p) => job::Target::Path(PathBuf::from(
-            render(p, &input, &params, &mut no_objects)
-                .map_err(|e| user(format!("writer.path: {e}")))?,
+            render(p, &scope, &mut no_objects).map_err(|e| user(format!("writer.path: {e}")))?,
         )),
         BatchTarget::Object { name } => job::Target::Object {
             file: work_dir.join("output"),

@@ -3,6 +3,7 @@
 
 mod batch;
 mod hardening;
+mod pipelines;
 mod raster;
 mod server;
 mod support;
