@@ -127,3 +127,49 @@ impl Plan {
         }
     }
 }
+
+/// The ids of the nodes of `new` whose definition differs from `old`'s, or that `old` lacks:
+/// a resume with `new` runs them again, with everything downstream. A loop is compared without
+/// its `nodes` (its body's nodes are compared one by one).
+pub fn changed_nodes(old: &Pipeline, new: &Pipeline) -> std::collections::HashSet<String> {
+    fn own_definitions(nodes: &[Node], out: &mut HashMap<String, serde_json::Value>) {
+        for n in nodes {
+            let mut def = n.definition.clone();
+            if let NodeKind::Loop(spec) = &n.kind {
+                if let Some(m) = def.as_object_mut() {
+                    m.remove("nodes");
+                }
+                own_definitions(&spec.nodes, out);
+            }
+            out.insert(n.id.clone(), def);
+        }
+    }
+    let (mut before, mut after) = (HashMap::new(), HashMap::new());
+    own_definitions(&old.nodes, &mut before);
+    own_definitions(&new.nodes, &mut after);
+    after
+        .into_iter()
+        .filter(|(id, def)| before.get(id) != Some(def))
+        .map(|(id, _)| id)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changed_nodes_compare_each_node_and_loop_bodies_apart() {
+        let scripts = crate::Scripts::default();
+        let load = |text: &str| crate::load_pipeline(text, &scripts).unwrap();
+        let old = load(
+            "nodes:\n  - {id: in, type: entry, next: [a]}\n  - {id: a, type: node, next: [l]}\n  - id: l\n    type: loop\n    items: in.out.xs\n    nodes:\n      - {id: t, type: node, before: \"input.v = 1;\"}\n    next: [end]\n  - {id: end, type: end}\n",
+        );
+        let new = load(
+            "nodes:\n  - {id: in, type: entry, next: [a]}\n  - {id: a, type: node, next: [l]}\n  - id: l\n    type: loop\n    items: in.out.xs\n    nodes:\n      - {id: t, type: node, before: \"input.v = 2;\"}\n    next: [end]\n  - {id: end, type: end}\n",
+        );
+        let changed = changed_nodes(&old, &new);
+        assert_eq!(changed, ["t".to_string()].into_iter().collect());
+        assert!(changed_nodes(&old, &old).is_empty());
+    }
+}

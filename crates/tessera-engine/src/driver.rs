@@ -24,6 +24,8 @@ pub(crate) struct DriverContext {
     pub plan: Arc<Plan>,
     pub input: Data,
     pub past: Vec<PastRun>,
+    /// Nodes whose definition changed since the past runs (a resume with a fix).
+    pub changed: std::collections::HashSet<String>,
     pub events_tx: EventSender,
     pub events_rx: EventReceiver,
     pub progress: Arc<Mutex<Progress>>,
@@ -61,7 +63,8 @@ impl Driver {
             ctx.plan.clone(),
             ctx.engine.scripts.clone(),
             past,
-        );
+        )
+        .with_changes(std::mem::take(&mut ctx.changed));
         Driver {
             ctx,
             scheduler,

@@ -24,6 +24,10 @@ pub struct TaskDocument {
     pub nodes: Vec<Value>,
     pub runs: Vec<NodeRunRow>,
     pub batches: Vec<Value>,
+    /// The definitions (and inputs) the task ran with before a resume with a fix replaced
+    /// them, oldest first; the current definition is the pipeline's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub revisions: Vec<tessera_store::TaskRevision>,
 }
 
 /// The task with its nodes: for each node instance its latest attempt (state, timings,
@@ -93,6 +97,7 @@ pub fn task_document(store: &dyn Store, task_id: &str) -> Result<TaskDocument, E
         *c = json!(c.as_u64().unwrap_or(0) + 1);
     }
     let batches = batch_documents(store, task_id)?;
+    let revisions = store.task_revisions(task_id)?;
     Ok(TaskDocument {
         id: task.id,
         pipeline: task.pipeline,
@@ -106,6 +111,7 @@ pub fn task_document(store: &dyn Store, task_id: &str) -> Result<TaskDocument, E
         nodes,
         runs,
         batches,
+        revisions,
     })
 }
 

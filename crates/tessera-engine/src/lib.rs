@@ -12,6 +12,7 @@ mod http;
 pub mod inspect;
 mod jobs;
 mod raster;
+mod resume;
 mod scratch;
 mod service;
 mod template;
@@ -22,12 +23,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use tessera_core::scheduler::{Event, Outcome, Progress, TaskState};
+use tessera_core::scheduler::{Event, Outcome, Progress};
 use tessera_core::{Data, Pipeline, Plan, Scripts};
 use tessera_store::{NewTask, Objects, Store};
 
 pub use error::EngineError;
 pub use raster::report_json as raster_report_json;
+pub use resume::Fix;
+use resume::History;
 
 /// Engine settings.
 #[derive(Clone)]
@@ -401,71 +404,7 @@ impl Engine {
         let plan = Arc::new(Plan::new(Arc::new(pipeline)));
         let slot = DriverSlot::reserve(&self.shared, &id)
             .ok_or_else(|| EngineError::Internal(format!("task id {id} is already driven here")))?;
-        self.start_driver(slot, owner, plan, input, Vec::new())
-    }
-
-    /// Continues a failed, cancelled or interrupted task: finished nodes keep their outputs.
-    pub fn resume(&self, task_id: &str) -> Result<TaskHandle, EngineError> {
-        // Reserved in this process before anything is read: a second resume here, or a
-        // liveness check, sees the task as driven from now on.
-        let Some(slot) = DriverSlot::reserve(&self.shared, task_id) else {
-            return Err(EngineError::NotResumable {
-                id: task_id.to_string(),
-                reason: "it is still being run by this process (or resumed by another request)"
-                    .into(),
-            });
-        };
-        let store = &self.shared.store;
-        let task = store
-            .task(task_id)?
-            .ok_or_else(|| EngineError::NotFound(task_id.to_string()))?;
-        match task.task_state() {
-            TaskState::Finished => {
-                return Err(EngineError::NotResumable {
-                    id: task_id.to_string(),
-                    reason: "it finished successfully".into(),
-                });
-            }
-            TaskState::Running | TaskState::Pending => {
-                // Our own reservation aside, is anyone driving it?
-                if let Some(r) = &task.runner
-                    && r != &self.shared.runner
-                    && runner_alive(r)
-                {
-                    return Err(EngineError::NotResumable {
-                        id: task_id.to_string(),
-                        reason: format!("it is still being run by process {r}"),
-                    });
-                }
-            }
-            TaskState::Failed | TaskState::Cancelled => {}
-        }
-        let (pipeline, report) = {
-            let mut report = tessera_core::Report::default();
-            let p = tessera_core::parse::pipeline_from_value(&task.definition, &mut report);
-            (p, report)
-        };
-        let pipeline = match pipeline {
-            Some(p) if report.is_ok() => p,
-            _ => {
-                return Err(EngineError::Internal(format!(
-                    "stored definition of task {task_id} no longer parses: {report}"
-                )));
-            }
-        };
-        let past = store.past_runs(task_id)?;
-        let observed = (task.state.as_str(), task.runner.as_deref());
-        if !store.reopen_task(task_id, observed, &self.shared.runner)? {
-            return Err(EngineError::NotResumable {
-                id: task_id.to_string(),
-                reason: "another request is resuming it".into(),
-            });
-        }
-        // What an engine killed with -9 left running would overlap the node's next attempt.
-        command::kill_leftovers(task_id, Duration::from_secs(5));
-        self.shared.scratch.task_ended(task_id);
-        let plan = Arc::new(Plan::new(Arc::new(pipeline)));
-        self.start_driver(slot, task.owner, plan, task.input, past)
+        self.start_driver(slot, owner, plan, input, History::default())
     }
 
     /// Delivers a service's callback for `token` (objects already stored and referenced in
@@ -521,13 +460,13 @@ impl Engine {
         Ok(())
     }
 
-    fn start_driver(
+    pub(crate) fn start_driver(
         &self,
         slot: DriverSlot,
         owner: Option<String>,
         plan: Arc<Plan>,
         input: Data,
-        past: Vec<tessera_core::scheduler::PastRun>,
+        history: History,
     ) -> Result<TaskHandle, EngineError> {
         let id = slot.task_id.clone();
         let (events_tx, events_rx) = events::channel();
@@ -543,7 +482,8 @@ impl Engine {
             owner,
             plan,
             input,
-            past,
+            past: history.past,
+            changed: history.changed,
             events_tx: events_tx.clone(),
             events_rx,
             progress: progress.clone(),

@@ -110,7 +110,7 @@ fn resume_is_refused_while_this_process_runs_the_task() {
     let f = fixture();
     let yaml = "nodes:\n  - {id: in, type: entry, next: [long]}\n  - {id: long, type: command, command: [sleep, \"30\"], next: [end]}\n  - {id: end, type: end}\n";
     let h = submit(&f, yaml, json!({}));
-    match f.engine.resume(&h.id) {
+    match f.engine.resume(&h.id, tessera_engine::Fix::default()) {
         Err(EngineError::NotResumable { reason, .. }) => {
             assert!(reason.contains("still being run"), "{reason}")
         }
@@ -119,7 +119,8 @@ fn resume_is_refused_while_this_process_runs_the_task() {
     h.cancel("done");
     h.wait().unwrap();
     assert!(matches!(
-        f.engine.resume("no-such-task"),
+        f.engine
+            .resume("no-such-task", tessera_engine::Fix::default()),
         Err(EngineError::NotFound(_))
     ));
     drop(f.runtime);
@@ -210,6 +211,11 @@ fn a_panicking_driver_stops_its_jobs_and_fails_its_task_which_resumes() {
     assert_eq!(task.state, "failed");
     assert!(task.error.unwrap().contains("observer bug"));
     // Nothing holds it any more: it resumes at once, in this process.
-    let outcome = f.engine.resume(&h.id).unwrap().wait().unwrap();
+    let outcome = f
+        .engine
+        .resume(&h.id, tessera_engine::Fix::default())
+        .unwrap()
+        .wait()
+        .unwrap();
     assert_eq!(outcome.state, TaskState::Finished);
 }

@@ -194,7 +194,11 @@ async fn continue_unfinished(state: &AppState) {
     for id in ids {
         let engine = state.engine.clone();
         let task = id.clone();
-        match tokio::task::spawn_blocking(move || engine.resume(&task)).await {
+        match tokio::task::spawn_blocking(move || {
+            engine.resume(&task, tessera_engine::Fix::default())
+        })
+        .await
+        {
             Ok(Ok(handle)) => {
                 tracing::info!(task = %id, "continuing unfinished task");
                 routes::tasks::track(state, handle);

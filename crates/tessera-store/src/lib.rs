@@ -28,6 +28,19 @@ pub trait Store: Send + Sync {
 
     fn task(&self, id: &str) -> Result<Option<TaskRow>, StoreError>;
 
+    /// Replaces a task's definition (and input, when given), keeping the current ones as a
+    /// revision; for a resume with a fix, by the process that reopened the task.
+    fn revise_task(
+        &self,
+        task_id: &str,
+        definition: &Value,
+        input: Option<&tessera_core::Data>,
+        at: u64,
+    ) -> Result<(), StoreError>;
+
+    /// The definitions a task ran with before, oldest first.
+    fn task_revisions(&self, task_id: &str) -> Result<Vec<TaskRevision>, StoreError>;
+
     /// Tasks newest first, filtered.
     fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskSummary>, StoreError>;
 
@@ -192,6 +205,16 @@ pub trait Store: Send + Sync {
 
     /// Chunks' checkpoints (or failures) and their lines, all in one durable transaction.
     fn put_batch_chunks(&self, commits: &[ChunkCommit<'_>]) -> Result<(), StoreError>;
+
+    /// The input changed after its first `keep` chunks (which are committed and unchanged):
+    /// records the job's new source and plan and replaces its other chunks by `chunks`, in
+    /// one transaction.
+    fn replan_batch_job(
+        &self,
+        job: &BatchJobRow,
+        keep: u32,
+        chunks: &[BatchChunkRow],
+    ) -> Result<(), StoreError>;
 
     /// One chunk's checkpoint (or failure) and its lines.
     fn put_batch_chunk(&self, commit: &ChunkCommit<'_>) -> Result<(), StoreError> {

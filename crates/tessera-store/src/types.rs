@@ -46,6 +46,17 @@ pub struct TaskRow {
     pub owner: Option<String>,
 }
 
+/// A definition a task ran with before a resume replaced it (with its input then).
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskRevision {
+    /// 1 for the task's first definition, then counting up.
+    pub revision: u32,
+    pub definition: Value,
+    pub input: Data,
+    /// When a resume replaced it (Unix milliseconds).
+    pub replaced_at: u64,
+}
+
 impl TaskRow {
     pub fn task_state(&self) -> TaskState {
         TaskState::parse(&self.state).unwrap_or(TaskState::Failed)
@@ -198,6 +209,10 @@ pub struct BatchChunkRow {
     pub attempts: u32,
     /// Hash of the input bytes `start..end` as processed (checked on resume).
     pub input_hash: Option<String>,
+    /// A 32-bit hash of each physical line of the chunk (little-endian), so that a resume
+    /// after the input changed can name the first changed line.
+    #[serde(skip)]
+    pub line_hashes: Option<Vec<u8>>,
     /// The bytes the chunk appended to the output (its committed range of the output file).
     pub output_bytes: Option<u64>,
     /// The output's first line when a command produced it (CSV header), checked equal across
@@ -229,6 +244,7 @@ impl BatchChunkRow {
             filtered: 0,
             attempts: 0,
             input_hash: None,
+            line_hashes: None,
             output_bytes: None,
             output_header: None,
             error: None,

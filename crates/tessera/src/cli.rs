@@ -80,9 +80,16 @@ pub enum Command {
         #[command(flatten)]
         engine: EngineArgs,
     },
-    /// Continue a failed, cancelled or interrupted task.
+    /// Continue a failed, cancelled or interrupted task; with `--pipeline` or `--input`, with
+    /// a fix: changed nodes and everything after them run again, the rest keeps its outputs.
     Resume {
         task_id: String,
+        /// The fixed pipeline file (the task keeps the definition it ran with before).
+        #[arg(long, value_name = "FILE")]
+        pipeline: Option<PathBuf>,
+        /// A new input: JSON text, or @file.
+        #[arg(long)]
+        input: Option<String>,
         #[command(flatten)]
         data: DataArgs,
         #[command(flatten)]
@@ -195,11 +202,13 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Resume {
             task_id,
+            pipeline,
+            input,
             data,
             engine,
         } => {
             let settings = Settings::resolve(&data, Some(&engine))?;
-            crate::run::resume(&settings, &task_id)
+            crate::run::resume(&settings, &task_id, pipeline.as_deref(), input.as_deref())
         }
         Command::Validate { file, json } => validate(&file, json),
         Command::Graph { file, format } => {

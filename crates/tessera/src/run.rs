@@ -23,15 +23,7 @@ pub fn run(
     let (pipeline, doc) = match crate::cli::load_or_report(file)? {
         Ok(p) => p,
         Err(report) => {
-            eprintln!("{}: invalid pipeline:", file.display());
-            for e in &report.errors {
-                eprintln!("  {e}");
-            }
-            eprintln!(
-                "error: {} has {} problem(s); nothing was run",
-                file.display(),
-                report.errors.len()
-            );
+            report_invalid(file, &report, "nothing was run");
             return Ok(ExitCode::from(2));
         }
     };
@@ -72,16 +64,48 @@ pub fn run(
         owner: None,
         id: Some(task_id),
     })?;
-    follow(handle, &opened.runtime)
+    follow(handle, &opened.runtime, !settings.ephemeral)
 }
 
-pub fn resume(settings: &Settings, task_id: &str) -> Result<ExitCode> {
+pub fn resume(
+    settings: &Settings,
+    task_id: &str,
+    pipeline: Option<&Path>,
+    input: Option<&str>,
+) -> Result<ExitCode> {
     if settings.ephemeral {
         bail!("--ephemeral keeps no tasks, so there is nothing to resume");
     }
+    let definition = match pipeline {
+        None => None,
+        Some(file) => match crate::cli::load_or_report(file)? {
+            Ok((pipeline, doc)) => Some((doc, pipeline)),
+            Err(report) => {
+                report_invalid(file, &report, "the task was not resumed");
+                return Ok(ExitCode::from(2));
+            }
+        },
+    };
+    let fix = tessera_engine::Fix {
+        definition,
+        input: input.map(parse_input).transpose()?,
+    };
     let opened = open_engine(settings)?;
-    let handle = opened.engine.resume(task_id)?;
-    follow(handle, &opened.runtime)
+    let handle = opened.engine.resume(task_id, fix)?;
+    follow(handle, &opened.runtime, true)
+}
+
+/// Prints every problem of an invalid pipeline file.
+fn report_invalid(file: &Path, report: &tessera_core::Report, outcome: &str) {
+    eprintln!("{}: invalid pipeline:", file.display());
+    for e in &report.errors {
+        eprintln!("  {e}");
+    }
+    eprintln!(
+        "error: {} has {} problem(s); {outcome}",
+        file.display(),
+        report.errors.len()
+    );
 }
 
 /// Without `--input`, the entry's example body (`api.body` when it is an object) is used.
@@ -111,7 +135,12 @@ fn parse_input(input: &str) -> Result<Data> {
 }
 
 /// Shows progress until the task ends; Ctrl-C cancels it (resumable later).
-fn follow(handle: TaskHandle, runtime: &tokio::runtime::Runtime) -> Result<ExitCode> {
+/// `resumable`: the task is kept (not `--ephemeral`), so `tessera resume` can continue it.
+fn follow(
+    handle: TaskHandle,
+    runtime: &tokio::runtime::Runtime,
+    resumable: bool,
+) -> Result<ExitCode> {
     eprintln!("task {}", handle.id);
     let (cancel_tx, cancel_rx) = std::sync::mpsc::channel::<()>();
     runtime.spawn(async move {
@@ -137,10 +166,17 @@ fn follow(handle: TaskHandle, runtime: &tokio::runtime::Runtime) -> Result<ExitC
             Ok(ExitCode::SUCCESS)
         }
         TaskState::Cancelled => {
-            eprintln!(
-                "task {} cancelled; continue it with: tessera resume {}",
-                handle.id, handle.id
-            );
+            if resumable {
+                eprintln!(
+                    "task {} cancelled; continue it with: tessera resume {}",
+                    handle.id, handle.id
+                );
+            } else {
+                eprintln!(
+                    "task {} cancelled (--ephemeral: nothing was kept)",
+                    handle.id
+                );
+            }
             eprintln!(
                 "error: {}",
                 outcome.error.unwrap_or_else(|| "cancelled".into())
@@ -148,10 +184,18 @@ fn follow(handle: TaskHandle, runtime: &tokio::runtime::Runtime) -> Result<ExitC
             Ok(ExitCode::from(130))
         }
         _ => {
-            eprintln!(
-                "task {} failed; after fixing the cause: tessera resume {}",
-                handle.id, handle.id
-            );
+            if resumable {
+                eprintln!(
+                    "task {} failed; after fixing the cause: tessera resume {} \
+                     (--pipeline FILE to resume with a fixed pipeline)",
+                    handle.id, handle.id
+                );
+            } else {
+                eprintln!(
+                    "task {} failed (--ephemeral: nothing was kept; run it again after fixing the cause)",
+                    handle.id
+                );
+            }
             eprintln!(
                 "error: {}",
                 outcome.error.unwrap_or_else(|| "task failed".into())

@@ -45,6 +45,9 @@ struct Instance {
     started_at: Option<u64>,
     error: Option<String>,
     cache_key: Option<String>,
+    /// It ran (or was skipped) anew in this run instead of being replayed: what follows it
+    /// runs again too.
+    tainted: bool,
 }
 
 #[derive(Debug)]
@@ -80,6 +83,9 @@ pub struct Scheduler {
     loops: HashMap<usize, LoopRun>,
     /// Finished outputs of an earlier run, replayed instead of running again.
     replay: HashMap<(Arc<str>, u32), PastRun>,
+    /// Ids of nodes whose definition changed since the earlier run (a resume with a new
+    /// definition; the entry when the input changed): they and what follows them run again.
+    changed: std::collections::HashSet<String>,
     last_attempt: HashMap<(Arc<str>, u32), u32>,
     /// Attempts left running by an earlier process: a `service` attempt keeps waiting for its
     /// callback (its token is durable) instead of being dispatched again.
@@ -123,6 +129,7 @@ impl Scheduler {
             by_key: HashMap::new(),
             loops: HashMap::new(),
             replay: HashMap::new(),
+            changed: Default::default(),
             last_attempt: HashMap::new(),
             running_attempt: HashMap::new(),
             queue: VecDeque::new(),
@@ -186,8 +193,44 @@ impl Scheduler {
             started_at: None,
             error: None,
             cache_key: None,
+            tainted: false,
         });
         idx
+    }
+
+    /// A resume with a new definition: the ids of the nodes that changed (see
+    /// [`crate::plan::changed_nodes`]) run again, with everything downstream of them.
+    pub fn with_changes(mut self, changed: std::collections::HashSet<String>) -> Self {
+        self.changed = changed;
+        self
+    }
+
+    /// Whether an instance with a finished past run may be replayed: its definition is the
+    /// same and nothing it depends on ran anew.
+    fn may_replay(&self, idx: usize) -> bool {
+        let i = &self.inst[idx];
+        if self.changed.contains(&self.plan.node(i.node).id) {
+            return false;
+        }
+        if i.back_from.is_some_and(|b| self.inst[b].tainted) {
+            return false;
+        }
+        if self.preds_of(idx).iter().any(|&p| self.inst[p].tainted) {
+            return false;
+        }
+        // A branch's members see the loop's item and what the loop saw.
+        match i.branch {
+            Some((loop_idx, _, _)) => {
+                !self
+                    .changed
+                    .contains(&self.plan.node(self.inst[loop_idx].node).id)
+                    && !self
+                        .preds_of(loop_idx)
+                        .iter()
+                        .any(|&p| self.inst[p].tainted)
+            }
+            None => true,
+        }
     }
 
     pub fn state(&self) -> TaskState {
@@ -289,10 +332,16 @@ impl Scheduler {
     /// A ready node: replay it, run it inline, or hand it to the engine.
     fn start_node(&mut self, idx: usize) {
         let replay_key = (self.inst[idx].key.clone(), self.inst[idx].iteration);
-        if let Some(past) = self.replay.remove(&replay_key) {
+        if let Some(past) = self.replay.remove(&replay_key)
+            && self.may_replay(idx)
+        {
             self.replay_node(idx, past);
             return;
         }
+        // The entry only passes the task input on: it taints nothing unless that changed.
+        let entry_as_before = matches!(self.inst[idx].node, NodeRef::Top(n) if n == self.plan.entry)
+            && !self.changed.contains(&self.plan.nodes[self.plan.entry].id);
+        self.inst[idx].tainted = !entry_as_before;
         let node = self.node_of(idx);
         let input = match self.prepare_input(idx, &node) {
             Ok(v) => v,
@@ -451,6 +500,7 @@ impl Scheduler {
             self.inst[idx].input = Some(input);
         }
         let i = &mut self.inst[idx];
+        i.tainted = false;
         i.attempt = past.attempt;
         i.decision = past.decision;
         i.started_at = Some(self.now);
@@ -569,6 +619,7 @@ impl Scheduler {
             i.decision = None;
             i.back_from = None;
             i.cache_key = None;
+            i.tainted = false;
         }
         self.inst[head].back_from = Some(from);
         self.inst[head].state = NodeState::Ready;
@@ -686,6 +737,7 @@ impl Scheduler {
     }
 
     fn skip(&mut self, idx: usize) {
+        self.inst[idx].tainted = self.preds_of(idx).iter().any(|&p| self.inst[p].tainted);
         self.inst[idx].state = NodeState::Skipped;
         self.inst[idx].started_at = None;
         self.record_node(idx, false);

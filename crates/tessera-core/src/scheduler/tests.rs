@@ -820,3 +820,69 @@ nodes:
     sim.fail("work", JobError::permanent("boom"));
     assert_eq!(sim.outcome.unwrap().state, TaskState::Failed);
 }
+
+#[test]
+fn a_changed_node_runs_again_with_what_follows_it() {
+    let yaml = format!(
+        r#"
+nodes:
+  - {{id: in, type: entry, next: [a]}}
+  - id: a
+    {CMD}
+    next: [b]
+  - id: b
+    {CMD}
+    next: [c]
+  - id: c
+    {CMD}
+    next: [end]
+  - {{id: end, type: end}}
+"#
+    );
+    let finished = |key: &str| PastRun {
+        key: key.into(),
+        iteration: 0,
+        attempt: 1,
+        state: NodeState::Finished,
+        output: Some(json!({"from": key}).into()),
+        decision: None,
+    };
+    let past = vec![finished("in"), finished("a"), finished("b"), finished("c")];
+    let scripts = Arc::new(Scripts::default());
+    let pipeline = load_pipeline(&yaml, &scripts).unwrap();
+    let plan = Arc::new(Plan::new(Arc::new(pipeline)));
+    let ctx = TaskContext {
+        task_id: "t1".into(),
+        input: json!({}).into(),
+        owner: None,
+    };
+    // `b` changed: `a` is replayed, `b` runs again, and so does `c` after it.
+    let mut s = Scheduler::new(ctx.clone(), plan.clone(), scripts.clone(), past.clone())
+        .with_changes(["b".to_string()].into_iter().collect());
+    let runs = |effects: &[Effect]| -> Vec<Job> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Run(j) => Some(j.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let started = runs(&s.start(0));
+    assert_eq!(started.len(), 1);
+    assert_eq!(started[0].key, "b");
+    let event = Event::JobSucceeded {
+        job: started[0].id,
+        output: json!({"new": true}).into(),
+        cached: false,
+    };
+    let next = runs(&s.handle(event, 1));
+    assert_eq!(next.len(), 1, "`c` had finished, and runs again after `b`");
+    assert_eq!(next[0].key, "c");
+    // Without changes, everything that finished is replayed.
+    let past = vec![finished("in"), finished("a"), finished("b")];
+    let mut s = Scheduler::new(ctx, plan, scripts, past);
+    let started = runs(&s.start(0));
+    assert_eq!(started.len(), 1);
+    assert_eq!(started[0].key, "c");
+}

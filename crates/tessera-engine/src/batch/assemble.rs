@@ -70,6 +70,75 @@ pub(super) fn temp_path(target: &Path) -> PathBuf {
     target.with_file_name(format!(".{name}.tessera-tmp"))
 }
 
+/// Held while a job writes a file: a second job writing the same file (another task, another
+/// process) fails at once instead of sharing the temporary file. An advisory `flock` on a
+/// hidden file beside the output, released by the kernel when its holder dies (kill -9
+/// included), and removed by its holder when done: a locker checks after locking that the
+/// path still names the file it locked (else it was removed meanwhile, and it tries again).
+pub(super) struct OutputLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl Drop for OutputLock {
+    fn drop(&mut self) {
+        // Removed while still locked: whoever opened it meanwhile sees it gone and retries.
+        let _ = std::fs::remove_file(&self.path);
+        let _ = self.file.unlock();
+    }
+}
+
+pub(super) fn lock_output(target: &Path, holder: &str) -> Result<OutputLock, JobError> {
+    use std::os::unix::fs::MetadataExt;
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "output".into());
+    let path = target.with_file_name(format!(".{name}.tessera-lock"));
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io_err("cannot create", parent))?;
+    }
+    loop {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_err("cannot create the lock", &path))?;
+        match file.try_lock() {
+            Ok(()) => {
+                let same = match (file.metadata(), std::fs::metadata(&path)) {
+                    (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+                    _ => false,
+                };
+                if !same {
+                    continue;
+                }
+                file.set_len(0)
+                    .and_then(|()| file.write_all(holder.as_bytes()))
+                    .map_err(io_err("cannot write the lock", &path))?;
+                return Ok(OutputLock { file, path });
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut who = String::new();
+                let _ = std::io::Read::read_to_string(&mut file, &mut who);
+                let who = if who.trim().is_empty() {
+                    "another run".to_string()
+                } else {
+                    who.trim().to_string()
+                };
+                return Err(JobError::permanent(format!(
+                    "writer.path: {} is being written by {who}; two runs cannot write one \
+                     output at once — wait for that run to end, or write elsewhere",
+                    target.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_err("cannot lock", &path)(e)),
+        }
+    }
+}
+
 pub(super) struct Assembler {
     state: Mutex<State>,
     appended: Condvar,

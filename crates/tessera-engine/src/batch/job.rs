@@ -20,7 +20,8 @@ use tessera_store::{
 };
 
 use super::BatchCounters;
-use super::assemble::{Assembler, AssemblyPlan, Finished, Prefix, temp_path};
+use super::assemble::{Assembler, AssemblyPlan, Finished, Prefix, lock_output};
+use super::resume::Reuse;
 use super::work::{Failure, Gate, Work, WorkKind, line_row};
 use crate::command::ChunkCommand;
 use crate::jobs::CancelFlag;
@@ -44,22 +45,28 @@ pub(crate) struct JobRun {
     pub command: Option<ChunkCommand>,
     pub counters: Arc<BatchCounters>,
     pub cancel: Arc<CancelFlag>,
+    /// A hash of what makes the committed output (reader, processor, writer, chunk size, the
+    /// rendered command): committed chunks are reused only under the same processing.
+    pub processing: String,
 }
 
 /// Facts fixed when the job is planned, kept in the job row.
 #[derive(Debug, Serialize, Deserialize)]
-struct StoredPlan {
-    names: Vec<String>,
-    records: u64,
-    bytes: u64,
+pub(super) struct StoredPlan {
+    pub names: Vec<String>,
+    pub records: u64,
+    pub bytes: u64,
+    /// [`JobRun::processing`] when planned (absent in jobs planned by older versions).
+    #[serde(default)]
+    pub processing: Option<String>,
 }
 
 /// The input as first seen.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
-struct Source {
-    path: String,
-    size: u64,
-    mtime_ns: u128,
+pub(super) struct Source {
+    pub path: String,
+    pub size: u64,
+    pub mtime_ns: u128,
 }
 
 /// The job's record counts, summed over its chunks' checkpoint rows.
@@ -125,7 +132,7 @@ impl JobRun {
         layout(self.spec.writer.format, self.spec.writer.delimiter)
     }
 
-    fn final_path(&self) -> &Path {
+    pub(super) fn final_path(&self) -> &Path {
         match &self.target {
             Target::Path(p) => p,
             Target::Object { file, .. } => file,
@@ -133,6 +140,14 @@ impl JobRun {
     }
 
     fn execute(&self, logs: &mut Vec<String>) -> Result<Output, JobError> {
+        let _lock = match &self.target {
+            Target::Path(p) => Some(lock_output(
+                p,
+                &format!("task {} (node `{}`)", self.key.task_id, self.node_id),
+            )?),
+            // Its own file in the task's work directory.
+            Target::Object { .. } => None,
+        };
         let store = &self.engine.store;
         let path = self.source.display().to_string();
         let meta = std::fs::metadata(&self.source)
@@ -157,8 +172,20 @@ impl JobRun {
             }
             Some(job) if self.spec.checkpoints => {
                 let chunks = store.batch_chunks(&self.key).map_err(store_err)?;
-                self.verify(&job, &source, &chunks)?;
-                (job, chunks)
+                match self.check_reuse(&job, &source, &chunks)? {
+                    Reuse::Same => (job, chunks),
+                    Reuse::ChangedAfter { committed } => {
+                        self.replan_after(&job, &source, &chunks, committed, logs)?
+                    }
+                    Reuse::Redo => {
+                        logs.push(
+                            "the node's processing changed: its committed chunks are dropped \
+                             and the input is processed again"
+                                .into(),
+                        );
+                        self.plan(&source, logs)?
+                    }
+                }
             }
             _ => self.plan(&source, logs)?,
         };
@@ -311,6 +338,7 @@ impl JobRun {
             names,
             records: plan.records,
             bytes: plan.bytes,
+            processing: Some(self.processing.clone()),
         };
         let now = now_millis();
         let job = BatchJobRow {
@@ -345,87 +373,6 @@ impl JobRun {
             started.elapsed().as_millis()
         ));
         Ok((job, rows))
-    }
-
-    /// A resumed job may only reuse its committed chunks if the input is the one they came
-    /// from and their output (the start of the temporary output file) is intact.
-    fn verify(
-        &self,
-        job: &BatchJobRow,
-        now: &Source,
-        chunks: &[BatchChunkRow],
-    ) -> Result<(), JobError> {
-        let then: Source = serde_json::from_value(job.source.clone())
-            .map_err(|e| JobError::permanent(format!("stored batch source is invalid: {e}")))?;
-        let refuse = |what: String| {
-            JobError::permanent(format!(
-                "cannot resume batch node `{}`: {what}; its committed chunks cannot be reused — \
-                 start a new run",
-                self.node_id
-            ))
-        };
-        if then.path != now.path {
-            return Err(refuse(format!(
-                "the input is now {} (it was {})",
-                now.path, then.path
-            )));
-        }
-        if then.size != now.size {
-            return Err(refuse(format!(
-                "the input {} changed since the first attempt (size {} → {} bytes)",
-                now.path, then.size, now.size
-            )));
-        }
-        if then.mtime_ns != now.mtime_ns {
-            return Err(refuse(format!(
-                "the input {} changed since the first attempt (modification time changed)",
-                now.path
-            )));
-        }
-        let committed = chunks.iter().take_while(|c| c.state == "committed").count();
-        if let Some(c) = chunks[committed..].iter().find(|c| c.state == "committed") {
-            return Err(refuse(format!(
-                "chunk {} is committed but chunk {committed} before it is not",
-                c.index
-            )));
-        }
-        if committed > 0 {
-            let out = temp_path(self.final_path());
-            let needed: u64 = chunks[..committed]
-                .iter()
-                .filter_map(|c| c.output_bytes)
-                .sum();
-            match std::fs::metadata(&out).map(|m| m.len()) {
-                Err(_) => {
-                    return Err(refuse(format!(
-                        "the committed output of chunks 0..{committed} ({}) is missing",
-                        out.display()
-                    )));
-                }
-                Ok(size) if size < needed => {
-                    return Err(refuse(format!(
-                        "the committed output of chunks 0..{committed} ({}) has {size} bytes, \
-                         fewer than the {needed} committed",
-                        out.display()
-                    )));
-                }
-                Ok(_) => {}
-            }
-        }
-        let file = File::open(&self.source).map_err(io_err("cannot read", &self.source))?;
-        let mut buf = Vec::new();
-        for c in &chunks[..committed] {
-            buf.resize((c.end - c.start) as usize, 0);
-            file.read_exact_at(&mut buf, c.start)
-                .map_err(io_err("cannot read", &self.source))?;
-            if c.input_hash.as_deref() != Some(&hash(&buf)) {
-                return Err(refuse(format!(
-                    "the input {} changed since the first attempt (lines {}.. of chunk {} differ)",
-                    now.path, c.first_line, c.index
-                )));
-            }
-        }
-        Ok(())
     }
 
     fn process_all(
@@ -511,6 +458,10 @@ impl JobRun {
             .read_exact_at(buf, chunk.start)
             .map_err(io_err("cannot read", &self.source))?;
         let input_hash = self.spec.checkpoints.then(|| hash(buf));
+        let line_hashes = self
+            .spec
+            .checkpoints
+            .then(|| super::resume::line_hashes(buf));
         let mut attempts = chunk.attempts;
         let outcome = loop {
             attempts += 1;
@@ -546,6 +497,7 @@ impl JobRun {
             filtered: out.filtered,
             attempts,
             input_hash,
+            line_hashes,
             output_header: header.clone(),
             error: None,
             ..chunk.clone()
@@ -678,7 +630,7 @@ impl JobRun {
     }
 }
 
-fn hash(bytes: &[u8]) -> String {
+pub(super) fn hash(bytes: &[u8]) -> String {
     format!("xxh3:{:016x}", xxhash_rust::xxh3::xxh3_64(bytes))
 }
 

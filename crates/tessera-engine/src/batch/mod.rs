@@ -4,6 +4,7 @@
 
 mod assemble;
 mod job;
+mod resume;
 mod work;
 
 use std::collections::BTreeMap;
@@ -89,6 +90,9 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &BatchSpec) -> Result<Value,
         ),
         _ => None,
     };
+    let command_text = command
+        .as_ref()
+        .map(|c| format!("{:?} {:?} {:?}", c.program, c.args, c.cwd));
     let cancel = Arc::new(CancelFlag::default());
     let _guard = CancelOnDrop(cancel.clone());
     let board = ctx.engine.batch_board(&ctx.task_id);
@@ -109,6 +113,7 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &BatchSpec) -> Result<Value,
         command,
         counters: board.counters(&ctx.key),
         cancel,
+        processing: processing_hash(&ctx.node.definition, command_text.as_deref()),
     };
     let (result, logs) = tokio::task::spawn_blocking(move || run.run())
         .await
@@ -121,4 +126,23 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &BatchSpec) -> Result<Value,
         ctx.record_object(&meta).await?;
     }
     Ok(output)
+}
+
+/// What decides the bytes a chunk commits: the node's reader, processor, writer and chunk size
+/// as written, and its command as rendered. Not `skip`, `parallelism` or limits: changing those
+/// on resume keeps the committed chunks.
+fn processing_hash(definition: &Value, command: Option<&str>) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for field in ["reader", "processor", "writer", "chunk_size"] {
+        h.update(field.as_bytes());
+        h.update(
+            definition
+                .get(field)
+                .map(|v| v.to_string())
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+    }
+    h.update(command.unwrap_or("").as_bytes());
+    format!("xxh3:{:016x}", h.digest())
 }

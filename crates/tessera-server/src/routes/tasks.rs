@@ -215,19 +215,80 @@ pub async fn cancel(
     ))
 }
 
+/// `POST /api/v1/tasks/{id}/resume`, with an optional JSON body `{"pipeline": …, "input": …}`:
+/// a fixed definition (a document, or its JSON/YAML text) and/or a new input, checked as a
+/// submission's are.
 pub async fn resume(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     visible_task(&state, &caller, &id).await?;
+    let fix = resume_fix(&state, &body).await?;
     let engine = state.engine.clone();
     let i = id.clone();
-    let handle = tokio::task::spawn_blocking(move || engine.resume(&i))
+    let handle = tokio::task::spawn_blocking(move || engine.resume(&i, fix))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
     track(&state, handle);
     Ok((StatusCode::ACCEPTED, Json(json!({"task_id": id}))))
+}
+
+async fn resume_fix(state: &AppState, body: &[u8]) -> Result<tessera_engine::Fix, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(tessera_engine::Fix::default());
+    }
+    if body.len() > state.limits.max_body {
+        return Err(ApiError::TooLarge {
+            limit: state.limits.max_body,
+        });
+    }
+    let mut request: serde_json::Map<String, Value> = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not a JSON object: {e}")))?;
+    if let Some(extra) = request
+        .keys()
+        .find(|k| !matches!(k.as_str(), "pipeline" | "input"))
+    {
+        return Err(ApiError::bad_request(format!(
+            "unknown field `{extra}`; a resume takes `pipeline` and `input`"
+        )));
+    }
+    let definition = match request.remove("pipeline") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => Some(super::pipelines::load_blocking(state, text).await?),
+        Some(doc @ Value::Object(_)) => {
+            Some(super::pipelines::load_blocking(state, doc.to_string()).await?)
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "`pipeline` must be a pipeline document or its JSON/YAML text",
+            ));
+        }
+    };
+    let example = definition
+        .as_ref()
+        .and_then(|(p, _)| match p.entry().map(|e| &e.kind) {
+            Some(tessera_core::NodeKind::Entry(api)) => api.body.clone(),
+            _ => None,
+        });
+    let input = match request.remove("input") {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            let bytes = v.to_string().into_bytes();
+            Some(
+                tokio::task::spawn_blocking(move || {
+                    super::body::check_json_body(&bytes, example.as_ref(), "resume")
+                })
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))??,
+            )
+        }
+    };
+    Ok(tessera_engine::Fix {
+        definition: definition.map(|(p, doc)| (doc, p)),
+        input,
+    })
 }
 
 pub async fn delete(

@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS batch_chunks (
     filtered INTEGER NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 0,
     input_hash TEXT,
+    line_hashes BLOB,
     output_bytes INTEGER,
     output_header TEXT,
     error TEXT,
@@ -86,25 +87,71 @@ pub(super) fn create_job(
             job.created_at as i64
         ],
     )?;
-    {
-        let mut stmt = tx.prepare_cached(
-            "INSERT INTO batch_chunks (task_id, key, iteration, idx, start_byte, end_byte, first_line, records, state)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending')",
-        )?;
-        for c in chunks {
-            stmt.execute(params![
-                k.task_id,
-                k.key,
-                k.iteration,
-                c.index,
-                c.start as i64,
-                c.end as i64,
-                c.first_line as i64,
-                c.records as i64
-            ])?;
-        }
-    }
+    insert_pending(&tx, k, chunks)?;
     tx.commit()?;
+    Ok(())
+}
+
+/// Keeps the first `keep` chunks of a job (committed, from an input whose start is
+/// unchanged) and replaces the rest by `chunks`, planned again over the changed input.
+pub(super) fn replan_job(
+    conn: &mut Connection,
+    job: &BatchJobRow,
+    keep: u32,
+    chunks: &[BatchChunkRow],
+) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    let k = &job.id;
+    tx.execute(
+        "DELETE FROM batch_chunks WHERE task_id = ?1 AND key = ?2 AND iteration = ?3 AND idx >= ?4",
+        params![k.task_id, k.key, k.iteration, keep],
+    )?;
+    tx.execute(
+        "DELETE FROM batch_lines WHERE task_id = ?1 AND key = ?2 AND iteration = ?3 AND chunk >= ?4",
+        params![k.task_id, k.key, k.iteration, keep],
+    )?;
+    let n = tx.execute(
+        "UPDATE batch_jobs SET source = ?4, plan = ?5 WHERE task_id = ?1 AND key = ?2 AND iteration = ?3",
+        params![
+            k.task_id,
+            k.key,
+            k.iteration,
+            json_text(&job.source),
+            json_text(&job.plan)
+        ],
+    )?;
+    if n == 0 {
+        return Err(StoreError::NotFound {
+            what: "batch job",
+            id: format!("{}/{}", k.task_id, k.key),
+        });
+    }
+    insert_pending(&tx, k, chunks)?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn insert_pending(
+    tx: &rusqlite::Transaction<'_>,
+    k: &BatchKey,
+    chunks: &[BatchChunkRow],
+) -> Result<(), StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO batch_chunks (task_id, key, iteration, idx, start_byte, end_byte, first_line, records, state)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending')",
+    )?;
+    for c in chunks {
+        stmt.execute(params![
+            k.task_id,
+            k.key,
+            k.iteration,
+            c.index,
+            c.start as i64,
+            c.end as i64,
+            c.first_line as i64,
+            c.records as i64
+        ])?;
+    }
     Ok(())
 }
 
@@ -206,7 +253,7 @@ pub(super) fn end_job(
 pub(super) fn chunks(conn: &Connection, k: &BatchKey) -> Result<Vec<BatchChunkRow>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT idx, start_byte, end_byte, first_line, records, state, read, written, skipped, filtered,
-                attempts, input_hash, output_bytes, output_header, error, committed_at
+                attempts, input_hash, output_bytes, output_header, error, committed_at, line_hashes
          FROM batch_chunks WHERE task_id = ?1 AND key = ?2 AND iteration = ?3 ORDER BY idx",
     )?;
     let rows = stmt
@@ -228,6 +275,7 @@ pub(super) fn chunks(conn: &Connection, k: &BatchKey) -> Result<Vec<BatchChunkRo
                 output_header: r.get(13)?,
                 error: r.get(14)?,
                 committed_at: r.get::<_, Option<i64>>(15)?.map(|n| n as u64),
+                line_hashes: r.get(16)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -274,7 +322,7 @@ fn put_chunk(tx: &rusqlite::Transaction<'_>, c: &ChunkCommit<'_>) -> Result<(), 
         .prepare_cached(
             "UPDATE batch_chunks SET state = ?5, read = ?6, written = ?7, skipped = ?8, filtered = ?9,
                 attempts = ?10, input_hash = ?11, output_bytes = ?12, output_header = ?13,
-                error = ?14, committed_at = ?15
+                error = ?14, committed_at = ?15, line_hashes = ?16
              WHERE task_id = ?1 AND key = ?2 AND iteration = ?3 AND idx = ?4",
         )?
         .execute(params![
@@ -292,7 +340,8 @@ fn put_chunk(tx: &rusqlite::Transaction<'_>, c: &ChunkCommit<'_>) -> Result<(), 
             chunk.output_bytes.map(|n| n as i64),
             chunk.output_header,
             chunk.error,
-            chunk.committed_at.map(|n| n as i64)
+            chunk.committed_at.map(|n| n as i64),
+            chunk.line_hashes
         ])?;
     if n == 0 {
         return Err(StoreError::NotFound {

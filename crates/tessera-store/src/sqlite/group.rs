@@ -80,6 +80,15 @@ pub(super) struct StepWrite {
 pub(super) enum Op {
     CreateTask(TaskInsert),
     Step(StepWrite),
+    Revise(TaskRevise),
+}
+
+/// A resume with a new definition (and maybe input): the current ones are kept as a revision.
+pub(super) struct TaskRevise {
+    pub task_id: String,
+    pub definition: String,
+    pub input: Option<Json>,
+    pub at: i64,
 }
 
 #[derive(Default)]
@@ -259,6 +268,30 @@ fn apply(tx: &Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
                 false,
             )?
             .execute(params![t.id, t.pipeline, t.definition, input, t.created_at, t.owner, t.runner])?;
+        }
+        Op::Revise(r) => {
+            let n = Stmt::new(
+                tx,
+                "INSERT INTO task_revisions (task_id, revision, definition, input, replaced_at)
+                 SELECT id, 1 + (SELECT COUNT(*) FROM task_revisions WHERE task_id = ?1),
+                        definition, input, ?2
+                 FROM tasks WHERE id = ?1",
+                false,
+            )?
+            .execute(params![r.task_id, r.at])?;
+            if n == 0 {
+                return Err(rusqlite::Error::QueryReturnedNoRows);
+            }
+            let input = match &r.input {
+                Some(j) => Some(column(tx, &r.task_id, j, &mut hashes)?),
+                None => None,
+            };
+            Stmt::new(
+                tx,
+                "UPDATE tasks SET definition = ?2, input = COALESCE(?3, input) WHERE id = ?1",
+                false,
+            )?
+            .execute(params![r.task_id, r.definition, input])?;
         }
         Op::Step(s) => {
             let big = s.nodes.iter().any(|n| {

@@ -67,6 +67,15 @@ CREATE TABLE IF NOT EXISTS node_runs (
     -- A rowid table: outputs can be large, and must not sit inside the primary-key b-tree.
     UNIQUE (task_id, key, iteration, attempt)
 );
+-- The definitions (and inputs) a task ran with before a resume replaced them.
+CREATE TABLE IF NOT EXISTS task_revisions (
+    task_id TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    definition TEXT NOT NULL,
+    input TEXT NOT NULL,
+    replaced_at INTEGER NOT NULL,
+    PRIMARY KEY (task_id, revision)
+);
 CREATE TABLE IF NOT EXISTS logs (
     id INTEGER PRIMARY KEY,
     task_id TEXT NOT NULL,
@@ -211,6 +220,7 @@ impl SqliteStore {
 /// idempotent: `CREATE … IF NOT EXISTS` above, columns added when missing here).
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
     add_column_if_missing(conn, "pipelines", "version", "TEXT NOT NULL DEFAULT ''")?;
+    add_column_if_missing(conn, "batch_chunks", "line_hashes", "BLOB")?;
     Ok(())
 }
 
@@ -296,6 +306,51 @@ impl Store for SqliteStore {
             runner: task.runner.clone(),
         });
         self.group.write(&self.conn, op)
+    }
+
+    fn revise_task(
+        &self,
+        task_id: &str,
+        definition: &Value,
+        input: Option<&Data>,
+        at: u64,
+    ) -> Result<(), StoreError> {
+        let op = group::Op::Revise(group::TaskRevise {
+            task_id: task_id.to_string(),
+            definition: json_text(definition),
+            input: input.map(group::Json::of),
+            at: at as i64,
+        });
+        self.group.write(&self.conn, op)
+    }
+
+    fn task_revisions(&self, task_id: &str) -> Result<Vec<TaskRevision>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT revision, definition, input, replaced_at FROM task_revisions
+             WHERE task_id = ?1 ORDER BY revision",
+        )?;
+        let rows = stmt
+            .query_map([task_id], |r| {
+                Ok((
+                    r.get::<_, u32>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(revision, definition, input, at)| {
+                Ok(TaskRevision {
+                    revision,
+                    definition: parse_json(Some(definition), "task revision")?.unwrap_or_default(),
+                    input: task_data(&conn, task_id, Some(input), "task revision input")?
+                        .unwrap_or_default(),
+                    replaced_at: at as u64,
+                })
+            })
+            .collect()
     }
 
     fn commit(&self, batch: &CommitBatch<'_>) -> Result<(), StoreError> {
@@ -807,5 +862,14 @@ impl Store for SqliteStore {
 
     fn put_batch_chunks(&self, commits: &[ChunkCommit<'_>]) -> Result<(), StoreError> {
         batch::put_chunks(&mut self.conn(), commits)
+    }
+
+    fn replan_batch_job(
+        &self,
+        job: &BatchJobRow,
+        keep: u32,
+        chunks: &[BatchChunkRow],
+    ) -> Result<(), StoreError> {
+        batch::replan_job(&mut self.conn(), job, keep, chunks)
     }
 }

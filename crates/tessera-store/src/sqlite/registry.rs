@@ -68,6 +68,7 @@ pub(super) fn delete_task(conn: &mut Connection, task_id: &str) -> Result<Vec<St
     }
     for table in [
         "node_runs",
+        "task_revisions",
         "logs",
         "callbacks",
         "big_values",

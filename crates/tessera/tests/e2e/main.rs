@@ -5,6 +5,7 @@ mod batch;
 mod hardening;
 mod pipelines;
 mod raster;
+mod resume;
 mod server;
 mod support;
 

@@ -1,0 +1,132 @@
+//! Resuming a task: finished nodes keep their outputs; with a fix (a new definition, a new
+//! input), nodes whose definition or input changed run again with everything downstream of
+//! them, and the task keeps the definitions it ran with before as revisions.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tessera_core::scheduler::{PastRun, TaskState};
+use tessera_core::{Data, Pipeline, Plan};
+
+use crate::{DriverSlot, Engine, EngineError, TaskHandle, command, now_millis, runner_alive};
+
+/// What a resume changes, validated by the caller (as for a submission).
+#[derive(Debug, Clone, Default)]
+pub struct Fix {
+    /// A new definition: its document (stored) and the pipeline parsed from it.
+    pub definition: Option<(Value, Pipeline)>,
+    /// A new task input.
+    pub input: Option<Data>,
+}
+
+/// What a resumed scheduler starts from.
+#[derive(Debug, Default)]
+pub(crate) struct History {
+    pub past: Vec<PastRun>,
+    pub changed: HashSet<String>,
+}
+
+impl Engine {
+    /// Continues a failed, cancelled or interrupted task: finished nodes keep their outputs,
+    /// unless `fix` changes them or what they depend on.
+    pub fn resume(&self, task_id: &str, fix: Fix) -> Result<TaskHandle, EngineError> {
+        // Reserved in this process before anything is read: a second resume here, or a
+        // liveness check, sees the task as driven from now on.
+        let Some(slot) = DriverSlot::reserve(&self.shared, task_id) else {
+            return Err(EngineError::NotResumable {
+                id: task_id.to_string(),
+                reason: "it is still being run by this process (or resumed by another request)"
+                    .into(),
+            });
+        };
+        let store = &self.shared.store;
+        let task = store
+            .task(task_id)?
+            .ok_or_else(|| EngineError::NotFound(task_id.to_string()))?;
+        match task.task_state() {
+            TaskState::Finished => {
+                return Err(EngineError::NotResumable {
+                    id: task_id.to_string(),
+                    reason: "it finished successfully".into(),
+                });
+            }
+            TaskState::Running | TaskState::Pending => {
+                // Our own reservation aside, is anyone driving it?
+                if let Some(r) = &task.runner
+                    && r != &self.shared.runner
+                    && runner_alive(r)
+                {
+                    return Err(EngineError::NotResumable {
+                        id: task_id.to_string(),
+                        reason: format!("it is still being run by process {r}"),
+                    });
+                }
+            }
+            TaskState::Failed | TaskState::Cancelled => {}
+        }
+        let stored = {
+            let mut report = tessera_core::Report::default();
+            let p = tessera_core::parse::pipeline_from_value(&task.definition, &mut report);
+            match p {
+                Some(p) if report.is_ok() => Some(p),
+                // A new definition replaces it anyway (every node counts as changed).
+                _ if fix.definition.is_some() => None,
+                _ => {
+                    return Err(EngineError::Internal(format!(
+                        "stored definition of task {task_id} no longer parses: {report}"
+                    )));
+                }
+            }
+        };
+        let (pipeline, document, mut changed) = match (fix.definition, stored) {
+            (Some((document, pipeline)), Some(stored)) => {
+                let changed = tessera_core::plan::changed_nodes(&stored, &pipeline);
+                (pipeline, Some(document), changed)
+            }
+            (Some((document, pipeline)), None) => {
+                let all = pipeline.nodes.iter().map(|n| n.id.clone()).collect();
+                (pipeline, Some(document), all)
+            }
+            (None, Some(stored)) => (stored, None, HashSet::new()),
+            (None, None) => unreachable!("refused above"),
+        };
+        let input = match &fix.input {
+            Some(new) if *new != task.input => {
+                // The entry hands the input on: what reads it runs again.
+                if let Some(entry) = pipeline.entry() {
+                    changed.insert(entry.id.clone());
+                }
+                new.clone()
+            }
+            _ => task.input.clone(),
+        };
+        let past = store.past_runs(task_id)?;
+        let observed = (task.state.as_str(), task.runner.as_deref());
+        if !store.reopen_task(task_id, observed, &self.shared.runner)? {
+            return Err(EngineError::NotResumable {
+                id: task_id.to_string(),
+                reason: "another request is resuming it".into(),
+            });
+        }
+        if document.is_some() || fix.input.is_some() {
+            let definition = document.as_ref().unwrap_or(&task.definition);
+            if let Err(e) = store.revise_task(task_id, definition, fix.input.as_ref(), now_millis())
+            {
+                // Released as it was found, so that it can be resumed again.
+                let _ = store.fail_task(
+                    task_id,
+                    &self.shared.runner,
+                    task.error.as_deref().unwrap_or("resume failed"),
+                );
+                return Err(e.into());
+            }
+        }
+        // What an engine killed with -9 left running would overlap the node's next attempt.
+        command::kill_leftovers(task_id, Duration::from_secs(5));
+        self.shared.scratch.task_ended(task_id);
+        let plan = Arc::new(Plan::new(Arc::new(pipeline)));
+        self.start_driver(slot, task.owner, plan, input, History { past, changed })
+    }
+}
