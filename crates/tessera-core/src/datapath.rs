@@ -1,5 +1,6 @@
 //! Data paths: `nodeId.out.a.b`, `nodeId.input.x`, `nodeId.params.y`, list indices,
-//! and inside a loop branch `loop.item...`, `loop.index`, `loop.<nodeId>.out...`.
+//! and inside a loop branch `loop.item...`, `loop.index`, `loop.<nodeId>.out...`; in a loop
+//! inside a loop, `loop.parent.item` (and `loop.parent.parent…`) for the enclosing loops.
 
 use std::fmt;
 
@@ -37,10 +38,10 @@ impl Section {
 pub enum PathRoot {
     /// `nodeId.section` — a node of the pipeline (or, inside a loop template, of the same branch).
     Node { id: String, section: Section },
-    /// `loop.item` — the current loop branch's item.
-    LoopItem,
-    /// `loop.index` — the current loop branch's index.
-    LoopIndex,
+    /// `loop.item` — the current loop branch's item; `up` loops out with `loop.parent.item`.
+    LoopItem { up: u32 },
+    /// `loop.index` — the current loop branch's index (`loop.parent.index`: `up` = 1).
+    LoopIndex { up: u32 },
     /// `loop.nodeId.section` — a node of the same loop branch.
     LoopNode { id: String, section: Section },
 }
@@ -76,13 +77,28 @@ impl DataPath {
             ));
         }
         let (root, rest) = if parts[0] == "loop" {
-            match parts.get(1).copied() {
-                Some("item") => (PathRoot::LoopItem, &parts[2..]),
+            // `loop.parent.parent.item`: the item of the loop two levels out (`parent.out`
+            // stays the output of a node named `parent`).
+            let mut up = 0u32;
+            while parts.get(1 + up as usize) == Some(&"parent")
+                && matches!(
+                    parts.get(2 + up as usize).copied(),
+                    Some("item" | "index" | "parent")
+                )
+            {
+                up += 1;
+            }
+            let at = 1 + up as usize;
+            match parts.get(at).copied() {
+                Some("item") => (PathRoot::LoopItem { up }, &parts[at + 1..]),
                 Some("index") => {
-                    if parts.len() > 2 {
+                    if parts.len() > at + 1 {
                         return Err(err("`loop.index` is a number and has no fields"));
                     }
-                    (PathRoot::LoopIndex, &parts[2..])
+                    (PathRoot::LoopIndex { up }, &parts[at + 1..])
+                }
+                Some(_) if up > 0 => {
+                    return Err(err("expected `loop.parent.item` or `loop.parent.index`"));
                 }
                 Some(id) => {
                     let section = parts.get(2).and_then(|s| Section::parse(s)).ok_or_else(|| {
@@ -132,7 +148,7 @@ impl DataPath {
     pub fn node_id(&self) -> Option<&str> {
         match &self.root {
             PathRoot::Node { id, .. } | PathRoot::LoopNode { id, .. } => Some(id),
-            PathRoot::LoopItem | PathRoot::LoopIndex => None,
+            PathRoot::LoopItem { .. } | PathRoot::LoopIndex { .. } => None,
         }
     }
 
@@ -189,12 +205,24 @@ mod tests {
     fn parses_loop_paths() {
         assert_eq!(
             DataPath::parse("loop.item").unwrap().root,
-            PathRoot::LoopItem
+            PathRoot::LoopItem { up: 0 }
         );
         assert_eq!(
             DataPath::parse("loop.index").unwrap().root,
-            PathRoot::LoopIndex
+            PathRoot::LoopIndex { up: 0 }
         );
+        let outer = DataPath::parse("loop.parent.item.name").unwrap();
+        assert_eq!(outer.root, PathRoot::LoopItem { up: 1 });
+        assert_eq!(outer.segments, ["name"]);
+        assert_eq!(
+            DataPath::parse("loop.parent.parent.index").unwrap().root,
+            PathRoot::LoopIndex { up: 2 }
+        );
+        // A node named `parent` in the loop.
+        assert!(matches!(
+            DataPath::parse("loop.parent.out").unwrap().root,
+            PathRoot::LoopNode { .. }
+        ));
         let p = DataPath::parse("loop.double.out.value").unwrap();
         assert_eq!(
             p.root,
@@ -218,6 +246,8 @@ mod tests {
             "loop",
             "loop.index.x",
             "loop.x.y",
+            "loop.parent.parent.x",
+            "loop.parent.index.x",
         ] {
             assert!(DataPath::parse(bad).is_err(), "{bad} should be rejected");
         }

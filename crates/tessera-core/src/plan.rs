@@ -1,5 +1,6 @@
 //! A validated pipeline prepared for execution: nodes behind `Arc`, the topology of the
-//! pipeline and of each loop template, and which nodes need a full readiness scan.
+//! pipeline and of each loop template (loops inside loops included), and which nodes need a
+//! full readiness scan.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,15 +9,18 @@ use crate::datapath::DataPath;
 use crate::model::{Node, NodeKind, Pipeline};
 use crate::topology::Topology;
 
-/// Where a node lives: at the top level, or in the template of a loop node.
+/// Where a node lives: at the top level, or in the template (`Plan::templates[template]`) of a
+/// loop node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NodeRef {
     Top(usize),
-    Template { loop_node: usize, index: usize },
+    Template { template: usize, index: usize },
 }
 
 #[derive(Debug)]
 pub struct TemplatePlan {
+    /// The loop node this is the body of (itself maybe in a template).
+    pub owner: NodeRef,
     pub nodes: Vec<Arc<Node>>,
     pub topo: Topology,
     pub index: HashMap<String, usize>,
@@ -31,8 +35,10 @@ pub struct Plan {
     pub topo: Topology,
     pub index: HashMap<String, usize>,
     pub entry: usize,
-    /// Per loop node: its template's plan.
-    pub templates: HashMap<usize, TemplatePlan>,
+    /// Every loop's body, outer loops before the loops inside them.
+    pub templates: Vec<TemplatePlan>,
+    /// The template of each loop node.
+    pub loop_templates: HashMap<NodeRef, usize>,
     /// Nodes with a predecessor inside a cycle body they are not part of: such a predecessor
     /// may finish once per iteration, so readiness is checked by scanning, not counting.
     pub scan_readiness: Vec<bool>,
@@ -55,33 +61,17 @@ impl Plan {
             .enumerate()
             .map(|(i, n)| (n.id.clone(), i))
             .collect();
-        let mut templates = HashMap::new();
+        let mut templates = Vec::new();
+        let mut loop_templates = HashMap::new();
+        let scopes: Vec<&HashMap<String, usize>> = vec![&index];
         for (i, node) in pipeline.nodes.iter().enumerate() {
-            if let NodeKind::Loop(spec) = &node.kind {
-                let tnodes: Vec<Arc<Node>> = spec.nodes.iter().cloned().map(Arc::new).collect();
-                let ttopo = Topology::build(&spec.nodes, 0, &mut Vec::new());
-                let tindex: HashMap<String, usize> = tnodes
-                    .iter()
-                    .enumerate()
-                    .map(|(k, n)| (n.id.clone(), k))
-                    .collect();
-                let top = &index;
-                let local: &HashMap<String, usize> = &tindex;
-                let ids = |id: &str| local.contains_key(id) || top.contains_key(id);
-                let template_paths = tnodes
-                    .iter()
-                    .map(|n| crate::template::node_paths(n, &ids))
-                    .collect();
-                templates.insert(
-                    i,
-                    TemplatePlan {
-                        nodes: tnodes,
-                        topo: ttopo,
-                        index: tindex,
-                        template_paths,
-                    },
-                );
-            }
+            add_template(
+                node,
+                NodeRef::Top(i),
+                &scopes,
+                &mut templates,
+                &mut loop_templates,
+            );
         }
         let mut scan_readiness = vec![false; nodes.len()];
         for body in &topo.cycle_bodies {
@@ -105,6 +95,7 @@ impl Plan {
             index,
             entry,
             templates,
+            loop_templates,
             scan_readiness,
             template_paths,
         }
@@ -114,8 +105,8 @@ impl Plan {
     pub fn template_paths(&self, r: NodeRef) -> &[(String, DataPath)] {
         match r {
             NodeRef::Top(i) => &self.template_paths[i],
-            NodeRef::Template { loop_node, index } => {
-                &self.templates[&loop_node].template_paths[index]
+            NodeRef::Template { template, index } => {
+                &self.templates[template].template_paths[index]
             }
         }
     }
@@ -123,8 +114,74 @@ impl Plan {
     pub fn node(&self, r: NodeRef) -> &Arc<Node> {
         match r {
             NodeRef::Top(i) => &self.nodes[i],
-            NodeRef::Template { loop_node, index } => &self.templates[&loop_node].nodes[index],
+            NodeRef::Template { template, index } => &self.templates[template].nodes[index],
         }
+    }
+
+    /// The template of loop node `r`.
+    pub fn template_of(&self, r: NodeRef) -> Option<&TemplatePlan> {
+        self.loop_templates.get(&r).map(|&t| &self.templates[t])
+    }
+
+    /// The topology `r` is part of, and its index there.
+    pub fn topology_of(&self, r: NodeRef) -> (&Topology, usize) {
+        match r {
+            NodeRef::Top(i) => (&self.topo, i),
+            NodeRef::Template { template, index } => (&self.templates[template].topo, index),
+        }
+    }
+}
+
+/// Plans the body of `node` when it is a loop, and of the loops inside it; `scopes` are the
+/// id indexes its templates' placeholders may name (outermost first).
+fn add_template(
+    node: &Node,
+    at: NodeRef,
+    scopes: &[&HashMap<String, usize>],
+    templates: &mut Vec<TemplatePlan>,
+    loop_templates: &mut HashMap<NodeRef, usize>,
+) {
+    let NodeKind::Loop(spec) = &node.kind else {
+        return;
+    };
+    let nodes: Vec<Arc<Node>> = spec.nodes.iter().cloned().map(Arc::new).collect();
+    let topo = Topology::build(&spec.nodes, 0, &mut Vec::new());
+    let index: HashMap<String, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(k, n)| (n.id.clone(), k))
+        .collect();
+    let template_paths = {
+        let ids = |id: &str| index.contains_key(id) || scopes.iter().any(|s| s.contains_key(id));
+        nodes
+            .iter()
+            .map(|n| crate::template::node_paths(n, &ids))
+            .collect()
+    };
+    let t = templates.len();
+    loop_templates.insert(at, t);
+    templates.push(TemplatePlan {
+        owner: at,
+        nodes: nodes.clone(),
+        topo,
+        index,
+        template_paths,
+    });
+    // Loops inside this body.
+    let index = templates[t].index.clone();
+    let mut inner: Vec<&HashMap<String, usize>> = scopes.to_vec();
+    inner.push(&index);
+    for (k, n) in nodes.iter().enumerate() {
+        add_template(
+            n,
+            NodeRef::Template {
+                template: t,
+                index: k,
+            },
+            &inner,
+            templates,
+            loop_templates,
+        );
     }
 }
 

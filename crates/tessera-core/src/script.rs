@@ -51,8 +51,9 @@ thread_local! {
     static SCRIPT_STARTED: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
 }
 
-/// What a script sees: `input`, `out`, `node`, `pipeline`, `item`/`index` inside a loop branch,
-/// and the nodes it names, each as `{out, input, params, state}` (also under `nodes`).
+/// What a script sees: `input`, `out`, `node`, `pipeline`, inside a loop branch `loop.item`,
+/// `loop.index` (`item`/`index` for short) and `loop.parent.…` for the loops around it, and the
+/// nodes it names, each as `{out, input, params, state}` (also under `nodes`).
 #[derive(Debug, Clone, Default)]
 pub struct ScriptContext {
     pub input: Data,
@@ -63,7 +64,8 @@ pub struct ScriptContext {
     pub task_id: String,
     pub pipeline_name: String,
     pub nodes: Vec<(String, Data)>,
-    pub loop_item: Option<(Data, usize)>,
+    /// Item and index of the loop branch it runs in, then of the branches around it.
+    pub loops: Vec<(Data, usize)>,
 }
 
 impl ScriptContext {
@@ -295,13 +297,20 @@ fn build_scope(ctx: &ScriptContext, source: &str, how: Conversion) -> (Scope<'st
     pipeline.insert("task_id".into(), ctx.task_id.clone().into());
     pipeline.insert("name".into(), ctx.pipeline_name.clone().into());
     scope.push("pipeline", pipeline);
-    if let Some((item, index)) = &ctx.loop_item {
-        let item = convert(item);
-        let mut looped = rhai::Map::new();
-        looped.insert("item".into(), item.clone());
-        looped.insert("index".into(), (*index as i64).into());
-        scope.push("__loop", looped);
-        scope.push_dynamic("item", item);
+    if let Some((item, index)) = ctx.loops.first() {
+        // `loop` is a keyword: scripts write `loop.item`, rewritten to `__loop.item`.
+        let mut looped: Option<rhai::Map> = None;
+        for (item, index) in ctx.loops.iter().rev() {
+            let mut level = rhai::Map::new();
+            level.insert("item".into(), convert(item));
+            level.insert("index".into(), (*index as i64).into());
+            if let Some(parent) = looped.take() {
+                level.insert("parent".into(), parent.into());
+            }
+            looped = Some(level);
+        }
+        scope.push("__loop", looped.unwrap_or_default());
+        scope.push_dynamic("item", convert(item));
         scope.push("index", *index as i64);
     }
     // A script that does not name them still has them (as nothing), and may set them.

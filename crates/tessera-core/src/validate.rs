@@ -108,13 +108,15 @@ fn validate_into(pipeline: &Pipeline, scripts: &Scripts, report: &mut Report) {
         .map(|(i, n)| (n.id.as_str(), i))
         .collect();
     let top_ancestry = Ancestry::build(&topo);
-    let scope = PathScope {
-        top: &top,
-        top_ancestry: &top_ancestry,
-        template: None,
-    };
     for (i, node) in nodes.iter().enumerate() {
-        check_node_paths(node, i, &scope, &mut issues);
+        let scope = PathScope {
+            frames: vec![Frame {
+                ids: &top,
+                ancestry: &top_ancestry,
+                me: i,
+            }],
+        };
+        check_node_paths(node, &scope, &mut issues);
         let is_node = |id: &str| top.contains_key(id);
         let names = crate::script::NameScope {
             is_node: &is_node,
@@ -123,7 +125,7 @@ fn validate_into(pipeline: &Pipeline, scripts: &Scripts, report: &mut Report) {
         };
         check_scripts(node, scripts, &names, &mut issues);
         if let NodeKind::Loop(spec) = &node.kind {
-            check_loop(i, node, spec, &scope, scripts, &mut issues);
+            check_loop(node, spec, &scope, scripts, &mut issues);
         }
     }
     for issue in issues {
@@ -169,28 +171,29 @@ fn check_graph(nodes: &[Node], topo: &Topology, start: usize, issues: &mut Vec<I
     }
 }
 
-/// Where a node sits, for checking the paths and placeholders it names: the ids it may name
-/// and which of them can have run before it.
-struct PathScope<'a> {
-    top: &'a HashMap<&'a str, usize>,
-    top_ancestry: &'a Ancestry,
-    /// Inside a loop's `nodes`: the loop node, the template's ids and their ancestry.
-    template: Option<TemplateScope<'a>>,
-}
-
-struct TemplateScope<'a> {
-    loop_node: usize,
+/// One level of ids a node may name: the pipeline's, or a loop's `nodes`.
+#[derive(Clone, Copy)]
+struct Frame<'a> {
     ids: &'a HashMap<&'a str, usize>,
     ancestry: &'a Ancestry,
+    /// The index, at this level, of the node checked or of the loop it is inside.
+    me: usize,
+}
+
+/// Where a node sits, for checking the paths and placeholders it names: the levels around it,
+/// the pipeline first, the loop body it is in last.
+struct PathScope<'a> {
+    frames: Vec<Frame<'a>>,
 }
 
 impl PathScope<'_> {
     fn is_id(&self, id: &str) -> bool {
-        self.top.contains_key(id)
-            || self
-                .template
-                .as_ref()
-                .is_some_and(|t| t.ids.contains_key(id))
+        self.frames.iter().any(|f| f.ids.contains_key(id))
+    }
+
+    /// How many loops the node is inside.
+    fn loops(&self) -> usize {
+        self.frames.len() - 1
     }
 }
 
@@ -232,9 +235,9 @@ fn node_data_paths(node: &Node) -> Vec<(String, &DataPath)> {
 
 /// Checks every path and placeholder of node `me` (its index in the pipeline or template):
 /// known node ids that can have run before it, and `loop.*` only inside a loop's `nodes`.
-fn check_node_paths(node: &Node, me: usize, scope: &PathScope<'_>, issues: &mut Vec<Issue>) {
+fn check_node_paths(node: &Node, scope: &PathScope<'_>, issues: &mut Vec<Issue>) {
     for (field, path) in node_data_paths(node) {
-        if let Some(msg) = path_problem(path, me, scope) {
+        if let Some(msg) = path_problem(path, scope) {
             issues.push(Issue::node(&node.id, field, msg));
         }
     }
@@ -252,7 +255,7 @@ fn check_node_paths(node: &Node, me: usize, scope: &PathScope<'_>, issues: &mut 
             };
             let problem = match crate::template::source(p, &|id| scope.is_id(id)) {
                 Err(e) => Some(e),
-                Ok(crate::template::Source::Path(path)) => path_problem(&path, me, scope),
+                Ok(crate::template::Source::Path(path)) => path_problem(&path, scope),
                 Ok(crate::template::Source::Input(segments)) => {
                     // `{{x.out.y}}` with no node `x` is almost surely a typo of a node id.
                     (segments.len() >= 2 && ["out", "input", "params"].contains(&segments[1].as_str()))
@@ -272,56 +275,70 @@ fn check_node_paths(node: &Node, me: usize, scope: &PathScope<'_>, issues: &mut 
     }
 }
 
-fn path_problem(path: &DataPath, me: usize, scope: &PathScope<'_>) -> Option<String> {
+fn path_problem(path: &DataPath, scope: &PathScope<'_>) -> Option<String> {
     let own_io = |section: Section| matches!(section, Section::Input | Section::Params);
-    let not_before = |id: &str| {
-        format!(
-            "path `{path}` names `{id}`, which cannot have run before this node (no chain of `next` edges leads from it here)"
-        )
-    };
-    let template_check = |id: &str, section: Section, t: &TemplateScope<'_>| -> Option<String> {
-        let &j = t.ids.get(id)?;
-        if j == me {
-            return (!own_io(section)).then(|| format!("path `{path}` names this node's own output, which does not exist before it runs"));
-        }
-        (!t.ancestry.ran_before(j, me)).then(|| not_before(id))
-    };
-    match (&path.root, &scope.template) {
-        (PathRoot::Node { id, section }, template) => {
-            if let Some(t) = template
-                && t.ids.contains_key(id.as_str())
-            {
-                return template_check(id, *section, t);
-            }
-            let Some(&j) = scope.top.get(id.as_str()) else {
-                return Some(format!("path `{path}` names unknown node `{id}`"));
-            };
-            // Inside a loop, a pipeline node must have run before the loop itself.
-            let me = template.as_ref().map_or(me, |t| t.loop_node);
-            if j == me {
-                return (!own_io(*section)).then(|| match template {
-                    Some(_) => format!(
-                        "path `{path}` names the output of loop `{id}`, which exists only once all its branches finished"
-                    ),
-                    None => format!(
+    // A node of level `k` of the scope: known there, and able to have run before.
+    let check = |id: &str, section: Section, k: usize| -> Option<String> {
+        let frame = &scope.frames[k];
+        let &j = frame.ids.get(id)?;
+        let innermost = k + 1 == scope.frames.len();
+        if j == frame.me {
+            return (!own_io(section)).then(|| {
+                if innermost {
+                    format!(
                         "path `{path}` names this node's own output, which does not exist before it runs"
-                    ),
-                });
-            }
-            (!scope.top_ancestry.ran_before(j, me)).then(|| not_before(id))
+                    )
+                } else {
+                    format!(
+                        "path `{path}` names the output of loop `{id}`, which exists only once all its branches finished"
+                    )
+                }
+            });
         }
-        (_, None) => Some(format!(
+        (!frame.ancestry.ran_before(j, frame.me)).then(|| {
+            format!(
+                "path `{path}` names `{id}`, which cannot have run before this node (no chain of `next` edges leads from it here)"
+            )
+        })
+    };
+    let outside_loops = || {
+        Some(format!(
             "path `{path}` uses `loop.`, which exists only inside a loop's `nodes`"
-        )),
-        (PathRoot::LoopNode { id, section }, Some(t)) => {
-            if !t.ids.contains_key(id.as_str()) {
+        ))
+    };
+    match &path.root {
+        PathRoot::Node { id, section } => {
+            // The innermost level that knows the id: ids are distinct across levels.
+            match (0..scope.frames.len())
+                .rev()
+                .find(|&k| scope.frames[k].ids.contains_key(id.as_str()))
+            {
+                Some(k) => check(id, *section, k),
+                None => Some(format!("path `{path}` names unknown node `{id}`")),
+            }
+        }
+        PathRoot::LoopNode { .. } | PathRoot::LoopItem { .. } | PathRoot::LoopIndex { .. }
+            if scope.loops() == 0 =>
+        {
+            outside_loops()
+        }
+        PathRoot::LoopNode { id, section } => {
+            let k = scope.frames.len() - 1;
+            if !scope.frames[k].ids.contains_key(id.as_str()) {
                 return Some(format!(
                     "path `{path}` names `{id}`, which is not a node of this loop"
                 ));
             }
-            template_check(id, *section, t)
+            check(id, *section, k)
         }
-        (PathRoot::LoopItem | PathRoot::LoopIndex, Some(_)) => None,
+        PathRoot::LoopItem { up } | PathRoot::LoopIndex { up } => (*up as usize >= scope.loops())
+            .then(|| {
+                format!(
+                    "path `{path}` reaches {} loop(s) out, but this node is inside {} loop(s)",
+                    up + 1,
+                    scope.loops()
+                )
+            }),
     }
 }
 
@@ -356,16 +373,16 @@ fn check_scripts(
     }
 }
 
+/// Checks a loop's `nodes` (and the loops inside them): `outer` is the scope the loop node
+/// itself sits in.
 fn check_loop(
-    loop_node: usize,
     node: &Node,
     spec: &crate::model::LoopSpec,
-    top_scope: &PathScope<'_>,
+    outer: &PathScope<'_>,
     scripts: &Scripts,
     issues: &mut Vec<Issue>,
 ) {
     let template = &spec.nodes;
-    let top_ids = top_scope.top;
     let template_ids: HashMap<&str, usize> = template
         .iter()
         .enumerate()
@@ -381,12 +398,12 @@ fn check_loop(
                 format!("duplicate template id `{}`", t.id),
             ));
         }
-        if top_ids.contains_key(t.id.as_str()) {
+        if outer.is_id(&t.id) {
             issues.push(Issue::node(
                 &node.id,
                 &field,
                 format!(
-                    "template id `{}` is also a pipeline node id; ids must be distinct",
+                    "template id `{}` is also the id of a node outside this loop; ids must be distinct",
                     t.id
                 ),
             ));
@@ -397,14 +414,9 @@ fn check_loop(
                 "type",
                 format!("`{}` nodes cannot be inside a loop", t.type_name()),
             )),
-            NodeKind::Loop(_) => issues.push(Issue::node(
-                &t.id,
-                "type",
-                "loops inside loops are not supported yet; use a separate pipeline stage",
-            )),
             _ => {}
         }
-        let is_node = |id: &str| top_ids.contains_key(id) || template_ids.contains_key(id);
+        let is_node = |id: &str| outer.is_id(id) || template_ids.contains_key(id);
         let names = crate::script::NameScope {
             is_node: &is_node,
             in_loop: true,
@@ -415,17 +427,18 @@ fn check_loop(
     let mut template_issues = Vec::new();
     let topo = Topology::build(template, 0, &mut template_issues);
     let ancestry = Ancestry::build(&topo);
-    let scope = PathScope {
-        top: top_ids,
-        top_ancestry: top_scope.top_ancestry,
-        template: Some(TemplateScope {
-            loop_node,
+    for (i, t) in template.iter().enumerate() {
+        let mut frames = outer.frames.clone();
+        frames.push(Frame {
             ids: &template_ids,
             ancestry: &ancestry,
-        }),
-    };
-    for (i, t) in template.iter().enumerate() {
-        check_node_paths(t, i, &scope, issues);
+            me: i,
+        });
+        let scope = PathScope { frames };
+        check_node_paths(t, &scope, issues);
+        if let NodeKind::Loop(inner) = &t.kind {
+            check_loop(t, inner, &scope, scripts, issues);
+        }
     }
     for issue in template_issues {
         let field = format!(
@@ -461,8 +474,7 @@ fn check_loop(
     if let Some(collect) = &spec.collect {
         let problem = match &collect.root {
             PathRoot::Node { id, .. }
-                if !template_ids.contains_key(id.as_str())
-                    && !top_ids.contains_key(id.as_str()) =>
+                if !template_ids.contains_key(id.as_str()) && !outer.is_id(id) =>
             {
                 Some(format!("path `{collect}` names unknown node `{id}`"))
             }

@@ -176,30 +176,46 @@ fn batch_documents(store: &dyn Store, task_id: &str) -> Result<Vec<Value>, Engin
 /// Position of each node id in the pipeline document: top-level nodes in order, a loop's
 /// template nodes right after their loop (`(top, 1 + template index)`).
 fn declaration_order(definition: &Value) -> std::collections::HashMap<String, (usize, usize)> {
-    let mut order = std::collections::HashMap::new();
-    let nodes = definition["nodes"].as_array().cloned().unwrap_or_default();
-    for (i, node) in nodes.iter().enumerate() {
-        if let Some(id) = node["id"].as_str() {
-            order.insert(id.to_string(), (i, 0));
-        }
-        for (k, t) in node["nodes"].as_array().into_iter().flatten().enumerate() {
-            if let Some(id) = t["id"].as_str() {
-                order.insert(id.to_string(), (i, 1 + k));
+    // Each id: the top-level node it is in, and its rank in declaration order (loop bodies,
+    // nested ones too, right after their loop).
+    fn walk(
+        nodes: &[Value],
+        top: Option<usize>,
+        rank: &mut usize,
+        order: &mut std::collections::HashMap<String, (usize, usize)>,
+    ) {
+        for (i, node) in nodes.iter().enumerate() {
+            let top = top.unwrap_or(i);
+            if let Some(id) = node["id"].as_str() {
+                order.insert(id.to_string(), (top, *rank));
+                *rank += 1;
+            }
+            if let Some(inner) = node["nodes"].as_array() {
+                walk(inner, Some(top), rank, order);
             }
         }
     }
+    let mut order = std::collections::HashMap::new();
+    let nodes = definition["nodes"].as_array().cloned().unwrap_or_default();
+    walk(&nodes, None, &mut 0, &mut order);
     order
 }
 
-/// Sort key of a node instance key (`id` or `id#index`): declaration order, then loop index.
-fn position(
-    order: &std::collections::HashMap<String, (usize, usize)>,
-    key: &str,
-) -> (usize, usize, usize) {
-    let (id, index) = match key.split_once('#') {
-        Some((id, i)) => (id, i.parse::<usize>().unwrap_or(0)),
-        None => (key, 0),
-    };
-    let (top, sub) = order.get(id).copied().unwrap_or((usize::MAX, 0));
-    (top, index, sub)
+/// Sort key of a node instance key (`id`, `id#index`, `loop#i/inner#j` in nested loops): the
+/// top-level node, then per level the loop index and the declaration rank.
+fn position(order: &std::collections::HashMap<String, (usize, usize)>, key: &str) -> Vec<usize> {
+    let mut out = Vec::with_capacity(4);
+    for (level, segment) in key.split('/').enumerate() {
+        let (id, index) = match segment.split_once('#') {
+            Some((id, i)) => (id, i.parse::<usize>().unwrap_or(0)),
+            None => (segment, 0),
+        };
+        let (top, rank) = order.get(id).copied().unwrap_or((usize::MAX, 0));
+        if level == 0 {
+            out.push(top);
+        }
+        out.push(index);
+        out.push(rank);
+    }
+    out
 }

@@ -21,6 +21,9 @@ pub struct Fix {
     pub input: Option<Data>,
 }
 
+/// How long a resume waits for the driver of a task that has just ended to let it go.
+const ENDING_DRIVER_WAIT: Duration = Duration::from_secs(3);
+
 /// What a resumed scheduler starts from.
 #[derive(Debug, Default)]
 pub(crate) struct History {
@@ -34,7 +37,7 @@ impl Engine {
     pub fn resume(&self, task_id: &str, fix: Fix) -> Result<TaskHandle, EngineError> {
         // Reserved in this process before anything is read: a second resume here, or a
         // liveness check, sees the task as driven from now on.
-        let Some(slot) = DriverSlot::reserve(&self.shared, task_id) else {
+        let Some(slot) = self.reserve_for_resume(task_id)? else {
             return Err(EngineError::NotResumable {
                 id: task_id.to_string(),
                 reason: "it is still being run by this process (or resumed by another request)"
@@ -128,5 +131,30 @@ impl Engine {
         self.shared.scratch.task_ended(task_id);
         let plan = Arc::new(Plan::new(Arc::new(pipeline)));
         self.start_driver(slot, task.owner, plan, input, History { past, changed })
+    }
+
+    /// Reserves the task as driven here. A driver whose task has ended (its last state
+    /// committed) releases it a moment later: a resume right after the end waits for that,
+    /// rather than refusing a task that nobody runs any more.
+    fn reserve_for_resume(&self, task_id: &str) -> Result<Option<DriverSlot>, EngineError> {
+        if let Some(slot) = DriverSlot::reserve(&self.shared, task_id) {
+            return Ok(Some(slot));
+        }
+        let ended = self
+            .shared
+            .store
+            .task(task_id)?
+            .is_some_and(|t| t.task_state().is_terminal());
+        if !ended {
+            return Ok(None);
+        }
+        let deadline = std::time::Instant::now() + ENDING_DRIVER_WAIT;
+        while std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            if let Some(slot) = DriverSlot::reserve(&self.shared, task_id) {
+                return Ok(Some(slot));
+            }
+        }
+        Ok(None)
     }
 }

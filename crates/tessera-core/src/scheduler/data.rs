@@ -94,11 +94,11 @@ impl Scheduler {
             PathRoot::LoopNode { id, section } => self
                 .lookup_in_branch(idx, id)
                 .map(|t| self.section_of(t, *section)),
-            PathRoot::LoopItem => self.inst[idx]
-                .branch
+            PathRoot::LoopItem { up } => self
+                .enclosing_branch(idx, *up)
                 .map(|(l, item, _)| self.loops[&l].items[item].clone()),
-            PathRoot::LoopIndex => self.inst[idx]
-                .branch
+            PathRoot::LoopIndex { up } => self
+                .enclosing_branch(idx, *up)
                 .map(|(_, item, _)| Data::from_value(Value::from(item))),
         };
         root.and_then(|r| r.walk(&path.segments))
@@ -116,19 +116,37 @@ impl Scheduler {
         }
     }
 
-    /// A node id seen from instance `idx`: a node of the same loop branch first, then the
-    /// pipeline's nodes.
+    /// The branch `up` loops out from instance `idx` (0: the branch it is in): (loop
+    /// instance, item, first instance of the branch).
+    pub(super) fn enclosing_branch(&self, idx: usize, up: u32) -> Option<(usize, usize, usize)> {
+        let mut branch = self.inst.get(idx)?.branch?;
+        for _ in 0..up {
+            branch = self.inst[branch.0].branch?;
+        }
+        Some(branch)
+    }
+
+    /// A node id seen from instance `idx`: a node of the same loop branch first, then of the
+    /// branches around it, then the pipeline's nodes.
     pub(super) fn lookup_node(&self, idx: usize, id: &str) -> Option<usize> {
-        self.lookup_in_branch(idx, id)
-            .or_else(|| self.plan.index.get(id).copied())
+        let mut at = idx;
+        loop {
+            if let Some(found) = self.lookup_in_branch(at, id) {
+                return Some(found);
+            }
+            match self.inst.get(at)?.branch {
+                Some((loop_idx, _, _)) => at = loop_idx,
+                None => return self.plan.index.get(id).copied(),
+            }
+        }
     }
 
     fn lookup_in_branch(&self, idx: usize, id: &str) -> Option<usize> {
         let (_, _, base) = self.inst.get(idx)?.branch?;
-        let NodeRef::Template { loop_node, .. } = self.inst[idx].node else {
+        let NodeRef::Template { template, .. } = self.inst[idx].node else {
             return None;
         };
-        self.plan.templates[&loop_node]
+        self.plan.templates[template]
             .index
             .get(id)
             .map(|&t| base + t)
@@ -188,10 +206,15 @@ impl Scheduler {
 
     /// Opens branches until `max_parallel` are in flight or every item has one.
     fn open_branches(&mut self, loop_idx: usize) {
-        let NodeRef::Top(loop_node) = self.inst[loop_idx].node else {
+        let Some(&template) = self.plan.loop_templates.get(&self.inst[loop_idx].node) else {
             return;
         };
-        let template_len = self.plan.templates[&loop_node].nodes.len();
+        let template_len = self.plan.templates[template].nodes.len();
+        // Keys name the path through nested loops: `cells#3/cell#7`.
+        let prefix = match self.inst[loop_idx].branch {
+            Some(_) => format!("{}/", self.inst[loop_idx].key),
+            None => String::new(),
+        };
         loop {
             let l = self.loops.get_mut(&loop_idx).expect("loop run");
             if l.in_flight >= l.max_parallel || l.next_item >= l.items.len() {
@@ -205,13 +228,10 @@ impl Scheduler {
             // A loop inside a cycle runs again: its branches belong to the loop's iteration.
             let iteration = self.inst[loop_idx].iteration;
             for t in 0..template_len {
-                let plan = &self.plan.templates[&loop_node];
-                let key: Arc<str> = format!("{}#{item}", plan.nodes[t].id).into();
+                let plan = &self.plan.templates[template];
+                let key: Arc<str> = format!("{prefix}{}#{item}", plan.nodes[t].id).into();
                 let preds = plan.topo.preds[t].len() as u32;
-                let node = NodeRef::Template {
-                    loop_node,
-                    index: t,
-                };
+                let node = NodeRef::Template { template, index: t };
                 let idx = self.push_instance(key, node, preds, Some((loop_idx, item, base)));
                 self.inst[idx].iteration = iteration;
             }
@@ -221,7 +241,7 @@ impl Scheduler {
 
     /// A node of a loop branch finished or was skipped; when the branch is complete its value
     /// is collected, and when every branch is, the loop finishes.
-    pub(super) fn branch_member_resolved(&mut self, loop_idx: usize, item: usize) {
+    pub(super) fn branch_member_resolved(&mut self, loop_idx: usize, item: usize, base: usize) {
         let l = self.loops.get_mut(&loop_idx).expect("loop run");
         let left = l.unresolved.get_mut(&item).expect("open branch");
         *left -= 1;
@@ -229,15 +249,15 @@ impl Scheduler {
             return;
         }
         l.unresolved.remove(&item);
-        let NodeRef::Top(loop_node) = self.inst[loop_idx].node else {
+        let loop_ref = self.inst[loop_idx].node;
+        let node = self.plan.node(loop_ref).clone();
+        let NodeKind::Loop(spec) = &node.kind else {
             return;
         };
-        let plan = self.plan.clone();
-        let NodeKind::Loop(spec) = &plan.nodes[loop_node].kind else {
+        let Some(template) = self.plan.template_of(loop_ref) else {
             return;
         };
-        let base = self.branch_base(loop_idx, item);
-        let template_len = self.plan.templates[&loop_node].nodes.len();
+        let template_len = template.nodes.len();
         let value = match &spec.collect {
             Some(path) => self.resolve_path(base, path),
             None => self.inst[base + template_len - 1]
@@ -252,19 +272,10 @@ impl Scheduler {
         if l.done == l.items.len() {
             let collected = std::mem::take(&mut l.collected);
             let out = Data::object(vec![("items".into(), Data::array(collected))]);
-            let node = self.plan.nodes[loop_node].clone();
             self.after_and_finish(loop_idx, &node, out, false);
         } else {
             self.open_branches(loop_idx);
         }
-    }
-
-    fn branch_base(&self, loop_idx: usize, item: usize) -> usize {
-        let NodeRef::Top(loop_node) = self.inst[loop_idx].node else {
-            unreachable!("loops are top-level")
-        };
-        let first = &self.plan.templates[&loop_node].nodes[0].id;
-        self.by_key[format!("{first}#{item}").as_str()]
     }
 }
 

@@ -218,19 +218,23 @@ impl Scheduler {
         if self.preds_of(idx).iter().any(|&p| self.inst[p].tainted) {
             return false;
         }
-        // A branch's members see the loop's item and what the loop saw.
-        match i.branch {
-            Some((loop_idx, _, _)) => {
-                !self
-                    .changed
-                    .contains(&self.plan.node(self.inst[loop_idx].node).id)
-                    && !self
-                        .preds_of(loop_idx)
-                        .iter()
-                        .any(|&p| self.inst[p].tainted)
+        // A branch's members see the item of their loop and of the loops around it, and
+        // what those loops saw.
+        let mut at = idx;
+        while let Some((loop_idx, _, _)) = self.inst[at].branch {
+            if self
+                .changed
+                .contains(&self.plan.node(self.inst[loop_idx].node).id)
+                || self
+                    .preds_of(loop_idx)
+                    .iter()
+                    .any(|&p| self.inst[p].tainted)
+            {
+                return false;
             }
-            None => true,
+            at = loop_idx;
         }
+        true
     }
 
     pub fn state(&self) -> TaskState {
@@ -595,13 +599,7 @@ impl Scheduler {
         // Work of the previous iteration still under way in the body (possible with `ready`
         // expressions) is cancelled: its results belong to no current instance.
         let stale: Vec<usize> = (0..self.inst.len())
-            .filter(|&i| match (self.inst[i].node, self.inst[i].branch) {
-                (NodeRef::Top(n), _) => body.contains(&n),
-                (_, Some((loop_idx, _, _))) => {
-                    matches!(self.inst[loop_idx].node, NodeRef::Top(l) if body.contains(&l))
-                }
-                _ => false,
-            })
+            .filter(|&i| body.contains(&self.top_node_of(i)))
             .collect();
         for i in stale {
             self.abandon(i);
@@ -630,9 +628,9 @@ impl Scheduler {
     fn resolved(&mut self, idx: usize) {
         let succs: Vec<usize> = match self.inst[idx].node {
             NodeRef::Top(n) => self.plan.topo.succs[n].clone(),
-            NodeRef::Template { loop_node, index } => {
+            NodeRef::Template { template, index } => {
                 let base = self.inst[idx].branch.map(|b| b.2).unwrap_or(0);
-                self.plan.templates[&loop_node].topo.succs[index]
+                self.plan.templates[template].topo.succs[index]
                     .iter()
                     .map(|&t| base + t)
                     .collect()
@@ -641,8 +639,8 @@ impl Scheduler {
         for s in succs {
             self.notify(s);
         }
-        if let Some((loop_idx, item, _)) = self.inst[idx].branch {
-            self.branch_member_resolved(loop_idx, item);
+        if let Some((loop_idx, item, base)) = self.inst[idx].branch {
+            self.branch_member_resolved(loop_idx, item, base);
         }
     }
 
@@ -720,8 +718,8 @@ impl Scheduler {
                 .iter()
                 .map(|&s| &*self.plan.nodes[s])
                 .collect(),
-            NodeRef::Template { loop_node, index } => {
-                let t = &self.plan.templates[&loop_node];
+            NodeRef::Template { template, index } => {
+                let t = &self.plan.templates[template];
                 t.topo.succs[index].iter().map(|&s| &*t.nodes[s]).collect()
             }
         };
@@ -729,6 +727,18 @@ impl Scheduler {
             && succs
                 .iter()
                 .all(|n| n.ready == Some(Readiness::Rule(ReadyRule::AllDone)))
+    }
+
+    /// The pipeline node an instance belongs to: itself, or the top-level loop around it.
+    fn top_node_of(&self, idx: usize) -> usize {
+        let mut at = idx;
+        while let Some((loop_idx, _, _)) = self.inst[at].branch {
+            at = loop_idx;
+        }
+        match self.inst[at].node {
+            NodeRef::Top(n) => n,
+            NodeRef::Template { .. } => unreachable!("an instance outside a branch is top-level"),
+        }
     }
 
     fn make_ready(&mut self, idx: usize) {
@@ -747,9 +757,9 @@ impl Scheduler {
     fn preds_of(&self, idx: usize) -> Vec<usize> {
         match self.inst[idx].node {
             NodeRef::Top(n) => self.plan.topo.preds[n].clone(),
-            NodeRef::Template { loop_node, index } => {
+            NodeRef::Template { template, index } => {
                 let base = self.inst[idx].branch.map(|b| b.2).unwrap_or(0);
-                self.plan.templates[&loop_node].topo.preds[index]
+                self.plan.templates[template].topo.preds[index]
                     .iter()
                     .map(|&t| base + t)
                     .collect()

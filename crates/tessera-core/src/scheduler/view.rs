@@ -123,9 +123,10 @@ impl Scheduler {
             task_id: self.ctx.task_id.clone(),
             pipeline_name: self.plan.pipeline.name.clone(),
             nodes,
-            loop_item: i
-                .branch
-                .map(|(l, item, _)| (self.loops[&l].items[item].clone(), item)),
+            loops: (0..)
+                .map_while(|up| self.enclosing_branch(idx, up))
+                .map(|(l, item, _)| (self.loops[&l].items[item].clone(), item))
+                .collect(),
         }
     }
 

@@ -3,6 +3,7 @@
 
 mod batch;
 mod hardening;
+mod nested;
 mod pipelines;
 mod raster;
 mod resume;
