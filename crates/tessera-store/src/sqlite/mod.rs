@@ -211,6 +211,7 @@ impl SqliteStore {
 /// idempotent: `CREATE … IF NOT EXISTS` above, columns added when missing here).
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
     add_column_if_missing(conn, "pipelines", "version", "TEXT NOT NULL DEFAULT ''")?;
+    add_column_if_missing(conn, "callbacks", "callback_base", "TEXT")?;
     Ok(())
 }
 
@@ -750,20 +751,15 @@ impl Store for SqliteStore {
     }
 
     fn mark_dispatched(&self, token: &str) -> Result<(), StoreError> {
-        self.conn().execute(
-            "UPDATE callbacks SET state = 'waiting' WHERE token = ?1 AND state = 'dispatching'",
-            [token],
-        )?;
-        Ok(())
+        registry::mark_dispatched(&self.conn(), token)
+    }
+
+    fn redispatch_callback(&self, token: &str, callback_base: &str) -> Result<bool, StoreError> {
+        registry::redispatch_callback(&self.conn(), token, callback_base)
     }
 
     fn supersede_callback(&self, token: &str) -> Result<(), StoreError> {
-        self.conn().execute(
-            "UPDATE callbacks SET state = 'superseded'
-             WHERE token = ?1 AND state IN ('waiting', 'dispatching')",
-            [token],
-        )?;
-        Ok(())
+        registry::supersede_callback(&self.conn(), token)
     }
 
     fn create_batch_job(
