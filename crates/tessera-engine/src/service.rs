@@ -83,13 +83,11 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &ServiceSpec) -> Result<Valu
                 if !blocking(move || store.redispatch_callback(&t, &b)).await? {
                     return Err(JobError::retryable("this attempt was superseded"));
                 }
-                if row.state == CallbackState::Waiting {
-                    ctx.log(
-                        "engine",
-                        "dispatching again: the callback URL the service was given is no \
-                         longer served",
-                    );
-                }
+                ctx.log(
+                    "engine",
+                    "dispatching again: the callback URL the service was given is no longer \
+                     served",
+                );
             }
             dispatch(ctx, spec, &base, &row.token).await?;
             row.token
