@@ -31,6 +31,7 @@ import http.server
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -49,6 +50,8 @@ log = logging.getLogger("tessera.service")
 CALLBACK_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)
 #: Name of the multipart part that carries the non-binary fields as a JSON object.
 DATA_PART = "data"
+#: A request line's callback URL (its token is a credential), hidden in logs.
+_CALLBACK_QUERY = re.compile(r"(callback_url=)[^&\s\"]*")
 
 
 # --------------------------------------------------------------------------------------------
@@ -360,7 +363,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     service: "Service"  # set on the subclass made by Service.serve
 
     def log_message(self, fmt: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), fmt % args)
+        # The request line holds the callback URL, whose token answers for the task: not logged.
+        line = _CALLBACK_QUERY.sub(r"\1…", fmt % args)
+        log.debug("%s %s", self.address_string(), line)
 
     def _reply(self, status: int, obj: Any, close: bool = False) -> None:
         body = json.dumps(obj).encode()

@@ -10,6 +10,7 @@ pub mod plan;
 pub mod report;
 pub mod scheduler;
 pub mod script;
+pub mod services;
 pub mod template;
 pub mod topology;
 pub mod validate;

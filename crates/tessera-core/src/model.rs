@@ -244,8 +244,70 @@ pub struct HttpSpec {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceSpec {
-    /// The endpoint called with `POST url?task_id=..&callback_url=..`.
-    pub url: String,
+    /// Where the node's calls (`POST <endpoint>?task_id=..&callback_url=..`) go.
+    pub target: ServiceTarget,
+}
+
+/// A `service` node names its endpoint by URL or by the name a service announced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServiceTarget {
+    /// `url:` the endpoint itself (may hold `{{path}}` and `${env:NAME}` templates).
+    Url(String),
+    /// `service: faces/detect`: an announced service's endpoint, looked up in the registry
+    /// each time the node is dispatched (so a service that moved is found where it is now).
+    Named(ServiceName),
+}
+
+/// `name/endpoint`: an announced service's name and the path of one of its endpoints
+/// (`faces/detect` = service `faces`, endpoint path `/detect`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceName {
+    pub service: String,
+    /// The endpoint's path without its leading `/` (`detect`, `v2/blur`).
+    pub endpoint: String,
+}
+
+impl ServiceName {
+    /// Reads `name/endpoint`; the error says what is wrong with the text.
+    pub fn parse(text: &str) -> Result<ServiceName, String> {
+        let expected = "expected `service-name/endpoint`, as announced (e.g. `faces/detect`)";
+        let Some((service, endpoint)) = text.split_once('/') else {
+            return Err(format!("`{text}`: {expected}"));
+        };
+        if !crate::parse::valid_id(service) {
+            return Err(format!(
+                "`{text}`: `{service}` is not a service name ([A-Za-z_][A-Za-z0-9_-]*); {expected}"
+            ));
+        }
+        // A path, not a URL: no query, fragment, spaces, templates or empty segments.
+        let path_ok = !endpoint.is_empty()
+            && endpoint.split('/').all(|seg| {
+                !seg.is_empty()
+                    && seg
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c))
+            });
+        if !path_ok {
+            return Err(format!(
+                "`{text}`: `{endpoint}` is not an endpoint path (letters, digits, `-._~` and `/` between segments); {expected}"
+            ));
+        }
+        Ok(ServiceName {
+            service: service.to_string(),
+            endpoint: endpoint.to_string(),
+        })
+    }
+
+    /// The endpoint's path as announced (`/detect`).
+    pub fn path(&self) -> String {
+        format!("/{}", self.endpoint)
+    }
+}
+
+impl std::fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.service, self.endpoint)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -12,6 +12,7 @@ use crate::report::{Issue, Report};
 
 mod batch;
 mod raster;
+mod service;
 
 const COMMON_FIELDS: &[&str] = &[
     "id", "type", "params", "input", "next", "ready", "before", "after", "retry", "timeout",
@@ -25,7 +26,7 @@ fn kind_fields(type_name: &str) -> Option<&'static [&'static str]> {
         "node" => &[],
         "command" => &["command", "shell", "env", "cwd", "stdin", "files_from"],
         "http" => &["url", "verb", "headers"],
-        "service" => &["url"],
+        "service" => service::FIELDS,
         "branch" => &["if", "then", "else", "max_iterations"],
         "loop" => &["items", "nodes", "collect", "max_parallel"],
         "batch" => batch::FIELDS,
@@ -443,7 +444,7 @@ fn parse_node(value: &Value, where_: &str, report: &mut Report) -> Option<Node> 
         "node" => Some(NodeKind::Node),
         "command" => parse_command(&mut f).map(NodeKind::Command),
         "http" => parse_http(&mut f).map(NodeKind::Http),
-        "service" => parse_url(&mut f).map(|url| NodeKind::Service(ServiceSpec { url })),
+        "service" => service::parse_service(&mut f).map(NodeKind::Service),
         "branch" => parse_branch(&mut f, !next.is_empty()).map(NodeKind::Branch),
         "loop" => parse_loop(&mut f).map(NodeKind::Loop),
         "batch" => batch::parse_batch(&mut f).map(|b| NodeKind::Batch(Box::new(b))),

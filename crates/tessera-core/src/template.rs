@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use crate::datapath::{DataPath, Section};
 use crate::model::{
     BatchProcessor, BatchSource, BatchTarget, CommandLine, CommandSpec, Node, NodeKind,
-    RasterInput, RasterTarget,
+    RasterInput, RasterTarget, ServiceTarget,
 };
 
 /// One part of a template.
@@ -129,7 +129,11 @@ pub fn node_templates(node: &Node) -> Vec<(String, &str)> {
                 out.push((format!("headers.{k}"), v.as_str()));
             }
         }
-        NodeKind::Service(spec) => out.push(("url".into(), spec.url.as_str())),
+        NodeKind::Service(spec) => {
+            if let ServiceTarget::Url(url) = &spec.target {
+                out.push(("url".into(), url.as_str()));
+            }
+        }
         NodeKind::Batch(b) => {
             if let BatchSource::Path(p) = &b.reader.source {
                 out.push(("reader.path".into(), p.as_str()));

@@ -423,6 +423,12 @@ impl Engine {
         Ok(true)
     }
 
+    /// Whether this process drives the task now (its driver runs here): a callback listener
+    /// of one run takes callbacks for its own tasks only.
+    pub fn is_driving(&self, task_id: &str) -> bool {
+        self.shared.driving(task_id)
+    }
+
     /// Removes a deleted task's files under the work directory (objects fetched for commands,
     /// scratch directories, batch and raster work files).
     pub fn forget_task_files(&self, task_id: &str) {

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 use tessera_core::Data;
-use tessera_core::model::ServiceSpec;
+use tessera_core::model::{ServiceSpec, ServiceTarget};
 use tessera_core::scheduler::JobError;
-use tessera_store::{CallbackRow, ObjectMeta};
+use tessera_core::services::{Announced, resolve};
+use tessera_store::{CallbackRow, CallbackState, ObjectMeta};
 
 use crate::jobs::JobContext;
 use crate::template::{Scope, render};
@@ -27,10 +28,28 @@ fn new_token() -> String {
     )
 }
 
+/// Where a token is shown instead of itself: whoever reads an error, a log or a task
+/// document must not be able to answer (or forge the answer of) a service call.
+const HIDDEN: &str = "…";
+
+/// `text` with every occurrence of the token hidden (a service's error body may echo the
+/// callback URL it was given; the token is hex, so its URL-encoded form is itself).
+pub(crate) fn redact(text: &str, token: &str) -> String {
+    if token.is_empty() {
+        return text.to_string();
+    }
+    text.replace(token, HIDDEN)
+}
+
+fn callback_url(base: &str, token: &str) -> String {
+    format!("{}/api/v1/callbacks/{token}", base.trim_end_matches('/'))
+}
+
 pub(crate) async fn run(ctx: &mut JobContext, spec: &ServiceSpec) -> Result<Value, JobError> {
     let Some(base) = ctx.engine.config.callback_base.clone() else {
         return Err(JobError::permanent(
-            "`service` nodes need the engine server (`tessera serve`) to receive callbacks",
+            "`service` nodes need somewhere to receive callbacks: this engine was started \
+             without a callback URL (`tessera run` and `tessera serve` listen for them)",
         ));
     };
     let store = ctx.engine.store.clone();
@@ -42,17 +61,35 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &ServiceSpec) -> Result<Valu
     );
     let existing =
         blocking(move || store.callback_for_attempt(&task, &key, iteration, attempt)).await?;
-    let callback_url =
-        |token: &str| format!("{}/api/v1/callbacks/{token}", base.trim_end_matches('/'));
     let token = match existing {
-        Some(row) if row.state == "received" => return outcome(ctx, &row),
-        Some(row) if row.state == "waiting" => {
+        Some(row) if row.state == CallbackState::Received => return outcome(ctx, &row),
+        // Rows stored before the base was recorded keep waiting, as they always did.
+        Some(row)
+            if row.state == CallbackState::Waiting
+                && row.callback_base.as_deref().is_none_or(|b| b == base) =>
+        {
             ctx.log("engine", "still waiting for the callback of this attempt");
             row.token
         }
-        // Stored but never accepted by the service (the process died while dispatching).
-        Some(row) if row.state == "dispatching" => {
-            dispatch(ctx, spec, &callback_url(&row.token)).await?;
+        // Stored but never accepted by the service (the process died while dispatching), or
+        // accepted with a callback URL nobody serves any more: a `tessera run` listens on a
+        // port of its own, gone with its process, so a resumed task's service would call back
+        // into the void. The same token goes out again with this process's URL (the service
+        // may then do the work twice: at-least-once, like any attempt cut short).
+        Some(row) if row.state.is_expected() => {
+            if row.callback_base.as_deref() != Some(base.as_str()) {
+                let store = ctx.engine.store.clone();
+                let (t, b) = (row.token.clone(), base.clone());
+                if !blocking(move || store.redispatch_callback(&t, &b)).await? {
+                    return Err(JobError::retryable("this attempt was superseded"));
+                }
+                ctx.log(
+                    "engine",
+                    "dispatching again: the callback URL the service was given is no longer \
+                     served",
+                );
+            }
+            dispatch(ctx, spec, &base, &row.token).await?;
             row.token
         }
         _ => {
@@ -64,12 +101,13 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &ServiceSpec) -> Result<Valu
                 key: ctx.key.clone(),
                 iteration: ctx.iteration,
                 attempt: ctx.attempt,
-                state: "dispatching".into(),
+                state: CallbackState::Dispatching,
                 result: None,
                 failed: false,
+                callback_base: Some(base.clone()),
             };
             blocking(move || store.create_callback(&row)).await?;
-            if let Err(e) = dispatch(ctx, spec, &callback_url(&token)).await {
+            if let Err(e) = dispatch(ctx, spec, &base, &token).await {
                 let store = ctx.engine.store.clone();
                 let t = token.clone();
                 let _ = blocking(move || store.supersede_callback(&t)).await;
@@ -95,6 +133,7 @@ fn outcome(ctx: &mut JobContext, row: &CallbackRow) -> Result<Value, JobError> {
             .and_then(Value::as_str)
             .map(str::to_string)
             .unwrap_or_else(|| result.to_string());
+        let msg = redact(&msg, &row.token);
         ctx.log("engine", format!("the service reported a failure: {msg}"));
         return Err(JobError::retryable(format!("the service reported: {msg}")));
     }
@@ -148,32 +187,57 @@ async fn wait_for_callback(ctx: &JobContext, token: &str) -> Result<CallbackRow,
         let notice = notified.notified();
         let row = blocking(move || store.callback(&t)).await?;
         match row {
-            Some(row) if row.state == "received" => return Ok(row),
-            Some(row) if row.state == "waiting" || row.state == "dispatching" => notice.await,
+            Some(row) if row.state == CallbackState::Received => return Ok(row),
+            Some(row) if row.state.is_expected() => notice.await,
             _ => return Err(JobError::retryable("this attempt was superseded")),
         }
     }
 }
 
+/// The endpoint's URL and how to name it in logs: the rendered `url`, or the URL a name
+/// stands for in the registry now.
+async fn endpoint(ctx: &JobContext, spec: &ServiceSpec) -> Result<(String, String), JobError> {
+    match &spec.target {
+        ServiceTarget::Url(template) => {
+            let (input, params, paths) = (&ctx.input, &ctx.node.params, &ctx.scope);
+            let scope = Scope {
+                input,
+                params,
+                paths,
+            };
+            let mut no_objects = |_: &Value| -> Result<String, String> {
+                Err("an object cannot be placed in a URL".to_string())
+            };
+            let url = render(template, &scope, &mut no_objects).map_err(JobError::permanent)?;
+            Ok((url.clone(), url))
+        }
+        ServiceTarget::Named(name) => {
+            let store = ctx.engine.store.clone();
+            let services = blocking(move || store.list_services()).await?;
+            let known: Vec<Announced> = services
+                .iter()
+                .map(|s| Announced::new(&s.name, &s.url, &s.endpoints))
+                .collect();
+            // Not retried: the registry changes only when a service announces, which takes
+            // its own start (seconds to minutes), not the node's backoff; retrying would hide
+            // a typo behind the retry delays. `tessera resume` looks the name up again.
+            let url = resolve(name, &known).map_err(|e| JobError::permanent(e.to_string()))?;
+            Ok((url.clone(), format!("{name} at {url}")))
+        }
+    }
+}
+
 /// Posts the input to the service, retrying with a growing delay while it is unreachable,
-/// answers 5xx, 408 or 429.
+/// answers 5xx, 408 or 429. Nothing it reports shows the token.
 async fn dispatch(
     ctx: &mut JobContext,
     spec: &ServiceSpec,
-    callback_url: &str,
+    base: &str,
+    token: &str,
 ) -> Result<(), JobError> {
     let input = ctx.input.clone();
-    let params = ctx.node.params.clone();
-    let paths = ctx.scope.clone();
-    let scope = Scope {
-        input: &input,
-        params: &params,
-        paths: &paths,
-    };
-    let mut no_objects = |_: &Value| -> Result<String, String> {
-        Err("an object cannot be placed in a URL".to_string())
-    };
-    let url = render(&spec.url, &scope, &mut no_objects).map_err(JobError::permanent)?;
+    let (url, shown) = endpoint(ctx, spec).await?;
+    let callback = callback_url(base, token);
     let mut last_error = String::new();
     for (n, delay) in std::iter::once(0)
         .chain(DISPATCH_DELAYS_MS.iter().copied())
@@ -184,27 +248,28 @@ async fn dispatch(
         }
         let req = ctx.engine.http.post(&url).query(&[
             ("task_id", ctx.task_id.as_str()),
-            ("callback_url", callback_url),
+            ("callback_url", callback.as_str()),
         ]);
         let req = with_body(ctx, req, &input).await?;
         match req.send().await {
             Ok(resp) if resp.status().is_success() => {
-                ctx.log("engine", format!("dispatched to {url} (try {})", n + 1));
+                ctx.log("engine", format!("dispatched to {shown} (try {})", n + 1));
                 return Ok(());
             }
             Ok(resp) => {
                 let status = resp.status();
                 let body = resp.text().await.unwrap_or_default();
-                last_error = format!(
-                    "POST {url}: HTTP {status}: {}",
-                    body.chars().take(300).collect::<String>()
-                );
+                // Hidden before it is cut, so no part of the token survives the cut.
+                let body: String = body.chars().take(4096).collect();
+                let body: String = redact(&body, token).chars().take(300).collect();
+                last_error = format!("POST {url}: HTTP {status}: {body}");
                 let retryable = status.is_server_error() || matches!(status.as_u16(), 408 | 429);
                 if !retryable {
                     return Err(JobError::permanent(last_error));
                 }
             }
-            Err(e) => last_error = format!("POST {url}: {e}"),
+            // The error's own text would show the whole request URL, query and token included.
+            Err(e) => last_error = redact(&format!("POST {url}: {}", describe(e)), token),
         }
         ctx.log(
             "engine",
@@ -214,6 +279,20 @@ async fn dispatch(
     Err(JobError::retryable(format!(
         "service unavailable: {last_error}"
     )))
+}
+
+/// A request error with its causes (`error sending request: … connection refused`), without
+/// the request URL reqwest would show: it holds the callback URL and its token.
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// JSON when the input holds no objects; otherwise multipart with one part per top-level

@@ -6,23 +6,24 @@
 #![recursion_limit = "512"]
 
 pub mod auth;
+pub mod callback_listener;
 pub mod docs;
 pub mod error;
 pub mod listen;
 pub mod openapi;
-mod registry;
+pub mod registry;
 mod routes;
 pub mod state;
 
-use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tessera_engine::{Engine, EngineConfig};
 use tessera_store::{Objects, Store};
 
 pub use auth::Tokens;
+pub use callback_listener::{CallbackListener, ServingCallbacks};
 pub use listen::ConnectionLimits;
 pub use state::Limits;
 use state::{AppState, Inner};
@@ -147,17 +148,13 @@ pub async fn start(
         tokio::runtime::Handle::current(),
         engine_config,
     )?;
-    let state = AppState(Arc::new(Inner {
-        engine: engine.clone(),
-        tokens: config.tokens.clone(),
-        limits: config.limits.clone(),
-        public_info: config.public_info,
+    let state = AppState(Arc::new(Inner::new(
+        engine.clone(),
+        config.tokens.clone(),
+        config.limits.clone(),
+        config.public_info,
         events,
-        running: Mutex::new(HashMap::new()),
-        expired_services: Mutex::new(HashSet::new()),
-        pipelines: Mutex::new(HashMap::new()),
-        pipeline_generation: std::sync::atomic::AtomicU64::new(0),
-    }));
+    )));
     continue_unfinished(&state).await;
     tokio::spawn(registry::sweep_loop(state.clone()));
     tokio::spawn(routes::tasks::retention_loop(state.clone()));

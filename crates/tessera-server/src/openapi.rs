@@ -376,6 +376,7 @@ mod tests {
             ("post", "/api/v1/tasks/{id}/resume", "409"),
             ("get", "/api/v1/objects/{id}", "200"),
             ("post", "/api/v1/registry/announce", "422"),
+            ("get", "/api/v1/registry/services", "200"),
             ("post", "/api/v1/callbacks/{token}", "409"),
             ("get", "/api/v1/stats", "200"),
             ("get", "/api/v1/events", "200"),

@@ -21,17 +21,52 @@ pub async fn announce(
     caller.require(&[Role::Service, Role::Admin])?;
     // Parsing and checking every endpoint is CPU work: off the async threads.
     let scripts = state.engine.scripts().clone();
-    let (name, url, endpoints, pipelines, problems) =
-        tokio::task::spawn_blocking(move || check_announcement(&body, &scripts))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let store = state.store().clone();
+    let recorded = tokio::task::spawn_blocking(move || {
+        record_announcement(store.as_ref(), &scripts, &body, now_millis())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    state.pipelines_changed();
+    state
+        .expired_services
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .forget(&recorded.url, &recorded.name);
+    let ttl = state.limits.announce_period * 3;
+    Ok(Json(json!({
+        "name": recorded.name, "pipelines": recorded.pipelines, "conflicts": recorded.conflicts,
+        "ttl_seconds": ttl.as_secs_f64(),
+    })))
+}
+
+/// What an announcement recorded.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub name: String,
+    pub url: String,
+    /// Routes of the pipelines made (or refreshed) from its endpoints.
+    pub pipelines: Vec<String>,
+    /// Routes already taken by pipelines of another source (left as they are).
+    pub conflicts: Vec<String>,
+}
+
+/// Checks an announcement (`{"name", "url", "endpoints"}`) and records it in `store`: the
+/// service, and one pipeline `entry → service → end` per endpoint. What `POST
+/// /api/v1/registry/announce` does, and `tessera services announce` into a local data dir.
+pub fn record_announcement(
+    store: &dyn tessera_store::Store,
+    scripts: &tessera_core::Scripts,
+    body: &[u8],
+    now: u64,
+) -> Result<Recorded, ApiError> {
+    let (name, url, endpoints, pipelines, problems) = check_announcement(body, scripts)?;
     if !problems.is_empty() {
         return Err(ApiError::Invalid {
             message: format!("invalid announcement: {} problem(s)", problems.len()),
             details: Value::Array(problems),
         });
     }
-    let now = now_millis();
     let service = ServiceRow {
         name: name.clone(),
         url: url.clone(),
@@ -39,52 +74,58 @@ pub async fn announce(
         last_seen: now,
     };
     let source = format!("service:{name}");
-    let (created, conflicts) = state
-        .blocking(move |s| {
-            s.announce_service(&service)?;
-            let mut created = Vec::new();
-            let mut conflicts = Vec::new();
-            let wanted: Vec<&String> = pipelines.iter().map(|(r, _)| r).collect();
-            for old in s
-                .list_pipelines()?
-                .into_iter()
-                .filter(|p| p.source == source)
-            {
-                if !wanted.contains(&&old.name) {
-                    s.delete_pipeline(&old.name)?;
-                }
+    store.announce_service(&service)?;
+    let mut created = Vec::new();
+    let mut conflicts = Vec::new();
+    let wanted: Vec<&String> = pipelines.iter().map(|(r, _)| r).collect();
+    for old in store
+        .list_pipelines()?
+        .into_iter()
+        .filter(|p| p.source == source)
+    {
+        if !wanted.contains(&&old.name) {
+            store.delete_pipeline(&old.name)?;
+        }
+    }
+    for (route, definition) in &pipelines {
+        match store.pipeline(route)? {
+            Some(p) if p.source != source => conflicts.push(route.clone()),
+            existing => {
+                let created_at = existing.map(|p| p.created_at).unwrap_or(now);
+                store.put_pipeline(&PipelineRow {
+                    name: route.clone(),
+                    definition: definition.clone(),
+                    source: source.clone(),
+                    owner: None,
+                    created_at,
+                    updated_at: now,
+                    version: String::new(),
+                })?;
+                created.push(route.clone());
             }
-            for (route, definition) in &pipelines {
-                match s.pipeline(route)? {
-                    Some(p) if p.source != source => conflicts.push(route.clone()),
-                    existing => {
-                        let created_at = existing.map(|p| p.created_at).unwrap_or(now);
-                        s.put_pipeline(&PipelineRow {
-                            name: route.clone(),
-                            definition: definition.clone(),
-                            source: source.clone(),
-                            owner: None,
-                            created_at,
-                            updated_at: now,
-                            version: String::new(),
-                        })?;
-                        created.push(route.clone());
-                    }
-                }
-            }
-            Ok((created, conflicts))
+        }
+    }
+    Ok(Recorded {
+        name,
+        url,
+        pipelines: created,
+        conflicts,
+    })
+}
+
+/// `GET /api/v1/registry/services`: the services announced now, with their endpoints (what
+/// `service: name/endpoint` nodes resolve against; `tessera validate --server` reads it).
+pub async fn list(State(state): State<AppState>, _caller: Caller) -> Result<Json<Value>, ApiError> {
+    let services = state.blocking(|s| s.list_services()).await?;
+    let items: Vec<Value> = services
+        .into_iter()
+        .map(|s| {
+            json!({
+                "name": s.name, "url": s.url, "endpoints": s.endpoints, "last_seen": s.last_seen,
+            })
         })
-        .await?;
-    state.pipelines_changed();
-    state
-        .expired_services
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&url);
-    let ttl = state.limits.announce_period * 3;
-    Ok(Json(json!({
-        "name": name, "pipelines": created, "conflicts": conflicts, "ttl_seconds": ttl.as_secs_f64(),
-    })))
+        .collect();
+    Ok(Json(json!({ "items": items })))
 }
 
 /// Removes services not heard from for three announcement periods.
@@ -113,7 +154,7 @@ pub async fn sweep_loop(state: AppState) {
                 .expired_services
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(svc.url.clone());
+                .insert(&svc.url, &svc.name);
         }
     }
 }

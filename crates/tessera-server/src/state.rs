@@ -46,13 +46,73 @@ pub struct Inner {
     pub events: broadcast::Sender<LiveEvent>,
     /// Handles of tasks started here and not ended, to cancel them directly.
     pub running: Mutex<HashMap<String, TaskHandle>>,
-    /// Base URLs of services that stopped announcing: pipelines calling them are unavailable.
-    pub expired_services: Mutex<HashSet<String>>,
+    /// Services that stopped announcing: pipelines calling them are unavailable.
+    pub expired_services: Mutex<Expired>,
     /// Validated pipelines by name, so a submission does not re-read and re-check its
     /// pipeline; an entry is used only while its version is the stored one.
     pub pipelines: Mutex<HashMap<String, Arc<CachedPipeline>>>,
     /// Counts writes of pipelines in this process (see [`CachedPipeline::generation`]).
     pub pipeline_generation: std::sync::atomic::AtomicU64,
+    /// Callbacks are taken only for tasks this process drives (a `tessera run`'s listener:
+    /// another run on the same data dir may have been given this port before).
+    pub own_tasks_only: bool,
+}
+
+impl Inner {
+    /// The state of a server (or a callback listener) on `engine`.
+    pub fn new(
+        engine: Engine,
+        tokens: Tokens,
+        limits: Limits,
+        public_info: bool,
+        events: broadcast::Sender<LiveEvent>,
+    ) -> Inner {
+        Inner {
+            engine,
+            tokens,
+            limits,
+            public_info,
+            events,
+            running: Mutex::new(HashMap::new()),
+            expired_services: Mutex::new(Expired::default()),
+            pipelines: Mutex::new(HashMap::new()),
+            pipeline_generation: std::sync::atomic::AtomicU64::new(0),
+            own_tasks_only: false,
+        }
+    }
+}
+
+/// Services removed for silence, by base URL (nodes with `url`) and by name (nodes with
+/// `service: name/endpoint`).
+#[derive(Debug, Default)]
+pub struct Expired {
+    urls: HashSet<String>,
+    names: HashSet<String>,
+}
+
+impl Expired {
+    pub fn insert(&mut self, url: &str, name: &str) {
+        self.urls.insert(url.to_string());
+        self.names.insert(name.to_string());
+    }
+
+    /// The service announced again.
+    pub fn forget(&mut self, url: &str, name: &str) {
+        self.urls.remove(url);
+        self.names.remove(name);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.urls.is_empty() && self.names.is_empty()
+    }
+
+    pub fn has_url_prefix_of(&self, url: &str) -> bool {
+        self.urls.iter().any(|base| url.starts_with(base.as_str()))
+    }
+
+    pub fn has_name(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
 }
 
 /// A stored pipeline, parsed and validated.

@@ -169,6 +169,11 @@ pub trait Store: Send + Sync {
     /// The service accepted the dispatch: `dispatching` → `waiting`.
     fn mark_dispatched(&self, token: &str) -> Result<(), StoreError>;
 
+    /// The token is about to be dispatched again with another callback base (the listener
+    /// the service was given is gone, e.g. a `tessera run` resumed by a new process): back to
+    /// `dispatching` with the new base. False (nothing changed) if it is no longer expected.
+    fn redispatch_callback(&self, token: &str, callback_base: &str) -> Result<bool, StoreError>;
+
     /// The attempt ended without its callback (timeout, cancel): the token is refused from now.
     fn supersede_callback(&self, token: &str) -> Result<(), StoreError>;
 

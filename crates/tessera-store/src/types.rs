@@ -149,11 +149,53 @@ pub struct CallbackRow {
     pub key: String,
     pub iteration: u32,
     pub attempt: u32,
-    /// `dispatching` (token stored, POST not yet accepted), `waiting`, `received` or
-    /// `superseded`.
-    pub state: String,
+    pub state: CallbackState,
     pub result: Option<Value>,
     pub failed: bool,
+    /// The base URL the service was told to call back (`<base>/api/v1/callbacks/<token>`);
+    /// `None` in rows stored before it was recorded.
+    pub callback_base: Option<String>,
+}
+
+/// Where a callback token stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallbackState {
+    /// Stored before the POST to the service; the service has not accepted it (yet).
+    Dispatching,
+    /// The service accepted the dispatch; its callback is expected.
+    Waiting,
+    /// The callback arrived and its result is stored.
+    Received,
+    /// Its attempt ended without it (timeout, cancel, failed dispatch, a newer attempt).
+    Superseded,
+}
+
+impl CallbackState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallbackState::Dispatching => "dispatching",
+            CallbackState::Waiting => "waiting",
+            CallbackState::Received => "received",
+            CallbackState::Superseded => "superseded",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<CallbackState> {
+        [
+            CallbackState::Dispatching,
+            CallbackState::Waiting,
+            CallbackState::Received,
+            CallbackState::Superseded,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+
+    /// Whether a callback for this token would still be accepted.
+    pub fn is_expected(self) -> bool {
+        matches!(self, CallbackState::Dispatching | CallbackState::Waiting)
+    }
 }
 
 /// Task counts per pipeline and state.

@@ -388,9 +388,10 @@ fn callback_row(token: &str, attempt: u32) -> CallbackRow {
         key: "detect".into(),
         iteration: 0,
         attempt,
-        state: "waiting".into(),
+        state: CallbackState::Waiting,
         result: None,
         failed: false,
+        callback_base: Some("http://127.0.0.1:1".into()),
     }
 }
 
@@ -401,8 +402,23 @@ fn a_callback_is_accepted_once_and_never_for_a_superseded_attempt() {
     store.create_callback(&callback_row("tok-2", 2)).unwrap();
     assert_eq!(
         store.callback("tok-1").unwrap().unwrap().state,
-        "superseded"
+        CallbackState::Superseded
     );
+    assert!(
+        !store
+            .redispatch_callback("tok-1", "http://127.0.0.1:2")
+            .unwrap(),
+        "a superseded token is not dispatched again"
+    );
+    store.mark_dispatched("tok-2").unwrap();
+    assert!(
+        store
+            .redispatch_callback("tok-2", "http://127.0.0.1:2")
+            .unwrap()
+    );
+    let row = store.callback("tok-2").unwrap().unwrap();
+    assert_eq!(row.state, CallbackState::Dispatching);
+    assert_eq!(row.callback_base.as_deref(), Some("http://127.0.0.1:2"));
     assert!(
         !store
             .complete_callback("tok-1", &json!({"late": true}), false)
@@ -428,7 +444,7 @@ fn a_callback_is_accepted_once_and_never_for_a_superseded_attempt() {
         .callback_for_attempt("t1", "detect", 0, 2)
         .unwrap()
         .unwrap();
-    assert_eq!(row.state, "received");
+    assert_eq!(row.state, CallbackState::Received);
     assert_eq!(row.result, Some(json!({"areas": []})));
     assert!(
         store

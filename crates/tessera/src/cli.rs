@@ -101,6 +101,12 @@ pub enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Also check `service: name/endpoint` nodes against this server's registry.
+        #[arg(long, env = "TESSERA_SERVER")]
+        server: Option<String>,
+        /// Bearer token for --server.
+        #[arg(long, env = "TESSERA_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
     /// Draw a pipeline.
     Graph {
@@ -115,6 +121,20 @@ pub enum Command {
         #[command(flatten)]
         data: DataArgs,
         /// A Tessera server's base URL (e.g. http://127.0.0.1:8080) instead of the data dir.
+        #[arg(long, env = "TESSERA_SERVER", global = true)]
+        server: Option<String>,
+        /// Bearer token for --server.
+        #[arg(long, env = "TESSERA_TOKEN", global = true, hide_env_values = true)]
+        token: Option<String>,
+    },
+    /// The services registry (`service: name/endpoint` nodes): the data dir's, or a server's
+    /// with --server.
+    Services {
+        #[command(subcommand)]
+        action: crate::services::ServicesAction,
+        #[command(flatten)]
+        data: DataArgs,
+        /// A Tessera server's base URL instead of the data dir.
         #[arg(long, env = "TESSERA_SERVER", global = true)]
         server: Option<String>,
         /// Bearer token for --server.
@@ -210,7 +230,21 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             let settings = Settings::resolve(&data, Some(&engine))?;
             crate::run::resume(&settings, &task_id, pipeline.as_deref(), input.as_deref())
         }
-        Command::Validate { file, json } => validate(&file, json),
+        Command::Validate {
+            file,
+            json,
+            server,
+            token,
+        } => validate(&file, json, server.as_deref(), token.as_deref()),
+        Command::Services {
+            action,
+            data,
+            server,
+            token,
+        } => {
+            let settings = Settings::resolve(&data, None)?;
+            crate::services::services(&settings, server.as_deref(), token.as_deref(), action)
+        }
         Command::Graph { file, format } => {
             let pipeline = load_or_report(&file)?;
             match pipeline {
@@ -260,18 +294,34 @@ pub fn load_or_report(
     Ok(tessera_core::load_document(&text, &scripts))
 }
 
-fn validate(file: &std::path::Path, json: bool) -> Result<ExitCode> {
+fn validate(
+    file: &std::path::Path,
+    json: bool,
+    server: Option<&str>,
+    token: Option<&str>,
+) -> Result<ExitCode> {
     let result = load_or_report(file)?;
-    let report = match &result {
+    let mut report = match &result {
         Ok(_) => tessera_core::Report::default(),
         Err(r) => r.clone(),
     };
+    // Names are checked once the pipeline is otherwise valid: a broken one has no nodes to
+    // look names up for.
+    if let (Ok((pipeline, _)), Some(server)) = (&result, server) {
+        let known = crate::services::server_registry(server, token)
+            .with_context(|| format!("cannot read the services registry of {server}"))?;
+        report = tessera_core::services::check_names(pipeline, &known);
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if report.is_ok() {
         let (p, _) = result.as_ref().expect("ok");
+        let checked = match server {
+            Some(s) => format!(", service names found in {s}'s registry"),
+            None => String::new(),
+        };
         println!(
-            "{}: valid pipeline `{}` ({} nodes)",
+            "{}: valid pipeline `{}` ({} nodes{checked})",
             file.display(),
             p.name,
             p.nodes.len()

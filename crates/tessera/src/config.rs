@@ -137,6 +137,9 @@ fn create_private_dir(dir: &std::path::Path) -> Result<()> {
 /// A running engine and what keeps it alive.
 pub struct Opened {
     pub engine: Engine,
+    /// The loopback listener for service callbacks, when the task has `service` nodes; it
+    /// stops when this is dropped (before the runtime it runs on).
+    pub _callbacks: Option<tessera_server::ServingCallbacks>,
     pub runtime: tokio::runtime::Runtime,
     /// Deleted on drop in ephemeral mode.
     pub _scratch: Option<TempDir>,
@@ -171,8 +174,24 @@ impl Settings {
     }
 }
 
-pub fn open_engine(settings: &Settings) -> Result<Opened> {
-    let store = settings.open_store()?;
+/// Services answer by callback: with `listen`, the engine gets a loopback listener of its
+/// own for them, for as long as it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Callbacks {
+    Listen,
+    None,
+}
+
+pub fn open_engine(settings: &Settings, callbacks: Callbacks) -> Result<Opened> {
+    open_engine_on(settings, settings.open_store()?, callbacks)
+}
+
+/// [`open_engine`] on a store already opened.
+pub fn open_engine_on(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    callbacks: Callbacks,
+) -> Result<Opened> {
     let (root, scratch) = if settings.ephemeral {
         let dir = std::env::temp_dir().join(format!("tessera-{}", uuid::Uuid::new_v4()));
         (dir.clone(), Some(TempDir(dir)))
@@ -185,10 +204,31 @@ pub fn open_engine(settings: &Settings) -> Result<Opened> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let config = settings.engine_config(&root);
+    let mut config = settings.engine_config(&root);
+    // Bound before the engine exists: its URL is the engine's callback base.
+    let listener = match callbacks {
+        Callbacks::Listen => Some(
+            tessera_server::CallbackListener::bind()
+                .context("cannot listen for service callbacks")?,
+        ),
+        Callbacks::None => None,
+    };
+    config.callback_base = listener.as_ref().map(|l| l.url().to_string());
     let engine = Engine::new(store, objects, runtime.handle().clone(), config)?;
+    let serving = match listener {
+        Some(l) => Some(
+            l.serve(
+                engine.clone(),
+                tessera_server::Limits::default(),
+                runtime.handle(),
+            )
+            .context("cannot listen for service callbacks")?,
+        ),
+        None => None,
+    };
     Ok(Opened {
         engine,
+        _callbacks: serving,
         runtime,
         _scratch: scratch,
     })

@@ -8,6 +8,7 @@ mod progress;
 mod raster;
 mod run;
 mod serve;
+mod services;
 mod tasks;
 
 use std::process::ExitCode;

@@ -11,7 +11,7 @@ use tessera_core::Data;
 use tessera_core::scheduler::TaskState;
 use tessera_engine::TaskHandle;
 
-use crate::config::{Settings, open_engine};
+use crate::config::{Callbacks, Settings, open_engine, open_engine_on};
 use crate::progress::ProgressView;
 
 pub fn run(
@@ -31,7 +31,7 @@ pub fn run(
         Some(text) => parse_input(text)?,
         None => Data::from_value(default_input(&pipeline)),
     };
-    let opened = open_engine(settings)?;
+    let opened = open_engine(settings, callbacks_for(&pipeline.nodes))?;
     // Known before the task exists: its files are stored as its own.
     let task_id = uuid::Uuid::new_v4().to_string();
     if !files.is_empty() {
@@ -86,11 +86,24 @@ pub fn resume(
             }
         },
     };
+    let store = settings.open_store()?;
+    // Its service nodes may be waiting for callbacks: they need this process's listener.
+    let callbacks = match (&definition, store.task(task_id)?) {
+        (Some((_, fixed)), _) => callbacks_for(&fixed.nodes),
+        (None, Some(task)) => {
+            let mut report = tessera_core::Report::default();
+            match tessera_core::parse::pipeline_from_value(&task.definition, &mut report) {
+                Some(p) => callbacks_for(&p.nodes),
+                None => Callbacks::None,
+            }
+        }
+        (None, None) => Callbacks::None,
+    };
     let fix = tessera_engine::Fix {
         definition,
         input: input.map(parse_input).transpose()?,
     };
-    let opened = open_engine(settings)?;
+    let opened = open_engine_on(settings, store, callbacks)?;
     let handle = opened.engine.resume(task_id, fix)?;
     follow(handle, &opened.runtime, true)
 }
@@ -106,6 +119,15 @@ fn report_invalid(file: &Path, report: &tessera_core::Report, outcome: &str) {
         file.display(),
         report.errors.len()
     );
+}
+
+/// A loopback listener for callbacks only when the pipeline calls services.
+fn callbacks_for(nodes: &[tessera_core::Node]) -> Callbacks {
+    if tessera_core::services::has_service_nodes(nodes) {
+        Callbacks::Listen
+    } else {
+        Callbacks::None
+    }
 }
 
 /// Without `--input`, the entry's example body (`api.body` when it is an object) is used.

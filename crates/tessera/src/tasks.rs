@@ -83,7 +83,7 @@ pub fn tasks(settings: &Settings, action: TasksAction) -> Result<ExitCode> {
             }
         }
         TasksAction::Cancel { task_id } => {
-            let opened = crate::config::open_engine(settings)?;
+            let opened = crate::config::open_engine(settings, crate::config::Callbacks::None)?;
             opened.engine.cancel_elsewhere(&task_id)?;
             eprintln!("cancel requested for task {task_id}");
         }

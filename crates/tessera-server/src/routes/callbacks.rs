@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::header;
 use serde_json::{Map, Value, json};
+use tessera_store::CallbackState;
 
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
@@ -21,11 +22,16 @@ pub async fn callback(
     let t = token.clone();
     let row = state.blocking(move |s| s.callback(&t)).await?;
     let row = match row {
-        Some(r) if r.state == "waiting" || r.state == "dispatching" => r,
+        // A run's own listener knows no other run's tokens (a port it was given may have
+        // been another run's before).
+        Some(r) if state.own_tasks_only && !state.engine.is_driving(&r.task_id) => {
+            return Err(ApiError::not_found("callback", "this token"));
+        }
+        Some(r) if r.state.is_expected() => r,
         Some(r) => {
             return Err(ApiError::Conflict(format!(
                 "this callback is no longer expected ({})",
-                if r.state == "received" {
+                if r.state == CallbackState::Received {
                     "already answered"
                 } else {
                     "superseded by a newer attempt"

@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/tasks/{id}/resume", post(tasks::resume))
         .route("/api/v1/objects/{id}", get(objects::read))
         .route("/api/v1/registry/announce", post(crate::registry::announce))
+        .route("/api/v1/registry/services", get(crate::registry::list))
         .route("/api/v1/stats", get(system::stats))
         .route("/api/v1/events", get(system::events))
         .route("/health", get(system::health))
@@ -59,6 +60,17 @@ pub fn router(state: AppState) -> Router {
         .merge(json_routes)
         .merge(upload_routes)
         .merge(info_routes)
+        .fallback(|| async { ApiError::not_found("route", "this path") })
+        .layer(axum::middleware::map_response(json_errors))
+        .with_state(state)
+}
+
+/// The callback route alone, with the server's limits: a `tessera run`'s callback listener.
+pub fn callback_router(state: AppState) -> Router {
+    let max_upload = state.limits.max_upload;
+    Router::new()
+        .route("/api/v1/callbacks/{token}", post(callbacks::callback))
+        .layer(DefaultBodyLimit::max(max_upload))
         .fallback(|| async { ApiError::not_found("route", "this path") })
         .layer(axum::middleware::map_response(json_errors))
         .with_state(state)

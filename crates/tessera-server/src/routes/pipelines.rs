@@ -207,7 +207,7 @@ pub(crate) fn api_text(definition: &Value) -> (Option<String>, Option<String>) {
     (text("summary"), text("description"))
 }
 
-/// URLs of `service` nodes whose service stopped announcing.
+/// URLs (or `name/endpoint`s) of `service` nodes whose service stopped announcing.
 pub(crate) fn unavailable_services(state: &AppState, definition: &Value) -> Vec<String> {
     let expired = state
         .expired_services
@@ -219,11 +219,19 @@ pub(crate) fn unavailable_services(state: &AppState, definition: &Value) -> Vec<
     let mut out = Vec::new();
     let mut visit = |nodes: &Value| {
         for n in nodes.as_array().into_iter().flatten() {
-            if n["type"] == "service"
-                && let Some(url) = n["url"].as_str()
-                && expired.iter().any(|base| url.starts_with(base.as_str()))
+            if n["type"] != "service" {
+                continue;
+            }
+            if let Some(url) = n["url"].as_str()
+                && expired.has_url_prefix_of(url)
             {
                 out.push(url.to_string());
+            }
+            if let Some(name) = n["service"].as_str()
+                && let Some((service, _)) = name.split_once('/')
+                && expired.has_name(service)
+            {
+                out.push(name.to_string());
             }
         }
     };

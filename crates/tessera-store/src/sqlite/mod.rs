@@ -14,6 +14,7 @@ mod batch;
 mod group;
 mod objects;
 mod registry;
+mod revisions;
 
 use crate::error::StoreError;
 use crate::objects::ObjectMeta;
@@ -221,6 +222,7 @@ impl SqliteStore {
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
     add_column_if_missing(conn, "pipelines", "version", "TEXT NOT NULL DEFAULT ''")?;
     add_column_if_missing(conn, "batch_chunks", "line_hashes", "BLOB")?;
+    add_column_if_missing(conn, "callbacks", "callback_base", "TEXT")?;
     Ok(())
 }
 
@@ -325,32 +327,7 @@ impl Store for SqliteStore {
     }
 
     fn task_revisions(&self, task_id: &str) -> Result<Vec<TaskRevision>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT revision, definition, input, replaced_at FROM task_revisions
-             WHERE task_id = ?1 ORDER BY revision",
-        )?;
-        let rows = stmt
-            .query_map([task_id], |r| {
-                Ok((
-                    r.get::<_, u32>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter()
-            .map(|(revision, definition, input, at)| {
-                Ok(TaskRevision {
-                    revision,
-                    definition: parse_json(Some(definition), "task revision")?.unwrap_or_default(),
-                    input: task_data(&conn, task_id, Some(input), "task revision input")?
-                        .unwrap_or_default(),
-                    replaced_at: at as u64,
-                })
-            })
-            .collect()
+        revisions::task_revisions(&self.conn(), task_id)
     }
 
     fn commit(&self, batch: &CommitBatch<'_>) -> Result<(), StoreError> {
@@ -805,20 +782,15 @@ impl Store for SqliteStore {
     }
 
     fn mark_dispatched(&self, token: &str) -> Result<(), StoreError> {
-        self.conn().execute(
-            "UPDATE callbacks SET state = 'waiting' WHERE token = ?1 AND state = 'dispatching'",
-            [token],
-        )?;
-        Ok(())
+        registry::mark_dispatched(&self.conn(), token)
+    }
+
+    fn redispatch_callback(&self, token: &str, callback_base: &str) -> Result<bool, StoreError> {
+        registry::redispatch_callback(&self.conn(), token, callback_base)
     }
 
     fn supersede_callback(&self, token: &str) -> Result<(), StoreError> {
-        self.conn().execute(
-            "UPDATE callbacks SET state = 'superseded'
-             WHERE token = ?1 AND state IN ('waiting', 'dispatching')",
-            [token],
-        )?;
-        Ok(())
+        registry::supersede_callback(&self.conn(), token)
     }
 
     fn create_batch_job(

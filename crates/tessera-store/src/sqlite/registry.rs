@@ -261,17 +261,34 @@ pub(super) fn create_callback(conn: &mut Connection, c: &CallbackRow) -> Result<
         params![c.task_id, c.key],
     )?;
     tx.execute(
-        "INSERT INTO callbacks (token, task_id, key, iteration, attempt, state, result, failed)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'dispatching', NULL, 0)",
-        params![c.token, c.task_id, c.key, c.iteration, c.attempt],
+        "INSERT INTO callbacks
+            (token, task_id, key, iteration, attempt, state, result, failed, callback_base)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'dispatching', NULL, 0, ?6)",
+        params![
+            c.token,
+            c.task_id,
+            c.key,
+            c.iteration,
+            c.attempt,
+            c.callback_base
+        ],
     )?;
     tx.commit()?;
     Ok(())
 }
 
-const CALLBACK_COLUMNS: &str = "token, task_id, key, iteration, attempt, state, result, failed";
+const CALLBACK_COLUMNS: &str =
+    "token, task_id, key, iteration, attempt, state, result, failed, callback_base";
 
 fn callback_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(CallbackRow, Option<String>)> {
+    let state: String = r.get(5)?;
+    let state = CallbackState::parse(&state).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            5,
+            rusqlite::types::Type::Text,
+            format!("unknown callback state `{state}`").into(),
+        )
+    })?;
     Ok((
         CallbackRow {
             token: r.get(0)?,
@@ -279,9 +296,10 @@ fn callback_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(CallbackRow, Option<
             key: r.get(2)?,
             iteration: r.get(3)?,
             attempt: r.get(4)?,
-            state: r.get(5)?,
+            state,
             result: None,
             failed: r.get(7)?,
+            callback_base: r.get(8)?,
         },
         r.get(6)?,
     ))
@@ -335,4 +353,34 @@ pub(super) fn complete_callback(
         params![token, json_text(result), failed],
     )?;
     Ok(n == 1)
+}
+
+pub(super) fn mark_dispatched(conn: &Connection, token: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE callbacks SET state = 'waiting' WHERE token = ?1 AND state = 'dispatching'",
+        [token],
+    )?;
+    Ok(())
+}
+
+pub(super) fn redispatch_callback(
+    conn: &Connection,
+    token: &str,
+    callback_base: &str,
+) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE callbacks SET state = 'dispatching', callback_base = ?2
+         WHERE token = ?1 AND state IN ('waiting', 'dispatching')",
+        params![token, callback_base],
+    )?;
+    Ok(n == 1)
+}
+
+pub(super) fn supersede_callback(conn: &Connection, token: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE callbacks SET state = 'superseded'
+         WHERE token = ?1 AND state IN ('waiting', 'dispatching')",
+        [token],
+    )?;
+    Ok(())
 }

@@ -8,6 +8,7 @@ mod pipelines;
 mod raster;
 mod resume;
 mod server;
+mod services_cli;
 mod support;
 
 use std::time::Duration;

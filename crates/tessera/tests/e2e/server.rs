@@ -29,7 +29,7 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
-fn serve(env: &Env, port: u16) -> Serve {
+pub(crate) fn serve(env: &Env, port: u16) -> Serve {
     serve_with(env, port, &[], &[])
 }
 
@@ -233,14 +233,29 @@ fn face_blur_and_describe_faces_with_the_example_services() {
     let rt = rt();
     let client = reqwest::Client::new();
     rt.block_on(async {
-        for (name, port) in [
-            ("face-blur", (faces_port, imaging_port)),
-            ("describe-faces", (faces_port, imaging_port)),
-        ] {
-            let yaml = std::fs::read_to_string(format!("{services}/pipelines/{name}.yaml"))
+        // The pipelines call the services by name: they must have announced themselves.
+        let start = Instant::now();
+        loop {
+            let list: Value = client
+                .get(format!("{}/api/v1/registry/services", server.url))
+                .send()
+                .await
                 .unwrap()
-                .replace("127.0.0.1:8101", &format!("127.0.0.1:{}", port.0))
-                .replace("127.0.0.1:8102", &format!("127.0.0.1:{}", port.1));
+                .json()
+                .await
+                .unwrap();
+            if list["items"].as_array().is_some_and(|l| l.len() == 2) {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no announcements"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for name in ["face-blur", "describe-faces"] {
+            let yaml =
+                std::fs::read_to_string(format!("{services}/pipelines/{name}.yaml")).unwrap();
             let r = client
                 .post(format!("{}/api/v1/pipelines", server.url))
                 .body(yaml)
