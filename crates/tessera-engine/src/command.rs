@@ -158,7 +158,13 @@ pub(crate) async fn run(
         if e.kind() == std::io::ErrorKind::NotFound {
             forget_programs();
         }
-        let msg = format!("cannot start `{program}`: {e}");
+        // A missing working directory fails the spawn like a missing program: say which.
+        let msg = match &cwd {
+            Some(dir) if !std::path::Path::new(dir).is_dir() => {
+                format!("cwd: `{dir}` is not a directory ({e})")
+            }
+            _ => format!("cannot start `{program}`: {e}"),
+        };
         if start_failure_is_permanent(&e) {
             JobError::permanent(msg)
         } else {
