@@ -154,6 +154,10 @@ fn errors_that_retrying_cannot_fix_fail_at_the_first_attempt() {
             "no-such-program-here",
         ),
         (
+            "type: command\n    command: [\"ls\"]\n    cwd: /nonexistent/dir",
+            "cwd: `/nonexistent/dir` is not a directory",
+        ),
+        (
             "type: raster\n    inputs: {a: /nonexistent/in.tif}\n    expr: \"a * 2\"\n    output: out.tif",
             "nonexistent",
         ),
