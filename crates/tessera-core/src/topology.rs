@@ -115,18 +115,64 @@ impl Topology {
     }
 }
 
-/// Which nodes can have run before which: `a` before `b` when edges lead from `a` to `b`; in
-/// a cycle, every node of the body may have run (in an earlier pass) before any other.
-/// One bit set per node: building it costs O((nodes + edges) × nodes / 64).
-#[derive(Debug, Clone)]
+/// Which nodes can have run before which: `a` before `b` when edges lead from `a` to `b` (back
+/// edges included: in a cycle, every node of the body may have run, in an earlier pass, before
+/// any other). Small graphs get one bit set per node (O((nodes + edges) × nodes / 64) to build);
+/// big ones are searched per question — nearby ancestors first, then one memoised forward
+/// search per distinct source — so a big pipeline that names few nodes costs nothing.
+#[derive(Debug)]
 pub struct Ancestry {
-    words: usize,
-    bits: Vec<u64>,
+    mode: Mode,
+}
+
+/// Above this many nodes, bit sets (n² bits) are not built.
+const DENSE_MAX_NODES: usize = 8192;
+/// Ancestors looked at around a node before searching forward from the source.
+const NEARBY: usize = 256;
+/// Memory given to memoised forward searches (bits).
+const MEMO_BITS: usize = 512 << 20;
+
+#[derive(Debug)]
+enum Mode {
+    Dense {
+        words: usize,
+        bits: Vec<u64>,
+    },
+    Sparse {
+        start: usize,
+        reachable: Vec<bool>,
+        /// Every edge, back edges included.
+        succs: Vec<Vec<usize>>,
+        preds: Vec<Vec<usize>>,
+        memo: std::cell::RefCell<HashMap<usize, Vec<u64>>>,
+    },
 }
 
 impl Ancestry {
-    pub fn build(topo: &Topology) -> Ancestry {
+    /// `start`: the node the topology was built from (the entry, or a loop body's first).
+    pub fn build(topo: &Topology, start: usize) -> Ancestry {
+        Ancestry::build_as(topo, start, topo.preds.len() <= DENSE_MAX_NODES)
+    }
+
+    fn build_as(topo: &Topology, start: usize, dense: bool) -> Ancestry {
         let n = topo.preds.len();
+        if !dense {
+            let mut succs = topo.succs.clone();
+            let mut preds = topo.preds.clone();
+            for &(from, to) in &topo.back_edges {
+                succs[from].push(to);
+                preds[to].push(from);
+            }
+            return Ancestry {
+                mode: Mode::Sparse {
+                    start,
+                    reachable: topo.reachable.clone(),
+                    succs,
+                    preds,
+                    memo: Default::default(),
+                },
+            };
+        }
         let words = n.div_ceil(64);
         let mut bits = vec![0u64; n * words];
         let order = forward_order(topo);
@@ -164,15 +210,74 @@ impl Ancestry {
                 break;
             }
         }
-        Ancestry { words, bits }
+        Ancestry {
+            mode: Mode::Dense { words, bits },
+        }
     }
 
     /// Whether `a` may have finished when `b` starts.
     pub fn ran_before(&self, a: usize, b: usize) -> bool {
-        self.bits
-            .get(b * self.words + a / 64)
-            .is_some_and(|w| w & (1 << (a % 64)) != 0)
+        match &self.mode {
+            Mode::Dense { words, bits } => bits
+                .get(b * words + a / 64)
+                .is_some_and(|w| w & (1 << (a % 64)) != 0),
+            Mode::Sparse {
+                start,
+                reachable,
+                succs,
+                preds,
+                memo,
+            } => {
+                if a == *start {
+                    return reachable.get(b).copied().unwrap_or(false);
+                }
+                // Nearby ancestors: most names are of nodes a few steps back.
+                let mut seen = std::collections::HashSet::new();
+                let mut queue = std::collections::VecDeque::from([b]);
+                while let Some(x) = queue.pop_front() {
+                    for &p in &preds[x] {
+                        if p == a {
+                            return true;
+                        }
+                        if seen.insert(p) {
+                            queue.push_back(p);
+                        }
+                    }
+                    if seen.len() > NEARBY {
+                        break;
+                    }
+                }
+                if queue.is_empty() {
+                    return false; // every ancestor of `b` was seen
+                }
+                let mut memo = memo.borrow_mut();
+                if let Some(from_a) = memo.get(&a) {
+                    return from_a[b / 64] & (1 << (b % 64)) != 0;
+                }
+                let from_a = reach_from(succs, a);
+                let found = from_a[b / 64] & (1 << (b % 64)) != 0;
+                if (memo.len() + 1) * succs.len() <= MEMO_BITS {
+                    memo.insert(a, from_a);
+                }
+                found
+            }
+        }
     }
+}
+
+/// The nodes reachable from `a` (not `a` itself unless on a cycle), as a bit set.
+fn reach_from(succs: &[Vec<usize>], a: usize) -> Vec<u64> {
+    let mut bits = vec![0u64; succs.len().div_ceil(64)];
+    let mut stack = vec![a];
+    while let Some(x) = stack.pop() {
+        for &y in &succs[x] {
+            if bits[y / 64] & (1 << (y % 64)) == 0 {
+                bits[y / 64] |= 1 << (y % 64);
+                stack.push(y);
+            }
+        }
+    }
+    bits
 }
 
 /// The nodes in an order where every forward predecessor comes first (Kahn); nodes on a
@@ -218,4 +323,63 @@ fn cycle_body(succs: &[Vec<usize>], preds: &[Vec<usize>], head: usize, tail: usi
         .collect();
     body.insert(0, head);
     body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A random DAG over `n` nodes (edges go forward in index order), with node 0 the start,
+    /// plus one cycle closed by a back edge.
+    fn random_topology(n: usize, seed: u64) -> Topology {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut succs = vec![Vec::new(); n];
+        let mut preds = vec![Vec::new(); n];
+        for b in 1..n {
+            for _ in 0..rng.usize(1..3) {
+                let a = rng.usize(0..b);
+                if !succs[a].contains(&b) {
+                    succs[a].push(b);
+                    preds[b].push(a);
+                }
+            }
+        }
+        let (head, tail) = (n / 3, 2 * n / 3);
+        // Make `tail` reachable from `head`, then close the cycle.
+        if !succs[head].contains(&tail) {
+            succs[head].push(tail);
+            preds[tail].push(head);
+        }
+        let body = cycle_body(&succs, &preds, head, tail);
+        Topology {
+            succs,
+            preds,
+            back_edges: vec![(tail, head)],
+            cycle_bodies: vec![body],
+            reachable: vec![true; n],
+        }
+    }
+
+    #[test]
+    fn dense_and_sparse_ancestry_agree() {
+        for seed in 0..4 {
+            let topo = random_topology(300, seed);
+            let dense = Ancestry::build_as(&topo, 0, true);
+            let sparse = Ancestry::build_as(&topo, 0, false);
+            for a in 0..300 {
+                for b in 0..300 {
+                    if a != b {
+                        assert_eq!(
+                            dense.ran_before(a, b),
+                            sparse.ran_before(a, b),
+                            "seed {seed}: {a} before {b}"
+                        );
+                    }
+                }
+            }
+            // The cycle: its head may have run (in a pass before) after its tail.
+            let (head, tail) = topo.back_edges[0];
+            assert!(dense.ran_before(head, tail) && dense.ran_before(tail, head));
+        }
+    }
 }

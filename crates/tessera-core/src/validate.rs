@@ -107,7 +107,7 @@ fn validate_into(pipeline: &Pipeline, scripts: &Scripts, report: &mut Report) {
         .enumerate()
         .map(|(i, n)| (n.id.as_str(), i))
         .collect();
-    let top_ancestry = Ancestry::build(&topo);
+    let top_ancestry = Ancestry::build(&topo, start);
     for (i, node) in nodes.iter().enumerate() {
         let scope = PathScope {
             frames: vec![Frame {
@@ -426,7 +426,7 @@ fn check_loop(
     }
     let mut template_issues = Vec::new();
     let topo = Topology::build(template, 0, &mut template_issues);
-    let ancestry = Ancestry::build(&topo);
+    let ancestry = Ancestry::build(&topo, 0);
     for (i, t) in template.iter().enumerate() {
         let mut frames = outer.frames.clone();
         frames.push(Frame {
