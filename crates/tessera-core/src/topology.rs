@@ -335,12 +335,12 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(seed);
         let mut succs = vec![Vec::new(); n];
         let mut preds = vec![Vec::new(); n];
-        for b in 1..n {
+        for (b, into_b) in preds.iter_mut().enumerate().skip(1) {
             for _ in 0..rng.usize(1..3) {
                 let a = rng.usize(0..b);
                 if !succs[a].contains(&b) {
                     succs[a].push(b);
-                    preds[b].push(a);
+                    into_b.push(a);
                 }
             }
         }
