@@ -2,6 +2,7 @@
 //! server on 127.0.0.1, kill -9 and resume.
 
 mod batch;
+mod docs;
 mod hardening;
 mod nested;
 mod pipelines;
