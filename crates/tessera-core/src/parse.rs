@@ -316,6 +316,12 @@ impl Fields<'_> {
                 let mut entries = Vec::new();
                 for (name, v) in map {
                     let d = match v {
+                        // `'text'`: a literal string (a bare string is a data path).
+                        Value::String(s)
+                            if s.len() >= 2 && s.starts_with('\'') && s.ends_with('\'') =>
+                        {
+                            Directive::Literal(Value::String(s[1..s.len() - 1].to_string()))
+                        }
                         Value::String(_) => match self.path(&format!("{field}.{name}"), v) {
                             Some(p) => Directive::Path(p),
                             None => continue,

@@ -181,6 +181,15 @@ impl Scripts {
         Ok(ast)
     }
 
+    /// The variables a script reads (after the rewrite of node ids and `loop.`), for checks
+    /// such as "a `ready` expression reads no `input`"; empty when it does not compile.
+    pub fn variables(&self, source: &str, is_node: &dyn Fn(&str) -> bool) -> Vec<String> {
+        match self.compile(&rewrite(source, is_node)) {
+            Ok(ast) => names::variables(&ast).into_iter().collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
     /// Evaluates an expression that must return a boolean (`ready`, `if`).
     pub fn eval_bool(&self, source: &str, ctx: &ScriptContext) -> Result<bool, ScriptError> {
         let ast = self.compile(&rewrite(source, &|w| ctx.names_node(w)))?;

@@ -266,12 +266,32 @@ fn check_node_paths(node: &Node, scope: &PathScope<'_>, issues: &mut Vec<Issue>)
                             )
                         })
                 }
-                Ok(_) => None,
+                Ok(crate::template::Source::Tessera(segments)) => {
+                    tessera_problem(node, &field, &segments, p)
+                }
+                Ok(crate::template::Source::Params(_)) => None,
             };
             if let Some(msg) = problem {
                 issues.push(Issue::node(&node.id, &field, msg));
             }
         }
+    }
+}
+
+/// `{{tessera.…}}`: the task context every executor fills (`task_id`, `node`, `attempt`), and
+/// a command's scratch directory.
+fn tessera_problem(node: &Node, field: &str, segments: &[String], text: &str) -> Option<String> {
+    let command_field =
+        matches!(node.kind, NodeKind::Command(_)) || field.starts_with("processor.");
+    match segments {
+        [key] if matches!(key.as_str(), "task_id" | "node" | "attempt") => None,
+        [key] if key == "scratch" && command_field => None,
+        [key] if key == "scratch" => Some(format!(
+            "placeholder `{{{{{text}}}}}` exists only in a command's `command`, `env` and `cwd` (its scratch directory)"
+        )),
+        _ => Some(format!(
+            "unknown placeholder `{{{{{text}}}}}`: `tessera.` offers `task_id`, `node`, `attempt` and, in commands, `scratch`"
+        )),
     }
 }
 
@@ -359,6 +379,42 @@ fn check_scripts(
             format!(
                 "`cache` applies to node, command, http and service nodes, not to `{}`",
                 node.type_name()
+            ),
+        ));
+    }
+    // Fields that do nothing on a node run inside the engine (scripts, branches, loops); by
+    // the type written, so that a node whose own fields were refused is not blamed twice.
+    let written = node.definition.get("type").and_then(|t| t.as_str());
+    // (A cached `node` is run as a job: it may have them.)
+    let inline = match written {
+        Some("node") => !node.cache,
+        Some("entry" | "end" | "branch" | "loop") => true,
+        _ => false,
+    };
+    if let (true, Some(kind)) = (inline, written) {
+        for field in ["retry", "timeout", "pool"] {
+            if node.definition.get(field).is_some() {
+                issues.push(Issue::node(
+                    &node.id,
+                    field,
+                    format!(
+                        "`{field}` applies to command, http, service, batch and raster nodes, not to `{kind}`"
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(crate::model::Readiness::Expression(src)) = &node.ready
+        && let Some(word) = scripts
+            .variables(src, names.is_node)
+            .into_iter()
+            .find(|w| matches!(w.as_str(), "input" | "out"))
+    {
+        issues.push(Issue::node(
+            &node.id,
+            "ready",
+            format!(
+                "a `ready` expression runs before the node has an input or output, so `{word}` is always empty there; name the predecessors instead (`a.state == \"finished\"`)"
             ),
         ));
     }

@@ -241,3 +241,27 @@ nodes:
 "#;
     insta::assert_snapshot!(report(bad));
 }
+
+#[test]
+fn fields_that_would_do_nothing_are_reported() {
+    let text = r#"
+nodes:
+  - {id: in, type: entry, next: [a, b]}
+  - {id: a, type: node, retry: {attempts: 3}, timeout: 5s, next: [j]}
+  - {id: b, type: http, url: "http://127.0.0.1/{{tessera.task_id}}/{{tessera.scratch}}/{{tessera.nope}}", next: [j]}
+  - {id: j, type: node, ready: "input.n > 1 || a.state == \"finished\"", input: {note: "'a literal'", n: a.out.n}, next: [end]}
+  - {id: end, type: end}
+"#;
+    insta::assert_snapshot!(report(text));
+    let literal = parsed(
+        "nodes:\n  - {id: in, type: entry, next: [a]}\n  - {id: a, type: node, input: {note: \"'over limit'\"}, next: [end]}\n  - {id: end, type: end}\n",
+    );
+    let a = &literal.nodes[1];
+    assert_eq!(
+        a.input,
+        Some(tessera_core::model::InputSpec::Map(vec![(
+            "note".into(),
+            tessera_core::model::Directive::Literal(serde_json::json!("over limit"))
+        )]))
+    );
+}

@@ -7,14 +7,14 @@ use tessera_core::model::HttpSpec;
 use tessera_core::scheduler::JobError;
 
 use crate::jobs::JobContext;
-use crate::template::{Scope, render};
+use crate::template::{Scope, render, render_shown};
 
 /// Largest response body read into memory.
 const MAX_BODY: usize = 256 << 20;
 
 pub(crate) async fn run(ctx: &mut JobContext, spec: &HttpSpec) -> Result<Value, JobError> {
     let input = ctx.input.clone();
-    let params = ctx.node.params.clone();
+    let params = ctx.template_params();
     let paths = ctx.scope.clone();
     let scope = Scope {
         input: &input,
@@ -25,18 +25,20 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &HttpSpec) -> Result<Value, 
         Err("an object cannot be placed in a URL or header".to_string())
     };
     let url = render(&spec.url, &scope, &mut no_objects).map_err(JobError::permanent)?;
+    // What messages and logs show: `${env:KEY}` as written, never a secret's value.
+    let shown = render_shown(&spec.url, &scope, &mut no_objects).unwrap_or_default();
     // A URL that cannot be sent will never be sent: fail now, not after every retry.
     match reqwest::Url::parse(&url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
         Ok(u) => {
             return Err(JobError::permanent(format!(
-                "url: `{url}` uses `{}:`; only http and https URLs can be called",
+                "url: `{shown}` uses `{}:`; only http and https URLs can be called",
                 u.scheme()
             )));
         }
         Err(e) => {
             return Err(JobError::permanent(format!(
-                "url: `{url}` is not an absolute http(s) URL ({e})"
+                "url: `{shown}` is not an absolute http(s) URL ({e})"
             )));
         }
     }
@@ -74,11 +76,12 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &HttpSpec) -> Result<Value, 
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(input.json().into_owned());
     }
-    ctx.log("engine", format!("{method} {url}"));
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| JobError::retryable(format!("{method} {url}: {}", error_chain(&e))))?;
+    ctx.log("engine", format!("{method} {shown}"));
+    let resp = req.send().await.map_err(|e| {
+        // The error's own text would repeat the URL with its secrets.
+        let e = e.without_url();
+        JobError::retryable(format!("{method} {shown}: {}", error_chain(&e)))
+    })?;
     let status = resp.status();
     let content_type = resp
         .headers()
@@ -88,14 +91,14 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &HttpSpec) -> Result<Value, 
     let too_big = resp.content_length().is_some_and(|n| n as usize > MAX_BODY);
     if too_big {
         return Err(JobError::permanent(format!(
-            "{method} {url}: response larger than {} MiB",
+            "{method} {shown}: response larger than {} MiB",
             MAX_BODY >> 20
         )));
     }
     let body = resp.bytes().await.map_err(|e| {
         JobError::retryable(format!(
-            "{method} {url}: reading the response: {}",
-            error_chain(&e)
+            "{method} {shown}: reading the response: {}",
+            error_chain(&e.without_url())
         ))
     })?;
     ctx.log(
@@ -104,7 +107,7 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &HttpSpec) -> Result<Value, 
     );
     if !status.is_success() {
         let snippet: String = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
-        let msg = format!("{method} {url}: HTTP {status}: {}", snippet.trim());
+        let msg = format!("{method} {shown}: HTTP {status}: {}", snippet.trim());
         let retryable =
             status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408;
         return Err(if retryable {

@@ -14,11 +14,19 @@ use tokio::sync::Semaphore;
 
 use crate::{EngineConfig, Shared, now_millis};
 
+/// A named pool, its size, and the other sizes pipelines asked for (each told once).
+struct NamedPool {
+    permits: Arc<Semaphore>,
+    size: usize,
+    refused: std::collections::HashSet<usize>,
+}
+
 /// Concurrency limits shared by every task of the engine.
 pub(crate) struct Pools {
     processes: Arc<Semaphore>,
     http: Arc<Semaphore>,
-    named: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Named pools by name, with their size.
+    named: Mutex<HashMap<String, NamedPool>>,
     configured: std::collections::BTreeMap<String, usize>,
 }
 
@@ -33,21 +41,36 @@ impl Pools {
     }
 
     /// The semaphore of a named pool: engine configuration first, then the pipeline's
-    /// `pools`, else a pool of one.
+    /// `pools`, else a pool of one. A pool is shared by every task of the engine and keeps
+    /// the size it was created with; a pipeline asking for another size is told so in the log.
     fn named(&self, name: &str, pipeline_size: Option<usize>) -> Arc<Semaphore> {
         let mut named = self.named.lock().unwrap_or_else(|p| p.into_inner());
-        named
-            .entry(name.to_string())
-            .or_insert_with(|| {
-                let size = self
-                    .configured
-                    .get(name)
-                    .copied()
-                    .or(pipeline_size)
-                    .unwrap_or(1);
-                Arc::new(Semaphore::new(size.max(1)))
-            })
-            .clone()
+        let pool = named.entry(name.to_string()).or_insert_with(|| {
+            let size = self
+                .configured
+                .get(name)
+                .copied()
+                .or(pipeline_size)
+                .unwrap_or(1)
+                .max(1);
+            NamedPool {
+                permits: Arc::new(Semaphore::new(size)),
+                size,
+                refused: Default::default(),
+            }
+        });
+        if let Some(asked) = pipeline_size
+            && asked.max(1) != pool.size
+            && pool.refused.insert(asked)
+        {
+            tracing::warn!(
+                pool = name,
+                size = pool.size,
+                asked,
+                "a pipeline declares another size for a pool in use: the pool keeps its size (set it in the engine configuration to choose)"
+            );
+        }
+        pool.permits.clone()
     }
 }
 
@@ -128,6 +151,19 @@ impl JobContext {
                 .map_err(|e| retry(&format!("cannot keep {}", dest.display()), &e))?;
         }
         Ok((dest, meta))
+    }
+
+    /// The node's `params` with the task context under `tessera` (`{{tessera.task_id}}`,
+    /// `node`, `attempt`), as every executor's templates see them; commands add `scratch`.
+    pub fn template_params(&self) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::Value;
+        let mut p = self.node.params.clone();
+        let mut t = serde_json::Map::new();
+        t.insert("task_id".into(), Value::String(self.task_id.clone()));
+        t.insert("node".into(), Value::String(self.key.clone()));
+        t.insert("attempt".into(), Value::from(self.attempt));
+        p.insert("tessera".into(), Value::Object(t));
+        p
     }
 
     /// This job's scratch directory under the engine's work dir.

@@ -19,7 +19,7 @@ use crate::template::{Scope, render};
 
 pub(crate) async fn run(ctx: &mut JobContext, spec: &RasterSpec) -> Result<Value, JobError> {
     let input = ctx.input.clone();
-    let params = ctx.node.params.clone();
+    let params = ctx.template_params();
     let paths = ctx.scope.clone();
     let scope = Scope {
         input: &input,

@@ -14,7 +14,7 @@ use tessera_core::services::{Announced, resolve};
 use tessera_store::{CallbackRow, CallbackState, ObjectMeta};
 
 use crate::jobs::JobContext;
-use crate::template::{Scope, render};
+use crate::template::{Scope, render, render_shown};
 
 /// Delays between dispatch attempts when the service is unreachable or busy.
 const DISPATCH_DELAYS_MS: &[u64] = &[100, 250, 500, 1000, 2000, 4000];
@@ -199,17 +199,20 @@ async fn wait_for_callback(ctx: &JobContext, token: &str) -> Result<CallbackRow,
 async fn endpoint(ctx: &JobContext, spec: &ServiceSpec) -> Result<(String, String), JobError> {
     match &spec.target {
         ServiceTarget::Url(template) => {
-            let (input, params, paths) = (&ctx.input, &ctx.node.params, &ctx.scope);
+            let params = ctx.template_params();
+            let (input, paths) = (&ctx.input, &ctx.scope);
             let scope = Scope {
                 input,
-                params,
+                params: &params,
                 paths,
             };
             let mut no_objects = |_: &Value| -> Result<String, String> {
                 Err("an object cannot be placed in a URL".to_string())
             };
             let url = render(template, &scope, &mut no_objects).map_err(JobError::permanent)?;
-            Ok((url.clone(), url))
+            // Shown with its secrets as written (`${env:KEY}`), never their values.
+            let shown = render_shown(template, &scope, &mut no_objects).unwrap_or_default();
+            Ok((url, shown))
         }
         ServiceTarget::Named(name) => {
             let store = ctx.engine.store.clone();

@@ -52,6 +52,23 @@ pub(crate) fn render(
     Ok(out)
 }
 
+/// [`render`] for messages and logs: `${env:NAME}` secrets stay as written.
+pub(crate) fn render_shown(
+    template: &str,
+    scope: &Scope<'_>,
+    object_path: &mut dyn FnMut(&Value) -> Result<String, String>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len());
+    for piece in pieces(template)? {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Env(name) => out.push_str(&format!("${{env:{name}}}")),
+            other => out.push_str(&value_of(&other, scope, object_path)?),
+        }
+    }
+    Ok(out)
+}
+
 /// A `shell: true` command ready for `/bin/sh -c SCRIPT sh ARGS...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ShellCommand {

@@ -292,6 +292,18 @@ fn describe_parse_error(e: &rhai::ParseError, scope: &NameScope<'_>) -> String {
     format!("syntax error: {e}")
 }
 
+/// The variables a compiled script reads (not property names: `a.out` reads `a`).
+pub(super) fn variables(ast: &AST) -> HashSet<String> {
+    let mut out = HashSet::new();
+    ast.walk(&mut |path: &[rhai::ASTNode]| {
+        if let Some(rhai::ASTNode::Expr(rhai::Expr::Variable(x, ..))) = path.last() {
+            out.insert(x.1.to_string());
+        }
+        true
+    });
+    out
+}
+
 /// The first call to a function that is neither registered nor defined in the script.
 fn unknown_function(ast: &AST, functions: &HashSet<String>) -> Option<(String, rhai::Position)> {
     let defined: HashSet<String> = ast.iter_functions().map(|f| f.name.to_string()).collect();

@@ -56,7 +56,7 @@ impl BatchBoard {
 
 pub(crate) async fn run(ctx: &mut JobContext, spec: &BatchSpec) -> Result<Value, JobError> {
     let input = ctx.input.clone();
-    let params = ctx.node.params.clone();
+    let params = ctx.template_params();
     let paths = ctx.scope.clone();
     let scope = Scope {
         input: &input,

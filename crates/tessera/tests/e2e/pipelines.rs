@@ -179,3 +179,49 @@ fn errors_that_retrying_cannot_fix_fail_at_the_first_attempt() {
         );
     }
 }
+
+#[test]
+fn urls_see_the_task_context_and_never_show_secrets() {
+    let server = http_server(|_, _| (404, "text/plain", "no such thing".into()));
+    let env = Env::new();
+    let p = env.write(
+        "secret.yaml",
+        r#"
+nodes:
+  - {id: in, type: entry, next: [call]}
+  - id: call
+    type: http
+    verb: GET
+    url: "{{in.out.base}}/t/{{tessera.task_id}}/{{tessera.node}}?key=${env:SECRET_KEY}"
+    input: {}
+    next: [end]
+  - {id: end, type: end}
+"#,
+    );
+    let input = json!({"base": server.url}).to_string();
+    let out = env
+        .cmd()
+        .env("SECRET_KEY", "hunter2-very-secret")
+        .args(["run", p.to_str().unwrap(), "--input", &input])
+        .output()
+        .unwrap();
+    let r = Run::from(out);
+    assert_eq!(r.code, 1);
+    let task = r.task_id();
+    let paths = server.paths.lock().unwrap().clone();
+    assert_eq!(
+        paths,
+        [format!("/t/{task}/call?key=hunter2-very-secret")],
+        "the request carries the task context and the secret"
+    );
+    let last = r.last_stderr_line();
+    assert!(
+        last.contains("key=${env:SECRET_KEY}") && last.contains("404"),
+        "{last}"
+    );
+    let logs = env.run(&["tasks", "logs", &task, "call"]).stdout;
+    let doc = env.run(&["tasks", "show", &task, "--json"]).stdout;
+    for text in [&r.stderr, &logs, &doc] {
+        assert!(!text.contains("hunter2"), "a secret is shown: {text}");
+    }
+}
