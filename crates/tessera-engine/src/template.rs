@@ -42,14 +42,7 @@ pub(crate) fn render(
     scope: &Scope<'_>,
     object_path: &mut dyn FnMut(&Value) -> Result<String, String>,
 ) -> Result<String, String> {
-    let mut out = String::with_capacity(template.len());
-    for piece in pieces(template)? {
-        match piece {
-            Piece::Text(t) => out.push_str(t),
-            other => out.push_str(&value_of(&other, scope, object_path)?),
-        }
-    }
-    Ok(out)
+    render_as(template, scope, object_path, Secrets::Values)
 }
 
 /// [`render`] for messages and logs: `${env:NAME}` secrets stay as written.
@@ -58,11 +51,29 @@ pub(crate) fn render_shown(
     scope: &Scope<'_>,
     object_path: &mut dyn FnMut(&Value) -> Result<String, String>,
 ) -> Result<String, String> {
+    render_as(template, scope, object_path, Secrets::AsWritten)
+}
+
+/// What `${env:NAME}` becomes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Secrets {
+    Values,
+    AsWritten,
+}
+
+fn render_as(
+    template: &str,
+    scope: &Scope<'_>,
+    object_path: &mut dyn FnMut(&Value) -> Result<String, String>,
+    secrets: Secrets,
+) -> Result<String, String> {
     let mut out = String::with_capacity(template.len());
     for piece in pieces(template)? {
         match piece {
             Piece::Text(t) => out.push_str(t),
-            Piece::Env(name) => out.push_str(&format!("${{env:{name}}}")),
+            Piece::Env(name) if secrets == Secrets::AsWritten => {
+                out.push_str(&format!("${{env:{name}}}"))
+            }
             other => out.push_str(&value_of(&other, scope, object_path)?),
         }
     }
