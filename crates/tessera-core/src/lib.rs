@@ -11,6 +11,7 @@ pub mod report;
 pub mod scheduler;
 pub mod script;
 pub mod template;
+pub mod time;
 pub mod topology;
 pub mod validate;
 

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
-use tessera_core::Data;
+use tessera_core::{Data, time};
 use tessera_store::{NodeRunRow, Store};
 
 use crate::error::EngineError;
@@ -15,7 +15,9 @@ pub struct TaskDocument {
     pub id: String,
     pub pipeline: String,
     pub state: String,
+    #[serde(serialize_with = "tessera_core::time::ser")]
     pub created_at: u64,
+    #[serde(serialize_with = "tessera_core::time::ser")]
     pub updated_at: u64,
     pub input: Data,
     pub result: Option<Data>,
@@ -70,8 +72,8 @@ pub fn task_document(store: &dyn Store, task_id: &str) -> Result<TaskDocument, E
                 .unwrap_or(1);
             m.insert("attempts".into(), json!(attempts));
             m.insert("iterations".into(), json!(r.iteration + 1));
-            m.insert("started_at".into(), json!(r.started_at));
-            m.insert("finished_at".into(), json!(r.finished_at));
+            m.insert("started_at".into(), time::json(r.started_at));
+            m.insert("finished_at".into(), time::json(r.finished_at));
             let duration = match (r.started_at, r.finished_at) {
                 (Some(s), Some(f)) => json!(f.saturating_sub(s)),
                 _ => Value::Null,
@@ -139,7 +141,7 @@ fn batch_documents(store: &dyn Store, task_id: &str) -> Result<Vec<Value>, Engin
                     "filtered": c.filtered,
                     "attempts": c.attempts,
                     "error": c.error,
-                    "committed_at": c.committed_at,
+                    "committed_at": time::json(c.committed_at),
                 })
             })
             .collect();

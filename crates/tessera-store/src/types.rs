@@ -38,7 +38,9 @@ pub struct TaskRow {
     pub state: String,
     pub result: Option<Data>,
     pub error: Option<String>,
+    #[serde(serialize_with = "tessera_core::time::ser")]
     pub created_at: u64,
+    #[serde(serialize_with = "tessera_core::time::ser")]
     pub updated_at: u64,
     /// Which process runs (or last ran) the task: `host:pid`.
     #[serde(skip)]
@@ -57,7 +59,9 @@ pub struct TaskSummary {
     pub id: String,
     pub pipeline: String,
     pub state: String,
+    #[serde(serialize_with = "tessera_core::time::ser")]
     pub created_at: u64,
+    #[serde(serialize_with = "tessera_core::time::ser")]
     pub updated_at: u64,
     pub owner: Option<String>,
 }
@@ -90,7 +94,9 @@ pub struct NodeRunRow {
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<String>,
+    #[serde(serialize_with = "tessera_core::time::ser_opt")]
     pub started_at: Option<u64>,
+    #[serde(serialize_with = "tessera_core::time::ser_opt")]
     pub finished_at: Option<u64>,
     pub cached: bool,
 }
@@ -103,6 +109,7 @@ pub struct LogLine {
     /// `stdout`, `stderr` or `engine`.
     pub stream: String,
     pub line: String,
+    #[serde(serialize_with = "tessera_core::time::ser")]
     pub at: u64,
 }
 
@@ -114,7 +121,9 @@ pub struct PipelineRow {
     /// `user`, or `service:<name>` for a pipeline made from a service's announcement.
     pub source: String,
     pub owner: Option<String>,
+    #[serde(serialize_with = "tessera_core::time::ser")]
     pub created_at: u64,
+    #[serde(serialize_with = "tessera_core::time::ser")]
     pub updated_at: u64,
     /// A fresh random value on every write (set by the store; ignored when writing): a copy
     /// with an older version is stale, even after a delete and a re-creation.
@@ -127,6 +136,7 @@ pub struct ServiceRow {
     pub name: String,
     pub url: String,
     pub endpoints: Value,
+    #[serde(serialize_with = "tessera_core::time::ser")]
     pub last_seen: u64,
 }
 
@@ -177,7 +187,9 @@ pub struct BatchJobRow {
     pub plan: Value,
     pub output: Option<Value>,
     pub error: Option<String>,
+    #[serde(serialize_with = "tessera_core::time::ser")]
     pub created_at: u64,
+    #[serde(serialize_with = "tessera_core::time::ser")]
     pub updated_at: u64,
 }
 
@@ -204,6 +216,7 @@ pub struct BatchChunkRow {
     /// chunks.
     pub output_header: Option<String>,
     pub error: Option<String>,
+    #[serde(serialize_with = "tessera_core::time::ser_opt")]
     pub committed_at: Option<u64>,
 }
 

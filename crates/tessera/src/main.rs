@@ -14,6 +14,18 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Log timestamps in the one format of Tessera's documents (RFC 3339, UTC, milliseconds).
+struct Rfc3339Timer;
+
+impl tracing_subscriber::fmt::time::FormatTime for Rfc3339Timer {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        write!(w, "{}", tessera_core::time::Rfc3339(ms))
+    }
+}
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     // Logs: TESSERA_LOG sets the filter (default warn; `tessera serve` defaults to info),
@@ -25,8 +37,11 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colours only for a person at a terminal: a log file or a pipe gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_timer(Rfc3339Timer)
         .with_writer(std::io::stderr);
     if std::env::var("TESSERA_LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().init();

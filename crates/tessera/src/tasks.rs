@@ -9,11 +9,7 @@ use tessera_store::TaskFilter;
 use crate::cli::TasksAction;
 use crate::config::Settings;
 
-fn iso(ms: u64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms as i64)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
+use tessera_core::time::rfc3339 as iso;
 
 pub fn tasks(settings: &Settings, action: TasksAction) -> Result<ExitCode> {
     if settings.ephemeral {
@@ -51,7 +47,7 @@ pub fn tasks(settings: &Settings, action: TasksAction) -> Result<ExitCode> {
                         t.id.as_str(),
                         t.pipeline.as_str(),
                         t.state.as_str(),
-                        t.created_at,
+                        iso(t.created_at),
                     )
                 }));
             }
@@ -139,17 +135,7 @@ pub fn remote(base: &str, token: Option<&str>, action: TasksAction) -> Result<Ex
                 let page = call(reqwest::Method::GET, path).await?;
                 let items = page["items"].as_array().cloned().unwrap_or_default();
                 if json {
-                    let docs: Vec<Value> = items
-                        .iter()
-                        .map(|t| {
-                            let mut t = t.clone();
-                            for k in ["created_at", "updated_at"] {
-                                t[k] = Value::String(iso(t[k].as_u64().unwrap_or(0)));
-                            }
-                            t
-                        })
-                        .collect();
-                    println!("{}", serde_json::to_string_pretty(&docs)?);
+                    println!("{}", serde_json::to_string_pretty(&items)?);
                 } else {
                     print_list(items.iter().map(|t| {
                         let s = |k: &str| t[k].as_str().unwrap_or("");
@@ -157,7 +143,7 @@ pub fn remote(base: &str, token: Option<&str>, action: TasksAction) -> Result<Ex
                             s("id"),
                             s("pipeline"),
                             s("state"),
-                            t["created_at"].as_u64().unwrap_or(0),
+                            s("created_at").to_string(),
                         )
                     }));
                 }
@@ -206,10 +192,10 @@ pub fn remote(base: &str, token: Option<&str>, action: TasksAction) -> Result<Ex
 }
 
 /// The task table of `tasks list`: id, pipeline, state, creation time.
-fn print_list<'a>(rows: impl Iterator<Item = (&'a str, &'a str, &'a str, u64)>) {
+fn print_list<'a>(rows: impl Iterator<Item = (&'a str, &'a str, &'a str, String)>) {
     println!("{:<36}  {:<20}  {:<9}  CREATED", "ID", "PIPELINE", "STATE");
     for (id, pipeline, state, created) in rows {
-        println!("{id:<36}  {pipeline:<20}  {state:<9}  {}", iso(created));
+        println!("{id:<36}  {pipeline:<20}  {state:<9}  {created}");
     }
 }
 
@@ -228,7 +214,7 @@ fn print_task(doc: &Value) {
     println!("task      {}", s("id"));
     println!("pipeline  {}", s("pipeline"));
     println!("state     {}", s("state"));
-    println!("created   {}", iso(doc["created_at"].as_u64().unwrap_or(0)));
+    println!("created   {}", s("created_at"));
     if let Some(e) = doc["error"].as_str() {
         println!("error     {e}");
     }

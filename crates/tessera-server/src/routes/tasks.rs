@@ -8,6 +8,7 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tessera_core::scheduler::TaskState;
+use tessera_core::time::rfc3339;
 use tessera_engine::TaskHandle;
 use tessera_store::{TaskFilter, TaskRow};
 
@@ -79,7 +80,7 @@ pub async fn list(
     });
     let items: Vec<Value> = rows
         .iter()
-        .map(|t| json!({"id": t.id, "pipeline": t.pipeline, "state": t.state, "created_at": t.created_at, "updated_at": t.updated_at}))
+        .map(|t| json!({"id": t.id, "pipeline": t.pipeline, "state": t.state, "created_at": rfc3339(t.created_at), "updated_at": rfc3339(t.updated_at)}))
         .collect();
     Ok(Json(json!({"items": items, "next_cursor": next})))
 }
@@ -176,7 +177,7 @@ pub async fn log(
     }
     let lines: Vec<Value> = lines
         .into_iter()
-        .map(|l| json!({"attempt": l.attempt, "stream": l.stream, "line": l.line, "at": l.at}))
+        .map(|l| json!({"attempt": l.attempt, "stream": l.stream, "line": l.line, "at": rfc3339(l.at)}))
         .collect();
     Ok(Json(json!({"lines": lines})))
 }

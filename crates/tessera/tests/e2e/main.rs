@@ -6,6 +6,7 @@ mod hardening;
 mod pipelines;
 mod raster;
 mod server;
+mod server_small;
 mod support;
 
 use std::time::Duration;
