@@ -4,6 +4,7 @@
 pub mod data;
 pub mod datapath;
 pub mod graph;
+pub mod input;
 pub mod model;
 pub mod parse;
 pub mod plan;

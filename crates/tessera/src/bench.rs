@@ -453,7 +453,7 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
         let (engine, _runtime, _dir) = open(modes[0], args.max_processes)?;
         let (yaml, input) = build(Workload::W5);
         let (t, _) = run_once(&engine, Workload::W5, &yaml, &input)?;
-        println!("{}", json!({"ms": t, "peak_rss_mb": peak_rss_mb()?}));
+        outln!("{}", json!({"ms": t, "peak_rss_mb": peak_rss_mb()?}))?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut workloads = args.workload.clone();
@@ -462,18 +462,18 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
     for &w in &workloads {
         for &mode in modes {
             let (m, runs) = (mode.name(), args.runs);
-            eprintln!("tessera bench: {w:?} {m} ({runs} runs + 1 warm-up)…");
+            errln!("tessera bench: {w:?} {m} ({runs} runs + 1 warm-up)…");
             let row = measure(&args, w, mode).with_context(|| format!("{w:?}"))?;
             if args.json {
-                println!("{}", row.json());
+                outln!("{}", row.json())?;
             }
             rows.push(row);
         }
     }
     if args.json {
-        eprint!("{}", table(&rows));
+        errln!("{}", table(&rows).trim_end());
     } else {
-        print!("{}", table(&rows));
+        outln!("{}", table(&rows).trim_end())?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -210,11 +210,11 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
                         GraphFormat::Dot => tessera_core::graph::to_dot(&p),
                         GraphFormat::Svg => tessera_core::graph::to_svg(&p),
                     };
-                    println!("{text}");
+                    outln!("{text}")?;
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(report) => {
-                    eprintln!("{}: invalid pipeline:\n{report}", file.display());
+                    errln!("{}: invalid pipeline:\n{report}", file.display());
                     Ok(ExitCode::from(2))
                 }
             }
@@ -258,19 +258,19 @@ fn validate(file: &std::path::Path, json: bool) -> Result<ExitCode> {
         Err(r) => r.clone(),
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::output::json(&report)?;
     } else if report.is_ok() {
         let (p, _) = result.as_ref().expect("ok");
-        println!(
+        outln!(
             "{}: valid pipeline `{}` ({} nodes)",
             file.display(),
             p.name,
             p.nodes.len()
-        );
+        )?;
     } else {
-        eprintln!("{}: {} problem(s):", file.display(), report.errors.len());
+        errln!("{}: {} problem(s):", file.display(), report.errors.len());
         for e in &report.errors {
-            eprintln!("  {e}");
+            errln!("  {e}");
         }
     }
     Ok(if report.is_ok() {
@@ -301,7 +301,8 @@ impl Config {
 fn sample_patronymes(rows: u64, seed: u64, out: Option<&Path>) -> Result<ExitCode> {
     let started = std::time::Instant::now();
     let stats = match out {
-        None => tessera_batch::sample::write_patronymes(std::io::stdout().lock(), rows, seed)?,
+        None => tessera_batch::sample::write_patronymes(std::io::stdout().lock(), rows, seed)
+            .map_err(crate::output::stdout_error)?,
         Some(path) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
@@ -320,7 +321,7 @@ fn sample_patronymes(rows: u64, seed: u64, out: Option<&Path>) -> Result<ExitCod
             stats
         }
     };
-    eprintln!(
+    errln!(
         "{} rows, {} bytes, {} quoted, in {:.2} s",
         stats.rows,
         stats.bytes,

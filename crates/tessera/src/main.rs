@@ -1,6 +1,8 @@
 //! The `tessera` command line: run and resume pipelines in-process, validate and draw them,
 //! inspect tasks in the local data dir, compute rasters, and benchmark the engine.
 
+#[macro_use]
+mod output;
 mod bench;
 mod cli;
 mod config;
@@ -50,8 +52,10 @@ fn main() -> ExitCode {
     }
     match cli::dispatch(cli) {
         Ok(code) => code,
+        // The reader of the output went away (`| head -1`): nothing to say, nobody to hear it.
+        Err(e) if output::is_stdout_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            errln!("error: {e:#}");
             ExitCode::from(1)
         }
     }

@@ -1,7 +1,7 @@
 //! `tessera run` and `tessera resume`: start or continue a task in this process, show progress
 //! on stderr, print the result on stdout.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -23,11 +23,11 @@ pub fn run(
     let (pipeline, doc) = match crate::cli::load_or_report(file)? {
         Ok(p) => p,
         Err(report) => {
-            eprintln!("{}: invalid pipeline:", file.display());
+            errln!("{}: invalid pipeline:", file.display());
             for e in &report.errors {
-                eprintln!("  {e}");
+                errln!("  {e}");
             }
-            eprintln!(
+            errln!(
                 "error: {} has {} problem(s); nothing was run",
                 file.display(),
                 report.errors.len()
@@ -35,33 +35,24 @@ pub fn run(
             return Ok(ExitCode::from(2));
         }
     };
-    let mut input = match input {
-        Some(text) => parse_input(text)?,
-        None => Data::from_value(default_input(&pipeline)),
+    let Checked { input, files } = match check_input(&pipeline, input, files)? {
+        Ok(checked) => checked,
+        Err(refusal) => return Ok(refused(&refusal)),
     };
     let opened = open_engine(settings)?;
     // Known before the task exists: its files are stored as its own.
     let task_id = uuid::Uuid::new_v4().to_string();
+    let mut input = input;
     if !files.is_empty() {
-        let Some(mut fields) = input.entries() else {
-            bail!("--file needs the --input to be a JSON object");
-        };
-        for f in files {
-            let (name, path) = f
-                .split_once("=@")
-                .with_context(|| format!("--file {f}: expected NAME=@PATH"))?;
+        let mut fields = input.entries().unwrap_or_default();
+        for (name, path) in files {
             let meta = opened
                 .runtime
-                .block_on(
-                    opened
-                        .engine
-                        .objects()
-                        .put_file(Path::new(path), None, None),
-                )
-                .with_context(|| format!("--file {name}: cannot store {path}"))?;
+                .block_on(opened.engine.objects().put_file(&path, None, None))
+                .with_context(|| format!("--file {name}: cannot store {}", path.display()))?;
             opened.engine.store().put_object(&meta, Some(&task_id))?;
-            fields.retain(|(k, _)| k != name);
-            fields.push((name.to_string(), Data::from_value(meta.to_json())));
+            fields.retain(|(k, _)| *k != name);
+            fields.push((name, Data::from_value(meta.to_json())));
         }
         input = Data::object(fields);
     }
@@ -95,24 +86,134 @@ fn default_input(pipeline: &tessera_core::Pipeline) -> Value {
     }
 }
 
-/// `--input`: JSON text, or `@file` (a big one is kept as its text, never as a tree).
-fn parse_input(input: &str) -> Result<Data> {
-    let text = match input.strip_prefix('@') {
-        Some(path) => {
-            std::fs::read_to_string(path).with_context(|| format!("--input: cannot read {path}"))?
+/// A task's input and its files, checked against the pipeline's entry.
+pub struct Checked {
+    /// The JSON input (kept as its text when big), without the files.
+    pub input: Data,
+    /// `--file NAME=@PATH`: each field and its file.
+    pub files: Vec<(String, PathBuf)>,
+}
+
+/// Why an input was refused: a one-line summary (naming the field) and detail lines.
+pub struct Refusal {
+    pub summary: String,
+    pub details: Vec<String>,
+}
+
+impl Refusal {
+    fn new(summary: String) -> Refusal {
+        Refusal {
+            summary,
+            details: Vec::new(),
         }
-        None => input.to_string(),
+    }
+}
+
+/// `--input` (JSON text, or `@file`) and `--file`s checked against the entry's `api.body` by
+/// the check the server makes of an HTTP submission (`tessera_core::input`): fields and types
+/// against an example, no `$object`/`$file` references, every binary field given as a file.
+/// `Ok(Err(_))` is a refusal to print (exit 2, nothing run).
+pub fn check_input(
+    pipeline: &tessera_core::Pipeline,
+    input: Option<&str>,
+    files: &[String],
+) -> Result<std::result::Result<Checked, Refusal>> {
+    use tessera_core::input::{InputError, binary_fields, example_of};
+    let binary = binary_fields(pipeline);
+    let input = match input {
+        None => Data::from_value(default_input(pipeline)),
+        Some(arg) => {
+            let text = match arg.strip_prefix('@') {
+                Some(path) => {
+                    std::fs::read(path).with_context(|| format!("--input: cannot read {path}"))?
+                }
+                None => arg.as_bytes().to_vec(),
+            };
+            match tessera_core::input::check_input(&text, example_of(pipeline)) {
+                Ok(d) => d,
+                Err(InputError::Mismatch { problems, more }) => {
+                    let count = problems.len() + more;
+                    let first = &problems[0];
+                    let others = match count - 1 {
+                        0 => String::new(),
+                        n => format!(" (and {n} more problem(s), listed above)"),
+                    };
+                    let mut details = vec![format!(
+                        "--input does not match the entry's `api.body` of pipeline `{}`: {count} problem(s):",
+                        pipeline.name
+                    )];
+                    details.extend(
+                        problems
+                            .iter()
+                            .map(|p| format!("  field `{}`: {}", p.field, p.message)),
+                    );
+                    if more > 0 {
+                        details.push(format!("  and {more} more"));
+                    }
+                    return Ok(Err(Refusal {
+                        summary: format!(
+                            "--input, field `{}`: {}{others}",
+                            first.field, first.message
+                        ),
+                        details,
+                    }));
+                }
+                Err(e @ InputError::Malformed { .. }) => {
+                    let text = String::from_utf8_lossy(&text);
+                    let shown: String = text.chars().take(80).collect();
+                    let more = if text.len() > shown.len() { "…" } else { "" };
+                    return Ok(Err(Refusal::new(format!(
+                        "--input is not valid JSON ({e}): {shown}{more}"
+                    ))));
+                }
+                Err(e) => return Ok(Err(Refusal::new(format!("--input: {e}")))),
+            }
+        }
     };
-    Data::from_json(&text).map_err(|e| {
-        let shown: String = text.chars().take(80).collect();
-        let more = if text.len() > shown.len() { "…" } else { "" };
-        anyhow::anyhow!("--input is not valid JSON ({e}): {shown}{more}")
-    })
+    let mut parsed = Vec::new();
+    for f in files {
+        let Some((name, path)) = f.split_once("=@") else {
+            return Ok(Err(Refusal::new(format!(
+                "--file {f}: expected NAME=@PATH"
+            ))));
+        };
+        parsed.push((name.to_string(), PathBuf::from(path)));
+    }
+    let missing: Vec<&str> = binary
+        .iter()
+        .filter(|b| !parsed.iter().any(|(n, _)| n == *b))
+        .map(String::as_str)
+        .collect();
+    if let Some(first) = missing.first() {
+        return Ok(Err(Refusal::new(format!(
+            "pipeline `{}` takes file field(s) {}: give each with --file {first}=@PATH",
+            pipeline.name,
+            missing.join(", "),
+        ))));
+    }
+    if !parsed.is_empty() && !input.is_object() {
+        return Ok(Err(Refusal::new(
+            "--file needs the --input to be a JSON object".into(),
+        )));
+    }
+    Ok(Ok(Checked {
+        input,
+        files: parsed,
+    }))
+}
+
+/// Prints a refused input, the summary last: exit code 2, nothing was run.
+pub fn refused(refusal: &Refusal) -> ExitCode {
+    for line in &refusal.details {
+        errln!("{line}");
+    }
+    errln!("error: {}; nothing was run", refusal.summary);
+    ExitCode::from(2)
 }
 
 /// Shows progress until the task ends; Ctrl-C cancels it (resumable later).
 fn follow(handle: TaskHandle, runtime: &tokio::runtime::Runtime) -> Result<ExitCode> {
-    eprintln!("task {}", handle.id);
+    errln!("task {}", handle.id);
     let (cancel_tx, cancel_rx) = std::sync::mpsc::channel::<()>();
     runtime.spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -133,26 +234,28 @@ fn follow(handle: TaskHandle, runtime: &tokio::runtime::Runtime) -> Result<ExitC
     match outcome.state {
         TaskState::Finished => {
             let result = outcome.result.unwrap_or_default();
-            println!("{}", serde_json::to_string_pretty(&result)?);
+            crate::output::json(&result)?;
             Ok(ExitCode::SUCCESS)
         }
         TaskState::Cancelled => {
-            eprintln!(
+            errln!(
                 "task {} cancelled; continue it with: tessera resume {}",
-                handle.id, handle.id
+                handle.id,
+                handle.id
             );
-            eprintln!(
+            errln!(
                 "error: {}",
                 outcome.error.unwrap_or_else(|| "cancelled".into())
             );
             Ok(ExitCode::from(130))
         }
         _ => {
-            eprintln!(
+            errln!(
                 "task {} failed; after fixing the cause: tessera resume {}",
-                handle.id, handle.id
+                handle.id,
+                handle.id
             );
-            eprintln!(
+            errln!(
                 "error: {}",
                 outcome.error.unwrap_or_else(|| "task failed".into())
             );

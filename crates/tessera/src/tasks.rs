@@ -81,7 +81,7 @@ pub fn tasks(settings: &Settings, action: TasksAction) -> Result<ExitCode> {
         TasksAction::Cancel { task_id } => {
             let opened = crate::config::open_engine(settings)?;
             opened.engine.cancel_elsewhere(&task_id)?;
-            eprintln!("cancel requested for task {task_id}");
+            errln!("cancel requested for task {task_id}");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -184,7 +184,7 @@ pub fn remote(base: &str, token: Option<&str>, action: TasksAction) -> Result<Ex
                     format!("/api/v1/tasks/{task_id}/cancel"),
                 )
                 .await?;
-                eprintln!("cancel requested for task {task_id}");
+                errln!("cancel requested for task {task_id}");
             }
         }
         Ok(ExitCode::SUCCESS)
