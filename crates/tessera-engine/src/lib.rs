@@ -11,6 +11,7 @@ mod events;
 mod http;
 pub mod inspect;
 mod jobs;
+pub mod node_logs;
 mod raster;
 mod scratch;
 mod service;

@@ -17,6 +17,9 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{what} `{id}` not found")]
     NotFound { what: &'static str, id: String },
+    /// Not found, with what exists instead in `details`.
+    #[error("{message}")]
+    Missing { message: String, details: Value },
     #[error("{0}")]
     Conflict(String),
     #[error("{}", if *limit > 0 { format!("request body larger than {limit} bytes") } else { "request body too large".to_string() })]
@@ -57,7 +60,9 @@ impl ApiError {
             ApiError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            ApiError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::NotFound { .. } | ApiError::Missing { .. } => {
+                (StatusCode::NOT_FOUND, "not_found")
+            }
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::TooLarge { .. } | ApiError::PartTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
@@ -80,9 +85,9 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %self, "request failed");
         }
         let details = match &self {
-            ApiError::BadRequest { details, .. } | ApiError::Invalid { details, .. } => {
-                details.clone()
-            }
+            ApiError::BadRequest { details, .. }
+            | ApiError::Invalid { details, .. }
+            | ApiError::Missing { details, .. } => details.clone(),
             _ => Value::Null,
         };
         // What went wrong inside is for the server's log, not for clients.
@@ -128,6 +133,10 @@ impl From<EngineError> for ApiError {
         match e {
             EngineError::NotFound(id) => ApiError::NotFound { what: "task", id },
             EngineError::NotResumable { .. } => ApiError::Conflict(e.to_string()),
+            EngineError::UnknownNode { ref nodes, .. } => ApiError::Missing {
+                details: serde_json::json!({ "nodes": nodes }),
+                message: e.to_string(),
+            },
             EngineError::Store(s) => s.into(),
             EngineError::Internal(m) => ApiError::Internal(m),
         }

@@ -56,14 +56,12 @@ pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<()> {
 }
 
 /// `println!` that returns a `Result` ([`StdoutClosed`] when the reader went away).
-
 macro_rules! outln {
     () => { $crate::output::line(format_args!("")) };
     ($($arg:tt)*) => { $crate::output::line(format_args!($($arg)*)) };
 }
 
 /// `eprintln!` that never panics: a message nobody can read any more is dropped.
-
 macro_rules! errln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;

@@ -22,18 +22,7 @@ pub fn run(
 ) -> Result<ExitCode> {
     let (pipeline, doc) = match crate::cli::load_or_report(file)? {
         Ok(p) => p,
-        Err(report) => {
-            errln!("{}: invalid pipeline:", file.display());
-            for e in &report.errors {
-                errln!("  {e}");
-            }
-            errln!(
-                "error: {} has {} problem(s); nothing was run",
-                file.display(),
-                report.errors.len()
-            );
-            return Ok(ExitCode::from(2));
-        }
+        Err(report) => return Ok(invalid_pipeline(file, &report)),
     };
     let Checked { input, files } = match check_input(&pipeline, input, files)? {
         Ok(checked) => checked,
@@ -64,6 +53,20 @@ pub fn run(
         id: Some(task_id),
     })?;
     follow(handle, &opened.runtime)
+}
+
+/// Prints every problem of an invalid pipeline: exit code 2, nothing was run.
+pub fn invalid_pipeline(file: &Path, report: &tessera_core::Report) -> ExitCode {
+    errln!("{}: invalid pipeline:", file.display());
+    for e in &report.errors {
+        errln!("  {e}");
+    }
+    errln!(
+        "error: {} has {} problem(s); nothing was run",
+        file.display(),
+        report.errors.len()
+    );
+    ExitCode::from(2)
 }
 
 pub fn resume(settings: &Settings, task_id: &str) -> Result<ExitCode> {

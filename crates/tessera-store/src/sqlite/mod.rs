@@ -474,6 +474,14 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
+    fn node_keys(&self, task_id: &str) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT DISTINCT key FROM node_runs WHERE task_id = ?1 ORDER BY key")?;
+        let keys = stmt.query_map([task_id], |r| r.get(0))?;
+        Ok(keys.collect::<Result<_, _>>()?)
+    }
+
     fn past_runs(&self, task_id: &str) -> Result<Vec<PastRun>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
