@@ -123,6 +123,8 @@ pub(crate) async fn run(
         Some(c) => Some(render(c, &scope, &mut object_path).map_err(bad)?),
         None => None,
     };
+    // Relative to the pipeline file's directory, which is also the default (local runs).
+    let cwd = ctx.run.command_dir(cwd.as_deref());
     for (id, dest) in fetch_list {
         if let Some(parent) = dest.parent() {
             tokio::fs::create_dir_all(parent).await.map_err(|e| {
@@ -212,11 +214,10 @@ pub(crate) async fn run(
     } else {
         parse()
     };
-    let base = cwd
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::current_dir().unwrap_or_default());
+    let base = cwd.unwrap_or_else(|| std::env::current_dir().unwrap_or_default());
     let output = if output.may_contain_key("$file") {
-        let roots = FileRoots::new(&scratch, &spec.files_from).await;
+        let files_from: Vec<PathBuf> = spec.files_from.iter().map(|d| ctx.run.resolve(d)).collect();
+        let roots = FileRoots::new(&scratch, &files_from).await;
         Data::from_value(ingest_files(ctx, output.into_value(), &base, &roots).await?)
     } else {
         output
@@ -399,11 +400,9 @@ fn stdin_payload(input: &Data, objects: &tessera_store::Objects) -> Vec<u8> {
 struct FileRoots(Vec<PathBuf>);
 
 impl FileRoots {
-    async fn new(scratch: &Path, files_from: &[String]) -> FileRoots {
+    async fn new(scratch: &Path, files_from: &[PathBuf]) -> FileRoots {
         let mut roots = Vec::new();
-        for dir in
-            std::iter::once(scratch.to_path_buf()).chain(files_from.iter().map(PathBuf::from))
-        {
+        for dir in std::iter::once(scratch).chain(files_from.iter().map(PathBuf::as_path)) {
             // A listed directory that does not exist holds nothing to ingest.
             if let Ok(real) = tokio::fs::canonicalize(&dir).await {
                 roots.push(real);
@@ -515,7 +514,7 @@ pub(crate) struct ChunkCommand {
     pub program: String,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
-    pub cwd: Option<String>,
+    pub cwd: Option<PathBuf>,
 }
 
 /// Why a chunk's command failed; `transient` failures (it ran and exited non-zero, or was
@@ -574,6 +573,7 @@ impl ChunkCommand {
             .as_deref()
             .map(|c| render(c, scope, &mut no_objects))
             .transpose()?;
+        let cwd = ctx.run.command_dir(cwd.as_deref());
         Ok(ChunkCommand {
             program,
             args,

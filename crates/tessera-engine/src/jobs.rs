@@ -72,6 +72,8 @@ impl Drop for CancelOnDrop {
 pub(crate) struct JobContext {
     pub engine: Arc<Shared>,
     pub task_id: String,
+    /// The task's run context: its base directory for relative paths.
+    pub run: Arc<crate::RunContext>,
     pub key: String,
     pub iteration: u32,
     pub attempt: u32,
@@ -157,7 +159,7 @@ impl JobContext {
 
 pub(crate) fn spawn(
     engine: Arc<Shared>,
-    task_id: &str,
+    task: &Arc<crate::RunContext>,
     plan: &Plan,
     job: Job,
     events: crate::events::EventSender,
@@ -168,7 +170,8 @@ pub(crate) fn spawn(
     });
     let ctx = JobContext {
         engine: engine.clone(),
-        task_id: task_id.to_string(),
+        task_id: task.task_id.clone(),
+        run: task.clone(),
         key: job.key.clone(),
         iteration: job.iteration,
         attempt: job.id.attempt,

@@ -5,6 +5,7 @@
 
 mod batch;
 mod command;
+mod context;
 mod driver;
 mod error;
 mod events;
@@ -27,6 +28,7 @@ use tessera_core::scheduler::{Event, Outcome, Progress, TaskState};
 use tessera_core::{Data, Pipeline, Plan, Scripts};
 use tessera_store::{NewTask, Objects, Store};
 
+pub use context::RunContext;
 pub use error::EngineError;
 pub use raster::report_json as raster_report_json;
 
@@ -232,6 +234,9 @@ pub struct Submission {
     pub owner: Option<String>,
     /// The task id to use (a fresh UUID v4 when `None`).
     pub id: Option<String>,
+    /// Where the pipeline's relative paths resolve (see [`RunContext::base_dir`]): the
+    /// pipeline file's directory; `None` for a pipeline without a file (HTTP).
+    pub base_dir: Option<PathBuf>,
 }
 
 /// A task started by this engine.
@@ -388,6 +393,7 @@ impl Engine {
             input,
             owner,
             id,
+            base_dir,
         } = submission;
         let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         self.shared.store.create_task(&NewTask {
@@ -398,11 +404,12 @@ impl Engine {
             created_at: now_millis(),
             owner: owner.clone(),
             runner: Some(self.shared.runner.clone()),
+            base_dir: base_dir.as_ref().map(|d| d.display().to_string()),
         })?;
         let plan = Arc::new(Plan::new(Arc::new(pipeline)));
         let slot = DriverSlot::reserve(&self.shared, &id)
             .ok_or_else(|| EngineError::Internal(format!("task id {id} is already driven here")))?;
-        self.start_driver(slot, owner, plan, input, Vec::new())
+        self.start_driver(slot, owner, plan, input, Vec::new(), base_dir)
     }
 
     /// Continues a failed, cancelled or interrupted task: finished nodes keep their outputs.
@@ -466,7 +473,8 @@ impl Engine {
         command::kill_leftovers(task_id, Duration::from_secs(5));
         self.shared.scratch.task_ended(task_id);
         let plan = Arc::new(Plan::new(Arc::new(pipeline)));
-        self.start_driver(slot, task.owner, plan, task.input, past)
+        let base_dir = task.base_dir.map(PathBuf::from);
+        self.start_driver(slot, task.owner, plan, task.input, past, base_dir)
     }
 
     /// Delivers a service's callback for `token` (objects already stored and referenced in
@@ -529,6 +537,7 @@ impl Engine {
         plan: Arc<Plan>,
         input: Data,
         past: Vec<tessera_core::scheduler::PastRun>,
+        base_dir: Option<PathBuf>,
     ) -> Result<TaskHandle, EngineError> {
         let id = slot.task_id.clone();
         let (events_tx, events_rx) = events::channel();
@@ -541,6 +550,10 @@ impl Engine {
         let driver = driver::Driver::new(driver::DriverContext {
             engine: self.shared.clone(),
             task_id: id.clone(),
+            run: Arc::new(RunContext {
+                task_id: id.clone(),
+                base_dir,
+            }),
             owner,
             plan,
             input,

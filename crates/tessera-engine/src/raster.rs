@@ -31,9 +31,11 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &RasterSpec) -> Result<Value
     let mut no_objects = |_: &Value| -> Result<String, String> {
         Err("object references cannot be used in a path; use `object:` instead".into())
     };
+    // Relative paths resolve against the pipeline file's directory (local runs).
+    let run = ctx.run.clone();
     let mut templated = |field: &str, text: &str| -> Result<PathBuf, JobError> {
         render(text, &scope, &mut no_objects)
-            .map(PathBuf::from)
+            .map(|p| run.resolve(p))
             .map_err(|e| user(format!("{field}: {e}")))
     };
     let mut inputs = Vec::new();
@@ -119,7 +121,7 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &RasterSpec) -> Result<Value
         ),
     );
     let raster = match &spec.output {
-        RasterTarget::Path(p) => Value::String(p.clone()),
+        RasterTarget::Path(_) => Value::String(report.output.display().to_string()),
         RasterTarget::Object { name } => {
             let meta = ctx
                 .engine

@@ -17,6 +17,9 @@ pub struct NewTask {
     pub owner: Option<String>,
     /// The process that will run it (`host:pid`), recorded with the task.
     pub runner: Option<String>,
+    /// The directory relative paths of the pipeline resolve against (the pipeline file's, for
+    /// `tessera run FILE`); `None`: the process's working directory (HTTP submissions).
+    pub base_dir: Option<String>,
 }
 
 /// Everything one scheduler step must make durable.
@@ -46,6 +49,9 @@ pub struct TaskRow {
     #[serde(skip)]
     pub runner: Option<String>,
     pub owner: Option<String>,
+    /// See [`NewTask::base_dir`]; kept so a resumed task resolves paths as its first run did.
+    #[serde(skip)]
+    pub base_dir: Option<String>,
 }
 
 impl TaskRow {

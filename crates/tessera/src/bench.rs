@@ -229,6 +229,7 @@ fn run_once(engine: &Engine, w: Workload, yaml: &str, input: &Value) -> Result<(
         input: input_copy.into(),
         owner: None,
         id: None,
+        base_dir: None,
     })?;
     let outcome = handle.wait()?;
     let total = t0.elapsed();

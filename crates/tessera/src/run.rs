@@ -45,12 +45,18 @@ pub fn run(
         }
         input = Data::object(fields);
     }
+    // Relative paths in the pipeline are the file's: a run works from any directory.
+    let base_dir = std::path::absolute(file)
+        .with_context(|| format!("bad pipeline path {}", file.display()))?
+        .parent()
+        .map(Path::to_path_buf);
     let handle = opened.engine.submit(tessera_engine::Submission {
         definition: doc,
         pipeline,
         input,
         owner: None,
         id: Some(task_id),
+        base_dir,
     })?;
     follow(handle, &opened.runtime)
 }

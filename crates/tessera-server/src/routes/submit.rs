@@ -160,6 +160,8 @@ pub async fn submit(
         input,
         owner,
         id: Some(id.clone()),
+        // No file: relative paths stay relative to the server's working directory.
+        base_dir: None,
     };
     // Attached first: the task's first command may use them at once.
     if !uploads.is_empty() {

@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     updated_at INTEGER NOT NULL,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     runner TEXT,
-    owner TEXT
+    owner TEXT,
+    base_dir TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_newest ON tasks(created_at DESC, id DESC);
 -- Statistics (overall, and per owner) read these indexes only.
@@ -211,6 +212,7 @@ impl SqliteStore {
 /// idempotent: `CREATE … IF NOT EXISTS` above, columns added when missing here).
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
     add_column_if_missing(conn, "pipelines", "version", "TEXT NOT NULL DEFAULT ''")?;
+    add_column_if_missing(conn, "tasks", "base_dir", "TEXT")?;
     Ok(())
 }
 
@@ -294,6 +296,7 @@ impl Store for SqliteStore {
             created_at: task.created_at as i64,
             owner: task.owner.clone(),
             runner: task.runner.clone(),
+            base_dir: task.base_dir.clone(),
         });
         self.group.write(&self.conn, op)
     }
@@ -347,7 +350,7 @@ impl Store for SqliteStore {
         let row = conn
             .query_row(
                 "SELECT id, pipeline, definition, input, state, result, error, created_at, updated_at, runner,
-                        owner
+                        owner, base_dir
                  FROM tasks WHERE id = ?1",
                 [id],
                 |r| {
@@ -363,6 +366,7 @@ impl Store for SqliteStore {
                         r.get::<_, i64>(8)?,
                         r.get::<_, Option<String>>(9)?,
                         r.get::<_, Option<String>>(10)?,
+                        r.get::<_, Option<String>>(11)?,
                     ))
                 },
             )
@@ -379,6 +383,7 @@ impl Store for SqliteStore {
             updated,
             runner,
             owner,
+            base_dir,
         )) = row
         else {
             return Ok(None);
@@ -395,6 +400,7 @@ impl Store for SqliteStore {
             updated_at: updated as u64,
             runner,
             owner,
+            base_dir,
         }))
     }
 

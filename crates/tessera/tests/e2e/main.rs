@@ -3,6 +3,7 @@
 
 mod batch;
 mod cli_small;
+mod engine_small;
 mod hardening;
 mod pipelines;
 mod raster;

@@ -139,7 +139,11 @@ fn calc_cli_computes_band_math_and_reports_bad_input() {
 fn raster_nodes_chain_objects_and_reuse_the_cache() {
     let env = Env::new();
     let file = format!("dem=@{}", fixture("dem.tif"));
-    let pipeline = example("raster-slope.yaml");
+    // The example as it is, two levels down (its cache directory is `../../.tessera/`).
+    std::fs::create_dir_all(env.path("examples/pipelines")).unwrap();
+    let copy = env.path("examples/pipelines/raster-slope.yaml");
+    std::fs::copy(example("raster-slope.yaml"), &copy).unwrap();
+    let pipeline = copy.display().to_string();
     let out = env.run(&["run", &pipeline, "--file", &file]).ok();
     let slope = &out["slope"];
     assert_eq!(slope["computed_tiles"], 1, "one 256² tile: {out}");
