@@ -30,7 +30,7 @@ use tessera_store::{NewTask, Objects, Store};
 
 pub use context::RunContext;
 pub use error::EngineError;
-pub use raster::report_json as raster_report_json;
+pub use raster::{report_json as raster_report_json, summary as raster_summary};
 
 /// Engine settings.
 #[derive(Clone)]

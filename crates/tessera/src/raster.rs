@@ -152,13 +152,9 @@ pub fn raster(command: RasterCommand) -> Result<ExitCode> {
     bar.finish();
     let report = report?;
     errln!(
-        "{}: {} × {}, {} tiles, {} computed in {:.2} s",
+        "{}: {}",
         report.output.display(),
-        report.width,
-        report.height,
-        report.tiles,
-        report.computed_tiles,
-        report.seconds
+        tessera_engine::raster_summary(&report)
     );
     let raster = serde_json::Value::String(report.output.display().to_string());
     let json = tessera_engine::raster_report_json(raster, &report);
