@@ -343,6 +343,28 @@ impl Objects {
         })
     }
 
+    /// Whether the object store answers (for health checks): the local directory exists and
+    /// can be listed; a bucket answers a metadata request (an absent object is an answer).
+    pub async fn check(&self) -> Result<(), StoreError> {
+        if let Some(root) = &self.local_root {
+            let listed = tokio::fs::read_dir(root).await.map(|_| ());
+            let objects = root.join("objects");
+            let dir_ok = match tokio::fs::metadata(&objects).await {
+                Ok(m) if !m.is_dir() => Err(std::io::Error::other("not a directory")),
+                // Made by the first object stored.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                other => other.map(|_| ()),
+            };
+            return listed
+                .map_err(io_err(root))
+                .and_then(|()| dir_ok.map_err(io_err(&objects)));
+        }
+        match self.backend.head(&ObjectPath::from("health/probe")).await {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(object_err(e)),
+        }
+    }
+
     /// The object's file when the backend is local: used in place, nothing copied.
     pub fn local_path(&self, id: &str) -> Option<PathBuf> {
         let root = self.local_root.as_ref()?;

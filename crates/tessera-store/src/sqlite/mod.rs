@@ -142,6 +142,10 @@ CREATE TABLE IF NOT EXISTS big_values (
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     group: group::GroupCommit,
+    /// The database file and its identity (device, inode) when opened: a file deleted or
+    /// replaced under a running process keeps answering from the old inode, and everything
+    /// written from then on is lost — [`Store::check`] says so.
+    file: Option<(std::path::PathBuf, (u64, u64))>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -154,7 +158,9 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path, durability: Durability) -> Result<SqliteStore, StoreError> {
         let conn = Connection::open(path)?;
-        Self::init(conn, durability)
+        let mut store = Self::init(conn, durability)?;
+        store.file = Some((path.to_path_buf(), file_identity(path)?));
+        Ok(store)
     }
 
     /// A private in-memory database: nothing is kept.
@@ -180,6 +186,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             group: group::GroupCommit::default(),
+            file: None,
         })
     }
 
@@ -214,6 +221,16 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     add_column_if_missing(conn, "pipelines", "version", "TEXT NOT NULL DEFAULT ''")?;
     add_column_if_missing(conn, "tasks", "base_dir", "TEXT")?;
     Ok(())
+}
+
+/// (device, inode) of a file.
+fn file_identity(path: &Path) -> Result<(u64, u64), StoreError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(|source| StoreError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 fn add_column_if_missing(
@@ -478,6 +495,29 @@ impl Store for SqliteStore {
             out.push(run);
         }
         Ok(out)
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if let Some((path, identity)) = &self.file
+            && file_identity(path)? != *identity
+        {
+            return Err(StoreError::Corrupt {
+                what: "database file".into(),
+                detail: format!(
+                    "{} was replaced since it was opened: writes would be lost",
+                    path.display()
+                ),
+            });
+        }
+        // A read of the header page and of the schema, through the connection writes use.
+        let conn = self.conn();
+        conn.query_row("PRAGMA schema_version", [], |r| r.get::<_, i64>(0))?;
+        conn.query_row(
+            "SELECT count(*) FROM (SELECT 1 FROM tasks LIMIT 1)",
+            [],
+            |r| r.get::<_, i64>(0),
+        )?;
+        Ok(())
     }
 
     fn node_keys(&self, task_id: &str) -> Result<Vec<String>, StoreError> {

@@ -178,3 +178,94 @@ fn logs_carry_no_colour_codes_off_a_terminal() {
         "{line}"
     );
 }
+
+/// `tessera serve` with its log in a file.
+fn serve_logged(env: &Env, log: &std::path::Path) -> crate::server::Serve {
+    let port = free_port();
+    let child = env
+        .cmd()
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    wait_for("the server", std::time::Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    crate::server::Serve { child, url }
+}
+
+#[test]
+fn health_checks_the_store_and_the_objects_and_errors_carry_an_id() {
+    let env = Env::new();
+    let log = env.path("serve.log");
+    let server = serve_logged(&env, &log);
+    let url = server.url.clone();
+    let rt = rt();
+    let client = reqwest::Client::new();
+    let health = || {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let r = client.get(format!("{url}/health")).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let data = env.path("data");
+    rt.block_on(async {
+        assert_eq!(
+            health().await,
+            (200, json!({"status": "ok", "store": "ok", "objects": "ok"}))
+        );
+        let r = client
+            .post(format!("{url}/api/v1/pipelines"))
+            .body("nodes:\n  - {id: in, type: entry, api: {route: up, body: doc}, next: [end]}\n  - {id: end, type: end}\n")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+
+        // The object directory removed: 503 naming the part, its details in the log only.
+        std::fs::remove_dir_all(data.join("store")).unwrap();
+        let (status, body) = health().await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!((&body["status"], &body["store"], &body["objects"]), (&json!("unavailable"), &json!("ok"), &json!("error")));
+        let id = body["error_id"].as_str().unwrap().to_string();
+        assert_eq!(body["error"]["error_id"], id.as_str());
+        assert!(!body.to_string().contains(data.to_str().unwrap()), "no paths to clients: {body}");
+
+        // A request failing inside: an error id, no internal text; the log line has both.
+        std::fs::write(data.join("store"), "not a directory").unwrap();
+        let form = reqwest::multipart::Form::new()
+            .part("doc", reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("d.txt"));
+        let r = client.post(format!("{url}/api/v1/services/up")).multipart(form).send().await.unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap();
+        assert!(status >= 500, "{status} {body}");
+        let upload_id = body["error"]["error_id"].as_str().unwrap_or_else(|| panic!("{body}")).to_string();
+        assert!(upload_id.starts_with("e-") && upload_id.len() == 14, "{upload_id}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(&upload_id), "{message}");
+        assert!(!body.to_string().contains(data.to_str().unwrap()), "no paths to clients: {body}");
+        std::fs::remove_file(data.join("store")).unwrap();
+        std::fs::create_dir(data.join("store")).unwrap();
+        assert_eq!(health().await.0, 200, "back once the directory is");
+
+        // The database file replaced under the server: writes would go nowhere.
+        std::fs::rename(data.join("tessera.db"), data.join("moved.db")).unwrap();
+        let (status, body) = health().await;
+        assert_eq!((status, &body["store"], &body["objects"]), (503, &json!("error"), &json!("ok")), "{body}");
+        let db_id = body["error_id"].as_str().unwrap().to_string();
+        std::fs::rename(data.join("moved.db"), data.join("tessera.db")).unwrap();
+        assert_eq!(health().await.0, 200);
+
+        let log = std::fs::read_to_string(&log).unwrap();
+        for (id, detail) in [(&id, "store"), (&upload_id, "store"), (&db_id, "tessera.db")] {
+            let line = log
+                .lines()
+                .find(|l| l.contains(id.as_str()))
+                .unwrap_or_else(|| panic!("no log line for {id}: {log}"));
+            assert!(line.contains(data.join(detail).to_str().unwrap()), "{line}");
+        }
+    });
+}
