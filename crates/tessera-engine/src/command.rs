@@ -13,6 +13,7 @@ use tessera_core::scheduler::JobError;
 use tessera_store::ObjectMeta;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::inputs::InputCopies;
 use crate::jobs::JobContext;
 use crate::template::{Scope, render, render_shell};
 
@@ -86,18 +87,12 @@ pub(crate) async fn run(
         paths: &paths,
     };
     let objects = ctx.engine.objects.clone();
-    let work_dir = ctx.engine.config.work_dir.join(&ctx.task_id);
-    let mut fetch_list: Vec<(String, PathBuf)> = Vec::new();
+    // Objects are given as read-only copies of their own, never the store's files (see
+    // `inputs.rs`): removed when this command is done (dropped with this future).
+    let mut copies = InputCopies::new(&ctx.engine.config.work_dir.join(&ctx.task_id));
     let mut object_path = |v: &Value| -> Result<String, String> {
         let meta = ObjectMeta::from_json(v).ok_or("malformed object reference")?;
-        match objects.local_path(&meta.id) {
-            Some(p) => Ok(p.display().to_string()),
-            None => {
-                let dest = work_dir.join(&meta.id);
-                fetch_list.push((meta.id.clone(), dest.clone()));
-                Ok(dest.display().to_string())
-            }
-        }
+        Ok(copies.path_of(&meta.id).display().to_string())
     };
     let bad = |e: String| JobError::permanent(e);
     let (program, args): (String, Vec<String>) = match &spec.command {
@@ -125,17 +120,15 @@ pub(crate) async fn run(
     };
     // Relative to the pipeline file's directory, which is also the default (local runs).
     let cwd = ctx.run.command_dir(cwd.as_deref());
-    for (id, dest) in fetch_list {
-        if let Some(parent) = dest.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(|e| {
-                JobError::retryable(format!("cannot create {}: {e}", parent.display()))
-            })?;
+    // The objects of its stdin too (each reference there gains the `path` of its copy).
+    if spec.stdin && input.may_contain_key("$object") {
+        let mut ids = Vec::new();
+        crate::jobs::object_ids(&input.value(), &mut ids);
+        for id in ids {
+            copies.path_of(&id);
         }
-        objects
-            .get_to_file(&id, &dest)
-            .await
-            .map_err(|e| JobError::retryable(format!("cannot fetch object {id}: {e}")))?;
     }
+    copies.make(&objects).await?;
 
     let identity = CommandIdentity {
         task_id: &ctx.task_id,
@@ -168,9 +161,10 @@ pub(crate) async fn run(
         }
     })?;
     // A command that is not given stdin gets no payload built.
-    let payload = spec.stdin.then(|| stdin_payload(&input, &objects));
+    let payload = spec.stdin.then(|| stdin_payload(&input, copies.paths()));
     let (status, stdout, stderr) =
         exchange(&mut child, payload, MAX_STDOUT + 1, move || drop(slot)).await;
+    copies.remove().await;
     let status =
         status.map_err(|e| JobError::retryable(format!("waiting for `{program}`: {e}")))?;
     let stdout_text = String::from_utf8_lossy(&stdout).into_owned();
@@ -361,17 +355,18 @@ async fn read_capped<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>, cap: usiz
     buf
 }
 
-/// The input as sent on stdin: object references gain a `path` to read the bytes from (a big
-/// input without any is sent as the text it is).
-fn stdin_payload(input: &Data, objects: &tessera_store::Objects) -> Vec<u8> {
-    fn with_paths(v: &Value, objects: &tessera_store::Objects) -> Value {
+/// The input as sent on stdin: object references gain the `path` of their copy to read the
+/// bytes from (a big input without any is sent as the text it is).
+fn stdin_payload(input: &Data, copies: &std::collections::HashMap<String, PathBuf>) -> Vec<u8> {
+    type Copies = std::collections::HashMap<String, PathBuf>;
+    fn with_paths(v: &Value, objects: &Copies) -> Value {
         match v {
             Value::Object(m) if m.contains_key("$object") => {
                 let mut m = m.clone();
                 if let Some(p) = m
                     .get("$object")
                     .and_then(Value::as_str)
-                    .and_then(|id| objects.local_path(id))
+                    .and_then(|id| objects.get(id))
                 {
                     m.insert("path".into(), Value::String(p.display().to_string()));
                 }
@@ -387,7 +382,7 @@ fn stdin_payload(input: &Data, objects: &tessera_store::Objects) -> Vec<u8> {
         }
     }
     let mut bytes = if input.may_contain_key("$object") {
-        serde_json::to_vec(&with_paths(&input.value(), objects)).expect("JSON serialises")
+        serde_json::to_vec(&with_paths(&input.value(), copies)).expect("JSON serialises")
     } else {
         input.json().as_bytes().to_vec()
     };

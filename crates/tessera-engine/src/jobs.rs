@@ -240,7 +240,7 @@ async fn check_objects(ctx: &JobContext) -> Result<(), JobError> {
     }
 }
 
-fn object_ids(v: &serde_json::Value, out: &mut Vec<String>) {
+pub(crate) fn object_ids(v: &serde_json::Value, out: &mut Vec<String>) {
     match v {
         serde_json::Value::Object(m) => match m.get("$object") {
             Some(serde_json::Value::String(id)) => out.push(id.clone()),

@@ -10,6 +10,7 @@ mod driver;
 mod error;
 mod events;
 mod http;
+mod inputs;
 pub mod inspect;
 mod jobs;
 pub mod node_logs;

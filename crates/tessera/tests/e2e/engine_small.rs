@@ -2,10 +2,6 @@
 //! raster jobs over inputs outside the output, commands given read-only copies of objects,
 //! node logs visible while a command runs.
 
-use std::time::Duration;
-
-use serde_json::{Value, json};
-
 use crate::support::*;
 
 fn fixture(name: &str) -> String {
@@ -129,4 +125,79 @@ fn a_resumed_task_resolves_paths_as_its_first_run_did() {
         ran.trim(),
         std::fs::canonicalize(&dir).unwrap().to_str().unwrap()
     );
+}
+
+/// Commands that write to the file of their input object, by its template path or by the
+/// `path` their stdin gives: later nodes and the store still have the original bytes.
+const VANDALS: &str = r#"nodes:
+  - {id: in, type: entry, api: {route: vandals, body: doc}, next: [by_path, by_stdin]}
+  - id: by_path
+    type: command
+    shell: true
+    command: 'chmod u+w {{doc}}; echo corrupted > {{doc}}; chmod 777 {{doc}}; printf "{\"seen\": \"%s\"}" "$(cat {{doc}})"'
+    stdin: false
+    next: [read]
+  - id: by_stdin
+    type: command
+    shell: true
+    command: 'p=$(sed -n "s/.*\"path\":\"\([^\"]*\)\".*/\1/p"); chmod u+w "$p"; : > "$p"; printf "{\"size\": %s}" "$(wc -c < "$p")"'
+    next: [read]
+  - id: read
+    type: command
+    ready: all_done
+    command: [cat, '{{in.out.doc}}']
+    stdin: false
+    next: [end]
+  - {id: end, type: end, input: {by_path: by_path.out.seen, by_stdin: by_stdin.out.size, read: read.out.stdout, doc: in.out.doc}}
+"#;
+
+#[test]
+fn commands_cannot_alter_a_stored_object_through_its_path() {
+    let env = Env::new();
+    let p = env.write("vandals.yaml", VANDALS);
+    env.write("doc.txt", "original bytes\n");
+    let out = env
+        .run(&["run", p.to_str().unwrap(), "--file", "doc=@doc.txt"])
+        .ok();
+    assert_eq!(
+        out["by_path"], "corrupted",
+        "each wrote its own copy: {out}"
+    );
+    assert_eq!(out["by_stdin"], 0, "{out}");
+    assert_eq!(
+        out["read"], "original bytes\n",
+        "a later node sees the original"
+    );
+    let id = out["doc"]["$object"].as_str().unwrap();
+    let stored = env.path("data/store/objects").join(id);
+    let bytes = std::fs::read(&stored).unwrap();
+    assert_eq!(bytes, b"original bytes\n");
+    use sha2::Digest;
+    assert_eq!(
+        out["doc"]["sha256"],
+        hex::encode(sha2::Sha256::digest(&bytes))
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&stored).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o444, "stored objects are read-only");
+    let got = env.run(&["objects", "get", id]);
+    assert_eq!(got.stdout, "original bytes\n");
+    // The copies are gone with their commands.
+    let work = env.path("data/work");
+    let leftovers: Vec<_> = walk(&work)
+        .into_iter()
+        .filter(|p| p.contains("inputs"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        out.push(e.path().display().to_string());
+        if e.path().is_dir() {
+            out.extend(walk(&e.path()));
+        }
+    }
+    out
 }
