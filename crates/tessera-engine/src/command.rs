@@ -11,10 +11,11 @@ use tessera_core::Data;
 use tessera_core::model::{CommandLine, CommandSpec};
 use tessera_core::scheduler::JobError;
 use tessera_store::ObjectMeta;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::inputs::InputCopies;
 use crate::jobs::JobContext;
+use crate::live_log::{FLUSH_EVERY, LiveLog, read_logged};
 use crate::template::{Scope, render, render_shell};
 
 /// Largest stdout kept as the node's output; beyond it the command fails.
@@ -162,19 +163,27 @@ pub(crate) async fn run(
     })?;
     // A command that is not given stdin gets no payload built.
     let payload = spec.stdin.then(|| stdin_payload(&input, copies.paths()));
-    let (status, stdout, stderr) =
-        exchange(&mut child, payload, MAX_STDOUT + 1, move || drop(slot)).await;
+    // Its lines reach the store while it runs; the last ones go with the job's other lines.
+    let live = LiveLog::new(
+        ctx.engine.store.clone(),
+        &ctx.task_id,
+        &ctx.key,
+        ctx.attempt,
+    );
+    let (status, stdout, stderr) = exchange(
+        &mut child,
+        payload,
+        MAX_STDOUT + 1,
+        move || drop(slot),
+        Some(&live),
+    )
+    .await;
+    ctx.logs.extend(live.take());
     copies.remove().await;
     let status =
         status.map_err(|e| JobError::retryable(format!("waiting for `{program}`: {e}")))?;
     let stdout_text = String::from_utf8_lossy(&stdout).into_owned();
     let stderr_text = String::from_utf8_lossy(&stderr).into_owned();
-    for line in stdout_text.lines() {
-        ctx.log("stdout", line);
-    }
-    for line in stderr_text.lines() {
-        ctx.log("stderr", line);
-    }
     let code = status.code();
     if !status.success() {
         return Err(JobError::retryable(exit_failure(
@@ -341,18 +350,6 @@ fn with_context(
     );
     p.insert("tessera".into(), Value::Object(t));
     p
-}
-
-/// Reads a pipe to its end, keeping at most `cap` bytes (the rest is drained so the writer
-/// never blocks on a full pipe).
-async fn read_capped<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>, cap: usize) -> Vec<u8> {
-    let Some(mut pipe) = pipe else {
-        return Vec::new();
-    };
-    let mut buf = Vec::new();
-    let _ = (&mut pipe).take(cap as u64).read_to_end(&mut buf).await;
-    let _ = tokio::io::copy(&mut pipe, &mut tokio::io::sink()).await;
-    buf
 }
 
 /// The input as sent on stdin: object references gain the `path` of their copy to read the
@@ -594,7 +591,8 @@ impl ChunkCommand {
             message: format!("cannot start `{}`: {e}", self.program),
             transient: !start_failure_is_permanent(&e),
         })?;
-        let (status, stdout, stderr) = exchange(&mut child, Some(stdin), usize::MAX, || ()).await;
+        let (status, stdout, stderr) =
+            exchange(&mut child, Some(stdin), usize::MAX, || (), None).await;
         let status = status.map_err(|e| ChunkCommandError {
             message: format!("waiting for `{}`: {e}", self.program),
             transient: true,
@@ -743,12 +741,14 @@ fn exit_failure(program: &str, status: std::process::ExitStatus, stderr: &str) -
 /// Feeds `stdin`, reads both outputs (stdout up to `stdout_cap` bytes, stderr up to 64 MiB) and
 /// waits, all in the caller's task (no extra tasks to wake). When the command exits, `on_exit`
 /// runs (giving back a pool slot) and its process group is killed: stray background children
-/// die with it, which also closes their pipes.
+/// die with it, which also closes their pipes. With `log`, each line is collected as it comes
+/// and written to the store every [`FLUSH_EVERY`] while the command runs.
 async fn exchange(
     child: &mut tokio::process::Child,
     stdin: Option<Vec<u8>>,
     stdout_cap: usize,
     on_exit: impl FnOnce(),
+    log: Option<&LiveLog>,
 ) -> (std::io::Result<std::process::ExitStatus>, Vec<u8>, Vec<u8>) {
     let mut group = ProcessGroup::new(child.id().map(|id| nix::unistd::Pid::from_raw(id as i32)));
     let pipe = child.stdin.take();
@@ -759,14 +759,28 @@ async fn exchange(
             let _ = pipe.shutdown().await;
         }
     };
-    let stdout = read_capped(child.stdout.take(), stdout_cap);
-    let stderr = read_capped(child.stderr.take(), MAX_STDOUT);
+    let stdout = read_logged(child.stdout.take(), stdout_cap, "stdout", log);
+    let stderr = read_logged(child.stderr.take(), MAX_STDOUT, "stderr", log);
     let exited = async {
         let status = child.wait().await;
         on_exit();
         drop(std::mem::replace(&mut group, ProcessGroup(None)));
         status
     };
-    let (status, (), stdout, stderr) = tokio::join!(exited, feed, stdout, stderr);
+    let all = async { tokio::join!(exited, feed, stdout, stderr) };
+    let Some(log) = log else {
+        let (status, (), stdout, stderr) = all.await;
+        return (status, stdout, stderr);
+    };
+    tokio::pin!(all);
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is at once
+    let (status, (), stdout, stderr) = loop {
+        tokio::select! {
+            done = &mut all => break done,
+            _ = tick.tick() => log.flush().await,
+        }
+    };
     (status, stdout, stderr)
 }

@@ -13,6 +13,7 @@ mod http;
 mod inputs;
 pub mod inspect;
 mod jobs;
+mod live_log;
 pub mod node_logs;
 mod raster;
 mod scratch;

@@ -2,6 +2,8 @@
 //! raster jobs over inputs outside the output, commands given read-only copies of objects,
 //! node logs visible while a command runs.
 
+use std::time::Duration;
+
 use crate::support::*;
 
 fn fixture(name: &str) -> String {
@@ -200,4 +202,47 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
         }
     }
     out
+}
+
+#[test]
+fn a_running_commands_lines_are_in_its_log_before_it_ends() {
+    let env = Env::new();
+    let p = env.write(
+        "slow.yaml",
+        "nodes:\n  - {id: in, type: entry, next: [slow]}\n  - {id: slow, type: command, shell: true, command: 'echo first line; echo on stderr >&2; sleep 4; echo last line; printf \"{}\"', next: [end]}\n  - {id: end, type: end}\n",
+    );
+    let mut child = env.spawn(&["run", p.to_str().unwrap()]);
+    let task = read_task_id(&mut child);
+    let started = std::time::Instant::now();
+    let mut seen = String::new();
+    wait_for(
+        "the first lines in the log",
+        Duration::from_secs(10),
+        || {
+            seen = env.run(&["tasks", "logs", &task, "slow"]).stdout;
+            seen.contains("first line") && seen.contains("on stderr")
+        },
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "seen after {:?}, while the command sleeps",
+        started.elapsed()
+    );
+    assert!(!seen.contains("last line"), "{seen}");
+    assert!(child.try_wait().unwrap().is_none(), "the task still runs");
+    assert!(child.wait().unwrap().success());
+    let all = env.run(&["tasks", "logs", &task, "slow"]).stdout;
+    let mut lines: Vec<&str> = all.lines().collect();
+    // Two pipes: the first two lines may arrive in either order.
+    lines[..2].sort();
+    assert_eq!(
+        lines,
+        [
+            "[stderr#1] on stderr",
+            "[stdout#1] first line",
+            "[stdout#1] last line",
+            "[stdout#1] {}"
+        ],
+        "each line once, in order"
+    );
 }
