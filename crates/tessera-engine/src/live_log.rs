@@ -85,21 +85,19 @@ pub(crate) async fn read_logged<R: tokio::io::AsyncRead + Unpin>(
     let Some(mut pipe) = pipe else {
         return Vec::new();
     };
-    let mut buf = Vec::new();
-    let mut chunk = vec![0u8; 64 << 10];
+    let mut buf: Vec<u8> = Vec::new();
     // Start of the first line not handed to the log yet.
     let mut line_start = 0;
-    loop {
-        let n = match pipe.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let keep = n.min(cap.saturating_sub(buf.len()));
-        if keep == 0 {
-            continue; // beyond the cap: drained, not kept
-        }
+    while buf.len() < cap {
+        // Read into the spare capacity (nothing zeroed: a command that prints nothing costs
+        // no buffer).
+        buf.reserve((8 << 10).min(cap - buf.len()));
         let scanned = buf.len();
-        buf.extend_from_slice(&chunk[..keep]);
+        match pipe.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        buf.truncate(cap);
         if let Some(log) = log {
             for nl in memchr_all(&buf[scanned..]) {
                 let end = scanned + nl;
@@ -113,6 +111,8 @@ pub(crate) async fn read_logged<R: tokio::io::AsyncRead + Unpin>(
     {
         log.push(stream, &buf[line_start..]);
     }
+    // Beyond the cap: drained, not kept.
+    let _ = tokio::io::copy(&mut pipe, &mut tokio::io::sink()).await;
     buf
 }
 
@@ -123,4 +123,24 @@ fn memchr_all(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
         .enumerate()
         .filter(|(_, b)| **b == b'\n')
         .map(|(i, _)| i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lines_are_handed_over_as_read_and_the_cap_holds() {
+        let store = Arc::new(tessera_store::SqliteStore::in_memory().unwrap());
+        let log = LiveLog::new(store, "t", "k", 1);
+        let text: &[u8] = b"one\r\ntwo\n\nlast without newline";
+        let kept = read_logged(Some(text), usize::MAX, "stdout", Some(&log)).await;
+        assert_eq!(kept, text);
+        let lines: Vec<String> = log.take().into_iter().map(|l| l.line).collect();
+        assert_eq!(lines, ["one", "two", "", "last without newline"]);
+        let kept = read_logged(Some(text), 6, "stdout", Some(&log)).await;
+        assert_eq!(kept, b"one\r\nt");
+        let lines: Vec<String> = log.take().into_iter().map(|l| l.line).collect();
+        assert_eq!(lines, ["one", "t"], "only what is kept is logged");
+    }
 }
