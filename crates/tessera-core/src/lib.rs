@@ -4,6 +4,7 @@
 pub mod data;
 pub mod datapath;
 pub mod graph;
+pub mod input;
 pub mod model;
 pub mod parse;
 pub mod plan;
@@ -12,6 +13,7 @@ pub mod scheduler;
 pub mod script;
 pub mod services;
 pub mod template;
+pub mod time;
 pub mod topology;
 pub mod validate;
 

@@ -11,9 +11,11 @@ use tessera_core::Data;
 use tessera_core::model::{CommandLine, CommandSpec};
 use tessera_core::scheduler::JobError;
 use tessera_store::ObjectMeta;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
+use crate::inputs::InputCopies;
 use crate::jobs::JobContext;
+use crate::live_log::{FLUSH_EVERY, LiveLog, read_logged};
 use crate::template::{Scope, render, render_shell};
 
 /// Largest stdout kept as the node's output; beyond it the command fails.
@@ -86,18 +88,12 @@ pub(crate) async fn run(
         paths: &paths,
     };
     let objects = ctx.engine.objects.clone();
-    let work_dir = ctx.engine.config.work_dir.join(&ctx.task_id);
-    let mut fetch_list: Vec<(String, PathBuf)> = Vec::new();
+    // Objects are given as read-only copies of their own, never the store's files (see
+    // `inputs.rs`): removed when this command is done (dropped with this future).
+    let mut copies = InputCopies::new(&ctx.engine.config.work_dir.join(&ctx.task_id));
     let mut object_path = |v: &Value| -> Result<String, String> {
         let meta = ObjectMeta::from_json(v).ok_or("malformed object reference")?;
-        match objects.local_path(&meta.id) {
-            Some(p) => Ok(p.display().to_string()),
-            None => {
-                let dest = work_dir.join(&meta.id);
-                fetch_list.push((meta.id.clone(), dest.clone()));
-                Ok(dest.display().to_string())
-            }
-        }
+        Ok(copies.path_of(&meta.id).display().to_string())
     };
     let bad = |e: String| JobError::permanent(e);
     let (program, args): (String, Vec<String>) = match &spec.command {
@@ -123,17 +119,17 @@ pub(crate) async fn run(
         Some(c) => Some(render(c, &scope, &mut object_path).map_err(bad)?),
         None => None,
     };
-    for (id, dest) in fetch_list {
-        if let Some(parent) = dest.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(|e| {
-                JobError::retryable(format!("cannot create {}: {e}", parent.display()))
-            })?;
+    // Relative to the pipeline file's directory, which is also the default (local runs).
+    let cwd = ctx.run.command_dir(cwd.as_deref());
+    // The objects of its stdin too (each reference there gains the `path` of its copy).
+    if spec.stdin && input.may_contain_key("$object") {
+        let mut ids = Vec::new();
+        crate::jobs::object_ids(&input.value(), &mut ids);
+        for id in ids {
+            copies.path_of(&id);
         }
-        objects
-            .get_to_file(&id, &dest)
-            .await
-            .map_err(|e| JobError::retryable(format!("cannot fetch object {id}: {e}")))?;
     }
+    copies.make(&objects).await?;
 
     let identity = CommandIdentity {
         task_id: &ctx.task_id,
@@ -172,19 +168,28 @@ pub(crate) async fn run(
         }
     })?;
     // A command that is not given stdin gets no payload built.
-    let payload = spec.stdin.then(|| stdin_payload(&input, &objects));
-    let (status, stdout, stderr) =
-        exchange(&mut child, payload, MAX_STDOUT + 1, move || drop(slot)).await;
+    let payload = spec.stdin.then(|| stdin_payload(&input, copies.paths()));
+    // Its lines reach the store while it runs; the last ones go with the job's other lines.
+    let live = LiveLog::new(
+        ctx.engine.store.clone(),
+        &ctx.task_id,
+        &ctx.key,
+        ctx.attempt,
+    );
+    let (status, stdout, stderr) = exchange(
+        &mut child,
+        payload,
+        MAX_STDOUT + 1,
+        move || drop(slot),
+        Some(&live),
+    )
+    .await;
+    ctx.logs.extend(live.take());
+    copies.remove().await;
     let status =
         status.map_err(|e| JobError::retryable(format!("waiting for `{program}`: {e}")))?;
     let stdout_text = String::from_utf8_lossy(&stdout).into_owned();
     let stderr_text = String::from_utf8_lossy(&stderr).into_owned();
-    for line in stdout_text.lines() {
-        ctx.log("stdout", line);
-    }
-    for line in stderr_text.lines() {
-        ctx.log("stderr", line);
-    }
     let code = status.code();
     if !status.success() {
         return Err(JobError::retryable(exit_failure(
@@ -218,11 +223,10 @@ pub(crate) async fn run(
     } else {
         parse()
     };
-    let base = cwd
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::current_dir().unwrap_or_default());
+    let base = cwd.unwrap_or_else(|| std::env::current_dir().unwrap_or_default());
     let output = if output.may_contain_key("$file") {
-        let roots = FileRoots::new(&scratch, &spec.files_from).await;
+        let files_from: Vec<PathBuf> = spec.files_from.iter().map(|d| ctx.run.resolve(d)).collect();
+        let roots = FileRoots::new(&scratch, &files_from).await;
         Data::from_value(ingest_files(ctx, output.into_value(), &base, &roots).await?)
     } else {
         output
@@ -354,29 +358,18 @@ fn with_context(
     p
 }
 
-/// Reads a pipe to its end, keeping at most `cap` bytes (the rest is drained so the writer
-/// never blocks on a full pipe).
-async fn read_capped<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>, cap: usize) -> Vec<u8> {
-    let Some(mut pipe) = pipe else {
-        return Vec::new();
-    };
-    let mut buf = Vec::new();
-    let _ = (&mut pipe).take(cap as u64).read_to_end(&mut buf).await;
-    let _ = tokio::io::copy(&mut pipe, &mut tokio::io::sink()).await;
-    buf
-}
-
-/// The input as sent on stdin: object references gain a `path` to read the bytes from (a big
-/// input without any is sent as the text it is).
-fn stdin_payload(input: &Data, objects: &tessera_store::Objects) -> Vec<u8> {
-    fn with_paths(v: &Value, objects: &tessera_store::Objects) -> Value {
+/// The input as sent on stdin: object references gain the `path` of their copy to read the
+/// bytes from (a big input without any is sent as the text it is).
+fn stdin_payload(input: &Data, copies: &std::collections::HashMap<String, PathBuf>) -> Vec<u8> {
+    type Copies = std::collections::HashMap<String, PathBuf>;
+    fn with_paths(v: &Value, objects: &Copies) -> Value {
         match v {
             Value::Object(m) if m.contains_key("$object") => {
                 let mut m = m.clone();
                 if let Some(p) = m
                     .get("$object")
                     .and_then(Value::as_str)
-                    .and_then(|id| objects.local_path(id))
+                    .and_then(|id| objects.get(id))
                 {
                     m.insert("path".into(), Value::String(p.display().to_string()));
                 }
@@ -392,7 +385,7 @@ fn stdin_payload(input: &Data, objects: &tessera_store::Objects) -> Vec<u8> {
         }
     }
     let mut bytes = if input.may_contain_key("$object") {
-        serde_json::to_vec(&with_paths(&input.value(), objects)).expect("JSON serialises")
+        serde_json::to_vec(&with_paths(&input.value(), copies)).expect("JSON serialises")
     } else {
         input.json().as_bytes().to_vec()
     };
@@ -405,11 +398,9 @@ fn stdin_payload(input: &Data, objects: &tessera_store::Objects) -> Vec<u8> {
 struct FileRoots(Vec<PathBuf>);
 
 impl FileRoots {
-    async fn new(scratch: &Path, files_from: &[String]) -> FileRoots {
+    async fn new(scratch: &Path, files_from: &[PathBuf]) -> FileRoots {
         let mut roots = Vec::new();
-        for dir in
-            std::iter::once(scratch.to_path_buf()).chain(files_from.iter().map(PathBuf::from))
-        {
+        for dir in std::iter::once(scratch).chain(files_from.iter().map(PathBuf::as_path)) {
             // A listed directory that does not exist holds nothing to ingest.
             if let Ok(real) = tokio::fs::canonicalize(&dir).await {
                 roots.push(real);
@@ -521,7 +512,7 @@ pub(crate) struct ChunkCommand {
     pub program: String,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
-    pub cwd: Option<String>,
+    pub cwd: Option<PathBuf>,
 }
 
 /// Why a chunk's command failed; `transient` failures (it ran and exited non-zero, or was
@@ -580,6 +571,7 @@ impl ChunkCommand {
             .as_deref()
             .map(|c| render(c, scope, &mut no_objects))
             .transpose()?;
+        let cwd = ctx.run.command_dir(cwd.as_deref());
         Ok(ChunkCommand {
             program,
             args,
@@ -605,7 +597,8 @@ impl ChunkCommand {
             message: format!("cannot start `{}`: {e}", self.program),
             transient: !start_failure_is_permanent(&e),
         })?;
-        let (status, stdout, stderr) = exchange(&mut child, Some(stdin), usize::MAX, || ()).await;
+        let (status, stdout, stderr) =
+            exchange(&mut child, Some(stdin), usize::MAX, || (), None).await;
         let status = status.map_err(|e| ChunkCommandError {
             message: format!("waiting for `{}`: {e}", self.program),
             transient: true,
@@ -754,12 +747,14 @@ fn exit_failure(program: &str, status: std::process::ExitStatus, stderr: &str) -
 /// Feeds `stdin`, reads both outputs (stdout up to `stdout_cap` bytes, stderr up to 64 MiB) and
 /// waits, all in the caller's task (no extra tasks to wake). When the command exits, `on_exit`
 /// runs (giving back a pool slot) and its process group is killed: stray background children
-/// die with it, which also closes their pipes.
+/// die with it, which also closes their pipes. With `log`, each line is collected as it comes
+/// and written to the store every [`FLUSH_EVERY`] while the command runs.
 async fn exchange(
     child: &mut tokio::process::Child,
     stdin: Option<Vec<u8>>,
     stdout_cap: usize,
     on_exit: impl FnOnce(),
+    log: Option<&LiveLog>,
 ) -> (std::io::Result<std::process::ExitStatus>, Vec<u8>, Vec<u8>) {
     let mut group = ProcessGroup::new(child.id().map(|id| nix::unistd::Pid::from_raw(id as i32)));
     let pipe = child.stdin.take();
@@ -770,14 +765,28 @@ async fn exchange(
             let _ = pipe.shutdown().await;
         }
     };
-    let stdout = read_capped(child.stdout.take(), stdout_cap);
-    let stderr = read_capped(child.stderr.take(), MAX_STDOUT);
+    let stdout = read_logged(child.stdout.take(), stdout_cap, "stdout", log);
+    let stderr = read_logged(child.stderr.take(), MAX_STDOUT, "stderr", log);
     let exited = async {
         let status = child.wait().await;
         on_exit();
         drop(std::mem::replace(&mut group, ProcessGroup(None)));
         status
     };
-    let (status, (), stdout, stderr) = tokio::join!(exited, feed, stdout, stderr);
+    let all = async { tokio::join!(exited, feed, stdout, stderr) };
+    let Some(log) = log else {
+        let (status, (), stdout, stderr) = all.await;
+        return (status, stdout, stderr);
+    };
+    tokio::pin!(all);
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is at once
+    let (status, (), stdout, stderr) = loop {
+        tokio::select! {
+            done = &mut all => break done,
+            _ = tick.tick() => log.flush().await,
+        }
+    };
     (status, stdout, stderr)
 }

@@ -20,6 +20,8 @@ use crate::{Shared, now_millis};
 pub(crate) struct DriverContext {
     pub engine: Arc<Shared>,
     pub task_id: String,
+    /// Shared with every job of the task.
+    pub run: Arc<crate::RunContext>,
     pub owner: Option<String>,
     pub plan: Arc<Plan>,
     pub input: Data,
@@ -178,7 +180,7 @@ impl Driver {
                     let id = job.id;
                     let handle = crate::jobs::spawn(
                         self.ctx.engine.clone(),
-                        &self.ctx.task_id,
+                        &self.ctx.run,
                         &self.ctx.plan,
                         job,
                         self.ctx.events_tx.clone(),

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
-use tessera_core::Data;
+use tessera_core::{Data, time};
 use tessera_store::{NodeRunRow, Store};
 
 use crate::error::EngineError;
@@ -15,13 +15,15 @@ pub struct TaskDocument {
     pub id: String,
     pub pipeline: String,
     pub state: String,
+    #[serde(serialize_with = "tessera_core::time::ser")]
     pub created_at: u64,
+    #[serde(serialize_with = "tessera_core::time::ser")]
     pub updated_at: u64,
     pub input: Data,
     pub result: Option<Data>,
     pub error: Option<String>,
     pub counts: Map<String, Value>,
-    pub nodes: Vec<Value>,
+    pub nodes: Vec<NodeSummary>,
     pub runs: Vec<NodeRunRow>,
     pub batches: Vec<Value>,
     /// The definitions (and inputs) the task ran with before a resume with a fix replaced
@@ -30,71 +32,81 @@ pub struct TaskDocument {
     pub revisions: Vec<tessera_store::TaskRevision>,
 }
 
+/// A node instance's latest attempt: a struct, not a JSON map, so that a 10,000-item loop's
+/// document costs no per-field allocations.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeSummary {
+    pub key: String,
+    pub node: String,
+    #[serde(rename = "type")]
+    pub node_type: String,
+    pub state: String,
+    pub iteration: u32,
+    pub attempt: u32,
+    /// Attempts of its latest iteration.
+    pub attempts: usize,
+    pub iterations: u32,
+    #[serde(serialize_with = "tessera_core::time::ser_opt")]
+    pub started_at: Option<u64>,
+    #[serde(serialize_with = "tessera_core::time::ser_opt")]
+    pub finished_at: Option<u64>,
+    pub duration_ms: Option<u64>,
+    pub cached: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
+}
+
 /// The task with its nodes: for each node instance its latest attempt (state, timings,
-/// attempts, error), plus every attempt of every iteration under `runs`. Linear in the runs.
+/// attempts, error), plus every attempt of every iteration under `runs`. Linear in the runs
+/// (after one sort): each instance's runs are contiguous once sorted, so no map is needed.
 pub fn task_document(store: &dyn Store, task_id: &str) -> Result<TaskDocument, EngineError> {
     let task = store
         .task(task_id)?
         .ok_or_else(|| EngineError::NotFound(task_id.to_string()))?;
     let mut runs = store.node_runs(task_id)?;
     let order = declaration_order(&task.definition);
-    runs.sort_by_key(|r| (position(&order, &r.key), r.iteration, r.attempt));
-    let mut latest: Vec<&NodeRunRow> = Vec::new();
-    let mut slot: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    let mut attempts: std::collections::HashMap<(&str, u32), usize> =
-        std::collections::HashMap::new();
-    for r in &runs {
-        *attempts.entry((r.key.as_str(), r.iteration)).or_default() += 1;
-        match slot.get(r.key.as_str()) {
-            Some(&i) => {
-                let l = &mut latest[i];
-                if (r.iteration, r.attempt) >= (l.iteration, l.attempt) {
-                    *l = r;
-                }
-            }
-            None => {
-                slot.insert(r.key.as_str(), latest.len());
-                latest.push(r);
-            }
-        }
-    }
-    let nodes: Vec<Value> = latest
-        .iter()
-        .map(|r| {
-            let mut m = Map::new();
-            m.insert("key".into(), json!(r.key));
-            m.insert("node".into(), json!(r.node));
-            m.insert("type".into(), json!(r.node_type));
-            m.insert("state".into(), json!(r.state));
-            m.insert("iteration".into(), json!(r.iteration));
-            m.insert("attempt".into(), json!(r.attempt));
-            let attempts = attempts
-                .get(&(r.key.as_str(), r.iteration))
-                .copied()
-                .unwrap_or(1);
-            m.insert("attempts".into(), json!(attempts));
-            m.insert("iterations".into(), json!(r.iteration + 1));
-            m.insert("started_at".into(), json!(r.started_at));
-            m.insert("finished_at".into(), json!(r.finished_at));
-            let duration = match (r.started_at, r.finished_at) {
-                (Some(s), Some(f)) => json!(f.saturating_sub(s)),
-                _ => Value::Null,
-            };
-            m.insert("duration_ms".into(), duration);
-            m.insert("cached".into(), json!(r.cached));
-            if let Some(e) = &r.error {
-                m.insert("error".into(), json!(e));
-            }
-            if let Some(d) = &r.decision {
-                m.insert("decision".into(), json!(d));
-            }
-            Value::Object(m)
-        })
-        .collect();
+    // The key is computed once per run (not per comparison); the key itself breaks ties
+    // between ids the pipeline does not declare.
+    runs.sort_by_cached_key(|r| {
+        (
+            position(&order, &r.key),
+            r.key.clone(),
+            r.iteration,
+            r.attempt,
+        )
+    });
+    let mut nodes = Vec::new();
     let mut counts = Map::new();
-    for r in &latest {
-        let c = counts.entry(r.state.clone()).or_insert(json!(0));
+    for group in runs.chunk_by(|a, b| a.key == b.key) {
+        let latest = group.last().expect("chunks are not empty");
+        let attempts = group
+            .iter()
+            .rev()
+            .take_while(|r| r.iteration == latest.iteration)
+            .count();
+        let c = counts.entry(latest.state.clone()).or_insert(json!(0));
         *c = json!(c.as_u64().unwrap_or(0) + 1);
+        nodes.push(NodeSummary {
+            key: latest.key.clone(),
+            node: latest.node.clone(),
+            node_type: latest.node_type.clone(),
+            state: latest.state.clone(),
+            iteration: latest.iteration,
+            attempt: latest.attempt,
+            attempts,
+            iterations: latest.iteration + 1,
+            started_at: latest.started_at,
+            finished_at: latest.finished_at,
+            duration_ms: match (latest.started_at, latest.finished_at) {
+                (Some(s), Some(f)) => Some(f.saturating_sub(s)),
+                _ => None,
+            },
+            cached: latest.cached,
+            error: latest.error.clone(),
+            decision: latest.decision.clone(),
+        });
     }
     let batches = batch_documents(store, task_id)?;
     let revisions = store.task_revisions(task_id)?;
@@ -145,7 +157,7 @@ fn batch_documents(store: &dyn Store, task_id: &str) -> Result<Vec<Value>, Engin
                     "filtered": c.filtered,
                     "attempts": c.attempts,
                     "error": c.error,
-                    "committed_at": c.committed_at,
+                    "committed_at": time::json(c.committed_at),
                 })
             })
             .collect();

@@ -95,6 +95,8 @@ impl Drop for CancelOnDrop {
 pub(crate) struct JobContext {
     pub engine: Arc<Shared>,
     pub task_id: String,
+    /// The task's run context: its base directory for relative paths.
+    pub run: Arc<crate::RunContext>,
     pub key: String,
     pub iteration: u32,
     pub attempt: u32,
@@ -193,7 +195,7 @@ impl JobContext {
 
 pub(crate) fn spawn(
     engine: Arc<Shared>,
-    task_id: &str,
+    task: &Arc<crate::RunContext>,
     plan: &Plan,
     job: Job,
     events: crate::events::EventSender,
@@ -204,7 +206,8 @@ pub(crate) fn spawn(
     });
     let ctx = JobContext {
         engine: engine.clone(),
-        task_id: task_id.to_string(),
+        task_id: task.task_id.clone(),
+        run: task.clone(),
         key: job.key.clone(),
         iteration: job.iteration,
         attempt: job.id.attempt,
@@ -273,7 +276,7 @@ async fn check_objects(ctx: &JobContext) -> Result<(), JobError> {
     }
 }
 
-fn object_ids(v: &serde_json::Value, out: &mut Vec<String>) {
+pub(crate) fn object_ids(v: &serde_json::Value, out: &mut Vec<String>) {
     match v {
         serde_json::Value::Object(m) => match m.get("$object") {
             Some(serde_json::Value::String(id)) => out.push(id.clone()),

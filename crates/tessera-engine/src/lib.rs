@@ -5,12 +5,16 @@
 
 mod batch;
 mod command;
+mod context;
 mod driver;
 mod error;
 mod events;
 mod http;
+mod inputs;
 pub mod inspect;
 mod jobs;
+mod live_log;
+pub mod node_logs;
 mod raster;
 mod resume;
 mod scratch;
@@ -27,8 +31,9 @@ use tessera_core::scheduler::{Event, Outcome, Progress};
 use tessera_core::{Data, Pipeline, Plan, Scripts};
 use tessera_store::{NewTask, Objects, Store};
 
+pub use context::RunContext;
 pub use error::EngineError;
-pub use raster::report_json as raster_report_json;
+pub use raster::{report_json as raster_report_json, summary as raster_summary};
 pub use resume::Fix;
 use resume::History;
 
@@ -234,6 +239,9 @@ pub struct Submission {
     pub owner: Option<String>,
     /// The task id to use (a fresh UUID v4 when `None`).
     pub id: Option<String>,
+    /// Where the pipeline's relative paths resolve (see [`RunContext::base_dir`]): the
+    /// pipeline file's directory; `None` for a pipeline without a file (HTTP).
+    pub base_dir: Option<PathBuf>,
 }
 
 /// A task started by this engine.
@@ -390,6 +398,7 @@ impl Engine {
             input,
             owner,
             id,
+            base_dir,
         } = submission;
         let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         self.shared.store.create_task(&NewTask {
@@ -400,11 +409,12 @@ impl Engine {
             created_at: now_millis(),
             owner: owner.clone(),
             runner: Some(self.shared.runner.clone()),
+            base_dir: base_dir.as_ref().map(|d| d.display().to_string()),
         })?;
         let plan = Arc::new(Plan::new(Arc::new(pipeline)));
         let slot = DriverSlot::reserve(&self.shared, &id)
             .ok_or_else(|| EngineError::Internal(format!("task id {id} is already driven here")))?;
-        self.start_driver(slot, owner, plan, input, History::default())
+        self.start_driver(slot, owner, plan, input, History::default(), base_dir)
     }
 
     /// Delivers a service's callback for `token` (objects already stored and referenced in
@@ -473,6 +483,7 @@ impl Engine {
         plan: Arc<Plan>,
         input: Data,
         history: History,
+        base_dir: Option<PathBuf>,
     ) -> Result<TaskHandle, EngineError> {
         let id = slot.task_id.clone();
         let (events_tx, events_rx) = events::channel();
@@ -485,6 +496,10 @@ impl Engine {
         let driver = driver::Driver::new(driver::DriverContext {
             engine: self.shared.clone(),
             task_id: id.clone(),
+            run: Arc::new(RunContext {
+                task_id: id.clone(),
+                base_dir,
+            }),
             owner,
             plan,
             input,

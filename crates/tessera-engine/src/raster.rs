@@ -12,7 +12,7 @@ use tessera_core::model::{RasterInput, RasterOperation, RasterSpec, RasterTarget
 use tessera_core::scheduler::JobError;
 use tessera_raster::focal::SlopeUnit;
 use tessera_raster::job::{self, JobInput, JobReport, JobSpec, Operation};
-use tessera_raster::{DType, RasterError};
+use tessera_raster::{DType, RasterError, Tiling};
 
 use crate::jobs::{CancelFlag, CancelOnDrop, JobContext};
 use crate::template::{Scope, render};
@@ -31,9 +31,11 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &RasterSpec) -> Result<Value
     let mut no_objects = |_: &Value| -> Result<String, String> {
         Err("object references cannot be used in a path; use `object:` instead".into())
     };
+    // Relative paths resolve against the pipeline file's directory (local runs).
+    let run = ctx.run.clone();
     let mut templated = |field: &str, text: &str| -> Result<PathBuf, JobError> {
         render(text, &scope, &mut no_objects)
-            .map(PathBuf::from)
+            .map(|p| run.resolve(p))
             .map_err(|e| user(format!("{field}: {e}")))
     };
     let mut inputs = Vec::new();
@@ -111,15 +113,9 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &RasterSpec) -> Result<Value
     .await
     .map_err(|e| JobError::permanent(format!("the raster job panicked: {e}")))?
     .map_err(job_error)?;
-    ctx.log(
-        "engine",
-        format!(
-            "raster: {} × {}, {} tiles, {} computed in {:.2} s",
-            report.width, report.height, report.tiles, report.computed_tiles, report.seconds
-        ),
-    );
+    ctx.log("engine", format!("raster: {}", summary(&report)));
     let raster = match &spec.output {
-        RasterTarget::Path(p) => Value::String(p.clone()),
+        RasterTarget::Path(_) => Value::String(report.output.display().to_string()),
         RasterTarget::Object { name } => {
             let meta = ctx
                 .engine
@@ -143,8 +139,39 @@ fn job_error(e: RasterError) -> JobError {
     }
 }
 
+/// One line on a finished job: size, tiles reused and computed, time.
+pub fn summary(report: &JobReport) -> String {
+    let t = &report.tiles;
+    let reused = match t.tiling {
+        Tiling::Cache => format!(", {} reused from the cache", t.reused),
+        Tiling::Compute => String::new(),
+    };
+    format!(
+        "{} × {}, {} {} tiles of {}²{reused}, {} compute tiles of {}² computed, in {:.2} s",
+        report.width,
+        report.height,
+        t.total,
+        tiling_name(t.tiling),
+        t.size,
+        t.computed,
+        t.compute_size,
+        report.seconds
+    )
+}
+
+fn tiling_name(t: Tiling) -> &'static str {
+    match t {
+        Tiling::Cache => "cache",
+        Tiling::Compute => "compute",
+    }
+}
+
 /// What a raster job produced, as the node's `out` and `tessera raster`'s report: the raster
-/// (a path, or an object reference) and what it holds.
+/// (a path, or an object reference), what it holds, and its tiles. `tiles.total` and
+/// `tiles.reused` count tiles of `tiles.tiling` (`cache` tiles — one file each in the cache
+/// directory — with a cache, `compute` tiles without), `tiles.size` pixels a side;
+/// `tiles.computed` counts computation tiles (`tiles.compute_size` pixels a side) the compute
+/// function ran on in this run: 0 when everything came from the cache.
 pub fn report_json(raster: Value, report: &JobReport) -> Value {
     let number = |v: f64| serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number);
     json!({
@@ -153,8 +180,14 @@ pub fn report_json(raster: Value, report: &JobReport) -> Value {
         "height": report.height,
         "dtype": report.dtype.name(),
         "nodata": number(report.nodata),
-        "tiles": report.tiles,
-        "computed_tiles": report.computed_tiles,
+        "tiles": {
+            "tiling": tiling_name(report.tiles.tiling),
+            "size": report.tiles.size,
+            "total": report.tiles.total,
+            "reused": report.tiles.reused,
+            "compute_size": report.tiles.compute_size,
+            "computed": report.tiles.computed,
+        },
         "bands": report.bands.iter().map(|b| json!({
             "min": number(b.min),
             "max": number(b.max),

@@ -130,7 +130,16 @@ impl Engine {
         command::kill_leftovers(task_id, Duration::from_secs(5));
         self.shared.scratch.task_ended(task_id);
         let plan = Arc::new(Plan::new(Arc::new(pipeline)));
-        self.start_driver(slot, task.owner, plan, input, History { past, changed })
+        // Relative paths stay those of the pipeline file the task was started from.
+        let base_dir = task.base_dir.map(std::path::PathBuf::from);
+        self.start_driver(
+            slot,
+            task.owner,
+            plan,
+            input,
+            History { past, changed },
+            base_dir,
+        )
     }
 
     /// Reserves the task as driven here. A driver whose task has ended (its last state

@@ -83,6 +83,14 @@ impl ScratchDirs {
         if root.exists() {
             let _ = std::fs::remove_dir_all(&root);
         }
+        // Copies of objects a killed process left (each command removes its own).
+        if let Ok(entries) = std::fs::read_dir(self.work_dir.join(task_id)) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with("inputs-") {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
         // The task's directory too, if nothing else is in it.
         if let Some(task_dir) = root.parent() {
             let _ = std::fs::remove_dir(task_dir);

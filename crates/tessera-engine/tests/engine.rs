@@ -48,6 +48,7 @@ fn submit(f: &Fixture, yaml: &str, input: Value) -> tessera_engine::TaskHandle {
             input: input.into(),
             owner: None,
             id: None,
+            base_dir: None,
         })
         .unwrap()
 }

@@ -118,11 +118,28 @@ pub struct JobReport {
     pub dtype: DType,
     pub nodata: f64,
     pub bands: Vec<BandStats>,
-    /// Tiles of the job's tiling (cache tiles with a cache, compute tiles without).
-    pub tiles: usize,
-    /// Computation tiles computed by this run (0 when everything came from the cache).
-    pub computed_tiles: usize,
+    pub tiles: TileCounts,
     pub seconds: f64,
+}
+
+/// What a job's tiles were, each count saying which tiles it counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TileCounts {
+    /// The tiling `total` and `reused` count (and progress is counted in): cache tiles (one
+    /// file each in the cache directory) with a cache, computation tiles without.
+    pub tiling: Tiling,
+    /// Pixels per side of the tiles of `tiling`.
+    pub size: usize,
+    /// Tiles of `tiling` covering the output.
+    pub total: usize,
+    /// Cache tiles found valid in the cache directory and read instead of computed (0 without
+    /// a cache).
+    pub reused: usize,
+    /// Pixels per side of a computation tile (what the compute function receives).
+    pub compute_size: usize,
+    /// Computation tiles the compute function ran on in this run (0 when every cache tile was
+    /// reused).
+    pub computed: usize,
 }
 
 fn default_nodata(dtype: DType) -> f64 {
@@ -163,7 +180,7 @@ pub fn run(
         compute_threads: threads,
         pools: Vec::new(),
     })?;
-    let mut rasters = Vec::new();
+    let mut rasters: Vec<Raster> = Vec::new();
     let mut projection = None;
     for input in &spec.inputs {
         let source = open_source(&input.path).map_err(|e| match RasterError::from(e) {
@@ -178,7 +195,22 @@ pub fn run(
             Some(id) => id.clone(),
             None => input.path.display().to_string(),
         };
-        rasters.push(ds.add_source(&name, source)?);
+        let raster = ds.add_source(&name, source)?;
+        // The output lies on the first input: another input outside it would make every
+        // pixel nodata, a result that looks like success.
+        if let Some(first) = rasters.first()
+            && !raster.footprint().share_area(&first.footprint())
+        {
+            return Err(invalid(format!(
+                "input `{}` ({}) does not overlap the output's extent, which is input `{}`'s ({}): \
+                 every output pixel would be nodata; give inputs that cover the same area",
+                input.name,
+                extent_text(&raster.footprint()),
+                spec.inputs[0].name,
+                extent_text(&first.footprint()),
+            )));
+        }
+        rasters.push(raster);
     }
     let dtype = spec.dtype.unwrap_or(DType::F32);
     let nodata = spec.nodata.unwrap_or_else(|| default_nodata(dtype));
@@ -232,6 +264,8 @@ pub fn run(
         // Progress on this thread: the callback need not be `Send`.
         let name = raster.name().to_string();
         let mut seen = HashSet::new();
+        // Cache tiles written by this run: the other cached ones were reused.
+        let mut written = HashSet::new();
         let done_state = match tiling {
             Tiling::Cache => TileState::Cached,
             Tiling::Compute => TileState::Delivered,
@@ -251,6 +285,9 @@ pub fn run(
                     if event.tiling == tiling && event.state == done_state {
                         seen.insert(event.tile);
                     }
+                    if event.tiling == Tiling::Cache && event.state == TileState::Writing {
+                        written.insert(event.tile);
+                    }
                     let flow = on_progress(Progress {
                         done: seen.len(),
                         total,
@@ -261,15 +298,24 @@ pub fn run(
                     }
                 }
                 recv(done_rx) -> result => {
-                    break result.unwrap_or_else(|_| Err(RasterError::Internal("writer thread died".into())));
+                    let reused = match tiling {
+                        Tiling::Cache => seen.difference(&written).count(),
+                        Tiling::Compute => 0,
+                    };
+                    break result
+                        .unwrap_or_else(|_| Err(RasterError::Internal("writer thread died".into())))
+                        .map(|()| reused);
                 }
             }
         }
     });
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&temp);
-        return Err(e);
-    }
+    let reused = match written {
+        Ok(reused) => reused,
+        Err(e) => {
+            let _ = std::fs::remove_file(&temp);
+            return Err(e);
+        }
+    };
     std::fs::rename(&temp, &spec.output).map_err(|e| {
         let _ = std::fs::remove_file(&temp);
         RasterError::Io(format!(
@@ -290,10 +336,22 @@ pub fn run(
         dtype,
         nodata,
         bands: stats.iter().map(Accumulator::finish).collect(),
-        tiles: total,
-        computed_tiles: computed.load(Ordering::Relaxed),
+        tiles: TileCounts {
+            tiling,
+            size: tile,
+            total,
+            reused,
+            compute_size: spec.compute_tile,
+            computed: computed.load(Ordering::Relaxed),
+        },
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// `x0..x1 × y0..y1` of a footprint, for messages.
+fn extent_text(f: &crate::Footprint) -> String {
+    let e = f.extent();
+    format!("x {}..{}, y {}..{}", e.minx, e.maxx, e.miny, e.maxy)
 }
 
 /// A GeoTIFF, or with the `gdal` feature any format GDAL reads.

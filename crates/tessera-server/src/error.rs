@@ -1,5 +1,7 @@
 //! The one mapping from errors to HTTP responses: `{"error": {"code", "message", "details"}}`
-//! with the right status. Handlers return `Result<_, ApiError>`.
+//! with the right status. Handlers return `Result<_, ApiError>`. A server-side failure (5xx)
+//! also gets an `error_id`, logged with the details: clients quote the id, and the details
+//! (paths, SQL errors) stay in the log.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -17,6 +19,9 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{what} `{id}` not found")]
     NotFound { what: &'static str, id: String },
+    /// Not found, with what exists instead in `details`.
+    #[error("{message}")]
+    Missing { message: String, details: Value },
     #[error("{0}")]
     Conflict(String),
     #[error("{}", if *limit > 0 { format!("request body larger than {limit} bytes") } else { "request body too large".to_string() })]
@@ -29,6 +34,10 @@ pub enum ApiError {
     Invalid { message: String, details: Value },
     #[error("{0}")]
     Unavailable(String),
+    /// A transient failure inside (database busy, an I/O hiccup): the details are logged,
+    /// the client is told to try again.
+    #[error("temporarily unavailable: {0}")]
+    Retryable(String),
     #[error(
         "storage full: the database or the object store has no room left; try again once space is freed"
     )]
@@ -57,7 +66,9 @@ impl ApiError {
             ApiError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            ApiError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::NotFound { .. } | ApiError::Missing { .. } => {
+                (StatusCode::NOT_FOUND, "not_found")
+            }
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::TooLarge { .. } | ApiError::PartTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
@@ -66,7 +77,9 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ApiError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
-            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Unavailable(_) | ApiError::Retryable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
             ApiError::StorageFull => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -76,25 +89,31 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        if status.is_server_error() {
-            tracing::error!(error = %self, "request failed");
+        let error_id = status.is_server_error().then(new_error_id);
+        if let Some(id) = &error_id {
+            tracing::error!(error_id = %id, error = %self, "request failed");
         }
         let details = match &self {
-            ApiError::BadRequest { details, .. } | ApiError::Invalid { details, .. } => {
-                details.clone()
-            }
+            ApiError::BadRequest { details, .. }
+            | ApiError::Invalid { details, .. }
+            | ApiError::Missing { details, .. } => details.clone(),
             _ => Value::Null,
         };
-        // What went wrong inside is for the server's log, not for clients.
-        let message = match &self {
-            ApiError::Internal(_) => "internal error; the details are in the server's log".into(),
-            other => other.to_string(),
+        // What went wrong inside is for the server's log, not for clients: they get its id.
+        let message = match (&self, &error_id) {
+            (ApiError::Internal(_), Some(id)) => {
+                format!("internal error {id}; the details are in the server's log")
+            }
+            (ApiError::Retryable(_), Some(id)) => {
+                format!("temporarily unavailable (error {id}); try again")
+            }
+            (other, _) => other.to_string(),
         };
-        let mut resp = (
-            status,
-            axum::Json(json!({"error": {"code": code, "message": message, "details": details}})),
-        )
-            .into_response();
+        let mut error = json!({"code": code, "message": message, "details": details});
+        if let Some(id) = error_id {
+            error["error_id"] = Value::String(id);
+        }
+        let mut resp = (status, axum::Json(json!({ "error": error }))).into_response();
         if matches!(self, ApiError::Unauthorized) {
             resp.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
@@ -103,6 +122,13 @@ impl IntoResponse for ApiError {
         }
         resp
     }
+}
+
+/// A short random id for one server-side failure (`e-` and 12 hex digits): enough to find its
+/// log line, nothing to learn from.
+pub fn new_error_id() -> String {
+    let hex = uuid::Uuid::new_v4().simple().to_string();
+    format!("e-{}", &hex[..12])
 }
 
 impl From<StoreError> for ApiError {
@@ -117,7 +143,7 @@ impl From<StoreError> for ApiError {
                 id: id.clone(),
             },
             (StoreError::Conflict(message), _) => ApiError::Conflict(message.clone()),
-            (_, ErrorKind::Retryable) => ApiError::Unavailable(e.to_string()),
+            (_, ErrorKind::Retryable) => ApiError::Retryable(e.to_string()),
             _ => ApiError::Internal(e.to_string()),
         }
     }
@@ -128,6 +154,10 @@ impl From<EngineError> for ApiError {
         match e {
             EngineError::NotFound(id) => ApiError::NotFound { what: "task", id },
             EngineError::NotResumable { .. } => ApiError::Conflict(e.to_string()),
+            EngineError::UnknownNode { ref nodes, .. } => ApiError::Missing {
+                details: serde_json::json!({ "nodes": nodes }),
+                message: e.to_string(),
+            },
             EngineError::Store(s) => s.into(),
             EngineError::Internal(m) => ApiError::Internal(m),
         }

@@ -371,6 +371,7 @@ mod tests {
             ("get", "/api/v1/tasks/{id}", "404"),
             ("delete", "/api/v1/tasks/{id}", "409"),
             ("get", "/api/v1/tasks/{id}/result", "409"),
+            ("get", "/api/v1/tasks/{id}/state", "200"),
             ("get", "/api/v1/tasks/{id}/nodes/{node}/log", "200"),
             ("post", "/api/v1/tasks/{id}/cancel", "202"),
             ("post", "/api/v1/tasks/{id}/resume", "409"),

@@ -47,6 +47,14 @@ pub trait Store: Send + Sync {
     /// Every recorded attempt of every node of a task, in order of key, iteration, attempt.
     fn node_runs(&self, task_id: &str) -> Result<Vec<NodeRunRow>, StoreError>;
 
+    /// Whether the database answers (for health checks): its file is still the one opened,
+    /// and a read through the connection succeeds.
+    fn check(&self) -> Result<(), StoreError>;
+
+    /// The distinct node instance keys of a task's recorded runs (`id`, `id#i` in a loop),
+    /// without their values.
+    fn node_keys(&self, task_id: &str) -> Result<Vec<String>, StoreError>;
+
     /// What a resumed scheduler needs: each attempt's state, and outputs of finished ones.
     fn past_runs(&self, task_id: &str) -> Result<Vec<PastRun>, StoreError>;
 

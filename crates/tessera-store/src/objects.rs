@@ -270,6 +270,7 @@ impl Objects {
             writer.put(chunk);
         }
         writer.finish().await.map_err(object_err)?;
+        self.seal(&id).await?;
         Ok(Ok(ObjectMeta {
             content_type: content_type.or_else(|| guess_content_type(name.as_deref())),
             id,
@@ -278,6 +279,19 @@ impl Objects {
             sha256: hex::encode(hasher.finalize()),
             created_at: now_millis(),
         }))
+    }
+
+    /// Makes a stored object's local file read-only (0444): objects never change once stored
+    /// (their id stands for their bytes and hash). Commands never get this file but a copy
+    /// (the engine's `inputs.rs`): mode bits do not stop the file's owner.
+    async fn seal(&self, id: &str) -> Result<(), StoreError> {
+        use std::os::unix::fs::PermissionsExt;
+        if let Some(path) = self.local_path(id) {
+            tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444))
+                .await
+                .map_err(io_err(&path))?;
+        }
+        Ok(())
     }
 
     /// Deletes an object's bytes (missing is fine).
@@ -333,6 +347,7 @@ impl Objects {
             .put(&Self::location(&id), bytes.into())
             .await
             .map_err(object_err)?;
+        self.seal(&id).await?;
         Ok(ObjectMeta {
             content_type: content_type.or_else(|| guess_content_type(name.as_deref())),
             id,
@@ -341,6 +356,28 @@ impl Objects {
             sha256,
             created_at: now_millis(),
         })
+    }
+
+    /// Whether the object store answers (for health checks): the local directory exists and
+    /// can be listed; a bucket answers a metadata request (an absent object is an answer).
+    pub async fn check(&self) -> Result<(), StoreError> {
+        if let Some(root) = &self.local_root {
+            let listed = tokio::fs::read_dir(root).await.map(|_| ());
+            let objects = root.join("objects");
+            let dir_ok = match tokio::fs::metadata(&objects).await {
+                Ok(m) if !m.is_dir() => Err(std::io::Error::other("not a directory")),
+                // Made by the first object stored.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                other => other.map(|_| ()),
+            };
+            return listed
+                .map_err(io_err(root))
+                .and_then(|()| dir_ok.map_err(io_err(&objects)));
+        }
+        match self.backend.head(&ObjectPath::from("health/probe")).await {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(object_err(e)),
+        }
     }
 
     /// The object's file when the backend is local: used in place, nothing copied.

@@ -17,6 +17,9 @@ pub struct NewTask {
     pub owner: Option<String>,
     /// The process that will run it (`host:pid`), recorded with the task.
     pub runner: Option<String>,
+    /// The directory relative paths of the pipeline resolve against (the pipeline file's, for
+    /// `tessera run FILE`); `None`: the process's working directory (HTTP submissions).
+    pub base_dir: Option<String>,
 }
 
 /// Everything one scheduler step must make durable.
@@ -38,12 +41,17 @@ pub struct TaskRow {
     pub state: String,
     pub result: Option<Data>,
     pub error: Option<String>,
+    #[serde(serialize_with = "tessera_core::time::ser")]
     pub created_at: u64,
+    #[serde(serialize_with = "tessera_core::time::ser")]
     pub updated_at: u64,
     /// Which process runs (or last ran) the task: `host:pid`.
     #[serde(skip)]
     pub runner: Option<String>,
     pub owner: Option<String>,
+    /// See [`NewTask::base_dir`]; kept so a resumed task resolves paths as its first run did.
+    #[serde(skip)]
+    pub base_dir: Option<String>,
 }
 
 /// A definition a task ran with before a resume replaced it (with its input then).
@@ -68,7 +76,9 @@ pub struct TaskSummary {
     pub id: String,
     pub pipeline: String,
     pub state: String,
+    #[serde(serialize_with = "tessera_core::time::ser")]
     pub created_at: u64,
+    #[serde(serialize_with = "tessera_core::time::ser")]
     pub updated_at: u64,
     pub owner: Option<String>,
 }
@@ -101,7 +111,9 @@ pub struct NodeRunRow {
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<String>,
+    #[serde(serialize_with = "tessera_core::time::ser_opt")]
     pub started_at: Option<u64>,
+    #[serde(serialize_with = "tessera_core::time::ser_opt")]
     pub finished_at: Option<u64>,
     pub cached: bool,
 }
@@ -114,6 +126,7 @@ pub struct LogLine {
     /// `stdout`, `stderr` or `engine`.
     pub stream: String,
     pub line: String,
+    #[serde(serialize_with = "tessera_core::time::ser")]
     pub at: u64,
 }
 
@@ -125,7 +138,9 @@ pub struct PipelineRow {
     /// `user`, or `service:<name>` for a pipeline made from a service's announcement.
     pub source: String,
     pub owner: Option<String>,
+    #[serde(serialize_with = "tessera_core::time::ser")]
     pub created_at: u64,
+    #[serde(serialize_with = "tessera_core::time::ser")]
     pub updated_at: u64,
     /// A fresh random value on every write (set by the store; ignored when writing): a copy
     /// with an older version is stale, even after a delete and a re-creation.
@@ -138,6 +153,7 @@ pub struct ServiceRow {
     pub name: String,
     pub url: String,
     pub endpoints: Value,
+    #[serde(serialize_with = "tessera_core::time::ser")]
     pub last_seen: u64,
 }
 
@@ -230,7 +246,9 @@ pub struct BatchJobRow {
     pub plan: Value,
     pub output: Option<Value>,
     pub error: Option<String>,
+    #[serde(serialize_with = "tessera_core::time::ser")]
     pub created_at: u64,
+    #[serde(serialize_with = "tessera_core::time::ser")]
     pub updated_at: u64,
 }
 
@@ -261,6 +279,7 @@ pub struct BatchChunkRow {
     /// chunks.
     pub output_header: Option<String>,
     pub error: Option<String>,
+    #[serde(serialize_with = "tessera_core::time::ser_opt")]
     pub committed_at: Option<u64>,
 }
 

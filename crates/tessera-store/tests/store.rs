@@ -34,6 +34,7 @@ fn new_task(id: &str, created_at: u64) -> NewTask {
         created_at,
         owner: None,
         runner: None,
+        base_dir: None,
     }
 }
 

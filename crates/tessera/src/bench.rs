@@ -229,6 +229,7 @@ fn run_once(engine: &Engine, w: Workload, yaml: &str, input: &Value) -> Result<(
         input: input_copy.into(),
         owner: None,
         id: None,
+        base_dir: None,
     })?;
     let outcome = handle.wait()?;
     let total = t0.elapsed();
@@ -453,7 +454,7 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
         let (engine, _runtime, _dir) = open(modes[0], args.max_processes)?;
         let (yaml, input) = build(Workload::W5);
         let (t, _) = run_once(&engine, Workload::W5, &yaml, &input)?;
-        println!("{}", json!({"ms": t, "peak_rss_mb": peak_rss_mb()?}));
+        outln!("{}", json!({"ms": t, "peak_rss_mb": peak_rss_mb()?}))?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut workloads = args.workload.clone();
@@ -462,18 +463,18 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
     for &w in &workloads {
         for &mode in modes {
             let (m, runs) = (mode.name(), args.runs);
-            eprintln!("tessera bench: {w:?} {m} ({runs} runs + 1 warm-up)…");
+            errln!("tessera bench: {w:?} {m} ({runs} runs + 1 warm-up)…");
             let row = measure(&args, w, mode).with_context(|| format!("{w:?}"))?;
             if args.json {
-                println!("{}", row.json());
+                outln!("{}", row.json())?;
             }
             rows.push(row);
         }
     }
     if args.json {
-        eprint!("{}", table(&rows));
+        errln!("{}", table(&rows).trim_end());
     } else {
-        print!("{}", table(&rows));
+        outln!("{}", table(&rows).trim_end())?;
     }
     Ok(ExitCode::SUCCESS)
 }

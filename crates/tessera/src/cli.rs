@@ -33,6 +33,28 @@ pub struct DataArgs {
     pub config: Option<PathBuf>,
 }
 
+/// A server to talk to instead of the local data dir.
+#[derive(Debug, Clone, Args)]
+pub struct RemoteArgs {
+    /// A Tessera server's base URL (e.g. http://127.0.0.1:8080) instead of the data dir.
+    #[arg(long, env = "TESSERA_SERVER", global = true)]
+    pub server: Option<String>,
+    /// Bearer token for --server.
+    #[arg(long, env = "TESSERA_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ObjectsAction {
+    /// Writes an object's bytes to stdout, or to a file with -o (into a directory: under the
+    /// object's name, made safe, never replacing a file).
+    Get {
+        object_id: String,
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum DurabilityArg {
     /// fsync every commit (survives power loss).
@@ -65,7 +87,8 @@ pub struct EngineArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a pipeline in this process; the result JSON goes to stdout.
+    /// Run a pipeline in this process (or on a server with --server); the result JSON goes to
+    /// stdout.
     Run {
         /// Pipeline file (YAML or JSON).
         file: PathBuf,
@@ -75,6 +98,14 @@ pub enum Command {
         /// Binary input field from a file: `--file image=@photo.jpg` (repeatable).
         #[arg(long = "file", value_name = "NAME=@PATH")]
         files: Vec<String>,
+        /// Submit to this Tessera server (the pipeline is stored there under its name) and
+        /// follow the task until it ends, instead of running it here (TESSERA_SERVER is not
+        /// read here: a local run never goes to a server unasked).
+        #[arg(long)]
+        server: Option<String>,
+        /// Bearer token for --server.
+        #[arg(long, env = "TESSERA_TOKEN", hide_env_values = true)]
+        token: Option<String>,
         #[command(flatten)]
         data: DataArgs,
         #[command(flatten)]
@@ -120,12 +151,17 @@ pub enum Command {
         action: TasksAction,
         #[command(flatten)]
         data: DataArgs,
-        /// A Tessera server's base URL (e.g. http://127.0.0.1:8080) instead of the data dir.
-        #[arg(long, env = "TESSERA_SERVER", global = true)]
-        server: Option<String>,
-        /// Bearer token for --server.
-        #[arg(long, env = "TESSERA_TOKEN", global = true, hide_env_values = true)]
-        token: Option<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Stored objects (files) of the data dir, or of a server with --server.
+    Objects {
+        #[command(subcommand)]
+        action: ObjectsAction,
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// The services registry (`service: name/endpoint` nodes): the data dir's, or a server's
     /// with --server.
@@ -197,12 +233,22 @@ pub enum TasksAction {
         #[arg(long)]
         json: bool,
     },
-    /// Captured output of a node (all of the task's with no node given).
+    /// Captured output of a node (all of the task's with no node given). A loop, or a node
+    /// of a loop's template, shows every instance (`measure#3` names one).
     Logs {
         task_id: String,
         node: Option<String>,
         #[arg(long)]
         json: bool,
+    },
+    /// The result of a finished task as JSON; `--save DIR` also writes each object it names
+    /// into DIR (and says where in the JSON: `saved_to`).
+    Result {
+        task_id: String,
+        /// Directory to write the result's objects into (created if missing; existing files
+        /// are never replaced).
+        #[arg(long, value_name = "DIR")]
+        save: Option<PathBuf>,
     },
     /// Cancel a running task (its commands are killed).
     Cancel { task_id: String },
@@ -214,12 +260,20 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             file,
             input,
             files,
+            server,
+            token,
             data,
             engine,
-        } => {
-            let settings = Settings::resolve(&data, Some(&engine))?;
-            crate::run::run(&settings, &file, input.as_deref(), &files)
-        }
+        } => match server {
+            Some(url) => {
+                let remote = crate::remote::Remote::new(&url, token.as_deref())?;
+                crate::remote_run::run(&remote, &file, input.as_deref(), &files)
+            }
+            None => {
+                let settings = Settings::resolve(&data, Some(&engine))?;
+                crate::run::run(&settings, &file, input.as_deref(), &files)
+            }
+        },
         Command::Resume {
             task_id,
             pipeline,
@@ -253,11 +307,11 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
                         GraphFormat::Dot => tessera_core::graph::to_dot(&p),
                         GraphFormat::Svg => tessera_core::graph::to_svg(&p),
                     };
-                    println!("{text}");
+                    outln!("{text}")?;
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(report) => {
-                    eprintln!("{}: invalid pipeline:\n{report}", file.display());
+                    errln!("{}: invalid pipeline:\n{report}", file.display());
                     Ok(ExitCode::from(2))
                 }
             }
@@ -265,15 +319,35 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Tasks {
             action,
             data,
-            server,
-            token,
-        } => match server {
-            Some(url) => crate::tasks::remote(&url, token.as_deref(), action),
+            remote,
+        } => match remote.server {
+            Some(url) => {
+                let remote = crate::remote::Remote::new(&url, remote.token.as_deref())?;
+                crate::tasks::remote(&remote, action)
+            }
             None => {
                 let settings = Settings::resolve(&data, None)?;
                 crate::tasks::tasks(&settings, action)
             }
         },
+        Command::Objects {
+            action,
+            data,
+            remote,
+        } => {
+            let source = match remote.server {
+                Some(url) => crate::objects::Source::Remote(crate::remote::Remote::new(
+                    &url,
+                    remote.token.as_deref(),
+                )?),
+                None => crate::objects::Source::local(&Settings::resolve(&data, None)?)?,
+            };
+            match action {
+                ObjectsAction::Get { object_id, output } => {
+                    crate::objects::get(&source, &object_id, output.as_deref())
+                }
+            }
+        }
         Command::Bench(args) => crate::bench::bench(args),
         Command::Sample {
             kind: SampleKind::Patronymes { rows, seed, out },
@@ -313,23 +387,23 @@ fn validate(
         report = tessera_core::services::check_names(pipeline, &known);
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::output::json(&report)?;
     } else if report.is_ok() {
         let (p, _) = result.as_ref().expect("ok");
         let checked = match server {
             Some(s) => format!(", service names found in {s}'s registry"),
             None => String::new(),
         };
-        println!(
+        outln!(
             "{}: valid pipeline `{}` ({} nodes{checked})",
             file.display(),
             p.name,
             p.nodes.len()
-        );
+        )?;
     } else {
-        eprintln!("{}: {} problem(s):", file.display(), report.errors.len());
+        errln!("{}: {} problem(s):", file.display(), report.errors.len());
         for e in &report.errors {
-            eprintln!("  {e}");
+            errln!("  {e}");
         }
     }
     Ok(if report.is_ok() {
@@ -360,7 +434,8 @@ impl Config {
 fn sample_patronymes(rows: u64, seed: u64, out: Option<&Path>) -> Result<ExitCode> {
     let started = std::time::Instant::now();
     let stats = match out {
-        None => tessera_batch::sample::write_patronymes(std::io::stdout().lock(), rows, seed)?,
+        None => tessera_batch::sample::write_patronymes(std::io::stdout().lock(), rows, seed)
+            .map_err(crate::output::stdout_error)?,
         Some(path) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
@@ -379,7 +454,7 @@ fn sample_patronymes(rows: u64, seed: u64, out: Option<&Path>) -> Result<ExitCod
             stats
         }
     };
-    eprintln!(
+    errln!(
         "{} rows, {} bytes, {} quoted, in {:.2} s",
         stats.rows,
         stats.bytes,

@@ -117,7 +117,7 @@ impl ProgressView {
                 None => true,
             };
             if due {
-                eprintln!("progress: {line}");
+                errln!("progress: {line}");
                 self.last_line = Some((line, Instant::now()));
             }
         }
@@ -130,11 +130,15 @@ impl ProgressView {
         }
         self.summary.finish_and_clear();
         let _ = self.multi.clear();
-        eprintln!("{}", summary_text(p));
+        errln!("{}", summary_text(p));
         for b in &p.batches {
-            eprintln!(
+            errln!(
                 "batch {}: {}/{} rows, {}/{} chunks",
-                b.key, b.rows_done, b.rows_total, b.chunks_done, b.chunks_total
+                b.key,
+                b.rows_done,
+                b.rows_total,
+                b.chunks_done,
+                b.chunks_total
             );
         }
     }

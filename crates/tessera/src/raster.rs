@@ -151,18 +151,14 @@ pub fn raster(command: RasterCommand) -> Result<ExitCode> {
     });
     bar.finish();
     let report = report?;
-    eprintln!(
-        "{}: {} × {}, {} tiles, {} computed in {:.2} s",
+    errln!(
+        "{}: {}",
         report.output.display(),
-        report.width,
-        report.height,
-        report.tiles,
-        report.computed_tiles,
-        report.seconds
+        tessera_engine::raster_summary(&report)
     );
     let raster = serde_json::Value::String(report.output.display().to_string());
     let json = tessera_engine::raster_report_json(raster, &report);
-    println!("{}", serde_json::to_string_pretty(&json)?);
+    crate::output::json(&json)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -211,9 +207,11 @@ impl TileBar {
     }
 
     fn print(&mut self, p: Progress) {
-        eprintln!(
+        errln!(
             "tiles: {}/{} done, {} computed",
-            p.done, p.total, p.computed
+            p.done,
+            p.total,
+            p.computed
         );
         self.last_line = Some(Instant::now());
     }

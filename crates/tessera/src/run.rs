@@ -1,7 +1,7 @@
 //! `tessera run` and `tessera resume`: start or continue a task in this process, show progress
 //! on stderr, print the result on stdout.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -22,49 +22,49 @@ pub fn run(
 ) -> Result<ExitCode> {
     let (pipeline, doc) = match crate::cli::load_or_report(file)? {
         Ok(p) => p,
-        Err(report) => {
-            report_invalid(file, &report, "nothing was run");
-            return Ok(ExitCode::from(2));
-        }
+        Err(report) => return Ok(invalid_pipeline(file, &report)),
     };
-    let mut input = match input {
-        Some(text) => parse_input(text)?,
-        None => Data::from_value(default_input(&pipeline)),
+    let Checked { input, files } = match check_input(&pipeline, input, files)? {
+        Ok(checked) => checked,
+        Err(refusal) => return Ok(refused(&refusal)),
     };
     let opened = open_engine(settings, callbacks_for(&pipeline.nodes))?;
     // Known before the task exists: its files are stored as its own.
     let task_id = uuid::Uuid::new_v4().to_string();
+    let mut input = input;
     if !files.is_empty() {
-        let Some(mut fields) = input.entries() else {
-            bail!("--file needs the --input to be a JSON object");
-        };
-        for f in files {
-            let (name, path) = f
-                .split_once("=@")
-                .with_context(|| format!("--file {f}: expected NAME=@PATH"))?;
+        let mut fields = input.entries().unwrap_or_default();
+        for (name, path) in files {
             let meta = opened
                 .runtime
-                .block_on(
-                    opened
-                        .engine
-                        .objects()
-                        .put_file(Path::new(path), None, None),
-                )
-                .with_context(|| format!("--file {name}: cannot store {path}"))?;
+                .block_on(opened.engine.objects().put_file(&path, None, None))
+                .with_context(|| format!("--file {name}: cannot store {}", path.display()))?;
             opened.engine.store().put_object(&meta, Some(&task_id))?;
-            fields.retain(|(k, _)| k != name);
-            fields.push((name.to_string(), Data::from_value(meta.to_json())));
+            fields.retain(|(k, _)| *k != name);
+            fields.push((name, Data::from_value(meta.to_json())));
         }
         input = Data::object(fields);
     }
+    // Relative paths in the pipeline are the file's: a run works from any directory.
+    let base_dir = std::path::absolute(file)
+        .with_context(|| format!("bad pipeline path {}", file.display()))?
+        .parent()
+        .map(Path::to_path_buf);
     let handle = opened.engine.submit(tessera_engine::Submission {
         definition: doc,
         pipeline,
         input,
         owner: None,
         id: Some(task_id),
+        base_dir,
     })?;
     follow(handle, &opened.runtime, !settings.ephemeral)
+}
+
+/// Prints every problem of an invalid pipeline: exit code 2, nothing was run.
+pub fn invalid_pipeline(file: &Path, report: &tessera_core::Report) -> ExitCode {
+    report_invalid(file, report, "nothing was run");
+    ExitCode::from(2)
 }
 
 pub fn resume(
@@ -87,22 +87,23 @@ pub fn resume(
         },
     };
     let store = settings.open_store()?;
+    let stored = store.task(task_id)?.and_then(|task| {
+        let mut report = tessera_core::Report::default();
+        tessera_core::parse::pipeline_from_value(&task.definition, &mut report)
+    });
+    let target = definition.as_ref().map(|(_, p)| p).or(stored.as_ref());
     // Its service nodes may be waiting for callbacks: they need this process's listener.
-    let callbacks = match (&definition, store.task(task_id)?) {
-        (Some((_, fixed)), _) => callbacks_for(&fixed.nodes),
-        (None, Some(task)) => {
-            let mut report = tessera_core::Report::default();
-            match tessera_core::parse::pipeline_from_value(&task.definition, &mut report) {
-                Some(p) => callbacks_for(&p.nodes),
-                None => Callbacks::None,
-            }
-        }
-        (None, None) => Callbacks::None,
+    let callbacks = target.map_or(Callbacks::None, |p| callbacks_for(&p.nodes));
+    // A new input is checked against the entry's `api.body`, as for `run`.
+    let input = match (input, target) {
+        (Some(text), Some(pipeline)) => match check_input(pipeline, Some(text), &[])? {
+            Ok(checked) => Some(checked.input),
+            Err(refusal) => return Ok(refused(&refusal)),
+        },
+        (Some(_), None) => bail!("no task {task_id} in this data directory"),
+        (None, _) => None,
     };
-    let fix = tessera_engine::Fix {
-        definition,
-        input: input.map(parse_input).transpose()?,
-    };
+    let fix = tessera_engine::Fix { definition, input };
     let opened = open_engine_on(settings, store, callbacks)?;
     let handle = opened.engine.resume(task_id, fix)?;
     follow(handle, &opened.runtime, true)
@@ -110,11 +111,11 @@ pub fn resume(
 
 /// Prints every problem of an invalid pipeline file.
 fn report_invalid(file: &Path, report: &tessera_core::Report, outcome: &str) {
-    eprintln!("{}: invalid pipeline:", file.display());
+    errln!("{}: invalid pipeline:", file.display());
     for e in &report.errors {
-        eprintln!("  {e}");
+        errln!("  {e}");
     }
-    eprintln!(
+    errln!(
         "error: {} has {} problem(s); {outcome}",
         file.display(),
         report.errors.len()
@@ -141,19 +142,129 @@ fn default_input(pipeline: &tessera_core::Pipeline) -> Value {
     }
 }
 
-/// `--input`: JSON text, or `@file` (a big one is kept as its text, never as a tree).
-fn parse_input(input: &str) -> Result<Data> {
-    let text = match input.strip_prefix('@') {
-        Some(path) => {
-            std::fs::read_to_string(path).with_context(|| format!("--input: cannot read {path}"))?
+/// A task's input and its files, checked against the pipeline's entry.
+pub struct Checked {
+    /// The JSON input (kept as its text when big), without the files.
+    pub input: Data,
+    /// `--file NAME=@PATH`: each field and its file.
+    pub files: Vec<(String, PathBuf)>,
+}
+
+/// Why an input was refused: a one-line summary (naming the field) and detail lines.
+pub struct Refusal {
+    pub summary: String,
+    pub details: Vec<String>,
+}
+
+impl Refusal {
+    fn new(summary: String) -> Refusal {
+        Refusal {
+            summary,
+            details: Vec::new(),
         }
-        None => input.to_string(),
+    }
+}
+
+/// `--input` (JSON text, or `@file`) and `--file`s checked against the entry's `api.body` by
+/// the check the server makes of an HTTP submission (`tessera_core::input`): fields and types
+/// against an example, no `$object`/`$file` references, every binary field given as a file.
+/// `Ok(Err(_))` is a refusal to print (exit 2, nothing run).
+pub fn check_input(
+    pipeline: &tessera_core::Pipeline,
+    input: Option<&str>,
+    files: &[String],
+) -> Result<std::result::Result<Checked, Refusal>> {
+    use tessera_core::input::{InputError, binary_fields, example_of};
+    let binary = binary_fields(pipeline);
+    let input = match input {
+        None => Data::from_value(default_input(pipeline)),
+        Some(arg) => {
+            let text = match arg.strip_prefix('@') {
+                Some(path) => {
+                    std::fs::read(path).with_context(|| format!("--input: cannot read {path}"))?
+                }
+                None => arg.as_bytes().to_vec(),
+            };
+            match tessera_core::input::check_input(&text, example_of(pipeline)) {
+                Ok(d) => d,
+                Err(InputError::Mismatch { problems, more }) => {
+                    let count = problems.len() + more;
+                    let first = &problems[0];
+                    let others = match count - 1 {
+                        0 => String::new(),
+                        n => format!(" (and {n} more problem(s), listed above)"),
+                    };
+                    let mut details = vec![format!(
+                        "--input does not match the entry's `api.body` of pipeline `{}`: {count} problem(s):",
+                        pipeline.name
+                    )];
+                    details.extend(
+                        problems
+                            .iter()
+                            .map(|p| format!("  field `{}`: {}", p.field, p.message)),
+                    );
+                    if more > 0 {
+                        details.push(format!("  and {more} more"));
+                    }
+                    return Ok(Err(Refusal {
+                        summary: format!(
+                            "--input, field `{}`: {}{others}",
+                            first.field, first.message
+                        ),
+                        details,
+                    }));
+                }
+                Err(e @ InputError::Malformed { .. }) => {
+                    let text = String::from_utf8_lossy(&text);
+                    let shown: String = text.chars().take(80).collect();
+                    let more = if text.len() > shown.len() { "…" } else { "" };
+                    return Ok(Err(Refusal::new(format!(
+                        "--input is not valid JSON ({e}): {shown}{more}"
+                    ))));
+                }
+                Err(e) => return Ok(Err(Refusal::new(format!("--input: {e}")))),
+            }
+        }
     };
-    Data::from_json(&text).map_err(|e| {
-        let shown: String = text.chars().take(80).collect();
-        let more = if text.len() > shown.len() { "…" } else { "" };
-        anyhow::anyhow!("--input is not valid JSON ({e}): {shown}{more}")
-    })
+    let mut parsed = Vec::new();
+    for f in files {
+        let Some((name, path)) = f.split_once("=@") else {
+            return Ok(Err(Refusal::new(format!(
+                "--file {f}: expected NAME=@PATH"
+            ))));
+        };
+        parsed.push((name.to_string(), PathBuf::from(path)));
+    }
+    let missing: Vec<&str> = binary
+        .iter()
+        .filter(|b| !parsed.iter().any(|(n, _)| n == *b))
+        .map(String::as_str)
+        .collect();
+    if let Some(first) = missing.first() {
+        return Ok(Err(Refusal::new(format!(
+            "pipeline `{}` takes file field(s) {}: give each with --file {first}=@PATH",
+            pipeline.name,
+            missing.join(", "),
+        ))));
+    }
+    if !parsed.is_empty() && !input.is_object() {
+        return Ok(Err(Refusal::new(
+            "--file needs the --input to be a JSON object".into(),
+        )));
+    }
+    Ok(Ok(Checked {
+        input,
+        files: parsed,
+    }))
+}
+
+/// Prints a refused input, the summary last: exit code 2, nothing was run.
+pub fn refused(refusal: &Refusal) -> ExitCode {
+    for line in &refusal.details {
+        errln!("{line}");
+    }
+    errln!("error: {}; nothing was run", refusal.summary);
+    ExitCode::from(2)
 }
 
 /// Shows progress until the task ends; Ctrl-C cancels it (resumable later).
@@ -163,7 +274,7 @@ fn follow(
     runtime: &tokio::runtime::Runtime,
     resumable: bool,
 ) -> Result<ExitCode> {
-    eprintln!("task {}", handle.id);
+    errln!("task {}", handle.id);
     let (cancel_tx, cancel_rx) = std::sync::mpsc::channel::<()>();
     runtime.spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -184,22 +295,23 @@ fn follow(
     match outcome.state {
         TaskState::Finished => {
             let result = outcome.result.unwrap_or_default();
-            println!("{}", serde_json::to_string_pretty(&result)?);
+            crate::output::json(&result)?;
             Ok(ExitCode::SUCCESS)
         }
         TaskState::Cancelled => {
             if resumable {
-                eprintln!(
+                errln!(
                     "task {} cancelled; continue it with: tessera resume {}",
-                    handle.id, handle.id
+                    handle.id,
+                    handle.id
                 );
             } else {
-                eprintln!(
+                errln!(
                     "task {} cancelled (--ephemeral: nothing was kept)",
                     handle.id
                 );
             }
-            eprintln!(
+            errln!(
                 "error: {}",
                 outcome.error.unwrap_or_else(|| "cancelled".into())
             );
@@ -207,18 +319,19 @@ fn follow(
         }
         _ => {
             if resumable {
-                eprintln!(
+                errln!(
                     "task {} failed; after fixing the cause: tessera resume {} \
                      (--pipeline FILE to resume with a fixed pipeline)",
-                    handle.id, handle.id
+                    handle.id,
+                    handle.id
                 );
             } else {
-                eprintln!(
+                errln!(
                     "task {} failed (--ephemeral: nothing was kept; run it again after fixing the cause)",
                     handle.id
                 );
             }
-            eprintln!(
+            errln!(
                 "error: {}",
                 outcome.error.unwrap_or_else(|| "task failed".into())
             );

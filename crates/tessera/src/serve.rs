@@ -143,9 +143,10 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     };
     runtime.block_on(async move {
         let server = tessera_server::start(config, store, objects).await?;
-        eprintln!(
+        errln!(
             "tessera serving on {} (docs: {}/docs)",
-            server.url, server.url
+            server.url,
+            server.url
         );
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -153,15 +154,13 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         let engine = server.engine.clone();
         tokio::select! {
             r = server.wait() => r?,
-            _ = tokio::signal::ctrl_c() => eprintln!("stopping"),
-            _ = terminate.recv() => eprintln!("stopping (SIGTERM)"),
+            _ = tokio::signal::ctrl_c() => errln!("stopping"),
+            _ = terminate.recv() => errln!("stopping (SIGTERM)"),
         }
         // Commands do not outlive the server; its unfinished tasks continue at the next start.
         let killed = engine.stop_commands();
         if killed > 0 {
-            eprintln!(
-                "stopped {killed} running command(s); their tasks continue at the next start"
-            );
+            errln!("stopped {killed} running command(s); their tasks continue at the next start");
         }
         Ok::<_, anyhow::Error>(())
     })?;

@@ -1,19 +1,19 @@
-//! `tessera tasks list|show|logs|cancel` on the local data dir.
+//! `tessera tasks list|show|logs|result|cancel` on the local data dir, or on a server with
+//! `--server`.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-use serde_json::Value;
+use serde_json::{Value, json};
+use tessera_core::scheduler::TaskState;
+use tessera_core::time::rfc3339 as iso;
 use tessera_store::TaskFilter;
 
 use crate::cli::TasksAction;
 use crate::config::Settings;
-
-fn iso(ms: u64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms as i64)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
+use crate::objects::Source;
+use crate::remote::{Remote, segment};
 
 pub fn tasks(settings: &Settings, action: TasksAction) -> Result<ExitCode> {
     if settings.ephemeral {
@@ -38,205 +38,238 @@ pub fn tasks(settings: &Settings, action: TasksAction) -> Result<ExitCode> {
                 let docs: Vec<Value> = list
                     .iter()
                     .map(|t| {
-                        serde_json::json!({
+                        json!({
                             "id": t.id, "pipeline": t.pipeline, "state": t.state,
                             "created_at": iso(t.created_at), "updated_at": iso(t.updated_at),
                         })
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&docs)?);
+                crate::output::json(&docs)?;
             } else {
                 print_list(list.iter().map(|t| {
                     (
                         t.id.as_str(),
                         t.pipeline.as_str(),
                         t.state.as_str(),
-                        t.created_at,
+                        iso(t.created_at),
                     )
-                }));
+                }))?;
             }
         }
         TasksAction::Show { task_id, json } => {
             let doc = tessera_engine::inspect::task_document(store.as_ref(), &task_id)?;
-            show(&serde_json::to_value(&doc)?, json)?;
+            if json {
+                // Streamed as it is: a big task's document is never turned into a tree.
+                crate::output::json(&doc)?;
+            } else {
+                print_task(&serde_json::to_value(&doc)?)?;
+            }
         }
         TasksAction::Logs {
             task_id,
             node,
             json,
         } => {
-            if store.task(&task_id)?.is_none() {
-                bail!("task `{task_id}` not found");
-            }
-            let lines = store.logs(&task_id, node.as_deref())?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&lines)?);
-            } else {
-                for l in lines {
-                    let who = if node.is_some() {
-                        String::new()
-                    } else {
-                        format!("{} ", l.key)
-                    };
-                    println!("{who}[{}#{}] {}", l.stream, l.attempt, l.line);
+            let (lines, prefix) = match &node {
+                Some(node) => {
+                    let logs =
+                        tessera_engine::node_logs::node_logs(store.as_ref(), &task_id, node)?;
+                    (logs.lines, logs.instances)
                 }
+                None => {
+                    if store.task(&task_id)?.is_none() {
+                        bail!("task `{task_id}` not found");
+                    }
+                    (store.logs(&task_id, None)?, true)
+                }
+            };
+            let lines: Vec<Value> = lines
+                .into_iter()
+                .map(|l| json!({"key": l.key, "attempt": l.attempt, "stream": l.stream, "line": l.line, "at": iso(l.at)}))
+                .collect();
+            print_logs(&lines, prefix, json)?;
+        }
+        TasksAction::Result { task_id, save } => {
+            let Some(task) = store.task(&task_id)? else {
+                bail!("task `{task_id}` not found");
+            };
+            if task.task_state() != TaskState::Finished {
+                bail!(
+                    "task {task_id} is {}; its result exists once it has finished",
+                    task.state
+                );
             }
+            let result = task.result.unwrap_or_default().into_value();
+            let runtime = crate::remote::runtime()?;
+            print_result(&runtime, result, save.as_deref(), || {
+                Source::local(settings)
+            })?;
         }
         TasksAction::Cancel { task_id } => {
             let opened = crate::config::open_engine(settings, crate::config::Callbacks::None)?;
             opened.engine.cancel_elsewhere(&task_id)?;
-            eprintln!("cancel requested for task {task_id}");
+            errln!("cancel requested for task {task_id}");
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// The same commands against a server's API.
-pub fn remote(base: &str, token: Option<&str>, action: TasksAction) -> Result<ExitCode> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let client = reqwest::Client::new();
-    let base = base.trim_end_matches('/');
-    let call = |method: reqwest::Method, path: String| {
-        let mut req = client.request(method, format!("{base}{path}"));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        async move {
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| anyhow::anyhow!("{base}: {e}"))?;
-            let status = resp.status();
-            let body: Value = resp.json().await.unwrap_or(Value::Null);
-            if !status.is_success() {
-                let msg = body["error"]["message"]
-                    .as_str()
-                    .unwrap_or("request failed")
-                    .to_string();
-                bail!("{status}: {msg}");
+pub fn remote(remote: &Remote, action: TasksAction) -> Result<ExitCode> {
+    let runtime = crate::remote::runtime()?;
+    let get = |path: String| runtime.block_on(remote.json(reqwest::Method::GET, &path));
+    match action {
+        TasksAction::List {
+            json,
+            pipeline,
+            state,
+            limit,
+        } => {
+            let mut path = format!("/api/v1/tasks?limit={limit}");
+            if let Some(p) = pipeline {
+                path.push_str(&format!("&pipeline={}", segment(&p)));
             }
-            Ok::<Value, anyhow::Error>(body)
-        }
-    };
-    runtime.block_on(async {
-        match action {
-            TasksAction::List {
-                json,
-                pipeline,
-                state,
-                limit,
-            } => {
-                let mut path = format!("/api/v1/tasks?limit={limit}");
-                if let Some(p) = pipeline {
-                    path.push_str(&format!("&pipeline={p}"));
-                }
-                if let Some(s) = state {
-                    path.push_str(&format!("&state={s}"));
-                }
-                let page = call(reqwest::Method::GET, path).await?;
-                let items = page["items"].as_array().cloned().unwrap_or_default();
-                if json {
-                    let docs: Vec<Value> = items
-                        .iter()
-                        .map(|t| {
-                            let mut t = t.clone();
-                            for k in ["created_at", "updated_at"] {
-                                t[k] = Value::String(iso(t[k].as_u64().unwrap_or(0)));
-                            }
-                            t
-                        })
-                        .collect();
-                    println!("{}", serde_json::to_string_pretty(&docs)?);
-                } else {
-                    print_list(items.iter().map(|t| {
-                        let s = |k: &str| t[k].as_str().unwrap_or("");
-                        (
-                            s("id"),
-                            s("pipeline"),
-                            s("state"),
-                            t["created_at"].as_u64().unwrap_or(0),
-                        )
-                    }));
-                }
+            if let Some(s) = state {
+                path.push_str(&format!("&state={}", segment(&s)));
             }
-            TasksAction::Show { task_id, json } => {
-                let doc = call(reqwest::Method::GET, format!("/api/v1/tasks/{task_id}")).await?;
-                show(&doc, json)?;
-            }
-            TasksAction::Logs {
-                task_id,
-                node,
-                json,
-            } => {
-                let Some(node) = node else {
-                    bail!("with --server, name the node: tessera tasks logs ID NODE");
-                };
-                let body = call(
-                    reqwest::Method::GET,
-                    format!("/api/v1/tasks/{task_id}/nodes/{node}/log"),
-                )
-                .await?;
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&body["lines"])?);
-                } else {
-                    for l in body["lines"].as_array().into_iter().flatten() {
-                        println!(
-                            "[{}#{}] {}",
-                            l["stream"].as_str().unwrap_or(""),
-                            l["attempt"],
-                            l["line"].as_str().unwrap_or("")
-                        );
-                    }
-                }
-            }
-            TasksAction::Cancel { task_id } => {
-                call(
-                    reqwest::Method::POST,
-                    format!("/api/v1/tasks/{task_id}/cancel"),
-                )
-                .await?;
-                eprintln!("cancel requested for task {task_id}");
+            let page = get(path)?;
+            let items = page["items"].as_array().cloned().unwrap_or_default();
+            if json {
+                crate::output::json(&items)?;
+            } else {
+                print_list(items.iter().map(|t| {
+                    let s = |k: &str| t[k].as_str().unwrap_or("");
+                    (
+                        s("id"),
+                        s("pipeline"),
+                        s("state"),
+                        s("created_at").to_string(),
+                    )
+                }))?;
             }
         }
-        Ok(ExitCode::SUCCESS)
-    })
+        TasksAction::Show { task_id, json } => {
+            let doc = get(format!("/api/v1/tasks/{}", segment(&task_id)))?;
+            if json {
+                crate::output::json(&doc)?;
+            } else {
+                print_task(&doc)?;
+            }
+        }
+        TasksAction::Logs {
+            task_id,
+            node,
+            json,
+        } => {
+            let Some(node) = node else {
+                bail!("with --server, name the node: tessera tasks logs ID NODE");
+            };
+            let path = format!(
+                "/api/v1/tasks/{}/nodes/{}/log",
+                segment(&task_id),
+                segment(&node)
+            );
+            let body = match get(path) {
+                Ok(body) => body,
+                Err(e) => return Err(unknown_node(e)),
+            };
+            let lines = body["lines"].as_array().cloned().unwrap_or_default();
+            print_logs(&lines, body["instances"] == true, json)?;
+        }
+        TasksAction::Result { task_id, save } => {
+            let result = get(format!("/api/v1/tasks/{}/result", segment(&task_id)))?;
+            print_result(&runtime, result, save.as_deref(), || {
+                Ok(Source::Remote(remote.clone()))
+            })?;
+        }
+        TasksAction::Cancel { task_id } => {
+            runtime.block_on(remote.json(
+                reqwest::Method::POST,
+                &format!("/api/v1/tasks/{}/cancel", segment(&task_id)),
+            ))?;
+            errln!("cancel requested for task {task_id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
-/// The task table of `tasks list`: id, pipeline, state, creation time.
-fn print_list<'a>(rows: impl Iterator<Item = (&'a str, &'a str, &'a str, u64)>) {
-    println!("{:<36}  {:<20}  {:<9}  CREATED", "ID", "PIPELINE", "STATE");
-    for (id, pipeline, state, created) in rows {
-        println!("{id:<36}  {pipeline:<20}  {state:<9}  {}", iso(created));
+/// A server's 404 for an unknown node already lists the task's nodes in its message.
+fn unknown_node(e: anyhow::Error) -> anyhow::Error {
+    match e.downcast::<crate::remote::ServerRefused>() {
+        Ok(refused) if refused.status == reqwest::StatusCode::NOT_FOUND => {
+            anyhow::anyhow!("{}", refused.message)
+        }
+        Ok(refused) => refused.into(),
+        Err(e) => e,
     }
 }
 
-/// `tasks show`: the task document as JSON, or as a table.
-fn show(doc: &Value, json: bool) -> Result<()> {
+/// The result as JSON; with `save`, its objects written into that directory first (each
+/// reference then says where: `saved_to`).
+fn print_result(
+    runtime: &tokio::runtime::Runtime,
+    mut result: Value,
+    save: Option<&Path>,
+    source: impl FnOnce() -> Result<Source>,
+) -> Result<()> {
+    if let Some(dir) = save {
+        let source = source()?;
+        let count = runtime.block_on(crate::objects::save_result(&source, &mut result, dir))?;
+        errln!("saved {count} object(s) to {}", dir.display());
+    }
+    crate::output::json(&result)
+}
+
+/// Log lines as JSON, or one per line (`[stream#attempt] line`, prefixed by the instance key
+/// when several instances are shown).
+fn print_logs(lines: &[Value], with_key: bool, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(doc)?);
-    } else {
-        print_task(doc);
+        return crate::output::json(lines);
+    }
+    for l in lines {
+        let who = if with_key {
+            format!("{} ", l["key"].as_str().unwrap_or(""))
+        } else {
+            String::new()
+        };
+        outln!(
+            "{who}[{}#{}] {}",
+            l["stream"].as_str().unwrap_or(""),
+            l["attempt"],
+            l["line"].as_str().unwrap_or("")
+        )?;
     }
     Ok(())
 }
 
-fn print_task(doc: &Value) {
-    let s = |k: &str| doc[k].as_str().unwrap_or("").to_string();
-    println!("task      {}", s("id"));
-    println!("pipeline  {}", s("pipeline"));
-    println!("state     {}", s("state"));
-    println!("created   {}", iso(doc["created_at"].as_u64().unwrap_or(0)));
-    if let Some(e) = doc["error"].as_str() {
-        println!("error     {e}");
+/// The task table of `tasks list`: id, pipeline, state, creation time.
+fn print_list<'a>(rows: impl Iterator<Item = (&'a str, &'a str, &'a str, String)>) -> Result<()> {
+    outln!("{:<36}  {:<20}  {:<9}  CREATED", "ID", "PIPELINE", "STATE")?;
+    for (id, pipeline, state, created) in rows {
+        outln!("{id:<36}  {pipeline:<20}  {state:<9}  {created}")?;
     }
-    println!();
-    println!(
+    Ok(())
+}
+
+fn print_task(doc: &Value) -> Result<()> {
+    let s = |k: &str| doc[k].as_str().unwrap_or("").to_string();
+    outln!("task      {}", s("id"))?;
+    outln!("pipeline  {}", s("pipeline"))?;
+    outln!("state     {}", s("state"))?;
+    outln!("created   {}", s("created_at"))?;
+    if let Some(e) = doc["error"].as_str() {
+        outln!("error     {e}")?;
+    }
+    outln!()?;
+    outln!(
         "{:<28} {:<8} {:<10} {:>4} {:>4} {:>9}  ERROR",
-        "NODE", "TYPE", "STATE", "ITER", "TRY", "MS"
-    );
+        "NODE",
+        "TYPE",
+        "STATE",
+        "ITER",
+        "TRY",
+        "MS"
+    )?;
     for n in doc["nodes"].as_array().into_iter().flatten() {
         let ms = n["duration_ms"]
             .as_u64()
@@ -247,7 +280,7 @@ fn print_task(doc: &Value) {
         } else {
             ""
         };
-        println!(
+        outln!(
             "{:<28} {:<8} {:<10} {:>4} {:>4} {:>9}  {}{}",
             n["key"].as_str().unwrap_or(""),
             n["type"].as_str().unwrap_or(""),
@@ -257,6 +290,7 @@ fn print_task(doc: &Value) {
             ms,
             n["error"].as_str().unwrap_or(""),
             cached
-        );
+        )?;
     }
+    Ok(())
 }

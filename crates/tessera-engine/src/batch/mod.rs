@@ -68,14 +68,15 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &BatchSpec) -> Result<Value,
     let mut no_objects = |_: &Value| -> Result<String, String> {
         Err("object references cannot be used in a path; use `object:` instead".into())
     };
+    // Relative paths resolve against the pipeline file's directory (local runs).
     let source: PathBuf = match &spec.reader.source {
-        BatchSource::Path(p) => PathBuf::from(
+        BatchSource::Path(p) => ctx.run.resolve(
             render(p, &scope, &mut no_objects).map_err(|e| user(format!("reader.path: {e}")))?,
         ),
         BatchSource::Object(path) => ctx.object_file("reader.object", path, &work_dir).await?.0,
     };
     let target = match &spec.writer.target {
-        BatchTarget::Path(p) => job::Target::Path(PathBuf::from(
+        BatchTarget::Path(p) => job::Target::Path(ctx.run.resolve(
             render(p, &scope, &mut no_objects).map_err(|e| user(format!("writer.path: {e}")))?,
         )),
         BatchTarget::Object { name } => job::Target::Object {

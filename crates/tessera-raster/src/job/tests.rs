@@ -103,10 +103,10 @@ fn calc_computes_every_pixel_with_nodata_and_stats() {
         "b - 10 == 0 somewhere: division by zero is nodata"
     );
     // Without a cache, progress counts the 5 × 3 compute tiles of 16 px.
-    assert_eq!(report.tiles, 15);
+    assert_eq!(report.tiles.total, 15);
     assert_eq!(seen.last().map(|p| (p.done, p.total)), Some((15, 15)));
     assert!(seen.windows(2).all(|w| w[0].done <= w[1].done));
-    assert_eq!(report.computed_tiles, 5 * 3);
+    assert_eq!(report.tiles.computed, 5 * 3);
 }
 
 #[test]
@@ -121,14 +121,23 @@ fn a_cached_job_run_again_computes_nothing_and_a_changed_one_recomputes() {
         ControlFlow::Continue(())
     })
     .unwrap();
-    assert_eq!(first.computed_tiles, 15);
+    assert_eq!(first.tiles.computed, 15);
     // With a cache, progress counts the 3 × 2 cache tiles of 32 px.
-    assert_eq!(first.tiles, 6);
+    assert_eq!(first.tiles.total, 6);
+    assert_eq!(
+        (
+            first.tiles.reused,
+            first.tiles.size,
+            first.tiles.compute_size
+        ),
+        (0, 32, 16)
+    );
     assert_eq!(seen.last().map(|p| (p.done, p.total)), Some((6, 6)));
     let bytes = std::fs::read(&spec.output).unwrap();
     std::fs::remove_file(&spec.output).unwrap();
     let second = run(&spec, &mut |_| ControlFlow::Continue(())).unwrap();
-    assert_eq!(second.computed_tiles, 0);
+    assert_eq!(second.tiles.computed, 0);
+    assert_eq!(second.tiles.reused, 6, "every cache tile read back");
     assert_eq!(std::fs::read(&spec.output).unwrap(), bytes);
     // Another expression, another dtype: nothing reused.
     spec.operation = Operation::Calc {
@@ -137,14 +146,16 @@ fn a_cached_job_run_again_computes_nothing_and_a_changed_one_recomputes() {
     assert_eq!(
         run(&spec, &mut |_| ControlFlow::Continue(()))
             .unwrap()
-            .computed_tiles,
+            .tiles
+            .computed,
         15
     );
     spec.dtype = Some(DType::I16);
     assert_eq!(
         run(&spec, &mut |_| ControlFlow::Continue(()))
             .unwrap()
-            .computed_tiles,
+            .tiles
+            .computed,
         15
     );
     // Overwrite recomputes.
@@ -152,7 +163,8 @@ fn a_cached_job_run_again_computes_nothing_and_a_changed_one_recomputes() {
     assert_eq!(
         run(&spec, &mut |_| ControlFlow::Continue(()))
             .unwrap()
-            .computed_tiles,
+            .tiles
+            .computed,
         15
     );
 }
@@ -291,14 +303,14 @@ fn an_input_named_by_its_content_reuses_tiles_from_another_path() {
     spec.cache_dir = Some(dir.path().join("cache"));
     spec.inputs[0].content_id = Some("sha256:a".into());
     let go = |spec: &JobSpec| run(spec, &mut |_| ControlFlow::Continue(())).unwrap();
-    assert_eq!(go(&spec).computed_tiles, 15);
+    assert_eq!(go(&spec).tiles.computed, 15);
     // The same content elsewhere (a new upload of the same file).
     std::fs::copy(dir.path().join("a.tif"), dir.path().join("a2.tif")).unwrap();
     spec.inputs[0].path = dir.path().join("a2.tif");
-    assert_eq!(go(&spec).computed_tiles, 0);
+    assert_eq!(go(&spec).tiles.computed, 0);
     // Known by its path instead: a new file, computed again.
     spec.inputs[0].content_id = None;
-    assert_eq!(go(&spec).computed_tiles, 15);
+    assert_eq!(go(&spec).tiles.computed, 15);
 }
 
 #[cfg(feature = "gdal")]
@@ -324,4 +336,47 @@ fn with_gdal_any_format_is_an_input() {
     let reference = calc("rs_u8_3b.tif", "tif.tif");
     assert_eq!(calc("rs_u8_3b.vrt", "vrt.tif"), reference);
     assert_eq!(calc("rs_u8_3b.png", "png.tif"), reference);
+}
+
+#[test]
+fn an_input_outside_the_output_is_an_error_not_an_all_nodata_result() {
+    let dir = tempfile::tempdir().unwrap();
+    inputs(dir.path());
+    // `b` moved 100 units east of `a` (which is 37.5 wide): they share no area.
+    let far = Footprint::new(
+        GeoTransform::from_gdal([1100.0, 0.5, 0.0, 2000.0, 0.0, -0.5]),
+        75,
+        41,
+    )
+    .unwrap();
+    let b = Array::filled(DType::F32, Shape::new(41, 75, 1), 1.0);
+    write_geotiff(dir.path().join("b.tif"), &far, &b, &WriteOptions::default()).unwrap();
+    let spec = calc_spec(dir.path(), &["a + b"]);
+    let err = run(&spec, &mut |_| ControlFlow::Continue(())).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, RasterError::Invalid(_)), "{text}");
+    assert!(
+        text.contains("input `b` (x 1100..1137.5, y 1979.5..2000) does not overlap the output's extent, which is input `a`'s (x 1000..1037.5"),
+        "{text}"
+    );
+    assert!(!spec.output.exists(), "no output written");
+    // Touching is not overlapping either; sharing a corner area is.
+    let near = Footprint::new(
+        GeoTransform::from_gdal([1037.0, 0.5, 0.0, 2000.0, 0.0, -0.5]),
+        75,
+        41,
+    )
+    .unwrap();
+    write_geotiff(
+        dir.path().join("b.tif"),
+        &near,
+        &b,
+        &WriteOptions::default(),
+    )
+    .unwrap();
+    let report = run(&spec, &mut |_| ControlFlow::Continue(())).unwrap();
+    assert!(
+        report.bands[0].valid_pixels > 0,
+        "one column of overlap is enough"
+    );
 }

@@ -32,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/tasks", get(tasks::list))
         .route("/api/v1/tasks/{id}", get(tasks::read).delete(tasks::delete))
         .route("/api/v1/tasks/{id}/result", get(tasks::result))
+        .route("/api/v1/tasks/{id}/state", get(tasks::state))
         .route("/api/v1/tasks/{id}/nodes/{node}/log", get(tasks::log))
         .route("/api/v1/tasks/{id}/cancel", post(tasks::cancel))
         .route("/api/v1/tasks/{id}/resume", post(tasks::resume))

@@ -7,6 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use tessera_core::time::rfc3339;
 use tessera_core::{NodeKind, Pipeline};
 use tessera_store::PipelineRow;
 
@@ -147,7 +148,7 @@ pub async fn list(State(state): State<AppState>, _caller: Caller) -> Result<Json
             json!({
                 "name": p.name, "source": p.source, "summary": summary,
                 "available": unavailable_services(&state, &p.definition).is_empty(),
-                "created_at": p.created_at, "updated_at": p.updated_at,
+                "created_at": rfc3339(p.created_at), "updated_at": rfc3339(p.updated_at),
             })
         })
         .collect();
@@ -179,7 +180,7 @@ pub async fn read(
     Ok(Json(json!({
         "name": row.name, "source": row.source, "definition": row.definition,
         "available": unavailable.is_empty(), "unavailable_services": unavailable,
-        "stats": counts, "created_at": row.created_at, "updated_at": row.updated_at,
+        "stats": counts, "created_at": rfc3339(row.created_at), "updated_at": rfc3339(row.updated_at),
     })))
 }
 

@@ -7,7 +7,7 @@ use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use tessera_core::{Data, NodeKind};
+use tessera_core::Data;
 use tessera_engine::Submission;
 
 use crate::auth::{Caller, Role};
@@ -98,18 +98,12 @@ pub async fn submit(
         )));
     }
     let (pipeline, definition) = (cached.pipeline.clone(), cached.definition.clone());
-    let expected = match pipeline.entry().map(|e| &e.kind) {
-        Some(NodeKind::Entry(api)) => match &api.body {
-            Some(Value::String(field)) => Expected::Binary(vec![field.clone()]),
-            Some(Value::Array(fields)) => Expected::Binary(
-                fields
-                    .iter()
-                    .filter_map(|f| f.as_str().map(str::to_string))
-                    .collect(),
-            ),
-            other => Expected::Json(other.clone()),
-        },
-        _ => Expected::Json(None),
+    // What the entry's `api.body` asks for, read as `tessera run` reads it.
+    let fields = tessera_core::input::binary_fields(&pipeline);
+    let expected = if fields.is_empty() {
+        Expected::Json(tessera_core::input::example_of(&pipeline).cloned())
+    } else {
+        Expected::Binary(fields)
     };
     let content_type = request
         .headers()
@@ -166,6 +160,8 @@ pub async fn submit(
         input,
         owner,
         id: Some(id.clone()),
+        // No file: relative paths stay relative to the server's working directory.
+        base_dir: None,
     };
     // Attached first: the task's first command may use them at once.
     if !uploads.is_empty() {

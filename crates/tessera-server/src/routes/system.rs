@@ -17,8 +17,52 @@ use crate::error::ApiError;
 use crate::openapi::PipelineDoc;
 use crate::state::AppState;
 
-pub async fn health() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// Whether the parts the server needs answer: the store (database) and the object store.
+/// 200 `{"status": "ok", "store": "ok", "objects": "ok"}`; 503 with `"error"` for each part
+/// that failed and an `error_id` whose log line has the details (paths and causes stay there).
+pub async fn health(State(state): State<AppState>) -> axum::response::Response {
+    let timeout = Duration::from_secs(5);
+    let store = {
+        let s = state.store().clone();
+        match tokio::time::timeout(timeout, tokio::task::spawn_blocking(move || s.check())).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(e.to_string()),
+            Ok(Err(e)) => Err(format!("the check panicked: {e}")),
+            Err(_) => Err(format!("no answer within {timeout:?}")),
+        }
+    };
+    let objects = match tokio::time::timeout(timeout, state.objects().check()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+    };
+    let word = |r: &Result<(), String>| if r.is_ok() { "ok" } else { "error" };
+    let mut body = json!({"status": "ok", "store": word(&store), "objects": word(&objects)});
+    if store.is_ok() && objects.is_ok() {
+        return Json(body).into_response();
+    }
+    let id = crate::error::new_error_id();
+    tracing::error!(
+        error_id = %id,
+        store = store.as_ref().err().map(String::as_str).unwrap_or("ok"),
+        objects = objects.as_ref().err().map(String::as_str).unwrap_or("ok"),
+        "health check failed"
+    );
+    let failed: Vec<&str> = [("the store", &store), ("the object store", &objects)]
+        .into_iter()
+        .filter(|(_, r)| r.is_err())
+        .map(|(name, _)| name)
+        .collect();
+    // The shape of every error (`error.code`, `message`, `error_id`), plus each part's word.
+    body["error"] = json!({
+        "code": "unavailable",
+        "message": format!("{} does not answer (error {id}); the details are in the server's log", failed.join(" and ")),
+        "details": {"store": body["store"], "objects": body["objects"]},
+        "error_id": id,
+    });
+    body["status"] = json!("unavailable");
+    body["error_id"] = json!(id);
+    (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }
 
 const STATES: [&str; 5] = ["pending", "running", "finished", "failed", "cancelled"];

@@ -8,6 +8,7 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tessera_core::scheduler::TaskState;
+use tessera_core::time::rfc3339;
 use tessera_engine::TaskHandle;
 use tessera_store::{TaskFilter, TaskRow};
 
@@ -79,7 +80,7 @@ pub async fn list(
     });
     let items: Vec<Value> = rows
         .iter()
-        .map(|t| json!({"id": t.id, "pipeline": t.pipeline, "state": t.state, "created_at": t.created_at, "updated_at": t.updated_at}))
+        .map(|t| json!({"id": t.id, "pipeline": t.pipeline, "state": t.state, "created_at": rfc3339(t.created_at), "updated_at": rfc3339(t.updated_at)}))
         .collect();
     Ok(Json(json!({"items": items, "next_cursor": next})))
 }
@@ -140,6 +141,20 @@ pub async fn read(
         .into_response())
 }
 
+/// The task's row alone (state, error, times): what a client following a task polls, without
+/// building its whole document.
+pub async fn state(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let t = visible_task(&state, &caller, &id).await?;
+    Ok(Json(json!({
+        "id": t.id, "pipeline": t.pipeline, "state": t.state, "error": t.error,
+        "created_at": rfc3339(t.created_at), "updated_at": rfc3339(t.updated_at),
+    })))
+}
+
 pub async fn result(
     State(state): State<AppState>,
     caller: Caller,
@@ -162,23 +177,20 @@ pub async fn log(
     Path((id, node)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     visible_task(&state, &caller, &id).await?;
-    let (i, n) = (id.clone(), node.clone());
-    let lines = state.blocking(move |s| s.logs(&i, Some(&n))).await?;
-    let (i, n) = (id.clone(), node.clone());
-    let known = !lines.is_empty()
-        || state
-            .blocking(move |s| s.node_runs(&i))
-            .await?
-            .iter()
-            .any(|r| r.key == n);
-    if !known {
-        return Err(ApiError::not_found("node", &node));
-    }
-    let lines: Vec<Value> = lines
+    let engine = state.engine.clone();
+    let logs = tokio::task::spawn_blocking(move || {
+        tessera_engine::node_logs::node_logs(engine.store().as_ref(), &id, &node)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let lines: Vec<Value> = logs
+        .lines
         .into_iter()
-        .map(|l| json!({"attempt": l.attempt, "stream": l.stream, "line": l.line, "at": l.at}))
+        .map(|l| json!({"key": l.key, "attempt": l.attempt, "stream": l.stream, "line": l.line, "at": rfc3339(l.at)}))
         .collect();
-    Ok(Json(json!({"lines": lines})))
+    Ok(Json(
+        json!({"keys": logs.keys, "instances": logs.instances, "lines": lines}),
+    ))
 }
 
 pub async fn cancel(

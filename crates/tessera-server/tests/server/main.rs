@@ -548,7 +548,7 @@ async fn tokens_and_roles_decide_who_does_and_sees_what() {
     );
     assert_eq!(
         f.get("/health").await,
-        (200, json!({"status": "ok"})),
+        (200, json!({"status": "ok", "store": "ok", "objects": "ok"})),
         "health needs no token"
     );
 }

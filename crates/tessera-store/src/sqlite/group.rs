@@ -43,6 +43,7 @@ pub(super) struct TaskInsert {
     pub created_at: i64,
     pub owner: Option<String>,
     pub runner: Option<String>,
+    pub base_dir: Option<String>,
 }
 
 /// One node-run upsert, owned.
@@ -263,11 +264,11 @@ fn apply(tx: &Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
         Op::CreateTask(t) => {
             let input = column(tx, &t.id, &t.input, &mut hashes)?;
             Stmt::new(tx,
-                "INSERT INTO tasks (id, pipeline, definition, input, state, created_at, updated_at, owner, runner)
-                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?6, ?7)",
+                "INSERT INTO tasks (id, pipeline, definition, input, state, created_at, updated_at, owner, runner, base_dir)
+                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?6, ?7, ?8)",
                 false,
             )?
-            .execute(params![t.id, t.pipeline, t.definition, input, t.created_at, t.owner, t.runner])?;
+            .execute(params![t.id, t.pipeline, t.definition, input, t.created_at, t.owner, t.runner, t.base_dir])?;
         }
         Op::Revise(r) => {
             let n = Stmt::new(

@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     updated_at INTEGER NOT NULL,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     runner TEXT,
-    owner TEXT
+    owner TEXT,
+    base_dir TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_newest ON tasks(created_at DESC, id DESC);
 -- Statistics (overall, and per owner) read these indexes only.
@@ -151,6 +152,10 @@ CREATE TABLE IF NOT EXISTS big_values (
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     group: group::GroupCommit,
+    /// The database file and its identity (device, inode) when opened: a file deleted or
+    /// replaced under a running process keeps answering from the old inode, and everything
+    /// written from then on is lost — [`Store::check`] says so.
+    file: Option<(std::path::PathBuf, (u64, u64))>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -163,7 +168,9 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path, durability: Durability) -> Result<SqliteStore, StoreError> {
         let conn = Connection::open(path)?;
-        Self::init(conn, durability)
+        let mut store = Self::init(conn, durability)?;
+        store.file = Some((path.to_path_buf(), file_identity(path)?));
+        Ok(store)
     }
 
     /// A private in-memory database: nothing is kept.
@@ -189,6 +196,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             group: group::GroupCommit::default(),
+            file: None,
         })
     }
 
@@ -223,7 +231,18 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     add_column_if_missing(conn, "pipelines", "version", "TEXT NOT NULL DEFAULT ''")?;
     add_column_if_missing(conn, "batch_chunks", "line_hashes", "BLOB")?;
     add_column_if_missing(conn, "callbacks", "callback_base", "TEXT")?;
+    add_column_if_missing(conn, "tasks", "base_dir", "TEXT")?;
     Ok(())
+}
+
+/// (device, inode) of a file.
+fn file_identity(path: &Path) -> Result<(u64, u64), StoreError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(|source| StoreError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 fn add_column_if_missing(
@@ -306,6 +325,7 @@ impl Store for SqliteStore {
             created_at: task.created_at as i64,
             owner: task.owner.clone(),
             runner: task.runner.clone(),
+            base_dir: task.base_dir.clone(),
         });
         self.group.write(&self.conn, op)
     }
@@ -379,7 +399,7 @@ impl Store for SqliteStore {
         let row = conn
             .query_row(
                 "SELECT id, pipeline, definition, input, state, result, error, created_at, updated_at, runner,
-                        owner
+                        owner, base_dir
                  FROM tasks WHERE id = ?1",
                 [id],
                 |r| {
@@ -395,6 +415,7 @@ impl Store for SqliteStore {
                         r.get::<_, i64>(8)?,
                         r.get::<_, Option<String>>(9)?,
                         r.get::<_, Option<String>>(10)?,
+                        r.get::<_, Option<String>>(11)?,
                     ))
                 },
             )
@@ -411,6 +432,7 @@ impl Store for SqliteStore {
             updated,
             runner,
             owner,
+            base_dir,
         )) = row
         else {
             return Ok(None);
@@ -427,6 +449,7 @@ impl Store for SqliteStore {
             updated_at: updated as u64,
             runner,
             owner,
+            base_dir,
         }))
     }
 
@@ -504,6 +527,37 @@ impl Store for SqliteStore {
             out.push(run);
         }
         Ok(out)
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if let Some((path, identity)) = &self.file
+            && file_identity(path)? != *identity
+        {
+            return Err(StoreError::Corrupt {
+                what: "database file".into(),
+                detail: format!(
+                    "{} was replaced since it was opened: writes would be lost",
+                    path.display()
+                ),
+            });
+        }
+        // A read of the header page and of the schema, through the connection writes use.
+        let conn = self.conn();
+        conn.query_row("PRAGMA schema_version", [], |r| r.get::<_, i64>(0))?;
+        conn.query_row(
+            "SELECT count(*) FROM (SELECT 1 FROM tasks LIMIT 1)",
+            [],
+            |r| r.get::<_, i64>(0),
+        )?;
+        Ok(())
+    }
+
+    fn node_keys(&self, task_id: &str) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT DISTINCT key FROM node_runs WHERE task_id = ?1 ORDER BY key")?;
+        let keys = stmt.query_map([task_id], |r| r.get(0))?;
+        Ok(keys.collect::<Result<_, _>>()?)
     }
 
     fn past_runs(&self, task_id: &str) -> Result<Vec<PastRun>, StoreError> {

@@ -63,7 +63,19 @@ fn example_patronymes_matches_an_independent_reference() {
     let env = Env::new();
     std::fs::create_dir_all(env.path("data")).unwrap();
     let input = sample(&env, 800_000, "data/patronymes.csv");
-    let r = env.run(&["run", &format!("{}/patronymes.yaml", crate::EXAMPLES)]);
+    // The example as it is, two levels below data/ and out/ as in the repository; run from
+    // elsewhere (its paths are the file's).
+    std::fs::create_dir_all(env.path("examples/pipelines")).unwrap();
+    let pipeline = env.path("examples/pipelines/patronymes.yaml");
+    std::fs::copy(format!("{}/patronymes.yaml", crate::EXAMPLES), &pipeline).unwrap();
+    std::fs::create_dir_all(env.path("elsewhere")).unwrap();
+    let r: Run = env
+        .cmd()
+        .current_dir(env.path("elsewhere"))
+        .args(["run", pipeline.to_str().unwrap()])
+        .output()
+        .unwrap()
+        .into();
     let out = r.ok();
     assert_eq!(out["read"], 800_000);
     assert_eq!(out["written"], 800_000);
@@ -190,8 +202,11 @@ fn a_bad_row_fails_the_job_with_its_line_or_is_skipped_and_recorded() {
     assert_eq!(r.code, 1, "{}", r.stderr);
     let last = r.last_stderr_line();
     assert!(
-        last.contains("line 4 of in.csv: expected 2 fields (patronyme, count), found 3")
-            && last.contains("Bad,row,3")
+        // Paths are the pipeline file's, shown resolved.
+        last.contains(&format!(
+            "line 4 of {}: expected 2 fields (patronyme, count), found 3",
+            env.path("in.csv").display()
+        )) && last.contains("Bad,row,3")
             && last.contains("skip: {limit: N}"),
         "{last}"
     );
@@ -241,7 +256,10 @@ fn a_bad_row_fails_the_job_with_its_line_or_is_skipped_and_recorded() {
     let r = env.run(&["run", &expr]);
     assert_eq!(r.code, 1);
     assert!(
-        r.last_stderr_line().contains("line 6 of in.csv: columns.n"),
+        r.last_stderr_line().contains(&format!(
+            "line 6 of {}: columns.n",
+            env.path("in.csv").display()
+        )),
         "{}",
         r.stderr
     );
@@ -390,8 +408,10 @@ fn a_change_in_committed_input_or_a_missing_committed_output_is_refused_on_resum
     std::fs::remove_file(&tmp).unwrap();
     let r = env2.run(&["resume", &task2]);
     assert!(
-        r.last_stderr_line()
-            .contains("the committed output of chunks 0..3 (.out.csv.tessera-tmp) is missing"),
+        r.last_stderr_line().contains(&format!(
+            "the committed output of chunks 0..3 ({}) is missing",
+            env2.path(".out.csv.tessera-tmp").display()
+        )),
         "{}",
         r.stderr
     );
@@ -490,8 +510,10 @@ fn edge_cases_header_only_partial_chunks_quoted_newlines_and_other_formats() {
     );
     let r = env.run(&["run", &bad_json]);
     assert!(
-        r.last_stderr_line()
-            .contains("reader: in.txt: line 1: invalid JSON"),
+        r.last_stderr_line().contains(&format!(
+            "reader: {}: line 1: invalid JSON",
+            env.path("in.txt").display()
+        )),
         "{}",
         r.stderr
     );

@@ -2,13 +2,16 @@
 //! server on 127.0.0.1, kill -9 and resume.
 
 mod batch;
+mod cli_small;
 mod docs;
+mod engine_small;
 mod hardening;
 mod nested;
 mod pipelines;
 mod raster;
 mod resume;
 mod server;
+mod server_small;
 mod services_cli;
 mod support;
 
@@ -207,7 +210,7 @@ fn graph_draws_dot_and_svg() {
 fn bad_input_json_and_unknown_tasks_are_clear_errors() {
     let env = Env::new();
     let r = env.run(&["run", &example("branch-loop.yaml"), "--input", "{n: 3"]);
-    assert_eq!(r.code, 1);
+    assert_eq!(r.code, 2, "an input problem, like an invalid pipeline");
     assert!(
         r.last_stderr_line().contains("--input is not valid JSON"),
         "{}",

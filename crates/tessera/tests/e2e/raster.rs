@@ -47,8 +47,11 @@ fn slope_cli_is_cached_across_runs() {
         "16",
     ];
     let first = env.run(&args).ok();
-    assert_eq!(first["tiles"], 6, "{first}");
-    assert_eq!(first["computed_tiles"], 20);
+    assert_eq!(
+        first["tiles"],
+        serde_json::json!({"tiling": "cache", "size": 32, "total": 6, "reused": 0, "compute_size": 16, "computed": 20}),
+        "{first}"
+    );
     assert_eq!(first["bands"][0]["valid_pixels"], 3234);
     let max = first["bands"][0]["max"].as_f64().unwrap();
     assert!((max - 72.0027).abs() < 1e-3, "gdaldem's maximum: {max}");
@@ -58,7 +61,8 @@ fn slope_cli_is_cached_across_runs() {
 
     let second = env.run(&args);
     let out = second.ok();
-    assert_eq!(out["computed_tiles"], 0, "{out}");
+    assert_eq!(out["tiles"]["computed"], 0, "{out}");
+    assert_eq!(out["tiles"]["reused"], 6, "{out}");
     assert!(
         second.stderr.contains("tiles: 6/6 done, 0 computed"),
         "{}",
@@ -139,10 +143,14 @@ fn calc_cli_computes_band_math_and_reports_bad_input() {
 fn raster_nodes_chain_objects_and_reuse_the_cache() {
     let env = Env::new();
     let file = format!("dem=@{}", fixture("dem.tif"));
-    let pipeline = example("raster-slope.yaml");
+    // The example as it is, two levels down (its cache directory is `../../.tessera/`).
+    std::fs::create_dir_all(env.path("examples/pipelines")).unwrap();
+    let copy = env.path("examples/pipelines/raster-slope.yaml");
+    std::fs::copy(example("raster-slope.yaml"), &copy).unwrap();
+    let pipeline = copy.display().to_string();
     let out = env.run(&["run", &pipeline, "--file", &file]).ok();
     let slope = &out["slope"];
-    assert_eq!(slope["computed_tiles"], 1, "one 256² tile: {out}");
+    assert_eq!(slope["tiles"]["computed"], 1, "one 256² tile: {out}");
     assert_eq!(slope["bands"][0]["valid_pixels"], 3234);
     assert_eq!(slope["raster"]["content_type"], "image/tiff", "{out}");
     let steep = &out["steep"];
@@ -152,7 +160,8 @@ fn raster_nodes_chain_objects_and_reuse_the_cache() {
     assert_eq!(steep["bands"][0]["valid_pixels"], 3234);
 
     let again = env.run(&["run", &pipeline, "--file", &file]).ok();
-    assert_eq!(again["slope"]["computed_tiles"], 0, "{again}");
+    assert_eq!(again["slope"]["tiles"]["computed"], 0, "{again}");
+    assert_eq!(again["slope"]["tiles"]["reused"], 1, "{again}");
     assert_eq!(again["steep"]["bands"], out["steep"]["bands"]);
 
     // A bad expression is caught when the pipeline is read.
@@ -165,6 +174,48 @@ fn raster_nodes_chain_objects_and_reuse_the_cache() {
     assert!(
         r.stderr
             .contains("node `steep`, field `expr`: column 9: expected a value, found the end"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn inputs_outside_the_output_are_a_clear_error() {
+    let env = Env::new();
+    // Two fixtures far apart on the ground: the DEM and a 3-band image elsewhere.
+    let a = format!("a={}", fixture("dem.tif"));
+    let b = format!("b={}", fixture("rs_f32_1b.tif"));
+    let r = env.run(&[
+        "raster", "calc", "-i", &a, "-i", &b, "--expr", "a + b", "-o", "out.tif",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.last_stderr_line().contains("input `b` (x ")
+            && r.last_stderr_line()
+                .contains("does not overlap the output's extent, which is input `a`'s"),
+        "{}",
+        r.stderr
+    );
+    assert!(!env.path("out.tif").exists());
+    // The same in a pipeline's `raster` node fails the node with that cause.
+    let p = env.write(
+        "far.yaml",
+        &format!(
+            "nodes:\n  - {{id: in, type: entry, next: [calc]}}\n  - {{id: calc, type: raster, inputs: {{a: '{}', b: '{}'}}, expr: 'a + b', output: out.tif, next: [end]}}\n  - {{id: end, type: end}}\n",
+            fixture("dem.tif"),
+            fixture("rs_f32_1b.tif")
+        ),
+    );
+    let r = env.run(&["run", p.to_str().unwrap()]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.last_stderr_line()
+            .contains("node `calc` failed (attempt 1)"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.last_stderr_line().contains("does not overlap"),
         "{}",
         r.stderr
     );

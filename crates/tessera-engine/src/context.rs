@@ -1,0 +1,59 @@
+//! What every job of a task shares about where the task runs: its id and the directory its
+//! pipeline's relative paths resolve against.
+
+use std::path::{Path, PathBuf};
+
+/// The run context of one task, shared by its driver and its jobs.
+#[derive(Debug, Clone, Default)]
+pub struct RunContext {
+    pub task_id: String,
+    /// Relative paths of the pipeline (a command's `cwd` and `files_from`, batch reader and
+    /// writer paths, raster inputs, output and cache directory) resolve against this: the
+    /// pipeline file's directory for `tessera run FILE`, so a run does not depend on where it
+    /// was started. `None` (a pipeline sent over HTTP has no file): the process's working
+    /// directory, as the operating system resolves them.
+    pub base_dir: Option<PathBuf>,
+}
+
+impl RunContext {
+    /// `path` against the base directory (an absolute path, or no base, leaves it as it is).
+    pub fn resolve(&self, path: impl AsRef<Path>) -> PathBuf {
+        let path = path.as_ref();
+        match &self.base_dir {
+            Some(base) if path.is_relative() => base.join(path),
+            _ => path.to_path_buf(),
+        }
+    }
+
+    /// The working directory of a command: its `cwd` resolved, else the base directory
+    /// (`None`: the engine's own).
+    pub fn command_dir(&self, cwd: Option<&str>) -> Option<PathBuf> {
+        match cwd {
+            Some(c) => Some(self.resolve(c)),
+            None => self.base_dir.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_resolve_against_the_base() {
+        let run = RunContext {
+            task_id: "t".into(),
+            base_dir: Some("/pipelines/p".into()),
+        };
+        assert_eq!(
+            run.resolve("data/in.csv"),
+            Path::new("/pipelines/p/data/in.csv")
+        );
+        assert_eq!(run.resolve("../x"), Path::new("/pipelines/p/../x"));
+        assert_eq!(run.resolve("/abs/y"), Path::new("/abs/y"));
+        assert_eq!(run.command_dir(None), Some("/pipelines/p".into()));
+        let none = RunContext::default();
+        assert_eq!(none.resolve("data/in.csv"), Path::new("data/in.csv"));
+        assert_eq!(none.command_dir(None), None);
+    }
+}
