@@ -156,8 +156,8 @@ pub(crate) async fn run(
         }
         // A missing working directory fails the spawn like a missing program: say which.
         let msg = match &cwd {
-            Some(dir) if !std::path::Path::new(dir).is_dir() => {
-                format!("cwd: `{dir}` is not a directory ({e})")
+            Some(dir) if !dir.is_dir() => {
+                format!("cwd: `{}` is not a directory ({e})", dir.display())
             }
             _ => format!("cannot start `{program}`: {e}"),
         };
@@ -538,9 +538,8 @@ impl ChunkCommand {
             params: &params,
             paths: &ctx.scope,
         };
-        let mut no_objects = |_: &Value| -> Result<String, String> {
-            Err("object references cannot be used in a batch command line".into())
-        };
+        let mut no_objects =
+            crate::template::no_objects("object references cannot be used in a batch command line");
         let (program, args) = match &spec.command {
             CommandLine::Argv(argv) => {
                 let r = argv

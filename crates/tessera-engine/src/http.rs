@@ -7,23 +7,15 @@ use tessera_core::model::HttpSpec;
 use tessera_core::scheduler::JobError;
 
 use crate::jobs::JobContext;
-use crate::template::{Scope, render, render_shown};
+use crate::template::{no_objects, render, render_shown};
 
 /// Largest response body read into memory.
 const MAX_BODY: usize = 256 << 20;
 
 pub(crate) async fn run(ctx: &mut JobContext, spec: &HttpSpec) -> Result<Value, JobError> {
-    let input = ctx.input.clone();
-    let params = ctx.template_params();
-    let paths = ctx.scope.clone();
-    let scope = Scope {
-        input: &input,
-        params: &params,
-        paths: &paths,
-    };
-    let mut no_objects = |_: &Value| -> Result<String, String> {
-        Err("an object cannot be placed in a URL or header".to_string())
-    };
+    let values = ctx.template_values();
+    let scope = values.scope();
+    let mut no_objects = no_objects("an object cannot be placed in a URL or header");
     let url = render(&spec.url, &scope, &mut no_objects).map_err(JobError::permanent)?;
     // What messages and logs show: `${env:KEY}` as written, never a secret's value.
     let shown = render_shown(&spec.url, &scope, &mut no_objects).unwrap_or_default();
@@ -57,7 +49,7 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &HttpSpec) -> Result<Value, 
         reqwest::Method::GET | reqwest::Method::DELETE | reqwest::Method::HEAD
     );
     if body_in_query {
-        if let Value::Object(m) = &*input.value() {
+        if let Value::Object(m) = &*values.input.value() {
             let pairs: Vec<(String, String)> = m
                 .iter()
                 .filter(|(_, v)| !v.is_null())
@@ -74,7 +66,7 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &HttpSpec) -> Result<Value, 
     } else {
         req = req
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(input.json().into_owned());
+            .body(values.input.json().into_owned());
     }
     ctx.log("engine", format!("{method} {shown}"));
     let resp = req.send().await.map_err(|e| {

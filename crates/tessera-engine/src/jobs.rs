@@ -168,6 +168,15 @@ impl JobContext {
         p
     }
 
+    /// The job's input, [`Self::template_params`] and resolved paths, for its templates.
+    pub fn template_values(&self) -> crate::template::TemplateValues {
+        crate::template::TemplateValues {
+            input: self.input.clone(),
+            params: self.template_params(),
+            paths: self.scope.to_vec(),
+        }
+    }
+
     /// This job's scratch directory under the engine's work dir.
     pub fn work_dir(&self, kind: &str) -> std::path::PathBuf {
         self.engine

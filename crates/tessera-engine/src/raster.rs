@@ -15,22 +15,15 @@ use tessera_raster::job::{self, JobInput, JobReport, JobSpec, Operation};
 use tessera_raster::{DType, RasterError, Tiling};
 
 use crate::jobs::{CancelFlag, CancelOnDrop, JobContext};
-use crate::template::{Scope, render};
+use crate::template::{no_objects, render};
 
 pub(crate) async fn run(ctx: &mut JobContext, spec: &RasterSpec) -> Result<Value, JobError> {
-    let input = ctx.input.clone();
-    let params = ctx.template_params();
-    let paths = ctx.scope.clone();
-    let scope = Scope {
-        input: &input,
-        params: &params,
-        paths: &paths,
-    };
+    let values = ctx.template_values();
+    let scope = values.scope();
     let user = |e: String| JobError::permanent(e);
     let work_dir = ctx.work_dir("raster");
-    let mut no_objects = |_: &Value| -> Result<String, String> {
-        Err("object references cannot be used in a path; use `object:` instead".into())
-    };
+    let mut no_objects =
+        no_objects("object references cannot be used in a path; use `object:` instead");
     // Relative paths resolve against the pipeline file's directory (local runs).
     let run = ctx.run.clone();
     let mut templated = |field: &str, text: &str| -> Result<PathBuf, JobError> {

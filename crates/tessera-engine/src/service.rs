@@ -206,9 +206,7 @@ async fn endpoint(ctx: &JobContext, spec: &ServiceSpec) -> Result<(String, Strin
                 params: &params,
                 paths,
             };
-            let mut no_objects = |_: &Value| -> Result<String, String> {
-                Err("an object cannot be placed in a URL".to_string())
-            };
+            let mut no_objects = crate::template::no_objects("an object cannot be placed in a URL");
             let url = render(template, &scope, &mut no_objects).map_err(JobError::permanent)?;
             // Shown with its secrets as written (`${env:KEY}`), never their values.
             let shown = render_shown(template, &scope, &mut no_objects).unwrap_or_default();

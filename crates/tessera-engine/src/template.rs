@@ -16,6 +16,28 @@ pub(crate) struct Scope<'a> {
     pub paths: &'a [(String, Data)],
 }
 
+/// A job's scope, owned: what [`Scope`] borrows (see `JobContext::template_values`).
+pub(crate) struct TemplateValues {
+    pub input: Data,
+    pub params: serde_json::Map<String, Value>,
+    pub paths: Vec<(String, Data)>,
+}
+
+impl TemplateValues {
+    pub fn scope(&self) -> Scope<'_> {
+        Scope {
+            input: &self.input,
+            params: &self.params,
+            paths: &self.paths,
+        }
+    }
+}
+
+/// An `object_path` for fields where an object has no meaning: refuses with `why`.
+pub(crate) fn no_objects(why: &'static str) -> impl FnMut(&Value) -> Result<String, String> {
+    move |_| Err(why.to_string())
+}
+
 /// The text a placeholder stands for.
 fn value_of(
     piece: &Piece<'_>,

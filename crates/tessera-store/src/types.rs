@@ -61,7 +61,8 @@ pub struct TaskRevision {
     pub revision: u32,
     pub definition: Value,
     pub input: Data,
-    /// When a resume replaced it (Unix milliseconds).
+    /// When a resume replaced it (Unix milliseconds; RFC 3339 in documents).
+    #[serde(serialize_with = "tessera_core::time::ser")]
     pub replaced_at: u64,
 }
 

@@ -17,7 +17,7 @@ use tessera_core::model::{BatchSource, BatchSpec, BatchTarget};
 use tessera_core::scheduler::{BatchProgress, JobError};
 
 use crate::jobs::{CancelFlag, CancelOnDrop, JobContext};
-use crate::template::{Scope, render};
+use crate::template::{no_objects, render};
 
 /// Live counters of one batch job, read by progress displays.
 #[derive(Debug, Default)]
@@ -55,19 +55,12 @@ impl BatchBoard {
 }
 
 pub(crate) async fn run(ctx: &mut JobContext, spec: &BatchSpec) -> Result<Value, JobError> {
-    let input = ctx.input.clone();
-    let params = ctx.template_params();
-    let paths = ctx.scope.clone();
-    let scope = Scope {
-        input: &input,
-        params: &params,
-        paths: &paths,
-    };
+    let values = ctx.template_values();
+    let scope = values.scope();
     let user = |e: String| JobError::permanent(e);
     let work_dir = ctx.work_dir("batch");
-    let mut no_objects = |_: &Value| -> Result<String, String> {
-        Err("object references cannot be used in a path; use `object:` instead".into())
-    };
+    let mut no_objects =
+        no_objects("object references cannot be used in a path; use `object:` instead");
     // Relative paths resolve against the pipeline file's directory (local runs).
     let source: PathBuf = match &spec.reader.source {
         BatchSource::Path(p) => ctx.run.resolve(
@@ -86,7 +79,7 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &BatchSpec) -> Result<Value,
     };
     let command = match &spec.processor {
         tessera_core::model::BatchProcessor::Command { command, .. } => Some(
-            crate::command::ChunkCommand::render(ctx, command, &input, &work_dir)
+            crate::command::ChunkCommand::render(ctx, command, &values.input, &work_dir)
                 .map_err(|e| user(format!("processor.command: {e}")))?,
         ),
         _ => None,

@@ -1,0 +1,158 @@
+//! The SQLite schema: tables created when missing, then the columns later versions added.
+
+use rusqlite::Connection;
+
+use crate::error::StoreError;
+
+pub(super) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY,
+    pipeline TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    input TEXT NOT NULL,
+    state TEXT NOT NULL,
+    result TEXT,
+    error TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    runner TEXT,
+    owner TEXT,
+    base_dir TEXT
+);
+CREATE INDEX IF NOT EXISTS tasks_newest ON tasks(created_at DESC, id DESC);
+-- Statistics (overall, and per owner) read these indexes only.
+CREATE INDEX IF NOT EXISTS tasks_by_pipeline_state ON tasks(pipeline, state);
+CREATE INDEX IF NOT EXISTS tasks_by_owner ON tasks(owner, pipeline, state);
+CREATE TABLE IF NOT EXISTS node_runs (
+    task_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    iteration INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    node_id TEXT NOT NULL,
+    node_type TEXT NOT NULL,
+    state TEXT NOT NULL,
+    input TEXT,
+    output TEXT,
+    error TEXT,
+    decision TEXT,
+    started_at INTEGER,
+    finished_at INTEGER,
+    cached INTEGER NOT NULL DEFAULT 0,
+    -- A rowid table: outputs can be large, and must not sit inside the primary-key b-tree.
+    UNIQUE (task_id, key, iteration, attempt)
+);
+-- The definitions (and inputs) a task ran with before a resume replaced them.
+CREATE TABLE IF NOT EXISTS task_revisions (
+    task_id TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    definition TEXT NOT NULL,
+    input TEXT NOT NULL,
+    replaced_at INTEGER NOT NULL,
+    PRIMARY KEY (task_id, revision)
+);
+CREATE TABLE IF NOT EXISTS logs (
+    id INTEGER PRIMARY KEY,
+    task_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    stream TEXT NOT NULL,
+    line TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS logs_by_node ON logs(task_id, key, id);
+CREATE TABLE IF NOT EXISTS cache (
+    key TEXT PRIMARY KEY,
+    node_id TEXT NOT NULL,
+    output TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pipelines (
+    name TEXT PRIMARY KEY,
+    definition TEXT NOT NULL,
+    source TEXT NOT NULL,
+    owner TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    version TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS services (
+    name TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    endpoints TEXT NOT NULL,
+    last_seen INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS callbacks (
+    token TEXT PRIMARY KEY,
+    task_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    iteration INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    result TEXT,
+    failed INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS callbacks_by_attempt ON callbacks(task_id, key, iteration, attempt);
+CREATE TABLE IF NOT EXISTS objects (
+    id TEXT PRIMARY KEY,
+    task_id TEXT,
+    name TEXT,
+    size INTEGER NOT NULL,
+    content_type TEXT,
+    sha256 TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS objects_by_task ON objects(task_id);
+-- Other tasks an object belongs to (a cache hit reuses another task's output): the object
+-- is deleted with the last of them.
+CREATE TABLE IF NOT EXISTS object_links (
+    object_id TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    PRIMARY KEY (object_id, task_id)
+);
+CREATE INDEX IF NOT EXISTS object_links_by_task ON object_links(task_id);
+-- Big JSON values of a task, stored once (a 9 MB input passed on by five nodes is written once);
+-- the columns holding one hold `#<hash>` (no JSON text starts with `#`).
+CREATE TABLE IF NOT EXISTS big_values (
+    task_id TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    json TEXT NOT NULL,
+    UNIQUE (task_id, hash)
+);
+"#;
+
+/// Creates what is missing and brings an older database up to the current schema.
+pub(super) fn create(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(SCHEMA)?;
+    conn.execute_batch(super::batch::SCHEMA)?;
+    migrate(conn)
+}
+
+/// Brings a database made by an earlier version up to the current schema (each step is
+/// idempotent: `CREATE … IF NOT EXISTS` above, columns added when missing here).
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    add_column_if_missing(conn, "pipelines", "version", "TEXT NOT NULL DEFAULT ''")?;
+    add_column_if_missing(conn, "batch_chunks", "line_hashes", "BLOB")?;
+    add_column_if_missing(conn, "callbacks", "callback_base", "TEXT")?;
+    add_column_if_missing(conn, "tasks", "base_dir", "TEXT")?;
+    Ok(())
+}
+
+fn add_column_if_missing(
+    conn: &Connection,
+    table: &str,
+    column: &str,
+    declaration: &str,
+) -> Result<(), StoreError> {
+    let exists = conn
+        .prepare(&format!(
+            "SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"
+        ))?
+        .exists([column])?;
+    if !exists {
+        conn.execute_batch(&format!(
+            "ALTER TABLE {table} ADD COLUMN {column} {declaration}"
+        ))?;
+    }
+    Ok(())
+}
