@@ -15,7 +15,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::inputs::InputCopies;
 use crate::jobs::JobContext;
-use crate::live_log::{FLUSH_EVERY, LiveLog, read_logged};
+use crate::live_log::{LiveLog, read_logged};
 use crate::template::{Scope, render, render_shell};
 
 /// Largest stdout kept as the node's output; beyond it the command fails.
@@ -171,6 +171,7 @@ pub(crate) async fn run(
     let payload = spec.stdin.then(|| stdin_payload(&input, copies.paths()));
     // Its lines reach the store while it runs; the last ones go with the job's other lines.
     let live = LiveLog::new(
+        &ctx.engine.live_logs,
         ctx.engine.store.clone(),
         &ctx.task_id,
         &ctx.key,
@@ -184,7 +185,7 @@ pub(crate) async fn run(
         Some(&live),
     )
     .await;
-    ctx.logs.extend(live.take());
+    ctx.logs.extend(live.finish().await);
     copies.remove().await;
     let status =
         status.map_err(|e| JobError::retryable(format!("waiting for `{program}`: {e}")))?;
@@ -747,13 +748,13 @@ fn exit_failure(program: &str, status: std::process::ExitStatus, stderr: &str) -
 /// waits, all in the caller's task (no extra tasks to wake). When the command exits, `on_exit`
 /// runs (giving back a pool slot) and its process group is killed: stray background children
 /// die with it, which also closes their pipes. With `log`, each line is collected as it comes
-/// and written to the store every [`FLUSH_EVERY`] while the command runs.
+/// (the engine's flusher writes them while the command runs).
 async fn exchange(
     child: &mut tokio::process::Child,
     stdin: Option<Vec<u8>>,
     stdout_cap: usize,
     on_exit: impl FnOnce(),
-    log: Option<&LiveLog>,
+    log: Option<&std::sync::Arc<LiveLog>>,
 ) -> (std::io::Result<std::process::ExitStatus>, Vec<u8>, Vec<u8>) {
     let mut group = ProcessGroup::new(child.id().map(|id| nix::unistd::Pid::from_raw(id as i32)));
     let pipe = child.stdin.take();
@@ -772,20 +773,6 @@ async fn exchange(
         drop(std::mem::replace(&mut group, ProcessGroup(None)));
         status
     };
-    let all = async { tokio::join!(exited, feed, stdout, stderr) };
-    let Some(log) = log else {
-        let (status, (), stdout, stderr) = all.await;
-        return (status, stdout, stderr);
-    };
-    tokio::pin!(all);
-    let mut tick = tokio::time::interval(FLUSH_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await; // the first tick is at once
-    let (status, (), stdout, stderr) = loop {
-        tokio::select! {
-            done = &mut all => break done,
-            _ = tick.tick() => log.flush().await,
-        }
-    };
+    let (status, (), stdout, stderr) = tokio::join!(exited, feed, stdout, stderr);
     (status, stdout, stderr)
 }

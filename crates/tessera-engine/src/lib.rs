@@ -118,6 +118,8 @@ struct Shared {
     /// was given up (its driver stopped) and can be taken over.
     drivers: Mutex<std::collections::HashSet<String>>,
     scratch: scratch::ScratchDirs,
+    /// Running commands' log lines waiting for the next write.
+    live_logs: Arc<live_log::LiveLogs>,
     /// The process is stopping: drivers commit nothing more (a command killed by the stop
     /// must not be recorded as failed), and give nothing up.
     stopping: std::sync::atomic::AtomicBool,
@@ -373,6 +375,7 @@ impl Engine {
                 batch_boards: Mutex::default(),
                 drivers: Mutex::default(),
                 scratch,
+                live_logs: Arc::default(),
                 stopping: std::sync::atomic::AtomicBool::new(false),
             }),
         })
