@@ -21,6 +21,20 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// Every node the document declares, loop bodies (nested ones too) included.
+    pub fn declared_nodes(&self) -> usize {
+        fn count(nodes: &[Node]) -> usize {
+            nodes
+                .iter()
+                .map(|n| match &n.kind {
+                    NodeKind::Loop(l) => 1 + count(&l.nodes),
+                    _ => 1,
+                })
+                .sum()
+        }
+        count(&self.nodes)
+    }
+
     pub fn node(&self, id: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.id == id)
     }

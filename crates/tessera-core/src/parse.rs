@@ -13,6 +13,9 @@ use crate::report::{Issue, Report};
 mod batch;
 mod raster;
 mod service;
+mod suggest;
+
+use suggest::{article, did_you_mean};
 
 const COMMON_FIELDS: &[&str] = &[
     "id", "type", "params", "input", "next", "ready", "before", "after", "retry", "timeout",
@@ -78,8 +81,10 @@ pub fn pipeline_from_value(doc: &Value, report: &mut Report) -> Option<Pipeline>
         return None;
     };
     for key in obj.keys() {
-        if !["type", "nodes", "pools", "name", "description"].contains(&key.as_str()) {
-            report.push(Issue::global(key, format!("unknown field `{key}`")));
+        const TOP: [&str; 5] = ["type", "nodes", "pools", "name", "description"];
+        if !TOP.contains(&key.as_str()) {
+            let hint = did_you_mean(key, TOP);
+            report.push(Issue::global(key, format!("unknown field `{key}`{hint}")));
         }
     }
     match obj.get("type") {
@@ -399,18 +404,27 @@ fn parse_node(value: &Value, where_: &str, report: &mut Report) -> Option<Node> 
         }
     };
     let Some(specific) = kind_fields(&type_name) else {
+        const TYPES: [&str; 10] = [
+            "entry", "end", "node", "command", "http", "service", "branch", "loop", "batch",
+            "raster",
+        ];
+        let hint = did_you_mean(&type_name, TYPES);
         let msg = format!(
-            "unknown node type `{type_name}` (expected entry, end, node, command, http, service, branch, loop, batch or raster)"
+            "unknown node type `{type_name}`{hint} (expected entry, end, node, command, http, service, branch, loop, batch or raster)"
         );
         report.push(Issue::node(&id, "type", msg));
         return None;
     };
     for key in obj.keys() {
         if !COMMON_FIELDS.contains(&key.as_str()) && !specific.contains(&key.as_str()) {
+            let hint = did_you_mean(key, COMMON_FIELDS.iter().chain(specific).copied());
             report.push(Issue::node(
                 &id,
                 key,
-                format!("unknown field `{key}` for a `{type_name}` node"),
+                format!(
+                    "unknown field `{key}` for {} `{type_name}` node{hint}",
+                    article(&type_name)
+                ),
             ));
         }
     }

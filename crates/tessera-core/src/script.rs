@@ -171,7 +171,7 @@ impl Scripts {
             return Ok(ast.clone());
         }
         let ast = self.engine.compile(source).map_err(|e| ScriptError {
-            message: format!("syntax error: {e}"),
+            message: format!("syntax error: {e}{}", names::reserved_hint(&e)),
         })?;
         let ast = Arc::new(ast);
         self.compiled

@@ -269,13 +269,57 @@ fn check_node_paths(node: &Node, scope: &PathScope<'_>, issues: &mut Vec<Issue>)
                 Ok(crate::template::Source::Tessera(segments)) => {
                     tessera_problem(node, &field, &segments, p)
                 }
-                Ok(crate::template::Source::Params(_)) => None,
+                Ok(crate::template::Source::Params(segments)) => {
+                    params_problem(&node.params, &segments, p)
+                }
             };
             if let Some(msg) = problem {
                 issues.push(Issue::node(&node.id, &field, msg));
             }
         }
     }
+}
+
+/// `{{params.…}}`: params are written in the node, so a missing one is known now.
+fn params_problem(
+    params: &serde_json::Map<String, serde_json::Value>,
+    segments: &[String],
+    text: &str,
+) -> Option<String> {
+    let mut at = match segments.first() {
+        None => return None,
+        Some(first) => match params.get(first) {
+            Some(v) => v,
+            None => {
+                let known: Vec<&str> = params.keys().map(String::as_str).collect();
+                let has = if known.is_empty() {
+                    "the node has no `params`".to_string()
+                } else {
+                    format!("its params: {}", known.join(", "))
+                };
+                return Some(format!(
+                    "placeholder `{{{{{text}}}}}`: no param `{first}` ({has})"
+                ));
+            }
+        },
+    };
+    for (i, segment) in segments.iter().enumerate().skip(1) {
+        let next = match at {
+            serde_json::Value::Object(m) => m.get(segment),
+            serde_json::Value::Array(a) => segment.parse::<usize>().ok().and_then(|n| a.get(n)),
+            _ => None,
+        };
+        match next {
+            Some(v) => at = v,
+            None => {
+                return Some(format!(
+                    "placeholder `{{{{{text}}}}}`: `params.{}` has no `{segment}`",
+                    segments[..i].join(".")
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// `{{tessera.…}}`: the task context every executor fills (`task_id`, `node`, `attempt`), and

@@ -43,6 +43,63 @@ nodes:
 }
 
 #[test]
+fn misspelt_fields_and_types_get_a_suggestion() {
+    let text = "nodes:\n  - {id: in, type: entry, nxt: [a]}\n  - {id: a, type: comand, next: [end]}\n  - {id: end, type: end, wait_al: true}\n";
+    let r = report(text);
+    for expected in [
+        "unknown field `nxt` for an `entry` node (did you mean `next`?)",
+        "unknown node type `comand` (did you mean `command`?)",
+        "unknown field `wait_al` for an `end` node (did you mean `wait_all`?)",
+    ] {
+        assert!(r.contains(expected), "{expected}:\n{r}");
+    }
+}
+
+#[test]
+fn placeholders_of_missing_params_are_errors() {
+    let text = r#"
+nodes:
+  - {id: in, type: entry, next: [a]}
+  - {id: a, type: command, params: {mode: {level: 2}, list: [x]}, command: [echo, "{{params.mode.level}}", "{{params.list.0}}", "{{params.mood}}", "{{params.mode.depth}}"], next: [b]}
+  - {id: b, type: command, command: [echo, "{{params.x}}"], next: [end]}
+  - {id: end, type: end}
+"#;
+    let r = report(text);
+    for expected in [
+        "placeholder `{{params.mood}}`: no param `mood` (its params: mode, list)",
+        "placeholder `{{params.mode.depth}}`: `params.mode` has no `depth`",
+        "placeholder `{{params.x}}`: no param `x` (the node has no `params`)",
+    ] {
+        assert!(r.contains(expected), "{expected}:\n{r}");
+    }
+    assert!(
+        !r.contains("params.mode.level") && !r.contains("params.list.0"),
+        "{r}"
+    );
+}
+
+#[test]
+fn every_unknown_name_of_a_script_is_reported_and_reserved_words_get_a_hint() {
+    let text = r#"
+nodes:
+  - {id: in, type: entry, next: [a]}
+  - {id: a, type: node, after: "out = #{x: undefined_var + 1, y: frobnicate(2), z: other_var.len_of()};", next: [b]}
+  - {id: b, type: node, after: "out = #{g: input.go};", next: [end]}
+  - {id: end, type: end}
+"#;
+    let r = report(text);
+    for expected in [
+        "field `after`: unknown variable `undefined_var`",
+        "; also unknown variable `other_var` (line 1, position",
+        "; unknown function `frobnicate` (line 1, position",
+        "; unknown function `len_of` (line 1, position",
+        "to read a field named `go`, write it in brackets: `input[\"go\"]`",
+    ] {
+        assert!(r.contains(expected), "{expected}:\n{r}");
+    }
+}
+
+#[test]
 fn missing_entry_and_end() {
     insta::assert_snapshot!(report("nodes:\n  - {id: a, type: node}\n"));
 }

@@ -1,6 +1,7 @@
 //! The logs `tessera tasks logs ID NODE` and `GET /api/v1/tasks/{id}/nodes/{node}/log` show:
-//! one node instance (`measure#3`), every instance of a loop's template node (`measure`), or
-//! every instance inside a loop (`each`). A name the task does not have is an error listing
+//! one node instance (`measure#3`), every instance of a loop's template node (`measure`, at
+//! any depth of nested loops), every instance inside a loop (`each`) or inside one instance of
+//! a nested loop (`cells#3`: `cells#3/cell#0`…). A name the task does not have is an error listing
 //! the names it has, loops with their instances.
 
 use serde_json::Value;
@@ -18,26 +19,50 @@ pub struct NodeLogs {
     pub lines: Vec<LogLine>,
 }
 
-/// The node ids a pipeline document declares, each with its loop's template ids when it is
-/// a loop.
-fn declared(definition: &Value) -> Vec<(String, Vec<String>)> {
+/// The node ids a pipeline document declares: the top-level ones, each with its loop's
+/// template ids when it is a loop, and every template id at any depth.
+struct Declared {
+    top: Vec<(String, Vec<String>)>,
+    templates: std::collections::HashSet<String>,
+}
+
+fn declared(definition: &Value) -> Declared {
     fn ids(nodes: &Value) -> impl Iterator<Item = &Value> {
         nodes.as_array().into_iter().flatten()
     }
-    ids(&definition["nodes"])
+    fn walk(nodes: &Value, out: &mut std::collections::HashSet<String>) {
+        for n in ids(nodes) {
+            if let Some(id) = n["id"].as_str() {
+                out.insert(id.to_string());
+            }
+            walk(&n["nodes"], out);
+        }
+    }
+    let mut templates = std::collections::HashSet::new();
+    let top = ids(&definition["nodes"])
         .filter_map(|n| {
             let id = n["id"].as_str()?.to_string();
-            let templates = ids(&n["nodes"])
+            walk(&n["nodes"], &mut templates);
+            let direct = ids(&n["nodes"])
                 .filter_map(|t| t["id"].as_str().map(str::to_string))
                 .collect();
-            Some((id, templates))
+            Some((id, direct))
         })
-        .collect()
+        .collect();
+    Declared { top, templates }
 }
 
-/// The template id of an instance key (`measure#3` → `measure`).
+/// The levels of an instance key: `cells#3/tag#7` → `[("cells", 3), ("tag", 7)]`.
+fn levels(key: &str) -> impl Iterator<Item = (&str, Option<u64>)> {
+    key.split('/').map(|segment| match segment.split_once('#') {
+        Some((id, i)) => (id, Some(i.parse().unwrap_or(u64::MAX))),
+        None => (segment, None),
+    })
+}
+
+/// The template id of an instance key's outermost level (`cells#3/tag#7` → `cells`).
 fn template_of(key: &str) -> &str {
-    key.split_once('#').map_or(key, |(id, _)| id)
+    levels(key).next().map_or(key, |(id, _)| id)
 }
 
 /// The logs of `node` in task `task_id` (see the module documentation).
@@ -46,34 +71,51 @@ pub fn node_logs(store: &dyn Store, task_id: &str, node: &str) -> Result<NodeLog
         .task(task_id)?
         .ok_or_else(|| EngineError::NotFound(task_id.to_string()))?;
     let keys = store.node_keys(task_id)?;
-    let nodes = declared(&task.definition);
-    if keys.iter().any(|k| k == node) || nodes.iter().any(|(id, _)| id == node) {
-        // An instance, or a top-level node (that may not have run yet: no lines).
-        if nodes.iter().any(|(id, t)| id == node && !t.is_empty()) {
-            // A loop: every instance of its templates.
-            let templates = &nodes.iter().find(|(id, _)| id == node).expect("found").1;
+    let declared = declared(&task.definition);
+    if let Some((_, templates)) = declared.top.iter().find(|(id, _)| id == node) {
+        if !templates.is_empty() {
+            // A loop: every instance of its templates, nested ones too.
             return instances(store, task_id, &keys, |k| {
                 templates.iter().any(|t| t == template_of(k))
             });
         }
-        return Ok(NodeLogs {
-            keys: vec![node.to_string()],
-            instances: false,
-            lines: store.logs(task_id, Some(node))?,
-        });
+        // A node that may not have run yet: no lines.
+        return one(store, task_id, node);
     }
-    if nodes.iter().any(|(_, t)| t.iter().any(|t| t == node)) {
+    if node.contains('#') {
+        // An instance; one of a nested loop shows the instances inside it too.
+        let inside = format!("{node}/");
+        if keys.iter().any(|k| k.starts_with(&inside)) {
+            return instances(store, task_id, &keys, |k| {
+                k == node || k.starts_with(&inside)
+            });
+        }
+        if keys.iter().any(|k| k == node) {
+            return one(store, task_id, node);
+        }
+    } else if declared.templates.contains(node) {
+        // A template node, at any depth: its instances (and, for a loop, what runs in them).
         return instances(store, task_id, &keys, |k| {
-            k != node && template_of(k) == node
+            k.contains('#') && levels(k).any(|(id, _)| id == node)
         });
     }
     Err(EngineError::UnknownNode {
         task: task_id.to_string(),
         node: node.to_string(),
-        nodes: nodes
+        nodes: declared
+            .top
             .iter()
             .map(|(id, templates)| describe(id, templates, &keys))
             .collect(),
+    })
+}
+
+/// One instance's (or top-level node's) lines.
+fn one(store: &dyn Store, task_id: &str, key: &str) -> Result<NodeLogs, EngineError> {
+    Ok(NodeLogs {
+        keys: vec![key.to_string()],
+        instances: false,
+        lines: store.logs(task_id, Some(key))?,
     })
 }
 
@@ -101,12 +143,11 @@ fn instances(
     })
 }
 
-/// Instances in item order (`x#2` before `x#10`).
-fn instance_order(key: &str) -> (String, u64) {
-    match key.split_once('#') {
-        Some((id, i)) => (id.to_string(), i.parse().unwrap_or(u64::MAX)),
-        None => (key.to_string(), 0),
-    }
+/// Instances in item order at each level (`x#2` before `x#10`, `x#1/y#9` before `x#2/y#0`).
+fn instance_order(key: &str) -> Vec<(String, u64)> {
+    levels(key)
+        .map(|(id, i)| (id.to_string(), i.unwrap_or(0)))
+        .collect()
 }
 
 /// `id`, or for a loop `each (loop: measure; instances measure#0 … measure#9999, 10000)`.
@@ -116,7 +157,10 @@ fn describe(id: &str, templates: &[String], keys: &[String]) -> String {
     }
     let mut inst: Vec<&String> = keys
         .iter()
-        .filter(|k| k.contains('#') && templates.iter().any(|t| t == template_of(k)))
+        .filter(|k| {
+            // The loop's own items (instances nested in them are listed by their template).
+            k.contains('#') && !k.contains('/') && templates.iter().any(|t| t == template_of(k))
+        })
         .collect();
     inst.sort_by_key(|k| instance_order(k));
     let runs = match inst.as_slice() {

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use crate::calc::{Expr, Variable};
 use crate::error::{RasterError, Result};
-use crate::events::{TileState, Tiling};
+use crate::events::{TileEvent, TileState, Tiling};
 use crate::focal::{self, SlopeOptions, SlopeUnit};
 use crate::geotiff::{GeoTiff, StripWriter, WriteOptions};
 use crate::recipe::{ComputeInput, Conversion, Recipe};
@@ -270,34 +270,41 @@ pub fn run(
             Tiling::Cache => TileState::Cached,
             Tiling::Compute => TileState::Delivered,
         };
-        let mut events = events;
+        let mut note = |event: &TileEvent| {
+            if event.raster != name {
+                return;
+            }
+            if event.tiling == tiling && event.state == done_state {
+                seen.insert(event.tile);
+            }
+            if event.tiling == Tiling::Cache && event.state == TileState::Writing {
+                written.insert(event.tile);
+            }
+            let flow = on_progress(Progress {
+                done: seen.len(),
+                total,
+                computed: computed.load(Ordering::Relaxed),
+            });
+            if flow.is_break() {
+                stop.store(true, Ordering::SeqCst);
+            }
+        };
+        let mut live = events.clone();
         loop {
             crossbeam_channel::select! {
-                recv(events) -> event => {
-                    let Ok(event) = event else {
+                recv(live) -> event => {
+                    match event {
+                        Ok(event) => note(&event),
                         // No more events (the scheduler stopped): wait for the writer alone.
-                        events = crossbeam_channel::never();
-                        continue;
-                    };
-                    if event.raster != name {
-                        continue;
-                    }
-                    if event.tiling == tiling && event.state == done_state {
-                        seen.insert(event.tile);
-                    }
-                    if event.tiling == Tiling::Cache && event.state == TileState::Writing {
-                        written.insert(event.tile);
-                    }
-                    let flow = on_progress(Progress {
-                        done: seen.len(),
-                        total,
-                        computed: computed.load(Ordering::Relaxed),
-                    });
-                    if flow.is_break() {
-                        stop.store(true, Ordering::SeqCst);
+                        Err(_) => live = crossbeam_channel::never(),
                     }
                 }
                 recv(done_rx) -> result => {
+                    // Events sent before the writer ended may still be queued (`select!` picks
+                    // any ready channel): counted before the tiles are.
+                    for event in events.try_iter() {
+                        note(&event);
+                    }
                     let reused = match tiling {
                         Tiling::Cache => seen.difference(&written).count(),
                         Tiling::Compute => 0,

@@ -365,7 +365,23 @@ pub fn load_or_report(
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let scripts = Scripts::default();
-    Ok(tessera_core::load_document(&text, &scripts))
+    Ok(
+        tessera_core::load_document(&text, &scripts).map(|(mut pipeline, mut definition)| {
+            // Without a name or a route, a pipeline is named after its file (as `run --server`
+            // stores it), when the file's name is a valid pipeline name.
+            if definition.get("name").is_none() && pipeline.name == "pipeline" {
+                let stem = file
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                if tessera_core::parse::name_problem(&stem).is_none() {
+                    definition["name"] = serde_json::Value::String(stem.clone());
+                    pipeline.name = stem;
+                }
+            }
+            (pipeline, definition)
+        }),
+    )
 }
 
 fn validate(
@@ -398,7 +414,7 @@ fn validate(
             "{}: valid pipeline `{}` ({} nodes{checked})",
             file.display(),
             p.name,
-            p.nodes.len()
+            p.declared_nodes()
         )?;
     } else {
         errln!("{}: {} problem(s):", file.display(), report.errors.len());

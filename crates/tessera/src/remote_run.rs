@@ -164,17 +164,25 @@ async fn follow(remote: &Remote, task_id: &str, events: reqwest::Response) -> Re
     let (state, error) = loop {
         tokio::select! {
             chunk = stream.next() => {
-                let Some(chunk) = chunk else {
-                    // The stream ended (server stopped): the task document decides.
-                    match ended(remote, task_id).await? {
-                        Some(end) => break end,
-                        None => bail!(
-                            "lost the events of {}; the task continues there: tessera tasks show {task_id} --server {}",
-                            remote.base, remote.base
-                        ),
+                let chunk = match chunk {
+                    Some(Ok(chunk)) => chunk,
+                    lost => {
+                        // The stream broke or ended (the server stopped?): the task
+                        // document decides, if the server still answers.
+                        let cause = match lost {
+                            Some(Err(e)) => format!("{e:#}"),
+                            _ => "the event stream ended".to_string(),
+                        };
+                        match ended(remote, task_id).await {
+                            Ok(Some(end)) => break end,
+                            Ok(None) => return Ok(lost_server(remote, task_id, &cause)),
+                            Err(e) => {
+                                return Ok(lost_server(remote, task_id, &format!("{cause}; then {e:#}")));
+                            }
+                        }
                     }
                 };
-                buffer.push_str(&String::from_utf8_lossy(&chunk?));
+                buffer.push_str(&String::from_utf8_lossy(&chunk));
                 let mut end = None;
                 while let Some(at) = buffer.find("\n\n") {
                     let block: String = buffer.drain(..at + 2).collect();
@@ -247,6 +255,18 @@ async fn follow(remote: &Remote, task_id: &str, events: reqwest::Response) -> Re
 
 /// The task's end state and error from the server's list (one row, not its whole document),
 /// `None` while it runs.
+/// The server went away before the task ended: its outcome is unknown here (exit 3), the
+/// task itself goes on there (and continues after a restart of the server).
+fn lost_server(remote: &Remote, task_id: &str, cause: &str) -> ExitCode {
+    errln!(
+        "error: lost the connection to {} before task {task_id} ended ({cause}); the task goes on \
+         on the server, also after it restarts: tessera tasks show {task_id} --server {}",
+        remote.base,
+        remote.base
+    );
+    ExitCode::from(3)
+}
+
 async fn ended(remote: &Remote, task_id: &str) -> Result<Option<(String, Option<String>)>> {
     let doc = remote
         .json(

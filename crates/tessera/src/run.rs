@@ -180,9 +180,14 @@ pub fn check_input(
         None => Data::from_value(default_input(pipeline)),
         Some(arg) => {
             let text = match arg.strip_prefix('@') {
-                Some(path) => {
-                    std::fs::read(path).with_context(|| format!("--input: cannot read {path}"))?
-                }
+                Some(path) => match std::fs::read(path) {
+                    Ok(bytes) => bytes,
+                    Err(e) => {
+                        return Ok(Err(Refusal::new(format!(
+                            "--input: cannot read {path}: {e}"
+                        ))));
+                    }
+                },
                 None => arg.as_bytes().to_vec(),
             };
             match tessera_core::input::check_input(&text, example_of(pipeline)) {
@@ -194,17 +199,21 @@ pub fn check_input(
                         0 => String::new(),
                         n => format!(" (and {n} more problem(s), listed above)"),
                     };
-                    let mut details = vec![format!(
+                    // One problem is said once, in the summary line.
+                    let mut details = Vec::new();
+                    if count > 1 {
+                        details.push(format!(
                         "--input does not match the entry's `api.body` of pipeline `{}`: {count} problem(s):",
-                        pipeline.name
-                    )];
-                    details.extend(
-                        problems
-                            .iter()
-                            .map(|p| format!("  field `{}`: {}", p.field, p.message)),
-                    );
-                    if more > 0 {
-                        details.push(format!("  and {more} more"));
+                            pipeline.name
+                        ));
+                        details.extend(
+                            problems
+                                .iter()
+                                .map(|p| format!("  field `{}`: {}", p.field, p.message)),
+                        );
+                        if more > 0 {
+                            details.push(format!("  and {more} more"));
+                        }
                     }
                     return Ok(Err(Refusal {
                         summary: format!(

@@ -226,6 +226,10 @@ fn print_logs(lines: &[Value], with_key: bool, json: bool) -> Result<()> {
     if json {
         return crate::output::json(lines);
     }
+    if lines.is_empty() {
+        // Said on stderr: stdout stays the (empty) log for scripts.
+        errln!("(no log lines: the node printed nothing, or has not run yet)");
+    }
     for l in lines {
         let who = if with_key {
             format!("{} ", l["key"].as_str().unwrap_or(""))
@@ -259,6 +263,14 @@ fn print_task(doc: &Value) -> Result<()> {
     outln!("created   {}", s("created_at"))?;
     if let Some(e) = doc["error"].as_str() {
         outln!("error     {e}")?;
+    }
+    // Resumes that changed the definition or the input (the old ones under `--json`).
+    for r in doc["revisions"].as_array().into_iter().flatten() {
+        outln!(
+            "revision  {} replaced at {} (its definition and input: --json, `revisions`)",
+            r["revision"],
+            r["replaced_at"].as_str().unwrap_or("")
+        )?;
     }
     outln!()?;
     outln!(

@@ -258,16 +258,63 @@ pub(super) fn check(
     } else {
         rewrite(source, scope.is_node)
     };
-    let ast = strict
-        .compile_with_scope(&vars, text.as_ref())
-        .map_err(|e| ScriptError {
-            message: describe_parse_error(&e, scope),
-        })?;
-    unknown_function(&ast, functions).map_or(Ok(()), |(name, pos)| {
-        Err(ScriptError {
-            message: format!("unknown function `{name}` ({pos})"),
-        })
-    })
+    // Every unknown variable, not only the first: each one found is declared and the script
+    // compiled again (a bounded number of times), then every unknown function is listed.
+    let mut problems: Vec<String> = Vec::new();
+    let mut ast = None;
+    for _ in 0..MAX_PROBLEMS {
+        match strict.compile_with_scope(&vars, text.as_ref()) {
+            Ok(a) => {
+                ast = Some(a);
+                break;
+            }
+            Err(e) => {
+                problems.push(if problems.is_empty() {
+                    describe_parse_error(&e, scope)
+                } else {
+                    short_parse_error(&e)
+                });
+                match &*e.0 {
+                    rhai::ParseErrorType::VariableUndefined(name) if !vars.contains(name) => {
+                        vars.push_dynamic(name.to_string(), rhai::Dynamic::UNIT);
+                    }
+                    _ => break,
+                }
+            }
+        }
+    }
+    if let Some(ast) = &ast {
+        for (name, pos) in unknown_functions(ast, functions) {
+            if problems.len() >= MAX_PROBLEMS {
+                break;
+            }
+            problems.push(format!("unknown function `{name}` ({pos})"));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    // The first problem with its explanation, then the others: "…; also …; …".
+    let mut message = problems.remove(0);
+    if !problems.is_empty() {
+        message.push_str("; also ");
+        message.push_str(&problems.join("; "));
+    }
+    Err(ScriptError { message })
+}
+
+/// Problems listed per script, at most.
+const MAX_PROBLEMS: usize = 10;
+
+/// A later problem of the same script, without the explanations the first one gave.
+fn short_parse_error(e: &rhai::ParseError) -> String {
+    match &*e.0 {
+        rhai::ParseErrorType::VariableUndefined(name) => {
+            let name = name.strip_prefix("__").unwrap_or(name);
+            format!("unknown variable `{name}` ({})", e.1)
+        }
+        _ => format!("syntax error: {e}{}", reserved_hint(e)),
+    }
 }
 
 fn describe_parse_error(e: &rhai::ParseError, scope: &NameScope<'_>) -> String {
@@ -289,7 +336,17 @@ fn describe_parse_error(e: &rhai::ParseError, scope: &NameScope<'_>) -> String {
             e.1
         );
     }
-    format!("syntax error: {e}")
+    format!("syntax error: {e}{}", reserved_hint(e))
+}
+
+/// For a reserved word used as a field name (`input.go`): how to read such a field.
+pub(super) fn reserved_hint(e: &rhai::ParseError) -> String {
+    match &*e.0 {
+        rhai::ParseErrorType::Reserved(word) if rhai::is_valid_identifier(word) => {
+            format!("; to read a field named `{word}`, write it in brackets: `input[\"{word}\"]`")
+        }
+        _ => String::new(),
+    }
 }
 
 /// The variables a compiled script reads (not property names: `a.out` reads `a`).
@@ -305,9 +362,9 @@ pub(super) fn variables(ast: &AST) -> HashSet<String> {
 }
 
 /// The first call to a function that is neither registered nor defined in the script.
-fn unknown_function(ast: &AST, functions: &HashSet<String>) -> Option<(String, rhai::Position)> {
+fn unknown_functions(ast: &AST, functions: &HashSet<String>) -> Vec<(String, rhai::Position)> {
     let defined: HashSet<String> = ast.iter_functions().map(|f| f.name.to_string()).collect();
-    let mut found = None;
+    let mut found: Vec<(String, rhai::Position)> = Vec::new();
     ast.walk(&mut |path: &[rhai::ASTNode]| {
         let call = match path.last() {
             Some(rhai::ASTNode::Expr(rhai::Expr::FnCall(f, pos)))
@@ -323,8 +380,8 @@ fn unknown_function(ast: &AST, functions: &HashSet<String>) -> Option<(String, r
                 && !defined.contains(name)
                 && !RHAI_KEYWORDS.contains(&name)
             {
-                found = Some((name.to_string(), pos));
-                return false;
+                found.push((name.to_string(), pos));
+                return found.len() < MAX_PROBLEMS;
             }
         }
         true

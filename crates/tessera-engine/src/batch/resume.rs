@@ -70,7 +70,7 @@ impl JobRun {
         let refuse = |what: String| {
             JobError::permanent(format!(
                 "cannot resume batch node `{}`: {what}; its committed chunks cannot be reused — \
-                 start a new run",
+                 put the input back as it was to resume, or start a new run",
                 self.node_id
             ))
         };

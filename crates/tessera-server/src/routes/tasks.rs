@@ -236,8 +236,8 @@ pub async fn resume(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    visible_task(&state, &caller, &id).await?;
-    let fix = resume_fix(&state, &body).await?;
+    let task = visible_task(&state, &caller, &id).await?;
+    let fix = resume_fix(&state, &body, &task.definition).await?;
     let engine = state.engine.clone();
     let i = id.clone();
     let handle = tokio::task::spawn_blocking(move || engine.resume(&i, fix))
@@ -247,7 +247,13 @@ pub async fn resume(
     Ok((StatusCode::ACCEPTED, Json(json!({"task_id": id}))))
 }
 
-async fn resume_fix(state: &AppState, body: &[u8]) -> Result<tessera_engine::Fix, ApiError> {
+/// The fix a resume body asks for; a new input is checked against the entry's `api.body` of
+/// the new definition, else of the task's `stored` one.
+async fn resume_fix(
+    state: &AppState,
+    body: &[u8],
+    stored: &Value,
+) -> Result<tessera_engine::Fix, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(tessera_engine::Fix::default());
     }
@@ -278,12 +284,17 @@ async fn resume_fix(state: &AppState, body: &[u8]) -> Result<tessera_engine::Fix
             ));
         }
     };
-    let example = definition
-        .as_ref()
-        .and_then(|(p, _)| match p.entry().map(|e| &e.kind) {
+    let example = match &definition {
+        Some((p, _)) => match p.entry().map(|e| &e.kind) {
             Some(tessera_core::NodeKind::Entry(api)) => api.body.clone(),
             _ => None,
-        });
+        },
+        None => stored["nodes"]
+            .as_array()
+            .and_then(|nodes| nodes.iter().find(|n| n["type"] == "entry"))
+            .and_then(|entry| entry["api"].get("body"))
+            .cloned(),
+    };
     let input = match request.remove("input") {
         None | Some(Value::Null) => None,
         Some(v) => {

@@ -29,6 +29,21 @@ fn input_is_checked_against_the_entry_like_the_server_does() {
         r.last_stderr_line(),
         "error: --input, field `n`: expected a number; nothing was run"
     );
+    assert_eq!(
+        r.stderr.matches("expected a number").count(),
+        1,
+        "said once: {}",
+        r.stderr
+    );
+    // An input file that cannot be read is a refused input too.
+    let r = env.run(&["run", p, "--input", "@nofile.json"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.last_stderr_line()
+            .starts_with("error: --input: cannot read nofile.json: "),
+        "{}",
+        r.stderr
+    );
     let r = env.run(&["run", p, "--input", r#"{"n": 1.5, "tags": ["a", 2]}"#]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     for field in [
@@ -475,4 +490,40 @@ fn run_on_a_server_follows_the_task_like_a_local_run() {
         r#"{"tag": 7}"#,
     ]);
     assert_eq!(r.ok(), json!({"text": "uploaded bytes\n", "tag": 7}));
+}
+
+#[test]
+fn run_on_a_server_that_dies_says_so_and_the_task_goes_on() {
+    let env = Env::new();
+    let port = free_port();
+    let mut server = serve_with(&env, port, &[], &[]);
+    let url = server.url.clone();
+    let p = env.write(
+        "slow.yaml",
+        "nodes:\n  - {id: in, type: entry, next: [nap]}\n  - {id: nap, type: command, command: [sleep, '2'], next: [end]}\n  - {id: end, type: end}\n",
+    );
+    let mut child = env.spawn(&["run", "--server", &url, p.to_str().unwrap()]);
+    let task = read_task_id(&mut child);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let r = Run::from(child.wait_with_output().unwrap());
+    assert_eq!(r.code, 3, "outcome unknown: {}", r.stderr);
+    let last = r.last_stderr_line();
+    assert!(
+        last.starts_with(&format!(
+            "error: lost the connection to {url} before task {task} ended"
+        )) && last.ends_with(&format!("tessera tasks show {task} --server {url}")),
+        "{last}"
+    );
+    // Started again, the server finishes it.
+    let server = serve_with(&env, port, &[], &[]);
+    wait_for(
+        "the task to finish",
+        std::time::Duration::from_secs(30),
+        || {
+            let r = env.run(&["tasks", "show", &task, "--json", "--server", &server.url]);
+            r.code == 0 && r.json()["state"] == "finished"
+        },
+    );
 }

@@ -59,6 +59,12 @@ fn nested_loops_killed_and_resumed_equal_a_clean_run() {
     // A clean run first.
     let clean = Env::new();
     let p = clean.write("grid.yaml", GRID);
+    let v = clean.run(&["validate", p.to_str().unwrap()]);
+    assert!(
+        v.stdout.contains("(6 nodes)"),
+        "loop bodies counted: {}",
+        v.stdout
+    );
     let input = grid_input(&clean).to_string();
     let out = clean
         .run(&["run", p.to_str().unwrap(), "--input", &input])
@@ -83,6 +89,36 @@ fn nested_loops_killed_and_resumed_equal_a_clean_run() {
         .filter_map(|n| n["key"].as_str())
         .collect();
     assert!(keys.contains(&"cells#29/cell#39"), "{:?}", &keys[..10]);
+    // Logs by template at any depth, and of one outer instance, in item order.
+    let logs = |node: &str| -> Vec<String> {
+        let r = clean.run(&["tasks", "logs", &task, node]);
+        assert_eq!(r.code, 0, "{node}: {}", r.stderr);
+        r.stdout.lines().map(str::to_string).collect()
+    };
+    let cell = logs("cell");
+    assert_eq!(cell.len(), 1200);
+    assert!(
+        cell[0].starts_with("cells#0/cell#0 [stdout#1] {"),
+        "{}",
+        cell[0]
+    );
+    assert!(
+        cell[41].starts_with("cells#1/cell#1 [stdout#1] {"),
+        "{}",
+        cell[41]
+    );
+    let row = logs("cells#1");
+    assert_eq!(row.len(), 40);
+    assert!(row.iter().all(|l| l.starts_with("cells#1/cell#")));
+    assert!(row[10].starts_with("cells#1/cell#10 "), "{}", row[10]);
+    let r = clean.run(&["tasks", "logs", &task, "nope"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.last_stderr_line()
+            .contains("rows (loop: cells; instances cells#0 … cells#29, 30)"),
+        "{}",
+        r.stderr
+    );
 
     // Killed twice while the inner commands run, then resumed.
     let env = Env::new();

@@ -62,6 +62,13 @@ fn resume_with_a_fixed_pipeline_reruns_the_changed_node_and_what_follows() {
         .as_str()
         .unwrap();
     assert!(first_b.ends_with("exit 3"), "{first_b}");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(revisions[0]["replaced_at"].as_str().unwrap()).is_ok(),
+        "{}",
+        revisions[0]
+    );
+    let text = env.run(&["tasks", "show", &task]).stdout;
+    assert!(text.contains("revision  1 replaced at "), "{text}");
 
     // A change upstream re-runs everything after it, even nodes that had finished.
     let env = Env::new();
@@ -356,4 +363,61 @@ nodes:
     });
     // The input changed, so `a` (after the entry) ran again.
     assert_eq!(count_lines(&env.path("a.count")), 2);
+}
+
+#[test]
+fn the_api_checks_a_resumes_new_input_against_the_stored_entry() {
+    use crate::server::{free_port, rt, serve_with, wait_state};
+    let env = Env::new();
+    let server = serve_with(&env, free_port(), &[], &[]);
+    let runtime = rt();
+    let client = reqwest::Client::new();
+    let url = server.url.clone();
+    runtime.block_on(async {
+        let pipeline = r#"name: typed
+nodes:
+  - {id: in, type: entry, api: {route: typed, body: {x: 5}}, next: [a]}
+  - {id: a, type: command, command: [sh, -c, "exit 3"], next: [end]}
+  - {id: end, type: end}
+"#;
+        let r = client
+            .post(format!("{url}/api/v1/pipelines"))
+            .header("content-type", "application/yaml")
+            .body(pipeline)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        let r: Value = client
+            .post(format!("{url}/api/v1/services/typed"))
+            .json(&json!({"x": 1}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = r["task_id"].as_str().unwrap().to_string();
+        assert_eq!(wait_state(&client, &url, &id).await["state"], "failed");
+        // Without a new definition, the input is checked against the task's own entry.
+        let r = client
+            .post(format!("{url}/api/v1/tasks/{id}/resume"))
+            .json(&json!({"input": {"x": "str"}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422, "as a submission with that input");
+        let text = r.text().await.unwrap();
+        assert!(text.contains("x") && text.contains("number"), "{text}");
+        let doc: Value = client
+            .get(format!("{url}/api/v1/tasks/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(doc["state"], "failed", "refused: nothing resumed");
+        assert!(doc.get("revisions").is_none(), "{doc}");
+    });
 }
