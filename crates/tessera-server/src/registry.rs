@@ -121,7 +121,8 @@ pub async fn list(State(state): State<AppState>, _caller: Caller) -> Result<Json
         .into_iter()
         .map(|s| {
             json!({
-                "name": s.name, "url": s.url, "endpoints": s.endpoints, "last_seen": s.last_seen,
+                "name": s.name, "url": s.url, "endpoints": s.endpoints,
+                "last_seen": tessera_core::time::rfc3339(s.last_seen),
             })
         })
         .collect();

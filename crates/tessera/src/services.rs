@@ -173,14 +173,14 @@ pub fn services(
                     .collect(),
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                crate::output::json(&list)?;
             } else if list.is_empty() {
-                eprintln!("no services announced");
+                errln!("no services announced");
             } else {
                 for s in announced(list.iter()) {
                     let endpoints: Vec<String> =
                         s.paths.iter().map(|p| format!("{}{p}", s.name)).collect();
-                    println!("{:<16} {:<28} {}", s.name, s.url, endpoints.join(" "));
+                    outln!("{:<16} {:<28} {}", s.name, s.url, endpoints.join(" "))?;
                 }
             }
         }
@@ -193,7 +193,7 @@ pub fn services(
                 bail!("no service named `{name}` is announced");
             }
             store.remove_service(&name)?;
-            eprintln!("removed service `{name}`");
+            errln!("removed service `{name}`");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -239,9 +239,9 @@ fn announce(settings: &Settings, server: Option<&str>, client: &Client, doc: &Va
         .into_iter()
         .flat_map(|s| s.paths.into_iter().map(move |p| format!("{}{p}", s.name)))
         .collect();
-    eprintln!("announced `{name}`: {}", endpoints.join(", "));
+    errln!("announced `{name}`: {}", endpoints.join(", "));
     if !conflicts.is_empty() {
-        eprintln!(
+        errln!(
             "  routes taken by other pipelines (not replaced): {}",
             conflicts.join(", ")
         );

@@ -292,7 +292,7 @@ fn ephemeral_failures_do_not_suggest_resume() {
 
 #[test]
 fn the_api_resumes_with_a_fixed_definition_and_input() {
-    use crate::server::{free_port, rt, serve_with, wait_state};
+    use crate::server::{free_port, rt, serve_with, store_pipeline, submit_json, wait_state};
     let env = Env::new();
     let server = serve_with(&env, free_port(), &[], &[]);
     let runtime = rt();
@@ -321,24 +321,8 @@ nodes:
         .replace("BODY", b)
     };
     runtime.block_on(async {
-        let r = client
-            .post(format!("{url}/api/v1/pipelines"))
-            .header("content-type", "application/yaml")
-            .body(pipeline("exit 3"))
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
-        let r: Value = client
-            .post(format!("{url}/api/v1/services/chain"))
-            .json(&json!({"tag": 1}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let id = r["task_id"].as_str().unwrap().to_string();
+        store_pipeline(&client, &url, &pipeline("exit 3")).await;
+        let id = submit_json(&client, &url, "chain", &json!({"tag": 1})).await;
         assert_eq!(wait_state(&client, &url, &id).await["state"], "failed");
         // A fix that does not validate: 422, and the task stays as it was.
         let r = client
@@ -367,7 +351,7 @@ nodes:
 
 #[test]
 fn the_api_checks_a_resumes_new_input_against_the_stored_entry() {
-    use crate::server::{free_port, rt, serve_with, wait_state};
+    use crate::server::{free_port, rt, serve_with, store_pipeline, submit_json, wait_state};
     let env = Env::new();
     let server = serve_with(&env, free_port(), &[], &[]);
     let runtime = rt();
@@ -380,24 +364,8 @@ nodes:
   - {id: a, type: command, command: [sh, -c, "exit 3"], next: [end]}
   - {id: end, type: end}
 "#;
-        let r = client
-            .post(format!("{url}/api/v1/pipelines"))
-            .header("content-type", "application/yaml")
-            .body(pipeline)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
-        let r: Value = client
-            .post(format!("{url}/api/v1/services/typed"))
-            .json(&json!({"x": 1}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let id = r["task_id"].as_str().unwrap().to_string();
+        store_pipeline(&client, &url, pipeline).await;
+        let id = submit_json(&client, &url, "typed", &json!({"x": 1})).await;
         assert_eq!(wait_state(&client, &url, &id).await["state"], "failed");
         // Without a new definition, the input is checked against the task's own entry.
         let r = client

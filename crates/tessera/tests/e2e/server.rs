@@ -65,6 +65,37 @@ pub(crate) fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Stores a pipeline (YAML or JSON text) on the server; panics unless it was stored.
+pub(crate) async fn store_pipeline(client: &reqwest::Client, url: &str, text: &str) {
+    let r = client
+        .post(format!("{url}/api/v1/pipelines"))
+        .header("content-type", "application/yaml")
+        .body(text.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+}
+
+/// Submits a JSON input to a route; the new task's id.
+pub(crate) async fn submit_json(
+    client: &reqwest::Client,
+    url: &str,
+    route: &str,
+    input: &Value,
+) -> String {
+    let r = client
+        .post(format!("{url}/api/v1/services/{route}"))
+        .json(input)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert!(status.is_success(), "{status}: {body}");
+    body["task_id"].as_str().unwrap().to_string()
+}
+
 pub(crate) async fn wait_state(client: &reqwest::Client, url: &str, id: &str) -> Value {
     wait_state_as(client, url, id, None).await
 }

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::server::{free_port, rt, serve_with, wait_state};
+use crate::server::{free_port, rt, serve_with, submit_json, wait_state};
 use crate::support::*;
 
 /// Every field named like a timestamp (`*_at`, `at`, `last_seen`) anywhere in `doc`: its path
@@ -125,16 +125,7 @@ fn every_timestamp_of_the_cli_and_server_documents_is_rfc_3339() {
             .await
             .unwrap();
         assert_eq!(r.status().as_u16(), 200, "{:?}", r.text().await);
-        let submitted: Value = client
-            .post(format!("{url}/api/v1/services/mixed"))
-            .json(&json!({"words": ["a", "bb", "ccc"]}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let task = submitted["task_id"].as_str().unwrap().to_string();
+        let task = submit_json(&client, &url, "mixed", &json!({"words": ["a", "bb", "ccc"]})).await;
         let doc = wait_state(&client, &url, &task).await;
         assert_eq!(doc["state"], "finished", "{doc}");
         let mut checked = 0;
@@ -146,6 +137,7 @@ fn every_timestamp_of_the_cli_and_server_documents_is_rfc_3339() {
             "/api/v1/pipelines".into(),
             "/api/v1/pipelines/mixed".into(),
             "/api/v1/stats".into(),
+            "/api/v1/registry/services".into(),
         ] {
             checked += check_timestamps(&path, &get(path.clone()).await);
         }
