@@ -13,6 +13,8 @@ bash examples/services/setup.sh
 TESSERA_MOTO_SERVER="$(bash scripts/test-env/setup.sh | tail -n 1)/moto_server"
 export TESSERA_MOTO_SERVER
 cargo fmt --all -- --check
+# The layering rules of ARCHITECTURE.md, from the dependency graph.
+bash scripts/check-layers.sh
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
 # tessera-raster's optional GDAL source (every format GDAL reads), against Debian's libgdal.
