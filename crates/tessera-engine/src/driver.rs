@@ -20,6 +20,8 @@ use crate::{Shared, now_millis};
 pub(crate) struct DriverContext {
     pub engine: Arc<Shared>,
     pub task_id: String,
+    /// The fence of this process's claim on the task: every commit carries it.
+    pub fence: u64,
     /// Shared with every job of the task.
     pub run: Arc<crate::RunContext>,
     pub owner: Option<String>,
@@ -233,6 +235,7 @@ impl Driver {
         let observed = records.clone();
         let batch = CommitBatch {
             task_id: &self.ctx.task_id,
+            fence: self.ctx.fence,
             records,
             cache,
             now: now_millis(),

@@ -8,6 +8,18 @@ pub enum EngineError {
     NotFound(String),
     #[error("task `{id}` cannot be resumed: {reason}")]
     NotResumable { id: String, reason: String },
+    /// Another runner's lease on the task runs until `until` (ms): it may still be working
+    /// on it; once the lease runs out (a holder that was killed renews nothing), any runner
+    /// may claim it.
+    #[error(
+        "task `{id}` is held by {runner} until {}: resume it once that lease has run out (a killed process lets go of its tasks when their lease expires)",
+        tessera_core::time::rfc3339(*until)
+    )]
+    Held {
+        id: String,
+        runner: String,
+        until: u64,
+    },
     /// `tasks logs ID NODE` for a node the task does not have; `nodes` lists those it has.
     #[error("task `{task}` has no node `{node}`; its nodes: {}", nodes.join(", "))]
     UnknownNode {
@@ -26,6 +38,7 @@ impl EngineError {
         match self {
             EngineError::NotFound(_)
             | EngineError::NotResumable { .. }
+            | EngineError::Held { .. }
             | EngineError::UnknownNode { .. } => ErrorKind::User,
             EngineError::Store(e) => e.kind(),
             EngineError::Internal(_) => ErrorKind::Internal,

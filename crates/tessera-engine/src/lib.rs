@@ -13,6 +13,7 @@ mod http;
 mod inputs;
 pub mod inspect;
 mod jobs;
+mod leases;
 mod live_log;
 pub mod node_logs;
 mod raster;
@@ -50,6 +51,9 @@ pub struct EngineConfig {
     pub work_dir: PathBuf,
     /// How often a driver checks the store for a cancel request.
     pub cancel_poll: Duration,
+    /// How long a claim on a task lasts without renewal (renewed every third of it while the
+    /// task runs here). A process killed with -9 lets go of its tasks when it runs out.
+    pub lease: Duration,
     /// Base URL services call back (`<base>/api/v1/callbacks/<token>`); `None` without a server.
     pub callback_base: Option<String>,
     /// Told of every committed state change (the server's live events).
@@ -58,6 +62,9 @@ pub struct EngineConfig {
     /// where secrets such as `TESSERA_TOKENS` live, is never passed on).
     pub command_env: Vec<String>,
 }
+
+/// How long a claim on a task lasts without renewal, unless configured otherwise.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 
 /// What commands get from the engine's environment unless configured otherwise.
 pub const DEFAULT_COMMAND_ENV: [&str; 5] = ["PATH", "HOME", "LANG", "TZ", "TMPDIR"];
@@ -95,6 +102,7 @@ impl EngineConfig {
             pools: BTreeMap::new(),
             work_dir,
             cancel_poll: Duration::from_millis(200),
+            lease: DEFAULT_LEASE,
             callback_base: None,
             observer: None,
             command_env: DEFAULT_COMMAND_ENV.map(String::from).to_vec(),
@@ -117,6 +125,9 @@ struct Shared {
     /// Tasks whose driver runs in this process now: a task recorded as ours but missing here
     /// was given up (its driver stopped) and can be taken over.
     drivers: Mutex<std::collections::HashSet<String>>,
+    /// The claims this process holds (task → fence, and how to stop its driver): renewed
+    /// together every third of the lease.
+    held: Mutex<std::collections::HashMap<String, leases::Held>>,
     scratch: scratch::ScratchDirs,
     /// Running commands' log lines waiting for the next write.
     live_logs: Arc<live_log::LiveLogs>,
@@ -144,21 +155,12 @@ impl Shared {
             .contains(task_id)
     }
 
-    /// Whether the process that claimed a task still drives it (same host only: a runner on
-    /// another host is assumed alive). This process counts only while the task's driver runs.
-    fn runner_alive(&self, task_id: &str, runner: &str) -> bool {
-        if runner == self.runner {
-            return self.driving(task_id);
-        }
-        runner_alive(runner)
-    }
-
     /// A driver that stopped without ending its task (a store error, a panic) fails it with
     /// the cause, so that it can be resumed, cancelled or deleted at once. While the store
     /// refuses (a full disk), this is retried in the background.
-    fn give_up(self: &Arc<Self>, task_id: &str, cause: &str) {
+    fn give_up(self: &Arc<Self>, task_id: &str, fence: u64, cause: &str) {
         let error = format!("the engine stopped running this task: {cause}");
-        let attempt = |shared: &Shared| shared.store.fail_task(task_id, &shared.runner, &error);
+        let attempt = |shared: &Shared| shared.store.fail_task(task_id, fence, &error);
         match attempt(self) {
             Ok(_) => return,
             Err(e) => {
@@ -178,7 +180,7 @@ impl Shared {
                 }
                 let (s, t, e) = (shared.clone(), task_id.clone(), error.clone());
                 let done =
-                    tokio::task::spawn_blocking(move || s.store.fail_task(&t, &s.runner, &e)).await;
+                    tokio::task::spawn_blocking(move || s.store.fail_task(&t, fence, &e)).await;
                 if let Ok(Ok(_)) = done {
                     return;
                 }
@@ -214,6 +216,18 @@ impl Drop for DriverSlot {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.task_id);
     }
+}
+
+/// What a driver starts from: the reservation, the task's plan and input, its history (on
+/// resume), where its paths resolve, and the fence of this process's claim.
+pub(crate) struct DriverStart {
+    slot: DriverSlot,
+    owner: Option<String>,
+    plan: Arc<Plan>,
+    input: Data,
+    history: History,
+    base_dir: Option<PathBuf>,
+    fence: u64,
 }
 
 /// Runs tasks. Cheap to clone.
@@ -301,35 +315,12 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
-/// `host:pid:nonce` of this process. The nonce tells this process from an earlier one that had
-/// the same pid (a container restarted as pid 1 under the same hostname).
+/// `host:pid:nonce` of a new engine: what its claims on tasks are recorded under. The nonce
+/// tells it from an earlier process that had the same pid (a container restarted as pid 1),
+/// and from another engine of the same process (tests).
 fn runner_name() -> String {
-    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    NAME.get_or_init(|| {
-        let nonce = uuid::Uuid::new_v4().simple().to_string();
-        format!("{}:{}:{}", hostname(), std::process::id(), &nonce[..12])
-    })
-    .clone()
-}
-
-/// Whether the process that claimed a task still runs (same host only: a runner on another
-/// host is assumed alive). For this process, [`Shared::runner_alive`] also asks whether the
-/// task's driver still runs.
-pub fn runner_alive(runner: &str) -> bool {
-    let mut parts = runner.rsplitn(3, ':');
-    let (_nonce, pid, host) = (parts.next(), parts.next(), parts.next());
-    let (Some(pid), Some(host)) = (pid, host) else {
-        return false;
-    };
-    if host != hostname() {
-        return true;
-    }
-    match pid.parse::<i32>() {
-        Ok(pid) if pid as u32 == std::process::id() => runner == runner_name(),
-        // A zombie (killed, not yet reaped by its parent) runs nothing.
-        Ok(pid) => command::still_running(nix::unistd::Pid::from_raw(pid)),
-        Err(_) => false,
-    }
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    format!("{}:{}:{}", hostname(), std::process::id(), &nonce[..12])
 }
 
 /// Makes this process's `/proc` entries (environment, memory) unreadable to other processes of
@@ -361,7 +352,7 @@ impl Engine {
             .build()
             .map_err(|e| EngineError::Internal(format!("HTTP client: {e}")))?;
         let scratch = scratch::ScratchDirs::new(&config.work_dir);
-        Ok(Engine {
+        let engine = Engine {
             shared: Arc::new(Shared {
                 store,
                 objects,
@@ -374,15 +365,23 @@ impl Engine {
                 callbacks: events::Waiters::default(),
                 batch_boards: Mutex::default(),
                 drivers: Mutex::default(),
+                held: Mutex::default(),
                 scratch,
                 live_logs: Arc::default(),
                 stopping: std::sync::atomic::AtomicBool::new(false),
             }),
-        })
+        };
+        leases::start_renewing(&engine.shared);
+        Ok(engine)
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.shared.store
+    }
+
+    /// How long this engine's claims on tasks last without renewal.
+    pub fn lease(&self) -> Duration {
+        self.shared.config.lease
     }
 
     pub fn objects(&self) -> &Objects {
@@ -412,12 +411,22 @@ impl Engine {
             created_at: now_millis(),
             owner: owner.clone(),
             runner: Some(self.shared.runner.clone()),
+            lease_until: self.shared.lease_until(),
             base_dir: base_dir.as_ref().map(|d| d.display().to_string()),
         })?;
         let plan = Arc::new(Plan::new(Arc::new(pipeline)));
         let slot = DriverSlot::reserve(&self.shared, &id)
             .ok_or_else(|| EngineError::Internal(format!("task id {id} is already driven here")))?;
-        self.start_driver(slot, owner, plan, input, History::default(), base_dir)
+        self.start_driver(DriverStart {
+            slot,
+            owner,
+            plan,
+            input,
+            history: History::default(),
+            base_dir,
+            // A new task's first claim.
+            fence: 1,
+        })
     }
 
     /// Delivers a service's callback for `token` (objects already stored and referenced in
@@ -470,24 +479,31 @@ impl Engine {
         if task.task_state().is_terminal() {
             return Ok(());
         }
-        match &task.runner {
-            Some(r) if self.shared.runner_alive(task_id, r) => {
-                store.request_cancel(task_id)?;
-            }
-            _ => store.mark_cancelled(task_id, "cancelled while no process was running it")?,
+        // Held (here or elsewhere): its holder cancels it. Otherwise nobody runs it: marked
+        // now — unless someone claimed it meanwhile, who is then asked.
+        let held = self.shared.held_elsewhere(&task).is_some() || self.shared.driving(task_id);
+        if held
+            || !store.mark_cancelled(
+                task_id,
+                "cancelled while no process was running it",
+                now_millis(),
+            )?
+        {
+            store.request_cancel(task_id)?;
         }
         Ok(())
     }
 
-    pub(crate) fn start_driver(
-        &self,
-        slot: DriverSlot,
-        owner: Option<String>,
-        plan: Arc<Plan>,
-        input: Data,
-        history: History,
-        base_dir: Option<PathBuf>,
-    ) -> Result<TaskHandle, EngineError> {
+    pub(crate) fn start_driver(&self, start: DriverStart) -> Result<TaskHandle, EngineError> {
+        let DriverStart {
+            slot,
+            owner,
+            plan,
+            input,
+            history,
+            base_dir,
+            fence,
+        } = start;
         let id = slot.task_id.clone();
         let (events_tx, events_rx) = events::channel();
         let done = events::DoneSlot::new();
@@ -503,6 +519,7 @@ impl Engine {
                 task_id: id.clone(),
                 base_dir,
             }),
+            fence,
             owner,
             plan,
             input,
@@ -512,6 +529,7 @@ impl Engine {
             events_rx,
             progress: progress.clone(),
         });
+        self.shared.hold(&id, fence, events_tx.clone());
         let started = std::thread::Builder::new()
             .name(format!("task-{}", &id[..8.min(id.len())]))
             .spawn(move || {
@@ -533,11 +551,19 @@ impl Engine {
                     )))
                 });
                 shared.drop_batch_board(&board_id);
+                shared.release(&board_id);
                 drop(slot);
+                // A driver whose claim was taken over has nothing to record: the task is
+                // another runner's now.
+                let fenced = matches!(
+                    &result,
+                    Err(EngineError::Store(tessera_store::StoreError::Fenced(_)))
+                );
                 if let Err(e) = &result
+                    && !fenced
                     && !shared.stopping.load(std::sync::atomic::Ordering::SeqCst)
                 {
-                    shared.give_up(&board_id, &e.to_string());
+                    shared.give_up(&board_id, fence, &e.to_string());
                 }
                 done_tx.set(result);
                 // Freeing a big task's state takes a while: after the caller has its result.
@@ -545,6 +571,7 @@ impl Engine {
                 shared.scratch.task_ended(&board_id);
             });
         if let Err(e) = started {
+            self.shared.release(&id);
             return Err(EngineError::Internal(format!(
                 "cannot start a task thread: {e}"
             )));

@@ -10,7 +10,7 @@ use serde_json::Value;
 use tessera_core::scheduler::{PastRun, TaskState};
 use tessera_core::{Data, Pipeline, Plan};
 
-use crate::{DriverSlot, Engine, EngineError, TaskHandle, command, now_millis, runner_alive};
+use crate::{DriverSlot, Engine, EngineError, TaskHandle, command, now_millis};
 
 /// What a resume changes, validated by the caller (as for a submission).
 #[derive(Debug, Clone, Default)]
@@ -56,14 +56,12 @@ impl Engine {
                 });
             }
             TaskState::Running | TaskState::Pending => {
-                // Our own reservation aside, is anyone driving it?
-                if let Some(r) = &task.runner
-                    && r != &self.shared.runner
-                    && runner_alive(r)
-                {
-                    return Err(EngineError::NotResumable {
+                // Our own reservation aside, does anyone's lease on it run?
+                if let Some((runner, until)) = self.shared.held_elsewhere(&task) {
+                    return Err(EngineError::Held {
                         id: task_id.to_string(),
-                        reason: format!("it is still being run by process {r}"),
+                        runner,
+                        until,
                     });
                 }
             }
@@ -106,13 +104,19 @@ impl Engine {
             _ => task.input.clone(),
         };
         let past = store.past_runs(task_id)?;
-        let observed = (task.state.as_str(), task.runner.as_deref());
-        if !store.reopen_task(task_id, observed, &self.shared.runner)? {
+        let claim = tessera_store::Claim {
+            observed_state: &task.state,
+            observed_fence: task.fence,
+            runner: &self.shared.runner,
+            now: now_millis(),
+            lease_until: self.shared.lease_until(),
+        };
+        let Some(fence) = store.reopen_task(task_id, &claim)? else {
             return Err(EngineError::NotResumable {
                 id: task_id.to_string(),
-                reason: "another request is resuming it".into(),
+                reason: "another runner claimed it meanwhile".into(),
             });
-        }
+        };
         if document.is_some() || fix.input.is_some() {
             let definition = document.as_ref().unwrap_or(&task.definition);
             if let Err(e) = store.revise_task(task_id, definition, fix.input.as_ref(), now_millis())
@@ -120,7 +124,7 @@ impl Engine {
                 // Released as it was found, so that it can be resumed again.
                 let _ = store.fail_task(
                     task_id,
-                    &self.shared.runner,
+                    fence,
                     task.error.as_deref().unwrap_or("resume failed"),
                 );
                 return Err(e.into());
@@ -132,14 +136,15 @@ impl Engine {
         let plan = Arc::new(Plan::new(Arc::new(pipeline)));
         // Relative paths stay those of the pipeline file the task was started from.
         let base_dir = task.base_dir.map(std::path::PathBuf::from);
-        self.start_driver(
+        self.start_driver(crate::DriverStart {
             slot,
-            task.owner,
+            owner: task.owner,
             plan,
             input,
-            History { past, changed },
+            history: History { past, changed },
             base_dir,
-        )
+            fence,
+        })
     }
 
     /// Reserves the task as driven here. A driver whose task has ended (its last state

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tessera_core::scheduler::TaskState;
+use tessera_core::scheduler::{Record, TaskState};
 use tessera_core::{Scripts, load_document};
 use tessera_engine::{Engine, EngineConfig, EngineError, Submission};
 use tessera_store::{Durability, Objects, SqliteStore};
@@ -37,6 +37,18 @@ fn fixture_with(configure: impl FnOnce(&mut EngineConfig)) -> Fixture {
         runtime,
         engine,
     }
+}
+
+/// Another engine (another runner) on the fixture's store and objects.
+fn second_engine(f: &Fixture) -> Engine {
+    let work = f._dir.path().join("work-2");
+    Engine::new(
+        f.engine.store().clone(),
+        f.engine.objects().clone(),
+        f.runtime.handle().clone(),
+        EngineConfig::new(work),
+    )
+    .unwrap()
 }
 
 fn submit(f: &Fixture, yaml: &str, input: Value) -> tessera_engine::TaskHandle {
@@ -152,21 +164,72 @@ fn a_http_node_without_a_server_fails_after_its_retries() {
 }
 
 #[test]
-fn an_earlier_process_with_our_pid_is_not_taken_for_us() {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+fn a_task_held_by_another_runner_is_claimed_once_its_lease_runs_out_and_fences_it() {
+    let f = fixture();
+    let yaml = "nodes:\n  - {id: in, type: entry, next: [long]}\n  - {id: long, type: command, command: [sleep, \"30\"], next: [end]}\n  - {id: end, type: end}\n";
+    let store = f.engine.store().clone();
+    // A task recorded as held by a runner that no longer renews (killed with -9).
+    let (pipeline, doc) =
+        tessera_core::load_document(yaml, &tessera_core::Scripts::default()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .trim()
-        .to_string();
-    let stale = format!("{host}:{}:000000000000", std::process::id());
+        .as_millis() as u64;
+    store
+        .create_task(&tessera_store::NewTask {
+            id: "held".into(),
+            pipeline: pipeline.name.clone(),
+            definition: doc,
+            input: json!({}).into(),
+            created_at: now,
+            owner: None,
+            runner: Some("elsewhere:1:dead".into()),
+            lease_until: now + 400,
+            base_dir: None,
+        })
+        .unwrap();
+    match f.engine.resume("held", tessera_engine::Fix::default()) {
+        Err(e @ EngineError::Held { .. }) => {
+            assert!(
+                e.to_string().contains("held by elsewhere:1:dead until"),
+                "{e}"
+            )
+        }
+        other => panic!("expected a refusal while the lease runs, got {other:?}"),
+    }
+    std::thread::sleep(Duration::from_millis(450));
+    let h = f
+        .engine
+        .resume("held", tessera_engine::Fix::default())
+        .expect("claimed once the lease ran out");
+    let row = store.task("held").unwrap().unwrap();
+    assert_eq!(row.fence, 2);
+    assert_ne!(row.runner.as_deref(), Some("elsewhere:1:dead"));
+    // The old holder's late commit is refused.
+    let late = Record::Task {
+        state: TaskState::Finished,
+        result: None,
+        error: None,
+    };
+    let refused = store.commit(&tessera_store::CommitBatch {
+        task_id: "held",
+        fence: 1,
+        records: vec![&late],
+        cache: Vec::new(),
+        now,
+    });
     assert!(
-        !tessera_engine::runner_alive(&stale),
-        "same pid, other process (nonce differs)"
+        matches!(refused, Err(tessera_store::StoreError::Fenced(_))),
+        "{refused:?}"
     );
-    assert!(
-        tessera_engine::runner_alive("some-other-host:1:abc"),
-        "other hosts are assumed alive"
-    );
-    assert!(!tessera_engine::runner_alive("garbage"));
+    // Another engine cannot take it while this one holds it.
+    let other = second_engine(&f);
+    assert!(matches!(
+        other.resume("held", tessera_engine::Fix::default()),
+        Err(EngineError::Held { .. })
+    ));
+    h.cancel("done");
+    assert_eq!(h.wait().unwrap().state, TaskState::Cancelled);
 }
 
 #[test]

@@ -153,7 +153,9 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> ApiError {
         match e {
             EngineError::NotFound(id) => ApiError::NotFound { what: "task", id },
-            EngineError::NotResumable { .. } => ApiError::Conflict(e.to_string()),
+            EngineError::NotResumable { .. } | EngineError::Held { .. } => {
+                ApiError::Conflict(e.to_string())
+            }
             EngineError::UnknownNode { ref nodes, .. } => ApiError::Missing {
                 details: serde_json::json!({ "nodes": nodes }),
                 message: e.to_string(),

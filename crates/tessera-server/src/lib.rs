@@ -155,7 +155,8 @@ pub async fn start(
         config.public_info,
         events,
     )));
-    continue_unfinished(&state).await;
+    claim_unheld(&state).await;
+    tokio::spawn(claim_loop(state.clone()));
     tokio::spawn(registry::sweep_loop(state.clone()));
     tokio::spawn(routes::tasks::retention_loop(state.clone()));
     tokio::spawn(routes::tasks::forget_ended_loop(state.clone()));
@@ -178,17 +179,33 @@ pub async fn start(
     })
 }
 
-/// After a restart, every task that had not ended continues (service nodes keep waiting for
-/// their callbacks).
-async fn continue_unfinished(state: &AppState) {
-    let ids = match state.blocking(|s| s.unfinished_tasks()).await {
+/// Every third of the lease, tasks that have not ended and that nobody holds (their holder
+/// was killed, or lost the store, and its lease ran out) are claimed and continue here:
+/// after a restart, the tasks of the previous process continue once its leases expire;
+/// service nodes keep waiting for their callbacks.
+async fn claim_loop(state: AppState) {
+    let every = (state.engine.lease() / 3).max(Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(every).await;
+        claim_unheld(&state).await;
+    }
+}
+
+async fn claim_unheld(state: &AppState) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let ids = match state.blocking(move |s| s.claimable_tasks(now)).await {
         Ok(ids) => ids,
         Err(e) => {
-            tracing::error!(error = %e, "cannot list unfinished tasks");
+            tracing::error!(error = %e, "cannot list the tasks nobody holds");
             return;
         }
     };
     for id in ids {
+        if state.engine.is_driving(&id) {
+            continue;
+        }
         let engine = state.engine.clone();
         let task = id.clone();
         match tokio::task::spawn_blocking(move || {
@@ -197,10 +214,11 @@ async fn continue_unfinished(state: &AppState) {
         .await
         {
             Ok(Ok(handle)) => {
-                tracing::info!(task = %id, "continuing unfinished task");
+                tracing::info!(task = %id, "continuing a task nobody held");
                 routes::tasks::track(state, handle);
             }
-            Ok(Err(e)) => tracing::warn!(task = %id, error = %e, "cannot continue task"),
+            // Claimed by another runner meanwhile, or ended: nothing to do.
+            Ok(Err(e)) => tracing::debug!(task = %id, error = %e, "not continuing task"),
             Err(e) => tracing::warn!(task = %id, error = %e, "cannot continue task"),
         }
     }

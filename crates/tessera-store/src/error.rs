@@ -29,6 +29,10 @@ pub enum StoreError {
     Corrupt { what: String, detail: String },
     #[error("object store: {0}")]
     Object(String),
+    /// The task was claimed by another runner since this one claimed it (its lease expired):
+    /// the write was refused, and the caller must stop working on the task.
+    #[error("task `{0}` is now held by another runner (its lease expired); nothing was written")]
+    Fenced(String),
     /// An operation of a group commit failed (the error is shared by description).
     #[error("{message}")]
     Batch {
@@ -59,6 +63,7 @@ impl StoreError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             StoreError::NotFound { .. } | StoreError::Conflict(_) => ErrorKind::User,
+            StoreError::Fenced(_) => ErrorKind::Internal,
             StoreError::Busy(_)
             | StoreError::Full(_)
             | StoreError::Io { .. }

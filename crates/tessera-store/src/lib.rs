@@ -58,21 +58,27 @@ pub trait Store: Send + Sync {
     /// What a resumed scheduler needs: each attempt's state, and outputs of finished ones.
     fn past_runs(&self, task_id: &str) -> Result<Vec<PastRun>, StoreError>;
 
-    /// Takes a task over to resume it, atomically: only if its state and runner are still the
-    /// ones observed (two resumes cannot both win). State back to `pending`, runner = `runner`,
-    /// cancel request cleared, attempts left `running` by a crash marked failed (interrupted) —
-    /// except `service` attempts, which keep waiting for their callback. False if it changed.
-    fn reopen_task(
+    /// Claims a task to resume it, atomically: only if its state and fence are still the
+    /// ones observed (two resumes cannot both win) and nobody's lease on it runs at `now`.
+    /// State back to `pending`, `runner` holds it until `lease_until`, the fence goes up by
+    /// one (the previous holder's commits fail from now on), cancel request cleared, attempts
+    /// left `running` by a crash marked failed (interrupted) — except `service` attempts, which
+    /// keep waiting for their callback. The new fence, or `None` if it changed or is held.
+    fn reopen_task(&self, task_id: &str, claim: &Claim<'_>) -> Result<Option<u64>, StoreError>;
+
+    /// Extends the leases `runner` holds (`(task, fence)`) to `until`, in one transaction; the
+    /// tasks it no longer holds (claimed by another since, or ended) are returned.
+    fn renew_leases(
         &self,
-        task_id: &str,
-        observed: (&str, Option<&str>),
         runner: &str,
-    ) -> Result<bool, StoreError>;
+        held: &[(String, u64)],
+        until: u64,
+    ) -> Result<Vec<String>, StoreError>;
 
     /// Marks a task its driver had to give up (a store error, a panic) as failed with the
     /// cause, and releases it, so that it can be resumed, cancelled or deleted. Only while
-    /// `runner` still holds it; false if it did not (taken over, or already ended).
-    fn fail_task(&self, task_id: &str, runner: &str, error: &str) -> Result<bool, StoreError>;
+    /// the claim `fence` still holds it; false if not (claimed again, or already ended).
+    fn fail_task(&self, task_id: &str, fence: u64, error: &str) -> Result<bool, StoreError>;
 
     fn append_logs(&self, lines: &[LogLine]) -> Result<(), StoreError>;
 
@@ -110,8 +116,9 @@ pub trait Store: Send + Sync {
 
     fn cancel_requested(&self, task_id: &str) -> Result<bool, StoreError>;
 
-    /// Marks a task that no process runs any more (e.g. killed) as cancelled.
-    fn mark_cancelled(&self, task_id: &str, reason: &str) -> Result<(), StoreError>;
+    /// Marks a task that nobody holds (no lease running at `now`) as cancelled; false if it
+    /// is held (then ask its holder: [`Store::request_cancel`]) or has ended.
+    fn mark_cancelled(&self, task_id: &str, reason: &str, now: u64) -> Result<bool, StoreError>;
 
     /// Deletes an ended task with its node runs, logs and callbacks; returns the ids of its
     /// objects (their metadata is deleted too; the caller deletes the bytes). A task that has
@@ -122,8 +129,9 @@ pub trait Store: Send + Sync {
     /// Ids of tasks that ended (finished, failed, cancelled) before `before` (ms).
     fn ended_before(&self, before: u64) -> Result<Vec<String>, StoreError>;
 
-    /// Tasks that have not ended (to continue after a restart).
-    fn unfinished_tasks(&self) -> Result<Vec<String>, StoreError>;
+    /// Tasks that have not ended and that nobody holds at `now` (their holder's lease ran
+    /// out: it was killed, or lost the store): any runner may claim and continue them.
+    fn claimable_tasks(&self, now: u64) -> Result<Vec<String>, StoreError>;
 
     /// Task counts per pipeline and state; only `owner`'s tasks when given.
     fn task_stats(&self, owner: Option<&str>) -> Result<Vec<StatRow>, StoreError>;

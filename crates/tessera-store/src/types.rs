@@ -15,17 +15,33 @@ pub struct NewTask {
     pub created_at: u64,
     /// Who started it (a token name); `None` when auth is off or for local runs.
     pub owner: Option<String>,
-    /// The process that will run it (`host:pid`), recorded with the task.
+    /// The process that will run it (`host:pid:nonce`), recorded with the task: it holds the
+    /// task's lease (fence 1) until `lease_until` (ms), and renews it while it works.
     pub runner: Option<String>,
+    pub lease_until: u64,
     /// The directory relative paths of the pipeline resolve against (the pipeline file's, for
     /// `tessera run FILE`); `None`: the process's working directory (HTTP submissions).
     pub base_dir: Option<String>,
+}
+
+/// A claim of a task to resume it (see [`crate::Store::reopen_task`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    /// The state and fence read just before: the claim fails if either changed.
+    pub observed_state: &'a str,
+    pub observed_fence: u64,
+    pub runner: &'a str,
+    pub now: u64,
+    pub lease_until: u64,
 }
 
 /// Everything one scheduler step must make durable.
 #[derive(Debug)]
 pub struct CommitBatch<'a> {
     pub task_id: &'a str,
+    /// The fencing token the committer got when it claimed the task: the commit is refused
+    /// ([`crate::StoreError::Fenced`]) if the task was claimed again since.
+    pub fence: u64,
     pub records: Vec<&'a Record>,
     pub cache: Vec<(&'a str, &'a str, &'a Data)>,
     pub now: u64,
@@ -45,9 +61,15 @@ pub struct TaskRow {
     pub created_at: u64,
     #[serde(serialize_with = "tessera_core::time::ser")]
     pub updated_at: u64,
-    /// Which process runs (or last ran) the task: `host:pid`.
+    /// Which process runs (or last ran) the task: `host:pid:nonce`.
     #[serde(skip)]
     pub runner: Option<String>,
+    /// Incremented by every claim: a holder's commits carry it, and fail once it changed.
+    #[serde(skip)]
+    pub fence: u64,
+    /// Until when (ms) its holder's lease runs, if held: after that any runner may claim it.
+    #[serde(skip)]
+    pub lease_until: Option<u64>,
     pub owner: Option<String>,
     /// See [`NewTask::base_dir`]; kept so a resumed task resolves paths as its first run did.
     #[serde(skip)]

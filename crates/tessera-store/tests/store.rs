@@ -34,6 +34,7 @@ fn new_task(id: &str, created_at: u64) -> NewTask {
         created_at,
         owner: None,
         runner: None,
+        lease_until: 0,
         base_dir: None,
     }
 }
@@ -42,6 +43,7 @@ fn commit(store: &dyn Store, task: &str, records: &[Record]) {
     store
         .commit(&CommitBatch {
             task_id: task,
+            fence: 1,
             records: records.iter().collect(),
             cache: Vec::new(),
             now: 30,
@@ -109,6 +111,7 @@ fn branch_decisions_and_cache_entries_round_trip() {
     store
         .commit(&CommitBatch {
             task_id: "t1",
+            fence: 1,
             records: vec![&r],
             cache: vec![("k1", "check", &out)],
             now: 5,
@@ -142,6 +145,7 @@ fn finish(store: &SqliteStore, task: &str) {
     store
         .commit(&CommitBatch {
             task_id: task,
+            fence: 1,
             records: vec![&done],
             cache: vec![],
             now: 9,
@@ -161,6 +165,7 @@ fn cache_hits_share_their_objects_and_gone_objects_are_misses() {
     store
         .commit(&CommitBatch {
             task_id: "t1",
+            fence: 1,
             records: vec![],
             cache: vec![("k", "n", &out)],
             now: 5,
@@ -250,19 +255,25 @@ fn logs_cancel_flags_and_unknown_ids() {
     assert!(store.request_cancel("t1").unwrap());
     assert!(store.cancel_requested("t1").unwrap());
     assert!(!store.request_cancel("nope").unwrap());
-    assert!(store.reopen_task("t1", ("pending", None), "me").unwrap());
-    assert!(
-        !store.reopen_task("t1", ("pending", None), "other").unwrap(),
-        "taken already"
+    let claim = |runner| Claim {
+        observed_state: "pending",
+        observed_fence: 1,
+        runner,
+        now: 100,
+        lease_until: 10_100,
+    };
+    assert_eq!(store.reopen_task("t1", &claim("me")).unwrap(), Some(2));
+    assert_eq!(
+        store.reopen_task("t1", &claim("other")).unwrap(),
+        None,
+        "taken already (the fence moved)"
     );
     assert_eq!(
         store.task("t1").unwrap().unwrap().runner.as_deref(),
         Some("me")
     );
     assert!(!store.cancel_requested("t1").unwrap());
-    let err = store
-        .reopen_task("nope", ("pending", None), "me")
-        .unwrap_err();
+    let err = store.reopen_task("nope", &claim("me")).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::User);
     assert!(store.task("nope").unwrap().is_none());
 }
@@ -488,7 +499,10 @@ fn deleting_a_task_removes_its_rows_and_names_its_objects() {
     let stats = store.task_stats(None).unwrap();
     assert_eq!(stats.len(), 1);
     assert_eq!((stats[0].state.as_str(), stats[0].count), ("pending", 1));
-    assert_eq!(store.unfinished_tasks().unwrap(), vec!["t2".to_string()]);
+    assert_eq!(
+        store.claimable_tasks(u64::MAX).unwrap(),
+        vec!["t2".to_string()]
+    );
     assert!(store.ended_before(u64::MAX).unwrap().is_empty());
 }
 
@@ -741,4 +755,95 @@ fn batch_jobs_keep_chunk_checkpoints_and_lines_across_reopening() {
     assert!(store.batch_job(&key).unwrap().is_none());
     assert!(store.batch_chunks(&key).unwrap().is_empty());
     assert!(store.batch_lines(&key).unwrap().is_empty());
+}
+
+/// Leases: the holder renews; another runner claims only once the lease ran out, which moves
+/// the fence, and from then on the old holder's commits and renewals are refused.
+#[test]
+fn a_claim_is_fenced_and_an_expired_lease_is_claimed_again() {
+    let store = SqliteStore::in_memory().unwrap();
+    let mut task = new_task("t1", 1);
+    task.runner = Some("a".into());
+    task.lease_until = 1_000;
+    store.create_task(&task).unwrap();
+    store.create_task(&new_task("t2", 2)).unwrap();
+    // Held by `a` until 1,000: not claimable before, claimable after.
+    assert_eq!(store.claimable_tasks(500).unwrap(), vec!["t2".to_string()]);
+    assert_eq!(store.claimable_tasks(1_001).unwrap(), ["t1", "t2"]);
+    // `a` renews to 5,000.
+    let held = vec![("t1".to_string(), 1)];
+    assert!(store.renew_leases("a", &held, 5_000).unwrap().is_empty());
+    let claim = |now, fence| Claim {
+        observed_state: "pending",
+        observed_fence: fence,
+        runner: "b",
+        now,
+        lease_until: now + 10_000,
+    };
+    assert_eq!(
+        store.reopen_task("t1", &claim(2_000, 1)).unwrap(),
+        None,
+        "still held"
+    );
+    assert!(
+        !store.mark_cancelled("t1", "no", 2_000).unwrap(),
+        "held: not marked"
+    );
+    // `a` stops renewing (killed): after 5,000, `b` claims it, with fence 2.
+    assert_eq!(store.reopen_task("t1", &claim(5_001, 1)).unwrap(), Some(2));
+    let row = store.task("t1").unwrap().unwrap();
+    assert_eq!((row.runner.as_deref(), row.fence), (Some("b"), 2));
+    // `a`'s late commit and renewal are refused; `b`'s go through.
+    let record = node("a", 1, NodeState::Finished, Some(json!({"x": 1})));
+    let late = store.commit(&CommitBatch {
+        task_id: "t1",
+        fence: 1,
+        records: vec![&record],
+        cache: Vec::new(),
+        now: 5_002,
+    });
+    assert!(
+        matches!(late, Err(StoreError::Fenced(ref t)) if t == "t1"),
+        "{late:?}"
+    );
+    assert!(
+        store.node_runs("t1").unwrap().is_empty(),
+        "nothing of it written"
+    );
+    assert_eq!(store.renew_leases("a", &held, 9_000).unwrap(), ["t1"]);
+    assert!(!store.fail_task("t1", 1, "a gave up").unwrap());
+    store
+        .commit(&CommitBatch {
+            task_id: "t1",
+            fence: 2,
+            records: vec![&record],
+            cache: Vec::new(),
+            now: 5_003,
+        })
+        .unwrap();
+    assert_eq!(store.node_runs("t1").unwrap().len(), 1);
+    // Ending the task releases the lease: nobody holds an ended task.
+    let end = Record::Task {
+        state: TaskState::Finished,
+        result: None,
+        error: None,
+    };
+    store
+        .commit(&CommitBatch {
+            task_id: "t1",
+            fence: 2,
+            records: vec![&end],
+            cache: Vec::new(),
+            now: 5_004,
+        })
+        .unwrap();
+    assert_eq!(store.task("t1").unwrap().unwrap().lease_until, None);
+    assert_eq!(
+        store
+            .renew_leases("b", &[("t1".into(), 2)], 20_000)
+            .unwrap(),
+        ["t1"]
+    );
+    // A task nobody holds is cancelled at once.
+    assert!(store.mark_cancelled("t2", "asked", 6_000).unwrap());
 }

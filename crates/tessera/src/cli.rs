@@ -83,6 +83,19 @@ pub struct EngineArgs {
         value_name = "NAME"
     )]
     pub command_env: Vec<String>,
+    /// How long a claim on a task lasts without renewal (renewed every third of it while the
+    /// task runs here), e.g. `10s`, `500ms`. After `kill -9`, a task continues elsewhere (or
+    /// after a restart) once its lease has run out. Default 10s.
+    #[arg(long, env = "TESSERA_LEASE", value_parser = parse_lease)]
+    pub lease: Option<std::time::Duration>,
+}
+
+fn parse_lease(text: &str) -> Result<std::time::Duration, String> {
+    let d = tessera_core::model::parse_duration_str(text)?;
+    if d < std::time::Duration::from_millis(100) {
+        return Err("a lease is at least 100ms".into());
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Subcommand)]

@@ -38,6 +38,8 @@ pub struct Settings {
     pub store_dir: Option<PathBuf>,
     /// Variables of Tessera's environment that commands get.
     pub command_env: Vec<String>,
+    /// How long a claim on a task lasts without renewal.
+    pub lease: std::time::Duration,
 }
 
 impl Settings {
@@ -57,7 +59,11 @@ impl Settings {
                 .map(String::from)
                 .to_vec()
         });
+        let mut lease = tessera_engine::DEFAULT_LEASE;
         if let Some(e) = engine {
+            if let Some(l) = e.lease {
+                lease = l;
+            }
             if !e.command_env.is_empty() {
                 command_env = e.command_env.clone();
             }
@@ -101,6 +107,7 @@ impl Settings {
             db_path: None,
             store_dir: None,
             command_env,
+            lease,
         })
     }
 
@@ -170,6 +177,7 @@ impl Settings {
         config.max_processes = self.max_processes;
         config.pools = self.pools.clone();
         config.command_env = self.command_env.clone();
+        config.lease = self.lease;
         config
     }
 }

@@ -105,8 +105,30 @@ pub fn resume(
     };
     let fix = tessera_engine::Fix { definition, input };
     let opened = open_engine_on(settings, store, callbacks)?;
-    let handle = opened.engine.resume(task_id, fix)?;
+    let handle = match opened.engine.resume(task_id, fix.clone()) {
+        // Held by a process that may have been killed: its lease tells by when it lets go.
+        // Waited for once; held again after that, its holder is alive and renewing.
+        Err(tessera_engine::EngineError::Held { runner, until, .. })
+            if until.saturating_sub(now_millis()) <= 120_000 =>
+        {
+            let wait = Duration::from_millis(until.saturating_sub(now_millis()) + 50);
+            errln!(
+                "task {task_id} is held by {runner}; waiting {:.1} s for its lease to run out \
+                 (a killed process renews nothing)",
+                wait.as_secs_f64()
+            );
+            std::thread::sleep(wait);
+            opened.engine.resume(task_id, fix)?
+        }
+        other => other?,
+    };
     follow(handle, &opened.runtime, true)
+}
+
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Prints every problem of an invalid pipeline file.

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Condvar, Mutex};
 
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::error::{ErrorKind, StoreError};
 use tessera_core::Data;
@@ -43,6 +43,7 @@ pub(super) struct TaskInsert {
     pub created_at: i64,
     pub owner: Option<String>,
     pub runner: Option<String>,
+    pub lease_until: i64,
     pub base_dir: Option<String>,
 }
 
@@ -72,6 +73,7 @@ pub(super) struct TaskUpdate {
 /// A scheduler step's records, owned.
 pub(super) struct StepWrite {
     pub task_id: String,
+    pub fence: u64,
     pub now: i64,
     pub nodes: Vec<NodeUpsert>,
     pub tasks: Vec<TaskUpdate>,
@@ -115,10 +117,13 @@ impl GroupCommit {
         st.queue.push((ticket, op));
         loop {
             if let Some(result) = st.done.remove(&ticket) {
-                return result.map_err(|(kind, full, message)| StoreError::Batch {
-                    kind,
-                    full,
-                    message,
+                return result.map_err(|failed| match failed {
+                    Failed::Described(kind, full, message) => StoreError::Batch {
+                        kind,
+                        full,
+                        message,
+                    },
+                    Failed::Fenced(task_id) => StoreError::Fenced(task_id),
                 });
             }
             if !st.leader {
@@ -141,11 +146,40 @@ impl GroupCommit {
 }
 
 /// A write's result; a failure is shared by description with every writer of the batch.
-type Outcome = Result<(), (ErrorKind, bool, String)>;
+type Outcome = Result<(), Failed>;
 
-fn describe(e: rusqlite::Error) -> (ErrorKind, bool, String) {
+#[derive(Clone)]
+enum Failed {
+    Described(ErrorKind, bool, String),
+    /// The writer no longer holds the task (see [`StoreError::Fenced`]).
+    Fenced(String),
+}
+
+/// Why applying one write failed.
+enum Failure {
+    Sql(rusqlite::Error),
+    Fenced,
+}
+
+impl From<rusqlite::Error> for Failure {
+    fn from(e: rusqlite::Error) -> Self {
+        Failure::Sql(e)
+    }
+}
+
+fn describe(e: rusqlite::Error) -> Failed {
     let e = StoreError::from(e);
-    (e.kind(), e.is_full(), e.to_string())
+    Failed::Described(e.kind(), e.is_full(), e.to_string())
+}
+
+impl Op {
+    fn task_id(&self) -> &str {
+        match self {
+            Op::CreateTask(t) => &t.id,
+            Op::Step(s) => &s.task_id,
+            Op::Revise(r) => &r.task_id,
+        }
+    }
 }
 
 fn write_all(conn: &mut Connection, ops: Vec<(u64, Op)>) -> Vec<(u64, Outcome)> {
@@ -163,7 +197,11 @@ fn write_all(conn: &mut Connection, ops: Vec<(u64, Op)>) -> Vec<(u64, Outcome)> 
         let outcome = match tx.execute_batch("SAVEPOINT op") {
             Ok(()) => match apply(&tx, &op) {
                 Ok(()) => tx.execute_batch("RELEASE op").map_err(describe),
-                Err(e) => {
+                Err(Failure::Fenced) => {
+                    let _ = tx.execute_batch("ROLLBACK TO op; RELEASE op");
+                    Err(Failed::Fenced(op.task_id().to_string()))
+                }
+                Err(Failure::Sql(e)) => {
                     let err = describe(e);
                     // A full disk (or an I/O error) makes SQLite roll the whole transaction
                     // back: every write of the batch is lost, and fails with the cause.
@@ -258,17 +296,18 @@ fn column<'j>(
     Ok(std::borrow::Cow::Owned(column))
 }
 
-fn apply(tx: &Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
+fn apply(tx: &Transaction<'_>, op: &Op) -> Result<(), Failure> {
     let mut hashes = HashMap::new();
     match op {
         Op::CreateTask(t) => {
             let input = column(tx, &t.id, &t.input, &mut hashes)?;
             Stmt::new(tx,
-                "INSERT INTO tasks (id, pipeline, definition, input, state, created_at, updated_at, owner, runner, base_dir)
-                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?6, ?7, ?8)",
+                "INSERT INTO tasks (id, pipeline, definition, input, state, created_at, updated_at, owner, runner, base_dir,
+                    fence, lease_until)
+                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?6, ?7, ?8, 1, ?9)",
                 false,
             )?
-            .execute(params![t.id, t.pipeline, t.definition, input, t.created_at, t.owner, t.runner, t.base_dir])?;
+            .execute(params![t.id, t.pipeline, t.definition, input, t.created_at, t.owner, t.runner, t.base_dir, t.lease_until])?;
         }
         Op::Revise(r) => {
             let n = Stmt::new(
@@ -281,7 +320,7 @@ fn apply(tx: &Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
             )?
             .execute(params![r.task_id, r.at])?;
             if n == 0 {
-                return Err(rusqlite::Error::QueryReturnedNoRows);
+                return Err(rusqlite::Error::QueryReturnedNoRows.into());
             }
             let input = match &r.input {
                 Some(j) => Some(column(tx, &r.task_id, j, &mut hashes)?),
@@ -295,6 +334,14 @@ fn apply(tx: &Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
             .execute(params![r.task_id, r.definition, input])?;
         }
         Op::Step(s) => {
+            // Only the holder of the current claim writes (checked in this transaction).
+            let fence: Option<i64> = tx
+                .prepare_cached("SELECT fence FROM tasks WHERE id = ?1")?
+                .query_row([&s.task_id], |r| r.get(0))
+                .optional()?;
+            if fence != Some(s.fence as i64) {
+                return Err(Failure::Fenced);
+            }
             let big = s.nodes.iter().any(|n| {
                 n.input.as_ref().is_some_and(Json::big) || n.output.as_ref().is_some_and(Json::big)
             }) || s
@@ -346,7 +393,9 @@ fn apply(tx: &Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
             }
             let mut task_update = Stmt::new(
                 tx,
-                "UPDATE tasks SET state = ?2, result = ?3, error = ?4, updated_at = ?5 WHERE id = ?1",
+                "UPDATE tasks SET state = ?2, result = ?3, error = ?4, updated_at = ?5,
+                    lease_until = CASE WHEN ?2 IN ('finished', 'failed', 'cancelled') THEN NULL ELSE lease_until END
+                 WHERE id = ?1",
                 big,
             )?;
             for t in &s.tasks {

@@ -178,6 +178,7 @@ impl Store for SqliteStore {
             created_at: task.created_at as i64,
             owner: task.owner.clone(),
             runner: task.runner.clone(),
+            lease_until: task.lease_until as i64,
             base_dir: task.base_dir.clone(),
         });
         self.group.write(&self.conn, op)
@@ -207,6 +208,7 @@ impl Store for SqliteStore {
         // Serialised here, on the caller's thread; the leader only writes.
         let mut step = group::StepWrite {
             task_id: batch.task_id.to_string(),
+            fence: batch.fence,
             now: batch.now as i64,
             nodes: Vec::new(),
             tasks: Vec::new(),
@@ -252,7 +254,7 @@ impl Store for SqliteStore {
         let row = conn
             .query_row(
                 "SELECT id, pipeline, definition, input, state, result, error, created_at, updated_at, runner,
-                        owner, base_dir
+                        owner, base_dir, fence, lease_until
                  FROM tasks WHERE id = ?1",
                 [id],
                 |r| {
@@ -269,6 +271,8 @@ impl Store for SqliteStore {
                         r.get::<_, Option<String>>(9)?,
                         r.get::<_, Option<String>>(10)?,
                         r.get::<_, Option<String>>(11)?,
+                        r.get::<_, i64>(12)?,
+                        r.get::<_, Option<i64>>(13)?,
                     ))
                 },
             )
@@ -286,6 +290,8 @@ impl Store for SqliteStore {
             runner,
             owner,
             base_dir,
+            fence,
+            lease_until,
         )) = row
         else {
             return Ok(None);
@@ -303,6 +309,8 @@ impl Store for SqliteStore {
             runner,
             owner,
             base_dir,
+            fence: fence as u64,
+            lease_until: lease_until.map(|t| t as u64),
         }))
     }
 
@@ -447,13 +455,18 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
-    fn fail_task(&self, task_id: &str, runner: &str, error: &str) -> Result<bool, StoreError> {
+    fn fail_task(&self, task_id: &str, fence: u64, error: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let n = tx.execute(
-            "UPDATE tasks SET state = 'failed', error = ?3, runner = NULL, updated_at = ?4
-             WHERE id = ?1 AND runner = ?2 AND state IN ('pending', 'running')",
-            params![task_id, runner, error, crate::objects::now_millis() as i64],
+            "UPDATE tasks SET state = 'failed', error = ?3, lease_until = NULL, updated_at = ?4
+             WHERE id = ?1 AND fence = ?2 AND state IN ('pending', 'running')",
+            params![
+                task_id,
+                fence as i64,
+                error,
+                crate::objects::now_millis() as i64
+            ],
         )?;
         if n > 0 {
             tx.execute(
@@ -466,18 +479,23 @@ impl Store for SqliteStore {
         Ok(n > 0)
     }
 
-    fn reopen_task(
-        &self,
-        task_id: &str,
-        (state, old_runner): (&str, Option<&str>),
-        runner: &str,
-    ) -> Result<bool, StoreError> {
+    fn reopen_task(&self, task_id: &str, claim: &Claim<'_>) -> Result<Option<u64>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let n = tx.execute(
-            "UPDATE tasks SET state = 'pending', error = NULL, cancel_requested = 0, runner = ?4
-             WHERE id = ?1 AND state = ?2 AND runner IS ?3",
-            params![task_id, state, old_runner, runner],
+            "UPDATE tasks SET state = 'pending', error = NULL, cancel_requested = 0, runner = ?4,
+                fence = fence + 1, lease_until = ?6
+             WHERE id = ?1 AND state = ?2 AND fence = ?3
+               AND (state NOT IN ('pending', 'running') OR lease_until IS NULL OR lease_until < ?5
+                    OR runner = ?4)",
+            params![
+                task_id,
+                claim.observed_state,
+                claim.observed_fence as i64,
+                claim.runner,
+                claim.now as i64,
+                claim.lease_until as i64
+            ],
         )?;
         if n == 0 {
             let exists = tx
@@ -490,7 +508,7 @@ impl Store for SqliteStore {
                     id: task_id.to_string(),
                 });
             }
-            return Ok(false);
+            return Ok(None);
         }
         // Attempts caught running by a crash will never report: say so in the history.
         tx.execute(
@@ -499,7 +517,34 @@ impl Store for SqliteStore {
             [task_id],
         )?;
         tx.commit()?;
-        Ok(true)
+        Ok(Some(claim.observed_fence + 1))
+    }
+
+    fn renew_leases(
+        &self,
+        runner: &str,
+        held: &[(String, u64)],
+        until: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut lost = Vec::new();
+        {
+            let mut renew = tx.prepare_cached(
+                "UPDATE tasks SET lease_until = ?4
+                 WHERE id = ?1 AND fence = ?2 AND runner = ?3 AND state IN ('pending', 'running')",
+            )?;
+            for (task_id, fence) in held {
+                if renew.execute(params![task_id, *fence as i64, runner, until as i64])? == 0 {
+                    lost.push(task_id.clone());
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(lost)
     }
 
     fn append_logs(&self, lines: &[LogLine]) -> Result<(), StoreError> {
@@ -598,19 +643,23 @@ impl Store for SqliteStore {
             .unwrap_or(false))
     }
 
-    fn mark_cancelled(&self, task_id: &str, reason: &str) -> Result<(), StoreError> {
+    fn mark_cancelled(&self, task_id: &str, reason: &str, now: u64) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        tx.execute(
-            "UPDATE tasks SET state = 'cancelled', error = ?2 WHERE id = ?1 AND state IN ('pending', 'running')",
-            params![task_id, reason],
+        let n = tx.execute(
+            "UPDATE tasks SET state = 'cancelled', error = ?2, lease_until = NULL, updated_at = ?3
+             WHERE id = ?1 AND state IN ('pending', 'running')
+               AND (lease_until IS NULL OR lease_until < ?3)",
+            params![task_id, reason, now as i64],
         )?;
-        tx.execute(
-            "UPDATE node_runs SET state = 'cancelled' WHERE task_id = ?1 AND state IN ('running', 'ready', 'waiting')",
-            [task_id],
-        )?;
+        if n > 0 {
+            tx.execute(
+                "UPDATE node_runs SET state = 'cancelled' WHERE task_id = ?1 AND state IN ('running', 'ready', 'waiting')",
+                [task_id],
+            )?;
+        }
         tx.commit()?;
-        Ok(())
+        Ok(n > 0)
     }
 
     fn delete_task(&self, task_id: &str) -> Result<Vec<String>, StoreError> {
@@ -621,8 +670,8 @@ impl Store for SqliteStore {
         registry::ended_before(&self.conn(), before)
     }
 
-    fn unfinished_tasks(&self) -> Result<Vec<String>, StoreError> {
-        registry::unfinished_tasks(&self.conn())
+    fn claimable_tasks(&self, now: u64) -> Result<Vec<String>, StoreError> {
+        registry::claimable_tasks(&self.conn(), now)
     }
 
     fn task_stats(&self, owner: Option<&str>) -> Result<Vec<StatRow>, StoreError> {

@@ -135,6 +135,14 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     add_column_if_missing(conn, "batch_chunks", "line_hashes", "BLOB")?;
     add_column_if_missing(conn, "callbacks", "callback_base", "TEXT")?;
     add_column_if_missing(conn, "tasks", "base_dir", "TEXT")?;
+    // Leases: the holder (`runner`) until `lease_until` (ms); `fence` counts the claims.
+    add_column_if_missing(conn, "tasks", "fence", "INTEGER NOT NULL DEFAULT 0")?;
+    add_column_if_missing(conn, "tasks", "lease_until", "INTEGER")?;
+    // What the claim loop reads every few seconds: only tasks that have not ended.
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS tasks_unended ON tasks(lease_until)
+         WHERE state IN ('pending', 'running')",
+    )?;
     Ok(())
 }
 

@@ -6,6 +6,7 @@ mod cli_small;
 mod docs;
 mod engine_small;
 mod hardening;
+mod leases;
 mod nested;
 mod pipelines;
 mod raster;

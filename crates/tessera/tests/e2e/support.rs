@@ -36,6 +36,9 @@ impl Env {
         let mut c = Command::new(env!("CARGO_BIN_EXE_tessera"));
         c.current_dir(self.dir.path())
             .env("TESSERA_DATA_DIR", self.path("data"))
+            // Short leases: a task of a process killed with -9 is free again within 0.5 s
+            // (the default, 10 s, would make every kill-and-resume test wait that long).
+            .env("TESSERA_LEASE", "500ms")
             .env_remove("TESSERA_CONFIG")
             .stdin(Stdio::null());
         c

@@ -1,0 +1,107 @@
+//! The claims this process holds on tasks. A driver's claim is registered when it starts and
+//! dropped when it ends; one loop renews every claim of the process together, in one
+//! transaction, every third of the lease. A claim found lost (the lease ran out — the store
+//! was unreachable, the process paused — and another runner took the task) stops its driver:
+//! its commits would be refused anyway (the fence changed).
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tessera_core::scheduler::Event;
+
+use crate::events::EventSender;
+use crate::{Shared, now_millis};
+
+/// One claim: the fence its commits carry, and how to stop its driver.
+pub(crate) struct Held {
+    pub fence: u64,
+    pub events: EventSender,
+}
+
+impl Shared {
+    pub(crate) fn hold(&self, task_id: &str, fence: u64, events: EventSender) {
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(task_id.to_string(), Held { fence, events });
+    }
+
+    pub(crate) fn release(&self, task_id: &str) {
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(task_id);
+    }
+
+    /// Whether another runner's lease on `task` runs now: its holder and until when.
+    pub(crate) fn held_elsewhere(&self, task: &tessera_store::TaskRow) -> Option<(String, u64)> {
+        let until = task.lease_until?;
+        let runner = task.runner.as_deref()?;
+        (!task.task_state().is_terminal() && runner != self.runner && until >= now_millis())
+            .then(|| (runner.to_string(), until))
+    }
+
+    /// When a claim made or renewed now runs out.
+    pub(crate) fn lease_until(&self) -> u64 {
+        now_millis() + self.config.lease.as_millis() as u64
+    }
+}
+
+/// Starts the renewal loop of an engine; it ends with the engine.
+pub(crate) fn start_renewing(shared: &Arc<Shared>) {
+    let every = (shared.config.lease / 3).max(Duration::from_millis(50));
+    shared
+        .runtime
+        .spawn(renew_loop(Arc::downgrade(shared), every));
+}
+
+async fn renew_loop(engine: Weak<Shared>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(shared) = engine.upgrade() else {
+            return;
+        };
+        let held: Vec<(String, u64)> = shared
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(task, h)| (task.clone(), h.fence))
+            .collect();
+        if held.is_empty() {
+            continue;
+        }
+        let until = shared.lease_until();
+        let s = shared.clone();
+        let renewed =
+            tokio::task::spawn_blocking(move || s.store.renew_leases(&s.runner, &held, until))
+                .await;
+        let lost = match renewed {
+            Ok(Ok(lost)) => lost,
+            // The next round tries again; past the lease, the claims may be lost.
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot renew the leases of running tasks");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot renew the leases of running tasks");
+                continue;
+            }
+        };
+        for task in lost {
+            let Some(held) = shared
+                .held
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&task)
+            else {
+                continue;
+            };
+            // Ended meanwhile, or taken over: either way this driver has nothing left to do.
+            tracing::warn!(task = %task, "lost the claim on a task; stopping its driver");
+            held.events.send(Event::Cancel {
+                reason: "this process lost its claim on the task (its lease ran out)".into(),
+            });
+        }
+    }
+}
