@@ -14,7 +14,7 @@ use crate::error::EngineError;
 pub struct TaskDocument {
     pub id: String,
     pub pipeline: String,
-    pub state: String,
+    pub state: tessera_core::scheduler::TaskState,
     #[serde(serialize_with = "tessera_core::time::ser")]
     pub created_at: u64,
     #[serde(serialize_with = "tessera_core::time::ser")]
@@ -40,7 +40,7 @@ pub struct NodeSummary {
     pub node: String,
     #[serde(rename = "type")]
     pub node_type: String,
-    pub state: String,
+    pub state: tessera_core::scheduler::NodeState,
     pub iteration: u32,
     pub attempt: u32,
     /// Attempts of its latest iteration.
@@ -86,13 +86,13 @@ pub fn task_document(store: &dyn Store, task_id: &str) -> Result<TaskDocument, E
             .rev()
             .take_while(|r| r.iteration == latest.iteration)
             .count();
-        let c = counts.entry(latest.state.clone()).or_insert(json!(0));
+        let c = counts.entry(latest.state.to_string()).or_insert(json!(0));
         *c = json!(c.as_u64().unwrap_or(0) + 1);
         nodes.push(NodeSummary {
             key: latest.key.clone(),
             node: latest.node.clone(),
             node_type: latest.node_type.clone(),
-            state: latest.state.clone(),
+            state: latest.state,
             iteration: latest.iteration,
             attempt: latest.attempt,
             attempts,
@@ -133,13 +133,16 @@ fn batch_documents(store: &dyn Store, task_id: &str) -> Result<Vec<Value>, Engin
     for job in store.batch_jobs(task_id)? {
         let chunks = store.batch_chunks(&job.id)?;
         let lines = store.batch_lines(&job.id)?;
-        let committed: Vec<_> = chunks.iter().filter(|c| c.state == "committed").collect();
+        let committed: Vec<_> = chunks
+            .iter()
+            .filter(|c| c.state == tessera_store::ChunkState::Committed)
+            .collect();
         let sum = |f: fn(&tessera_store::BatchChunkRow) -> u64| -> u64 {
             committed.iter().map(|c| f(c)).sum()
         };
         let mut states = Map::new();
         for c in &chunks {
-            let n = states.entry(c.state.clone()).or_insert(json!(0));
+            let n = states.entry(c.state.to_string()).or_insert(json!(0));
             *n = json!(n.as_u64().unwrap_or(0) + 1);
         }
         let chunk_docs: Vec<Value> = chunks

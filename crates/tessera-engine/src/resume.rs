@@ -105,7 +105,7 @@ impl Engine {
         };
         let past = store.past_runs(task_id)?;
         let claim = tessera_store::Claim {
-            observed_state: &task.state,
+            observed_state: task.state,
             observed_fence: task.fence,
             runner: &self.shared.runner,
             now: now_millis(),

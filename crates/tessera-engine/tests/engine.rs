@@ -75,12 +75,12 @@ fn a_task_runs_and_every_node_is_recorded() {
     assert_eq!(outcome.result.unwrap(), json!({"hello": "world"}));
     let store = f.engine.store();
     let task = store.task(&h.id).unwrap().unwrap();
-    assert_eq!(task.state, "finished");
+    assert_eq!(task.state.as_str(), "finished");
     let runs = store.node_runs(&h.id).unwrap();
     assert_eq!(runs.len(), 3);
     let echo = runs.iter().find(|r| r.key == "echo").unwrap();
     assert_eq!(echo.input, Some(json!({"hello": "world"}).into()));
-    assert_eq!(echo.state, "finished");
+    assert_eq!(echo.state.as_str(), "finished");
     assert_eq!(h.progress().finished, 3);
 }
 
@@ -95,7 +95,7 @@ fn cancelling_a_handle_kills_the_command_and_records_it() {
         .node_runs(&h.id)
         .unwrap()
         .iter()
-        .any(|r| r.key == "long" && r.state == "running")
+        .any(|r| r.key == "long" && r.state.as_str() == "running")
     {
         assert!(
             std::time::Instant::now() < deadline,
@@ -115,7 +115,7 @@ fn cancelling_a_handle_kills_the_command_and_records_it() {
         .into_iter()
         .find(|r| r.key == "long")
         .unwrap();
-    assert_eq!(long.state, "cancelled");
+    assert_eq!(long.state.as_str(), "cancelled");
 }
 
 #[test]
@@ -272,7 +272,7 @@ fn a_panicking_driver_stops_its_jobs_and_fails_its_task_which_resumes() {
     };
     assert!(!alive(), "the running command was killed with its driver");
     let task = f.engine.store().task(&h.id).unwrap().unwrap();
-    assert_eq!(task.state, "failed");
+    assert_eq!(task.state.as_str(), "failed");
     assert!(task.error.unwrap().contains("observer bug"));
     // Nothing holds it any more: it resumes at once, in this process.
     let outcome = f

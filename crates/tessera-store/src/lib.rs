@@ -213,7 +213,7 @@ pub trait Store: Send + Sync {
     fn end_batch_job(
         &self,
         key: &BatchKey,
-        state: &str,
+        state: BatchJobState,
         output: Option<&Value>,
         error: Option<&str>,
         now: u64,

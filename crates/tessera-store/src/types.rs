@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde_json::Value;
 use tessera_core::Data;
-use tessera_core::scheduler::{Record, TaskState};
+use tessera_core::scheduler::{NodeState, Record, TaskState};
 
 #[derive(Debug, Clone)]
 pub struct NewTask {
@@ -28,7 +28,7 @@ pub struct NewTask {
 #[derive(Debug, Clone, Copy)]
 pub struct Claim<'a> {
     /// The state and fence read just before: the claim fails if either changed.
-    pub observed_state: &'a str,
+    pub observed_state: TaskState,
     pub observed_fence: u64,
     pub runner: &'a str,
     pub now: u64,
@@ -54,7 +54,7 @@ pub struct TaskRow {
     #[serde(skip)]
     pub definition: Value,
     pub input: Data,
-    pub state: String,
+    pub state: TaskState,
     pub result: Option<Data>,
     pub error: Option<String>,
     #[serde(serialize_with = "tessera_core::time::ser")]
@@ -90,7 +90,7 @@ pub struct TaskRevision {
 
 impl TaskRow {
     pub fn task_state(&self) -> TaskState {
-        TaskState::parse(&self.state).unwrap_or(TaskState::Failed)
+        self.state
     }
 }
 
@@ -98,7 +98,7 @@ impl TaskRow {
 pub struct TaskSummary {
     pub id: String,
     pub pipeline: String,
-    pub state: String,
+    pub state: TaskState,
     #[serde(serialize_with = "tessera_core::time::ser")]
     pub created_at: u64,
     #[serde(serialize_with = "tessera_core::time::ser")]
@@ -109,7 +109,7 @@ pub struct TaskSummary {
 #[derive(Debug, Clone, Default)]
 pub struct TaskFilter {
     pub pipeline: Option<String>,
-    pub state: Option<String>,
+    pub state: Option<TaskState>,
     pub limit: usize,
     /// Only tasks created strictly before this (created_at, id): keyset pagination.
     pub before: Option<(u64, String)>,
@@ -125,7 +125,7 @@ pub struct NodeRunRow {
     pub node_type: String,
     pub iteration: u32,
     pub attempt: u32,
-    pub state: String,
+    pub state: NodeState,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub input: Option<Data>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -241,7 +241,7 @@ impl CallbackState {
 #[derive(Debug, Clone, Serialize)]
 pub struct StatRow {
     pub pipeline: String,
-    pub state: String,
+    pub state: TaskState,
     pub count: u64,
 }
 
@@ -259,8 +259,7 @@ pub struct BatchKey {
 pub struct BatchJobRow {
     #[serde(flatten)]
     pub id: BatchKey,
-    /// `running`, `finished` or `failed`.
-    pub state: String,
+    pub state: BatchJobState,
     /// Times the job was started (first run and resumes).
     pub starts: u32,
     /// The input as first seen: path, size, mtime (JSON).
@@ -283,8 +282,7 @@ pub struct BatchChunkRow {
     pub end: u64,
     pub first_line: u64,
     pub records: u64,
-    /// `pending`, `committed` or `failed`.
-    pub state: String,
+    pub state: ChunkState,
     pub read: u64,
     pub written: u64,
     pub skipped: u64,
@@ -321,7 +319,7 @@ impl BatchChunkRow {
             end,
             first_line,
             records,
-            state: "pending".into(),
+            state: ChunkState::Pending,
             read: 0,
             written: 0,
             skipped: 0,
@@ -342,8 +340,7 @@ impl BatchChunkRow {
 pub struct BatchLineRow {
     pub chunk: u32,
     pub line: u64,
-    /// `skipped` or `failed`.
-    pub state: String,
+    pub state: LineState,
     /// `parse` or `expression` (or `command`).
     pub kind: String,
     pub raw: String,
@@ -357,3 +354,67 @@ pub struct ChunkCommit<'a> {
     pub chunk: &'a BatchChunkRow,
     pub skipped: &'a [BatchLineRow],
 }
+
+/// A closed set of states stored as words: `as_str`, `parse`, and serialised as the word.
+macro_rules! stored_words {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $word:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($variant),+
+        }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $word),+
+                }
+            }
+
+            pub fn parse(word: &str) -> Option<$name> {
+                match word {
+                    $($word => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+stored_words!(
+    /// Where a batch job is.
+    BatchJobState {
+        Running = "running",
+        Finished = "finished",
+        Failed = "failed",
+    }
+);
+
+stored_words!(
+    /// Where a chunk of a batch job is.
+    ChunkState {
+        Pending = "pending",
+        Committed = "committed",
+        Failed = "failed",
+    }
+);
+
+stored_words!(
+    /// What became of a bad line of a batch job.
+    LineState {
+        Skipped = "skipped",
+        Failed = "failed",
+    }
+);

@@ -81,12 +81,12 @@ fn state_survives_reopening_the_file() {
     }
     let store = SqliteStore::open(&path, Durability::Full).unwrap();
     let task = store.task("t1").unwrap().unwrap();
-    assert_eq!(task.state, "running");
+    assert_eq!(task.state.as_str(), "running");
     assert_eq!(task.input, json!({"n": 3}));
     let runs = store.node_runs("t1").unwrap();
     assert_eq!(runs.len(), 2);
     let a = runs.iter().find(|r| r.key == "a").unwrap();
-    assert_eq!(a.state, "finished");
+    assert_eq!(a.state.as_str(), "finished");
     assert_eq!(
         a.input,
         Some(json!({"in": 1}).into()),
@@ -256,7 +256,7 @@ fn logs_cancel_flags_and_unknown_ids() {
     assert!(store.cancel_requested("t1").unwrap());
     assert!(!store.request_cancel("nope").unwrap());
     let claim = |runner| Claim {
-        observed_state: "pending",
+        observed_state: TaskState::Pending,
         observed_fence: 1,
         runner,
         now: 100,
@@ -661,7 +661,7 @@ fn batch_jobs_keep_chunk_checkpoints_and_lines_across_reopening() {
         store.create_task(&new_task("t1", 1)).unwrap();
         let job = BatchJobRow {
             id: key.clone(),
-            state: "running".into(),
+            state: BatchJobState::Running,
             starts: 0,
             source: json!({"path": "in.csv", "size": 30}),
             plan: json!({"names": ["a", "b"]}),
@@ -678,7 +678,7 @@ fn batch_jobs_keep_chunk_checkpoints_and_lines_across_reopening() {
         store.create_batch_job(&job, &chunks).unwrap();
         assert_eq!(store.start_batch_job(&key, 6).unwrap(), 1);
         let mut done = chunk_row(1, 10, 20);
-        done.state = "committed".into();
+        done.state = ChunkState::Committed;
         done.read = 10;
         done.written = 9;
         done.skipped = 1;
@@ -687,7 +687,7 @@ fn batch_jobs_keep_chunk_checkpoints_and_lines_across_reopening() {
         let skipped = [BatchLineRow {
             chunk: 1,
             line: 14,
-            state: "skipped".into(),
+            state: LineState::Skipped,
             kind: "parse".into(),
             raw: "x,y,z".into(),
             reason: "expected 2 fields".into(),
@@ -700,12 +700,12 @@ fn batch_jobs_keep_chunk_checkpoints_and_lines_across_reopening() {
             })
             .unwrap();
         let mut failed = chunk_row(2, 20, 30);
-        failed.state = "failed".into();
+        failed.state = ChunkState::Failed;
         failed.error = Some("line 25: bad".into());
         let failing = [BatchLineRow {
             chunk: 2,
             line: 25,
-            state: "failed".into(),
+            state: LineState::Failed,
             kind: "expression".into(),
             raw: "q,1".into(),
             reason: "bad".into(),
@@ -744,11 +744,17 @@ fn batch_jobs_keep_chunk_checkpoints_and_lines_across_reopening() {
         [(14, "skipped"), (25, "failed")]
     );
     store
-        .end_batch_job(&key, "finished", Some(&json!({"written": 29})), None, 8)
+        .end_batch_job(
+            &key,
+            BatchJobState::Finished,
+            Some(&json!({"written": 29})),
+            None,
+            8,
+        )
         .unwrap();
     let jobs = store.batch_jobs("t1").unwrap();
     assert_eq!(jobs.len(), 1);
-    assert_eq!(jobs[0].state, "finished");
+    assert_eq!(jobs[0].state.as_str(), "finished");
     assert_eq!(jobs[0].plan["names"][1], "b");
     finish(&store, "t1");
     store.delete_task("t1").unwrap();
@@ -774,7 +780,7 @@ fn a_claim_is_fenced_and_an_expired_lease_is_claimed_again() {
     let held = vec![("t1".to_string(), 1)];
     assert!(store.renew_leases("a", &held, 5_000).unwrap().is_empty());
     let claim = |now, fence| Claim {
-        observed_state: "pending",
+        observed_state: TaskState::Pending,
         observed_fence: fence,
         runner: "b",
         now,

@@ -90,6 +90,12 @@ pub struct EngineArgs {
     pub lease: Option<std::time::Duration>,
 }
 
+fn parse_task_state(text: &str) -> Result<tessera_core::scheduler::TaskState, String> {
+    tessera_core::scheduler::TaskState::parse(text).ok_or_else(|| {
+        format!("unknown state `{text}` (pending, running, finished, failed, cancelled)")
+    })
+}
+
 fn parse_lease(text: &str) -> Result<std::time::Duration, String> {
     let d = tessera_core::model::parse_duration_str(text)?;
     if d < std::time::Duration::from_millis(100) {
@@ -235,8 +241,9 @@ pub enum TasksAction {
         json: bool,
         #[arg(long)]
         pipeline: Option<String>,
-        #[arg(long)]
-        state: Option<String>,
+        /// pending, running, finished, failed or cancelled.
+        #[arg(long, value_parser = parse_task_state)]
+        state: Option<tessera_core::scheduler::TaskState>,
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use serde_json::Value;
-use tessera_core::scheduler::Progress;
+use tessera_core::scheduler::{NodeState, Progress, TaskState};
 
 use crate::progress::ProgressView;
 use crate::remote::{Remote, ServerRefused};
@@ -154,7 +154,7 @@ fn parse_event(block: &str) -> Option<(String, Value)> {
 /// server); prints its result, or its error as a local run does.
 async fn follow(remote: &Remote, task_id: &str, events: reqwest::Response) -> Result<ExitCode> {
     let mut view = ProgressView::new();
-    let mut nodes: HashMap<String, String> = HashMap::new();
+    let mut nodes: HashMap<String, NodeState> = HashMap::new();
     let mut stream = events.bytes_stream();
     let mut buffer = String::new();
     let mut cancelled = false;
@@ -195,13 +195,17 @@ async fn follow(remote: &Remote, task_id: &str, events: reqwest::Response) -> Re
                     if data["task_id"] != task_id {
                         continue;
                     }
-                    let state = data["state"].as_str().unwrap_or("").to_string();
+                    let state = data["state"].as_str().unwrap_or("");
                     match kind.as_str() {
                         "node" => {
-                            nodes.insert(data["key"].as_str().unwrap_or("").to_string(), state);
+                            if let Some(s) = NodeState::parse(state) {
+                                nodes.insert(data["key"].as_str().unwrap_or("").to_string(), s);
+                            }
                         }
-                        "task" if matches!(state.as_str(), "finished" | "failed" | "cancelled") => {
-                            end = Some((state, data["error"].as_str().map(str::to_string)));
+                        "task" => {
+                            if let Some(s) = TaskState::parse(state).filter(|s| s.is_terminal()) {
+                                end = Some((s, data["error"].as_str().map(str::to_string)));
+                            }
                         }
                         _ => {}
                     }
@@ -227,14 +231,14 @@ async fn follow(remote: &Remote, task_id: &str, events: reqwest::Response) -> Re
         }
     };
     view.finish(&progress(&nodes));
-    match state.as_str() {
-        "finished" => {
+    match state {
+        TaskState::Finished => {
             let path = format!("/api/v1/tasks/{task_id}/result");
             let result = remote.json(reqwest::Method::GET, &path).await?;
             crate::output::json(&result)?;
             Ok(ExitCode::SUCCESS)
         }
-        "cancelled" => {
+        TaskState::Cancelled => {
             errln!(
                 "task {task_id} cancelled; continue it with: curl -X POST {}/api/v1/tasks/{task_id}/resume",
                 remote.base
@@ -253,8 +257,6 @@ async fn follow(remote: &Remote, task_id: &str, events: reqwest::Response) -> Re
     }
 }
 
-/// The task's end state and error from the server's list (one row, not its whole document),
-/// `None` while it runs.
 /// The server went away before the task ended: its outcome is unknown here (exit 3), the
 /// task itself goes on there (and continues after a restart of the server).
 fn lost_server(remote: &Remote, task_id: &str, cause: &str) -> ExitCode {
@@ -267,33 +269,34 @@ fn lost_server(remote: &Remote, task_id: &str, cause: &str) -> ExitCode {
     ExitCode::from(3)
 }
 
-async fn ended(remote: &Remote, task_id: &str) -> Result<Option<(String, Option<String>)>> {
+/// The task's end state and error from the server (its row, not its whole document), `None`
+/// while it runs.
+async fn ended(remote: &Remote, task_id: &str) -> Result<Option<(TaskState, Option<String>)>> {
     let doc = remote
         .json(
             reqwest::Method::GET,
             &format!("/api/v1/tasks/{task_id}/state"),
         )
         .await?;
-    let state = doc["state"].as_str().unwrap_or("").to_string();
-    Ok(
-        matches!(state.as_str(), "finished" | "failed" | "cancelled")
-            .then(|| (state, doc["error"].as_str().map(str::to_string))),
-    )
+    let state = doc["state"].as_str().and_then(TaskState::parse);
+    Ok(state
+        .filter(|s| s.is_terminal())
+        .map(|s| (s, doc["error"].as_str().map(str::to_string))))
 }
 
 /// Node counts from the latest state of each node instance seen.
-fn progress(nodes: &HashMap<String, String>) -> Progress {
+fn progress(nodes: &HashMap<String, NodeState>) -> Progress {
     let mut p = Progress {
         total: nodes.len(),
         ..Progress::default()
     };
     for state in nodes.values() {
-        match state.as_str() {
-            "finished" => p.finished += 1,
-            "running" | "waiting" => p.running += 1,
-            "failed" => p.failed += 1,
-            "skipped" => p.skipped += 1,
-            _ => {}
+        match state {
+            NodeState::Finished => p.finished += 1,
+            NodeState::Running | NodeState::Waiting => p.running += 1,
+            NodeState::Failed => p.failed += 1,
+            NodeState::Skipped => p.skipped += 1,
+            NodeState::Ready | NodeState::Cancelled => {}
         }
     }
     p

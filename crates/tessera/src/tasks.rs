@@ -130,7 +130,7 @@ pub fn remote(remote: &Remote, action: TasksAction) -> Result<ExitCode> {
                 path.push_str(&format!("&pipeline={}", segment(&p)));
             }
             if let Some(s) = state {
-                path.push_str(&format!("&state={}", segment(&s)));
+                path.push_str(&format!("&state={}", s.as_str()));
             }
             let page = get(path)?;
             let items = page["items"].as_array().cloned().unwrap_or_default();

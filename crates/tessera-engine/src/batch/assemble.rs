@@ -458,7 +458,7 @@ mod tests {
             bytes: text.as_bytes().to_vec(),
             header: None,
             row: BatchChunkRow {
-                state: "committed".into(),
+                state: tessera_store::ChunkState::Committed,
                 ..BatchChunkRow::pending(index, 0, 0, 1, 1)
             },
             lines: Vec::new(),

@@ -16,7 +16,8 @@ use tessera_batch::chunk::{IssueKind, Layout, header_names};
 use tessera_core::model::{BatchSpec, RecordFormat, RetryPolicy};
 use tessera_core::scheduler::JobError;
 use tessera_store::{
-    BatchChunkRow, BatchJobRow, BatchKey, BatchLineRow, ChunkCommit, ObjectMeta, StoreError,
+    BatchChunkRow, BatchJobRow, BatchJobState, BatchKey, BatchLineRow, ChunkCommit, ChunkState,
+    LineState, ObjectMeta, StoreError,
 };
 
 use super::BatchCounters;
@@ -115,7 +116,7 @@ impl JobRun {
         {
             let _ = self.engine.store.end_batch_job(
                 &self.key,
-                "failed",
+                BatchJobState::Failed,
                 None,
                 Some(&e.message),
                 now_millis(),
@@ -163,7 +164,7 @@ impl JobRun {
         };
         let existing = store.batch_job(&self.key).map_err(store_err)?;
         let (job, chunks) = match existing {
-            Some(job) if self.spec.checkpoints && job.state == "finished" => {
+            Some(job) if self.spec.checkpoints && job.state == BatchJobState::Finished => {
                 if let Some(out) = job.output {
                     logs.push("batch already finished: its recorded output is reused".into());
                     return Ok((out, None));
@@ -202,8 +203,10 @@ impl JobRun {
         }
         let plan: StoredPlan = serde_json::from_value(job.plan.clone())
             .map_err(|e| JobError::permanent(format!("stored batch plan is invalid: {e}")))?;
-        let committed: Vec<&BatchChunkRow> =
-            chunks.iter().filter(|c| c.state == "committed").collect();
+        let committed: Vec<&BatchChunkRow> = chunks
+            .iter()
+            .filter(|c| c.state == ChunkState::Committed)
+            .collect();
         if !committed.is_empty() {
             logs.push(format!(
                 "resuming: {} of {} chunks already committed",
@@ -232,8 +235,10 @@ impl JobRun {
         let mut totals = Totals::default();
         committed.iter().for_each(|c| totals.add(c));
         let totals = Mutex::new(totals);
-        let pending: Vec<&BatchChunkRow> =
-            chunks.iter().filter(|c| c.state != "committed").collect();
+        let pending: Vec<&BatchChunkRow> = chunks
+            .iter()
+            .filter(|c| c.state != ChunkState::Committed)
+            .collect();
         let started = Instant::now();
         let parallelism = match self.spec.parallelism {
             0 => num_cpus::get(),
@@ -343,7 +348,7 @@ impl JobRun {
         let now = now_millis();
         let job = BatchJobRow {
             id: self.key.clone(),
-            state: "running".into(),
+            state: BatchJobState::Running,
             starts: 0,
             source: serde_json::to_value(source).unwrap_or_default(),
             plan: serde_json::to_value(&stored).unwrap_or_default(),
@@ -490,7 +495,7 @@ impl JobRun {
             Err(failure) => return Err(self.fail_chunk(chunk, attempts, failure)),
         };
         let row = BatchChunkRow {
-            state: "committed".into(),
+            state: ChunkState::Committed,
             read: out.read,
             written: out.written,
             skipped: out.skipped.len() as u64,
@@ -505,7 +510,7 @@ impl JobRun {
         let lines = out
             .skipped
             .iter()
-            .map(|i| line_row(chunk.index, "skipped", i))
+            .map(|i| line_row(chunk.index, LineState::Skipped, i))
             .collect();
         Ok(Finished {
             bytes: out.bytes,
@@ -523,9 +528,9 @@ impl JobRun {
                 let r = &issue.record;
                 let mut lines: Vec<BatchLineRow> = skipped
                     .iter()
-                    .map(|i| line_row(chunk.index, "skipped", i))
+                    .map(|i| line_row(chunk.index, LineState::Skipped, i))
                     .collect();
-                lines.push(line_row(chunk.index, "failed", issue));
+                lines.push(line_row(chunk.index, LineState::Failed, issue));
                 let hint = match issue.kind {
                     IssueKind::Parse
                         if !self.spec.skip.parse_errors || self.spec.skip.limit == 0 =>
@@ -565,7 +570,7 @@ impl JobRun {
             Failure::Cancelled => ("cancelled".into(), Vec::new()),
         };
         let row = BatchChunkRow {
-            state: "failed".into(),
+            state: ChunkState::Failed,
             attempts,
             error: Some(message.clone()),
             ..chunk.clone()
@@ -618,7 +623,13 @@ impl JobRun {
         });
         self.engine
             .store
-            .end_batch_job(&self.key, "finished", Some(&output), None, now_millis())
+            .end_batch_job(
+                &self.key,
+                BatchJobState::Finished,
+                Some(&output),
+                None,
+                now_millis(),
+            )
             .map_err(store_err)?;
         // Temporary files go once the job is durably finished (the task's work directory too,
         // when nothing else is in it).

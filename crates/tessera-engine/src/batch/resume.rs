@@ -8,7 +8,7 @@ use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 
 use tessera_core::scheduler::JobError;
-use tessera_store::{BatchChunkRow, BatchJobRow};
+use tessera_store::{BatchChunkRow, BatchJobRow, ChunkState};
 
 use super::assemble::temp_path;
 use super::job::{JobRun, Source, StoredPlan};
@@ -80,8 +80,14 @@ impl JobRun {
                 now.path, then.path
             )));
         }
-        let committed = chunks.iter().take_while(|c| c.state == "committed").count();
-        if let Some(c) = chunks[committed..].iter().find(|c| c.state == "committed") {
+        let committed = chunks
+            .iter()
+            .take_while(|c| c.state == ChunkState::Committed)
+            .count();
+        if let Some(c) = chunks[committed..]
+            .iter()
+            .find(|c| c.state == ChunkState::Committed)
+        {
             return Err(refuse(format!(
                 "chunk {} is committed but chunk {committed} before it is not",
                 c.index

@@ -10,7 +10,7 @@ use tessera_batch::chunk::{
 use tessera_batch::expr::{ExprSpec, RowProgram};
 use tessera_core::model::{BatchProcessor, RecordFormat, SkipPolicy};
 use tessera_core::scheduler::JobError;
-use tessera_store::BatchLineRow;
+use tessera_store::{BatchLineRow, LineState};
 
 use super::job::JobRun;
 
@@ -187,11 +187,11 @@ impl SkipGate for Gate {
     }
 }
 
-pub(super) fn line_row(chunk: u32, state: &str, issue: &LineIssue) -> BatchLineRow {
+pub(super) fn line_row(chunk: u32, state: LineState, issue: &LineIssue) -> BatchLineRow {
     BatchLineRow {
         chunk,
         line: issue.record.line,
-        state: state.into(),
+        state,
         kind: match issue.kind {
             IssueKind::Parse => "parse",
             IssueKind::Expression => "expression",

@@ -91,10 +91,10 @@ pub async fn stats(State(state): State<AppState>, caller: Caller) -> Result<Json
     let mut total = zero();
     let mut per = serde_json::Map::new();
     for r in &rows {
-        bump(&mut total, &r.state, r.count);
+        bump(&mut total, r.state.as_str(), r.count);
         bump(
             per.entry(r.pipeline.clone()).or_insert_with(zero),
-            &r.state,
+            r.state.as_str(),
             r.count,
         );
     }

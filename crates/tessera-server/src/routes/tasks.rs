@@ -50,13 +50,14 @@ pub async fn list(
     caller.require(&[Role::User, Role::Admin])?;
     // Parsed here so a bad query gets our JSON error, not the extractor's plain text.
     let q: ListQuery = serde_urlencoded_query(uri.query().unwrap_or(""))?;
-    if let Some(s) = &q.state
-        && TaskState::parse(s).is_none()
-    {
-        return Err(ApiError::bad_request(format!(
-            "unknown state `{s}` (pending, running, finished, failed, cancelled)"
-        )));
-    }
+    let wanted = match &q.state {
+        None => None,
+        Some(s) => Some(TaskState::parse(s).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "unknown state `{s}` (pending, running, finished, failed, cancelled)"
+            ))
+        })?),
+    };
     let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 1000"));
@@ -67,7 +68,7 @@ pub async fn list(
     };
     let filter = TaskFilter {
         pipeline: q.pipeline.clone(),
-        state: q.state.clone(),
+        state: wanted,
         limit: limit + 1,
         before,
         owner: caller.owner_filter(),

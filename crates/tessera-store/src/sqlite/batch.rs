@@ -3,6 +3,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use super::words::Word;
 use super::{json_text, parse_json};
 use crate::error::StoreError;
 use crate::types::*;
@@ -80,7 +81,7 @@ pub(super) fn create_job(
             k.task_id,
             k.key,
             k.iteration,
-            job.state,
+            Word(job.state),
             job.starts,
             json_text(&job.source),
             json_text(&job.plan),
@@ -163,7 +164,7 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<(BatchJobRow, String, String, O
                 key: r.get(1)?,
                 iteration: r.get(2)?,
             },
-            state: r.get(3)?,
+            state: r.get::<_, Word<_>>(3)?.0,
             starts: r.get(4)?,
             source: serde_json::Value::Null,
             plan: serde_json::Value::Null,
@@ -229,7 +230,7 @@ pub(super) fn start_job(conn: &Connection, k: &BatchKey, now: u64) -> Result<u32
 pub(super) fn end_job(
     conn: &Connection,
     k: &BatchKey,
-    state: &str,
+    state: BatchJobState,
     output: Option<&serde_json::Value>,
     error: Option<&str>,
     now: u64,
@@ -242,7 +243,7 @@ pub(super) fn end_job(
         k.task_id,
         k.key,
         k.iteration,
-        state,
+        Word(state),
         output.map(json_text),
         error,
         now as i64
@@ -264,7 +265,7 @@ pub(super) fn chunks(conn: &Connection, k: &BatchKey) -> Result<Vec<BatchChunkRo
                 end: r.get::<_, i64>(2)? as u64,
                 first_line: r.get::<_, i64>(3)? as u64,
                 records: r.get::<_, i64>(4)? as u64,
-                state: r.get(5)?,
+                state: r.get::<_, Word<_>>(5)?.0,
                 read: r.get::<_, i64>(6)? as u64,
                 written: r.get::<_, i64>(7)? as u64,
                 skipped: r.get::<_, i64>(8)? as u64,
@@ -292,7 +293,7 @@ pub(super) fn lines(conn: &Connection, k: &BatchKey) -> Result<Vec<BatchLineRow>
             Ok(BatchLineRow {
                 chunk: r.get(0)?,
                 line: r.get::<_, i64>(1)? as u64,
-                state: r.get(2)?,
+                state: r.get::<_, Word<_>>(2)?.0,
                 kind: r.get(3)?,
                 raw: r.get(4)?,
                 reason: r.get(5)?,
@@ -330,7 +331,7 @@ fn put_chunk(tx: &rusqlite::Transaction<'_>, c: &ChunkCommit<'_>) -> Result<(), 
             k.key,
             k.iteration,
             chunk.index,
-            chunk.state,
+            Word(chunk.state),
             chunk.read as i64,
             chunk.written as i64,
             chunk.skipped as i64,
@@ -365,7 +366,7 @@ fn put_chunk(tx: &rusqlite::Transaction<'_>, c: &ChunkCommit<'_>) -> Result<(), 
                 k.iteration,
                 l.chunk,
                 l.line as i64,
-                l.state,
+                Word(l.state),
                 l.kind,
                 l.raw,
                 l.reason

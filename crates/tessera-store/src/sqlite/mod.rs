@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 use tessera_core::Data;
-use tessera_core::scheduler::{Arm, NodeState, PastRun, Record};
+use tessera_core::scheduler::{Arm, NodeState, PastRun, Record, TaskState};
 
 use crate::Store;
 mod batch;
@@ -16,6 +16,7 @@ mod objects;
 mod registry;
 mod revisions;
 mod schema;
+mod words;
 
 use crate::error::StoreError;
 use crate::objects::ObjectMeta;
@@ -263,7 +264,7 @@ impl Store for SqliteStore {
                         r.get::<_, String>(1)?,
                         r.get::<_, String>(2)?,
                         r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
+                        r.get::<_, words::Word<TaskState>>(4)?.0,
                         r.get::<_, Option<String>>(5)?,
                         r.get::<_, Option<String>>(6)?,
                         r.get::<_, i64>(7)?,
@@ -332,7 +333,7 @@ impl Store for SqliteStore {
         let rows = stmt.query_map(
             params![
                 filter.pipeline,
-                filter.state,
+                filter.state.map(words::Word),
                 before_t,
                 before_id,
                 limit,
@@ -342,7 +343,7 @@ impl Store for SqliteStore {
                 Ok(TaskSummary {
                     id: r.get(0)?,
                     pipeline: r.get(1)?,
-                    state: r.get(2)?,
+                    state: r.get::<_, words::Word<_>>(2)?.0,
                     created_at: r.get::<_, i64>(3)? as u64,
                     updated_at: r.get::<_, i64>(4)? as u64,
                     owner: r.get(5)?,
@@ -367,7 +368,7 @@ impl Store for SqliteStore {
                     node_type: r.get(2)?,
                     iteration: r.get(3)?,
                     attempt: r.get(4)?,
-                    state: r.get(5)?,
+                    state: r.get::<_, words::Word<_>>(5)?.0,
                     input: None,
                     output: None,
                     error: r.get(8)?,
@@ -490,7 +491,7 @@ impl Store for SqliteStore {
                     OR runner = ?4)",
             params![
                 task_id,
-                claim.observed_state,
+                words::Word(claim.observed_state),
                 claim.observed_fence as i64,
                 claim.runner,
                 claim.now as i64,
@@ -772,7 +773,7 @@ impl Store for SqliteStore {
     fn end_batch_job(
         &self,
         key: &BatchKey,
-        state: &str,
+        state: BatchJobState,
         output: Option<&Value>,
         error: Option<&str>,
         now: u64,

@@ -4,6 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
+use super::words::Word;
 use super::{json_text, parse_json};
 use crate::error::StoreError;
 use crate::types::*;
@@ -123,7 +124,7 @@ pub(super) fn task_stats(
         .query_map([owner], |r| {
             Ok(StatRow {
                 pipeline: r.get(0)?,
-                state: r.get(1)?,
+                state: r.get::<_, Word<_>>(1)?.0,
                 count: r.get::<_, i64>(2)? as u64,
             })
         })?
