@@ -55,6 +55,9 @@ const MAX_EVENTS_PER_STEP: usize = 4096;
 const COMMIT_WINDOW: Duration = Duration::from_millis(5);
 const MAX_PENDING: usize = 20_000;
 
+/// How long an idle driver waits for an event before looking again (nothing is polled).
+const IDLE_WAIT: Duration = Duration::from_secs(5);
+
 impl Driver {
     pub fn new(mut ctx: DriverContext) -> Driver {
         let past = std::mem::take(&mut ctx.past);
@@ -99,12 +102,12 @@ impl Driver {
     fn drive(&mut self) -> Result<Outcome, EngineError> {
         let effects = self.scheduler.start(now_millis());
         let mut outcome = self.apply(effects)?;
-        let mut last_poll = Instant::now();
         while outcome.is_none() {
-            let poll = self.ctx.engine.config.cancel_poll;
+            // Events wake it (a cancel asked through the store comes as one too, from the
+            // engine's cancel watch); the timeout only flushes a pending group commit.
             let wait = match self.pending_since {
-                Some(t) => COMMIT_WINDOW.saturating_sub(t.elapsed()).min(poll),
-                None => poll,
+                Some(t) => COMMIT_WINDOW.saturating_sub(t.elapsed()),
+                None => IDLE_WAIT,
             };
             let batch = self.ctx.events_rx.recv_batch(wait, MAX_EVENTS_PER_STEP);
             let mut effects = Vec::new();
@@ -114,20 +117,6 @@ impl Driver {
                     self.jobs.remove(job);
                 }
                 effects.extend(self.scheduler.handle(e, now));
-            }
-            if last_poll.elapsed() >= poll {
-                last_poll = Instant::now();
-                // A failed poll is not worth stopping the task for: the next one decides.
-                let requested = self.ctx.engine.store.cancel_requested(&self.ctx.task_id);
-                if let Err(e) = &requested {
-                    tracing::warn!(task = %self.ctx.task_id, error = %e, "cancel poll failed");
-                }
-                if requested.unwrap_or(false) {
-                    let e = Event::Cancel {
-                        reason: "cancelled on request".into(),
-                    };
-                    effects.extend(self.scheduler.handle(e, now_millis()));
-                }
             }
             outcome = self.apply(effects)?;
         }

@@ -2,7 +2,9 @@
 //! dropped when it ends; one loop renews every claim of the process together, in one
 //! transaction, every third of the lease. A claim found lost (the lease ran out — the store
 //! was unreachable, the process paused — and another runner took the task) stops its driver:
-//! its commits would be refused anyway (the fence changed).
+//! its commits would be refused anyway (the fence changed). Another loop reads the cancel
+//! requests of every task held here in one query (a cancel asked through the store by another
+//! process), instead of each driver polling for its own.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -16,14 +18,20 @@ use crate::{Shared, now_millis};
 pub(crate) struct Held {
     pub fence: u64,
     pub events: EventSender,
+    /// A cancel request was passed on to the driver already.
+    pub cancel_sent: bool,
 }
 
 impl Shared {
     pub(crate) fn hold(&self, task_id: &str, fence: u64, events: EventSender) {
-        self.held
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(task_id.to_string(), Held { fence, events });
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            task_id.to_string(),
+            Held {
+                fence,
+                events,
+                cancel_sent: false,
+            },
+        );
     }
 
     pub(crate) fn release(&self, task_id: &str) {
@@ -47,12 +55,60 @@ impl Shared {
     }
 }
 
-/// Starts the renewal loop of an engine; it ends with the engine.
+/// Starts the renewal and cancel-watch loops of an engine; they end with the engine.
 pub(crate) fn start_renewing(shared: &Arc<Shared>) {
     let every = (shared.config.lease / 3).max(Duration::from_millis(50));
     shared
         .runtime
         .spawn(renew_loop(Arc::downgrade(shared), every));
+    let poll = shared.config.cancel_poll.max(Duration::from_millis(10));
+    shared
+        .runtime
+        .spawn(cancel_watch(Arc::downgrade(shared), poll));
+}
+
+/// Passes cancel requests recorded in the store (`tessera tasks cancel`, another server
+/// instance) to the drivers of this process, once each.
+async fn cancel_watch(engine: Weak<Shared>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(shared) = engine.upgrade() else {
+            return;
+        };
+        let idle = shared
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty();
+        if idle {
+            continue;
+        }
+        let s = shared.clone();
+        let requested =
+            match tokio::task::spawn_blocking(move || s.store.cancel_requests(&s.runner)).await {
+                Ok(Ok(ids)) => ids,
+                // The next round asks again.
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot read cancel requests");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read cancel requests");
+                    continue;
+                }
+            };
+        let mut held = shared.held.lock().unwrap_or_else(|p| p.into_inner());
+        for id in requested {
+            if let Some(h) = held.get_mut(&id)
+                && !h.cancel_sent
+            {
+                h.cancel_sent = true;
+                h.events.send(Event::Cancel {
+                    reason: "cancelled on request".into(),
+                });
+            }
+        }
+    }
 }
 
 async fn renew_loop(engine: Weak<Shared>, every: Duration) {

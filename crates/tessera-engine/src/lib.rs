@@ -49,7 +49,8 @@ pub struct EngineConfig {
     pub pools: BTreeMap<String, usize>,
     /// Where tasks get scratch files (objects fetched for commands).
     pub work_dir: PathBuf,
-    /// How often a driver checks the store for a cancel request.
+    /// How often the engine reads the cancel requests recorded in the store for the tasks it
+    /// runs (one query for all of them; a driver polls nothing itself).
     pub cancel_poll: Duration,
     /// How long a claim on a task lasts without renewal (renewed every third of it while the
     /// task runs here). A process killed with -9 lets go of its tasks when it runs out.

@@ -116,6 +116,10 @@ pub trait Store: Send + Sync {
 
     fn cancel_requested(&self, task_id: &str) -> Result<bool, StoreError>;
 
+    /// The tasks `runner` holds whose cancel was requested (one indexed query for all the
+    /// tasks of a process, however many it runs).
+    fn cancel_requests(&self, runner: &str) -> Result<Vec<String>, StoreError>;
+
     /// Marks a task that nobody holds (no lease running at `now`) as cancelled; false if it
     /// is held (then ask its holder: [`Store::request_cancel`]) or has ended.
     fn mark_cancelled(&self, task_id: &str, reason: &str, now: u64) -> Result<bool, StoreError>;

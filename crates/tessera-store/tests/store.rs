@@ -828,6 +828,14 @@ fn a_claim_is_fenced_and_an_expired_lease_is_claimed_again() {
         })
         .unwrap();
     assert_eq!(store.node_runs("t1").unwrap().len(), 1);
+    // A cancel asked through the store reaches its holder's watch (one query per runner).
+    assert!(store.cancel_requests("b").unwrap().is_empty());
+    assert!(store.request_cancel("t1").unwrap());
+    assert_eq!(store.cancel_requests("b").unwrap(), ["t1"]);
+    assert!(
+        store.cancel_requests("a").unwrap().is_empty(),
+        "not a's any more"
+    );
     // Ending the task releases the lease: nobody holds an ended task.
     let end = Record::Task {
         state: TaskState::Finished,

@@ -644,6 +644,17 @@ impl Store for SqliteStore {
             .unwrap_or(false))
     }
 
+    fn cancel_requests(&self, runner: &str) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id FROM tasks WHERE cancel_requested = 1 AND runner = ?1
+               AND state IN ('pending', 'running')",
+        )?;
+        Ok(stmt
+            .query_map([runner], |r| r.get(0))?
+            .collect::<Result<_, _>>()?)
+    }
+
     fn mark_cancelled(&self, task_id: &str, reason: &str, now: u64) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;

@@ -138,6 +138,11 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     // Leases: the holder (`runner`) until `lease_until` (ms); `fence` counts the claims.
     add_column_if_missing(conn, "tasks", "fence", "INTEGER NOT NULL DEFAULT 0")?;
     add_column_if_missing(conn, "tasks", "lease_until", "INTEGER")?;
+    // What each process's cancel watch reads several times a second: only requested ones.
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS tasks_cancel_requested ON tasks(runner)
+         WHERE cancel_requested = 1",
+    )?;
     // What the claim loop reads every few seconds: only tasks that have not ended.
     conn.execute_batch(
         "CREATE INDEX IF NOT EXISTS tasks_unended ON tasks(lease_until)
