@@ -1,5 +1,6 @@
-//! Tessera's durable state: the [`Store`] trait (tasks, node runs, logs, cache, object
-//! metadata) with its SQLite implementation, and the object store for binary values.
+//! Tessera's durable state: the [`Store`] contract, split by concern ([`Claims`], [`Tasks`],
+//! [`Logs`], [`Cache`], [`ObjectIndex`], [`Registry`], [`Callbacks`], [`BatchCheckpoints`]),
+//! its SQLite implementation, and the object store for binary values.
 //!
 //! SQL lives only in this crate. Every method is synchronous: the engine calls it from its
 //! scheduler threads, and a PostgreSQL implementation can sit beside [`SqliteStore`].
@@ -14,14 +15,86 @@ pub use objects::{ObjectMeta, Objects, PutStreamError};
 pub use sqlite::{Durability, SqliteStore};
 pub use types::*;
 
+/// Every part of the [`Store`] contract, for code that calls them on a `dyn Store`.
+pub mod prelude {
+    pub use crate::{
+        BatchCheckpoints, Cache, Callbacks, Claims, Logs, ObjectIndex, Registry, Store, Tasks,
+    };
+}
+
 use serde_json::Value;
 use tessera_core::scheduler::PastRun;
 
-/// Durable task state. One implementation per database; see [`SqliteStore`].
-pub trait Store: Send + Sync {
+/// Durable state, split by concern: one implementation per database (see [`SqliteStore`])
+/// implements every part, and code that needs only some asks only for those. Every method is
+/// synchronous: the engine calls it off its async threads.
+pub trait Store:
+    Claims + Tasks + Logs + Cache + ObjectIndex + Registry + Callbacks + BatchCheckpoints + Send + Sync
+{
+}
+
+impl<
+    T: Claims
+        + Tasks
+        + Logs
+        + Cache
+        + ObjectIndex
+        + Registry
+        + Callbacks
+        + BatchCheckpoints
+        + Send
+        + Sync,
+> Store for T
+{
+}
+
+/// Who holds a task: creation with its first claim, claims on resume, lease renewal, giving up, the tasks nobody holds, and cancel requests (asked of the holder through the store).
+pub trait Claims: Send + Sync {
     /// Records a new task (state `pending`) with its pipeline definition and input.
     fn create_task(&self, task: &NewTask) -> Result<(), StoreError>;
 
+    /// Claims a task to resume it, atomically: only if its state and fence are still the
+    /// ones observed (two resumes cannot both win) and nobody's lease on it runs at `now`.
+    /// State back to `pending`, `runner` holds it until `lease_until`, the fence goes up by
+    /// one (the previous holder's commits fail from now on), cancel request cleared, attempts
+    /// left `running` by a crash marked failed (interrupted) — except `service` attempts, which
+    /// keep waiting for their callback. The new fence, or `None` if it changed or is held.
+    fn reopen_task(&self, task_id: &str, claim: &Claim<'_>) -> Result<Option<u64>, StoreError>;
+
+    /// Extends the leases `runner` holds (`(task, fence)`) to `until`, in one transaction; the
+    /// tasks it no longer holds (claimed by another since, or ended) are returned.
+    fn renew_leases(
+        &self,
+        runner: &str,
+        held: &[(String, u64)],
+        until: u64,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// Marks a task its driver had to give up (a store error, a panic) as failed with the
+    /// cause, and releases it, so that it can be resumed, cancelled or deleted. Only while
+    /// the claim `fence` still holds it; false if not (claimed again, or already ended).
+    fn fail_task(&self, task_id: &str, fence: u64, error: &str) -> Result<bool, StoreError>;
+
+    /// Asks the process running a task to cancel it; returns false for an unknown task.
+    fn request_cancel(&self, task_id: &str) -> Result<bool, StoreError>;
+
+    fn cancel_requested(&self, task_id: &str) -> Result<bool, StoreError>;
+
+    /// The tasks `runner` holds whose cancel was requested (one indexed query for all the
+    /// tasks of a process, however many it runs).
+    fn cancel_requests(&self, runner: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Marks a task that nobody holds (no lease running at `now`) as cancelled; false if it
+    /// is held (then ask its holder: [`Store::request_cancel`]) or has ended.
+    fn mark_cancelled(&self, task_id: &str, reason: &str, now: u64) -> Result<bool, StoreError>;
+
+    /// Tasks that have not ended and that nobody holds at `now` (their holder's lease ran
+    /// out: it was killed, or lost the store): any runner may claim and continue them.
+    fn claimable_tasks(&self, now: u64) -> Result<Vec<String>, StoreError>;
+}
+
+/// A task's state: step commits (fenced), its row, revisions, node runs and history, listing, statistics, deletion and retention.
+pub trait Tasks: Send + Sync {
     /// Commits, in one transaction, every record of a scheduler step: task and node states and
     /// cache entries. Nothing of the step is acted upon before this returns.
     fn commit(&self, batch: &CommitBatch<'_>) -> Result<(), StoreError>;
@@ -58,39 +131,38 @@ pub trait Store: Send + Sync {
     /// What a resumed scheduler needs: each attempt's state, and outputs of finished ones.
     fn past_runs(&self, task_id: &str) -> Result<Vec<PastRun>, StoreError>;
 
-    /// Claims a task to resume it, atomically: only if its state and fence are still the
-    /// ones observed (two resumes cannot both win) and nobody's lease on it runs at `now`.
-    /// State back to `pending`, `runner` holds it until `lease_until`, the fence goes up by
-    /// one (the previous holder's commits fail from now on), cancel request cleared, attempts
-    /// left `running` by a crash marked failed (interrupted) — except `service` attempts, which
-    /// keep waiting for their callback. The new fence, or `None` if it changed or is held.
-    fn reopen_task(&self, task_id: &str, claim: &Claim<'_>) -> Result<Option<u64>, StoreError>;
+    /// Deletes an ended task with its node runs, logs and callbacks; returns the ids of its
+    /// objects (their metadata is deleted too; the caller deletes the bytes). A task that has
+    /// not ended (or was reopened meanwhile) is a `Conflict`: deleting and resuming one task
+    /// at once, exactly one wins.
+    fn delete_task(&self, task_id: &str) -> Result<Vec<String>, StoreError>;
 
-    /// Extends the leases `runner` holds (`(task, fence)`) to `until`, in one transaction; the
-    /// tasks it no longer holds (claimed by another since, or ended) are returned.
-    fn renew_leases(
-        &self,
-        runner: &str,
-        held: &[(String, u64)],
-        until: u64,
-    ) -> Result<Vec<String>, StoreError>;
+    /// Ids of tasks that ended (finished, failed, cancelled) before `before` (ms).
+    fn ended_before(&self, before: u64) -> Result<Vec<String>, StoreError>;
 
-    /// Marks a task its driver had to give up (a store error, a panic) as failed with the
-    /// cause, and releases it, so that it can be resumed, cancelled or deleted. Only while
-    /// the claim `fence` still holds it; false if not (claimed again, or already ended).
-    fn fail_task(&self, task_id: &str, fence: u64, error: &str) -> Result<bool, StoreError>;
+    /// Task counts per pipeline and state; only `owner`'s tasks when given.
+    fn task_stats(&self, owner: Option<&str>) -> Result<Vec<StatRow>, StoreError>;
+}
 
+/// Node log lines.
+pub trait Logs: Send + Sync {
     fn append_logs(&self, lines: &[LogLine]) -> Result<(), StoreError>;
 
     /// Log lines of one node instance (all attempts), or of the whole task when `key` is None.
     fn logs(&self, task_id: &str, key: Option<&str>) -> Result<Vec<LogLine>, StoreError>;
+}
 
+/// Cached node outputs.
+pub trait Cache: Send + Sync {
     /// A cached output for `task_id`: only if every object it names still exists, in which
     /// case those objects are linked to the task too (kept while any linked task is). An
     /// entry whose objects are gone is forgotten and `None` returned: the node runs again.
     fn cache_hit(&self, key: &str, task_id: &str)
     -> Result<Option<tessera_core::Data>, StoreError>;
+}
 
+/// Object metadata and which task each object belongs to (the bytes are in [`Objects`]).
+pub trait ObjectIndex: Send + Sync {
     fn put_object(&self, meta: &ObjectMeta, task_id: Option<&str>) -> Result<(), StoreError>;
 
     fn object(&self, id: &str) -> Result<Option<ObjectMeta>, StoreError>;
@@ -110,36 +182,10 @@ pub trait Store: Send + Sync {
 
     /// Attaches uploaded objects to the task they started (deleted with it).
     fn attach_objects(&self, task_id: &str, ids: &[String]) -> Result<(), StoreError>;
+}
 
-    /// Asks the process running a task to cancel it; returns false for an unknown task.
-    fn request_cancel(&self, task_id: &str) -> Result<bool, StoreError>;
-
-    fn cancel_requested(&self, task_id: &str) -> Result<bool, StoreError>;
-
-    /// The tasks `runner` holds whose cancel was requested (one indexed query for all the
-    /// tasks of a process, however many it runs).
-    fn cancel_requests(&self, runner: &str) -> Result<Vec<String>, StoreError>;
-
-    /// Marks a task that nobody holds (no lease running at `now`) as cancelled; false if it
-    /// is held (then ask its holder: [`Store::request_cancel`]) or has ended.
-    fn mark_cancelled(&self, task_id: &str, reason: &str, now: u64) -> Result<bool, StoreError>;
-
-    /// Deletes an ended task with its node runs, logs and callbacks; returns the ids of its
-    /// objects (their metadata is deleted too; the caller deletes the bytes). A task that has
-    /// not ended (or was reopened meanwhile) is a `Conflict`: deleting and resuming one task
-    /// at once, exactly one wins.
-    fn delete_task(&self, task_id: &str) -> Result<Vec<String>, StoreError>;
-
-    /// Ids of tasks that ended (finished, failed, cancelled) before `before` (ms).
-    fn ended_before(&self, before: u64) -> Result<Vec<String>, StoreError>;
-
-    /// Tasks that have not ended and that nobody holds at `now` (their holder's lease ran
-    /// out: it was killed, or lost the store): any runner may claim and continue them.
-    fn claimable_tasks(&self, now: u64) -> Result<Vec<String>, StoreError>;
-
-    /// Task counts per pipeline and state; only `owner`'s tasks when given.
-    fn task_stats(&self, owner: Option<&str>) -> Result<Vec<StatRow>, StoreError>;
-
+/// Stored pipelines and announced services.
+pub trait Registry: Send + Sync {
     /// Creates or replaces a pipeline; true when it was created.
     fn put_pipeline(&self, pipeline: &PipelineRow) -> Result<bool, StoreError>;
 
@@ -161,7 +207,10 @@ pub trait Store: Send + Sync {
 
     /// Forgets a service and deletes the pipelines made from its announcements.
     fn remove_service(&self, name: &str) -> Result<(), StoreError>;
+}
 
+/// Callback tokens of service nodes.
+pub trait Callbacks: Send + Sync {
     /// Records a dispatched service attempt and its callback token; older tokens of the same
     /// node instance are superseded in the same transaction.
     fn create_callback(&self, row: &CallbackRow) -> Result<(), StoreError>;
@@ -196,7 +245,10 @@ pub trait Store: Send + Sync {
 
     /// The attempt ended without its callback (timeout, cancel): the token is refused from now.
     fn supersede_callback(&self, token: &str) -> Result<(), StoreError>;
+}
 
+/// Batch jobs, their chunks' checkpoints and their bad lines.
+pub trait BatchCheckpoints: Send + Sync {
     /// Records a new batch job with its planned chunks (all `pending`), replacing any job of
     /// the same node instance.
     fn create_batch_job(

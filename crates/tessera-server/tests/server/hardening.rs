@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::support::*;
+use tessera_store::prelude::*;
 
 const CAT: &str = "nodes:\n  - {id: in, type: entry, api: {route: cat}, next: [cat]}\n  - {id: cat, type: command, command: [cat], next: [end]}\n  - {id: end, type: end}\n";
 
@@ -352,7 +353,6 @@ async fn refused_uploads_leave_no_object_rows_or_bytes() {
             .unwrap();
         assert_eq!(r.status().as_u16(), status);
     }
-    use tessera_store::Store;
     assert!(
         store.unattached_objects(u64::MAX).unwrap().is_empty(),
         "no rows"

@@ -9,7 +9,7 @@ use serde_json::Value;
 use tessera_core::Data;
 use tessera_core::scheduler::{Arm, NodeState, PastRun, Record, TaskState};
 
-use crate::Store;
+use crate::prelude::*;
 mod batch;
 mod group;
 mod objects;
@@ -169,7 +169,7 @@ fn parse_json(text: Option<String>, what: &str) -> Result<Option<Value>, StoreEr
     .transpose()
 }
 
-impl Store for SqliteStore {
+impl Claims for SqliteStore {
     fn create_task(&self, task: &NewTask) -> Result<(), StoreError> {
         let op = group::Op::CreateTask(group::TaskInsert {
             id: task.id.clone(),
@@ -185,6 +185,154 @@ impl Store for SqliteStore {
         self.group.write(&self.conn, op)
     }
 
+    fn fail_task(&self, task_id: &str, fence: u64, error: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE tasks SET state = 'failed', error = ?3, lease_until = NULL, updated_at = ?4
+             WHERE id = ?1 AND fence = ?2 AND state IN ('pending', 'running')",
+            params![
+                task_id,
+                fence as i64,
+                error,
+                crate::objects::now_millis() as i64
+            ],
+        )?;
+        if n > 0 {
+            tx.execute(
+                "UPDATE node_runs SET state = 'failed', error = ?2
+                 WHERE task_id = ?1 AND state = 'running' AND node_type != 'service'",
+                params![task_id, error],
+            )?;
+        }
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    fn reopen_task(&self, task_id: &str, claim: &Claim<'_>) -> Result<Option<u64>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE tasks SET state = 'pending', error = NULL, cancel_requested = 0, runner = ?4,
+                fence = fence + 1, lease_until = ?6
+             WHERE id = ?1 AND state = ?2 AND fence = ?3
+               AND (state NOT IN ('pending', 'running') OR lease_until IS NULL OR lease_until < ?5
+                    OR runner = ?4)",
+            params![
+                task_id,
+                words::Word(claim.observed_state),
+                claim.observed_fence as i64,
+                claim.runner,
+                claim.now as i64,
+                claim.lease_until as i64
+            ],
+        )?;
+        if n == 0 {
+            let exists = tx
+                .query_row("SELECT 1 FROM tasks WHERE id = ?1", [task_id], |_| Ok(()))
+                .optional()?
+                .is_some();
+            if !exists {
+                return Err(StoreError::NotFound {
+                    what: "task",
+                    id: task_id.to_string(),
+                });
+            }
+            return Ok(None);
+        }
+        // Attempts caught running by a crash will never report: say so in the history.
+        tx.execute(
+            "UPDATE node_runs SET state = 'failed', error = 'interrupted: the process running it stopped'
+             WHERE task_id = ?1 AND state = 'running' AND node_type != 'service'",
+            [task_id],
+        )?;
+        tx.commit()?;
+        Ok(Some(claim.observed_fence + 1))
+    }
+
+    fn renew_leases(
+        &self,
+        runner: &str,
+        held: &[(String, u64)],
+        until: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut lost = Vec::new();
+        {
+            let mut renew = tx.prepare_cached(
+                "UPDATE tasks SET lease_until = ?4
+                 WHERE id = ?1 AND fence = ?2 AND runner = ?3 AND state IN ('pending', 'running')",
+            )?;
+            for (task_id, fence) in held {
+                if renew.execute(params![task_id, *fence as i64, runner, until as i64])? == 0 {
+                    lost.push(task_id.clone());
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(lost)
+    }
+
+    fn request_cancel(&self, task_id: &str) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "UPDATE tasks SET cancel_requested = 1 WHERE id = ?1",
+            [task_id],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn cancel_requested(&self, task_id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT cancel_requested FROM tasks WHERE id = ?1",
+                [task_id],
+                |r| r.get::<_, bool>(0),
+            )
+            .optional()?
+            .unwrap_or(false))
+    }
+
+    fn cancel_requests(&self, runner: &str) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id FROM tasks WHERE cancel_requested = 1 AND runner = ?1
+               AND state IN ('pending', 'running')",
+        )?;
+        Ok(stmt
+            .query_map([runner], |r| r.get(0))?
+            .collect::<Result<_, _>>()?)
+    }
+
+    fn mark_cancelled(&self, task_id: &str, reason: &str, now: u64) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE tasks SET state = 'cancelled', error = ?2, lease_until = NULL, updated_at = ?3
+             WHERE id = ?1 AND state IN ('pending', 'running')
+               AND (lease_until IS NULL OR lease_until < ?3)",
+            params![task_id, reason, now as i64],
+        )?;
+        if n > 0 {
+            tx.execute(
+                "UPDATE node_runs SET state = 'cancelled' WHERE task_id = ?1 AND state IN ('running', 'ready', 'waiting')",
+                [task_id],
+            )?;
+        }
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    fn claimable_tasks(&self, now: u64) -> Result<Vec<String>, StoreError> {
+        registry::claimable_tasks(&self.conn(), now)
+    }
+}
+
+impl Tasks for SqliteStore {
     fn revise_task(
         &self,
         task_id: &str,
@@ -456,98 +604,20 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
-    fn fail_task(&self, task_id: &str, fence: u64, error: &str) -> Result<bool, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let n = tx.execute(
-            "UPDATE tasks SET state = 'failed', error = ?3, lease_until = NULL, updated_at = ?4
-             WHERE id = ?1 AND fence = ?2 AND state IN ('pending', 'running')",
-            params![
-                task_id,
-                fence as i64,
-                error,
-                crate::objects::now_millis() as i64
-            ],
-        )?;
-        if n > 0 {
-            tx.execute(
-                "UPDATE node_runs SET state = 'failed', error = ?2
-                 WHERE task_id = ?1 AND state = 'running' AND node_type != 'service'",
-                params![task_id, error],
-            )?;
-        }
-        tx.commit()?;
-        Ok(n > 0)
+    fn delete_task(&self, task_id: &str) -> Result<Vec<String>, StoreError> {
+        registry::delete_task(&mut self.conn(), task_id)
     }
 
-    fn reopen_task(&self, task_id: &str, claim: &Claim<'_>) -> Result<Option<u64>, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let n = tx.execute(
-            "UPDATE tasks SET state = 'pending', error = NULL, cancel_requested = 0, runner = ?4,
-                fence = fence + 1, lease_until = ?6
-             WHERE id = ?1 AND state = ?2 AND fence = ?3
-               AND (state NOT IN ('pending', 'running') OR lease_until IS NULL OR lease_until < ?5
-                    OR runner = ?4)",
-            params![
-                task_id,
-                words::Word(claim.observed_state),
-                claim.observed_fence as i64,
-                claim.runner,
-                claim.now as i64,
-                claim.lease_until as i64
-            ],
-        )?;
-        if n == 0 {
-            let exists = tx
-                .query_row("SELECT 1 FROM tasks WHERE id = ?1", [task_id], |_| Ok(()))
-                .optional()?
-                .is_some();
-            if !exists {
-                return Err(StoreError::NotFound {
-                    what: "task",
-                    id: task_id.to_string(),
-                });
-            }
-            return Ok(None);
-        }
-        // Attempts caught running by a crash will never report: say so in the history.
-        tx.execute(
-            "UPDATE node_runs SET state = 'failed', error = 'interrupted: the process running it stopped'
-             WHERE task_id = ?1 AND state = 'running' AND node_type != 'service'",
-            [task_id],
-        )?;
-        tx.commit()?;
-        Ok(Some(claim.observed_fence + 1))
+    fn ended_before(&self, before: u64) -> Result<Vec<String>, StoreError> {
+        registry::ended_before(&self.conn(), before)
     }
 
-    fn renew_leases(
-        &self,
-        runner: &str,
-        held: &[(String, u64)],
-        until: u64,
-    ) -> Result<Vec<String>, StoreError> {
-        if held.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let mut lost = Vec::new();
-        {
-            let mut renew = tx.prepare_cached(
-                "UPDATE tasks SET lease_until = ?4
-                 WHERE id = ?1 AND fence = ?2 AND runner = ?3 AND state IN ('pending', 'running')",
-            )?;
-            for (task_id, fence) in held {
-                if renew.execute(params![task_id, *fence as i64, runner, until as i64])? == 0 {
-                    lost.push(task_id.clone());
-                }
-            }
-        }
-        tx.commit()?;
-        Ok(lost)
+    fn task_stats(&self, owner: Option<&str>) -> Result<Vec<StatRow>, StoreError> {
+        registry::task_stats(&self.conn(), owner)
     }
+}
 
+impl Logs for SqliteStore {
     fn append_logs(&self, lines: &[LogLine]) -> Result<(), StoreError> {
         if lines.is_empty() {
             return Ok(());
@@ -591,11 +661,15 @@ impl Store for SqliteStore {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
 
+impl Cache for SqliteStore {
     fn cache_hit(&self, key: &str, task_id: &str) -> Result<Option<Data>, StoreError> {
         objects::cache_hit(&mut self.conn(), key, task_id)
     }
+}
 
+impl ObjectIndex for SqliteStore {
     fn put_object(&self, meta: &ObjectMeta, task_id: Option<&str>) -> Result<(), StoreError> {
         objects::put_object(&self.conn(), meta, task_id)
     }
@@ -623,73 +697,9 @@ impl Store for SqliteStore {
     fn attach_objects(&self, task_id: &str, ids: &[String]) -> Result<(), StoreError> {
         objects::attach_objects(&mut self.conn(), task_id, ids)
     }
+}
 
-    fn request_cancel(&self, task_id: &str) -> Result<bool, StoreError> {
-        let n = self.conn().execute(
-            "UPDATE tasks SET cancel_requested = 1 WHERE id = ?1",
-            [task_id],
-        )?;
-        Ok(n > 0)
-    }
-
-    fn cancel_requested(&self, task_id: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT cancel_requested FROM tasks WHERE id = ?1",
-                [task_id],
-                |r| r.get::<_, bool>(0),
-            )
-            .optional()?
-            .unwrap_or(false))
-    }
-
-    fn cancel_requests(&self, runner: &str) -> Result<Vec<String>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT id FROM tasks WHERE cancel_requested = 1 AND runner = ?1
-               AND state IN ('pending', 'running')",
-        )?;
-        Ok(stmt
-            .query_map([runner], |r| r.get(0))?
-            .collect::<Result<_, _>>()?)
-    }
-
-    fn mark_cancelled(&self, task_id: &str, reason: &str, now: u64) -> Result<bool, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let n = tx.execute(
-            "UPDATE tasks SET state = 'cancelled', error = ?2, lease_until = NULL, updated_at = ?3
-             WHERE id = ?1 AND state IN ('pending', 'running')
-               AND (lease_until IS NULL OR lease_until < ?3)",
-            params![task_id, reason, now as i64],
-        )?;
-        if n > 0 {
-            tx.execute(
-                "UPDATE node_runs SET state = 'cancelled' WHERE task_id = ?1 AND state IN ('running', 'ready', 'waiting')",
-                [task_id],
-            )?;
-        }
-        tx.commit()?;
-        Ok(n > 0)
-    }
-
-    fn delete_task(&self, task_id: &str) -> Result<Vec<String>, StoreError> {
-        registry::delete_task(&mut self.conn(), task_id)
-    }
-
-    fn ended_before(&self, before: u64) -> Result<Vec<String>, StoreError> {
-        registry::ended_before(&self.conn(), before)
-    }
-
-    fn claimable_tasks(&self, now: u64) -> Result<Vec<String>, StoreError> {
-        registry::claimable_tasks(&self.conn(), now)
-    }
-
-    fn task_stats(&self, owner: Option<&str>) -> Result<Vec<StatRow>, StoreError> {
-        registry::task_stats(&self.conn(), owner)
-    }
-
+impl Registry for SqliteStore {
     fn put_pipeline(&self, pipeline: &PipelineRow) -> Result<bool, StoreError> {
         registry::put_pipeline(&self.conn(), pipeline)
     }
@@ -721,7 +731,9 @@ impl Store for SqliteStore {
     fn remove_service(&self, name: &str) -> Result<(), StoreError> {
         registry::remove_service(&mut self.conn(), name)
     }
+}
 
+impl Callbacks for SqliteStore {
     fn create_callback(&self, row: &CallbackRow) -> Result<(), StoreError> {
         registry::create_callback(&mut self.conn(), row)
     }
@@ -760,7 +772,9 @@ impl Store for SqliteStore {
     fn supersede_callback(&self, token: &str) -> Result<(), StoreError> {
         registry::supersede_callback(&self.conn(), token)
     }
+}
 
+impl BatchCheckpoints for SqliteStore {
     fn create_batch_job(
         &self,
         job: &BatchJobRow,
