@@ -23,8 +23,10 @@ pub enum StoreError {
     /// The database or the object store has no room left: nothing was written.
     #[error("storage full: {0}")]
     Full(String),
+    /// An error of the database itself, described by its backend (any backend: this type
+    /// names none).
     #[error("database error: {0}")]
-    Database(rusqlite::Error),
+    Database(String),
     #[error("stored data is invalid ({what}): {detail}")]
     Corrupt { what: String, detail: String },
     #[error("object store: {0}")]
@@ -70,18 +72,6 @@ impl StoreError {
             | StoreError::Object(_) => ErrorKind::Retryable,
             StoreError::Database(_) | StoreError::Corrupt { .. } => ErrorKind::Internal,
             StoreError::Batch { kind, .. } => *kind,
-        }
-    }
-}
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        match e.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
-                StoreError::Busy(e.to_string())
-            }
-            Some(rusqlite::ErrorCode::DiskFull) => StoreError::Full(e.to_string()),
-            _ => StoreError::Database(e),
         }
     }
 }

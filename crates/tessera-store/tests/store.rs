@@ -861,3 +861,48 @@ fn a_claim_is_fenced_and_an_expired_lease_is_claimed_again() {
     // A task nobody holds is cancelled at once.
     assert!(store.mark_cancelled("t2", "asked", 6_000).unwrap());
 }
+
+/// Versioned schema: a database of an earlier shape (before leases, versions unrecorded) is
+/// brought to the current version and keeps its rows; one made by a newer version is refused.
+#[test]
+fn older_databases_are_migrated_and_newer_ones_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let old = rusqlite::Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE tasks (id TEXT PRIMARY KEY, pipeline TEXT NOT NULL,
+                definition TEXT NOT NULL, input TEXT NOT NULL, state TEXT NOT NULL,
+                result TEXT, error TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+                runner TEXT, owner TEXT, cancel_requested INTEGER NOT NULL DEFAULT 0);
+             INSERT INTO tasks (id, pipeline, definition, input, state, created_at, updated_at, runner)
+                VALUES ('old', 'demo', '{\"nodes\": []}', '{}', 'running', 1, 1, 'gone:1:x');",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path, Durability::Full).unwrap();
+    let task = store.task("old").unwrap().unwrap();
+    assert_eq!((task.fence, task.lease_until), (0, None));
+    // Never leased: anyone may claim it.
+    assert_eq!(store.claimable_tasks(10).unwrap(), ["old"]);
+    drop(store);
+    let version = |p: &std::path::Path| -> u32 {
+        rusqlite::Connection::open(p)
+            .unwrap()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap()
+    };
+    let latest = version(&path);
+    assert!(latest >= 7, "{latest}");
+    // Opening again changes nothing.
+    SqliteStore::open(&path, Durability::Full).unwrap();
+    assert_eq!(version(&path), latest);
+    // A newer database is refused, untouched.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", latest + 1)
+        .unwrap();
+    let err = SqliteStore::open(&path, Durability::Full).unwrap_err();
+    assert!(err.to_string().contains("made by a newer Tessera"), "{err}");
+    assert_eq!(version(&path), latest + 1);
+}

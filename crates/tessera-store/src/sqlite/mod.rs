@@ -22,6 +22,19 @@ use crate::error::StoreError;
 use crate::objects::ObjectMeta;
 use crate::types::*;
 
+/// SQLite's errors in backend-neutral terms: busy, full, or a database error.
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                StoreError::Busy(e.to_string())
+            }
+            Some(rusqlite::ErrorCode::DiskFull) => StoreError::Full(e.to_string()),
+            _ => StoreError::Database(e.to_string()),
+        }
+    }
+}
+
 /// How hard a commit works to survive a crash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
@@ -63,7 +76,7 @@ impl SqliteStore {
         Self::init(Connection::open_in_memory()?, Durability::None)
     }
 
-    fn init(conn: Connection, durability: Durability) -> Result<SqliteStore, StoreError> {
+    fn init(mut conn: Connection, durability: Durability) -> Result<SqliteStore, StoreError> {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         if durability != Durability::None {
             conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -75,7 +88,7 @@ impl SqliteStore {
         };
         conn.pragma_update(None, "synchronous", sync)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        schema::create(&conn)?;
+        schema::create(&mut conn)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             group: group::GroupCommit::default(),

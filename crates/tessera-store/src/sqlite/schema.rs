@@ -1,4 +1,5 @@
-//! The SQLite schema: tables created when missing, then the columns later versions added.
+//! The SQLite schema and its versions: numbered steps, each recorded in `PRAGMA user_version`
+//! once applied, so a database is brought from whatever version made it to this one.
 
 use rusqlite::Connection;
 
@@ -121,33 +122,95 @@ CREATE TABLE IF NOT EXISTS big_values (
 );
 "#;
 
-/// Creates what is missing and brings an older database up to the current schema.
-pub(super) fn create(conn: &Connection) -> Result<(), StoreError> {
-    conn.execute_batch(SCHEMA)?;
-    conn.execute_batch(super::batch::SCHEMA)?;
-    migrate(conn)
+/// One step of the schema: the version it brings a database to, what it is, and how. Every
+/// step is idempotent (`IF NOT EXISTS`, columns added when missing), so a database made before
+/// versions were recorded (version 0, whatever it holds) goes through all of them safely.
+struct Step {
+    version: u32,
+    what: &'static str,
+    apply: fn(&Connection) -> Result<(), StoreError>,
 }
 
-/// Brings a database made by an earlier version up to the current schema (each step is
-/// idempotent: `CREATE … IF NOT EXISTS` above, columns added when missing here).
-fn migrate(conn: &Connection) -> Result<(), StoreError> {
-    add_column_if_missing(conn, "pipelines", "version", "TEXT NOT NULL DEFAULT ''")?;
-    add_column_if_missing(conn, "batch_chunks", "line_hashes", "BLOB")?;
-    add_column_if_missing(conn, "callbacks", "callback_base", "TEXT")?;
-    add_column_if_missing(conn, "tasks", "base_dir", "TEXT")?;
-    // Leases: the holder (`runner`) until `lease_until` (ms); `fence` counts the claims.
-    add_column_if_missing(conn, "tasks", "fence", "INTEGER NOT NULL DEFAULT 0")?;
-    add_column_if_missing(conn, "tasks", "lease_until", "INTEGER")?;
-    // What each process's cancel watch reads several times a second: only requested ones.
-    conn.execute_batch(
-        "CREATE INDEX IF NOT EXISTS tasks_cancel_requested ON tasks(runner)
-         WHERE cancel_requested = 1",
-    )?;
-    // What the claim loop reads every few seconds: only tasks that have not ended.
-    conn.execute_batch(
-        "CREATE INDEX IF NOT EXISTS tasks_unended ON tasks(lease_until)
-         WHERE state IN ('pending', 'running')",
-    )?;
+const STEPS: &[Step] = &[
+    Step {
+        version: 1,
+        what: "tables",
+        apply: |c| {
+            c.execute_batch(SCHEMA)?;
+            Ok(c.execute_batch(super::batch::SCHEMA)?)
+        },
+    },
+    Step {
+        version: 2,
+        what: "pipeline versions",
+        apply: |c| add_column_if_missing(c, "pipelines", "version", "TEXT NOT NULL DEFAULT ''"),
+    },
+    Step {
+        version: 3,
+        what: "hashes of batch lines",
+        apply: |c| add_column_if_missing(c, "batch_chunks", "line_hashes", "BLOB"),
+    },
+    Step {
+        version: 4,
+        what: "callback bases",
+        apply: |c| add_column_if_missing(c, "callbacks", "callback_base", "TEXT"),
+    },
+    Step {
+        version: 5,
+        what: "base directories of tasks",
+        apply: |c| add_column_if_missing(c, "tasks", "base_dir", "TEXT"),
+    },
+    Step {
+        version: 6,
+        what: "leases and fences",
+        apply: |c| {
+            // The holder (`runner`) until `lease_until` (ms); `fence` counts the claims.
+            add_column_if_missing(c, "tasks", "fence", "INTEGER NOT NULL DEFAULT 0")?;
+            add_column_if_missing(c, "tasks", "lease_until", "INTEGER")?;
+            // What the claim loop reads every few seconds: only tasks that have not ended.
+            Ok(c.execute_batch(
+                "CREATE INDEX IF NOT EXISTS tasks_unended ON tasks(lease_until)
+                 WHERE state IN ('pending', 'running')",
+            )?)
+        },
+    },
+    Step {
+        version: 7,
+        what: "cancel requests by holder",
+        // What each process's cancel watch reads several times a second.
+        apply: |c| {
+            Ok(c.execute_batch(
+                "CREATE INDEX IF NOT EXISTS tasks_cancel_requested ON tasks(runner)
+                 WHERE cancel_requested = 1",
+            )?)
+        },
+    },
+];
+
+/// The schema version this build writes.
+pub(super) const LATEST: u32 = 7;
+
+/// Brings the database to [`LATEST`], one step per transaction; refuses a database made by a
+/// newer version (its data may mean what this one cannot know).
+pub(super) fn create(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if current > LATEST {
+        return Err(StoreError::Conflict(format!(
+            "this database has schema version {current}, made by a newer Tessera; this one \
+             knows versions up to {LATEST}"
+        )));
+    }
+    for step in STEPS.iter().filter(|s| s.version > current) {
+        let tx = conn.transaction()?;
+        (step.apply)(&tx).map_err(|e| {
+            StoreError::Database(format!(
+                "schema step {} ({}) failed: {e}",
+                step.version, step.what
+            ))
+        })?;
+        tx.pragma_update(None, "user_version", step.version)?;
+        tx.commit()?;
+    }
     Ok(())
 }
 
