@@ -82,46 +82,54 @@ impl Driver {
         }
     }
 
-    /// Drives the task to its end. On a store error the task is left as last committed and
-    /// its jobs are stopped; the engine then fails it with the cause (so that it can be
-    /// resumed, cancelled or deleted).
-    pub fn run(&mut self) -> Result<Outcome, EngineError> {
-        let result = self.drive();
-        if let Err(e) = &result {
-            tracing::error!(task = %self.ctx.task_id, error = %e, "task driver stopped");
-            self.finish_jobs();
-        }
-        result
-    }
-
-    /// Stops every job of the task (after a panic of the driver).
-    pub fn stop_jobs(&mut self) {
-        self.finish_jobs();
-    }
-
-    fn drive(&mut self) -> Result<Outcome, EngineError> {
-        let effects = self.scheduler.start(now_millis());
-        let mut outcome = self.apply(effects)?;
-        while outcome.is_none() {
+    /// Drives the task to its end, as an async task that holds no thread while it waits:
+    /// each step (scheduler, commit, starting jobs) runs on a blocking thread, the driver moved
+    /// there and back. On a store error the task is left as last committed and its jobs are
+    /// stopped; the engine then fails it with the cause (so that it can be resumed, cancelled or
+    /// deleted). A panic in a step stops the jobs too and ends the task with the panic's text.
+    pub async fn run(self: Box<Self>) -> (Box<Self>, Result<Outcome, EngineError>) {
+        let (mut driver, mut outcome) = step(self, |d| {
+            let effects = d.scheduler.start(now_millis());
+            d.apply(effects)
+        })
+        .await;
+        loop {
+            match outcome {
+                Ok(Some(o)) => {
+                    let (d, ()) = step_infallible(driver, |d| d.finish_jobs()).await;
+                    return (d, Ok(o));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(task = %driver.ctx.task_id, error = %e, "task driver stopped");
+                    let (d, ()) = step_infallible(driver, |d| d.finish_jobs()).await;
+                    return (d, Err(e));
+                }
+            }
             // Events wake it (a cancel asked through the store comes as one too, from the
             // engine's cancel watch); the timeout only flushes a pending group commit.
-            let wait = match self.pending_since {
+            let wait = match driver.pending_since {
                 Some(t) => COMMIT_WINDOW.saturating_sub(t.elapsed()),
                 None => IDLE_WAIT,
             };
-            let batch = self.ctx.events_rx.recv_batch(wait, MAX_EVENTS_PER_STEP);
-            let mut effects = Vec::new();
-            let now = now_millis();
-            for e in batch {
-                if let Event::JobSucceeded { job, .. } | Event::JobFailed { job, .. } = &e {
-                    self.jobs.remove(job);
+            let batch = driver
+                .ctx
+                .events_rx
+                .recv_batch(wait, MAX_EVENTS_PER_STEP)
+                .await;
+            (driver, outcome) = step(driver, move |d| {
+                let mut effects = Vec::new();
+                let now = now_millis();
+                for e in batch {
+                    if let Event::JobSucceeded { job, .. } | Event::JobFailed { job, .. } = &e {
+                        d.jobs.remove(job);
+                    }
+                    effects.extend(d.scheduler.handle(e, now));
                 }
-                effects.extend(self.scheduler.handle(e, now));
-            }
-            outcome = self.apply(effects)?;
+                d.apply(effects)
+            })
+            .await;
         }
-        self.finish_jobs();
-        Ok(outcome.expect("loop ends with an outcome"))
     }
 
     /// Commits the step's records, then carries out the rest in order.
@@ -272,4 +280,48 @@ impl Driver {
             let _ = self.ctx.engine.runtime.block_on(h);
         }
     }
+}
+
+type StepResult = Result<Option<Outcome>, EngineError>;
+
+/// Runs one step of `driver` on a blocking thread (scheduler work, the commit's fsync and
+/// starting jobs block); a panic in it becomes an error, after the task's jobs are stopped.
+async fn step(
+    driver: Box<Driver>,
+    f: impl FnOnce(&mut Driver) -> StepResult + Send + 'static,
+) -> (Box<Driver>, StepResult) {
+    let (driver, result) = tokio::task::spawn_blocking(move || {
+        let mut driver = driver;
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut driver)));
+        let result = result.unwrap_or_else(|panic| {
+            // Its jobs must not outlive it (nor hold pool slots).
+            driver.finish_jobs();
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(task = %driver.ctx.task_id, panic = %what, "task driver panicked");
+            Err(EngineError::Internal(format!(
+                "the task driver panicked: {what}"
+            )))
+        });
+        (driver, result)
+    })
+    .await
+    .expect("a driver step is never cancelled, and catches its panics");
+    (driver, result)
+}
+
+async fn step_infallible<T: Send + 'static>(
+    driver: Box<Driver>,
+    f: impl FnOnce(&mut Driver) -> T + Send + 'static,
+) -> (Box<Driver>, T) {
+    tokio::task::spawn_blocking(move || {
+        let mut driver = driver;
+        let value = f(&mut driver);
+        (driver, value)
+    })
+    .await
+    .expect("a driver step is never cancelled")
 }

@@ -1,6 +1,6 @@
-//! The event queue of one task: job results and timers push, the driver thread takes them in
-//! batches. A mutex and a condition variable: the driver sleeps without spinning, which matters
-//! on a 2-core machine where the commands it waits for need the CPU.
+//! The event queue of one task: job results and timers push, the driver (an async task)
+//! takes them in batches. A waiting driver holds no thread: it awaits a `Notify`, whose
+//! stored permit means a push between its check and its wait is never lost.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
@@ -11,7 +11,7 @@ use tessera_core::scheduler::Event;
 #[derive(Default)]
 struct Queue {
     events: Mutex<VecDeque<Event>>,
-    ready: Condvar,
+    ready: tokio::sync::Notify,
 }
 
 /// The sending side; cheap to clone, usable from any thread or async task.
@@ -37,15 +37,23 @@ impl EventSender {
 
 impl EventReceiver {
     /// Waits up to `timeout` for at least one event, then takes up to `max` queued events.
-    pub fn recv_batch(&self, timeout: Duration, max: usize) -> Vec<Event> {
-        let events = self.0.events.lock().unwrap_or_else(|p| p.into_inner());
-        let (mut events, _) = self
-            .0
-            .ready
-            .wait_timeout_while(events, timeout, |q| q.is_empty())
-            .unwrap_or_else(|p| p.into_inner());
-        let n = events.len().min(max);
-        events.drain(..n).collect()
+    pub async fn recv_batch(&self, timeout: Duration, max: usize) -> Vec<Event> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            {
+                let mut events = self.0.events.lock().unwrap_or_else(|p| p.into_inner());
+                if !events.is_empty() {
+                    let n = events.len().min(max);
+                    return events.drain(..n).collect();
+                }
+            }
+            if tokio::time::timeout_at(deadline, self.0.ready.notified())
+                .await
+                .is_err()
+            {
+                return Vec::new();
+            }
+        }
     }
 }
 

@@ -337,15 +337,25 @@ async fn run(
     };
     let timeout = ctx.node.timeout;
     let node = ctx.node.clone();
+    // Each executor's future is boxed: a job's future is then the size of the executor it
+    // runs, not of the largest one (100,000 jobs waiting on callbacks hold only the service's).
     let work = async {
         match &node.kind {
             NodeKind::Command(spec) => {
-                crate::command::run(&mut ctx, spec, kind_permit.take()).await
+                Box::pin(crate::command::run(&mut ctx, spec, kind_permit.take())).await
             }
-            NodeKind::Http(spec) => crate::http::run(&mut ctx, spec).await.map(Data::from),
-            NodeKind::Service(spec) => crate::service::run(&mut ctx, spec).await.map(Data::from),
-            NodeKind::Batch(spec) => crate::batch::run(&mut ctx, spec).await.map(Data::from),
-            NodeKind::Raster(spec) => crate::raster::run(&mut ctx, spec).await.map(Data::from),
+            NodeKind::Http(spec) => Box::pin(crate::http::run(&mut ctx, spec))
+                .await
+                .map(Data::from),
+            NodeKind::Service(spec) => Box::pin(crate::service::run(&mut ctx, spec))
+                .await
+                .map(Data::from),
+            NodeKind::Batch(spec) => Box::pin(crate::batch::run(&mut ctx, spec))
+                .await
+                .map(Data::from),
+            NodeKind::Raster(spec) => Box::pin(crate::raster::run(&mut ctx, spec))
+                .await
+                .map(Data::from),
             _ => Ok(ctx.input.clone()),
         }
     };

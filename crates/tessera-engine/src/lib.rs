@@ -531,26 +531,13 @@ impl Engine {
             progress: progress.clone(),
         });
         self.shared.hold(&id, fence, events_tx.clone());
-        let started = std::thread::Builder::new()
-            .name(format!("task-{}", &id[..8.min(id.len())]))
-            .spawn(move || {
-                let mut driver = driver;
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    driver.run()
-                }))
-                .unwrap_or_else(|panic| {
-                    // Its jobs must not outlive it (nor hold pool slots).
-                    driver.stop_jobs();
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_default();
-                    tracing::error!(task = %board_id, panic = %what, "task driver panicked");
-                    Err(EngineError::Internal(format!(
-                        "the task driver panicked: {what}"
-                    )))
-                });
+        // An async task: a driver waiting for its jobs or callbacks holds no thread.
+        let driver = Box::new(driver);
+        self.shared.runtime.spawn(async move {
+            let (driver, result) = driver.run().await;
+            // What follows blocks (a store write, freeing a big task's state): off the
+            // async threads.
+            let ended = tokio::task::spawn_blocking(move || {
                 shared.drop_batch_board(&board_id);
                 shared.release(&board_id);
                 drop(slot);
@@ -570,13 +557,12 @@ impl Engine {
                 // Freeing a big task's state takes a while: after the caller has its result.
                 drop(driver);
                 shared.scratch.task_ended(&board_id);
-            });
-        if let Err(e) = started {
-            self.shared.release(&id);
-            return Err(EngineError::Internal(format!(
-                "cannot start a task thread: {e}"
-            )));
-        }
+            })
+            .await;
+            if let Err(e) = ended {
+                tracing::error!(error = %e, "a task's end could not be recorded");
+            }
+        });
         Ok(TaskHandle {
             id,
             progress,
