@@ -27,6 +27,10 @@ pub enum EngineError {
         node: String,
         nodes: Vec<String>,
     },
+    /// The engine is stopping (draining): it starts nothing new; another instance, or this
+    /// one once restarted, will.
+    #[error("this engine is stopping and starts no new work; try again on another instance")]
+    Stopping,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
@@ -40,6 +44,7 @@ impl EngineError {
             | EngineError::NotResumable { .. }
             | EngineError::Held { .. }
             | EngineError::UnknownNode { .. } => ErrorKind::User,
+            EngineError::Stopping => ErrorKind::Retryable,
             EngineError::Store(e) => e.kind(),
             EngineError::Internal(_) => ErrorKind::Internal,
         }

@@ -132,6 +132,8 @@ struct Shared {
     scratch: scratch::ScratchDirs,
     /// Running commands' log lines waiting for the next write.
     live_logs: Arc<live_log::LiveLogs>,
+    /// [`Engine::drain`] was called: no new task is claimed or started here.
+    draining: std::sync::atomic::AtomicBool,
     /// The process is stopping: drivers commit nothing more (a command killed by the stop
     /// must not be recorded as failed), and give nothing up.
     stopping: std::sync::atomic::AtomicBool,
@@ -369,6 +371,7 @@ impl Engine {
                 held: Mutex::default(),
                 scratch,
                 live_logs: Arc::default(),
+                draining: std::sync::atomic::AtomicBool::new(false),
                 stopping: std::sync::atomic::AtomicBool::new(false),
             }),
         };
@@ -395,6 +398,9 @@ impl Engine {
 
     /// Starts a new task.
     pub fn submit(&self, submission: Submission) -> Result<TaskHandle, EngineError> {
+        if self.is_draining() {
+            return Err(EngineError::Stopping);
+        }
         let Submission {
             definition,
             pipeline,
@@ -460,6 +466,50 @@ impl Engine {
         if !task_id.is_empty() && !task_id.contains(['/', '.']) && dir.exists() {
             let _ = std::fs::remove_dir_all(dir);
         }
+    }
+
+    /// Stops this engine within `grace`: it claims and starts nothing more; tasks that end
+    /// within `grace` end here; then running commands are killed and the claims on the tasks
+    /// left are released, so any other runner (or this one's next start) continues them at once
+    /// instead of after their lease. Returns how many tasks ended and how many were handed
+    /// back.
+    pub fn drain(&self, grace: Duration) -> (usize, usize) {
+        self.shared
+            .draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let held = || {
+            self.shared
+                .held
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .len()
+        };
+        let at_start = held();
+        let deadline = std::time::Instant::now() + grace;
+        while held() > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.stop_commands();
+        let left: Vec<(String, u64)> = self
+            .shared
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(task, h)| (task.clone(), h.fence))
+            .collect();
+        if let Err(e) = self.shared.store.release_leases(&self.shared.runner, &left) {
+            // Their leases then run out by themselves.
+            tracing::warn!(error = %e, "cannot hand back the tasks still running");
+        }
+        (at_start.saturating_sub(left.len()), left.len())
+    }
+
+    /// Whether [`Engine::drain`] was called: nothing new is claimed or started.
+    pub fn is_draining(&self) -> bool {
+        self.shared
+            .draining
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The process is stopping: kills every running command with its process group, so none

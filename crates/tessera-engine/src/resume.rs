@@ -35,6 +35,9 @@ impl Engine {
     /// Continues a failed, cancelled or interrupted task: finished nodes keep their outputs,
     /// unless `fix` changes them or what they depend on.
     pub fn resume(&self, task_id: &str, fix: Fix) -> Result<TaskHandle, EngineError> {
+        if self.is_draining() {
+            return Err(EngineError::Stopping);
+        }
         // Reserved in this process before anything is read: a second resume here, or a
         // liveness check, sees the task as driven from now on.
         let Some(slot) = self.reserve_for_resume(task_id)? else {

@@ -160,6 +160,7 @@ impl From<EngineError> for ApiError {
                 details: serde_json::json!({ "nodes": nodes }),
                 message: e.to_string(),
             },
+            EngineError::Stopping => ApiError::Unavailable(e.to_string()),
             EngineError::Store(s) => s.into(),
             EngineError::Internal(m) => ApiError::Internal(m),
         }

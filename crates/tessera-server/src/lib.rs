@@ -187,6 +187,9 @@ async fn claim_loop(state: AppState) {
     let every = (state.engine.lease() / 3).max(Duration::from_millis(100));
     loop {
         tokio::time::sleep(every).await;
+        if state.engine.is_draining() {
+            return;
+        }
         claim_unheld(&state).await;
     }
 }

@@ -70,6 +70,10 @@ pub trait Claims: Send + Sync {
         until: u64,
     ) -> Result<Vec<String>, StoreError>;
 
+    /// Gives up `runner`'s claims (`(task, fence)`) without ending the tasks: each becomes
+    /// claimable at once by any runner (a process stopping hands its work back).
+    fn release_leases(&self, runner: &str, held: &[(String, u64)]) -> Result<(), StoreError>;
+
     /// Marks a task its driver had to give up (a store error, a panic) as failed with the
     /// cause, and releases it, so that it can be resumed, cancelled or deleted. Only while
     /// the claim `fence` still holds it; false if not (claimed again, or already ended).

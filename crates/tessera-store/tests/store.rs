@@ -858,6 +858,24 @@ fn a_claim_is_fenced_and_an_expired_lease_is_claimed_again() {
             .unwrap(),
         ["t1"]
     );
+    // A runner stopping hands its tasks back: claimable at once, its lease gone.
+    let mut held_task = new_task("t3", 3);
+    held_task.runner = Some("c".into());
+    held_task.lease_until = 100_000;
+    store.create_task(&held_task).unwrap();
+    assert!(
+        !store
+            .claimable_tasks(7_000)
+            .unwrap()
+            .contains(&"t3".to_string())
+    );
+    store.release_leases("c", &[("t3".into(), 1)]).unwrap();
+    assert!(
+        store
+            .claimable_tasks(7_000)
+            .unwrap()
+            .contains(&"t3".to_string())
+    );
     // A task nobody holds is cancelled at once.
     assert!(store.mark_cancelled("t2", "asked", 6_000).unwrap());
 }

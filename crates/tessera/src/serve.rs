@@ -40,6 +40,11 @@ pub struct ServeArgs {
     /// Listen on a non-loopback address without tokens.
     #[arg(long)]
     insecure: bool,
+    /// On SIGTERM or Ctrl-C: how long running tasks may take to end here before their
+    /// commands are killed and the tasks handed back (claimable at once by any instance, or by
+    /// this one once restarted), e.g. `10s`. Nothing new starts meanwhile.
+    #[arg(long, env = "TESSERA_GRACE", default_value = "10s", value_parser = parse_grace)]
+    grace: std::time::Duration,
     /// Serve /metrics, /openapi.json and /docs without a token when tokens are on.
     #[arg(long, env = "TESSERA_PUBLIC_INFO")]
     public_info: bool,
@@ -141,6 +146,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         connections,
         engine: settings.engine_config(&settings.data_dir),
     };
+    let args_grace = args.grace;
     runtime.block_on(async move {
         let server = tessera_server::start(config, store, objects).await?;
         errln!(
@@ -157,12 +163,20 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
             _ = tokio::signal::ctrl_c() => errln!("stopping"),
             _ = terminate.recv() => errln!("stopping (SIGTERM)"),
         }
-        // Commands do not outlive the server; its unfinished tasks continue at the next start.
-        let killed = engine.stop_commands();
-        if killed > 0 {
-            errln!("stopped {killed} running command(s); their tasks continue at the next start");
-        }
+        // Nothing new starts; what ends within the grace period ends here; the rest is handed
+        // back (commands killed: none outlives the server), to continue elsewhere or at the
+        // next start without waiting for its lease.
+        let grace = args_grace;
+        let (ended, handed_back) = tokio::task::spawn_blocking(move || engine.drain(grace)).await?;
+        errln!(
+            "{ended} task(s) ended during the grace period, {handed_back} handed back (they \
+             continue on another instance or at the next start)"
+        );
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn parse_grace(text: &str) -> Result<std::time::Duration, String> {
+    tessera_core::model::parse_duration_str(text)
 }

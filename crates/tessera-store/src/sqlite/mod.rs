@@ -263,6 +263,21 @@ impl Claims for SqliteStore {
         Ok(Some(claim.observed_fence + 1))
     }
 
+    fn release_leases(&self, runner: &str, held: &[(String, u64)]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut release = tx.prepare_cached(
+                "UPDATE tasks SET lease_until = NULL WHERE id = ?1 AND fence = ?2 AND runner = ?3",
+            )?;
+            for (task_id, fence) in held {
+                release.execute(params![task_id, *fence as i64, runner])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     fn renew_leases(
         &self,
         runner: &str,
