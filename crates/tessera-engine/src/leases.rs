@@ -55,6 +55,30 @@ impl Shared {
     }
 }
 
+/// Processes not heard from for this long are forgotten by the next heartbeat of any other.
+const FORGET_AFTER_MS: u64 = 3_600_000;
+
+impl Shared {
+    /// How this process describes itself in its heartbeat.
+    fn worker_row(&self, now: u64) -> tessera_store::WorkerRow {
+        tessera_store::WorkerRow {
+            runner: self.runner.clone(),
+            host: crate::hostname(),
+            pid: std::process::id(),
+            started_at: self.started_at,
+            heartbeat_at: now,
+            lease_ms: self.config.lease.as_millis() as u64,
+            pools: serde_json::json!({
+                "max_processes": self.config.max_processes,
+                "max_http": self.config.max_http,
+                "pools": self.config.pools,
+            }),
+            held: 0,
+            leases_until: None,
+        }
+    }
+}
+
 /// Starts the renewal and cancel-watch loops of an engine; they end with the engine.
 pub(crate) fn start_renewing(shared: &Arc<Shared>) {
     let every = (shared.config.lease / 3).max(Duration::from_millis(50));
@@ -124,14 +148,24 @@ async fn renew_loop(engine: Weak<Shared>, every: Duration) {
             .iter()
             .map(|(task, h)| (task.clone(), h.fence))
             .collect();
-        if held.is_empty() {
-            continue;
-        }
         let until = shared.lease_until();
         let s = shared.clone();
-        let renewed =
-            tokio::task::spawn_blocking(move || s.store.renew_leases(&s.runner, &held, until))
-                .await;
+        let renewed = tokio::task::spawn_blocking(move || {
+            // The process's heartbeat (what `GET /api/v1/workers` lists), then its claims.
+            let now = now_millis();
+            let worker = s.worker_row(now);
+            if let Err(e) = s
+                .store
+                .heartbeat(&worker, now.saturating_sub(FORGET_AFTER_MS))
+            {
+                tracing::warn!(error = %e, "cannot record this process's heartbeat");
+            }
+            if held.is_empty() {
+                return Ok(Vec::new());
+            }
+            s.store.renew_leases(&s.runner, &held, until)
+        })
+        .await;
         let lost = match renewed {
             Ok(Ok(lost)) => lost,
             // The next round tries again; past the lease, the claims may be lost.

@@ -132,6 +132,8 @@ struct Shared {
     scratch: scratch::ScratchDirs,
     /// Running commands' log lines waiting for the next write.
     live_logs: Arc<live_log::LiveLogs>,
+    /// When this engine started (ms), for its heartbeat.
+    started_at: u64,
     /// [`Engine::drain`] was called: no new task is claimed or started here.
     draining: std::sync::atomic::AtomicBool,
     /// The process is stopping: drivers commit nothing more (a command killed by the stop
@@ -312,7 +314,7 @@ impl TaskHandle {
     }
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_else(|_| "localhost".into())
@@ -371,6 +373,7 @@ impl Engine {
                 held: Mutex::default(),
                 scratch,
                 live_logs: Arc::default(),
+                started_at: now_millis(),
                 draining: std::sync::atomic::AtomicBool::new(false),
                 stopping: std::sync::atomic::AtomicBool::new(false),
             }),
@@ -381,6 +384,18 @@ impl Engine {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.shared.store
+    }
+
+    /// The processes running tasks on this store (servers and workers) that are alive: heard
+    /// from within their own lease (they beat every third of it), with the tasks each holds.
+    pub fn workers(&self) -> Result<Vec<tessera_store::WorkerRow>, EngineError> {
+        let now = now_millis();
+        let mut rows = self
+            .shared
+            .store
+            .workers(now.saturating_sub(3_600_000), now)?;
+        rows.retain(|w| w.heartbeat_at + w.lease_ms >= now);
+        Ok(rows)
     }
 
     /// How long this engine's claims on tasks last without renewal.

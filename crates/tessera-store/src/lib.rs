@@ -70,6 +70,14 @@ pub trait Claims: Send + Sync {
         until: u64,
     ) -> Result<Vec<String>, StoreError>;
 
+    /// Records a process's heartbeat (inserted or refreshed), and forgets processes whose
+    /// last heartbeat is older than `forget_before` (ms).
+    fn heartbeat(&self, worker: &WorkerRow, forget_before: u64) -> Result<(), StoreError>;
+
+    /// Processes whose last heartbeat is at `since` or later, with the tasks each holds at
+    /// `now`.
+    fn workers(&self, since: u64, now: u64) -> Result<Vec<WorkerRow>, StoreError>;
+
     /// Gives up `runner`'s claims (`(task, fence)`) without ending the tasks: each becomes
     /// claimable at once by any runner (a process stopping hands its work back).
     fn release_leases(&self, runner: &str, held: &[(String, u64)]) -> Result<(), StoreError>;

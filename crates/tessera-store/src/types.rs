@@ -24,6 +24,28 @@ pub struct NewTask {
     pub base_dir: Option<String>,
 }
 
+/// A process that runs tasks (a server or a worker), as its last heartbeat described it.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerRow {
+    /// Its runner name (`host:pid:nonce`): what its claims are recorded under.
+    pub runner: String,
+    pub host: String,
+    pub pid: u32,
+    #[serde(serialize_with = "tessera_core::time::ser")]
+    pub started_at: u64,
+    #[serde(serialize_with = "tessera_core::time::ser")]
+    pub heartbeat_at: u64,
+    /// Its lease length in milliseconds.
+    pub lease_ms: u64,
+    /// Its limits: `max_processes` and named pools (JSON).
+    pub pools: Value,
+    /// Tasks it holds now (lease running); filled in by [`crate::Claims::workers`].
+    pub held: u64,
+    /// Until when its latest lease on a task runs, if it holds any.
+    #[serde(serialize_with = "tessera_core::time::ser_opt")]
+    pub leases_until: Option<u64>,
+}
+
 /// A claim of a task to resume it (see [`crate::Store::reopen_task`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Claim<'a> {

@@ -40,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/registry/announce", post(crate::registry::announce))
         .route("/api/v1/registry/services", get(crate::registry::list))
         .route("/api/v1/stats", get(system::stats))
+        .route("/api/v1/workers", get(system::workers))
         .route("/api/v1/events", get(system::events))
         .route("/health", get(system::health))
         .layer(DefaultBodyLimit::max(max_body));

@@ -65,6 +65,21 @@ pub async fn health(State(state): State<AppState>) -> axum::response::Response {
     (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }
 
+/// `GET /api/v1/workers`: the live processes running tasks on this store (servers and
+/// workers): their runner name, host, pid, start, last heartbeat, lease, limits, and the tasks
+/// each holds now.
+pub async fn workers(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Admin, Role::User])?;
+    let engine = state.engine.clone();
+    let rows = tokio::task::spawn_blocking(move || engine.workers())
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(Json(json!({ "items": rows })))
+}
+
 const STATES: [&str; 5] = ["pending", "running", "finished", "failed", "cancelled"];
 
 /// Totals overall and per pipeline (a user's own tasks only), and the services known from

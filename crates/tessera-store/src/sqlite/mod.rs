@@ -263,6 +263,66 @@ impl Claims for SqliteStore {
         Ok(Some(claim.observed_fence + 1))
     }
 
+    fn heartbeat(&self, w: &WorkerRow, forget_before: u64) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.prepare_cached(
+            "INSERT INTO workers (runner, host, pid, started_at, heartbeat_at, lease_ms, pools)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (runner) DO UPDATE SET heartbeat_at = excluded.heartbeat_at,
+                lease_ms = excluded.lease_ms, pools = excluded.pools",
+        )?
+        .execute(params![
+            w.runner,
+            w.host,
+            w.pid,
+            w.started_at as i64,
+            w.heartbeat_at as i64,
+            w.lease_ms as i64,
+            json_text(&w.pools)
+        ])?;
+        tx.prepare_cached("DELETE FROM workers WHERE heartbeat_at < ?1")?
+            .execute([forget_before as i64])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn workers(&self, since: u64, now: u64) -> Result<Vec<WorkerRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT w.runner, w.host, w.pid, w.started_at, w.heartbeat_at, w.lease_ms, w.pools,
+                (SELECT COUNT(*) FROM tasks t WHERE t.runner = w.runner
+                    AND t.state IN ('pending', 'running') AND t.lease_until >= ?2),
+                (SELECT MAX(t.lease_until) FROM tasks t WHERE t.runner = w.runner
+                    AND t.state IN ('pending', 'running') AND t.lease_until >= ?2)
+             FROM workers w WHERE w.heartbeat_at >= ?1 ORDER BY w.started_at, w.runner",
+        )?;
+        let rows = stmt
+            .query_map(params![since as i64, now as i64], |r| {
+                Ok((
+                    WorkerRow {
+                        runner: r.get(0)?,
+                        host: r.get(1)?,
+                        pid: r.get(2)?,
+                        started_at: r.get::<_, i64>(3)? as u64,
+                        heartbeat_at: r.get::<_, i64>(4)? as u64,
+                        lease_ms: r.get::<_, i64>(5)? as u64,
+                        pools: Value::Null,
+                        held: r.get::<_, i64>(7)? as u64,
+                        leases_until: r.get::<_, Option<i64>>(8)?.map(|t| t as u64),
+                    },
+                    r.get::<_, String>(6)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(mut w, pools)| {
+                w.pools = parse_json(Some(pools), "worker pools")?.unwrap_or(Value::Null);
+                Ok(w)
+            })
+            .collect()
+    }
+
     fn release_leases(&self, runner: &str, held: &[(String, u64)]) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;

@@ -185,10 +185,29 @@ const STEPS: &[Step] = &[
             )?)
         },
     },
+    Step {
+        version: 8,
+        what: "workers",
+        apply: |c| {
+            Ok(c.execute_batch(
+                "CREATE TABLE IF NOT EXISTS workers (
+                    runner TEXT PRIMARY KEY,
+                    host TEXT NOT NULL,
+                    pid INTEGER NOT NULL,
+                    started_at INTEGER NOT NULL,
+                    heartbeat_at INTEGER NOT NULL,
+                    lease_ms INTEGER NOT NULL,
+                    pools TEXT NOT NULL
+                 );
+                 CREATE INDEX IF NOT EXISTS tasks_by_runner ON tasks(runner)
+                    WHERE state IN ('pending', 'running');",
+            )?)
+        },
+    },
 ];
 
 /// The schema version this build writes.
-pub(super) const LATEST: u32 = 7;
+pub(super) const LATEST: u32 = 8;
 
 /// Brings the database to [`LATEST`], one step per transaction; refuses a database made by a
 /// newer version (its data may mean what this one cannot know).

@@ -94,3 +94,63 @@ fn tasks_survive_twenty_kill_9_and_restarts_of_the_server() {
         started.elapsed().as_secs_f64()
     );
 }
+
+#[test]
+fn workers_lists_the_live_processes_and_the_tasks_they_hold() {
+    let env = Env::new();
+    let server = serve(&env, free_port());
+    let url = server.url.clone();
+    let rt = rt();
+    let client = reqwest::Client::new();
+    let workers = |client: reqwest::Client, url: String| async move {
+        let r = client
+            .get(format!("{url}/api/v1/workers"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.unwrap()["items"].clone()
+    };
+    rt.block_on(async {
+        store_pipeline(
+            &client,
+            &url,
+            "nodes:\n  - {id: in, type: entry, api: {route: nap}, next: [nap]}\n  - {id: nap, type: command, command: [sleep, '30'], next: [end]}\n  - {id: end, type: end}\n",
+        )
+        .await;
+        // Its first heartbeat comes within a third of the lease (500 ms here).
+        let mut items = Value::Null;
+        for _ in 0..50 {
+            items = workers(client.clone(), url.clone()).await;
+            if items.as_array().is_some_and(|a| !a.is_empty()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let list = items.as_array().unwrap();
+        assert_eq!(list.len(), 1, "{items}");
+        let me = &list[0];
+        assert_eq!(me["pid"], server.child.id(), "{me}");
+        assert_eq!(me["lease_ms"], 500);
+        assert_eq!(me["held"], 0);
+        assert!(me["pools"]["max_processes"].as_u64().unwrap() > 0, "{me}");
+        let task = submit_json(&client, &url, "nap", &json!({})).await;
+        let mut held = 0;
+        for _ in 0..50 {
+            held = workers(client.clone(), url.clone()).await[0]["held"]
+                .as_u64()
+                .unwrap();
+            if held == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(held, 1, "the running task is held");
+        client
+            .post(format!("{url}/api/v1/tasks/{task}/cancel"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wait_state(&client, &url, &task).await["state"], "cancelled");
+    });
+}
