@@ -380,6 +380,7 @@ mod tests {
             ("get", "/api/v1/registry/services", "200"),
             ("post", "/api/v1/callbacks/{token}", "409"),
             ("get", "/api/v1/stats", "200"),
+            ("get", "/api/v1/workers", "200"),
             ("get", "/api/v1/events", "200"),
             ("get", "/health", "200"),
             ("get", "/metrics", "200"),
