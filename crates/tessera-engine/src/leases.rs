@@ -94,6 +94,18 @@ pub(crate) fn start_renewing(shared: &Arc<Shared>) {
 /// Passes cancel requests recorded in the store (`tessera tasks cancel`, another server
 /// instance) to the drivers of this process, once each.
 async fn cancel_watch(engine: Weak<Shared>, every: Duration) {
+    // Callbacks numbered after this one are news (those before, a resumed job reads itself).
+    let mut last_callback = match engine.upgrade() {
+        Some(shared) => {
+            let s = shared.clone();
+            tokio::task::spawn_blocking(move || s.store.last_callback_seq())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or(0)
+        }
+        None => return,
+    };
     loop {
         tokio::time::sleep(every).await;
         let Some(shared) = engine.upgrade() else {
@@ -108,19 +120,32 @@ async fn cancel_watch(engine: Weak<Shared>, every: Duration) {
             continue;
         }
         let s = shared.clone();
-        let requested =
-            match tokio::task::spawn_blocking(move || s.store.cancel_requests(&s.runner)).await {
-                Ok(Ok(ids)) => ids,
-                // The next round asks again.
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "cannot read cancel requests");
-                    continue;
+        let after = last_callback;
+        let requested = match tokio::task::spawn_blocking(move || {
+            let callbacks = s.store.received_callbacks(&s.runner, after)?;
+            Ok::<_, tessera_store::StoreError>((s.store.cancel_requests(&s.runner)?, callbacks))
+        })
+        .await
+        {
+            // Callbacks received by another process (a server taking them for a worker's
+            // tasks) wake the jobs waiting here; this process's own are woken already.
+            Ok(Ok((ids, callbacks))) => {
+                for (token, seq) in callbacks {
+                    shared.callbacks.notify(&token);
+                    last_callback = last_callback.max(seq);
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read cancel requests");
-                    continue;
-                }
-            };
+                ids
+            }
+            // The next round asks again.
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot read cancel requests");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read cancel requests");
+                continue;
+            }
+        };
         let mut held = shared.held.lock().unwrap_or_else(|p| p.into_inner());
         for id in requested {
             if let Some(h) = held.get_mut(&id)

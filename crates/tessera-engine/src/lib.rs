@@ -55,6 +55,9 @@ pub struct EngineConfig {
     /// How long a claim on a task lasts without renewal (renewed every third of it while the
     /// task runs here). A process killed with -9 lets go of its tasks when it runs out.
     pub lease: Duration,
+    /// Whether this process runs tasks; false for an API-only server (`serve --no-work`),
+    /// whose submissions are recorded for workers to claim.
+    pub run_tasks: bool,
     /// Base URL services call back (`<base>/api/v1/callbacks/<token>`); `None` without a server.
     pub callback_base: Option<String>,
     /// Told of every committed state change (the server's live events).
@@ -104,6 +107,7 @@ impl EngineConfig {
             work_dir,
             cancel_poll: Duration::from_millis(200),
             lease: DEFAULT_LEASE,
+            run_tasks: true,
             callback_base: None,
             observer: None,
             command_env: DEFAULT_COMMAND_ENV.map(String::from).to_vec(),
@@ -398,6 +402,11 @@ impl Engine {
         Ok(rows)
     }
 
+    /// Whether this process runs tasks (see [`EngineConfig::run_tasks`]).
+    pub fn runs_tasks(&self) -> bool {
+        self.shared.config.run_tasks
+    }
+
     /// How long this engine's claims on tasks last without renewal.
     pub fn lease(&self) -> Duration {
         self.shared.config.lease
@@ -449,6 +458,64 @@ impl Engine {
             // A new task's first claim.
             fence: 1,
         })
+    }
+
+    /// Records a new task for any runner to claim (an API-only server: `serve --no-work`);
+    /// nothing runs here. Its id.
+    pub fn enqueue(&self, submission: Submission) -> Result<String, EngineError> {
+        let Submission {
+            definition,
+            pipeline,
+            input,
+            owner,
+            id,
+            base_dir,
+        } = submission;
+        let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        self.shared.store.create_task(&NewTask {
+            id: id.clone(),
+            pipeline: pipeline.name.clone(),
+            definition,
+            input,
+            created_at: now_millis(),
+            owner,
+            // Held by nobody: claimable at once.
+            runner: None,
+            lease_until: 0,
+            base_dir: base_dir.as_ref().map(|d| d.display().to_string()),
+        })?;
+        Ok(id)
+    }
+
+    /// Claims and starts every task nobody holds (not ended, lease run out or never taken):
+    /// what a server or worker does at start and every third of its lease. Tasks claimed by
+    /// another runner meanwhile are skipped. Nothing while draining.
+    pub fn claim_available(&self) -> Vec<TaskHandle> {
+        if self.is_draining() {
+            return Vec::new();
+        }
+        let ids = match self.shared.store.claimable_tasks(now_millis()) {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list the tasks nobody holds");
+                return Vec::new();
+            }
+        };
+        let mut started = Vec::new();
+        for id in ids {
+            if self.shared.driving(&id) || self.is_draining() {
+                continue;
+            }
+            match self.resume(&id, Fix::default()) {
+                Ok(handle) => {
+                    tracing::info!(task = %id, "continuing a task nobody held");
+                    started.push(handle);
+                }
+                // Claimed by another runner meanwhile, or ended: nothing to do.
+                Err(e) => tracing::debug!(task = %id, error = %e, "not continuing task"),
+            }
+        }
+        started
     }
 
     /// Delivers a service's callback for `token` (objects already stored and referenced in

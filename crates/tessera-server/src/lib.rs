@@ -155,8 +155,10 @@ pub async fn start(
         config.public_info,
         events,
     )));
-    claim_unheld(&state).await;
-    tokio::spawn(claim_loop(state.clone()));
+    if state.engine.runs_tasks() {
+        claim_unheld(&state).await;
+        tokio::spawn(claim_loop(state.clone()));
+    }
     tokio::spawn(registry::sweep_loop(state.clone()));
     tokio::spawn(routes::tasks::retention_loop(state.clone()));
     tokio::spawn(routes::tasks::forget_ended_loop(state.clone()));
@@ -195,34 +197,13 @@ async fn claim_loop(state: AppState) {
 }
 
 async fn claim_unheld(state: &AppState) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let ids = match state.blocking(move |s| s.claimable_tasks(now)).await {
-        Ok(ids) => ids,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot list the tasks nobody holds");
-            return;
-        }
-    };
-    for id in ids {
-        if state.engine.is_driving(&id) {
-            continue;
-        }
-        let engine = state.engine.clone();
-        let task = id.clone();
-        match tokio::task::spawn_blocking(move || {
-            engine.resume(&task, tessera_engine::Fix::default())
-        })
-        .await
-        {
-            Ok(Ok(handle)) => {
-                tracing::info!(task = %id, "continuing a task nobody held");
+    let engine = state.engine.clone();
+    match tokio::task::spawn_blocking(move || engine.claim_available()).await {
+        Ok(handles) => {
+            for handle in handles {
                 routes::tasks::track(state, handle);
             }
-            // Claimed by another runner meanwhile, or ended: nothing to do.
-            Ok(Err(e)) => tracing::debug!(task = %id, error = %e, "not continuing task"),
-            Err(e) => tracing::warn!(task = %id, error = %e, "cannot continue task"),
         }
+        Err(e) => tracing::warn!(error = %e, "cannot claim tasks"),
     }
 }

@@ -256,6 +256,17 @@ pub trait Callbacks: Send + Sync {
     fn redispatch_callback(&self, token: &str, callback_base: &str) -> Result<bool, StoreError>;
 
     /// The attempt ended without its callback (timeout, cancel): the token is refused from now.
+    /// Callbacks received after arrival number `after` for tasks `runner` holds (however
+    /// they arrived: through this process or another), with their numbers, oldest first.
+    fn received_callbacks(
+        &self,
+        runner: &str,
+        after: u64,
+    ) -> Result<Vec<(String, u64)>, StoreError>;
+
+    /// The highest arrival number of a callback so far (0 when none arrived).
+    fn last_callback_seq(&self) -> Result<u64, StoreError>;
+
     fn supersede_callback(&self, token: &str) -> Result<(), StoreError>;
 }
 

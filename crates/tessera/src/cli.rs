@@ -198,6 +198,10 @@ pub enum Command {
     },
     /// Run the engine server: REST API, live events, services, docs at /docs.
     Serve(crate::serve::ServeArgs),
+    /// Run tasks for the servers of a shared store, without serving HTTP: claim what nobody
+    /// holds (new submissions of `serve --no-work`, tasks of killed processes), renew, hand
+    /// back on SIGTERM.
+    Worker(crate::worker::WorkerArgs),
     /// Measure the engine on the standard workloads (see BENCHMARKS.md).
     Bench(crate::bench::BenchArgs),
     /// Compute rasters tile by tile, in parallel, cached: band math and slope over GeoTIFFs.
@@ -373,6 +377,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             kind: SampleKind::Patronymes { rows, seed, out },
         } => sample_patronymes(rows, seed, out.as_deref()),
         Command::Serve(args) => crate::serve::serve(args),
+        Command::Worker(args) => crate::worker::worker(args),
         Command::Raster { command } => crate::raster::raster(command),
     }
 }

@@ -15,6 +15,7 @@ mod run;
 mod serve;
 mod services;
 mod tasks;
+mod worker;
 
 use std::process::ExitCode;
 

@@ -40,6 +40,10 @@ pub struct ServeArgs {
     /// Listen on a non-loopback address without tokens.
     #[arg(long)]
     insecure: bool,
+    /// API only: submissions are recorded for `tessera worker` processes on the same store to
+    /// claim; this server runs no task itself (a resume asked of it still runs here).
+    #[arg(long)]
+    no_work: bool,
     /// On SIGTERM or Ctrl-C: how long running tasks may take to end here before their
     /// commands are killed and the tasks handed back (claimable at once by any instance, or by
     /// this one once restarted), e.g. `10s`. Nothing new starts meanwhile.
@@ -144,7 +148,11 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         public_info: args.public_info,
         limits,
         connections,
-        engine: settings.engine_config(&settings.data_dir),
+        engine: {
+            let mut engine = settings.engine_config(&settings.data_dir);
+            engine.run_tasks = !args.no_work;
+            engine
+        },
     };
     let args_grace = args.grace;
     runtime.block_on(async move {
@@ -177,6 +185,6 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn parse_grace(text: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_grace(text: &str) -> Result<std::time::Duration, String> {
     tessera_core::model::parse_duration_str(text)
 }

@@ -171,18 +171,26 @@ pub async fn submit(
             return Err(e);
         }
     }
-    let submitted = tokio::task::spawn_blocking(move || engine.submit(submission))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))
-        .and_then(|r| r.map_err(ApiError::from));
-    let handle = match submitted {
-        Ok(h) => h,
+    // An API-only server records the task for a worker to claim; otherwise it runs it.
+    let runs_here = engine.runs_tasks();
+    let submitted = tokio::task::spawn_blocking(move || {
+        if runs_here {
+            engine.submit(submission).map(Some)
+        } else {
+            engine.enqueue(submission).map(|_| None)
+        }
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))
+    .and_then(|r| r.map_err(ApiError::from));
+    match submitted {
+        Ok(Some(handle)) => super::tasks::track(&state, handle),
+        Ok(None) => {}
         Err(e) => {
             super::discard_objects(&state, &uploads).await;
             return Err(e);
         }
-    };
-    super::tasks::track(&state, handle);
+    }
     Ok((
         StatusCode::ACCEPTED,
         [(header::LOCATION, format!("/api/v1/tasks/{id}"))],

@@ -860,6 +860,18 @@ impl Callbacks for SqliteStore {
     fn supersede_callback(&self, token: &str) -> Result<(), StoreError> {
         registry::supersede_callback(&self.conn(), token)
     }
+
+    fn received_callbacks(
+        &self,
+        runner: &str,
+        after: u64,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        registry::received_callbacks(&self.conn(), runner, after)
+    }
+
+    fn last_callback_seq(&self) -> Result<u64, StoreError> {
+        registry::last_callback_seq(&self.conn())
+    }
 }
 
 impl BatchCheckpoints for SqliteStore {

@@ -351,11 +351,39 @@ pub(super) fn complete_callback(
     failed: bool,
 ) -> Result<bool, StoreError> {
     let n = conn.execute(
-        "UPDATE callbacks SET state = 'received', result = ?2, failed = ?3
+        "UPDATE callbacks SET state = 'received', result = ?2, failed = ?3,
+            received_seq = (SELECT COALESCE(MAX(received_seq), 0) + 1 FROM callbacks)
          WHERE token = ?1 AND state IN ('waiting', 'dispatching')",
         params![token, json_text(result), failed],
     )?;
     Ok(n == 1)
+}
+
+/// Callbacks received after `after` (their arrival number) for tasks `runner` holds, with
+/// their numbers, oldest first.
+pub(super) fn received_callbacks(
+    conn: &Connection,
+    runner: &str,
+    after: u64,
+) -> Result<Vec<(String, u64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT c.token, c.received_seq FROM callbacks c JOIN tasks t ON t.id = c.task_id
+         WHERE c.received_seq > ?2 AND t.runner = ?1 ORDER BY c.received_seq",
+    )?;
+    Ok(stmt
+        .query_map(params![runner, after as i64], |r| {
+            Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
+        })?
+        .collect::<Result<_, _>>()?)
+}
+
+/// The highest arrival number of a callback so far (0 when none arrived).
+pub(super) fn last_callback_seq(conn: &Connection) -> Result<u64, StoreError> {
+    Ok(conn.query_row(
+        "SELECT COALESCE(MAX(received_seq), 0) FROM callbacks",
+        [],
+        |r| r.get::<_, i64>(0),
+    )? as u64)
 }
 
 pub(super) fn mark_dispatched(conn: &Connection, token: &str) -> Result<(), StoreError> {

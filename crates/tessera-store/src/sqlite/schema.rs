@@ -204,10 +204,23 @@ const STEPS: &[Step] = &[
             )?)
         },
     },
+    Step {
+        version: 9,
+        what: "callbacks in arrival order",
+        apply: |c| {
+            // Numbered as they arrive, so the process holding a task learns of its callbacks
+            // received by another process: "what arrived after N for my tasks".
+            add_column_if_missing(c, "callbacks", "received_seq", "INTEGER")?;
+            Ok(c.execute_batch(
+                "CREATE INDEX IF NOT EXISTS callbacks_received ON callbacks(received_seq)
+                 WHERE received_seq IS NOT NULL",
+            )?)
+        },
+    },
 ];
 
 /// The schema version this build writes.
-pub(super) const LATEST: u32 = 8;
+pub(super) const LATEST: u32 = 9;
 
 /// Brings the database to [`LATEST`], one step per transaction; refuses a database made by a
 /// newer version (its data may mean what this one cannot know).

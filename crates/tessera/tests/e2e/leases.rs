@@ -154,3 +154,138 @@ fn workers_lists_the_live_processes_and_the_tasks_they_hold() {
         assert_eq!(wait_state(&client, &url, &task).await["state"], "cancelled");
     });
 }
+
+/// A `tessera worker` process.
+struct Worker(std::process::Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn worker(env: &Env, callback_url: &str) -> Worker {
+    Worker(
+        env.cmd()
+            .args(["worker", "--callback-url", callback_url])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// An API-only server and workers on one store: the server runs nothing; the workers claim
+/// the submissions, a worker killed with -9 has its tasks taken over by another, and a service
+/// callback received by the server reaches the worker waiting for it.
+#[test]
+fn workers_run_what_an_api_only_server_records() {
+    let env = Env::new();
+    let dir = env.dir.path().display().to_string();
+    let server = crate::server::serve_with(&env, free_port(), &["--no-work"], &[]);
+    let url = server.url.clone();
+    let rt = rt();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let tasks: Vec<String> = rt.block_on(async {
+        store_pipeline(&client, &url, &chain(&dir)).await;
+        let mut ids = Vec::new();
+        for n in 0..12 {
+            ids.push(submit_json(&client, &url, "leased", &json!({"n": n})).await);
+        }
+        // Recorded, not run: no worker yet.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let doc: Value = client
+            .get(format!("{url}/api/v1/tasks/{}", ids[0]))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(doc["state"], "pending", "{doc}");
+        ids
+    });
+    assert!(!env.path("runs").exists(), "the server ran nothing");
+    let mut first = worker(&env, &url);
+    let _second = worker(&env, &url);
+    // One worker killed mid-way; a third one joins.
+    std::thread::sleep(Duration::from_millis(400));
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+    let _third = worker(&env, &url);
+    let docs: Vec<Value> = rt.block_on(async {
+        let mut docs = Vec::new();
+        for id in &tasks {
+            docs.push(wait_state(&client, &url, id).await);
+        }
+        docs
+    });
+    for (n, doc) in docs.iter().enumerate() {
+        assert_eq!(doc["state"], "finished", "task {n}: {doc}");
+        assert_eq!(doc["result"], json!({"n": n}));
+    }
+    // The server ran none of them.
+    let listed: Value = rt.block_on(async {
+        client
+            .get(format!("{url}/api/v1/workers"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    let server_row = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["pid"] == server.child.id())
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert!(server_row.is_null() || server_row["held"] == 0, "{listed}");
+
+    // A service node: dispatched by a worker, called back on the server.
+    let service = http_server(|_, _| (202, "application/json", "{}".into()));
+    let id = rt.block_on(async {
+        store_pipeline(
+            &client,
+            &url,
+            &format!(
+                "nodes:\n  - {{id: in, type: entry, api: {{route: asks}}, next: [ask]}}\n  - {{id: ask, type: service, url: \"{}/work\", next: [end]}}\n  - {{id: end, type: end}}\n",
+                service.url
+            ),
+        )
+        .await;
+        submit_json(&client, &url, "asks", &json!({})).await
+    });
+    wait_for("the dispatch", Duration::from_secs(20), || {
+        service.hits.load(std::sync::atomic::Ordering::SeqCst) == 1
+    });
+    let path = service.paths.lock().unwrap()[0].clone();
+    let callback = path
+        .split("callback_url=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .replace("%3A", ":")
+        .replace("%2F", "/");
+    assert!(callback.starts_with(&url), "{callback}");
+    rt.block_on(async {
+        let r = client
+            .post(&callback)
+            .json(&json!({"answer": 42}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+        let doc = wait_state(&client, &url, &id).await;
+        assert_eq!(doc["state"], "finished", "{doc}");
+        assert_eq!(doc["result"], json!({"answer": 42}));
+    });
+}
