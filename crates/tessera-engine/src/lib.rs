@@ -407,6 +407,14 @@ impl Engine {
         self.shared.config.run_tasks
     }
 
+    /// How often to look for tasks nobody holds: a third of the lease, at most a second, so
+    /// that a killed holder's task is claimed again within its lease plus one second.
+    pub fn claim_every(&self) -> Duration {
+        (self.shared.config.lease / 3)
+            .min(Duration::from_secs(1))
+            .max(Duration::from_millis(100))
+    }
+
     /// How long this engine's claims on tasks last without renewal.
     pub fn lease(&self) -> Duration {
         self.shared.config.lease

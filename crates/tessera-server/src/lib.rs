@@ -186,7 +186,7 @@ pub async fn start(
 /// after a restart, the tasks of the previous process continue once its leases expire;
 /// service nodes keep waiting for their callbacks.
 async fn claim_loop(state: AppState) {
-    let every = (state.engine.lease() / 3).max(Duration::from_millis(100));
+    let every = state.engine.claim_every();
     loop {
         tokio::time::sleep(every).await;
         if state.engine.is_draining() {

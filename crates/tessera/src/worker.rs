@@ -49,7 +49,7 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
         settings.data_dir.display(),
         engine.lease()
     );
-    let every = (engine.lease() / 3).max(Duration::from_millis(100));
+    let every = engine.claim_every();
     let grace = args.grace;
     runtime.block_on(async move {
         let mut terminate =
