@@ -258,7 +258,9 @@ impl std::fmt::Debug for Engine {
 #[derive(Debug, Clone)]
 pub struct Submission {
     pub definition: Value,
-    pub pipeline: Pipeline,
+    /// The validated pipeline, or its plan: a caller starting many tasks of one pipeline (a
+    /// server's cached copy) shares one plan between them instead of a copy each.
+    pub pipeline: Planned,
     /// The input (kept as its text when big).
     pub input: Data,
     pub owner: Option<String>,
@@ -267,6 +269,35 @@ pub struct Submission {
     /// Where the pipeline's relative paths resolve (see [`RunContext::base_dir`]): the
     /// pipeline file's directory; `None` for a pipeline without a file (HTTP).
     pub base_dir: Option<PathBuf>,
+}
+
+/// A pipeline to run: as parsed, or already planned (shared).
+#[derive(Debug, Clone)]
+pub enum Planned {
+    Pipeline(Pipeline),
+    Plan(Arc<Plan>),
+}
+
+impl Planned {
+    fn into_plan(self) -> Arc<Plan> {
+        match self {
+            Planned::Pipeline(p) => Arc::new(Plan::new(Arc::new(p))),
+            Planned::Plan(plan) => plan,
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Planned::Pipeline(p) => &p.name,
+            Planned::Plan(plan) => &plan.pipeline.name,
+        }
+    }
+}
+
+impl From<Pipeline> for Planned {
+    fn from(p: Pipeline) -> Self {
+        Planned::Pipeline(p)
+    }
 }
 
 /// A task started by this engine.
@@ -444,7 +475,7 @@ impl Engine {
         let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         self.shared.store.create_task(&NewTask {
             id: id.clone(),
-            pipeline: pipeline.name.clone(),
+            pipeline: pipeline.name().to_string(),
             definition,
             input: input.clone(),
             created_at: now_millis(),
@@ -453,7 +484,7 @@ impl Engine {
             lease_until: self.shared.lease_until(),
             base_dir: base_dir.as_ref().map(|d| d.display().to_string()),
         })?;
-        let plan = Arc::new(Plan::new(Arc::new(pipeline)));
+        let plan = pipeline.into_plan();
         let slot = DriverSlot::reserve(&self.shared, &id)
             .ok_or_else(|| EngineError::Internal(format!("task id {id} is already driven here")))?;
         self.start_driver(DriverStart {
@@ -482,7 +513,7 @@ impl Engine {
         let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         self.shared.store.create_task(&NewTask {
             id: id.clone(),
-            pipeline: pipeline.name.clone(),
+            pipeline: pipeline.name().to_string(),
             definition,
             input,
             created_at: now_millis(),

@@ -56,7 +56,7 @@ fn submit(f: &Fixture, yaml: &str, input: Value) -> tessera_engine::TaskHandle {
     f.engine
         .submit(Submission {
             definition,
-            pipeline,
+            pipeline: pipeline.into(),
             input: input.into(),
             owner: None,
             id: None,

@@ -119,6 +119,9 @@ impl Expired {
 pub struct CachedPipeline {
     pub row: tessera_store::PipelineRow,
     pub pipeline: tessera_core::Pipeline,
+    /// Its plan, shared by every task started from this copy (one per pipeline version, not
+    /// one per task).
+    pub plan: std::sync::Arc<tessera_core::Plan>,
     pub definition: Value,
     /// `AppState::pipeline_generation` when the row was read: the copy is used only while no
     /// pipeline was written in this process since.

@@ -225,7 +225,7 @@ fn run_once(engine: &Engine, w: Workload, yaml: &str, input: &Value) -> Result<(
     let load = t0.elapsed();
     let handle = engine.submit(tessera_engine::Submission {
         definition: doc,
-        pipeline,
+        pipeline: pipeline.into(),
         input: input_copy.into(),
         owner: None,
         id: None,

@@ -52,7 +52,7 @@ pub fn run(
         .map(Path::to_path_buf);
     let handle = opened.engine.submit(tessera_engine::Submission {
         definition: doc,
-        pipeline,
+        pipeline: pipeline.into(),
         input,
         owner: None,
         id: Some(task_id),

@@ -60,8 +60,12 @@ async fn current_pipeline(
         .await?
         .ok_or_else(|| ApiError::not_found("pipeline", route))?;
     let (pipeline, definition) = load_blocking(state, row.definition.to_string()).await?;
+    let plan = std::sync::Arc::new(tessera_core::Plan::new(std::sync::Arc::new(
+        pipeline.clone(),
+    )));
     let c = std::sync::Arc::new(CachedPipeline {
         row,
+        plan,
         pipeline,
         definition,
         generation,
@@ -97,11 +101,11 @@ pub async fn submit(
             unavailable.join(", ")
         )));
     }
-    let (pipeline, definition) = (cached.pipeline.clone(), cached.definition.clone());
+    let (pipeline, definition) = (&cached.pipeline, cached.definition.clone());
     // What the entry's `api.body` asks for, read as `tessera run` reads it.
-    let fields = tessera_core::input::binary_fields(&pipeline);
+    let fields = tessera_core::input::binary_fields(pipeline);
     let expected = if fields.is_empty() {
-        Expected::Json(tessera_core::input::example_of(&pipeline).cloned())
+        Expected::Json(tessera_core::input::example_of(pipeline).cloned())
     } else {
         Expected::Binary(fields)
     };
@@ -156,7 +160,7 @@ pub async fn submit(
     let id = uuid::Uuid::new_v4().to_string();
     let submission = Submission {
         definition,
-        pipeline,
+        pipeline: tessera_engine::Planned::Plan(cached.plan.clone()),
         input,
         owner,
         id: Some(id.clone()),
