@@ -34,6 +34,16 @@ impl Shared {
         );
     }
 
+    /// Every claim held here: `(task, fence)`.
+    pub(crate) fn held_claims(&self) -> Vec<(String, u64)> {
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(task, h)| (task.clone(), h.fence))
+            .collect()
+    }
+
     pub(crate) fn release(&self, task_id: &str) {
         self.held
             .lock()
@@ -166,13 +176,7 @@ async fn renew_loop(engine: Weak<Shared>, every: Duration) {
         let Some(shared) = engine.upgrade() else {
             return;
         };
-        let held: Vec<(String, u64)> = shared
-            .held
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(task, h)| (task.clone(), h.fence))
-            .collect();
+        let held = shared.held_claims();
         let until = shared.lease_until();
         let s = shared.clone();
         let renewed = tokio::task::spawn_blocking(move || {

@@ -464,33 +464,20 @@ impl Engine {
         if self.is_draining() {
             return Err(EngineError::Stopping);
         }
+        let (id, submission) = self.record(submission, true)?;
         let Submission {
-            definition,
             pipeline,
             input,
             owner,
-            id,
             base_dir,
+            ..
         } = submission;
-        let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        self.shared.store.create_task(&NewTask {
-            id: id.clone(),
-            pipeline: pipeline.name().to_string(),
-            definition,
-            input: input.clone(),
-            created_at: now_millis(),
-            owner: owner.clone(),
-            runner: Some(self.shared.runner.clone()),
-            lease_until: self.shared.lease_until(),
-            base_dir: base_dir.as_ref().map(|d| d.display().to_string()),
-        })?;
-        let plan = pipeline.into_plan();
         let slot = DriverSlot::reserve(&self.shared, &id)
             .ok_or_else(|| EngineError::Internal(format!("task id {id} is already driven here")))?;
         self.start_driver(DriverStart {
             slot,
             owner,
-            plan,
+            plan: pipeline.into_plan(),
             input,
             history: History::default(),
             base_dir,
@@ -502,28 +489,39 @@ impl Engine {
     /// Records a new task for any runner to claim (an API-only server: `serve --no-work`);
     /// nothing runs here. Its id.
     pub fn enqueue(&self, submission: Submission) -> Result<String, EngineError> {
-        let Submission {
-            definition,
-            pipeline,
-            input,
-            owner,
-            id,
-            base_dir,
-        } = submission;
-        let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        Ok(self.record(submission, false)?.0)
+    }
+
+    /// Records a submission's task: claimed by this engine (fence 1, a lease it renews), or by
+    /// nobody (claimable at once). Its id, and what the submission still holds.
+    fn record(
+        &self,
+        mut submission: Submission,
+        claimed: bool,
+    ) -> Result<(String, Submission), EngineError> {
+        let id = submission
+            .id
+            .take()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let (runner, lease_until) = match claimed {
+            true => (Some(self.shared.runner.clone()), self.shared.lease_until()),
+            false => (None, 0),
+        };
         self.shared.store.create_task(&NewTask {
             id: id.clone(),
-            pipeline: pipeline.name().to_string(),
-            definition,
-            input,
+            pipeline: submission.pipeline.name().to_string(),
+            definition: std::mem::take(&mut submission.definition),
+            input: submission.input.clone(),
             created_at: now_millis(),
-            owner,
-            // Held by nobody: claimable at once.
-            runner: None,
-            lease_until: 0,
-            base_dir: base_dir.as_ref().map(|d| d.display().to_string()),
+            owner: submission.owner.clone(),
+            runner,
+            lease_until,
+            base_dir: submission
+                .base_dir
+                .as_ref()
+                .map(|d| d.display().to_string()),
         })?;
-        Ok(id)
+        Ok((id, submission))
     }
 
     /// Claims and starts every task nobody holds (not ended, lease run out or never taken):
@@ -611,14 +609,7 @@ impl Engine {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.stop_commands();
-        let left: Vec<(String, u64)> = self
-            .shared
-            .held
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(task, h)| (task.clone(), h.fence))
-            .collect();
+        let left = self.shared.held_claims();
         if let Err(e) = self.shared.store.release_leases(&self.shared.runner, &left) {
             // Their leases then run out by themselves.
             tracing::warn!(error = %e, "cannot hand back the tasks still running");
