@@ -11,7 +11,7 @@ use crate::support::*;
 
 /// The seed's job computed independently (csv crate): `length` = Unicode characters of
 /// `patronyme`, minimal quoting, `\n` endings.
-fn reference_lengths(input: &Path) -> Vec<u8> {
+pub(crate) fn reference_lengths(input: &Path) -> Vec<u8> {
     let mut rdr = csv::Reader::from_path(input).unwrap();
     let mut wtr = csv::WriterBuilder::new()
         .terminator(csv::Terminator::Any(b'\n'))
@@ -28,7 +28,7 @@ fn reference_lengths(input: &Path) -> Vec<u8> {
     wtr.into_inner().unwrap()
 }
 
-fn sample(env: &Env, rows: u64, name: &str) -> std::path::PathBuf {
+pub(crate) fn sample(env: &Env, rows: u64, name: &str) -> std::path::PathBuf {
     let path = env.path(name);
     let r = env.run(&[
         "sample",
@@ -56,7 +56,8 @@ fn batch_doc(env: &Env, task: &str) -> Value {
 
 /// A row expression Rhai must evaluate (not compiled natively): slow enough to kill mid-run,
 /// same result as `row.patronyme.len()`.
-const SLOW_LENGTH: &str = "if row.patronyme.len() >= 0 { row.patronyme.len() } else { 0 }";
+pub(crate) const SLOW_LENGTH: &str =
+    "if row.patronyme.len() >= 0 { row.patronyme.len() } else { 0 }";
 
 #[test]
 fn example_patronymes_matches_an_independent_reference() {

@@ -289,3 +289,72 @@ fn workers_run_what_an_api_only_server_records() {
         assert_eq!(doc["result"], json!({"answer": 42}));
     });
 }
+
+/// A batch job killed with its worker resumes on another worker from its committed chunks
+/// (checkpoints in the store, output in the shared directory): byte-identical output.
+#[test]
+fn a_batch_job_killed_with_its_worker_resumes_on_another() {
+    use crate::batch::{SLOW_LENGTH, reference_lengths, sample};
+    let env = Env::new();
+    let input = sample(&env, 300_000, "in.csv");
+    let out = env.path("out.csv");
+    let server = crate::server::serve_with(&env, free_port(), &["--no-work"], &[]);
+    let url = server.url.clone();
+    let rt = rt();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let pipeline = format!(
+        "nodes:\n  - {{id: in, type: entry, api: {{route: crunch}}, next: [job]}}\n  - id: job\n    type: batch\n    reader: {{format: csv, path: {}}}\n    processor: {{columns: {{length: \"{SLOW_LENGTH}\"}}}}\n    writer: {{format: csv, path: {}}}\n    chunk_size: 10000\n    parallelism: 2\n    next: [end]\n  - {{id: end, type: end}}\n",
+        input.display(),
+        out.display()
+    );
+    let task = rt.block_on(async {
+        store_pipeline(&client, &url, &pipeline).await;
+        submit_json(&client, &url, "crunch", &json!({})).await
+    });
+    let mut first = worker(&env, &url);
+    let doc = |client: &reqwest::Client| -> Value {
+        rt.block_on(async {
+            client
+                .get(format!("{url}/api/v1/tasks/{task}"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        })
+    };
+    let committed = |d: &Value| {
+        d["batches"][0]["counts"]["chunk_states"]["committed"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    wait_for("two committed chunks", Duration::from_secs(60), || {
+        committed(&doc(&client)) >= 2
+    });
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+    let before = doc(&client);
+    let done_before = committed(&before);
+    assert!(done_before < 30, "killed before the end");
+    let _second = worker(&env, &url);
+    let after = rt.block_on(wait_state(&client, &url, &task));
+    assert_eq!(after["state"], "finished", "{after}");
+    assert_eq!(after["result"]["written"], 300_000);
+    assert!(std::fs::read(&out).unwrap() == reference_lengths(&input));
+    // Started twice; the chunks committed by the first worker were kept.
+    let job = &after["batches"][0];
+    assert_eq!(job["starts"], 2, "{job}");
+    let kept = before["batches"][0]["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(job["chunks"].as_array().unwrap())
+        .filter(|(b, _)| b["state"] == "committed")
+        .inspect(|(b, a)| assert_eq!(b["committed_at"], a["committed_at"]))
+        .count();
+    assert_eq!(kept as u64, done_before);
+}
