@@ -433,6 +433,24 @@ impl Engine {
         Ok(rows)
     }
 
+    /// Whether this process leads `role` now (a chore done once cluster-wide: the registry
+    /// sweep, retention), taking or renewing it for one lease. A store error counts as not
+    /// leading: the chore waits for the next round.
+    pub fn lead(&self, role: &str) -> bool {
+        let now = now_millis();
+        match self
+            .shared
+            .store
+            .lead(role, &self.shared.runner, now, self.shared.lease_until())
+        {
+            Ok(leads) => leads,
+            Err(e) => {
+                tracing::warn!(role, error = %e, "cannot tell who leads");
+                false
+            }
+        }
+    }
+
     /// Whether this process runs tasks (see [`EngineConfig::run_tasks`]).
     pub fn runs_tasks(&self) -> bool {
         self.shared.config.run_tasks

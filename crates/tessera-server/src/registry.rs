@@ -135,6 +135,10 @@ pub async fn sweep_loop(state: AppState) {
     let every = (period / 2).max(std::time::Duration::from_millis(100));
     loop {
         tokio::time::sleep(every).await;
+        // Once for the cluster: only the instance leading the chore sweeps.
+        if !crate::state::leads(&state, "registry-sweep").await {
+            continue;
+        }
         let cutoff = now_millis().saturating_sub((period * 3).as_millis() as u64);
         let services = match state.blocking(|s| s.list_services()).await {
             Ok(s) => s,

@@ -226,3 +226,12 @@ pub fn publish(
         });
     }
 }
+
+/// Whether this instance leads `role`, a chore done once for all the instances of a store
+/// (asked off the async threads).
+pub(crate) async fn leads(state: &AppState, role: &'static str) -> bool {
+    let engine = state.engine.clone();
+    tokio::task::spawn_blocking(move || engine.lead(role))
+        .await
+        .unwrap_or(false)
+}

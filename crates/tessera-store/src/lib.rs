@@ -78,6 +78,11 @@ pub trait Claims: Send + Sync {
     /// `now`.
     fn workers(&self, since: u64, now: u64) -> Result<Vec<WorkerRow>, StoreError>;
 
+    /// Whether `runner` leads `role` (a chore done once for the whole cluster: sweeps,
+    /// retention): it takes the role if nobody holds it at `now` or it held it already, until
+    /// `until`. One leader at a time, whatever the number of processes.
+    fn lead(&self, role: &str, runner: &str, now: u64, until: u64) -> Result<bool, StoreError>;
+
     /// Gives up `runner`'s claims (`(task, fence)`) without ending the tasks: each becomes
     /// claimable at once by any runner (a process stopping hands its work back).
     fn release_leases(&self, runner: &str, held: &[(String, u64)]) -> Result<(), StoreError>;

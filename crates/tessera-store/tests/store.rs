@@ -876,6 +876,23 @@ fn a_claim_is_fenced_and_an_expired_lease_is_claimed_again() {
             .unwrap()
             .contains(&"t3".to_string())
     );
+    // A chore is led by one runner at a time: taken when free or expired, kept by renewal.
+    assert!(store.lead("sweep", "a", 1_000, 2_000).unwrap());
+    assert!(
+        !store.lead("sweep", "b", 1_500, 2_500).unwrap(),
+        "a leads until 2,000"
+    );
+    assert!(store.lead("sweep", "a", 1_900, 3_000).unwrap(), "renewed");
+    assert!(!store.lead("sweep", "b", 2_500, 3_500).unwrap());
+    assert!(
+        store.lead("sweep", "b", 3_001, 4_000).unwrap(),
+        "a stopped renewing"
+    );
+    assert!(!store.lead("sweep", "a", 3_500, 4_500).unwrap());
+    assert!(
+        store.lead("other", "a", 3_500, 4_500).unwrap(),
+        "roles are separate"
+    );
     // A task nobody holds is cancelled at once.
     assert!(store.mark_cancelled("t2", "asked", 6_000).unwrap());
 }

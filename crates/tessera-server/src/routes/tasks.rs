@@ -351,6 +351,11 @@ pub(crate) async fn retention_loop(state: AppState) {
         std::time::Duration::from_secs(3600),
     );
     loop {
+        // Once for the cluster: only the instance leading the chore deletes.
+        if !crate::state::leads(&state, "retention").await {
+            tokio::time::sleep(every).await;
+            continue;
+        }
         let cutoff = crate::routes::pipelines::now_millis()
             .saturating_sub(state.limits.retention.as_millis() as u64);
         match state.blocking(move |s| s.ended_before(cutoff)).await {

@@ -263,6 +263,16 @@ impl Claims for SqliteStore {
         Ok(Some(claim.observed_fence + 1))
     }
 
+    fn lead(&self, role: &str, runner: &str, now: u64, until: u64) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "INSERT INTO leaders (role, runner, until) VALUES (?1, ?2, ?4)
+             ON CONFLICT (role) DO UPDATE SET runner = excluded.runner, until = excluded.until
+             WHERE leaders.until < ?3 OR leaders.runner = excluded.runner",
+            params![role, runner, now as i64, until as i64],
+        )?;
+        Ok(n == 1)
+    }
+
     fn heartbeat(&self, w: &WorkerRow, forget_before: u64) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;

@@ -217,10 +217,23 @@ const STEPS: &[Step] = &[
             )?)
         },
     },
+    Step {
+        version: 10,
+        what: "leaders of cluster-wide chores",
+        apply: |c| {
+            Ok(c.execute_batch(
+                "CREATE TABLE IF NOT EXISTS leaders (
+                    role TEXT PRIMARY KEY,
+                    runner TEXT NOT NULL,
+                    until INTEGER NOT NULL
+                 );",
+            )?)
+        },
+    },
 ];
 
 /// The schema version this build writes.
-pub(super) const LATEST: u32 = 9;
+pub(super) const LATEST: u32 = 10;
 
 /// Brings the database to [`LATEST`], one step per transaction; refuses a database made by a
 /// newer version (its data may mean what this one cannot know).
