@@ -177,6 +177,7 @@ async fn renew_loop(engine: Weak<Shared>, every: Duration) {
             return;
         };
         let held = shared.held_claims();
+        let fences: std::collections::HashMap<String, u64> = held.iter().cloned().collect();
         let until = shared.lease_until();
         let s = shared.clone();
         let renewed = tokio::task::spawn_blocking(move || {
@@ -208,12 +209,17 @@ async fn renew_loop(engine: Weak<Shared>, every: Duration) {
             }
         };
         for task in lost {
-            let Some(held) = shared
-                .held
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&task)
-            else {
+            // Only the claim that was renewed: a new claim of the same task (resumed here
+            // meanwhile) is not the one lost.
+            let fence = fences.get(&task).copied();
+            let held = {
+                let mut map = shared.held.lock().unwrap_or_else(|p| p.into_inner());
+                match map.get(&task) {
+                    Some(h) if Some(h.fence) == fence => map.remove(&task),
+                    _ => None,
+                }
+            };
+            let Some(held) = held else {
                 continue;
             };
             // Ended meanwhile, or taken over: either way this driver has nothing left to do.

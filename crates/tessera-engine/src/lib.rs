@@ -434,14 +434,17 @@ impl Engine {
     }
 
     /// Whether this process leads `role` now (a chore done once cluster-wide: the registry
-    /// sweep, retention), taking or renewing it for one lease. A store error counts as not
+    /// sweep, retention, run every `every`), taking or renewing it. A store error counts as not
     /// leading: the chore waits for the next round.
-    pub fn lead(&self, role: &str) -> bool {
+    pub fn lead(&self, role: &str, every: Duration) -> bool {
         let now = now_millis();
+        // Held past the next round (rounds may be longer than a lease), so that leadership
+        // does not lapse between them and pass from instance to instance.
+        let until = now + (2 * every).max(self.shared.config.lease).as_millis() as u64;
         match self
             .shared
             .store
-            .lead(role, &self.shared.runner, now, self.shared.lease_until())
+            .lead(role, &self.shared.runner, now, until)
         {
             Ok(leads) => leads,
             Err(e) => {
@@ -627,12 +630,19 @@ impl Engine {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.stop_commands();
-        let left = self.shared.held_claims();
-        if let Err(e) = self.shared.store.release_leases(&self.shared.runner, &left) {
+        // Every claim of this runner, also of drivers that ended on the stop just now; and
+        // nothing renews them afterwards.
+        let left = self.shared.held_claims().len();
+        self.shared
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        if let Err(e) = self.shared.store.release_leases(&self.shared.runner) {
             // Their leases then run out by themselves.
             tracing::warn!(error = %e, "cannot hand back the tasks still running");
         }
-        (at_start.saturating_sub(left.len()), left.len())
+        (at_start.saturating_sub(left), left)
     }
 
     /// Whether [`Engine::drain`] was called: nothing new is claimed or started.

@@ -106,7 +106,6 @@ impl Engine {
             }
             _ => task.input.clone(),
         };
-        let past = store.past_runs(task_id)?;
         let claim = tessera_store::Claim {
             observed_state: task.state,
             observed_fence: task.fence,
@@ -120,6 +119,8 @@ impl Engine {
                 reason: "another runner claimed it meanwhile".into(),
             });
         };
+        // Read once the claim holds: nothing of a previous holder can commit from now on.
+        let past = store.past_runs(task_id)?;
         if document.is_some() || fix.input.is_some() {
             let definition = document.as_ref().unwrap_or(&task.definition);
             if let Err(e) = store.revise_task(task_id, definition, fix.input.as_ref(), now_millis())

@@ -154,14 +154,16 @@ async fn blocking<T: Send + 'static>(
 /// dispatch): a late callback is then refused. A killed process drops nothing, so after a crash
 /// the token stays valid and the resumed attempt keeps waiting for it.
 struct Retire {
-    store: std::sync::Arc<dyn tessera_store::Store>,
+    engine: std::sync::Arc<crate::Shared>,
+    task_id: String,
     token: String,
 }
 
 impl Retire {
     fn new(ctx: &JobContext, token: &str) -> Retire {
         Retire {
-            store: ctx.engine.store.clone(),
+            engine: ctx.engine.clone(),
+            task_id: ctx.task_id.clone(),
             token: token.to_string(),
         }
     }
@@ -169,8 +171,23 @@ impl Retire {
 
 impl Drop for Retire {
     fn drop(&mut self) {
+        // A job stopped because this process stops or lost the task leaves the token to the
+        // next holder, whose attempt waits on it still.
+        let stopping = self
+            .engine
+            .stopping
+            .load(std::sync::atomic::Ordering::SeqCst);
+        let held = self
+            .engine
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&self.task_id);
+        if stopping || !held {
+            return;
+        }
         // Answered tokens are untouched: only `dispatching`/`waiting` ones are retired.
-        if let Err(e) = self.store.supersede_callback(&self.token) {
+        if let Err(e) = self.engine.store.supersede_callback(&self.token) {
             tracing::warn!(error = %e, "could not retire a callback token");
         }
     }

@@ -136,7 +136,7 @@ pub async fn sweep_loop(state: AppState) {
     loop {
         tokio::time::sleep(every).await;
         // Once for the cluster: only the instance leading the chore sweeps.
-        if !crate::state::leads(&state, "registry-sweep").await {
+        if !crate::state::leads(&state, "registry-sweep", every).await {
             continue;
         }
         let cutoff = now_millis().saturating_sub((period * 3).as_millis() as u64);

@@ -229,9 +229,13 @@ pub fn publish(
 
 /// Whether this instance leads `role`, a chore done once for all the instances of a store
 /// (asked off the async threads).
-pub(crate) async fn leads(state: &AppState, role: &'static str) -> bool {
+pub(crate) async fn leads(
+    state: &AppState,
+    role: &'static str,
+    every: std::time::Duration,
+) -> bool {
     let engine = state.engine.clone();
-    tokio::task::spawn_blocking(move || engine.lead(role))
+    tokio::task::spawn_blocking(move || engine.lead(role, every))
         .await
         .unwrap_or(false)
 }

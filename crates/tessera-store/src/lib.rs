@@ -83,9 +83,9 @@ pub trait Claims: Send + Sync {
     /// `until`. One leader at a time, whatever the number of processes.
     fn lead(&self, role: &str, runner: &str, now: u64, until: u64) -> Result<bool, StoreError>;
 
-    /// Gives up `runner`'s claims (`(task, fence)`) without ending the tasks: each becomes
-    /// claimable at once by any runner (a process stopping hands its work back).
-    fn release_leases(&self, runner: &str, held: &[(String, u64)]) -> Result<(), StoreError>;
+    /// Gives up every claim of `runner` without ending the tasks: each becomes claimable at
+    /// once by any runner (a process stopping hands its work back). How many.
+    fn release_leases(&self, runner: &str) -> Result<u64, StoreError>;
 
     /// Marks a task its driver had to give up (a store error, a panic) as failed with the
     /// cause, and releases it, so that it can be resumed, cancelled or deleted. Only while

@@ -272,7 +272,10 @@ fn logs_cancel_flags_and_unknown_ids() {
         store.task("t1").unwrap().unwrap().runner.as_deref(),
         Some("me")
     );
-    assert!(!store.cancel_requested("t1").unwrap());
+    assert!(
+        store.cancel_requested("t1").unwrap(),
+        "a takeover keeps the cancel asked of the previous holder"
+    );
     let err = store.reopen_task("nope", &claim("me")).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::User);
     assert!(store.task("nope").unwrap().is_none());
@@ -869,7 +872,7 @@ fn a_claim_is_fenced_and_an_expired_lease_is_claimed_again() {
             .unwrap()
             .contains(&"t3".to_string())
     );
-    store.release_leases("c", &[("t3".into(), 1)]).unwrap();
+    assert_eq!(store.release_leases("c").unwrap(), 1);
     assert!(
         store
             .claimable_tasks(7_000)
@@ -895,6 +898,15 @@ fn a_claim_is_fenced_and_an_expired_lease_is_claimed_again() {
     );
     // A task nobody holds is cancelled at once.
     assert!(store.mark_cancelled("t2", "asked", 6_000).unwrap());
+    // ...and a holder whose lease had run out cannot write over the cancel.
+    let late = store.commit(&CommitBatch {
+        task_id: "t2",
+        fence: 1,
+        records: vec![&record],
+        cache: Vec::new(),
+        now: 6_001,
+    });
+    assert!(matches!(late, Err(StoreError::Fenced(_))), "{late:?}");
 }
 
 /// Versioned schema: a database of an earlier shape (before leases, versions unrecorded) is

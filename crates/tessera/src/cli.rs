@@ -98,8 +98,8 @@ fn parse_task_state(text: &str) -> Result<tessera_core::scheduler::TaskState, St
 
 fn parse_lease(text: &str) -> Result<std::time::Duration, String> {
     let d = tessera_core::model::parse_duration_str(text)?;
-    if d < std::time::Duration::from_millis(100) {
-        return Err("a lease is at least 100ms".into());
+    if d < std::time::Duration::from_millis(100) || d > std::time::Duration::from_secs(86_400) {
+        return Err("a lease is between 100ms and 1 day".into());
     }
     Ok(d)
 }

@@ -352,7 +352,7 @@ pub(crate) async fn retention_loop(state: AppState) {
     );
     loop {
         // Once for the cluster: only the instance leading the chore deletes.
-        if !crate::state::leads(&state, "retention").await {
+        if !crate::state::leads(&state, "retention", every).await {
             tokio::time::sleep(every).await;
             continue;
         }

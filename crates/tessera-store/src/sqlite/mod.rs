@@ -226,7 +226,11 @@ impl Claims for SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let n = tx.execute(
-            "UPDATE tasks SET state = 'pending', error = NULL, cancel_requested = 0, runner = ?4,
+            "UPDATE tasks SET state = 'pending', error = NULL, runner = ?4,
+                -- A takeover keeps a cancel asked of the previous holder; a resume of an
+                -- ended task starts without one.
+                cancel_requested = CASE WHEN state IN ('pending', 'running')
+                    THEN cancel_requested ELSE 0 END,
                 fence = fence + 1, lease_until = ?6
              WHERE id = ?1 AND state = ?2 AND fence = ?3
                AND (state NOT IN ('pending', 'running') OR lease_until IS NULL OR lease_until < ?5
@@ -333,19 +337,13 @@ impl Claims for SqliteStore {
             .collect()
     }
 
-    fn release_leases(&self, runner: &str, held: &[(String, u64)]) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        {
-            let mut release = tx.prepare_cached(
-                "UPDATE tasks SET lease_until = NULL WHERE id = ?1 AND fence = ?2 AND runner = ?3",
-            )?;
-            for (task_id, fence) in held {
-                release.execute(params![task_id, *fence as i64, runner])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
+    fn release_leases(&self, runner: &str) -> Result<u64, StoreError> {
+        let n = self.conn().execute(
+            "UPDATE tasks SET lease_until = NULL
+             WHERE runner = ?1 AND state IN ('pending', 'running')",
+            [runner],
+        )?;
+        Ok(n as u64)
     }
 
     fn renew_leases(
@@ -410,7 +408,9 @@ impl Claims for SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let n = tx.execute(
-            "UPDATE tasks SET state = 'cancelled', error = ?2, lease_until = NULL, updated_at = ?3
+            "UPDATE tasks SET state = 'cancelled', error = ?2, lease_until = NULL, updated_at = ?3,
+                -- A holder whose lease ran out but who is still alive must not write over it.
+                fence = fence + 1
              WHERE id = ?1 AND state IN ('pending', 'running')
                AND (lease_until IS NULL OR lease_until < ?3)",
             params![task_id, reason, now as i64],

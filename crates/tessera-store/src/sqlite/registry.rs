@@ -352,7 +352,8 @@ pub(super) fn complete_callback(
 ) -> Result<bool, StoreError> {
     let n = conn.execute(
         "UPDATE callbacks SET state = 'received', result = ?2, failed = ?3,
-            received_seq = (SELECT COALESCE(MAX(received_seq), 0) + 1 FROM callbacks)
+            received_seq = (SELECT COALESCE(MAX(received_seq), 0) + 1 FROM callbacks
+                            WHERE received_seq IS NOT NULL)
          WHERE token = ?1 AND state IN ('waiting', 'dispatching')",
         params![token, json_text(result), failed],
     )?;
@@ -380,7 +381,7 @@ pub(super) fn received_callbacks(
 /// The highest arrival number of a callback so far (0 when none arrived).
 pub(super) fn last_callback_seq(conn: &Connection) -> Result<u64, StoreError> {
     Ok(conn.query_row(
-        "SELECT COALESCE(MAX(received_seq), 0) FROM callbacks",
+        "SELECT COALESCE(MAX(received_seq), 0) FROM callbacks WHERE received_seq IS NOT NULL",
         [],
         |r| r.get::<_, i64>(0),
     )? as u64)
