@@ -724,7 +724,16 @@ impl Engine {
         // An async task: a driver waiting for its jobs or callbacks holds no thread.
         let driver = Box::new(driver);
         self.shared.runtime.spawn(async move {
-            let (driver, result) = driver.run().await;
+            // A panic outside a step (steps catch their own) must still release the task and
+            // hand its result over.
+            let run = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(driver.run()));
+            let (driver, result) = match run.await {
+                Ok((driver, result)) => (Some(driver), result),
+                Err(_) => (
+                    None,
+                    Err(EngineError::Internal("the task driver panicked".into())),
+                ),
+            };
             // What follows blocks (a store write, freeing a big task's state): off the
             // async threads.
             let ended = tokio::task::spawn_blocking(move || {

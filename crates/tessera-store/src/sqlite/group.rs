@@ -130,10 +130,21 @@ impl GroupCommit {
                 st.leader = true;
                 let ops = std::mem::take(&mut st.queue);
                 drop(st);
-                let results = {
+                let tickets: Vec<u64> = ops.iter().map(|(t, _)| *t).collect();
+                // A panic while writing must not leave the leader's place taken: every writer
+                // of the batch gets an error instead, and the next batch gets a leader.
+                let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
                     write_all(&mut c, ops)
-                };
+                }))
+                .unwrap_or_else(|_| {
+                    let failed = Failed::Described(
+                        ErrorKind::Internal,
+                        false,
+                        "the group commit failed unexpectedly (a panic); nothing of it may have been written".into(),
+                    );
+                    tickets.iter().map(|t| (*t, Err(failed.clone()))).collect()
+                });
                 st = self.state.lock().unwrap_or_else(|p| p.into_inner());
                 st.done.extend(results);
                 st.leader = false;
