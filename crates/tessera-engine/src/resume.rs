@@ -35,6 +35,23 @@ impl Engine {
     /// Continues a failed, cancelled or interrupted task: finished nodes keep their outputs,
     /// unless `fix` changes them or what they depend on.
     pub fn resume(&self, task_id: &str, fix: Fix) -> Result<TaskHandle, EngineError> {
+        self.reopen(task_id, fix, true)?
+            .ok_or_else(|| EngineError::Internal("a resume here starts a driver".into()))
+    }
+
+    /// Reopens a task with `fix` for a worker to continue (an API-only server, `serve
+    /// --no-work`): the same checks and claim as [`Engine::resume`], but the claim is made
+    /// already expired and nothing runs here, so any worker claims it at once.
+    pub fn reopen_for_workers(&self, task_id: &str, fix: Fix) -> Result<(), EngineError> {
+        self.reopen(task_id, fix, false).map(|_| ())
+    }
+
+    fn reopen(
+        &self,
+        task_id: &str,
+        fix: Fix,
+        run_here: bool,
+    ) -> Result<Option<TaskHandle>, EngineError> {
         if self.is_draining() {
             return Err(EngineError::Stopping);
         }
@@ -111,7 +128,11 @@ impl Engine {
             observed_fence: task.fence,
             runner: &self.shared.runner,
             now: now_millis(),
-            lease_until: self.shared.lease_until(),
+            lease_until: if run_here {
+                self.shared.lease_until()
+            } else {
+                0
+            },
         };
         let Some(fence) = store.reopen_task(task_id, &claim)? else {
             return Err(EngineError::NotResumable {
@@ -134,6 +155,9 @@ impl Engine {
                 return Err(e.into());
             }
         }
+        if !run_here {
+            return Ok(None);
+        }
         // What an engine killed with -9 left running would overlap the node's next attempt.
         command::kill_leftovers(task_id, Duration::from_secs(5));
         self.shared.scratch.task_ended(task_id);
@@ -149,6 +173,7 @@ impl Engine {
             base_dir,
             fence,
         })
+        .map(Some)
     }
 
     /// Reserves the task as driven here. A driver whose task has ended (its last state

@@ -241,10 +241,19 @@ pub async fn resume(
     let fix = resume_fix(&state, &body, &task.definition).await?;
     let engine = state.engine.clone();
     let i = id.clone();
-    let handle = tokio::task::spawn_blocking(move || engine.resume(&i, fix))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
-    track(&state, handle);
+    // An API-only server reopens the task for a worker; otherwise it runs it.
+    let handle = tokio::task::spawn_blocking(move || {
+        if engine.runs_tasks() {
+            engine.resume(&i, fix).map(Some)
+        } else {
+            engine.reopen_for_workers(&i, fix).map(|()| None)
+        }
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    if let Some(handle) = handle {
+        track(&state, handle);
+    }
     Ok((StatusCode::ACCEPTED, Json(json!({"task_id": id}))))
 }
 

@@ -288,6 +288,34 @@ fn workers_run_what_an_api_only_server_records() {
         assert_eq!(doc["state"], "finished", "{doc}");
         assert_eq!(doc["result"], json!({"answer": 42}));
     });
+
+    // A resume asked of the API-only server is run by a worker too.
+    let failing = |body: &str| {
+        format!(
+            "name: fixme\nnodes:\n  - {{id: in, type: entry, api: {{route: fixme}}, next: [step]}}\n  - {{id: step, type: command, shell: true, command: \"echo $PPID >> {dir}/ppids; {body}\", next: [end]}}\n  - {{id: end, type: end}}\n"
+        )
+    };
+    rt.block_on(async {
+        store_pipeline(&client, &url, &failing("exit 3")).await;
+        let id = submit_json(&client, &url, "fixme", &json!({})).await;
+        assert_eq!(wait_state(&client, &url, &id).await["state"], "failed");
+        let r = client
+            .post(format!("{url}/api/v1/tasks/{id}/resume"))
+            .json(&json!({"pipeline": failing("echo '{\\\"ok\\\": true}'")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+        let doc = wait_state(&client, &url, &id).await;
+        assert_eq!(doc["state"], "finished", "{doc}");
+        assert_eq!(doc["result"], json!({"ok": true}));
+    });
+    let ppids = std::fs::read_to_string(env.path("ppids")).unwrap();
+    assert_eq!(ppids.lines().count(), 2, "{ppids}");
+    assert!(
+        ppids.lines().all(|p| p != server.child.id().to_string()),
+        "the API-only server ran a command: {ppids}"
+    );
 }
 
 /// A batch job killed with its worker resumes on another worker from its committed chunks
