@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::server::{free_port, rt, serve, store_pipeline, submit_json, wait_state};
+use crate::server::{
+    first_callback_url, free_port, rt, serve, store_pipeline, submit_json, wait_all, wait_state,
+};
 use crate::support::*;
 
 /// Three commands in a chain, each logging its run to a file shared by all tasks.
@@ -56,13 +58,7 @@ fn tasks_survive_twenty_kill_9_and_restarts_of_the_server() {
         std::thread::sleep(Duration::from_millis(100));
         server = serve(&env, port);
     }
-    let docs: Vec<Value> = rt.block_on(async {
-        let mut docs = Vec::new();
-        for id in &tasks {
-            docs.push(wait_state(&client, &url, id).await);
-        }
-        docs
-    });
+    let docs = rt.block_on(wait_all(&client, &url, &tasks));
     for (n, doc) in docs.iter().enumerate() {
         assert_eq!(doc["state"], "finished", "task {n}: {doc}");
         assert_eq!(doc["result"], json!({"n": n}), "task {n}");
@@ -217,13 +213,7 @@ fn workers_run_what_an_api_only_server_records() {
     first.0.kill().unwrap();
     first.0.wait().unwrap();
     let _third = worker(&env, &url);
-    let docs: Vec<Value> = rt.block_on(async {
-        let mut docs = Vec::new();
-        for id in &tasks {
-            docs.push(wait_state(&client, &url, id).await);
-        }
-        docs
-    });
+    let docs = rt.block_on(wait_all(&client, &url, &tasks));
     for (n, doc) in docs.iter().enumerate() {
         assert_eq!(doc["state"], "finished", "task {n}: {doc}");
         assert_eq!(doc["result"], json!({"n": n}));
@@ -262,19 +252,7 @@ fn workers_run_what_an_api_only_server_records() {
         .await;
         submit_json(&client, &url, "asks", &json!({})).await
     });
-    wait_for("the dispatch", Duration::from_secs(20), || {
-        service.hits.load(std::sync::atomic::Ordering::SeqCst) == 1
-    });
-    let path = service.paths.lock().unwrap()[0].clone();
-    let callback = path
-        .split("callback_url=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap()
-        .replace("%3A", ":")
-        .replace("%2F", "/");
+    let callback = first_callback_url(&service);
     assert!(callback.starts_with(&url), "{callback}");
     rt.block_on(async {
         let r = client

@@ -96,6 +96,31 @@ pub(crate) async fn submit_json(
     body["task_id"].as_str().unwrap().to_string()
 }
 
+/// Waits for a test service's first call, and returns the callback URL it was given.
+pub(crate) fn first_callback_url(service: &TestServer) -> String {
+    wait_for("the dispatch", Duration::from_secs(20), || {
+        service.hits.load(std::sync::atomic::Ordering::SeqCst) >= 1
+    });
+    let path = service.paths.lock().unwrap()[0].clone();
+    path.split("callback_url=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .replace("%3A", ":")
+        .replace("%2F", "/")
+}
+
+/// Waits for every task of `ids` to end; their documents, in order.
+pub(crate) async fn wait_all(client: &reqwest::Client, url: &str, ids: &[String]) -> Vec<Value> {
+    let mut docs = Vec::with_capacity(ids.len());
+    for id in ids {
+        docs.push(wait_state(client, url, id).await);
+    }
+    docs
+}
+
 pub(crate) async fn wait_state(client: &reqwest::Client, url: &str, id: &str) -> Value {
     wait_state_as(client, url, id, None).await
 }
@@ -165,17 +190,7 @@ fn a_task_waiting_on_a_service_survives_kill_9_of_the_server() {
             .unwrap()
             .to_string()
     });
-    wait_for("the dispatch", Duration::from_secs(20), || {
-        service.hits.load(std::sync::atomic::Ordering::SeqCst) == 1
-    });
-    let path = service.paths.lock().unwrap()[0].clone();
-    let callback = path.split("callback_url=").nth(1).unwrap();
-    let callback = callback
-        .split('&')
-        .next()
-        .unwrap()
-        .replace("%3A", ":")
-        .replace("%2F", "/");
+    let callback = first_callback_url(&service);
     drop(first); // SIGKILL
     let second = serve(&env, port);
     rt.block_on(async {
