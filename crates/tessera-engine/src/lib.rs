@@ -67,6 +67,10 @@ pub struct EngineConfig {
     pub command_env: Vec<String>,
 }
 
+/// Most tasks one round of `Engine::claim_available` takes: a worker facing a long queue
+/// claims it over several rounds (one at most every second), leaving some to other workers.
+const CLAIMS_PER_ROUND: usize = 256;
+
 /// How long a claim on a task lasts without renewal, unless configured otherwise.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 
@@ -552,7 +556,11 @@ impl Engine {
         if self.is_draining() {
             return Vec::new();
         }
-        let ids = match self.shared.store.claimable_tasks(now_millis()) {
+        let ids = match self
+            .shared
+            .store
+            .claimable_tasks(now_millis(), CLAIMS_PER_ROUND)
+        {
             Ok(ids) => ids,
             Err(e) => {
                 tracing::error!(error = %e, "cannot list the tasks nobody holds");

@@ -107,7 +107,8 @@ pub trait Claims: Send + Sync {
 
     /// Tasks that have not ended and that nobody holds at `now` (their holder's lease ran
     /// out: it was killed, or lost the store): any runner may claim and continue them.
-    fn claimable_tasks(&self, now: u64) -> Result<Vec<String>, StoreError>;
+    /// At most `limit`, oldest first: a round of claims stays bounded however many wait.
+    fn claimable_tasks(&self, now: u64, limit: usize) -> Result<Vec<String>, StoreError>;
 }
 
 /// A task's state: step commits (fenced), its row, revisions, node runs and history, listing, statistics, deletion and retention.

@@ -503,7 +503,7 @@ fn deleting_a_task_removes_its_rows_and_names_its_objects() {
     assert_eq!(stats.len(), 1);
     assert_eq!((stats[0].state.as_str(), stats[0].count), ("pending", 1));
     assert_eq!(
-        store.claimable_tasks(u64::MAX).unwrap(),
+        store.claimable_tasks(u64::MAX, 100).unwrap(),
         vec!["t2".to_string()]
     );
     assert!(store.ended_before(u64::MAX).unwrap().is_empty());
@@ -777,8 +777,16 @@ fn a_claim_is_fenced_and_an_expired_lease_is_claimed_again() {
     store.create_task(&task).unwrap();
     store.create_task(&new_task("t2", 2)).unwrap();
     // Held by `a` until 1,000: not claimable before, claimable after.
-    assert_eq!(store.claimable_tasks(500).unwrap(), vec!["t2".to_string()]);
-    assert_eq!(store.claimable_tasks(1_001).unwrap(), ["t1", "t2"]);
+    assert_eq!(
+        store.claimable_tasks(500, 100).unwrap(),
+        vec!["t2".to_string()]
+    );
+    assert_eq!(store.claimable_tasks(1_001, 100).unwrap(), ["t1", "t2"]);
+    assert_eq!(
+        store.claimable_tasks(1_001, 1).unwrap(),
+        ["t1"],
+        "bounded, oldest first"
+    );
     // `a` renews to 5,000.
     let held = vec![("t1".to_string(), 1)];
     assert!(store.renew_leases("a", &held, 5_000).unwrap().is_empty());
@@ -868,14 +876,14 @@ fn a_claim_is_fenced_and_an_expired_lease_is_claimed_again() {
     store.create_task(&held_task).unwrap();
     assert!(
         !store
-            .claimable_tasks(7_000)
+            .claimable_tasks(7_000, 100)
             .unwrap()
             .contains(&"t3".to_string())
     );
     assert_eq!(store.release_leases("c").unwrap(), 1);
     assert!(
         store
-            .claimable_tasks(7_000)
+            .claimable_tasks(7_000, 100)
             .unwrap()
             .contains(&"t3".to_string())
     );
@@ -931,7 +939,7 @@ fn older_databases_are_migrated_and_newer_ones_refused() {
     let task = store.task("old").unwrap().unwrap();
     assert_eq!((task.fence, task.lease_until), (0, None));
     // Never leased: anyone may claim it.
-    assert_eq!(store.claimable_tasks(10).unwrap(), ["old"]);
+    assert_eq!(store.claimable_tasks(10, 100).unwrap(), ["old"]);
     drop(store);
     let version = |p: &std::path::Path| -> u32 {
         rusqlite::Connection::open(p)

@@ -425,8 +425,8 @@ impl Claims for SqliteStore {
         Ok(n > 0)
     }
 
-    fn claimable_tasks(&self, now: u64) -> Result<Vec<String>, StoreError> {
-        registry::claimable_tasks(&self.conn(), now)
+    fn claimable_tasks(&self, now: u64, limit: usize) -> Result<Vec<String>, StoreError> {
+        registry::claimable_tasks(&self.conn(), now, limit)
     }
 }
 

@@ -95,14 +95,24 @@ pub(super) fn ended_before(conn: &Connection, before: u64) -> Result<Vec<String>
         .collect::<Result<_, _>>()?)
 }
 
-pub(super) fn claimable_tasks(conn: &Connection, now: u64) -> Result<Vec<String>, StoreError> {
+pub(super) fn claimable_tasks(
+    conn: &Connection,
+    now: u64,
+    limit: usize,
+) -> Result<Vec<String>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT id FROM tasks WHERE state IN ('pending', 'running')
            AND (lease_until IS NULL OR lease_until < ?1)
-         ORDER BY created_at",
+         ORDER BY created_at LIMIT ?2",
     )?;
     Ok(stmt
-        .query_map([now.min(i64::MAX as u64) as i64], |r| r.get(0))?
+        .query_map(
+            params![
+                now.min(i64::MAX as u64) as i64,
+                limit.min(i64::MAX as usize) as i64
+            ],
+            |r| r.get(0),
+        )?
         .collect::<Result<_, _>>()?)
 }
 
