@@ -12,6 +12,11 @@ bash examples/services/setup.sh
 # An S3-compatible server (moto) for the object store tests.
 TESSERA_MOTO_SERVER="$(bash scripts/test-env/setup.sh | tail -n 1)/moto_server"
 export TESSERA_MOTO_SERVER
+# A throw-away PostgreSQL cluster: the store contract and the scale-out tests run against it.
+pg_dir="$(mktemp -d /tmp/tessera-pg.XXXXXX)"
+trap 'bash scripts/test-env/postgres.sh stop "$pg_dir"' EXIT
+TESSERA_TEST_PG="$(bash scripts/test-env/postgres.sh start "$pg_dir")"
+export TESSERA_TEST_PG
 cargo fmt --all -- --check
 # The layering rules of ARCHITECTURE.md, from the dependency graph.
 bash scripts/check-layers.sh

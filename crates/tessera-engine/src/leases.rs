@@ -116,8 +116,22 @@ async fn cancel_watch(engine: Weak<Shared>, every: Duration) {
         }
         None => return,
     };
+    let changes = match engine.upgrade() {
+        Some(shared) => shared.store.changes(),
+        None => return,
+    };
     loop {
-        tokio::time::sleep(every).await;
+        // A cancel or callback recorded by another process wakes this loop at once where the
+        // store can say so (PostgreSQL); the poll is the fallback.
+        match &changes {
+            Some(changes) => {
+                tokio::select! {
+                    _ = changes.notified() => tokio::time::sleep(Duration::from_millis(10)).await,
+                    _ = tokio::time::sleep(every) => {}
+                }
+            }
+            None => tokio::time::sleep(every).await,
+        }
         let Some(shared) = engine.upgrade() else {
             return;
         };

@@ -552,6 +552,13 @@ impl Engine {
     /// Claims and starts every task nobody holds (not ended, lease run out or never taken):
     /// what a server or worker does at start and every third of its lease. Tasks claimed by
     /// another runner meanwhile are skipped. Nothing while draining.
+    /// Waits until the next round of claims: `every`, or sooner when the store hints that
+    /// something changed in another process (a task recorded for workers, one handed back),
+    /// bursts of hints coalesced into one round.
+    pub async fn next_round(&self, every: Duration) {
+        wait_for_changes(self.shared.store.as_ref(), every).await
+    }
+
     pub fn claim_available(&self) -> Vec<TaskHandle> {
         if self.is_draining() {
             return Vec::new();
@@ -777,5 +784,22 @@ impl Engine {
             events: events_tx,
             done,
         })
+    }
+}
+
+/// Rounds woken by the store's hints are at least this far apart: a burst of changes (a
+/// thousand submissions a second) costs one round, not a thousand.
+const MIN_ROUND: Duration = Duration::from_millis(10);
+
+/// Sleeps `every`, or less when the store hints at a change made elsewhere.
+pub(crate) async fn wait_for_changes(store: &dyn tessera_store::Store, every: Duration) {
+    match store.changes() {
+        Some(changes) => {
+            tokio::select! {
+                _ = changes.notified() => tokio::time::sleep(MIN_ROUND).await,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+        None => tokio::time::sleep(every).await,
     }
 }

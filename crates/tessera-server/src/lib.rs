@@ -188,7 +188,7 @@ pub async fn start(
 async fn claim_loop(state: AppState) {
     let every = state.engine.claim_every();
     loop {
-        tokio::time::sleep(every).await;
+        state.engine.next_round(every).await;
         if state.engine.is_draining() {
             return;
         }

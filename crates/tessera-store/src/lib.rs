@@ -1,17 +1,22 @@
 //! Tessera's durable state: the [`Store`] contract, split by concern ([`Claims`], [`Tasks`],
 //! [`Logs`], [`Cache`], [`ObjectIndex`], [`Registry`], [`Callbacks`], [`BatchCheckpoints`]),
-//! its SQLite implementation, and the object store for binary values.
+//! its implementations on SQLite ([`SqliteStore`], embedded) and PostgreSQL ([`PgStore`], for
+//! several processes), and the object store for binary values.
 //!
 //! SQL lives only in this crate. Every method is synchronous: the engine calls it from its
-//! scheduler threads, and a PostgreSQL implementation can sit beside [`SqliteStore`].
+//! blocking threads.
 
 mod error;
+mod group;
 mod objects;
+mod postgres;
 mod sqlite;
 mod types;
+mod words;
 
 pub use error::{ErrorKind, StoreError};
 pub use objects::{ObjectMeta, Objects, PutStreamError};
+pub use postgres::PgStore;
 pub use sqlite::{Durability, SqliteStore};
 pub use types::*;
 
@@ -109,6 +114,13 @@ pub trait Claims: Send + Sync {
     /// out: it was killed, or lost the store): any runner may claim and continue them.
     /// At most `limit`, oldest first: a round of claims stays bounded however many wait.
     fn claimable_tasks(&self, now: u64, limit: usize) -> Result<Vec<String>, StoreError>;
+
+    /// A hint that tasks, cancel requests or callbacks may have changed in another process
+    /// (PostgreSQL's `LISTEN/NOTIFY`): waiters wake early instead of at their next poll.
+    /// `None` when every change comes through this process (SQLite): it wakes its own.
+    fn changes(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
 }
 
 /// A task's state: step commits (fenced), its row, revisions, node runs and history, listing, statistics, deletion and retention.

@@ -1,4 +1,6 @@
-//! Store tests on real SQLite files and a real local object store.
+//! The store contract, run against both backends — real SQLite files and a real PostgreSQL
+//! (the server `TESSERA_TEST_PG` points at; `scripts/test.sh` starts a throw-away one) —
+//! plus SQLite's own migrations and the object stores.
 
 use std::sync::Arc;
 
@@ -39,6 +41,37 @@ fn new_task(id: &str, created_at: u64) -> NewTask {
     }
 }
 
+/// A fresh database of one backend, opened as often as a test likes (state must survive).
+enum Db {
+    Sqlite(tempfile::TempDir),
+    Postgres(String),
+}
+
+impl Db {
+    fn sqlite() -> Db {
+        Db::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    /// A database of its own on the test server.
+    fn postgres() -> Db {
+        let server = std::env::var("TESSERA_TEST_PG").expect(
+            "TESSERA_TEST_PG=postgres://… names the PostgreSQL server of the contract tests \
+             (scripts/test.sh starts one: scripts/test-env/postgres.sh start DIR)",
+        );
+        let name = format!("contract_{}", uuid::Uuid::new_v4().simple());
+        Db::Postgres(PgStore::create_database(&server, &name).unwrap())
+    }
+
+    fn open(&self) -> Arc<dyn Store> {
+        match self {
+            Db::Sqlite(dir) => {
+                Arc::new(SqliteStore::open(&dir.path().join("t.db"), Durability::Full).unwrap())
+            }
+            Db::Postgres(url) => Arc::new(PgStore::open(url).unwrap()),
+        }
+    }
+}
+
 fn commit(store: &dyn Store, task: &str, records: &[Record]) {
     store
         .commit(&CommitBatch {
@@ -51,15 +84,12 @@ fn commit(store: &dyn Store, task: &str, records: &[Record]) {
         .unwrap();
 }
 
-#[test]
-fn state_survives_reopening_the_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.db");
+fn state_survives_reopening_the_file(db: &Db) {
     {
-        let store = SqliteStore::open(&path, Durability::Full).unwrap();
+        let store = db.open();
         store.create_task(&new_task("t1", 1)).unwrap();
         commit(
-            &store,
+            &*store,
             "t1",
             &[
                 Record::Task {
@@ -71,7 +101,7 @@ fn state_survives_reopening_the_file() {
             ],
         );
         commit(
-            &store,
+            &*store,
             "t1",
             &[
                 node("a", 1, NodeState::Finished, Some(json!({"x": 1}))),
@@ -79,7 +109,7 @@ fn state_survives_reopening_the_file() {
             ],
         );
     }
-    let store = SqliteStore::open(&path, Durability::Full).unwrap();
+    let store = db.open();
     let task = store.task("t1").unwrap().unwrap();
     assert_eq!(task.state.as_str(), "running");
     assert_eq!(task.input, json!({"n": 3}));
@@ -99,9 +129,8 @@ fn state_survives_reopening_the_file() {
     assert_eq!(b.attempt, 1);
 }
 
-#[test]
-fn branch_decisions_and_cache_entries_round_trip() {
-    let store = SqliteStore::in_memory().unwrap();
+fn branch_decisions_and_cache_entries_round_trip(db: &Db) {
+    let store = db.open();
     store.create_task(&new_task("t1", 1)).unwrap();
     let mut r = node("check", 1, NodeState::Finished, Some(json!({})));
     if let Record::Node(n) = &mut r {
@@ -136,7 +165,7 @@ fn object(id: &str) -> tessera_store::ObjectMeta {
     }
 }
 
-fn finish(store: &SqliteStore, task: &str) {
+fn finish(store: &dyn Store, task: &str) {
     let done = Record::Task {
         state: TaskState::Finished,
         result: None,
@@ -153,12 +182,11 @@ fn finish(store: &SqliteStore, task: &str) {
         .unwrap();
 }
 
-#[test]
-fn cache_hits_share_their_objects_and_gone_objects_are_misses() {
-    let store = SqliteStore::in_memory().unwrap();
+fn cache_hits_share_their_objects_and_gone_objects_are_misses(db: &Db) {
+    let store = db.open();
     for t in ["t1", "t2", "t3"] {
         store.create_task(&new_task(t, 1)).unwrap();
-        finish(&store, t);
+        finish(&*store, t);
     }
     store.put_object(&object("o1"), Some("t1")).unwrap();
     let out: Data = json!({"file": object("o1").to_json()}).into();
@@ -197,9 +225,8 @@ fn cache_hits_share_their_objects_and_gone_objects_are_misses() {
     );
 }
 
-#[test]
-fn tasks_list_newest_first_with_filters_and_pages() {
-    let store = SqliteStore::in_memory().unwrap();
+fn tasks_list_newest_first_with_filters_and_pages(db: &Db) {
+    let store = db.open();
     for i in 0..5u64 {
         let mut t = new_task(&format!("t{i}"), 100 + i);
         if i % 2 == 0 {
@@ -228,9 +255,8 @@ fn tasks_list_newest_first_with_filters_and_pages() {
     assert_eq!(demo.len(), 2);
 }
 
-#[test]
-fn logs_cancel_flags_and_unknown_ids() {
-    let store = SqliteStore::in_memory().unwrap();
+fn logs_cancel_flags_and_unknown_ids(db: &Db) {
+    let store = db.open();
     store.create_task(&new_task("t1", 1)).unwrap();
     let line = |k: &str, l: &str| LogLine {
         task_id: "t1".into(),
@@ -281,9 +307,8 @@ fn logs_cancel_flags_and_unknown_ids() {
     assert!(store.task("nope").unwrap().is_none());
 }
 
-#[test]
-fn a_duplicate_task_id_is_refused_without_touching_the_first() {
-    let store = SqliteStore::in_memory().unwrap();
+fn a_duplicate_task_id_is_refused_without_touching_the_first(db: &Db) {
+    let store = db.open();
     store.create_task(&new_task("t1", 1)).unwrap();
     let mut again = new_task("t1", 2);
     again.input = json!({"other": true}).into();
@@ -338,9 +363,8 @@ fn pipeline_row(name: &str, source: &str) -> PipelineRow {
     }
 }
 
-#[test]
-fn pipelines_are_created_replaced_listed_and_deleted() {
-    let store = SqliteStore::in_memory().unwrap();
+fn pipelines_are_created_replaced_listed_and_deleted(db: &Db) {
+    let store = db.open();
     assert!(
         store.put_pipeline(&pipeline_row("blur", "user")).unwrap(),
         "created"
@@ -367,9 +391,8 @@ fn pipelines_are_created_replaced_listed_and_deleted() {
     assert!(store.pipeline("blur").unwrap().is_none());
 }
 
-#[test]
-fn removing_a_service_removes_its_automatic_pipelines() {
-    let store = SqliteStore::in_memory().unwrap();
+fn removing_a_service_removes_its_automatic_pipelines(db: &Db) {
+    let store = db.open();
     let svc = ServiceRow {
         name: "imaging".into(),
         url: "http://127.0.0.1:1".into(),
@@ -410,9 +433,8 @@ fn callback_row(token: &str, attempt: u32) -> CallbackRow {
     }
 }
 
-#[test]
-fn a_callback_is_accepted_once_and_never_for_a_superseded_attempt() {
-    let store = SqliteStore::in_memory().unwrap();
+fn a_callback_is_accepted_once_and_never_for_a_superseded_attempt(db: &Db) {
+    let store = db.open();
     store.create_callback(&callback_row("tok-1", 1)).unwrap();
     store.create_callback(&callback_row("tok-2", 2)).unwrap();
     assert_eq!(
@@ -469,13 +491,12 @@ fn a_callback_is_accepted_once_and_never_for_a_superseded_attempt() {
     );
 }
 
-#[test]
-fn deleting_a_task_removes_its_rows_and_names_its_objects() {
-    let store = SqliteStore::in_memory().unwrap();
+fn deleting_a_task_removes_its_rows_and_names_its_objects(db: &Db) {
+    let store = db.open();
     store.create_task(&new_task("t1", 1)).unwrap();
     store.create_task(&new_task("t2", 2)).unwrap();
     commit(
-        &store,
+        &*store,
         "t1",
         &[node("a", 1, NodeState::Finished, Some(json!({})))],
     );
@@ -493,7 +514,7 @@ fn deleting_a_task_removes_its_rows_and_names_its_objects() {
         "a task that has not ended is not deleted"
     );
     assert!(store.task("t1").unwrap().is_some());
-    finish(&store, "t1");
+    finish(&*store, "t1");
     assert_eq!(store.delete_task("t1").unwrap(), vec![meta.id.clone()]);
     assert!(store.task("t1").unwrap().is_none());
     assert!(store.node_runs("t1").unwrap().is_empty());
@@ -601,10 +622,8 @@ async fn objects_on_an_s3_compatible_store() {
     assert!(Objects::s3("gs://nope", &[]).is_err());
 }
 
-#[test]
-fn concurrent_writers_share_commits_and_a_failing_one_fails_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("g.db"), Durability::Full).unwrap());
+fn concurrent_writers_share_commits_and_a_failing_one_fails_alone(db: &Db) {
+    let store = db.open();
     store.create_task(&new_task("dup", 1)).unwrap();
     let threads: Vec<_> = (0..8)
         .map(|t| {
@@ -650,17 +669,14 @@ fn chunk_row(index: u32, start: u64, end: u64) -> BatchChunkRow {
     BatchChunkRow::pending(index, start, end, 2 + start, end - start)
 }
 
-#[test]
-fn batch_jobs_keep_chunk_checkpoints_and_lines_across_reopening() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.db");
+fn batch_jobs_keep_chunk_checkpoints_and_lines_across_reopening(db: &Db) {
     let key = BatchKey {
         task_id: "t1".into(),
         key: "lengths".into(),
         iteration: 0,
     };
     {
-        let store = SqliteStore::open(&path, Durability::Full).unwrap();
+        let store = db.open();
         store.create_task(&new_task("t1", 1)).unwrap();
         let job = BatchJobRow {
             id: key.clone(),
@@ -731,7 +747,7 @@ fn batch_jobs_keep_chunk_checkpoints_and_lines_across_reopening() {
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::User);
     }
-    let store = SqliteStore::open(&path, Durability::Full).unwrap();
+    let store = db.open();
     assert_eq!(store.start_batch_job(&key, 7).unwrap(), 2);
     let chunks = store.batch_chunks(&key).unwrap();
     let states: Vec<&str> = chunks.iter().map(|c| c.state.as_str()).collect();
@@ -759,7 +775,7 @@ fn batch_jobs_keep_chunk_checkpoints_and_lines_across_reopening() {
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].state.as_str(), "finished");
     assert_eq!(jobs[0].plan["names"][1], "b");
-    finish(&store, "t1");
+    finish(&*store, "t1");
     store.delete_task("t1").unwrap();
     assert!(store.batch_job(&key).unwrap().is_none());
     assert!(store.batch_chunks(&key).unwrap().is_empty());
@@ -768,9 +784,8 @@ fn batch_jobs_keep_chunk_checkpoints_and_lines_across_reopening() {
 
 /// Leases: the holder renews; another runner claims only once the lease ran out, which moves
 /// the fence, and from then on the old holder's commits and renewals are refused.
-#[test]
-fn a_claim_is_fenced_and_an_expired_lease_is_claimed_again() {
-    let store = SqliteStore::in_memory().unwrap();
+fn a_claim_is_fenced_and_an_expired_lease_is_claimed_again(db: &Db) {
+    let store = db.open();
     let mut task = new_task("t1", 1);
     task.runner = Some("a".into());
     task.lease_until = 1_000;
@@ -961,3 +976,37 @@ fn older_databases_are_migrated_and_newer_ones_refused() {
     assert!(err.to_string().contains("made by a newer Tessera"), "{err}");
     assert_eq!(version(&path), latest + 1);
 }
+
+/// Every contract test, once per backend.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test]
+            fn $name() {
+                super::$name(&super::Db::sqlite())
+            })*
+        }
+        mod postgres {
+            $(#[test]
+            fn $name() {
+                super::$name(&super::Db::postgres())
+            })*
+        }
+    };
+}
+
+contract!(
+    state_survives_reopening_the_file,
+    branch_decisions_and_cache_entries_round_trip,
+    cache_hits_share_their_objects_and_gone_objects_are_misses,
+    tasks_list_newest_first_with_filters_and_pages,
+    logs_cancel_flags_and_unknown_ids,
+    a_duplicate_task_id_is_refused_without_touching_the_first,
+    pipelines_are_created_replaced_listed_and_deleted,
+    removing_a_service_removes_its_automatic_pipelines,
+    a_callback_is_accepted_once_and_never_for_a_superseded_attempt,
+    deleting_a_task_removes_its_rows_and_names_its_objects,
+    concurrent_writers_share_commits_and_a_failing_one_fails_alone,
+    batch_jobs_keep_chunk_checkpoints_and_lines_across_reopening,
+    a_claim_is_fenced_and_an_expired_lease_is_claimed_again,
+);

@@ -25,6 +25,14 @@ pub struct DataArgs {
     /// State directory (SQLite database and objects).
     #[arg(long, env = "TESSERA_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
+    /// State database: `sqlite:PATH`, or `postgres://user:password@host:port/database` for
+    /// several servers and workers sharing one store (default: tessera.db in the data dir).
+    #[arg(long, env = "TESSERA_DB", global = true, hide_env_values = true)]
+    pub db: Option<String>,
+    /// Object store: a directory, `file://DIR` or `s3://bucket/prefix` (credentials and
+    /// endpoint from the AWS_* variables; default: store/ in the data dir).
+    #[arg(long, env = "TESSERA_STORE", global = true)]
+    pub store: Option<String>,
     /// Keep nothing: in-memory state, objects in a temporary directory.
     #[arg(long, global = true)]
     pub ephemeral: bool,
@@ -202,6 +210,13 @@ pub enum Command {
     /// holds (new submissions of `serve --no-work`, tasks of killed processes), renew, hand
     /// back on SIGTERM.
     Worker(crate::worker::WorkerArgs),
+    /// Create the state database's tables, or bring them to this version's schema, then exit
+    /// (servers and workers do it too when they start; this is for a deployment's migration
+    /// step).
+    Migrate {
+        #[command(flatten)]
+        data: DataArgs,
+    },
     /// Measure the engine on the standard workloads (see BENCHMARKS.md).
     Bench(crate::bench::BenchArgs),
     /// Compute rasters tile by tile, in parallel, cached: band math and slope over GeoTIFFs.
@@ -378,6 +393,12 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         } => sample_patronymes(rows, seed, out.as_deref()),
         Command::Serve(args) => crate::serve::serve(args),
         Command::Worker(args) => crate::worker::worker(args),
+        Command::Migrate { data } => {
+            let settings = Settings::resolve(&data, None)?;
+            settings.open_store()?;
+            errln!("the database's schema is up to date");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Raster { command } => crate::raster::raster(command),
     }
 }

@@ -8,9 +8,75 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use tessera_engine::{Engine, EngineConfig};
-use tessera_store::{Durability, Objects, SqliteStore, Store};
+use tessera_store::{Durability, Objects, PgStore, SqliteStore, Store};
 
 use crate::cli::{DataArgs, DurabilityArg, EngineArgs};
+
+/// Where the state database is.
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// `<data_dir>/tessera.db`.
+    Default,
+    Sqlite(PathBuf),
+    /// A `postgres://` URL (it may hold a password: never printed whole).
+    Postgres(String),
+}
+
+impl Database {
+    fn parse(text: &str) -> Result<Database> {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            return Ok(Database::Postgres(text.to_string()));
+        }
+        match text.strip_prefix("sqlite:") {
+            Some(path) if !path.is_empty() => Ok(Database::Sqlite(
+                std::path::absolute(path.strip_prefix("//").unwrap_or(path))
+                    .with_context(|| format!("--db: bad path {path}"))?,
+            )),
+            _ => bail!(
+                "--db: expected sqlite:PATH or postgres://user:password@host:port/database, \
+                 not {:?}",
+                redact_url(text)
+            ),
+        }
+    }
+}
+
+/// A URL as it may be shown: without its password.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let user = &url[scheme + 3..at];
+            let user = user.split(':').next().unwrap_or("");
+            format!("{}://{user}:…{}", &url[..scheme], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Where the object store is.
+#[derive(Debug, Clone)]
+pub enum ObjectsAt {
+    /// `<data_dir>/store`.
+    Default,
+    Dir(PathBuf),
+    /// `s3://bucket/prefix`.
+    S3(String),
+}
+
+impl ObjectsAt {
+    fn parse(text: &str) -> Result<ObjectsAt> {
+        if text.starts_with("s3://") {
+            return Ok(ObjectsAt::S3(text.to_string()));
+        }
+        let dir = text.strip_prefix("file://").unwrap_or(text);
+        if dir.contains("://") || dir.is_empty() {
+            bail!("--store {text}: expected a directory, file://DIR or s3://bucket/prefix");
+        }
+        Ok(ObjectsAt::Dir(
+            std::path::absolute(dir).with_context(|| format!("--store: bad path {dir}"))?,
+        ))
+    }
+}
 
 /// The optional `tessera.toml`.
 #[derive(Debug, Default, Deserialize)]
@@ -32,10 +98,10 @@ pub struct Settings {
     pub max_processes: usize,
     pub pools: BTreeMap<String, usize>,
     pub durability: Durability,
-    /// Database file; default `<data_dir>/tessera.db`.
-    pub db_path: Option<PathBuf>,
-    /// Object store directory; default `<data_dir>/store`.
-    pub store_dir: Option<PathBuf>,
+    /// The state database.
+    pub db: Database,
+    /// The object store.
+    pub objects: ObjectsAt,
     /// Variables of Tessera's environment that commands get.
     pub command_env: Vec<String>,
     /// How long a claim on a task lasts without renewal.
@@ -98,14 +164,25 @@ impl Settings {
         // Absolute, so object paths handed to commands work from any working directory.
         let data_dir = std::path::absolute(&data_dir)
             .with_context(|| format!("bad data dir {}", data_dir.display()))?;
+        let db = match &data.db {
+            Some(text) => Database::parse(text)?,
+            None => Database::Default,
+        };
+        let objects = match &data.store {
+            Some(text) => ObjectsAt::parse(text)?,
+            None => ObjectsAt::Default,
+        };
+        if data.ephemeral && !matches!((&db, &objects), (Database::Default, ObjectsAt::Default)) {
+            bail!("--ephemeral keeps nothing: it cannot be given with --db or --store");
+        }
         Ok(Settings {
             data_dir,
             ephemeral: data.ephemeral,
             max_processes,
             pools,
             durability,
-            db_path: None,
-            store_dir: None,
+            db,
+            objects,
             command_env,
             lease,
         })
@@ -116,13 +193,18 @@ impl Settings {
         if self.ephemeral {
             return Ok(Arc::new(SqliteStore::in_memory()?));
         }
+        let path = match &self.db {
+            Database::Postgres(url) => {
+                let store = PgStore::open(url)
+                    .with_context(|| format!("cannot open {}", redact_url(url)))?;
+                return Ok(Arc::new(store));
+            }
+            Database::Sqlite(path) => path.clone(),
+            Database::Default => self.data_dir.join("tessera.db"),
+        };
         create_private_dir(&self.data_dir)?;
-        let db = self
-            .db_path
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("tessera.db"));
-        let store = SqliteStore::open(&db, self.durability)
-            .with_context(|| format!("cannot open {}", db.display()))?;
+        let store = SqliteStore::open(&path, self.durability)
+            .with_context(|| format!("cannot open {}", path.display()))?;
         Ok(Arc::new(store))
     }
 }
@@ -164,10 +246,13 @@ impl Drop for TempDir {
 impl Settings {
     /// The object store of a non-ephemeral run.
     pub fn open_objects(&self) -> Result<Objects> {
-        let dir = self
-            .store_dir
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("store"));
+        let dir = match &self.objects {
+            ObjectsAt::S3(url) => {
+                return Objects::s3(url, &[]).with_context(|| format!("--store {url}"));
+            }
+            ObjectsAt::Dir(dir) => dir.clone(),
+            ObjectsAt::Default => self.data_dir.join("store"),
+        };
         Ok(Objects::local(&dir)?)
     }
 
@@ -206,7 +291,11 @@ pub fn open_engine_on(
     } else {
         (settings.data_dir.clone(), None)
     };
-    let objects = Objects::local(&root.join("store"))?;
+    let objects = if settings.ephemeral {
+        Objects::local(&root.join("store"))?
+    } else {
+        settings.open_objects()?
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(num_cpus::get().max(2))
         .enable_all()

@@ -15,12 +15,6 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "TESSERA_ADDR", default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
-    /// State database: `sqlite:PATH` (default: tessera.db in the data dir).
-    #[arg(long, env = "TESSERA_DB")]
-    db: Option<String>,
-    /// Object store: a directory or `file://DIR` (default: store/ in the data dir).
-    #[arg(long, env = "TESSERA_STORE")]
-    store: Option<String>,
     /// URL services use to call back (default: http://<addr>).
     #[arg(long, env = "TESSERA_PUBLIC_URL")]
     public_url: Option<String>,
@@ -86,25 +80,7 @@ pub struct ServeArgs {
 pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     // Its commands run as its user: they must not read its environment (tokens) in /proc.
     tessera_engine::hide_own_environment()?;
-    let mut settings = Settings::resolve(&args.data, Some(&args.engine))?;
-    if let Some(db) = &args.db {
-        let Some(path) = db.strip_prefix("sqlite:") else {
-            bail!("--db {db}: only sqlite:PATH is available in this version");
-        };
-        settings.db_path = Some(std::path::absolute(path)?);
-    }
-    let mut s3 = None;
-    if let Some(store) = &args.store {
-        if store.starts_with("s3://") {
-            s3 = Some(store.clone());
-        } else {
-            let dir = store.strip_prefix("file://").unwrap_or(store);
-            if dir.contains("://") {
-                bail!("--store {store}: expected a directory, file://DIR or s3://bucket/prefix");
-            }
-            settings.store_dir = Some(std::path::absolute(dir)?);
-        }
-    }
+    let settings = Settings::resolve(&args.data, Some(&args.engine))?;
     let mut entries = args.tokens.clone();
     if let Some(path) = &args.tokens_file {
         entries.extend(Tokens::entries_from_file(path).map_err(anyhow::Error::msg)?);
@@ -129,12 +105,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         retention: Duration::from_secs_f64(args.retention_days * 86400.0),
     };
     let store = settings.open_store()?;
-    let objects = match &s3 {
-        Some(url) => {
-            tessera_store::Objects::s3(url, &[]).with_context(|| format!("--store {url}"))?
-        }
-        None => settings.open_objects()?,
-    };
+    let objects = settings.open_objects()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(num_cpus::get().max(2))
         .enable_all()

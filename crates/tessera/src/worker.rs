@@ -63,7 +63,7 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
             running.retain(|h| !h.is_done());
             running.extend(claimed);
             tokio::select! {
-                _ = tokio::time::sleep(every) => {}
+                _ = engine.next_round(every) => {}
                 _ = tokio::signal::ctrl_c() => { errln!("stopping"); break; }
                 _ = terminate.recv() => { errln!("stopping (SIGTERM)"); break; }
             }

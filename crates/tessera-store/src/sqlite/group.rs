@@ -1,170 +1,12 @@
-//! Group commit across tasks: writers queue their operations; whoever finds no commit under
-//! way becomes the leader and writes everything queued in one transaction (one fsync), each
-//! operation under its own savepoint so one failure fails only its own writer.
+//! SQLite's side of the group commit: one transaction for a batch of queued writes, each
+//! under its own savepoint.
 
 use std::collections::HashMap;
-use std::sync::{Condvar, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use crate::error::{ErrorKind, StoreError};
-use tessera_core::Data;
-
-/// A JSON value to write: a small one serialised by the caller's thread (the leader only
-/// writes), a big one kept as the text it already is (never copied).
-pub(super) enum Json {
-    Serialised(String),
-    Text(Data),
-}
-
-impl Json {
-    pub fn of(d: &Data) -> Json {
-        if d.is_text() {
-            Json::Text(d.clone())
-        } else {
-            Json::Serialised(d.json().into_owned())
-        }
-    }
-
-    fn text(&self) -> &str {
-        match self {
-            Json::Serialised(s) => s,
-            Json::Text(d) => d.as_text().expect("kept as text"),
-        }
-    }
-}
-
-/// A task to create, owned (serialised by the caller's thread).
-pub(super) struct TaskInsert {
-    pub id: String,
-    pub pipeline: String,
-    pub definition: String,
-    pub input: Json,
-    pub created_at: i64,
-    pub owner: Option<String>,
-    pub runner: Option<String>,
-    pub lease_until: i64,
-    pub base_dir: Option<String>,
-}
-
-/// One node-run upsert, owned.
-pub(super) struct NodeUpsert {
-    pub key: String,
-    pub iteration: u32,
-    pub attempt: u32,
-    pub node_id: String,
-    pub node_type: &'static str,
-    pub state: &'static str,
-    pub input: Option<Json>,
-    pub output: Option<Json>,
-    pub error: Option<String>,
-    pub decision: Option<&'static str>,
-    pub started_at: Option<i64>,
-    pub finished_at: Option<i64>,
-    pub cached: bool,
-}
-
-pub(super) struct TaskUpdate {
-    pub state: &'static str,
-    pub result: Option<Json>,
-    pub error: Option<String>,
-}
-
-/// A scheduler step's records, owned.
-pub(super) struct StepWrite {
-    pub task_id: String,
-    pub fence: u64,
-    pub now: i64,
-    pub nodes: Vec<NodeUpsert>,
-    pub tasks: Vec<TaskUpdate>,
-    pub cache: Vec<(String, String, Json)>,
-}
-
-pub(super) enum Op {
-    CreateTask(TaskInsert),
-    Step(StepWrite),
-    Revise(TaskRevise),
-}
-
-/// A resume with a new definition (and maybe input): the current ones are kept as a revision.
-pub(super) struct TaskRevise {
-    pub task_id: String,
-    pub definition: String,
-    pub input: Option<Json>,
-    pub at: i64,
-}
-
-#[derive(Default)]
-struct State {
-    queue: Vec<(u64, Op)>,
-    done: HashMap<u64, Outcome>,
-    leader: bool,
-    next_ticket: u64,
-}
-
-#[derive(Default)]
-pub(super) struct GroupCommit {
-    state: Mutex<State>,
-    finished: Condvar,
-}
-
-impl GroupCommit {
-    /// Writes `op` durably, together with whatever other writers queued meanwhile.
-    pub fn write(&self, conn: &Mutex<Connection>, op: Op) -> Result<(), StoreError> {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let ticket = st.next_ticket;
-        st.next_ticket += 1;
-        st.queue.push((ticket, op));
-        loop {
-            if let Some(result) = st.done.remove(&ticket) {
-                return result.map_err(|failed| match failed {
-                    Failed::Described(kind, full, message) => StoreError::Batch {
-                        kind,
-                        full,
-                        message,
-                    },
-                    Failed::Fenced(task_id) => StoreError::Fenced(task_id),
-                });
-            }
-            if !st.leader {
-                st.leader = true;
-                let ops = std::mem::take(&mut st.queue);
-                drop(st);
-                let tickets: Vec<u64> = ops.iter().map(|(t, _)| *t).collect();
-                // A panic while writing must not leave the leader's place taken: every writer
-                // of the batch gets an error instead, and the next batch gets a leader.
-                let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
-                    write_all(&mut c, ops)
-                }))
-                .unwrap_or_else(|_| {
-                    let failed = Failed::Described(
-                        ErrorKind::Internal,
-                        false,
-                        "the group commit failed unexpectedly (a panic); nothing of it may have been written".into(),
-                    );
-                    tickets.iter().map(|t| (*t, Err(failed.clone()))).collect()
-                });
-                st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-                st.done.extend(results);
-                st.leader = false;
-                self.finished.notify_all();
-                continue;
-            }
-            st = self.finished.wait(st).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-}
-
-/// A write's result; a failure is shared by description with every writer of the batch.
-type Outcome = Result<(), Failed>;
-
-#[derive(Clone)]
-enum Failed {
-    Described(ErrorKind, bool, String),
-    /// The writer no longer holds the task (see [`StoreError::Fenced`]).
-    Fenced(String),
-}
+use crate::error::StoreError;
+use crate::group::{Failed, Json, Op, Outcome};
 
 /// Why applying one write failed.
 enum Failure {
@@ -183,17 +25,7 @@ fn describe(e: rusqlite::Error) -> Failed {
     Failed::Described(e.kind(), e.is_full(), e.to_string())
 }
 
-impl Op {
-    fn task_id(&self) -> &str {
-        match self {
-            Op::CreateTask(t) => &t.id,
-            Op::Step(s) => &s.task_id,
-            Op::Revise(r) => &r.task_id,
-        }
-    }
-}
-
-fn write_all(conn: &mut Connection, ops: Vec<(u64, Op)>) -> Vec<(u64, Outcome)> {
+pub(super) fn write_all(conn: &mut Connection, ops: Vec<(u64, Op)>) -> Vec<(u64, Outcome)> {
     let tickets: Vec<u64> = ops.iter().map(|(t, _)| *t).collect();
     let fail_all = |e: rusqlite::Error| {
         let err = describe(e);
@@ -268,12 +100,6 @@ impl std::ops::DerefMut for Stmt<'_> {
             Stmt::Cached(s) => s,
             Stmt::Fresh(s) => s,
         }
-    }
-}
-
-impl Json {
-    fn big(&self) -> bool {
-        matches!(self, Json::Text(_))
     }
 }
 

@@ -49,7 +49,7 @@ pub enum Durability {
 /// The embedded default store.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
-    group: group::GroupCommit,
+    group: crate::group::GroupCommit,
     /// The database file and its identity (device, inode) when opened: a file deleted or
     /// replaced under a running process keeps answering from the old inode, and everything
     /// written from then on is lost — [`Store::check`] says so.
@@ -91,7 +91,7 @@ impl SqliteStore {
         schema::create(&mut conn)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
-            group: group::GroupCommit::default(),
+            group: crate::group::GroupCommit::default(),
             file: None,
         })
     }
@@ -112,6 +112,12 @@ impl SqliteStore {
         let pages = conn.query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0))?;
         let page = conn.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))?;
         Ok((pages * page) as u64)
+    }
+
+    /// Writes `op` through the group commit.
+    fn write(&self, op: crate::group::Op) -> Result<(), StoreError> {
+        self.group
+            .write(op, |ops| group::write_all(&mut self.conn(), ops))
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -184,18 +190,18 @@ fn parse_json(text: Option<String>, what: &str) -> Result<Option<Value>, StoreEr
 
 impl Claims for SqliteStore {
     fn create_task(&self, task: &NewTask) -> Result<(), StoreError> {
-        let op = group::Op::CreateTask(group::TaskInsert {
+        let op = crate::group::Op::CreateTask(crate::group::TaskInsert {
             id: task.id.clone(),
             pipeline: task.pipeline.clone(),
             definition: json_text(&task.definition),
-            input: group::Json::of(&task.input),
+            input: crate::group::Json::of(&task.input),
             created_at: task.created_at as i64,
             owner: task.owner.clone(),
             runner: task.runner.clone(),
             lease_until: task.lease_until as i64,
             base_dir: task.base_dir.clone(),
         });
-        self.group.write(&self.conn, op)
+        self.write(op)
     }
 
     fn fail_task(&self, task_id: &str, fence: u64, error: &str) -> Result<bool, StoreError> {
@@ -438,13 +444,13 @@ impl Tasks for SqliteStore {
         input: Option<&Data>,
         at: u64,
     ) -> Result<(), StoreError> {
-        let op = group::Op::Revise(group::TaskRevise {
+        let op = crate::group::Op::Revise(crate::group::TaskRevise {
             task_id: task_id.to_string(),
             definition: json_text(definition),
-            input: input.map(group::Json::of),
+            input: input.map(crate::group::Json::of),
             at: at as i64,
         });
-        self.group.write(&self.conn, op)
+        self.write(op)
     }
 
     fn task_revisions(&self, task_id: &str) -> Result<Vec<TaskRevision>, StoreError> {
@@ -453,7 +459,7 @@ impl Tasks for SqliteStore {
 
     fn commit(&self, batch: &CommitBatch<'_>) -> Result<(), StoreError> {
         // Serialised here, on the caller's thread; the leader only writes.
-        let mut step = group::StepWrite {
+        let mut step = crate::group::StepWrite {
             task_id: batch.task_id.to_string(),
             fence: batch.fence,
             now: batch.now as i64,
@@ -463,15 +469,15 @@ impl Tasks for SqliteStore {
         };
         for record in &batch.records {
             match record {
-                Record::Node(n) => step.nodes.push(group::NodeUpsert {
+                Record::Node(n) => step.nodes.push(crate::group::NodeUpsert {
                     key: n.key.clone(),
                     iteration: n.iteration,
                     attempt: n.attempt,
                     node_id: n.node_id.clone(),
                     node_type: n.node_type,
                     state: n.state.as_str(),
-                    input: n.input.as_ref().map(group::Json::of),
-                    output: n.output.as_ref().map(group::Json::of),
+                    input: n.input.as_ref().map(crate::group::Json::of),
+                    output: n.output.as_ref().map(crate::group::Json::of),
                     error: n.error.clone(),
                     decision: n.decision.map(Arm::as_str),
                     started_at: n.started_at.map(|t| t as i64),
@@ -482,18 +488,21 @@ impl Tasks for SqliteStore {
                     state,
                     result,
                     error,
-                } => step.tasks.push(group::TaskUpdate {
+                } => step.tasks.push(crate::group::TaskUpdate {
                     state: state.as_str(),
-                    result: result.as_ref().map(group::Json::of),
+                    result: result.as_ref().map(crate::group::Json::of),
                     error: error.clone(),
                 }),
             }
         }
         for (key, node, output) in &batch.cache {
-            step.cache
-                .push((key.to_string(), node.to_string(), group::Json::of(output)));
+            step.cache.push((
+                key.to_string(),
+                node.to_string(),
+                crate::group::Json::of(output),
+            ));
         }
-        self.group.write(&self.conn, group::Op::Step(step))
+        self.write(crate::group::Op::Step(step))
     }
 
     fn task(&self, id: &str) -> Result<Option<TaskRow>, StoreError> {
