@@ -25,5 +25,7 @@ cargo test --workspace --locked
 # tessera-raster's optional GDAL source (every format GDAL reads), against Debian's libgdal.
 cargo clippy -p tessera-raster --features gdal --all-targets --locked -- -D warnings
 cargo test -p tessera-raster --features gdal --locked
+# The deployment files (Dockerfile, deploy/): schemas, consistency, their tessera command lines.
+bash scripts/check-deploy.sh
 # The API against its own OpenAPI document (no 5xx, responses as documented).
 TESSERA_BIN="$CARGO_TARGET_DIR/debug/tessera" scripts/schemathesis/run.sh

@@ -35,10 +35,12 @@ start)
     # A free loopback port: ask the kernel for one.
     port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
     # Sized for the suite: many test databases and connections at once, no durability needed
-    # beyond a killed test (fsync off keeps 2 cores on the tests).
+    # beyond a killed test (fsync off keeps 2 cores on the tests). TESSERA_PG_DURABLE=1 keeps
+    # PostgreSQL's defaults (every commit flushed): for benchmarks.
+    speed="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    [ "${TESSERA_PG_DURABLE:-0}" = 1 ] && speed=""
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-h 127.0.0.1 -p $port -k $dir -c max_connections=400 -c fsync=off \
-            -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=256MB" \
+        -o "-h 127.0.0.1 -p $port -k $dir -c max_connections=400 -c shared_buffers=256MB $speed" \
         start >/dev/null
     echo "postgres://postgres@127.0.0.1:$port/postgres"
     ;;

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates the test helpers' venv (moto's S3 server) once; prints the venv's bin directory.
+# Creates the test helpers' venv (moto's S3 server, the validators of scripts/check-deploy.sh) once;
+# prints the venv's bin directory.
 # Idempotent: nothing is installed when requirements.txt has not changed.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

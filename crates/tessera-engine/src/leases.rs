@@ -117,7 +117,7 @@ async fn cancel_watch(engine: Weak<Shared>, every: Duration) {
         None => return,
     };
     let changes = match engine.upgrade() {
-        Some(shared) => shared.store.changes(),
+        Some(shared) => shared.store.changes(tessera_store::Change::ForHolders),
         None => return,
     };
     loop {

@@ -71,6 +71,9 @@ pub struct EngineConfig {
 /// claims it over several rounds (one at most every second), leaving some to other workers.
 const CLAIMS_PER_ROUND: usize = 256;
 
+/// Claimed tasks started at once by a round of claims.
+const CLAIM_LANES: usize = 8;
+
 /// How long a claim on a task lasts without renewal, unless configured otherwise.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 
@@ -559,36 +562,63 @@ impl Engine {
         wait_for_changes(self.shared.store.as_ref(), every).await
     }
 
+    /// Claims and starts what nobody holds: one claim of up to [`CLAIMS_PER_ROUND`] tasks in
+    /// the store (on PostgreSQL, one statement that skips what other workers are claiming),
+    /// then each task's history read and its driver started, several at once (each waits on
+    /// the store, not on the CPU).
     pub fn claim_available(&self) -> Vec<TaskHandle> {
         if self.is_draining() {
             return Vec::new();
         }
-        let ids = match self
-            .shared
-            .store
-            .claimable_tasks(now_millis(), CLAIMS_PER_ROUND)
-        {
-            Ok(ids) => ids,
+        let shared = &self.shared;
+        let claimed = match shared.store.claim_tasks(
+            &shared.runner,
+            now_millis(),
+            shared.lease_until(),
+            CLAIMS_PER_ROUND,
+        ) {
+            Ok(tasks) => tasks,
             Err(e) => {
-                tracing::error!(error = %e, "cannot list the tasks nobody holds");
+                tracing::error!(error = %e, "cannot claim the tasks nobody holds");
                 return Vec::new();
             }
         };
-        let mut started = Vec::new();
-        for id in ids {
-            if self.shared.driving(&id) || self.is_draining() {
-                continue;
-            }
-            match self.resume(&id, Fix::default()) {
-                Ok(handle) => {
-                    tracing::info!(task = %id, "continuing a task nobody held");
-                    started.push(handle);
-                }
-                // Claimed by another runner meanwhile, or ended: nothing to do.
-                Err(e) => tracing::debug!(task = %id, error = %e, "not continuing task"),
-            }
+        if claimed.is_empty() {
+            return Vec::new();
         }
-        started
+        let lanes = claimed.len().clamp(1, CLAIM_LANES);
+        let mut queues: Vec<Vec<tessera_store::ClaimedTask>> =
+            (0..lanes).map(|_| Vec::new()).collect();
+        for (i, task) in claimed.into_iter().enumerate() {
+            queues[i % lanes].push(task);
+        }
+        std::thread::scope(|scope| {
+            let lanes: Vec<_> = queues
+                .into_iter()
+                .map(|queue| {
+                    scope.spawn(move || {
+                        let mut started = Vec::new();
+                        for task in queue {
+                            let id = task.task.id.clone();
+                            match self.continue_claimed(task) {
+                                Ok(handle) => {
+                                    tracing::info!(task = %id, "continuing a task nobody held");
+                                    started.push(handle);
+                                }
+                                Err(e) => {
+                                    tracing::warn!(task = %id, error = %e, "cannot continue a claimed task")
+                                }
+                            }
+                        }
+                        started
+                    })
+                })
+                .collect();
+            lanes
+                .into_iter()
+                .flat_map(|lane| lane.join().unwrap_or_default())
+                .collect()
+        })
     }
 
     /// Delivers a service's callback for `token` (objects already stored and referenced in
@@ -793,7 +823,7 @@ const MIN_ROUND: Duration = Duration::from_millis(10);
 
 /// Sleeps `every`, or less when the store hints at a change made elsewhere.
 pub(crate) async fn wait_for_changes(store: &dyn tessera_store::Store, every: Duration) {
-    match store.changes() {
+    match store.changes(tessera_store::Change::Claimable) {
         Some(changes) => {
             tokio::select! {
                 _ = changes.notified() => tokio::time::sleep(MIN_ROUND).await,

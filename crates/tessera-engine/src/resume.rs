@@ -176,6 +176,49 @@ impl Engine {
         .map(Some)
     }
 
+    /// Starts the driver of a task claimed by a round of claims (the claim made, its row as
+    /// claimed): its history read now that nothing of a previous holder can commit.
+    pub(crate) fn continue_claimed(
+        &self,
+        claimed: tessera_store::ClaimedTask,
+    ) -> Result<TaskHandle, EngineError> {
+        let tessera_store::ClaimedTask { task, past } = claimed;
+        let store = &self.shared.store;
+        let Some(slot) = DriverSlot::reserve(&self.shared, &task.id) else {
+            // Its driver here is letting go of it; the claim runs out and it is claimed again.
+            return Err(EngineError::NotResumable {
+                id: task.id,
+                reason: "its previous driver in this process has not let go of it yet".into(),
+            });
+        };
+        let mut report = tessera_core::Report::default();
+        let pipeline = match tessera_core::parse::pipeline_from_value(&task.definition, &mut report)
+        {
+            Some(p) if report.is_ok() => p,
+            _ => {
+                // Claimed again and again otherwise: it fails once, saying why.
+                let error = format!("its stored definition no longer parses: {report}");
+                store.fail_task(&task.id, task.fence, &error)?;
+                return Err(EngineError::Internal(format!("task {}: {error}", task.id)));
+            }
+        };
+        command::kill_leftovers(&task.id, Duration::from_secs(5));
+        self.shared.scratch.task_ended(&task.id);
+        let plan = Arc::new(Plan::new(Arc::new(pipeline)));
+        self.start_driver(crate::DriverStart {
+            slot,
+            owner: task.owner,
+            plan,
+            input: task.input,
+            history: History {
+                past,
+                changed: HashSet::new(),
+            },
+            base_dir: task.base_dir.map(std::path::PathBuf::from),
+            fence: task.fence,
+        })
+    }
+
     /// Reserves the task as driven here. A driver whose task has ended (its last state
     /// committed) releases it a moment later: a resume right after the end waits for that,
     /// rather than refusing a task that nobody runs any more.

@@ -83,6 +83,72 @@ pub(crate) struct StepWrite {
     pub cache: Vec<(String, String, Json)>,
 }
 
+impl TaskInsert {
+    /// Serialised on the caller's thread.
+    pub(crate) fn of(task: &crate::types::NewTask) -> TaskInsert {
+        TaskInsert {
+            id: task.id.clone(),
+            pipeline: task.pipeline.clone(),
+            definition: serde_json::to_string(&task.definition)
+                .expect("JSON values always serialise"),
+            input: Json::of(&task.input),
+            created_at: task.created_at.min(i64::MAX as u64) as i64,
+            owner: task.owner.clone(),
+            runner: task.runner.clone(),
+            lease_until: task.lease_until.min(i64::MAX as u64) as i64,
+            base_dir: task.base_dir.clone(),
+        }
+    }
+}
+
+impl StepWrite {
+    /// A step's records, serialised on the caller's thread (the leader only writes).
+    pub(crate) fn of(batch: &crate::types::CommitBatch<'_>) -> StepWrite {
+        use tessera_core::scheduler::{Arm, Record};
+        let mut step = StepWrite {
+            task_id: batch.task_id.to_string(),
+            fence: batch.fence,
+            now: batch.now.min(i64::MAX as u64) as i64,
+            nodes: Vec::new(),
+            tasks: Vec::new(),
+            cache: Vec::new(),
+        };
+        for record in &batch.records {
+            match record {
+                Record::Node(n) => step.nodes.push(NodeUpsert {
+                    key: n.key.clone(),
+                    iteration: n.iteration,
+                    attempt: n.attempt,
+                    node_id: n.node_id.clone(),
+                    node_type: n.node_type,
+                    state: n.state.as_str(),
+                    input: n.input.as_ref().map(Json::of),
+                    output: n.output.as_ref().map(Json::of),
+                    error: n.error.clone(),
+                    decision: n.decision.map(Arm::as_str),
+                    started_at: n.started_at.map(|t| t as i64),
+                    finished_at: n.finished_at.map(|t| t as i64),
+                    cached: n.cached,
+                }),
+                Record::Task {
+                    state,
+                    result,
+                    error,
+                } => step.tasks.push(TaskUpdate {
+                    state: state.as_str(),
+                    result: result.as_ref().map(Json::of),
+                    error: error.clone(),
+                }),
+            }
+        }
+        for (key, node, output) in &batch.cache {
+            step.cache
+                .push((key.to_string(), node.to_string(), Json::of(output)));
+        }
+        step
+    }
+}
+
 pub(crate) enum Op {
     CreateTask(TaskInsert),
     Step(StepWrite),

@@ -30,6 +30,30 @@ pub mod prelude {
 use serde_json::Value;
 use tessera_core::scheduler::PastRun;
 
+/// What a store's hint is about (see [`Claims::changes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Tasks nobody holds appeared (recorded for workers, handed back): for claim loops.
+    Claimable,
+    /// A cancel request or a callback for a held task: for the holders' watch.
+    ForHolders,
+    /// A task ended: for whoever follows it.
+    Ended,
+}
+
+impl Change {
+    pub const ALL: [Change; 3] = [Change::Claimable, Change::ForHolders, Change::Ended];
+
+    /// Its word in a notification.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Claimable => "claimable",
+            Change::ForHolders => "holders",
+            Change::Ended => "ended",
+        }
+    }
+}
+
 /// Durable state, split by concern: one implementation per database (see [`SqliteStore`])
 /// implements every part, and code that needs only some asks only for those. Every method is
 /// synchronous: the engine calls it off its async threads.
@@ -115,10 +139,25 @@ pub trait Claims: Send + Sync {
     /// At most `limit`, oldest first: a round of claims stays bounded however many wait.
     fn claimable_tasks(&self, now: u64, limit: usize) -> Result<Vec<String>, StoreError>;
 
-    /// A hint that tasks, cancel requests or callbacks may have changed in another process
-    /// (PostgreSQL's `LISTEN/NOTIFY`): waiters wake early instead of at their next poll.
-    /// `None` when every change comes through this process (SQLite): it wakes its own.
-    fn changes(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+    /// Claims at most `limit` tasks that have not ended and that nobody holds at `now`, oldest
+    /// first, for `runner` until `lease_until` — each as [`Claims::reopen_task`] would (fence
+    /// up by one, interrupted attempts marked failed) — and returns their rows as claimed. Tasks
+    /// `runner` itself was last given are left alone (its drivers renew their own claims).
+    /// Each comes with its past attempts. On PostgreSQL one statement claims them all (rows
+    /// another runner is claiming skipped, not waited for) and one reads their history.
+    fn claim_tasks(
+        &self,
+        runner: &str,
+        now: u64,
+        lease_until: u64,
+        limit: usize,
+    ) -> Result<Vec<ClaimedTask>, StoreError>;
+
+    /// A hint that something of `about` may have changed in another process (PostgreSQL's
+    /// `LISTEN/NOTIFY`): waiters wake early instead of at their next poll. `None` when every
+    /// change comes through this process (SQLite): it wakes its own.
+    fn changes(&self, about: Change) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        let _ = about;
         None
     }
 }

@@ -98,6 +98,14 @@ pub struct TaskRow {
     pub base_dir: Option<String>,
 }
 
+/// A task claimed by [`crate::Claims::claim_tasks`]: its row as claimed, and every attempt
+/// recorded before (read once the claim holds: nothing of a previous holder commits after).
+#[derive(Debug, Clone)]
+pub struct ClaimedTask {
+    pub task: TaskRow,
+    pub past: Vec<tessera_core::scheduler::PastRun>,
+}
+
 /// A definition a task ran with before a resume replaced it (with its input then).
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskRevision {

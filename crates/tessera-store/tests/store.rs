@@ -277,6 +277,10 @@ fn logs_cancel_flags_and_unknown_ids(db: &Db) {
         .collect();
     assert_eq!(a, ["one", "two"]);
     assert_eq!(store.logs("t1", None).unwrap().len(), 3);
+    // A binary line (a NUL byte) is kept; PostgreSQL's text cannot hold NUL: U+FFFD there.
+    store.append_logs(&[line("c", "a\0b")]).unwrap();
+    let c = &store.logs("t1", Some("c")).unwrap()[0].line;
+    assert!(c == "a\0b" || c == "a\u{FFFD}b", "{c:?}");
     assert!(!store.cancel_requested("t1").unwrap());
     assert!(store.request_cancel("t1").unwrap());
     assert!(store.cancel_requested("t1").unwrap());

@@ -350,8 +350,10 @@ async fn put_chunk(tx: &mut PgConnection, c: &ChunkCommit<'_>) -> Result<(), Sto
     let line: Vec<i64> = c.skipped.iter().map(|l| int(l.line)).collect();
     let state: Vec<&str> = c.skipped.iter().map(|l| l.state.as_str()).collect();
     let kind: Vec<&str> = c.skipped.iter().map(|l| l.kind.as_str()).collect();
-    let raw: Vec<&str> = c.skipped.iter().map(|l| l.raw.as_str()).collect();
-    let reason: Vec<&str> = c.skipped.iter().map(|l| l.reason.as_str()).collect();
+    let raw: Vec<std::borrow::Cow<'_, str>> =
+        c.skipped.iter().map(|l| super::text(&l.raw)).collect();
+    let reason: Vec<std::borrow::Cow<'_, str>> =
+        c.skipped.iter().map(|l| super::text(&l.reason)).collect();
     // SQLite's INSERT OR REPLACE, row after row: a line given twice keeps its last row (one
     // statement may not update a row twice, hence DISTINCT ON), and a line recorded before
     // (by another chunk) is replaced whole.

@@ -57,7 +57,9 @@ pub struct PgStore {
     pool: PgPool,
     /// Where the pool's connections and the listener live; `None` only while dropping.
     runtime: Option<tokio::runtime::Runtime>,
-    changes: Arc<tokio::sync::Notify>,
+    /// One per [`crate::Change`], in its order.
+    changes: [Arc<tokio::sync::Notify>; 3],
+    group: crate::group::GroupCommit,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -104,7 +106,8 @@ impl PgStore {
         let store = PgStore {
             pool,
             runtime: Some(runtime),
-            changes: Arc::new(tokio::sync::Notify::new()),
+            changes: Default::default(),
+            group: crate::group::GroupCommit::default(),
         };
         store.block(schema::migrate(&store.pool))?;
         store.spawn_listener();
@@ -119,29 +122,67 @@ impl PgStore {
         futures::executor::block_on(f)
     }
 
-    /// Listens on [`CHANNEL`] for as long as the store lives, waking [`Claims::changes`]
-    /// waiters on every notification (and after every reconnection: something may have been
-    /// missed meanwhile). A hint only: waiters poll anyway.
+    /// Runs a query future on this store's runtime and waits for it: every round trip of it
+    /// is driven there, with no thread hand-over per round trip (what [`PgStore::block`]
+    /// costs); for the calls made per task and per step.
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let handle = self.runtime.as_ref().expect("running").spawn(f);
+        futures::executor::block_on(handle)
+            .map_err(|e| StoreError::Database(format!("a database call failed: {e}")))?
+    }
+
+    /// Writes `op` through the group commit: whoever leads writes every queued write in one
+    /// transaction on this store's runtime.
+    fn write(&self, op: crate::group::Op) -> Result<(), StoreError> {
+        self.group.write(op, |ops| {
+            let tickets: Vec<u64> = ops.iter().map(|(t, _)| *t).collect();
+            let pool = self.pool.clone();
+            self.run(async move { Ok(step::write_all(pool, ops).await) })
+                .unwrap_or_else(|e| {
+                    // The runtime lost the batch (a panic): every writer of it hears so.
+                    let failed = crate::group::Failed::Described(e.kind(), false, e.to_string());
+                    tickets.iter().map(|t| (*t, Err(failed.clone()))).collect()
+                })
+        })
+    }
+
+    /// Listens on [`CHANNEL`] for as long as the store lives, waking the waiters of
+    /// [`Claims::changes`] of the kind each notification names (and all of them after every
+    /// reconnection: something may have been missed meanwhile). A hint only: waiters poll
+    /// anyway.
     fn spawn_listener(&self) {
         let pool = self.pool.clone();
-        let changes = Arc::downgrade(&self.changes);
+        let changes = self.changes.clone().map(|c| Arc::downgrade(&c));
         self.runtime.as_ref().expect("running").spawn(async move {
+            let wake = |about: Option<&str>| {
+                let mut alive = false;
+                for (change, waiters) in crate::Change::ALL.iter().zip(&changes) {
+                    if let Some(w) = waiters.upgrade() {
+                        alive = true;
+                        if about.is_none_or(|a| a == change.as_str()) {
+                            w.notify_waiters();
+                        }
+                    }
+                }
+                alive
+            };
             loop {
                 if let Ok(mut listener) = sqlx::postgres::PgListener::connect_with(&pool).await
                     && listener.listen(CHANNEL).await.is_ok()
                 {
-                    loop {
-                        let Some(changes) = changes.upgrade() else {
+                    if !wake(None) {
+                        return;
+                    }
+                    while let Ok(n) = listener.recv().await {
+                        if !wake(Some(n.payload())) {
                             return;
-                        };
-                        changes.notify_waiters();
-                        drop(changes);
-                        if listener.recv().await.is_err() {
-                            break;
                         }
                     }
                 }
-                if changes.strong_count() == 0 {
+                if !wake(None) {
                     return;
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -257,15 +298,83 @@ pub(super) async fn task_data<'e>(
     }
 }
 
+/// Text as PostgreSQL can hold it: a NUL byte (a binary line of a command's output or of a
+/// batch input) becomes U+FFFD, where SQLite would have kept it; the rest is unchanged.
+pub(super) fn text(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') {
+        std::borrow::Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+/// A task's row, from the columns `id, pipeline, definition, input, state, result, error,
+/// created_at, updated_at, runner, owner, base_dir, fence, lease_until` in that order.
+async fn task_row(conn: &mut sqlx::PgConnection, r: &PgRow) -> Result<TaskRow, StoreError> {
+    let id: String = r.try_get(0)?;
+    let input: String = r.try_get(3)?;
+    let result: Option<String> = r.try_get(5)?;
+    Ok(TaskRow {
+        pipeline: r.try_get(1)?,
+        definition: parse_json(Some(r.try_get(2)?), "task definition")?.unwrap_or(Value::Null),
+        input: task_data(&mut *conn, &id, Some(input), "task input")
+            .await?
+            .unwrap_or_default(),
+        state: parse_word::<TaskState>(r.try_get(4)?)?,
+        result: task_data(&mut *conn, &id, result, "task result").await?,
+        error: r.try_get(6)?,
+        created_at: r.try_get::<i64, _>(7)? as u64,
+        updated_at: r.try_get::<i64, _>(8)? as u64,
+        runner: r.try_get(9)?,
+        owner: r.try_get(10)?,
+        base_dir: r.try_get(11)?,
+        fence: r.try_get::<i64, _>(12)? as u64,
+        lease_until: r.try_get::<Option<i64>, _>(13)?.map(|t| t as u64),
+        id,
+    })
+}
+
+/// One past attempt, from the columns `key, iteration, attempt, state, output, decision`
+/// starting at column `at`.
+async fn past_run(
+    conn: &mut sqlx::PgConnection,
+    task_id: &str,
+    r: &PgRow,
+    at: usize,
+) -> Result<PastRun, StoreError> {
+    let key: String = r.try_get(at)?;
+    let state: String = r.try_get(at + 3)?;
+    let state = NodeState::parse(&state).ok_or_else(|| StoreError::Corrupt {
+        what: format!("state of node `{key}`"),
+        detail: format!("unknown state `{state}`"),
+    })?;
+    let decision: Option<String> = r.try_get(at + 5)?;
+    Ok(PastRun {
+        iteration: r.try_get::<i64, _>(at + 1)? as u32,
+        attempt: r.try_get::<i64, _>(at + 2)? as u32,
+        state,
+        output: task_data(&mut *conn, task_id, r.try_get(at + 4)?, "node output").await?,
+        decision: decision
+            .as_deref()
+            .and_then(tessera_core::scheduler::Arm::parse),
+        key,
+    })
+}
+
 /// A count or time stored as `BIGINT`.
 pub(super) fn int(v: u64) -> i64 {
     v.min(i64::MAX as u64) as i64
 }
 
-/// Tells every process listening that something changed (a hint; sent at commit).
-pub(super) async fn notify(tx: &mut sqlx::PgConnection) -> Result<(), StoreError> {
-    sqlx::query("SELECT pg_notify($1, '')")
+/// Tells every process listening that something of `about` changed (a hint; sent at
+/// commit, once per transaction and kind however often it is asked).
+pub(super) async fn notify(
+    tx: &mut sqlx::PgConnection,
+    about: crate::Change,
+) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, $2)")
         .bind(CHANNEL)
+        .bind(about.as_str())
         .execute(tx)
         .await?;
     Ok(())
@@ -273,7 +382,9 @@ pub(super) async fn notify(tx: &mut sqlx::PgConnection) -> Result<(), StoreError
 
 impl Claims for PgStore {
     fn create_task(&self, task: &NewTask) -> Result<(), StoreError> {
-        self.block(step::create_task(&self.pool, task))
+        self.write(crate::group::Op::CreateTask(crate::group::TaskInsert::of(
+            task,
+        )))
     }
 
     fn reopen_task(&self, task_id: &str, claim: &Claim<'_>) -> Result<Option<u64>, StoreError> {
@@ -448,7 +559,7 @@ impl Claims for PgStore {
             .await?
             .rows_affected();
             if n > 0 {
-                notify(&mut tx).await?;
+                notify(&mut tx, crate::Change::Claimable).await?;
             }
             tx.commit().await?;
             Ok(n)
@@ -493,7 +604,7 @@ impl Claims for PgStore {
                 .await?
                 .rows_affected();
             if n > 0 {
-                notify(&mut tx).await?;
+                notify(&mut tx, crate::Change::ForHolders).await?;
             }
             tx.commit().await?;
             Ok(n > 0)
@@ -513,13 +624,14 @@ impl Claims for PgStore {
     }
 
     fn cancel_requests(&self, runner: &str) -> Result<Vec<String>, StoreError> {
-        self.block(async {
+        let (pool, runner) = (self.pool.clone(), runner.to_string());
+        self.run(async move {
             Ok(sqlx::query_scalar(
                 "SELECT id FROM tasks WHERE cancel_requested AND runner = $1
                    AND state IN ('pending', 'running')",
             )
-            .bind(runner)
-            .fetch_all(&self.pool)
+            .bind(&runner)
+            .fetch_all(&pool)
             .await?)
         })
     }
@@ -555,11 +667,10 @@ impl Claims for PgStore {
 
     fn claimable_tasks(&self, now: u64, limit: usize) -> Result<Vec<String>, StoreError> {
         self.block(async {
-            // Rows another runner is claiming right now are skipped, not waited for.
             Ok(sqlx::query_scalar(
                 "SELECT id FROM tasks WHERE state IN ('pending', 'running')
                    AND (lease_until IS NULL OR lease_until < $1)
-                 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+                 ORDER BY created_at LIMIT $2",
             )
             .bind(int(now))
             .bind(limit.min(i64::MAX as usize) as i64)
@@ -568,50 +679,106 @@ impl Claims for PgStore {
         })
     }
 
-    fn changes(&self) -> Option<Arc<tokio::sync::Notify>> {
-        Some(self.changes.clone())
+    fn claim_tasks(
+        &self,
+        runner: &str,
+        now: u64,
+        lease_until: u64,
+        limit: usize,
+    ) -> Result<Vec<ClaimedTask>, StoreError> {
+        let (pool, runner) = (self.pool.clone(), runner.to_string());
+        self.run(async move {
+            let mut tx = pool.begin().await?;
+            // Rows another runner is claiming right now are skipped, not waited for: two
+            // workers claiming at once get disjoint sets.
+            let rows = sqlx::query(
+                "WITH picked AS (
+                    SELECT id FROM tasks WHERE state IN ('pending', 'running')
+                      AND (lease_until IS NULL OR lease_until < $1)
+                      AND runner IS DISTINCT FROM $3
+                    ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+                 UPDATE tasks t SET state = 'pending', error = NULL, runner = $3,
+                    fence = t.fence + 1, lease_until = $4
+                 FROM picked WHERE t.id = picked.id
+                 RETURNING t.id, t.pipeline, t.definition, t.input, t.state, t.result, t.error,
+                    t.created_at, t.updated_at, t.runner, t.owner, t.base_dir, t.fence,
+                    t.lease_until",
+            )
+            .bind(int(now))
+            .bind(limit.min(i64::MAX as usize) as i64)
+            .bind(&runner)
+            .bind(int(lease_until))
+            .fetch_all(&mut *tx)
+            .await?;
+            if rows.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut claimed = Vec::with_capacity(rows.len());
+            for r in &rows {
+                claimed.push(task_row(&mut tx, r).await?);
+            }
+            let ids: Vec<&str> = claimed.iter().map(|t| t.id.as_str()).collect();
+            sqlx::query(
+                "UPDATE node_runs SET state = 'failed',
+                    error = 'interrupted: the process running it stopped'
+                 WHERE task_id = ANY($1) AND state = 'running' AND node_type != 'service'",
+            )
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+            // Their history, all in one query, read while the claims hold.
+            let mut past: std::collections::HashMap<String, Vec<PastRun>> = Default::default();
+            let rows = sqlx::query(
+                "SELECT task_id, key, iteration, attempt, state, output, decision
+                 FROM node_runs WHERE task_id = ANY($1)",
+            )
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await?;
+            for r in rows {
+                let task_id: String = r.try_get(0)?;
+                let run = past_run(&mut tx, &task_id, &r, 1).await?;
+                past.entry(task_id).or_default().push(run);
+            }
+            tx.commit().await?;
+            claimed.sort_by_key(|t| t.created_at);
+            Ok(claimed
+                .into_iter()
+                .map(|task| ClaimedTask {
+                    past: past.remove(&task.id).unwrap_or_default(),
+                    task,
+                })
+                .collect())
+        })
+    }
+
+    fn changes(&self, about: crate::Change) -> Option<Arc<tokio::sync::Notify>> {
+        let i = crate::Change::ALL.iter().position(|c| *c == about)?;
+        Some(self.changes[i].clone())
     }
 }
 
 impl Tasks for PgStore {
     fn commit(&self, batch: &CommitBatch<'_>) -> Result<(), StoreError> {
-        self.block(step::commit(&self.pool, batch))
+        self.write(crate::group::Op::Step(crate::group::StepWrite::of(batch)))
     }
 
     fn task(&self, id: &str) -> Result<Option<TaskRow>, StoreError> {
-        self.block(async {
+        let (pool, id) = (self.pool.clone(), id.to_string());
+        self.run(async move {
+            let mut conn = pool.acquire().await?;
             let Some(r) = sqlx::query(
                 "SELECT id, pipeline, definition, input, state, result, error, created_at,
                         updated_at, runner, owner, base_dir, fence, lease_until
                  FROM tasks WHERE id = $1",
             )
-            .bind(id)
-            .fetch_optional(&self.pool)
+            .bind(&id)
+            .fetch_optional(&mut *conn)
             .await?
             else {
                 return Ok(None);
             };
-            let input: String = r.try_get(3)?;
-            let result: Option<String> = r.try_get(5)?;
-            Ok(Some(TaskRow {
-                id: r.try_get(0)?,
-                pipeline: r.try_get(1)?,
-                definition: parse_json(Some(r.try_get(2)?), "task definition")?
-                    .unwrap_or(Value::Null),
-                input: task_data(&self.pool, id, Some(input), "task input")
-                    .await?
-                    .unwrap_or_default(),
-                state: parse_word::<TaskState>(r.try_get(4)?)?,
-                result: task_data(&self.pool, id, result, "task result").await?,
-                error: r.try_get(6)?,
-                created_at: r.try_get::<i64, _>(7)? as u64,
-                updated_at: r.try_get::<i64, _>(8)? as u64,
-                runner: r.try_get(9)?,
-                owner: r.try_get(10)?,
-                base_dir: r.try_get(11)?,
-                fence: r.try_get::<i64, _>(12)? as u64,
-                lease_until: r.try_get::<Option<i64>, _>(13)?.map(|t| t as u64),
-            }))
+            Ok(Some(task_row(&mut conn, &r).await?))
         })
     }
 
@@ -622,9 +789,7 @@ impl Tasks for PgStore {
         input: Option<&Data>,
         at: u64,
     ) -> Result<(), StoreError> {
-        self.block(step::revise_task(
-            &self.pool, task_id, definition, input, at,
-        ))
+        self.write(step::revise(task_id, definition, input, at))
     }
 
     fn task_revisions(&self, task_id: &str) -> Result<Vec<TaskRevision>, StoreError> {
@@ -749,33 +914,19 @@ impl Tasks for PgStore {
     }
 
     fn past_runs(&self, task_id: &str) -> Result<Vec<PastRun>, StoreError> {
-        self.block(async {
+        let (pool, task_id) = (self.pool.clone(), task_id.to_string());
+        self.run(async move {
             let rows = sqlx::query(
                 "SELECT key, iteration, attempt, state, output, decision
                  FROM node_runs WHERE task_id = $1",
             )
-            .bind(task_id)
-            .fetch_all(&self.pool)
+            .bind(&task_id)
+            .fetch_all(&pool)
             .await?;
             let mut out = Vec::with_capacity(rows.len());
+            let mut conn = pool.acquire().await?;
             for r in rows {
-                let key: String = r.try_get(0)?;
-                let state: String = r.try_get(3)?;
-                let state = NodeState::parse(&state).ok_or_else(|| StoreError::Corrupt {
-                    what: format!("state of node `{key}`"),
-                    detail: format!("unknown state `{state}`"),
-                })?;
-                let decision: Option<String> = r.try_get(5)?;
-                out.push(PastRun {
-                    iteration: r.try_get::<i64, _>(1)? as u32,
-                    attempt: r.try_get::<i64, _>(2)? as u32,
-                    state,
-                    output: task_data(&self.pool, task_id, r.try_get(4)?, "node output").await?,
-                    decision: decision
-                        .as_deref()
-                        .and_then(tessera_core::scheduler::Arm::parse),
-                    key,
-                });
+                out.push(past_run(&mut conn, &task_id, &r, 0).await?);
             }
             Ok(out)
         })
@@ -824,14 +975,15 @@ impl Logs for PgStore {
         if lines.is_empty() {
             return Ok(());
         }
-        let task: Vec<&str> = lines.iter().map(|l| l.task_id.as_str()).collect();
-        let key: Vec<&str> = lines.iter().map(|l| l.key.as_str()).collect();
+        let task: Vec<String> = lines.iter().map(|l| l.task_id.clone()).collect();
+        let key: Vec<String> = lines.iter().map(|l| l.key.clone()).collect();
         let attempt: Vec<i64> = lines.iter().map(|l| l.attempt as i64).collect();
-        let stream: Vec<&str> = lines.iter().map(|l| l.stream.as_str()).collect();
-        let line: Vec<&str> = lines.iter().map(|l| l.line.as_str()).collect();
+        let stream: Vec<String> = lines.iter().map(|l| l.stream.clone()).collect();
+        let line: Vec<String> = lines.iter().map(|l| text(&l.line).into_owned()).collect();
         let at: Vec<i64> = lines.iter().map(|l| int(l.at)).collect();
+        let pool = self.pool.clone();
         // One statement for the whole batch, in order (ids follow UNNEST's order).
-        self.block(async {
+        self.run(async move {
             sqlx::query(
                 "INSERT INTO logs (task_id, key, attempt, stream, line, at)
                  SELECT t, k, a, s, x, w FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[],
@@ -844,7 +996,7 @@ impl Logs for PgStore {
             .bind(&stream)
             .bind(&line)
             .bind(&at)
-            .execute(&self.pool)
+            .execute(&pool)
             .await?;
             Ok(())
         })
@@ -999,7 +1151,8 @@ impl Callbacks for PgStore {
         runner: &str,
         after: u64,
     ) -> Result<Vec<(String, u64)>, StoreError> {
-        self.block(registry::received_callbacks(&self.pool, runner, after))
+        let (pool, runner) = (self.pool.clone(), runner.to_string());
+        self.run(async move { registry::received_callbacks(&pool, &runner, after).await })
     }
 
     fn last_callback_seq(&self) -> Result<u64, StoreError> {

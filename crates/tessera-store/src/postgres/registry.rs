@@ -374,7 +374,7 @@ pub(super) async fn complete_callback(
     .rows_affected();
     if n == 1 {
         // The process holding the task learns of it at once (a hint; it polls anyway).
-        super::notify(&mut tx).await?;
+        super::notify(&mut tx, crate::Change::ForHolders).await?;
     }
     tx.commit().await?;
     Ok(n == 1)

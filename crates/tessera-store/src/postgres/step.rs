@@ -1,18 +1,18 @@
-//! PostgreSQL side of task writes: creation, a scheduler step's records (fenced: the task row
-//! is locked while its fence is checked, so a claim cannot slip in before the commit), and
-//! revisions. Node runs of a step go in one statement, however many.
+//! PostgreSQL side of task writes, group-committed: the creations, scheduler steps and
+//! revisions queued by every thread meanwhile go in one transaction — one flush, the fences of
+//! all its steps checked (and their rows locked) in one query, the node runs of all its steps
+//! in one statement. A batch that fails is written again one write per transaction, so each
+//! writer gets its own outcome.
 
 use std::collections::HashMap;
 
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use tessera_core::Data;
-use tessera_core::scheduler::{Arm, Record};
 
 use super::{int, json_text, notify};
 use crate::error::StoreError;
-use crate::group::Json;
-use crate::types::{CommitBatch, NewTask};
+use crate::group::{Failed, Json, Op, Outcome, StepWrite, TaskRevise};
 
 /// What a column holds for a value of `task_id`: its JSON, or for a big value `#<hash>` after
 /// storing it once in `big_values` (`hashes` remembers the values of this transaction).
@@ -57,40 +57,22 @@ async fn optional_column(
     }
 }
 
-pub(super) async fn create_task(pool: &PgPool, t: &NewTask) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await?;
-    let mut hashes = HashMap::new();
-    let input = column(&mut tx, &t.id, &Json::of(&t.input), &mut hashes).await?;
-    sqlx::query(
-        "INSERT INTO tasks (id, pipeline, definition, input, state, created_at, updated_at, owner,
-            runner, base_dir, fence, lease_until)
-         VALUES ($1, $2, $3, $4, 'pending', $5, $5, $6, $7, $8, 1, $9)",
-    )
-    .bind(&t.id)
-    .bind(&t.pipeline)
-    .bind(json_text(&t.definition))
-    .bind(input)
-    .bind(int(t.created_at))
-    .bind(&t.owner)
-    .bind(&t.runner)
-    .bind(&t.base_dir)
-    .bind(int(t.lease_until))
-    .execute(&mut *tx)
-    .await?;
-    // Workers waiting for work wake up (a task recorded for them has no lease running).
-    notify(&mut tx).await?;
-    tx.commit().await?;
-    Ok(())
+/// A resume's new definition (and input), serialised on the caller's thread.
+pub(super) fn revise(task_id: &str, definition: &Value, input: Option<&Data>, at: u64) -> Op {
+    Op::Revise(TaskRevise {
+        task_id: task_id.to_string(),
+        definition: json_text(definition),
+        input: input.map(Json::of),
+        at: int(at),
+    })
 }
 
-pub(super) async fn revise_task(
-    pool: &PgPool,
-    task_id: &str,
-    definition: &Value,
-    input: Option<&Data>,
-    at: u64,
+async fn apply_revise(
+    tx: &mut PgConnection,
+    r: &TaskRevise,
+    hashes: &mut HashMap<(usize, usize), String>,
 ) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await?;
+    let task_id = r.task_id.as_str();
     let n = sqlx::query(
         "INSERT INTO task_revisions (task_id, revision, definition, input, replaced_at)
          SELECT id, 1 + (SELECT COUNT(*) FROM task_revisions WHERE task_id = $1),
@@ -98,7 +80,7 @@ pub(super) async fn revise_task(
          FROM tasks WHERE id = $1",
     )
     .bind(task_id)
-    .bind(int(at))
+    .bind(r.at)
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -108,24 +90,315 @@ pub(super) async fn revise_task(
             id: task_id.to_string(),
         });
     }
-    let mut hashes = HashMap::new();
-    let input = match input {
-        Some(d) => Some(column(&mut tx, task_id, &Json::of(d), &mut hashes).await?),
-        None => None,
-    };
+    let input = optional_column(tx, task_id, r.input.as_ref(), hashes).await?;
     sqlx::query("UPDATE tasks SET definition = $2, input = COALESCE($3, input) WHERE id = $1")
         .bind(task_id)
-        .bind(json_text(definition))
+        .bind(&r.definition)
         .bind(input)
         .execute(&mut *tx)
         .await?;
+    Ok(())
+}
+
+/// Writes a batch of queued operations: in one transaction when it can, else one by one.
+pub(super) async fn write_all(pool: PgPool, ops: Vec<(u64, Op)>) -> Vec<(u64, Outcome)> {
+    if ops.len() > 1 {
+        // When one write of the batch is refused (a duplicate id, a revise of a task deleted
+        // meanwhile) or the connection failed, each write alone tells whose it was.
+        if let Ok(outcomes) = write_batch(&pool, &ops).await {
+            return outcomes;
+        }
+    }
+    let mut outcomes = Vec::with_capacity(ops.len());
+    for (ticket, op) in &ops {
+        let outcome = write_one(&pool, op).await.map_err(|e| match e {
+            StoreError::Fenced(task) => Failed::Fenced(task),
+            e => Failed::Described(e.kind(), e.is_full(), e.to_string()),
+        });
+        outcomes.push((*ticket, outcome));
+    }
+    outcomes
+}
+
+async fn write_one(pool: &PgPool, op: &Op) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    if let Op::Step(s) = op {
+        let fence: Option<i64> =
+            sqlx::query_scalar("SELECT fence FROM tasks WHERE id = $1 FOR UPDATE")
+                .bind(&s.task_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if fence != Some(int(s.fence)) {
+            return Err(StoreError::Fenced(s.task_id.clone()));
+        }
+    }
+    apply(&mut tx, &[op]).await?;
     tx.commit().await?;
     Ok(())
 }
 
-/// Node-run columns of a step, one vector per column (bound as arrays).
+async fn write_batch(pool: &PgPool, ops: &[(u64, Op)]) -> Result<Vec<(u64, Outcome)>, StoreError> {
+    let mut tx = pool.begin().await?;
+    // Only the holder of the current claim writes: every step's fence, checked with its row
+    // locked until commit (a claim, which moves the fence, waits for this batch).
+    let mut step_tasks: Vec<&str> = ops
+        .iter()
+        .filter_map(|(_, op)| match op {
+            Op::Step(s) => Some(s.task_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    step_tasks.sort_unstable();
+    step_tasks.dedup();
+    let fences: HashMap<String, i64> = if step_tasks.is_empty() {
+        HashMap::new()
+    } else {
+        sqlx::query_as::<_, (String, i64)>(
+            "SELECT id, fence FROM tasks WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        )
+        .bind(&step_tasks)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect()
+    };
+    let mut outcomes = Vec::with_capacity(ops.len());
+    let mut writes = Vec::with_capacity(ops.len());
+    for (ticket, op) in ops {
+        match op {
+            Op::Step(s) if fences.get(&s.task_id) != Some(&int(s.fence)) => {
+                outcomes.push((*ticket, Err(Failed::Fenced(s.task_id.clone()))));
+            }
+            _ => {
+                outcomes.push((*ticket, Ok(())));
+                writes.push(op);
+            }
+        }
+    }
+    apply(&mut tx, &writes).await?;
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// Applies writes in one transaction: creations in one statement, revisions one by one, the
+/// steps' node runs, task updates and cache entries each in as few statements as the
+/// writes allow (one, unless the same row is written twice: then in rounds, in order).
+async fn apply(tx: &mut PgConnection, ops: &[&Op]) -> Result<(), StoreError> {
+    let mut hashes = HashMap::new();
+    let mut creates = Creates::default();
+    let mut nodes: Vec<NodeColumns> = Vec::new();
+    let mut node_round: HashMap<(&str, &str, u32, u32), usize> = HashMap::new();
+    let mut updates: Vec<TaskColumns> = Vec::new();
+    let mut update_round: HashMap<&str, usize> = HashMap::new();
+    let mut cache: Vec<CacheColumns> = Vec::new();
+    let mut cache_round: HashMap<&str, usize> = HashMap::new();
+    let (mut claimable, mut ended) = (false, false);
+    for op in ops {
+        match op {
+            Op::CreateTask(t) => {
+                creates.id.push(t.id.clone());
+                creates.pipeline.push(t.pipeline.clone());
+                creates.definition.push(t.definition.clone());
+                creates
+                    .input
+                    .push(column(tx, &t.id, &t.input, &mut hashes).await?);
+                creates.created_at.push(t.created_at);
+                creates.owner.push(t.owner.clone());
+                creates.runner.push(t.runner.clone());
+                creates.base_dir.push(t.base_dir.clone());
+                creates.lease_until.push(t.lease_until);
+                // Workers waiting for work wake up.
+                claimable = true;
+            }
+            Op::Revise(r) => apply_revise(tx, r, &mut hashes).await?,
+            Op::Step(s) => {
+                let StepWrite {
+                    task_id,
+                    now,
+                    nodes: step_nodes,
+                    tasks,
+                    cache: step_cache,
+                    ..
+                } = s;
+                for n in step_nodes {
+                    let input = optional_column(tx, task_id, n.input.as_ref(), &mut hashes).await?;
+                    let output =
+                        optional_column(tx, task_id, n.output.as_ref(), &mut hashes).await?;
+                    let c = round(
+                        &mut nodes,
+                        &mut node_round,
+                        (task_id.as_str(), n.key.as_str(), n.iteration, n.attempt),
+                    );
+                    c.task_id.push(task_id.clone());
+                    c.key.push(n.key.clone());
+                    c.iteration.push(n.iteration as i64);
+                    c.attempt.push(n.attempt as i64);
+                    c.node_id.push(n.node_id.clone());
+                    c.node_type.push(n.node_type);
+                    c.state.push(n.state);
+                    c.input.push(input);
+                    c.output.push(output);
+                    c.error
+                        .push(n.error.as_deref().map(|e| super::text(e).into_owned()));
+                    c.decision.push(n.decision);
+                    c.started_at.push(n.started_at);
+                    c.finished_at.push(n.finished_at);
+                    c.cached.push(n.cached);
+                }
+                for t in tasks {
+                    let result =
+                        optional_column(tx, task_id, t.result.as_ref(), &mut hashes).await?;
+                    let c = round(&mut updates, &mut update_round, task_id.as_str());
+                    c.id.push(task_id.clone());
+                    c.state.push(t.state);
+                    c.result.push(result);
+                    c.error
+                        .push(t.error.as_deref().map(|e| super::text(e).into_owned()));
+                    c.now.push(*now);
+                    ended |= matches!(t.state, "finished" | "failed" | "cancelled");
+                }
+                for (key, node, output) in step_cache {
+                    let c = round(&mut cache, &mut cache_round, key.as_str());
+                    c.key.push(key.clone());
+                    c.node.push(node.clone());
+                    c.output.push(output.text().to_string());
+                    c.now.push(*now);
+                }
+            }
+        }
+    }
+    if !creates.id.is_empty() {
+        sqlx::query(
+            "INSERT INTO tasks (id, pipeline, definition, input, state, created_at, updated_at,
+                owner, runner, base_dir, fence, lease_until)
+             SELECT id, pipeline, definition, input, 'pending', created_at, created_at, owner,
+                runner, base_dir, 1, lease_until
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+                $6::text[], $7::text[], $8::text[], $9::bigint[])
+                AS c(id, pipeline, definition, input, created_at, owner, runner, base_dir,
+                     lease_until)",
+        )
+        .bind(&creates.id)
+        .bind(&creates.pipeline)
+        .bind(&creates.definition)
+        .bind(&creates.input)
+        .bind(&creates.created_at)
+        .bind(&creates.owner)
+        .bind(&creates.runner)
+        .bind(&creates.base_dir)
+        .bind(&creates.lease_until)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for c in &nodes {
+        sqlx::query(UPSERT_NODES)
+            .bind(&c.task_id)
+            .bind(&c.key)
+            .bind(&c.iteration)
+            .bind(&c.attempt)
+            .bind(&c.node_id)
+            .bind(&c.node_type)
+            .bind(&c.state)
+            .bind(&c.input)
+            .bind(&c.output)
+            .bind(&c.error)
+            .bind(&c.decision)
+            .bind(&c.started_at)
+            .bind(&c.finished_at)
+            .bind(&c.cached)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for c in &updates {
+        sqlx::query(
+            "UPDATE tasks t SET state = u.state, result = u.result, error = u.error,
+                updated_at = u.now,
+                lease_until = CASE WHEN u.state IN ('finished', 'failed', 'cancelled') THEN NULL
+                    ELSE t.lease_until END
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+                AS u(id, state, result, error, now)
+             WHERE t.id = u.id",
+        )
+        .bind(&c.id)
+        .bind(&c.state)
+        .bind(&c.result)
+        .bind(&c.error)
+        .bind(&c.now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for c in &cache {
+        sqlx::query(
+            "INSERT INTO cache (key, node_id, output, created_at)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[])
+             ON CONFLICT (key) DO UPDATE SET node_id = excluded.node_id,
+                output = excluded.output, created_at = excluded.created_at",
+        )
+        .bind(&c.key)
+        .bind(&c.node)
+        .bind(&c.output)
+        .bind(&c.now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    // Workers learn of new tasks, and whoever follows a task of its end.
+    if claimable {
+        notify(tx, crate::Change::Claimable).await?;
+    }
+    if ended {
+        notify(tx, crate::Change::Ended).await?;
+    }
+    Ok(())
+}
+
+/// The round a row goes in: the first that does not hold it yet (one statement cannot write
+/// a row twice), created when needed.
+fn round<'r, K: std::hash::Hash + Eq, C: Default>(
+    rounds: &'r mut Vec<C>,
+    seen: &mut HashMap<K, usize>,
+    key: K,
+) -> &'r mut C {
+    let r = *seen.entry(key).and_modify(|r| *r += 1).or_insert(0);
+    if rounds.len() <= r {
+        rounds.resize_with(r + 1, C::default);
+    }
+    &mut rounds[r]
+}
+
+#[derive(Default)]
+struct Creates {
+    id: Vec<String>,
+    pipeline: Vec<String>,
+    definition: Vec<String>,
+    input: Vec<String>,
+    created_at: Vec<i64>,
+    owner: Vec<Option<String>>,
+    runner: Vec<Option<String>>,
+    base_dir: Vec<Option<String>>,
+    lease_until: Vec<i64>,
+}
+
+#[derive(Default)]
+struct TaskColumns {
+    id: Vec<String>,
+    state: Vec<&'static str>,
+    result: Vec<Option<String>>,
+    error: Vec<Option<String>>,
+    now: Vec<i64>,
+}
+
+#[derive(Default)]
+struct CacheColumns {
+    key: Vec<String>,
+    node: Vec<String>,
+    output: Vec<String>,
+    now: Vec<i64>,
+}
+
+/// Node-run columns, one vector per column (bound as arrays).
 #[derive(Default)]
 struct NodeColumns {
+    task_id: Vec<String>,
     key: Vec<String>,
     iteration: Vec<i64>,
     attempt: Vec<i64>,
@@ -144,8 +417,8 @@ struct NodeColumns {
 const UPSERT_NODES: &str = "
     INSERT INTO node_runs (task_id, key, iteration, attempt, node_id, node_type, state, input,
         output, error, decision, started_at, finished_at, cached)
-    SELECT $1, * FROM UNNEST($2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[],
-        $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[],
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[],
+        $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[],
         $13::bigint[], $14::boolean[])
     ON CONFLICT (task_id, key, iteration, attempt) DO UPDATE SET
         state = excluded.state,
@@ -156,115 +429,3 @@ const UPSERT_NODES: &str = "
         started_at = COALESCE(node_runs.started_at, excluded.started_at),
         finished_at = excluded.finished_at,
         cached = excluded.cached";
-
-/// Commits a scheduler step, if the committer still holds the task.
-pub(super) async fn commit(pool: &PgPool, batch: &CommitBatch<'_>) -> Result<(), StoreError> {
-    let task_id = batch.task_id;
-    let mut tx = pool.begin().await?;
-    // Locks the row until commit: a claim (which bumps the fence) waits for this step.
-    let fence: Option<i64> = sqlx::query_scalar("SELECT fence FROM tasks WHERE id = $1 FOR UPDATE")
-        .bind(task_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if fence != Some(int(batch.fence)) {
-        return Err(StoreError::Fenced(task_id.to_string()));
-    }
-    let mut hashes = HashMap::new();
-    // One UNNEST statement cannot touch a row twice: a step that records the same attempt
-    // more than once is written in rounds, each holding a key at most once, in order.
-    let mut rounds: Vec<NodeColumns> = Vec::new();
-    let mut seen: HashMap<(&str, u32, u32), usize> = HashMap::new();
-    for record in &batch.records {
-        let Record::Node(n) = record else { continue };
-        let round = seen
-            .entry((n.key.as_str(), n.iteration, n.attempt))
-            .and_modify(|r| *r += 1)
-            .or_insert(0);
-        if rounds.len() <= *round {
-            rounds.push(NodeColumns::default());
-        }
-        let input = n.input.as_ref().map(Json::of);
-        let output = n.output.as_ref().map(Json::of);
-        let c = &mut rounds[*round];
-        c.key.push(n.key.clone());
-        c.iteration.push(n.iteration as i64);
-        c.attempt.push(n.attempt as i64);
-        c.node_id.push(n.node_id.clone());
-        c.node_type.push(n.node_type);
-        c.state.push(n.state.as_str());
-        c.input
-            .push(optional_column(&mut tx, task_id, input.as_ref(), &mut hashes).await?);
-        c.output
-            .push(optional_column(&mut tx, task_id, output.as_ref(), &mut hashes).await?);
-        c.error.push(n.error.clone());
-        c.decision.push(n.decision.map(Arm::as_str));
-        c.started_at.push(n.started_at.map(int));
-        c.finished_at.push(n.finished_at.map(int));
-        c.cached.push(n.cached);
-    }
-    for c in &rounds {
-        sqlx::query(UPSERT_NODES)
-            .bind(task_id)
-            .bind(&c.key)
-            .bind(&c.iteration)
-            .bind(&c.attempt)
-            .bind(&c.node_id)
-            .bind(&c.node_type)
-            .bind(&c.state)
-            .bind(&c.input)
-            .bind(&c.output)
-            .bind(&c.error)
-            .bind(&c.decision)
-            .bind(&c.started_at)
-            .bind(&c.finished_at)
-            .bind(&c.cached)
-            .execute(&mut *tx)
-            .await?;
-    }
-    let mut ended = false;
-    for record in &batch.records {
-        let Record::Task {
-            state,
-            result,
-            error,
-        } = record
-        else {
-            continue;
-        };
-        let result = result.as_ref().map(Json::of);
-        let result = optional_column(&mut tx, task_id, result.as_ref(), &mut hashes).await?;
-        ended |= state.is_terminal();
-        sqlx::query(
-            "UPDATE tasks SET state = $2, result = $3, error = $4, updated_at = $5,
-                lease_until = CASE WHEN $2 IN ('finished', 'failed', 'cancelled') THEN NULL
-                    ELSE lease_until END
-             WHERE id = $1",
-        )
-        .bind(task_id)
-        .bind(state.as_str())
-        .bind(result)
-        .bind(error)
-        .bind(int(batch.now))
-        .execute(&mut *tx)
-        .await?;
-    }
-    for (key, node, output) in &batch.cache {
-        sqlx::query(
-            "INSERT INTO cache (key, node_id, output, created_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (key) DO UPDATE SET node_id = excluded.node_id,
-                output = excluded.output, created_at = excluded.created_at",
-        )
-        .bind(*key)
-        .bind(*node)
-        .bind(Json::of(output).text())
-        .bind(int(batch.now))
-        .execute(&mut *tx)
-        .await?;
-    }
-    if ended {
-        // Whoever follows the task (another instance's event stream, a `wait`) learns of it.
-        notify(&mut tx).await?;
-    }
-    tx.commit().await?;
-    Ok(())
-}

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 use tessera_core::Data;
-use tessera_core::scheduler::{Arm, NodeState, PastRun, Record, TaskState};
+use tessera_core::scheduler::{Arm, NodeState, PastRun, TaskState};
 
 use crate::prelude::*;
 mod batch;
@@ -190,17 +190,7 @@ fn parse_json(text: Option<String>, what: &str) -> Result<Option<Value>, StoreEr
 
 impl Claims for SqliteStore {
     fn create_task(&self, task: &NewTask) -> Result<(), StoreError> {
-        let op = crate::group::Op::CreateTask(crate::group::TaskInsert {
-            id: task.id.clone(),
-            pipeline: task.pipeline.clone(),
-            definition: json_text(&task.definition),
-            input: crate::group::Json::of(&task.input),
-            created_at: task.created_at as i64,
-            owner: task.owner.clone(),
-            runner: task.runner.clone(),
-            lease_until: task.lease_until as i64,
-            base_dir: task.base_dir.clone(),
-        });
+        let op = crate::group::Op::CreateTask(crate::group::TaskInsert::of(task));
         self.write(op)
     }
 
@@ -434,6 +424,42 @@ impl Claims for SqliteStore {
     fn claimable_tasks(&self, now: u64, limit: usize) -> Result<Vec<String>, StoreError> {
         registry::claimable_tasks(&self.conn(), now, limit)
     }
+
+    fn claim_tasks(
+        &self,
+        runner: &str,
+        now: u64,
+        lease_until: u64,
+        limit: usize,
+    ) -> Result<Vec<ClaimedTask>, StoreError> {
+        // One writer: claims one by one, each conditional on what was just read.
+        let mut claimed = Vec::new();
+        for id in self.claimable_tasks(now, limit)? {
+            let Some(mut task) = self.task(&id)? else {
+                continue;
+            };
+            if task.state.is_terminal() || task.runner.as_deref() == Some(runner) {
+                continue;
+            }
+            let claim = Claim {
+                observed_state: task.state,
+                observed_fence: task.fence,
+                runner,
+                now,
+                lease_until,
+            };
+            if let Some(fence) = self.reopen_task(&id, &claim)? {
+                task.fence = fence;
+                task.state = TaskState::Pending;
+                task.error = None;
+                task.runner = Some(runner.to_string());
+                task.lease_until = Some(lease_until);
+                let past = self.past_runs(&id)?;
+                claimed.push(ClaimedTask { task, past });
+            }
+        }
+        Ok(claimed)
+    }
 }
 
 impl Tasks for SqliteStore {
@@ -458,51 +484,7 @@ impl Tasks for SqliteStore {
     }
 
     fn commit(&self, batch: &CommitBatch<'_>) -> Result<(), StoreError> {
-        // Serialised here, on the caller's thread; the leader only writes.
-        let mut step = crate::group::StepWrite {
-            task_id: batch.task_id.to_string(),
-            fence: batch.fence,
-            now: batch.now as i64,
-            nodes: Vec::new(),
-            tasks: Vec::new(),
-            cache: Vec::new(),
-        };
-        for record in &batch.records {
-            match record {
-                Record::Node(n) => step.nodes.push(crate::group::NodeUpsert {
-                    key: n.key.clone(),
-                    iteration: n.iteration,
-                    attempt: n.attempt,
-                    node_id: n.node_id.clone(),
-                    node_type: n.node_type,
-                    state: n.state.as_str(),
-                    input: n.input.as_ref().map(crate::group::Json::of),
-                    output: n.output.as_ref().map(crate::group::Json::of),
-                    error: n.error.clone(),
-                    decision: n.decision.map(Arm::as_str),
-                    started_at: n.started_at.map(|t| t as i64),
-                    finished_at: n.finished_at.map(|t| t as i64),
-                    cached: n.cached,
-                }),
-                Record::Task {
-                    state,
-                    result,
-                    error,
-                } => step.tasks.push(crate::group::TaskUpdate {
-                    state: state.as_str(),
-                    result: result.as_ref().map(crate::group::Json::of),
-                    error: error.clone(),
-                }),
-            }
-        }
-        for (key, node, output) in &batch.cache {
-            step.cache.push((
-                key.to_string(),
-                node.to_string(),
-                crate::group::Json::of(output),
-            ));
-        }
-        self.write(crate::group::Op::Step(step))
+        self.write(crate::group::Op::Step(crate::group::StepWrite::of(batch)))
     }
 
     fn task(&self, id: &str) -> Result<Option<TaskRow>, StoreError> {
