@@ -23,20 +23,20 @@ forbid() {
 }
 
 # The pure core: no I/O, no runtime, nothing above it.
-forbid tessera-core all tokio rusqlite reqwest object_store hyper axum \
+forbid tessera-core all tokio rusqlite sqlx reqwest object_store hyper axum \
   tessera-store tessera-engine tessera-server tessera-batch
 # The raster engine knows no other Tessera crate.
 forbid tessera-raster all tessera-core tessera-store tessera-engine tessera-server tessera-batch \
-  rusqlite axum
+  rusqlite sqlx axum
 # The batch crate: no scheduler, store or server.
-forbid tessera-batch all tessera-store tessera-engine tessera-server rusqlite axum
+forbid tessera-batch all tessera-store tessera-engine tessera-server rusqlite sqlx axum
 # The store: no engine, no serving.
 forbid tessera-store all tessera-engine tessera-server axum
 # The engine: SQL only through the store, no serving.
-forbid tessera-engine 1 rusqlite axum
+forbid tessera-engine 1 rusqlite sqlx axum
 forbid tessera-engine all tessera-server
 # The server: SQL only through the store.
-forbid tessera-server 1 rusqlite
+forbid tessera-server 1 rusqlite sqlx
 
 if [ "$broken" = 1 ]; then
   exit 1

@@ -13,6 +13,9 @@ pub struct RunContext {
     /// was started. `None` (a pipeline sent over HTTP has no file): the process's working
     /// directory, as the operating system resolves them.
     pub base_dir: Option<PathBuf>,
+    /// The fence of this process's claim on the task: writes a job makes outside the step
+    /// commits (retiring a callback token) carry it too.
+    pub fence: u64,
 }
 
 impl RunContext {
@@ -44,6 +47,7 @@ mod tests {
         let run = RunContext {
             task_id: "t".into(),
             base_dir: Some("/pipelines/p".into()),
+            fence: 1,
         };
         assert_eq!(
             run.resolve("data/in.csv"),

@@ -194,6 +194,7 @@ async fn renew_loop(engine: Weak<Shared>, every: Duration) {
         let fences: std::collections::HashMap<String, u64> = held.iter().cloned().collect();
         let until = shared.lease_until();
         let s = shared.clone();
+        let round = std::time::Instant::now();
         let renewed = tokio::task::spawn_blocking(move || {
             // The process's heartbeat (what `GET /api/v1/workers` lists), then its claims.
             let now = now_millis();
@@ -210,6 +211,14 @@ async fn renew_loop(engine: Weak<Shared>, every: Duration) {
             s.store.renew_leases(&s.runner, &held, until)
         })
         .await;
+        // A renewal slower than its period eats into the lease: worth knowing before it runs out.
+        if round.elapsed() > every {
+            tracing::warn!(
+                took_ms = round.elapsed().as_millis() as u64,
+                claims = fences.len(),
+                "renewing this process's claims took longer than a third of the lease"
+            );
+        }
         let lost = match renewed {
             Ok(Ok(lost)) => lost,
             // The next round tries again; past the lease, the claims may be lost.

@@ -71,6 +71,10 @@ pub struct EngineConfig {
 /// claims it over several rounds (one at most every second), leaving some to other workers.
 const CLAIMS_PER_ROUND: usize = 256;
 
+/// Most tasks one process claims for itself (a round of claims stops there): a busy worker
+/// leaves the rest of the queue to the others instead of holding it all.
+const MAX_HELD: usize = 2_048;
+
 /// Claimed tasks started at once by a round of claims.
 const CLAIM_LANES: usize = 8;
 
@@ -571,18 +575,24 @@ impl Engine {
             return Vec::new();
         }
         let shared = &self.shared;
-        let claimed = match shared.store.claim_tasks(
-            &shared.runner,
-            now_millis(),
-            shared.lease_until(),
-            CLAIMS_PER_ROUND,
-        ) {
-            Ok(tasks) => tasks,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot claim the tasks nobody holds");
-                return Vec::new();
-            }
-        };
+        // A process holds at most MAX_HELD tasks: the rest stay for other workers (and for
+        // this one, as its tasks end).
+        let held = shared.held.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let room = MAX_HELD.saturating_sub(held).min(CLAIMS_PER_ROUND);
+        if room == 0 {
+            return Vec::new();
+        }
+        let claimed =
+            match shared
+                .store
+                .claim_tasks(&shared.runner, now_millis(), shared.lease_until(), room)
+            {
+                Ok(tasks) => tasks,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot claim the tasks nobody holds");
+                    return Vec::new();
+                }
+            };
         if claimed.is_empty() {
             return Vec::new();
         }
@@ -754,6 +764,7 @@ impl Engine {
             run: Arc::new(RunContext {
                 task_id: id.clone(),
                 base_dir,
+                fence,
             }),
             fence,
             owner,

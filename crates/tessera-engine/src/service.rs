@@ -81,7 +81,14 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &ServiceSpec) -> Result<Valu
                 let store = ctx.engine.store.clone();
                 let (t, b) = (row.token.clone(), base.clone());
                 if !blocking(move || store.redispatch_callback(&t, &b)).await? {
-                    return Err(JobError::retryable("this attempt was superseded"));
+                    // Answered meanwhile (the service called back while this process took
+                    // the task over), or retired.
+                    let store = ctx.engine.store.clone();
+                    let t = row.token.clone();
+                    return match blocking(move || store.callback(&t)).await? {
+                        Some(row) if row.state == CallbackState::Received => outcome(ctx, &row),
+                        _ => Err(JobError::retryable("this attempt was superseded")),
+                    };
                 }
                 ctx.log(
                     "engine",
@@ -110,7 +117,8 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &ServiceSpec) -> Result<Valu
             if let Err(e) = dispatch(ctx, spec, &base, &token).await {
                 let store = ctx.engine.store.clone();
                 let t = token.clone();
-                let _ = blocking(move || store.supersede_callback(&t)).await;
+                let fence = ctx.run.fence;
+                let _ = blocking(move || store.supersede_callback(&t, fence)).await;
                 return Err(e);
             }
             token
@@ -157,6 +165,7 @@ struct Retire {
     engine: std::sync::Arc<crate::Shared>,
     task_id: String,
     token: String,
+    fence: u64,
 }
 
 impl Retire {
@@ -165,6 +174,7 @@ impl Retire {
             engine: ctx.engine.clone(),
             task_id: ctx.task_id.clone(),
             token: token.to_string(),
+            fence: ctx.run.fence,
         }
     }
 }
@@ -186,8 +196,14 @@ impl Drop for Retire {
         if stopping || !held {
             return;
         }
-        // Answered tokens are untouched: only `dispatching`/`waiting` ones are retired.
-        if let Err(e) = self.engine.store.supersede_callback(&self.token) {
+        // Answered tokens are untouched: only `dispatching`/`waiting` ones are retired, and
+        // only while this claim still holds the task (a claim lost to another runner, not
+        // yet noticed here, leaves the token to the new holder, who waits on it).
+        if let Err(e) = self
+            .engine
+            .store
+            .supersede_callback(&self.token, self.fence)
+        {
             tracing::warn!(error = %e, "could not retire a callback token");
         }
     }

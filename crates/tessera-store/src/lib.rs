@@ -324,7 +324,9 @@ pub trait Callbacks: Send + Sync {
     /// The highest arrival number of a callback so far (0 when none arrived).
     fn last_callback_seq(&self) -> Result<u64, StoreError>;
 
-    fn supersede_callback(&self, token: &str) -> Result<(), StoreError>;
+    /// Retires a token, only while its task's claim is still `fence` (a holder dispossessed
+    /// meanwhile retires nothing: the token is the new holder's to wait on).
+    fn supersede_callback(&self, token: &str, fence: u64) -> Result<(), StoreError>;
 }
 
 /// Batch jobs, their chunks' checkpoints and their bad lines.

@@ -37,7 +37,10 @@ pub enum ModeArg {
     Durable,
     /// In-memory state (`--ephemeral`).
     Ephemeral,
+    /// Durable and ephemeral.
     Both,
+    /// PostgreSQL (the server `--postgres` names; a fresh database per run of a workload).
+    Postgres,
 }
 
 #[derive(Debug, clap::Args)]
@@ -56,6 +59,9 @@ pub struct BenchArgs {
     /// Commands running at once in the engine (and threads of the W3 baseline).
     #[arg(long, default_value_t = 2)]
     pub max_processes: usize,
+    /// The PostgreSQL server of `--mode postgres`: a URL whose user may create databases.
+    #[arg(long, env = "TESSERA_BENCH_PG", hide_env_values = true)]
+    pub postgres: Option<String>,
     /// Internal: run W5 once, no warm-up, and print this process's peak RSS as JSON.
     #[arg(long, hide = true)]
     pub rss_child: bool,
@@ -79,13 +85,23 @@ impl Drop for Scratch {
 type Runtime = tokio::runtime::Runtime;
 
 /// An engine on fresh state, built as `config::open_engine` does, with what keeps it alive.
-fn open(mode: ModeArg, max_processes: usize) -> Result<(Engine, Runtime, Scratch)> {
+fn open(
+    mode: ModeArg,
+    max_processes: usize,
+    postgres: Option<&str>,
+) -> Result<(Engine, Runtime, Scratch)> {
     let dir = std::env::temp_dir().join(format!("tessera-bench-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = Scratch(dir);
     let db = dir.0.join("tessera.db");
     let store: Arc<dyn Store> = match mode {
         ModeArg::Ephemeral => Arc::new(SqliteStore::in_memory()?),
+        ModeArg::Postgres => {
+            let server = postgres.context("--mode postgres needs --postgres URL")?;
+            let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
+            let url = tessera_store::PgStore::create_database(server, &name)?;
+            Arc::new(tessera_store::PgStore::open(&url)?)
+        }
         _ => Arc::new(SqliteStore::open(&db, Durability::Full)?),
     };
     let objects = Objects::local(&dir.0.join("store"))?;
@@ -338,7 +354,7 @@ impl Row {
 }
 
 fn measure(args: &BenchArgs, w: Workload, mode: ModeArg) -> Result<Row> {
-    let (engine, runtime, dir) = open(mode, args.max_processes)?;
+    let (engine, runtime, dir) = open(mode, args.max_processes, args.postgres.as_deref())?;
     let (yaml, input) = build(w);
     let (mut times, mut loads, mut baselines) = (Vec::new(), Vec::new(), Vec::new());
     for run in 0..=args.runs {
@@ -354,7 +370,7 @@ fn measure(args: &BenchArgs, w: Workload, mode: ModeArg) -> Result<Row> {
     }
     drop((engine, runtime, dir));
     let rss_mb = (w == Workload::W5)
-        .then(|| w5_child_rss(mode))
+        .then(|| w5_child_rss(mode, args.postgres.as_deref()))
         .transpose()?;
     Ok(Row {
         workload: w,
@@ -369,9 +385,14 @@ fn measure(args: &BenchArgs, w: Workload, mode: ModeArg) -> Result<Row> {
 
 /// Runs W5 once in a fresh `tessera bench` process and reads that process's peak RSS, so the
 /// figure is not inflated by this process's other workloads.
-fn w5_child_rss(mode: ModeArg) -> Result<f64> {
+fn w5_child_rss(mode: ModeArg, postgres: Option<&str>) -> Result<f64> {
     let exe = std::env::current_exe().context("cannot find the tessera executable")?;
-    let out = Command::new(exe)
+    let mut child = Command::new(exe);
+    if let Some(url) = postgres {
+        // Passed in the environment: a URL may hold a password, never shown by `ps`.
+        child.env("TESSERA_BENCH_PG", url);
+    }
+    let out = child
         .args("bench --workload W5 --runs 1 --rss-child --mode".split(' '))
         .arg(mode.name())
         .stderr(Stdio::inherit())
@@ -448,10 +469,12 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
         ModeArg::Durable => &[ModeArg::Durable],
         ModeArg::Ephemeral => &[ModeArg::Ephemeral],
         ModeArg::Both => &[ModeArg::Durable, ModeArg::Ephemeral],
+        ModeArg::Postgres => &[ModeArg::Postgres],
     };
     if args.rss_child {
         ensure!(modes.len() == 1, "--rss-child needs one --mode");
-        let (engine, _runtime, _dir) = open(modes[0], args.max_processes)?;
+        let (engine, _runtime, _dir) =
+            open(modes[0], args.max_processes, args.postgres.as_deref())?;
         let (yaml, input) = build(Workload::W5);
         let (t, _) = run_once(&engine, Workload::W5, &yaml, &input)?;
         outln!("{}", json!({"ms": t, "peak_rss_mb": peak_rss_mb()?}))?;

@@ -55,6 +55,10 @@ const CHANNEL: &str = "tessera_changes";
 /// The store of a cluster.
 pub struct PgStore {
     pool: PgPool,
+    /// Connections of their own for what keeps claims alive (renewals, heartbeats, claims,
+    /// cancel and callback watches): never queued behind a burst of step commits and reads,
+    /// or a busy process would lose its leases.
+    leases: PgPool,
     /// Where the pool's connections and the listener live; `None` only while dropping.
     runtime: Option<tokio::runtime::Runtime>,
     /// One per [`crate::Change`], in its order.
@@ -95,16 +99,23 @@ impl PgStore {
             .enable_all()
             .build()
             .map_err(|e| StoreError::Database(format!("cannot start the database runtime: {e}")))?;
-        let pool = {
+        let (pool, leases) = {
             let _entered = runtime.enter();
-            PgPoolOptions::new()
+            let pool = PgPoolOptions::new()
                 .max_connections(connections.max(2))
                 .min_connections(1)
                 .acquire_timeout(Duration::from_secs(30))
-                .connect_lazy_with(options)
+                .connect_lazy_with(options.clone());
+            let leases = PgPoolOptions::new()
+                .max_connections(2)
+                .min_connections(1)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_lazy_with(options);
+            (pool, leases)
         };
         let store = PgStore {
             pool,
+            leases,
             runtime: Some(runtime),
             changes: Default::default(),
             group: crate::group::GroupCommit::default(),
@@ -449,17 +460,23 @@ impl Claims for PgStore {
         // One statement for every claim, however many: the ones renewed come back.
         let renewed: Vec<String> = self.block(async {
             Ok(sqlx::query_scalar(
-                "UPDATE tasks t SET lease_until = $3
-                 FROM UNNEST($1::text[], $2::bigint[]) AS h(id, fence)
-                 WHERE t.id = h.id AND t.fence = h.fence AND t.runner = $4
-                   AND t.state IN ('pending', 'running')
+                // Rows locked in id order, as group commits lock them: two transactions
+                // locking the same rows in different orders would deadlock (and PostgreSQL
+                // takes a second to notice, longer than a short lease can spare).
+                "WITH locked AS (
+                    SELECT t.id FROM tasks t
+                    JOIN UNNEST($1::text[], $2::bigint[]) AS h(id, fence)
+                      ON t.id = h.id AND t.fence = h.fence
+                    WHERE t.runner = $4 AND t.state IN ('pending', 'running')
+                    ORDER BY t.id FOR UPDATE OF t)
+                 UPDATE tasks t SET lease_until = $3 FROM locked WHERE t.id = locked.id
                  RETURNING t.id",
             )
             .bind(&ids)
             .bind(&fences)
             .bind(int(until))
             .bind(runner)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.leases)
             .await?)
         })?;
         let renewed: std::collections::HashSet<String> = renewed.into_iter().collect();
@@ -472,7 +489,7 @@ impl Claims for PgStore {
 
     fn heartbeat(&self, w: &WorkerRow, forget_before: u64) -> Result<(), StoreError> {
         self.block(async {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.leases.begin().await?;
             sqlx::query(
                 "INSERT INTO workers (runner, host, pid, started_at, heartbeat_at, lease_ms, pools)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -624,7 +641,7 @@ impl Claims for PgStore {
     }
 
     fn cancel_requests(&self, runner: &str) -> Result<Vec<String>, StoreError> {
-        let (pool, runner) = (self.pool.clone(), runner.to_string());
+        let (pool, runner) = (self.leases.clone(), runner.to_string());
         self.run(async move {
             Ok(sqlx::query_scalar(
                 "SELECT id FROM tasks WHERE cancel_requested AND runner = $1
@@ -686,7 +703,7 @@ impl Claims for PgStore {
         lease_until: u64,
         limit: usize,
     ) -> Result<Vec<ClaimedTask>, StoreError> {
-        let (pool, runner) = (self.pool.clone(), runner.to_string());
+        let (pool, runner) = (self.leases.clone(), runner.to_string());
         self.run(async move {
             let mut tx = pool.begin().await?;
             // Rows another runner is claiming right now are skipped, not waited for: two
@@ -1151,7 +1168,7 @@ impl Callbacks for PgStore {
         runner: &str,
         after: u64,
     ) -> Result<Vec<(String, u64)>, StoreError> {
-        let (pool, runner) = (self.pool.clone(), runner.to_string());
+        let (pool, runner) = (self.leases.clone(), runner.to_string());
         self.run(async move { registry::received_callbacks(&pool, &runner, after).await })
     }
 
@@ -1159,8 +1176,8 @@ impl Callbacks for PgStore {
         self.block(registry::last_callback_seq(&self.pool))
     }
 
-    fn supersede_callback(&self, token: &str) -> Result<(), StoreError> {
-        self.block(registry::supersede_callback(&self.pool, token))
+    fn supersede_callback(&self, token: &str, fence: u64) -> Result<(), StoreError> {
+        self.block(registry::supersede_callback(&self.pool, token, fence))
     }
 }
 

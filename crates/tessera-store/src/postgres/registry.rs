@@ -437,12 +437,18 @@ pub(super) async fn redispatch_callback(
     Ok(n == 1)
 }
 
-pub(super) async fn supersede_callback(pool: &PgPool, token: &str) -> Result<(), StoreError> {
+pub(super) async fn supersede_callback(
+    pool: &PgPool,
+    token: &str,
+    fence: u64,
+) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE callbacks SET state = 'superseded'
-         WHERE token = $1 AND state IN ('waiting', 'dispatching')",
+        "UPDATE callbacks c SET state = 'superseded'
+         WHERE c.token = $1 AND c.state IN ('waiting', 'dispatching')
+           AND EXISTS (SELECT 1 FROM tasks t WHERE t.id = c.task_id AND t.fence = $2)",
     )
     .bind(token)
+    .bind(super::int(fence))
     .execute(pool)
     .await?;
     Ok(())

@@ -858,8 +858,8 @@ impl Callbacks for SqliteStore {
         registry::redispatch_callback(&self.conn(), token, callback_base)
     }
 
-    fn supersede_callback(&self, token: &str) -> Result<(), StoreError> {
-        registry::supersede_callback(&self.conn(), token)
+    fn supersede_callback(&self, token: &str, fence: u64) -> Result<(), StoreError> {
+        registry::supersede_callback(&self.conn(), token, fence)
     }
 
     fn received_callbacks(

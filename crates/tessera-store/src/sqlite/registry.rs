@@ -418,11 +418,16 @@ pub(super) fn redispatch_callback(
     Ok(n == 1)
 }
 
-pub(super) fn supersede_callback(conn: &Connection, token: &str) -> Result<(), StoreError> {
+pub(super) fn supersede_callback(
+    conn: &Connection,
+    token: &str,
+    fence: u64,
+) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE callbacks SET state = 'superseded'
-         WHERE token = ?1 AND state IN ('waiting', 'dispatching')",
-        [token],
+         WHERE token = ?1 AND state IN ('waiting', 'dispatching')
+           AND EXISTS (SELECT 1 FROM tasks t WHERE t.id = callbacks.task_id AND t.fence = ?2)",
+        params![token, fence as i64],
     )?;
     Ok(())
 }

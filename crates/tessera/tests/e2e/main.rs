@@ -3,6 +3,7 @@
 
 mod batch;
 mod cli_small;
+mod cluster;
 mod docs;
 mod engine_small;
 mod hardening;
@@ -120,7 +121,10 @@ fn example_http_call_reads_a_local_service() {
     let paths = server.paths.lock().unwrap().clone();
     assert_eq!(
         paths,
-        vec!["/greeting.json?base_url=".to_string() + &urlencode(&server.url)]
+        vec![format!(
+            "/greeting.json?base_url={}",
+            urlencode(&server.url)
+        )]
     );
 }
 

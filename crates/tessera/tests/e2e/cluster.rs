@@ -1,0 +1,346 @@
+//! Scale-out on PostgreSQL: API-only servers and workers as real processes on one database
+//! (the server `TESSERA_TEST_PG` names; `scripts/test.sh` starts a throw-away one), killed with
+//! -9 while they work.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::server::{Serve, free_port, rt, serve_with, store_pipeline};
+use crate::support::*;
+
+/// A fresh database of its own on the test server.
+pub(crate) fn fresh_database() -> String {
+    let server = std::env::var("TESSERA_TEST_PG").expect(
+        "TESSERA_TEST_PG=postgres://… names the PostgreSQL server of the scale-out tests \
+         (scripts/test.sh starts one: scripts/test-env/postgres.sh start DIR)",
+    );
+    let name = format!("e2e_{}", uuid::Uuid::new_v4().simple());
+    tessera_store::PgStore::create_database(&server, &name).unwrap()
+}
+
+/// A service answering by callback, as real ones do: 202 at once, then the result POSTed to
+/// the callback URL — `{"echo": <the input>}` — retried until a server takes it (a server
+/// killed meanwhile comes back on the same port).
+struct CallbackService {
+    url: String,
+}
+
+fn callback_service() -> CallbackService {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel::<(String, Value)>();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    return;
+                }
+                let mut length = 0usize;
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let _ = stream.write_all(
+                    b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+                );
+                let callback = path
+                    .split("callback_url=")
+                    .nth(1)
+                    .and_then(|q| q.split('&').next())
+                    .map(|u| u.replace("%3A", ":").replace("%2F", "/"));
+                if let (Some(callback), Ok(input)) = (callback, serde_json::from_slice(&body)) {
+                    let _ = tx.send((callback, input));
+                }
+            });
+        }
+    });
+    std::thread::spawn(move || {
+        let rt = rt();
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut sending = tokio::task::JoinSet::new();
+            loop {
+                let next = rx.try_recv();
+                match next {
+                    Ok((callback, input)) => {
+                        let client = client.clone();
+                        sending.spawn(async move {
+                            let start = Instant::now();
+                            while start.elapsed() < Duration::from_secs(120) {
+                                match client
+                                    .post(&callback)
+                                    .json(&json!({"echo": input}))
+                                    .send()
+                                    .await
+                                {
+                                    Ok(r) if r.status().is_success() => return,
+                                    // Refused for good (superseded attempt): nothing to do.
+                                    Ok(r) if r.status().is_client_error() => return,
+                                    _ => tokio::time::sleep(Duration::from_millis(100)).await,
+                                }
+                            }
+                        });
+                    }
+                    Err(mpsc::TryRecvError::Empty) => {
+                        while sending.try_join_next().is_some() {}
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    Err(mpsc::TryRecvError::Disconnected) => return,
+                }
+            }
+        });
+    });
+    CallbackService { url }
+}
+
+/// A `tessera worker` process.
+struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Leases of the processes of this test: 2 s, not the suite's 0.5 s — thousands of tasks
+/// held by each process of a loaded 2-core machine, as in production (10 s by default).
+const LEASE: &str = "2s";
+
+fn worker(env: &Env, db: &str, callback_url: &str) -> Worker {
+    Worker(
+        env.cmd()
+            .env("TESSERA_DB", db)
+            .env("TESSERA_LEASE", LEASE)
+            .args(["worker", "--callback-url", callback_url])
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(env.path("workers.log"))
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn server(env: &Env, db: &str, port: u16) -> Serve {
+    serve_with(
+        env,
+        port,
+        &["--no-work"],
+        &[("TESSERA_DB", db), ("TESSERA_LEASE", LEASE)],
+    )
+}
+
+/// A pseudo-random number below `n` (the moments of the kills).
+fn below(n: u64) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    (nanos / 1000) % n.max(1)
+}
+
+/// The chaos test: 2 API-only servers and 2 workers on PostgreSQL, 5,000 tasks of a pipeline
+/// with a fan-out, a command and a service called back; one worker and one server killed with
+/// -9 at random moments, three times, each restarted at once. Every task finishes with its
+/// own result, none lost, no node finished twice, no callback lost.
+#[test]
+fn tasks_survive_killed_workers_and_servers_on_postgres() {
+    const TASKS: usize = 5_000;
+    let env = Env::new();
+    let db = fresh_database();
+    let marks = env.path("marks");
+    let service = callback_service();
+    let ports = [free_port(), free_port()];
+    let mut servers = [server(&env, &db, ports[0]), server(&env, &db, ports[1])];
+    let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
+    let mut workers = [worker(&env, &db, &urls[0]), worker(&env, &db, &urls[1])];
+    let pipeline = format!(
+        r#"name: chaos
+nodes:
+  - {{id: in, type: entry, api: {{route: chaos}}, next: [each]}}
+  - id: each
+    type: loop
+    items: in.out.items
+    nodes:
+      - {{id: twice, type: node, after: "out = loop.item * 2;"}}
+    next: [mark]
+  - id: mark
+    type: command
+    shell: true
+    command: "echo {{{{tessera.task_id}}}} >> {marks}; echo '{{\"n\": {{{{in.out.n}}}}}}'"
+    after: "out.doubled = each.out;"
+    next: [ask]
+  - {{id: ask, type: service, url: "{service}/work", timeout: 2m, next: [end]}}
+  - {{id: end, type: end}}
+"#,
+        marks = marks.display(),
+        service = service.url,
+    );
+    let rt = rt();
+    // No connection kept: a server killed leaves none behind.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    // Submitted through both servers, 32 at a time.
+    let ids: Vec<String> = rt.block_on(async {
+        store_pipeline(&client, &urls[0], &pipeline).await;
+        let mut ids = vec![String::new(); TASKS];
+        let mut pending = tokio::task::JoinSet::new();
+        for n in 0..TASKS {
+            if pending.len() >= 32 {
+                let (n, id) = pending.join_next().await.unwrap().unwrap();
+                ids[n] = id;
+            }
+            let client = client.clone();
+            let url = urls[n % 2].clone();
+            pending.spawn(async move {
+                let input = json!({"n": n, "items": [n, n + 1, n + 2]});
+                let r = client
+                    .post(format!("{url}/api/v1/services/chaos"))
+                    .json(&input)
+                    .send()
+                    .await
+                    .unwrap();
+                let body: Value = r.json().await.unwrap();
+                (n, body["task_id"].as_str().expect("submitted").to_string())
+            });
+        }
+        while let Some(done) = pending.join_next().await {
+            let (n, id) = done.unwrap();
+            ids[n] = id;
+        }
+        ids
+    });
+    let submitted = started.elapsed();
+    // Three rounds: a random worker and a random server killed with -9, restarted at once.
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(300 + below(1500)));
+        let w = below(2) as usize;
+        workers[w].0.kill().unwrap();
+        workers[w].0.wait().unwrap();
+        let s = below(2) as usize;
+        servers[s].child.kill().unwrap();
+        servers[s].child.wait().unwrap();
+        servers[s] = server(&env, &db, ports[s]);
+        workers[w] = worker(&env, &db, &urls[w]);
+    }
+    // Every task ends: counted on the store through a server, then each document read.
+    let docs: Vec<Value> = rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let stats: Value = client
+                .get(format!("{}/api/v1/stats", urls[0]))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if stats["pending"] == 0 && stats["running"] == 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "tasks did not end: {stats}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let mut docs = Vec::with_capacity(TASKS);
+        for (i, id) in ids.iter().enumerate() {
+            let doc: Value = client
+                .get(format!("{}/api/v1/tasks/{id}", urls[i % 2]))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            docs.push(doc);
+        }
+        docs
+    });
+    let took = started.elapsed();
+    let marks = std::fs::read_to_string(&marks).unwrap();
+    let mut ran: std::collections::HashMap<&str, usize> = Default::default();
+    for line in marks.lines() {
+        *ran.entry(line).or_default() += 1;
+    }
+    let (mut finished, mut failed, mut reran) = (0, 0, 0);
+    for (n, (id, doc)) in ids.iter().zip(&docs).enumerate() {
+        if doc["state"] != "finished" {
+            failed += 1;
+            if failed <= 5 {
+                eprintln!("task {n} ({id}): {} {}", doc["state"], doc["error"]);
+            }
+            continue;
+        }
+        finished += 1;
+        assert_eq!(
+            doc["result"],
+            json!({"echo": {"n": n, "doubled": {"items": [2 * n, 2 * n + 2, 2 * n + 4]}}}),
+            "task {n}"
+        );
+        // No node finished twice; the command ran once per recorded attempt at most.
+        let mut finished_keys = std::collections::HashSet::new();
+        let mut mark_attempts = 0;
+        for run in doc["runs"].as_array().expect("runs") {
+            let key = (run["key"].to_string(), run["iteration"].to_string());
+            if run["key"] == "mark" {
+                mark_attempts += 1;
+            }
+            if run["state"] == "finished" {
+                assert!(
+                    finished_keys.insert(key),
+                    "task {n}: a node finished twice: {doc}"
+                );
+            }
+        }
+        let runs = ran.get(id.as_str()).copied().unwrap_or(0);
+        assert!(
+            (1..=mark_attempts.max(1)).contains(&runs),
+            "task {n}: its command ran {runs} times for {mark_attempts} recorded attempts"
+        );
+        reran += runs - 1;
+    }
+    let log = std::fs::read_to_string(env.path("workers.log")).unwrap_or_default();
+    let lost_claims = log.matches("lost the claim").count();
+    let slow_renewals = log.matches("took longer than a third of the lease").count();
+    println!(
+        "chaos on PostgreSQL: {TASKS} tasks (2 servers, 2 workers, 3 × kill -9 of a worker and a \
+         server): {finished} passed, {failed} failed, 0 lost; {reran} interrupted commands ran \
+         again; {lost_claims} claims lost by live workers, {slow_renewals} slow renewals; \
+         submitted in {:.1} s, all ended in {:.1} s",
+        submitted.as_secs_f64(),
+        took.as_secs_f64()
+    );
+    if failed > 0 {
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        eprintln!("workers' log, last lines:\n{}", tail.join("\n"));
+    }
+    assert_eq!((finished, failed), (TASKS, 0));
+}
