@@ -236,6 +236,7 @@ impl Driver {
             records,
             cache,
             now: now_millis(),
+            lease_until: Some(self.ctx.engine.lease_until()),
         };
         let mut delay = Duration::from_millis(20);
         let mut tries = 0;

@@ -185,8 +185,18 @@ async fn cancel_watch(engine: Weak<Shared>, every: Duration) {
 }
 
 async fn renew_loop(engine: Weak<Shared>, every: Duration) {
+    let mut last = std::time::Instant::now();
     loop {
         tokio::time::sleep(every).await;
+        // A round that starts late (a starved runtime) eats into the lease too.
+        let gap = last.elapsed();
+        last = std::time::Instant::now();
+        if gap > every * 2 {
+            tracing::warn!(
+                late_ms = (gap - every).as_millis() as u64,
+                "a round of lease renewals started late"
+            );
+        }
         let Some(shared) = engine.upgrade() else {
             return;
         };

@@ -582,17 +582,33 @@ impl Engine {
         if room == 0 {
             return Vec::new();
         }
-        let claimed =
-            match shared
-                .store
-                .claim_tasks(&shared.runner, now_millis(), shared.lease_until(), room)
-            {
-                Ok(tasks) => tasks,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot claim the tasks nobody holds");
-                    return Vec::new();
-                }
-            };
+        // Tasks still driven here (a driver that lost its claim, stopping) are left alone:
+        // claimed now, they could not start again here yet.
+        // (Those it holds are left alone by the store already: they are claimed by this runner.)
+        let driving: Vec<String> = {
+            let held = shared.held.lock().unwrap_or_else(|p| p.into_inner());
+            shared
+                .drivers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .filter(|t| !held.contains_key(*t))
+                .cloned()
+                .collect()
+        };
+        let claimed = match shared.store.claim_tasks(&tessera_store::ClaimMany {
+            runner: &shared.runner,
+            now: now_millis(),
+            lease_until: shared.lease_until(),
+            limit: room,
+            skip: &driving,
+        }) {
+            Ok(tasks) => tasks,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot claim the tasks nobody holds");
+                return Vec::new();
+            }
+        };
         if claimed.is_empty() {
             return Vec::new();
         }

@@ -182,7 +182,21 @@ impl Engine {
         &self,
         claimed: tessera_store::ClaimedTask,
     ) -> Result<TaskHandle, EngineError> {
-        let tessera_store::ClaimedTask { task, past } = claimed;
+        let tessera_store::ClaimedTask {
+            task,
+            past,
+            previous,
+        } = claimed;
+        if let Some((runner, until)) = previous
+            && until > 0
+        {
+            tracing::info!(
+                task = %task.id,
+                previous = %runner,
+                lease_ran_out_ms_ago = now_millis().saturating_sub(until),
+                "taking over a task whose holder's lease ran out"
+            );
+        }
         let store = &self.shared.store;
         let Some(slot) = DriverSlot::reserve(&self.shared, &task.id) else {
             // Its driver here is letting go of it; the claim runs out and it is claimed again.

@@ -113,7 +113,8 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &ServiceSpec) -> Result<Valu
                 failed: false,
                 callback_base: Some(base.clone()),
             };
-            blocking(move || store.create_callback(&row)).await?;
+            let fence = ctx.run.fence;
+            blocking(move || store.create_callback(&row, fence)).await?;
             if let Err(e) = dispatch(ctx, spec, &base, &token).await {
                 let store = ctx.engine.store.clone();
                 let t = token.clone();
@@ -198,13 +199,22 @@ impl Drop for Retire {
         }
         // Answered tokens are untouched: only `dispatching`/`waiting` ones are retired, and
         // only while this claim still holds the task (a claim lost to another runner, not
-        // yet noticed here, leaves the token to the new holder, who waits on it).
-        if let Err(e) = self
-            .engine
-            .store
-            .supersede_callback(&self.token, self.fence)
-        {
-            tracing::warn!(error = %e, "could not retire a callback token");
+        // yet noticed here, leaves the token to the new holder, who waits on it). Written off
+        // the async threads: a store call waiting for a connection there would hold up every
+        // timer of the process (lease renewals first).
+        let (store, token, fence) = (
+            self.engine.store.clone(),
+            std::mem::take(&mut self.token),
+            self.fence,
+        );
+        let retire = move || {
+            if let Err(e) = store.supersede_callback(&token, fence) {
+                tracing::warn!(error = %e, "could not retire a callback token");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(retire)),
+            Err(_) => retire(),
         }
     }
 }

@@ -217,6 +217,7 @@ fn a_task_held_by_another_runner_is_claimed_once_its_lease_runs_out_and_fences_i
         records: vec![&late],
         cache: Vec::new(),
         now,
+        lease_until: None,
     });
     assert!(
         matches!(refused, Err(tessera_store::StoreError::Fenced(_))),

@@ -78,6 +78,8 @@ pub(crate) struct StepWrite {
     pub task_id: String,
     pub fence: u64,
     pub now: i64,
+    /// The committer's lease extended to this, if it ran shorter (see `CommitBatch`).
+    pub lease_until: Option<i64>,
     pub nodes: Vec<NodeUpsert>,
     pub tasks: Vec<TaskUpdate>,
     pub cache: Vec<(String, String, Json)>,
@@ -109,6 +111,7 @@ impl StepWrite {
             task_id: batch.task_id.to_string(),
             fence: batch.fence,
             now: batch.now.min(i64::MAX as u64) as i64,
+            lease_until: batch.lease_until.map(|t| t.min(i64::MAX as u64) as i64),
             nodes: Vec::new(),
             tasks: Vec::new(),
             cache: Vec::new(),

@@ -91,7 +91,8 @@ pub trait Claims: Send + Sync {
     fn reopen_task(&self, task_id: &str, claim: &Claim<'_>) -> Result<Option<u64>, StoreError>;
 
     /// Extends the leases `runner` holds (`(task, fence)`) to `until`, in one transaction; the
-    /// tasks it no longer holds (claimed by another since, or ended) are returned.
+    /// tasks it no longer holds (claimed by another since) are returned. A task that ended is
+    /// not among them: its holder is done with it.
     fn renew_leases(
         &self,
         runner: &str,
@@ -145,13 +146,7 @@ pub trait Claims: Send + Sync {
     /// `runner` itself was last given are left alone (its drivers renew their own claims).
     /// Each comes with its past attempts. On PostgreSQL one statement claims them all (rows
     /// another runner is claiming skipped, not waited for) and one reads their history.
-    fn claim_tasks(
-        &self,
-        runner: &str,
-        now: u64,
-        lease_until: u64,
-        limit: usize,
-    ) -> Result<Vec<ClaimedTask>, StoreError>;
+    fn claim_tasks(&self, claim: &ClaimMany<'_>) -> Result<Vec<ClaimedTask>, StoreError>;
 
     /// A hint that something of `about` may have changed in another process (PostgreSQL's
     /// `LISTEN/NOTIFY`): waiters wake early instead of at their next poll. `None` when every
@@ -282,7 +277,9 @@ pub trait Registry: Send + Sync {
 pub trait Callbacks: Send + Sync {
     /// Records a dispatched service attempt and its callback token; older tokens of the same
     /// node instance are superseded in the same transaction.
-    fn create_callback(&self, row: &CallbackRow) -> Result<(), StoreError>;
+    /// Only while the task's claim is still `fence` ([`StoreError::Fenced`] otherwise): a
+    /// holder dispossessed meanwhile must not supersede the token its successor dispatched.
+    fn create_callback(&self, row: &CallbackRow, fence: u64) -> Result<(), StoreError>;
 
     fn callback(&self, token: &str) -> Result<Option<CallbackRow>, StoreError>;
 

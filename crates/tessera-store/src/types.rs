@@ -67,6 +67,10 @@ pub struct CommitBatch<'a> {
     pub records: Vec<&'a Record>,
     pub cache: Vec<(&'a str, &'a str, &'a Data)>,
     pub now: u64,
+    /// When given, the commit also extends the committer's lease to this (ms) if it ran
+    /// shorter: a holder that commits is alive, and its renewal may be held up behind the
+    /// very commits that prove it.
+    pub lease_until: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -98,12 +102,27 @@ pub struct TaskRow {
     pub base_dir: Option<String>,
 }
 
+/// A round of claims (see [`crate::Claims::claim_tasks`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimMany<'a> {
+    pub runner: &'a str,
+    pub now: u64,
+    pub lease_until: u64,
+    pub limit: usize,
+    /// Tasks not to claim: those the claimer still drives (a driver that lost its claim and
+    /// is stopping), which it could not start again yet.
+    pub skip: &'a [String],
+}
+
 /// A task claimed by [`crate::Claims::claim_tasks`]: its row as claimed, and every attempt
 /// recorded before (read once the claim holds: nothing of a previous holder commits after).
 #[derive(Debug, Clone)]
 pub struct ClaimedTask {
     pub task: TaskRow,
     pub past: Vec<tessera_core::scheduler::PastRun>,
+    /// Who held it before, and until when (ms): a take-over from a live process is worth
+    /// telling operators about.
+    pub previous: Option<(String, u64)>,
 }
 
 /// A definition a task ran with before a resume replaced it (with its input then).

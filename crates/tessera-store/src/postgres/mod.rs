@@ -468,7 +468,7 @@ impl Claims for PgStore {
                     JOIN UNNEST($1::text[], $2::bigint[]) AS h(id, fence)
                       ON t.id = h.id AND t.fence = h.fence
                     WHERE t.runner = $4 AND t.state IN ('pending', 'running')
-                    ORDER BY t.id FOR UPDATE OF t)
+                    ORDER BY t.id FOR UPDATE OF t SKIP LOCKED)
                  UPDATE tasks t SET lease_until = $3 FROM locked WHERE t.id = locked.id
                  RETURNING t.id",
             )
@@ -480,11 +480,35 @@ impl Claims for PgStore {
             .await?)
         })?;
         let renewed: std::collections::HashSet<String> = renewed.into_iter().collect();
-        Ok(held
+        let missed: Vec<&str> = held
             .iter()
             .filter(|(t, _)| !renewed.contains(t))
-            .map(|(t, _)| t.clone())
-            .collect())
+            .map(|(t, _)| t.as_str())
+            .collect();
+        if missed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let missed_fences: Vec<i64> = held
+            .iter()
+            .filter(|(t, _)| !renewed.contains(t))
+            .map(|(_, f)| int(*f))
+            .collect();
+        // Not renewed: lost if another runner claimed it since. A row a commit of this
+        // process was writing was skipped (that commit extends the lease itself); an ended
+        // task is not lost (its holder is done with it).
+        self.block(async {
+            Ok(sqlx::query_scalar(
+                "SELECT t.id FROM tasks t
+                 JOIN UNNEST($1::text[], $2::bigint[]) AS h(id, fence) ON t.id = h.id
+                 WHERE t.state IN ('pending', 'running')
+                   AND (t.fence <> h.fence OR t.runner IS DISTINCT FROM $3)",
+            )
+            .bind(&missed)
+            .bind(&missed_fences)
+            .bind(runner)
+            .fetch_all(&self.leases)
+            .await?)
+        })
     }
 
     fn heartbeat(&self, w: &WorkerRow, forget_before: u64) -> Result<(), StoreError> {
@@ -696,43 +720,48 @@ impl Claims for PgStore {
         })
     }
 
-    fn claim_tasks(
-        &self,
-        runner: &str,
-        now: u64,
-        lease_until: u64,
-        limit: usize,
-    ) -> Result<Vec<ClaimedTask>, StoreError> {
-        let (pool, runner) = (self.leases.clone(), runner.to_string());
+    fn claim_tasks(&self, many: &ClaimMany<'_>) -> Result<Vec<ClaimedTask>, StoreError> {
+        let (pool, runner) = (self.leases.clone(), many.runner.to_string());
+        let (now, lease_until, limit) = (many.now, many.lease_until, many.limit);
+        let skip = many.skip.to_vec();
         self.run(async move {
             let mut tx = pool.begin().await?;
             // Rows another runner is claiming right now are skipped, not waited for: two
             // workers claiming at once get disjoint sets.
             let rows = sqlx::query(
                 "WITH picked AS (
-                    SELECT id FROM tasks WHERE state IN ('pending', 'running')
+                    SELECT id, runner AS was_runner, lease_until AS was_until
+                    FROM tasks WHERE state IN ('pending', 'running')
                       AND (lease_until IS NULL OR lease_until < $1)
-                      AND runner IS DISTINCT FROM $3
+                      AND runner IS DISTINCT FROM $3 AND NOT (id = ANY($5))
                     ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)
                  UPDATE tasks t SET state = 'pending', error = NULL, runner = $3,
                     fence = t.fence + 1, lease_until = $4
                  FROM picked WHERE t.id = picked.id
                  RETURNING t.id, t.pipeline, t.definition, t.input, t.state, t.result, t.error,
                     t.created_at, t.updated_at, t.runner, t.owner, t.base_dir, t.fence,
-                    t.lease_until",
+                    t.lease_until, picked.was_runner, picked.was_until",
             )
             .bind(int(now))
             .bind(limit.min(i64::MAX as usize) as i64)
             .bind(&runner)
             .bind(int(lease_until))
+            .bind(&skip)
             .fetch_all(&mut *tx)
             .await?;
             if rows.is_empty() {
                 return Ok(Vec::new());
             }
             let mut claimed = Vec::with_capacity(rows.len());
+            let mut previous = std::collections::HashMap::new();
             for r in &rows {
-                claimed.push(task_row(&mut tx, r).await?);
+                let task = task_row(&mut tx, r).await?;
+                let was: Option<String> = r.try_get(14)?;
+                let until: Option<i64> = r.try_get(15)?;
+                if let (Some(was), Some(until)) = (was, until) {
+                    previous.insert(task.id.clone(), (was, until.max(0) as u64));
+                }
+                claimed.push(task);
             }
             let ids: Vec<&str> = claimed.iter().map(|t| t.id.as_str()).collect();
             sqlx::query(
@@ -763,6 +792,7 @@ impl Claims for PgStore {
                 .into_iter()
                 .map(|task| ClaimedTask {
                     past: past.remove(&task.id).unwrap_or_default(),
+                    previous: previous.remove(&task.id),
                     task,
                 })
                 .collect())
@@ -1120,8 +1150,8 @@ impl Registry for PgStore {
 }
 
 impl Callbacks for PgStore {
-    fn create_callback(&self, row: &CallbackRow) -> Result<(), StoreError> {
-        self.block(registry::create_callback(&self.pool, row))
+    fn create_callback(&self, row: &CallbackRow, fence: u64) -> Result<(), StoreError> {
+        self.block(registry::create_callback(&self.pool, row, fence))
     }
 
     fn callback(&self, token: &str) -> Result<Option<CallbackRow>, StoreError> {

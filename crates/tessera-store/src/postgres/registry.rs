@@ -262,8 +262,22 @@ pub(super) async fn remove_service(pool: &PgPool, name: &str) -> Result<(), Stor
     Ok(())
 }
 
-pub(super) async fn create_callback(pool: &PgPool, c: &CallbackRow) -> Result<(), StoreError> {
+pub(super) async fn create_callback(
+    pool: &PgPool,
+    c: &CallbackRow,
+    fence: u64,
+) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
+    // The task row stays share-locked until commit: a claim (which moves the fence) waits,
+    // and its driver then finds this token.
+    let current: Option<i64> =
+        sqlx::query_scalar("SELECT fence FROM tasks WHERE id = $1 FOR SHARE")
+            .bind(&c.task_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if current != Some(super::int(fence)) {
+        return Err(StoreError::Fenced(c.task_id.clone()));
+    }
     sqlx::query(
         "UPDATE callbacks SET state = 'superseded'
          WHERE task_id = $1 AND key = $2 AND state IN ('waiting', 'dispatching')",

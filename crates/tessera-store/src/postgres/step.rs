@@ -191,6 +191,8 @@ async fn apply(tx: &mut PgConnection, ops: &[&Op]) -> Result<(), StoreError> {
     let mut updates: Vec<TaskColumns> = Vec::new();
     let mut update_round: HashMap<&str, usize> = HashMap::new();
     let mut cache: Vec<CacheColumns> = Vec::new();
+    // Leases the steps' committers extend (see `CommitBatch::lease_until`).
+    let (mut extend_ids, mut extend_until): (Vec<String>, Vec<i64>) = Default::default();
     let mut cache_round: HashMap<&str, usize> = HashMap::new();
     let (mut claimable, mut ended) = (false, false);
     for op in ops {
@@ -218,8 +220,13 @@ async fn apply(tx: &mut PgConnection, ops: &[&Op]) -> Result<(), StoreError> {
                     nodes: step_nodes,
                     tasks,
                     cache: step_cache,
+                    lease_until,
                     ..
                 } = s;
+                if let Some(until) = lease_until {
+                    extend_ids.push(task_id.clone());
+                    extend_until.push(*until);
+                }
                 for n in step_nodes {
                     let input = optional_column(tx, task_id, n.input.as_ref(), &mut hashes).await?;
                     let output =
@@ -308,6 +315,18 @@ async fn apply(tx: &mut PgConnection, ops: &[&Op]) -> Result<(), StoreError> {
             .bind(&c.cached)
             .execute(&mut *tx)
             .await?;
+    }
+    if !extend_ids.is_empty() {
+        // Rows locked already (the fence check): before the task updates, so an end clears it.
+        sqlx::query(
+            "UPDATE tasks t SET lease_until = GREATEST(COALESCE(t.lease_until, 0), u.until)
+             FROM UNNEST($1::text[], $2::bigint[]) AS u(id, until)
+             WHERE t.id = u.id AND t.state IN ('pending', 'running')",
+        )
+        .bind(&extend_ids)
+        .bind(&extend_until)
+        .execute(&mut *tx)
+        .await?;
     }
     for c in &updates {
         sqlx::query(

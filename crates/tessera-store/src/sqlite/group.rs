@@ -179,6 +179,13 @@ fn apply(tx: &Transaction<'_>, op: &Op) -> Result<(), Failure> {
             if fence != Some(s.fence as i64) {
                 return Err(Failure::Fenced);
             }
+            if let Some(until) = s.lease_until {
+                tx.prepare_cached(
+                    "UPDATE tasks SET lease_until = MAX(COALESCE(lease_until, 0), ?2)
+                     WHERE id = ?1 AND state IN ('pending', 'running')",
+                )?
+                .execute(params![s.task_id, until])?;
+            }
             let big = s.nodes.iter().any(|n| {
                 n.input.as_ref().is_some_and(Json::big) || n.output.as_ref().is_some_and(Json::big)
             }) || s

@@ -359,8 +359,13 @@ impl Claims for SqliteStore {
                 "UPDATE tasks SET lease_until = ?4
                  WHERE id = ?1 AND fence = ?2 AND runner = ?3 AND state IN ('pending', 'running')",
             )?;
+            let mut unended = tx.prepare_cached(
+                "SELECT 1 FROM tasks WHERE id = ?1 AND state IN ('pending', 'running')",
+            )?;
             for (task_id, fence) in held {
-                if renew.execute(params![task_id, *fence as i64, runner, until as i64])? == 0 {
+                if renew.execute(params![task_id, *fence as i64, runner, until as i64])? == 0
+                    && unended.exists([task_id])?
+                {
                     lost.push(task_id.clone());
                 }
             }
@@ -425,16 +430,20 @@ impl Claims for SqliteStore {
         registry::claimable_tasks(&self.conn(), now, limit)
     }
 
-    fn claim_tasks(
-        &self,
-        runner: &str,
-        now: u64,
-        lease_until: u64,
-        limit: usize,
-    ) -> Result<Vec<ClaimedTask>, StoreError> {
+    fn claim_tasks(&self, many: &ClaimMany<'_>) -> Result<Vec<ClaimedTask>, StoreError> {
+        let ClaimMany {
+            runner,
+            now,
+            lease_until,
+            limit,
+            skip,
+        } = *many;
         // One writer: claims one by one, each conditional on what was just read.
         let mut claimed = Vec::new();
-        for id in self.claimable_tasks(now, limit)? {
+        for id in self.claimable_tasks(now, limit + skip.len())? {
+            if claimed.len() == limit || skip.contains(&id) {
+                continue;
+            }
             let Some(mut task) = self.task(&id)? else {
                 continue;
             };
@@ -448,6 +457,7 @@ impl Claims for SqliteStore {
                 now,
                 lease_until,
             };
+            let previous = task.runner.clone().zip(task.lease_until);
             if let Some(fence) = self.reopen_task(&id, &claim)? {
                 task.fence = fence;
                 task.state = TaskState::Pending;
@@ -455,7 +465,11 @@ impl Claims for SqliteStore {
                 task.runner = Some(runner.to_string());
                 task.lease_until = Some(lease_until);
                 let past = self.past_runs(&id)?;
-                claimed.push(ClaimedTask { task, past });
+                claimed.push(ClaimedTask {
+                    task,
+                    past,
+                    previous,
+                });
             }
         }
         Ok(claimed)
@@ -823,8 +837,8 @@ impl Registry for SqliteStore {
 }
 
 impl Callbacks for SqliteStore {
-    fn create_callback(&self, row: &CallbackRow) -> Result<(), StoreError> {
-        registry::create_callback(&mut self.conn(), row)
+    fn create_callback(&self, row: &CallbackRow, fence: u64) -> Result<(), StoreError> {
+        registry::create_callback(&mut self.conn(), row, fence)
     }
 
     fn callback(&self, token: &str) -> Result<Option<CallbackRow>, StoreError> {

@@ -266,8 +266,20 @@ pub(super) fn remove_service(conn: &mut Connection, name: &str) -> Result<(), St
     Ok(())
 }
 
-pub(super) fn create_callback(conn: &mut Connection, c: &CallbackRow) -> Result<(), StoreError> {
+pub(super) fn create_callback(
+    conn: &mut Connection,
+    c: &CallbackRow,
+    fence: u64,
+) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
+    let current: Option<i64> = tx
+        .query_row("SELECT fence FROM tasks WHERE id = ?1", [&c.task_id], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    if current != Some(fence as i64) {
+        return Err(StoreError::Fenced(c.task_id.clone()));
+    }
     tx.execute(
         "UPDATE callbacks SET state = 'superseded'
          WHERE task_id = ?1 AND key = ?2 AND state IN ('waiting', 'dispatching')",

@@ -132,6 +132,14 @@ fn worker(env: &Env, db: &str, callback_url: &str) -> Worker {
         env.cmd()
             .env("TESSERA_DB", db)
             .env("TESSERA_LEASE", LEASE)
+            .env(
+                "TESSERA_LOG",
+                if std::env::var_os("TESSERA_CHAOS_LOG").is_some() {
+                    "info"
+                } else {
+                    "warn"
+                },
+            )
             .args(["worker", "--callback-url", callback_url])
             .stdout(Stdio::null())
             .stderr(
@@ -338,6 +346,9 @@ nodes:
         submitted.as_secs_f64(),
         took.as_secs_f64()
     );
+    if std::env::var_os("TESSERA_CHAOS_LOG").is_some() {
+        let _ = std::fs::write(std::env::var("TESSERA_CHAOS_LOG").unwrap(), &log);
+    }
     if failed > 0 {
         let tail: Vec<&str> = log.lines().rev().take(40).collect();
         eprintln!("workers' log, last lines:\n{}", tail.join("\n"));
