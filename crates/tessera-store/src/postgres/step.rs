@@ -192,7 +192,8 @@ async fn apply(tx: &mut PgConnection, ops: &[&Op]) -> Result<(), StoreError> {
     let mut update_round: HashMap<&str, usize> = HashMap::new();
     let mut cache: Vec<CacheColumns> = Vec::new();
     // Leases the steps' committers extend (see `CommitBatch::lease_until`).
-    let (mut extend_ids, mut extend_until): (Vec<String>, Vec<i64>) = Default::default();
+    let (mut extend_ids, mut extend_until, mut extend_now): (Vec<String>, Vec<i64>, Vec<i64>) =
+        Default::default();
     let mut cache_round: HashMap<&str, usize> = HashMap::new();
     let (mut claimable, mut ended) = (false, false);
     for op in ops {
@@ -226,6 +227,7 @@ async fn apply(tx: &mut PgConnection, ops: &[&Op]) -> Result<(), StoreError> {
                 if let Some(until) = lease_until {
                     extend_ids.push(task_id.clone());
                     extend_until.push(*until);
+                    extend_now.push(*now);
                 }
                 for n in step_nodes {
                     let input = optional_column(tx, task_id, n.input.as_ref(), &mut hashes).await?;
@@ -318,13 +320,17 @@ async fn apply(tx: &mut PgConnection, ops: &[&Op]) -> Result<(), StoreError> {
     }
     if !extend_ids.is_empty() {
         // Rows locked already (the fence check): before the task updates, so an end clears it.
+        // Only leases with less than half their length left: with renewals on time (every
+        // third of the lease) a commit writes no more than before.
         sqlx::query(
-            "UPDATE tasks t SET lease_until = GREATEST(COALESCE(t.lease_until, 0), u.until)
-             FROM UNNEST($1::text[], $2::bigint[]) AS u(id, until)
-             WHERE t.id = u.id AND t.state IN ('pending', 'running')",
+            "UPDATE tasks t SET lease_until = u.until
+             FROM UNNEST($1::text[], $2::bigint[], $3::bigint[]) AS u(id, until, now)
+             WHERE t.id = u.id AND t.state IN ('pending', 'running')
+               AND COALESCE(t.lease_until, 0) < (u.now + u.until) / 2",
         )
         .bind(&extend_ids)
         .bind(&extend_until)
+        .bind(&extend_now)
         .execute(&mut *tx)
         .await?;
     }

@@ -181,10 +181,11 @@ fn apply(tx: &Transaction<'_>, op: &Op) -> Result<(), Failure> {
             }
             if let Some(until) = s.lease_until {
                 tx.prepare_cached(
-                    "UPDATE tasks SET lease_until = MAX(COALESCE(lease_until, 0), ?2)
-                     WHERE id = ?1 AND state IN ('pending', 'running')",
+                    "UPDATE tasks SET lease_until = ?2
+                     WHERE id = ?1 AND state IN ('pending', 'running')
+                       AND COALESCE(lease_until, 0) < (?3 + ?2) / 2",
                 )?
-                .execute(params![s.task_id, until])?;
+                .execute(params![s.task_id, until, s.now])?;
             }
             let big = s.nodes.iter().any(|n| {
                 n.input.as_ref().is_some_and(Json::big) || n.output.as_ref().is_some_and(Json::big)
