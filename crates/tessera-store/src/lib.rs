@@ -8,6 +8,7 @@
 
 mod error;
 mod group;
+mod json;
 mod objects;
 mod postgres;
 mod sqlite;

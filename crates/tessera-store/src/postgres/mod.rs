@@ -14,6 +14,7 @@ use tessera_core::Data;
 use tessera_core::scheduler::{NodeState, PastRun, TaskState};
 
 use crate::error::StoreError;
+use crate::json::{json_text, parse_data, parse_json};
 use crate::prelude::*;
 use crate::types::*;
 use crate::words::parse_word;
@@ -254,31 +255,6 @@ fn redact(text: &str) -> String {
         }
         _ => text.to_string(),
     }
-}
-
-pub(super) fn json_text(v: &Value) -> String {
-    serde_json::to_string(v).expect("JSON values always serialise")
-}
-
-pub(super) fn parse_json(text: Option<String>, what: &str) -> Result<Option<Value>, StoreError> {
-    text.map(|t| {
-        serde_json::from_str(&t).map_err(|e| StoreError::Corrupt {
-            what: what.to_string(),
-            detail: e.to_string(),
-        })
-    })
-    .transpose()
-}
-
-/// Stored JSON as a task's value (kept as text when big).
-pub(super) fn parse_data(text: Option<String>, what: &str) -> Result<Option<Data>, StoreError> {
-    text.map(|t| {
-        Data::from_json(&t).map_err(|e| StoreError::Corrupt {
-            what: what.to_string(),
-            detail: e.to_string(),
-        })
-    })
-    .transpose()
 }
 
 /// A task's stored value: inline JSON, or `#<hash>` naming one of its `big_values`.

@@ -19,6 +19,7 @@ mod schema;
 mod words;
 
 use crate::error::StoreError;
+use crate::json::{json_text, parse_data, parse_json};
 use crate::objects::ObjectMeta;
 use crate::types::*;
 
@@ -137,10 +138,6 @@ fn file_identity(path: &Path) -> Result<(u64, u64), StoreError> {
     Ok((meta.dev(), meta.ino()))
 }
 
-fn json_text(v: &Value) -> String {
-    serde_json::to_string(v).expect("JSON values always serialise")
-}
-
 /// A task's stored value: inline JSON, or `#<hash>` naming one of its `big_values`.
 fn task_data(
     conn: &Connection,
@@ -165,27 +162,6 @@ fn task_data(
             detail: format!("stored value {hash} is missing"),
         }),
     }
-}
-
-/// Stored JSON as a task's value (kept as text when big: never a 10× tree).
-fn parse_data(text: Option<String>, what: &str) -> Result<Option<Data>, StoreError> {
-    text.map(|t| {
-        Data::from_json(&t).map_err(|e| StoreError::Corrupt {
-            what: what.to_string(),
-            detail: e.to_string(),
-        })
-    })
-    .transpose()
-}
-
-fn parse_json(text: Option<String>, what: &str) -> Result<Option<Value>, StoreError> {
-    text.map(|t| {
-        serde_json::from_str(&t).map_err(|e| StoreError::Corrupt {
-            what: what.to_string(),
-            detail: e.to_string(),
-        })
-    })
-    .transpose()
 }
 
 impl Claims for SqliteStore {
