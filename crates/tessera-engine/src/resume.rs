@@ -216,8 +216,12 @@ impl Engine {
                 return Err(EngineError::Internal(format!("task {}: {error}", task.id)));
             }
         };
-        command::kill_leftovers(&task.id, Duration::from_secs(5));
-        self.shared.scratch.task_ended(&task.id);
+        // A task with no recorded attempt never started a command (a step is committed before
+        // it acts): nothing can be left over, and no scan is needed on this hot path.
+        if !past.is_empty() {
+            command::kill_leftovers(&task.id, Duration::from_secs(5));
+            self.shared.scratch.task_ended(&task.id);
+        }
         let plan = Arc::new(Plan::new(Arc::new(pipeline)));
         self.start_driver(crate::DriverStart {
             slot,

@@ -17,7 +17,7 @@ mod words;
 
 pub use error::{ErrorKind, StoreError};
 pub use objects::{ObjectMeta, Objects, PutStreamError};
-pub use postgres::PgStore;
+pub use postgres::{PgStore, redact_url};
 pub use sqlite::{Durability, SqliteStore};
 pub use types::*;
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use tessera_engine::{Engine, EngineConfig};
-use tessera_store::{Durability, Objects, PgStore, SqliteStore, Store};
+use tessera_store::{Durability, Objects, PgStore, SqliteStore, Store, redact_url};
 
 use crate::cli::{DataArgs, DurabilityArg, EngineArgs};
 
@@ -38,18 +38,6 @@ impl Database {
                 redact_url(text)
             ),
         }
-    }
-}
-
-/// A URL as it may be shown: without its password.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let user = &url[scheme + 3..at];
-            let user = user.split(':').next().unwrap_or("");
-            format!("{}://{user}:…{}", &url[..scheme], &url[at..])
-        }
-        _ => url.to_string(),
     }
 }
 

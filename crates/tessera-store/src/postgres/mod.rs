@@ -92,7 +92,10 @@ impl PgStore {
     /// [`PgStore::open`] with at most `connections` connections in the pool.
     pub fn open_with(url: &str, connections: u32) -> Result<PgStore, StoreError> {
         let options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| {
-            StoreError::Conflict(format!("bad PostgreSQL URL: {}", redact(&e.to_string())))
+            StoreError::Conflict(format!(
+                "bad PostgreSQL URL: {}",
+                redact_url(&e.to_string())
+            ))
         })?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -210,7 +213,10 @@ impl PgStore {
             return Err(StoreError::Conflict(format!("bad database name {name:?}")));
         }
         let options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| {
-            StoreError::Conflict(format!("bad PostgreSQL URL: {}", redact(&e.to_string())))
+            StoreError::Conflict(format!(
+                "bad PostgreSQL URL: {}",
+                redact_url(&e.to_string())
+            ))
         })?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -247,11 +253,14 @@ impl PgStore {
     }
 }
 
-/// A connection error may quote the URL: never its password.
-fn redact(text: &str) -> String {
-    match (text.find("://"), text.find('@')) {
+/// A database URL (or a message quoting one) as it may be shown: without its password.
+/// Everything between the scheme and the last `@` is hidden but the user name, so a password
+/// holding an `@` is hidden whole.
+pub fn redact_url(text: &str) -> String {
+    match (text.find("://"), text.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://…{}", &text[..scheme], &text[at..])
+            let user = text[scheme + 3..at].split(':').next().unwrap_or("");
+            format!("{}://{user}:…{}", &text[..scheme], &text[at..])
         }
         _ => text.to_string(),
     }
@@ -1238,5 +1247,22 @@ impl BatchCheckpoints for PgStore {
         chunks: &[BatchChunkRow],
     ) -> Result<(), StoreError> {
         self.block(batch::replan_job(&self.pool, job, keep, chunks))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn urls_are_shown_without_their_password() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/t"),
+            "postgres://app:…@db:5432/t"
+        );
+        // A raw `@` in the password: hidden whole, up to the host.
+        let shown = redact_url("postgres://app:p@ss@db/t");
+        assert!(!shown.contains("ss"), "{shown}");
+        assert_eq!(redact_url("sqlite:/data/t.db"), "sqlite:/data/t.db");
     }
 }
