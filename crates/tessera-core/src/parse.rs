@@ -15,7 +15,8 @@ mod raster;
 mod service;
 mod suggest;
 
-use suggest::{article, did_you_mean};
+use suggest::article;
+pub(crate) use suggest::did_you_mean;
 
 const COMMON_FIELDS: &[&str] = &[
     "id", "type", "params", "input", "next", "ready", "before", "after", "retry", "timeout",
