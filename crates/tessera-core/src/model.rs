@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::datapath::DataPath;
+pub use crate::schedule::{Catchup, Schedule};
 
 /// A parsed pipeline: nodes in declaration order plus pipeline-level settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,6 +19,9 @@ pub struct Pipeline {
     pub nodes: Vec<Node>,
     /// Named concurrency limits (`pool: gpu` on a node, `pools: {gpu: 1}` here).
     pub pools: BTreeMap<String, usize>,
+    /// When tasks are created by the clock (`schedule: {cron: …}`), if ever (boxed: a
+    /// compiled cron pattern is large, and most pipelines have none).
+    pub schedule: Option<Box<Schedule>>,
 }
 
 impl Pipeline {

@@ -12,6 +12,7 @@ use crate::report::{Issue, Report};
 
 mod batch;
 mod raster;
+mod schedule;
 mod service;
 mod suggest;
 
@@ -82,7 +83,7 @@ pub fn pipeline_from_value(doc: &Value, report: &mut Report) -> Option<Pipeline>
         return None;
     };
     for key in obj.keys() {
-        const TOP: [&str; 5] = ["type", "nodes", "pools", "name", "description"];
+        const TOP: [&str; 6] = ["type", "nodes", "pools", "name", "description", "schedule"];
         if !TOP.contains(&key.as_str()) {
             let hint = did_you_mean(key, TOP);
             report.push(Issue::global(key, format!("unknown field `{key}`{hint}")));
@@ -150,7 +151,17 @@ pub fn pipeline_from_value(doc: &Value, report: &mut Report) -> Option<Pipeline>
             })
         })
         .unwrap_or_else(|| "pipeline".to_string());
-    Some(Pipeline { name, nodes, pools })
+    let mut p = Pipeline {
+        name,
+        nodes,
+        pools,
+        schedule: None,
+    };
+    p.schedule = obj
+        .get("schedule")
+        .and_then(|s| schedule::parse_schedule(s, &p, report))
+        .map(Box::new);
+    Some(p)
 }
 
 /// Longest pipeline name (and route): it is part of URLs and of every task's row.

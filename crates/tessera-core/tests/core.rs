@@ -322,3 +322,27 @@ nodes:
         )]))
     );
 }
+
+#[test]
+fn schedule_errors_name_their_field() {
+    let nodes = "nodes:\n  - {id: in, type: entry, api: {body: {region: eu, days: 1}}, next: [end]}\n  - {id: end, type: end}\n";
+    let documents = [
+        "schedul: {cron: \"0 3 * * *\"}\n",
+        "schedule: daily\n",
+        "schedule: {cronn: \"0 3 * * *\", timezone: Europe/Pariss, start: 2026-13-01, end: 12, catchup: sometimes, max_active_tasks: 0, input: [1]}\n",
+        "schedule: {cron: \"0 3 * *\", timezone: 5, start: 2026-12-31T00:00:00Z, end: 2026-01-01T00:00:00Z, catchup: al, max_active_tasks: -1}\n",
+        "schedule: {cron: \"0 3 * * FUNDAY\", timezone: europe/paris, catchup: all, start: 1969-12-31T00:00:00Z}\n",
+        "schedule: {cron: \"0 3 * * *\", catchup: all}\n",
+        "schedule: {cron: \"0 0 31 2 *\"}\n",
+        "schedule: {cron: \"0 3 * * *\", timezone: Europe/Paris, start: 2026-01-01T03:00:00Z, end: 2026-01-01T23:00:00Z}\n",
+        "schedule: {cron: \"0 3 * * *\", input: {region: 3, days: 1.5, extra: true}}\n",
+        "schedule: {cron: \"0 3 * * *\", input: {region: eu, days: 1, file: {$file: /etc/passwd}}}\n",
+    ];
+    let mut out = String::new();
+    for doc in documents {
+        out.push_str(&format!("{doc}=> {}\n\n", report(&format!("{doc}{nodes}"))));
+    }
+    let binary = "schedule: {cron: \"0 3 * * *\"}\nnodes:\n  - {id: in, type: entry, api: {body: [image, mask]}, next: [end]}\n  - {id: end, type: end}\n";
+    out.push_str(&format!("(entry taking files) => {}\n", report(binary)));
+    insta::assert_snapshot!(out);
+}
