@@ -51,7 +51,8 @@ thread_local! {
     static SCRIPT_STARTED: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
 }
 
-/// What a script sees: `input`, `out`, `node`, `pipeline`, inside a loop branch `loop.item`,
+/// What a script sees: `input`, `out`, `node`, `pipeline` (`task_id`, `name`, `scheduled_at`:
+/// [`crate::template::pipeline_values`]), inside a loop branch `loop.item`,
 /// `loop.index` (`item`/`index` for short) and `loop.parent.…` for the loops around it, and the
 /// nodes it names, each as `{out, input, params, state}` (also under `nodes`).
 #[derive(Debug, Clone, Default)]
@@ -63,6 +64,9 @@ pub struct ScriptContext {
     pub node_state: String,
     pub task_id: String,
     pub pipeline_name: String,
+    /// The tick a schedule created the task for (ms since the epoch): `pipeline.scheduled_at`
+    /// (RFC 3339, `()` when the task was not created by a schedule).
+    pub scheduled_at: Option<u64>,
     pub nodes: Vec<(String, Data)>,
     /// Item and index of the loop branch it runs in, then of the branches around it.
     pub loops: Vec<(Data, usize)>,
@@ -302,10 +306,9 @@ fn build_scope(ctx: &ScriptContext, source: &str, how: Conversion) -> (Scope<'st
     );
     node.insert("state".into(), ctx.node_state.clone().into());
     scope.push("node", node);
-    let mut pipeline = rhai::Map::new();
-    pipeline.insert("task_id".into(), ctx.task_id.clone().into());
-    pipeline.insert("name".into(), ctx.pipeline_name.clone().into());
-    scope.push("pipeline", pipeline);
+    let pipeline =
+        crate::template::pipeline_values(&ctx.task_id, &ctx.pipeline_name, ctx.scheduled_at);
+    scope.push_dynamic("pipeline", json_to_dynamic(&pipeline));
     if let Some((item, index)) = ctx.loops.first() {
         // `loop` is a keyword: scripts write `loop.item`, rewritten to `__loop.item`.
         let mut looped: Option<rhai::Map> = None;
@@ -382,6 +385,31 @@ mod tests {
         assert!(
             s.eval_bool("detect.out.count == 2 && nodes[\"in\"].out.x == 1", &c)
                 .unwrap()
+        );
+    }
+
+    #[test]
+    fn pipeline_holds_the_task_the_name_and_the_tick() {
+        let s = Scripts::default();
+        let mut c = ctx(json!({}));
+        c.task_id = "t-1".into();
+        c.pipeline_name = "nightly".into();
+        s.run(
+            "out = #{id: pipeline.task_id, name: pipeline.name, at: pipeline.scheduled_at, manual: pipeline.scheduled_at == ()};",
+            &mut c,
+        )
+        .unwrap();
+        assert_eq!(
+            c.out,
+            json!({"id": "t-1", "name": "nightly", "at": null, "manual": true})
+        );
+        c.scheduled_at = Some(1_774_746_000_000);
+        assert!(
+            s.eval_bool(
+                "pipeline.scheduled_at == \"2026-03-29T01:00:00.000Z\" && pipeline.scheduled_at.sub_string(0, 10) == \"2026-03-29\"",
+                &c
+            )
+            .unwrap()
         );
     }
 

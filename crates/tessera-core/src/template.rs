@@ -1,8 +1,9 @@
 //! Templates in command lines, environments, working directories, URLs, headers and paths:
 //! `{{…}}` placeholders and `${env:NAME}` secret references. A placeholder names what the node
-//! sees: `{{x.y}}` or `{{input.x.y}}` (its input), `{{params.x}}`, `{{tessera.task_id}}` (set by
-//! the engine), a data path — `{{in.out.dir}}`, `{{loop.item}}`, `{{loop.index}}`,
-//! `{{loop.<node>.out…}}` — resolved by the scheduler when the node is dispatched.
+//! sees: `{{x.y}}` or `{{input.x.y}}` (its input), `{{params.x}}`, `{{tessera.task_id}}` and
+//! `{{pipeline.name}}` (set by the engine), a data path — `{{in.out.dir}}`, `{{loop.item}}`,
+//! `{{loop.index}}`, `{{loop.<node>.out…}}` — resolved by the scheduler when the node is
+//! dispatched.
 
 use std::collections::HashSet;
 
@@ -69,6 +70,9 @@ pub enum Source {
     Params(Vec<String>),
     /// `{{tessera.task_id|node|attempt|scratch}}`, filled by the engine.
     Tessera(Vec<String>),
+    /// `{{pipeline.task_id|name|scheduled_at}}`: the task's pipeline, as scripts see it
+    /// ([`pipeline_values`]), filled by the engine.
+    Pipeline(Vec<String>),
     /// A data path, resolved by the scheduler at dispatch.
     Path(DataPath),
 }
@@ -92,9 +96,26 @@ pub fn source(placeholder: &str, ids: &dyn Fn(&str) -> bool) -> Result<Source, S
         first if parts.len() >= 2 && ids(first) && section(parts[1]) => {
             Source::Path(DataPath::parse(placeholder).map_err(|e| e.to_string())?)
         }
+        // After node ids: `{{pipeline.out.x}}` reads a node whose id is `pipeline`.
+        "pipeline" => Source::Pipeline(rest(1)),
         _ => Source::Input(rest(0)),
     })
 }
+
+/// What `pipeline` holds for a task, in scripts (`pipeline.scheduled_at`) and templates
+/// (`{{pipeline.scheduled_at}}`): `task_id`, `name` (the pipeline's), and `scheduled_at`, the
+/// tick a schedule created the task for as RFC 3339 (`2026-03-29T01:00:00.000Z`), `null` for a
+/// task not created by a schedule.
+pub fn pipeline_values(task_id: &str, name: &str, scheduled_at: Option<u64>) -> serde_json::Value {
+    serde_json::json!({
+        "task_id": task_id,
+        "name": name,
+        "scheduled_at": crate::time::json(scheduled_at),
+    })
+}
+
+/// The fields of [`pipeline_values`].
+pub const PIPELINE_FIELDS: [&str; 3] = ["task_id", "name", "scheduled_at"];
 
 fn section(word: &str) -> bool {
     [Section::Out, Section::Input, Section::Params]
@@ -201,6 +222,10 @@ mod tests {
             src("tessera.task_id"),
             Source::Tessera(vec!["task_id".into()])
         );
+        assert_eq!(
+            src("pipeline.scheduled_at"),
+            Source::Pipeline(vec!["scheduled_at".into()])
+        );
         assert!(matches!(src("in.out.dir"), Source::Path(p) if p.as_str() == "in.out.dir"));
         assert!(matches!(src("loop.item.x"), Source::Path(_)));
         // Not a node: an input field that happens to have a field `out`.
@@ -208,8 +233,37 @@ mod tests {
             src("config.out"),
             Source::Input(vec!["config".into(), "out".into()])
         );
+        // A node named `pipeline` is read as any node.
+        let with_pipeline_node = |id: &str| id == "pipeline";
+        assert!(matches!(
+            source("pipeline.out.x", &with_pipeline_node).unwrap(),
+            Source::Path(_)
+        ));
+        assert_eq!(
+            source("pipeline.name", &with_pipeline_node).unwrap(),
+            Source::Pipeline(vec!["name".into()])
+        );
         assert!(source("loop", &ids).is_err());
         assert!(source("a..b", &ids).is_err());
+    }
+
+    #[test]
+    fn pipeline_values_hold_the_tick_as_rfc3339_or_null() {
+        assert_eq!(
+            pipeline_values("t-1", "nightly", Some(1_774_746_000_000)),
+            serde_json::json!({"task_id": "t-1", "name": "nightly", "scheduled_at": "2026-03-29T01:00:00.000Z"})
+        );
+        assert_eq!(
+            pipeline_values("t-1", "p", None)["scheduled_at"],
+            serde_json::Value::Null
+        );
+        let keys: Vec<String> = pipeline_values("t", "p", None)
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(keys, PIPELINE_FIELDS);
     }
 
     #[test]

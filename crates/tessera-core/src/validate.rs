@@ -272,6 +272,7 @@ fn check_node_paths(node: &Node, scope: &PathScope<'_>, issues: &mut Vec<Issue>)
                 Ok(crate::template::Source::Params(segments)) => {
                     params_problem(&node.params, &segments, p)
                 }
+                Ok(crate::template::Source::Pipeline(segments)) => pipeline_problem(&segments, p),
             };
             if let Some(msg) = problem {
                 issues.push(Issue::node(&node.id, &field, msg));
@@ -335,6 +336,16 @@ fn tessera_problem(node: &Node, field: &str, segments: &[String], text: &str) ->
         )),
         _ => Some(format!(
             "unknown placeholder `{{{{{text}}}}}`: `tessera.` offers `task_id`, `node`, `attempt` and, in commands, `scratch`"
+        )),
+    }
+}
+
+/// `{{pipeline.…}}`: the task's pipeline (`task_id`, `name`, `scheduled_at`), as in scripts.
+fn pipeline_problem(segments: &[String], text: &str) -> Option<String> {
+    match segments {
+        [key] if crate::template::PIPELINE_FIELDS.contains(&key.as_str()) => None,
+        _ => Some(format!(
+            "unknown placeholder `{{{{{text}}}}}`: `pipeline.` offers `task_id`, `name` and `scheduled_at`; for a field of the input, write `{{{{input.{text}}}}}`"
         )),
     }
 }

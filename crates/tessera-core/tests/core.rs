@@ -346,3 +346,22 @@ fn schedule_errors_name_their_field() {
     out.push_str(&format!("(entry taking files) => {}\n", report(binary)));
     insta::assert_snapshot!(out);
 }
+
+#[test]
+fn pipeline_placeholders_name_the_task_the_pipeline_and_the_tick() {
+    let text = r#"
+nodes:
+  - {id: in, type: entry, next: [a]}
+  - {id: a, type: command, command: [echo, "{{pipeline.scheduled_at}}", "{{pipeline.name}}", "{{pipeline.task_id}}", "{{pipeline.region}}", "{{pipeline}}"], next: [end]}
+  - {id: end, type: end}
+"#;
+    let r = report(text);
+    let lines: Vec<&str> = r.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "node `a`, field `command[4]`: unknown placeholder `{{pipeline.region}}`: `pipeline.` offers `task_id`, `name` and `scheduled_at`; for a field of the input, write `{{input.pipeline.region}}`",
+            "node `a`, field `command[5]`: unknown placeholder `{{pipeline}}`: `pipeline.` offers `task_id`, `name` and `scheduled_at`; for a field of the input, write `{{input.pipeline}}`",
+        ]
+    );
+}

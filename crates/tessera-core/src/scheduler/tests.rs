@@ -32,6 +32,7 @@ impl Sim {
             task_id: "t1".into(),
             input: input.into(),
             owner: None,
+            scheduled_at: None,
         };
         let mut sim = Sim {
             s: Scheduler::new(ctx, plan, scripts, past),
@@ -855,6 +856,7 @@ nodes:
         task_id: "t1".into(),
         input: json!({}).into(),
         owner: None,
+        scheduled_at: None,
     };
     // `b` changed: `a` is replayed, `b` runs again, and so does `c` after it.
     let mut s = Scheduler::new(ctx.clone(), plan.clone(), scripts.clone(), past.clone())

@@ -16,6 +16,9 @@ pub struct TaskContext {
     /// Who started the task. Cache entries are per owner: a cached output (and the objects
     /// it names) is reused only by tasks of the same owner.
     pub owner: Option<String>,
+    /// The tick (ms since the epoch) a schedule created the task for; `None` for a task
+    /// started otherwise. Scripts read it as `pipeline.scheduled_at`.
+    pub scheduled_at: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

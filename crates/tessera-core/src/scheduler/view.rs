@@ -122,6 +122,7 @@ impl Scheduler {
             node_state: i.state.as_str().to_string(),
             task_id: self.ctx.task_id.clone(),
             pipeline_name: self.plan.pipeline.name.clone(),
+            scheduled_at: self.ctx.scheduled_at,
             nodes,
             loops: (0..)
                 .map_while(|up| self.enclosing_branch(idx, up))
