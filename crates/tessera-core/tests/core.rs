@@ -365,3 +365,6 @@ nodes:
         ]
     );
 }
+
+#[path = "core/schedule.rs"]
+mod schedule;
