@@ -340,7 +340,8 @@ fn new_command(
 }
 
 /// The node's params plus `tessera: {task_id, node, attempt, scratch}` for
-/// `{{tessera.task_id}}`.
+/// `{{tessera.task_id}}`, and `pipeline: {task_id, name, scheduled_at}` for
+/// `{{pipeline.scheduled_at}}`.
 fn with_context(
     params: &Map<String, Value>,
     ctx: &JobContext,
@@ -356,6 +357,7 @@ fn with_context(
         Value::String(scratch.display().to_string()),
     );
     p.insert("tessera".into(), Value::Object(t));
+    p.insert("pipeline".into(), ctx.run.pipeline.clone());
     p
 }
 

@@ -16,6 +16,11 @@ pub struct RunContext {
     /// The fence of this process's claim on the task: writes a job makes outside the step
     /// commits (retiring a callback token) carry it too.
     pub fence: u64,
+    /// The schedule's tick the task was created for, if any.
+    pub scheduled_at: Option<u64>,
+    /// What `{{pipeline.…}}` reads: `task_id`, `name`, `scheduled_at` (see
+    /// [`tessera_core::template::pipeline_values`]).
+    pub pipeline: serde_json::Value,
 }
 
 impl RunContext {
@@ -48,6 +53,7 @@ mod tests {
             task_id: "t".into(),
             base_dir: Some("/pipelines/p".into()),
             fence: 1,
+            ..Default::default()
         };
         assert_eq!(
             run.resolve("data/in.csv"),

@@ -66,8 +66,7 @@ impl Driver {
                 task_id: ctx.task_id.clone(),
                 input: ctx.input.clone(),
                 owner: ctx.owner.clone(),
-                // Filled once tasks created by a schedule carry their tick.
-                scheduled_at: None,
+                scheduled_at: ctx.run.scheduled_at,
             },
             ctx.plan.clone(),
             ctx.engine.scripts.clone(),

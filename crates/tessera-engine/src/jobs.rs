@@ -165,6 +165,7 @@ impl JobContext {
         t.insert("node".into(), Value::String(self.key.clone()));
         t.insert("attempt".into(), Value::from(self.attempt));
         p.insert("tessera".into(), Value::Object(t));
+        p.insert("pipeline".into(), self.run.pipeline.clone());
         p
     }
 

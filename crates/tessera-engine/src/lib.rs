@@ -248,6 +248,8 @@ pub(crate) struct DriverStart {
     history: History,
     base_dir: Option<PathBuf>,
     fence: u64,
+    /// The schedule's tick the task was created for, if any.
+    scheduled_at: Option<u64>,
 }
 
 /// Runs tasks. Cheap to clone.
@@ -280,6 +282,27 @@ pub struct Submission {
     /// Where the pipeline's relative paths resolve (see [`RunContext::base_dir`]): the
     /// pipeline file's directory; `None` for a pipeline without a file (HTTP).
     pub base_dir: Option<PathBuf>,
+    /// The schedule's tick it is created for; `None` for a task started by hand.
+    pub tick: Option<Tick>,
+}
+
+/// The tick of a schedule a task is created for (ms since the epoch): at most one task per
+/// pipeline and tick, whichever process creates it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tick {
+    /// Created by the schedule's loop: the schedule's last tick moves to it, and a tick at or
+    /// before the last one is not created again.
+    Scheduled(u64),
+    /// Created by a backfill of a range: the schedule's last tick stays where it is.
+    Backfill(u64),
+}
+
+impl Tick {
+    pub fn at(self) -> u64 {
+        match self {
+            Tick::Scheduled(at) | Tick::Backfill(at) => at,
+        }
+    }
 }
 
 /// A pipeline to run: as parsed, or already planned (shared).
@@ -496,12 +519,20 @@ impl Engine {
         if self.is_draining() {
             return Err(EngineError::Stopping);
         }
-        let (id, submission) = self.record(submission, true)?;
+        let (id, submission) = self
+            .record(submission, true)?
+            .ok_or_else(|| EngineError::Internal("the tick has a task already".into()))?;
+        self.start_recorded(id, submission)
+    }
+
+    /// Starts the driver of a task just recorded as claimed by this engine.
+    fn start_recorded(&self, id: String, submission: Submission) -> Result<TaskHandle, EngineError> {
         let Submission {
             pipeline,
             input,
             owner,
             base_dir,
+            tick,
             ..
         } = submission;
         let slot = DriverSlot::reserve(&self.shared, &id)
@@ -515,22 +546,49 @@ impl Engine {
             base_dir,
             // A new task's first claim.
             fence: 1,
+            scheduled_at: tick.map(Tick::at),
         })
     }
 
     /// Records a new task for any runner to claim (an API-only server: `serve --no-work`);
     /// nothing runs here. Its id.
     pub fn enqueue(&self, submission: Submission) -> Result<String, EngineError> {
-        Ok(self.record(submission, false)?.0)
+        Ok(self
+            .record(submission, false)?
+            .ok_or_else(|| EngineError::Internal("the tick has a task already".into()))?
+            .0)
+    }
+
+    /// Creates the task of a schedule's tick (`submission.tick`), unless the tick has one
+    /// already (`None`: another instance, or an earlier round, created it). A scheduled tick
+    /// starts here when this engine runs tasks; a backfilled one, or any tick on an engine that
+    /// runs none, is left for any runner to claim. Its id, and its handle when it runs here.
+    pub fn create_tick(
+        &self,
+        submission: Submission,
+    ) -> Result<Option<(String, Option<TaskHandle>)>, EngineError> {
+        if self.is_draining() {
+            return Err(EngineError::Stopping);
+        }
+        let here = self.runs_tasks() && matches!(submission.tick, Some(Tick::Scheduled(_)));
+        let Some((id, submission)) = self.record(submission, here)? else {
+            return Ok(None);
+        };
+        if !here {
+            return Ok(Some((id, None)));
+        }
+        let handle = self.start_recorded(id.clone(), submission)?;
+        Ok(Some((id, Some(handle))))
     }
 
     /// Records a submission's task: claimed by this engine (fence 1, a lease it renews), or by
-    /// nobody (claimable at once). Its id, and what the submission still holds.
+    /// nobody (claimable at once). Its id, and what the submission still holds; `None` when
+    /// the submission's tick has a task already.
     fn record(
         &self,
         mut submission: Submission,
         claimed: bool,
-    ) -> Result<(String, Submission), EngineError> {
+    ) -> Result<Option<(String, Submission)>, EngineError> {
         let id = submission
             .id
             .take()
@@ -539,7 +597,7 @@ impl Engine {
             true => (Some(self.shared.runner.clone()), self.shared.lease_until()),
             false => (None, 0),
         };
-        self.shared.store.create_task(&NewTask {
+        let task = NewTask {
             id: id.clone(),
             pipeline: submission.pipeline.name().to_string(),
             definition: std::mem::take(&mut submission.definition),
@@ -552,8 +610,18 @@ impl Engine {
                 .base_dir
                 .as_ref()
                 .map(|d| d.display().to_string()),
-        })?;
-        Ok((id, submission))
+            scheduled_at: submission.tick.map(Tick::at),
+        };
+        match submission.tick {
+            None => self.shared.store.create_task(&task)?,
+            Some(tick) => {
+                let advance = matches!(tick, Tick::Scheduled(_));
+                if !self.shared.store.create_tick(&task, advance)? {
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(Some((id, submission)))
     }
 
     /// Claims and starts every task nobody holds (not ended, lease run out or never taken):
@@ -765,6 +833,7 @@ impl Engine {
             history,
             base_dir,
             fence,
+            scheduled_at,
         } = start;
         let id = slot.task_id.clone();
         let (events_tx, events_rx) = events::channel();
@@ -778,9 +847,15 @@ impl Engine {
             engine: self.shared.clone(),
             task_id: id.clone(),
             run: Arc::new(RunContext {
+                pipeline: tessera_core::template::pipeline_values(
+                    &id,
+                    &plan.pipeline.name,
+                    scheduled_at,
+                ),
                 task_id: id.clone(),
                 base_dir,
                 fence,
+                scheduled_at,
             }),
             fence,
             owner,

@@ -172,6 +172,7 @@ impl Engine {
             history: History { past, changed },
             base_dir,
             fence,
+            scheduled_at: task.scheduled_at,
         })
         .map(Some)
     }
@@ -234,6 +235,7 @@ impl Engine {
             },
             base_dir: task.base_dir.map(std::path::PathBuf::from),
             fence: task.fence,
+            scheduled_at: task.scheduled_at,
         })
     }
 

@@ -1,7 +1,7 @@
 //! String templates in command lines, environments, URLs and headers: `{{path}}` from the node
-//! scope (input fields, `input.x`, `params.x`, `tessera.task_id|node|attempt` for commands, and
-//! data paths such as `{{in.out.dir}}` or `{{loop.item}}` resolved by the scheduler) and
-//! `${env:NAME}` secret references. In a `shell: true` script, a placeholder never becomes
+//! scope (input fields, `input.x`, `params.x`, `tessera.task_id|node|attempt` for commands,
+//! `pipeline.task_id|name|scheduled_at`, and data paths such as `{{in.out.dir}}` or
+//! `{{loop.item}}` resolved by the scheduler) and `${env:NAME}` secret references. In a `shell: true` script, a placeholder never becomes
 //! shell code: its value is passed as a positional parameter and the script refers to it.
 
 use serde_json::Value;
@@ -258,11 +258,12 @@ fn lookup(path: &str, scope: &Scope<'_>) -> Option<Value> {
     let rest: Vec<String> = parts.map(str::to_string).collect();
     let found = match first {
         "input" => input.walk(&rest)?.into_value(),
-        "params" | "tessera" => {
-            // Task context is put in `params.tessera` by the command executor.
+        "params" | "tessera" | "pipeline" => {
+            // Task context is put in `params.tessera` and `params.pipeline` by the executors
+            // (a node named `pipeline` was resolved above, as a data path).
             let (key, rest) = match first {
                 "params" => (rest.first()?.as_str(), &rest[1..]),
-                _ => ("tessera", &rest[..]),
+                other => (other, &rest[..]),
             };
             let mut cur = params.get(key)?;
             for seg in rest {

@@ -61,6 +61,7 @@ fn submit(f: &Fixture, yaml: &str, input: Value) -> tessera_engine::TaskHandle {
             owner: None,
             id: None,
             base_dir: None,
+            tick: None,
         })
         .unwrap()
 }
@@ -186,6 +187,7 @@ fn a_task_held_by_another_runner_is_claimed_once_its_lease_runs_out_and_fences_i
             runner: Some("elsewhere:1:dead".into()),
             lease_until: now + 400,
             base_dir: None,
+            scheduled_at: None,
         })
         .unwrap();
     match f.engine.resume("held", tessera_engine::Fix::default()) {

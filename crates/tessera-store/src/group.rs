@@ -48,6 +48,7 @@ pub(crate) struct TaskInsert {
     pub runner: Option<String>,
     pub lease_until: i64,
     pub base_dir: Option<String>,
+    pub scheduled_at: Option<i64>,
 }
 
 /// One node-run upsert, owned.
@@ -99,6 +100,7 @@ impl TaskInsert {
             runner: task.runner.clone(),
             lease_until: task.lease_until.min(i64::MAX as u64) as i64,
             base_dir: task.base_dir.clone(),
+            scheduled_at: task.scheduled_at.map(|t| t.min(i64::MAX as u64) as i64),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Tessera's durable state: the [`Store`] contract, split by concern ([`Claims`], [`Tasks`],
-//! [`Logs`], [`Cache`], [`ObjectIndex`], [`Registry`], [`Callbacks`], [`BatchCheckpoints`]),
+//! [`Logs`], [`Cache`], [`ObjectIndex`], [`Registry`], [`Callbacks`], [`BatchCheckpoints`], [`Schedules`]),
 //! its implementations on SQLite ([`SqliteStore`], embedded) and PostgreSQL ([`PgStore`], for
 //! several processes), and the object store for binary values.
 //!
@@ -24,7 +24,8 @@ pub use types::*;
 /// Every part of the [`Store`] contract, for code that calls them on a `dyn Store`.
 pub mod prelude {
     pub use crate::{
-        BatchCheckpoints, Cache, Callbacks, Claims, Logs, ObjectIndex, Registry, Store, Tasks,
+        BatchCheckpoints, Cache, Callbacks, Claims, Logs, ObjectIndex, Registry, Schedules, Store,
+        Tasks,
     };
 }
 
@@ -59,7 +60,17 @@ impl Change {
 /// implements every part, and code that needs only some asks only for those. Every method is
 /// synchronous: the engine calls it off its async threads.
 pub trait Store:
-    Claims + Tasks + Logs + Cache + ObjectIndex + Registry + Callbacks + BatchCheckpoints + Send + Sync
+    Claims
+    + Tasks
+    + Logs
+    + Cache
+    + ObjectIndex
+    + Registry
+    + Callbacks
+    + BatchCheckpoints
+    + Schedules
+    + Send
+    + Sync
 {
 }
 
@@ -72,6 +83,7 @@ impl<
         + Registry
         + Callbacks
         + BatchCheckpoints
+        + Schedules
         + Send
         + Sync,
 > Store for T
@@ -377,4 +389,27 @@ pub trait BatchCheckpoints: Send + Sync {
     fn put_batch_chunk(&self, commit: &ChunkCommit<'_>) -> Result<(), StoreError> {
         self.put_batch_chunks(std::slice::from_ref(commit))
     }
+}
+
+/// Schedules' ticks: one task per pipeline and tick, however many processes create them.
+pub trait Schedules: Send + Sync {
+    /// Records `task` (its `scheduled_at` set: the tick) unless a task of the same pipeline
+    /// and tick exists, in one transaction; false when one does (another process created it).
+    /// With `advance` (the scheduler's own ticks), the schedule's last tick moves to this one,
+    /// and only forward: a tick at or before the last one is refused (false) even if its task
+    /// was deleted since, so ticks are created once and in order. Backfills do not advance.
+    fn create_tick(&self, task: &NewTask, advance: bool) -> Result<bool, StoreError>;
+
+    /// A pipeline's schedule state (a default row, not paused, if none was recorded).
+    fn schedule(&self, pipeline: &str) -> Result<ScheduleRow, StoreError>;
+
+    /// Every recorded schedule state, by pipeline name.
+    fn schedules(&self) -> Result<Vec<ScheduleRow>, StoreError>;
+
+    /// Pauses (no tick is created while paused) or resumes a pipeline's schedule.
+    fn set_schedule_paused(&self, pipeline: &str, paused: bool, now: u64)
+    -> Result<(), StoreError>;
+
+    /// The ticks of `pipeline` within `from..=to` that have a task, in order.
+    fn ticks_taken(&self, pipeline: &str, from: u64, to: u64) -> Result<Vec<u64>, StoreError>;
 }

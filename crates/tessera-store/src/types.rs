@@ -22,6 +22,9 @@ pub struct NewTask {
     /// The directory relative paths of the pipeline resolve against (the pipeline file's, for
     /// `tessera run FILE`); `None`: the process's working directory (HTTP submissions).
     pub base_dir: Option<String>,
+    /// The tick a schedule created it for (ms); `None` for a task started by hand. One task
+    /// per pipeline and tick: see [`crate::Schedules::create_tick`].
+    pub scheduled_at: Option<u64>,
 }
 
 /// A process that runs tasks (a server or a worker), as its last heartbeat described it.
@@ -100,6 +103,12 @@ pub struct TaskRow {
     /// See [`NewTask::base_dir`]; kept so a resumed task resolves paths as its first run did.
     #[serde(skip)]
     pub base_dir: Option<String>,
+    /// The tick a schedule created it for, if one did.
+    #[serde(
+        serialize_with = "tessera_core::time::ser_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub scheduled_at: Option<u64>,
 }
 
 /// A round of claims (see [`crate::Claims::claim_tasks`]).
@@ -467,3 +476,18 @@ stored_words!(
         Failed = "failed",
     }
 );
+
+/// A schedule's state in the store: whether it is paused, the latest tick a task was created
+/// for, that task, and how many of its tasks have not ended. A pipeline whose schedule never
+/// ticked nor was paused has none (see [`crate::Schedules::schedule`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScheduleRow {
+    pub pipeline: String,
+    pub paused: bool,
+    /// The latest tick created by the scheduler (ms); backfills do not move it.
+    pub last_tick: Option<u64>,
+    /// The task of `last_tick`, and its state (none if it was deleted since).
+    pub last_task: Option<(String, TaskState)>,
+    /// Tasks the schedule created (ticks and backfills) that have not ended.
+    pub active: u64,
+}

@@ -38,6 +38,7 @@ fn new_task(id: &str, created_at: u64) -> NewTask {
         runner: None,
         lease_until: 0,
         base_dir: None,
+        scheduled_at: None,
     }
 }
 
@@ -996,6 +997,87 @@ fn older_databases_are_migrated_and_newer_ones_refused() {
     assert_eq!(version(&path), latest + 1);
 }
 
+fn a_tick_is_created_once_and_the_last_tick_only_moves_forward(db: &Db) {
+    let store = db.open();
+    let tick = |id: &str, at: u64| NewTask {
+        scheduled_at: Some(at),
+        ..new_task(id, at)
+    };
+    assert_eq!(store.schedule("demo").unwrap(), ScheduleRow {
+        pipeline: "demo".into(),
+        ..Default::default()
+    });
+    assert!(store.create_tick(&tick("a", 1_000), true).unwrap());
+    // Another process creating the same tick: refused, whatever the id.
+    assert!(!store.create_tick(&tick("b", 1_000), true).unwrap());
+    assert!(!store.create_tick(&tick("b", 1_000), false).unwrap());
+    // An older tick is not created again by the scheduler, even once its task is gone.
+    assert!(!store.create_tick(&tick("c", 500), true).unwrap());
+    assert!(store.task("c").unwrap().is_none());
+    // A backfill creates an older tick that has no task, without moving the last tick.
+    assert!(store.create_tick(&tick("d", 500), false).unwrap());
+    assert!(store.create_tick(&tick("e", 3_000), false).unwrap());
+    let row = store.schedule("demo").unwrap();
+    assert_eq!(row.last_tick, Some(1_000));
+    assert_eq!(row.last_task, Some(("a".into(), TaskState::Pending)));
+    assert_eq!(row.active, 3, "a, d and e have not ended");
+    assert_eq!(store.task("a").unwrap().unwrap().scheduled_at, Some(1_000));
+    assert_eq!(store.task("d").unwrap().unwrap().scheduled_at, Some(500));
+    // The scheduler reaching a tick a backfill created: the schedule moves past it.
+    assert!(!store.create_tick(&tick("f", 3_000), true).unwrap());
+    assert_eq!(store.schedule("demo").unwrap().last_tick, Some(3_000));
+    assert!(store.task("f").unwrap().is_none());
+    assert_eq!(store.ticks_taken("demo", 0, 2_000).unwrap(), [500, 1_000]);
+    assert_eq!(store.ticks_taken("demo", 501, 5_000).unwrap(), [1_000, 3_000]);
+    // A task started by hand is no tick.
+    store.create_task(&new_task("manual", 4_000)).unwrap();
+    assert_eq!(store.task("manual").unwrap().unwrap().scheduled_at, None);
+    assert_eq!(store.schedule("demo").unwrap().active, 3);
+    // Pause and resume; a schedule paused before it ever ticked is listed too.
+    store.set_schedule_paused("demo", true, 5_000).unwrap();
+    store.set_schedule_paused("other", true, 5_000).unwrap();
+    let all = store.schedules().unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|r| (r.pipeline.as_str(), r.paused, r.last_tick))
+            .collect::<Vec<_>>(),
+        [("demo", true, Some(3_000)), ("other", true, None)]
+    );
+    store.set_schedule_paused("demo", false, 6_000).unwrap();
+    let row = store.schedule("demo").unwrap();
+    assert!(!row.paused);
+    assert_eq!(row.last_tick, Some(3_000), "resuming keeps the last tick");
+    // State survives reopening.
+    drop(store);
+    let store = db.open();
+    assert_eq!(store.schedule("demo").unwrap().last_tick, Some(3_000));
+    assert!(store.schedule("other").unwrap().paused);
+}
+
+/// Two processes ticking the same schedule at once: every tick gets exactly one task.
+fn racing_schedulers_create_each_tick_once(db: &Db) {
+    let (one, two) = (db.open(), db.open());
+    let created = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for (name, store) in [("x", &one), ("y", &two)] {
+            let created = &created;
+            s.spawn(move || {
+                for at in 1..=50u64 {
+                    let task = NewTask {
+                        scheduled_at: Some(at * 1_000),
+                        ..new_task(&format!("{name}{at}"), at)
+                    };
+                    if store.create_tick(&task, at % 2 == 0).unwrap() {
+                        created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(created.into_inner(), 50);
+    assert_eq!(one.ticks_taken("demo", 0, u64::MAX / 2).unwrap().len(), 50);
+}
+
 /// Every contract test, once per backend.
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
@@ -1028,4 +1110,6 @@ contract!(
     concurrent_writers_share_commits_and_a_failing_one_fails_alone,
     batch_jobs_keep_chunk_checkpoints_and_lines_across_reopening,
     a_claim_is_fenced_and_an_expired_lease_is_claimed_again,
+    a_tick_is_created_once_and_the_last_tick_only_moves_forward,
+    racing_schedulers_create_each_tick_once,
 );

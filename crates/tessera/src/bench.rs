@@ -246,6 +246,7 @@ fn run_once(engine: &Engine, w: Workload, yaml: &str, input: &Value) -> Result<(
         owner: None,
         id: None,
         base_dir: None,
+        tick: None,
     })?;
     let outcome = handle.wait()?;
     let total = t0.elapsed();

@@ -57,6 +57,7 @@ pub fn run(
         owner: None,
         id: Some(task_id),
         base_dir,
+        tick: None,
     })?;
     follow(handle, &opened.runtime, !settings.ephemeral)
 }

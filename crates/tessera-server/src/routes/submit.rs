@@ -166,6 +166,7 @@ pub async fn submit(
         id: Some(id.clone()),
         // No file: relative paths stay relative to the server's working directory.
         base_dir: None,
+        tick: None,
     };
     // Attached first: the task's first command may use them at once.
     if !uploads.is_empty() {

@@ -22,6 +22,7 @@ use crate::words::parse_word;
 mod batch;
 mod objects;
 mod registry;
+mod schedules;
 mod schema;
 mod step;
 
@@ -39,6 +40,8 @@ impl From<sqlx::Error> for StoreError {
                     StoreError::Busy(e.to_string())
                 }
                 Some(code) if code.starts_with("08") => StoreError::Busy(e.to_string()),
+                // unique_violation: the row exists (a tick created by another process)
+                Some("23505") => StoreError::Conflict(e.to_string()),
                 _ => StoreError::Database(e.to_string()),
             },
             sqlx::Error::PoolTimedOut
@@ -305,7 +308,8 @@ pub(super) fn text(s: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// A task's row, from the columns `id, pipeline, definition, input, state, result, error,
-/// created_at, updated_at, runner, owner, base_dir, fence, lease_until` in that order.
+/// created_at, updated_at, runner, owner, base_dir, fence, lease_until, scheduled_at` in that
+/// order.
 async fn task_row(conn: &mut sqlx::PgConnection, r: &PgRow) -> Result<TaskRow, StoreError> {
     let id: String = r.try_get(0)?;
     let input: String = r.try_get(3)?;
@@ -326,6 +330,7 @@ async fn task_row(conn: &mut sqlx::PgConnection, r: &PgRow) -> Result<TaskRow, S
         base_dir: r.try_get(11)?,
         fence: r.try_get::<i64, _>(12)? as u64,
         lease_until: r.try_get::<Option<i64>, _>(13)?.map(|t| t as u64),
+        scheduled_at: r.try_get::<Option<i64>, _>(14)?.map(|t| t as u64),
         id,
     })
 }
@@ -725,7 +730,7 @@ impl Claims for PgStore {
                  FROM picked WHERE t.id = picked.id
                  RETURNING t.id, t.pipeline, t.definition, t.input, t.state, t.result, t.error,
                     t.created_at, t.updated_at, t.runner, t.owner, t.base_dir, t.fence,
-                    t.lease_until, picked.was_runner, picked.was_until",
+                    t.lease_until, t.scheduled_at, picked.was_runner, picked.was_until",
             )
             .bind(int(now))
             .bind(limit.min(i64::MAX as usize) as i64)
@@ -741,8 +746,8 @@ impl Claims for PgStore {
             let mut previous = std::collections::HashMap::new();
             for r in &rows {
                 let task = task_row(&mut tx, r).await?;
-                let was: Option<String> = r.try_get(14)?;
-                let until: Option<i64> = r.try_get(15)?;
+                let was: Option<String> = r.try_get(15)?;
+                let until: Option<i64> = r.try_get(16)?;
                 if let (Some(was), Some(until)) = (was, until) {
                     previous.insert(task.id.clone(), (was, until.max(0) as u64));
                 }
@@ -801,7 +806,7 @@ impl Tasks for PgStore {
             let mut conn = pool.acquire().await?;
             let Some(r) = sqlx::query(
                 "SELECT id, pipeline, definition, input, state, result, error, created_at,
-                        updated_at, runner, owner, base_dir, fence, lease_until
+                        updated_at, runner, owner, base_dir, fence, lease_until, scheduled_at
                  FROM tasks WHERE id = $1",
             )
             .bind(&id)

@@ -199,14 +199,35 @@ struct Step {
     sql: &'static str,
 }
 
-const STEPS: &[Step] = &[Step {
-    version: 1,
-    what: "tables",
-    sql: TABLES,
-}];
+const STEPS: &[Step] = &[
+    Step {
+        version: 1,
+        what: "tables",
+        sql: TABLES,
+    },
+    Step {
+        version: 2,
+        what: "schedules",
+        sql: SCHEDULES,
+    },
+];
+
+/// Ticks of schedules: a task's tick (one task per pipeline and tick, whoever creates it),
+/// and per schedule whether it is paused and the latest tick the scheduler created.
+const SCHEDULES: &str = r#"
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS scheduled_at BIGINT;
+CREATE UNIQUE INDEX IF NOT EXISTS tasks_by_tick ON tasks(pipeline, scheduled_at)
+    WHERE scheduled_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS schedules (
+    pipeline TEXT PRIMARY KEY,
+    paused BOOLEAN NOT NULL DEFAULT FALSE,
+    last_tick BIGINT,
+    updated_at BIGINT NOT NULL
+);
+"#;
 
 /// The schema version this build writes.
-pub(super) const LATEST: i64 = 1;
+pub(super) const LATEST: i64 = 2;
 
 /// Any number: the advisory lock key of migrations ("tessera" in ASCII, truncated).
 const MIGRATION_LOCK: i64 = 0x0074_6573_7365_7261;

@@ -199,17 +199,7 @@ async fn apply(tx: &mut PgConnection, ops: &[&Op]) -> Result<(), StoreError> {
     for op in ops {
         match op {
             Op::CreateTask(t) => {
-                creates.id.push(t.id.clone());
-                creates.pipeline.push(t.pipeline.clone());
-                creates.definition.push(t.definition.clone());
-                creates
-                    .input
-                    .push(column(tx, &t.id, &t.input, &mut hashes).await?);
-                creates.created_at.push(t.created_at);
-                creates.owner.push(t.owner.clone());
-                creates.runner.push(t.runner.clone());
-                creates.base_dir.push(t.base_dir.clone());
-                creates.lease_until.push(t.lease_until);
+                creates.push(tx, t, &mut hashes).await?;
                 // Workers waiting for work wake up.
                 claimable = true;
             }
@@ -276,29 +266,7 @@ async fn apply(tx: &mut PgConnection, ops: &[&Op]) -> Result<(), StoreError> {
             }
         }
     }
-    if !creates.id.is_empty() {
-        sqlx::query(
-            "INSERT INTO tasks (id, pipeline, definition, input, state, created_at, updated_at,
-                owner, runner, base_dir, fence, lease_until)
-             SELECT id, pipeline, definition, input, 'pending', created_at, created_at, owner,
-                runner, base_dir, 1, lease_until
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
-                $6::text[], $7::text[], $8::text[], $9::bigint[])
-                AS c(id, pipeline, definition, input, created_at, owner, runner, base_dir,
-                     lease_until)",
-        )
-        .bind(&creates.id)
-        .bind(&creates.pipeline)
-        .bind(&creates.definition)
-        .bind(&creates.input)
-        .bind(&creates.created_at)
-        .bind(&creates.owner)
-        .bind(&creates.runner)
-        .bind(&creates.base_dir)
-        .bind(&creates.lease_until)
-        .execute(&mut *tx)
-        .await?;
-    }
+    creates.insert(tx).await?;
     for c in &nodes {
         sqlx::query(UPSERT_NODES)
             .bind(&c.task_id)
@@ -390,8 +358,9 @@ fn round<'r, K: std::hash::Hash + Eq, C: Default>(
     &mut rounds[r]
 }
 
+/// Tasks to create, as columns for one `UNNEST` insert.
 #[derive(Default)]
-struct Creates {
+pub(super) struct Creates {
     id: Vec<String>,
     pipeline: Vec<String>,
     definition: Vec<String>,
@@ -401,6 +370,61 @@ struct Creates {
     runner: Vec<Option<String>>,
     base_dir: Vec<Option<String>>,
     lease_until: Vec<i64>,
+    scheduled_at: Vec<Option<i64>>,
+}
+
+impl Creates {
+    /// Adds a task (its big input stored once in `big_values` first).
+    pub(super) async fn push(
+        &mut self,
+        tx: &mut PgConnection,
+        t: &crate::group::TaskInsert,
+        hashes: &mut HashMap<(usize, usize), String>,
+    ) -> Result<(), StoreError> {
+        self.id.push(t.id.clone());
+        self.pipeline.push(t.pipeline.clone());
+        self.definition.push(t.definition.clone());
+        self.input.push(column(tx, &t.id, &t.input, hashes).await?);
+        self.created_at.push(t.created_at);
+        self.owner.push(t.owner.clone());
+        self.runner.push(t.runner.clone());
+        self.base_dir.push(t.base_dir.clone());
+        self.lease_until.push(t.lease_until);
+        self.scheduled_at.push(t.scheduled_at);
+        Ok(())
+    }
+
+    /// Inserts them all in one statement (nothing when there are none); a task whose tick
+    /// (pipeline and `scheduled_at`) has a task already is left out. How many were inserted.
+    pub(super) async fn insert(&self, tx: &mut PgConnection) -> Result<u64, StoreError> {
+        if self.id.is_empty() {
+            return Ok(0);
+        }
+        let n = sqlx::query(
+            "INSERT INTO tasks (id, pipeline, definition, input, state, created_at, updated_at,
+                owner, runner, base_dir, fence, lease_until, scheduled_at)
+             SELECT id, pipeline, definition, input, 'pending', created_at, created_at, owner,
+                runner, base_dir, 1, lease_until, scheduled_at
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+                $6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[])
+                AS c(id, pipeline, definition, input, created_at, owner, runner, base_dir,
+                     lease_until, scheduled_at)
+             ON CONFLICT (pipeline, scheduled_at) WHERE scheduled_at IS NOT NULL DO NOTHING",
+        )
+        .bind(&self.id)
+        .bind(&self.pipeline)
+        .bind(&self.definition)
+        .bind(&self.input)
+        .bind(&self.created_at)
+        .bind(&self.owner)
+        .bind(&self.runner)
+        .bind(&self.base_dir)
+        .bind(&self.lease_until)
+        .bind(&self.scheduled_at)
+        .execute(&mut *tx)
+        .await?;
+        Ok(n.rows_affected())
+    }
 }
 
 #[derive(Default)]

@@ -140,11 +140,11 @@ fn apply(tx: &Transaction<'_>, op: &Op) -> Result<(), Failure> {
             let input = column(tx, &t.id, &t.input, &mut hashes)?;
             Stmt::new(tx,
                 "INSERT INTO tasks (id, pipeline, definition, input, state, created_at, updated_at, owner, runner, base_dir,
-                    fence, lease_until)
-                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?6, ?7, ?8, 1, ?9)",
+                    fence, lease_until, scheduled_at)
+                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?6, ?7, ?8, 1, ?9, ?10)",
                 false,
             )?
-            .execute(params![t.id, t.pipeline, t.definition, input, t.created_at, t.owner, t.runner, t.base_dir, t.lease_until])?;
+            .execute(params![t.id, t.pipeline, t.definition, input, t.created_at, t.owner, t.runner, t.base_dir, t.lease_until, t.scheduled_at])?;
         }
         Op::Revise(r) => {
             let n = Stmt::new(
@@ -261,4 +261,18 @@ fn apply(tx: &Transaction<'_>, op: &Op) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// Inserts a new task within `tx` as the group commit does (its big input stored once).
+pub(super) fn insert_task(
+    tx: &Transaction<'_>,
+    task: crate::group::TaskInsert,
+) -> Result<(), StoreError> {
+    match apply(tx, &Op::CreateTask(task)) {
+        Ok(()) => Ok(()),
+        Err(Failure::Sql(e)) => Err(e.into()),
+        Err(Failure::Fenced) => Err(StoreError::Database(
+            "a task creation cannot be fenced".into(),
+        )),
+    }
 }

@@ -15,6 +15,7 @@ mod group;
 mod objects;
 mod registry;
 mod revisions;
+mod schedules;
 mod schema;
 mod words;
 
@@ -482,7 +483,7 @@ impl Tasks for SqliteStore {
         let row = conn
             .query_row(
                 "SELECT id, pipeline, definition, input, state, result, error, created_at, updated_at, runner,
-                        owner, base_dir, fence, lease_until
+                        owner, base_dir, fence, lease_until, scheduled_at
                  FROM tasks WHERE id = ?1",
                 [id],
                 |r| {
@@ -501,6 +502,7 @@ impl Tasks for SqliteStore {
                         r.get::<_, Option<String>>(11)?,
                         r.get::<_, i64>(12)?,
                         r.get::<_, Option<i64>>(13)?,
+                        r.get::<_, Option<i64>>(14)?,
                     ))
                 },
             )
@@ -520,6 +522,7 @@ impl Tasks for SqliteStore {
             base_dir,
             fence,
             lease_until,
+            scheduled_at,
         )) = row
         else {
             return Ok(None);
@@ -539,6 +542,7 @@ impl Tasks for SqliteStore {
             base_dir,
             fence: fence as u64,
             lease_until: lease_until.map(|t| t as u64),
+            scheduled_at: scheduled_at.map(|t| t as u64),
         }))
     }
 

@@ -230,10 +230,29 @@ const STEPS: &[Step] = &[
             )?)
         },
     },
+    Step {
+        version: 11,
+        what: "schedules",
+        apply: |c| {
+            // A task's tick: one task per pipeline and tick, whoever creates it; per schedule,
+            // whether it is paused and the latest tick the scheduler created.
+            add_column_if_missing(c, "tasks", "scheduled_at", "INTEGER")?;
+            Ok(c.execute_batch(
+                "CREATE UNIQUE INDEX IF NOT EXISTS tasks_by_tick ON tasks(pipeline, scheduled_at)
+                    WHERE scheduled_at IS NOT NULL;
+                 CREATE TABLE IF NOT EXISTS schedules (
+                    pipeline TEXT PRIMARY KEY,
+                    paused INTEGER NOT NULL DEFAULT 0,
+                    last_tick INTEGER,
+                    updated_at INTEGER NOT NULL
+                 );",
+            )?)
+        },
+    },
 ];
 
 /// The schema version this build writes.
-pub(super) const LATEST: u32 = 10;
+pub(super) const LATEST: u32 = 11;
 
 /// Brings the database to [`LATEST`], one step per transaction; refuses a database made by a
 /// newer version (its data may mean what this one cannot know).
