@@ -24,6 +24,15 @@ pub fn rfc3339(ms: u64) -> String {
     Rfc3339(ms).to_string()
 }
 
+/// An RFC 3339 time (`2026-01-01T00:00:00Z`, `2026-01-01T03:00:00+01:00`) as ms since the
+/// epoch; the error says what is wrong, for a message that names its field.
+pub fn parse_rfc3339(text: &str) -> Result<u64, String> {
+    let t = chrono::DateTime::parse_from_rfc3339(text.trim()).map_err(|e| {
+        format!("`{text}` is not an RFC 3339 time such as \"2026-01-01T00:00:00Z\" ({e})")
+    })?;
+    u64::try_from(t.timestamp_millis()).map_err(|_| format!("`{text}` is before 1970-01-01"))
+}
+
 /// The 24 bytes of `YYYY-MM-DDTHH:MM:SS.mmmZ` (years after 9999 are clamped to 9999-12-31:
 /// no real clock reaches them).
 fn format_millis(ms: u64) -> [u8; 24] {

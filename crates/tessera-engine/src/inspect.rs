@@ -22,6 +22,12 @@ pub struct TaskDocument {
     pub input: Data,
     pub result: Option<Data>,
     pub error: Option<String>,
+    /// The schedule's tick the task was created for; absent for a task started by hand.
+    #[serde(
+        serialize_with = "tessera_core::time::ser_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub scheduled_at: Option<u64>,
     pub counts: Map<String, Value>,
     pub nodes: Vec<NodeSummary>,
     pub runs: Vec<NodeRunRow>,
@@ -119,6 +125,7 @@ pub fn task_document(store: &dyn Store, task_id: &str) -> Result<TaskDocument, E
         input: task.input,
         result: task.result,
         error: task.error,
+        scheduled_at: task.scheduled_at,
         counts,
         nodes,
         runs,

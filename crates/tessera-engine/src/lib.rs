@@ -18,6 +18,7 @@ mod live_log;
 pub mod node_logs;
 mod raster;
 mod resume;
+pub mod schedules;
 mod scratch;
 mod service;
 mod template;
@@ -282,27 +283,9 @@ pub struct Submission {
     /// Where the pipeline's relative paths resolve (see [`RunContext::base_dir`]): the
     /// pipeline file's directory; `None` for a pipeline without a file (HTTP).
     pub base_dir: Option<PathBuf>,
-    /// The schedule's tick it is created for; `None` for a task started by hand.
-    pub tick: Option<Tick>,
-}
-
-/// The tick of a schedule a task is created for (ms since the epoch): at most one task per
-/// pipeline and tick, whichever process creates it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tick {
-    /// Created by the schedule's loop: the schedule's last tick moves to it, and a tick at or
-    /// before the last one is not created again.
-    Scheduled(u64),
-    /// Created by a backfill of a range: the schedule's last tick stays where it is.
-    Backfill(u64),
-}
-
-impl Tick {
-    pub fn at(self) -> u64 {
-        match self {
-            Tick::Scheduled(at) | Tick::Backfill(at) => at,
-        }
-    }
+    /// The schedule's tick it is created for by the schedules' loop (ms since the epoch; see
+    /// [`Engine::create_tick`]); `None` for a task started by hand.
+    pub tick: Option<u64>,
 }
 
 /// A pipeline to run: as parsed, or already planned (shared).
@@ -526,7 +509,11 @@ impl Engine {
     }
 
     /// Starts the driver of a task just recorded as claimed by this engine.
-    fn start_recorded(&self, id: String, submission: Submission) -> Result<TaskHandle, EngineError> {
+    fn start_recorded(
+        &self,
+        id: String,
+        submission: Submission,
+    ) -> Result<TaskHandle, EngineError> {
         let Submission {
             pipeline,
             input,
@@ -546,7 +533,7 @@ impl Engine {
             base_dir,
             // A new task's first claim.
             fence: 1,
-            scheduled_at: tick.map(Tick::at),
+            scheduled_at: tick,
         })
     }
 
@@ -560,9 +547,10 @@ impl Engine {
     }
 
     /// Creates the task of a schedule's tick (`submission.tick`), unless the tick has one
-    /// already (`None`: another instance, or an earlier round, created it). A scheduled tick
-    /// starts here when this engine runs tasks; a backfilled one, or any tick on an engine that
-    /// runs none, is left for any runner to claim. Its id, and its handle when it runs here.
+    /// already or lies at or before the schedule's last tick (`None`: another instance, or an
+    /// earlier round, created it); the schedule's last tick moves to it. It starts here when
+    /// this engine runs tasks, else any runner claims it. Its id, and its handle when it runs
+    /// here.
     pub fn create_tick(
         &self,
         submission: Submission,
@@ -570,7 +558,7 @@ impl Engine {
         if self.is_draining() {
             return Err(EngineError::Stopping);
         }
-        let here = self.runs_tasks() && matches!(submission.tick, Some(Tick::Scheduled(_)));
+        let here = self.runs_tasks();
         let Some((id, submission)) = self.record(submission, here)? else {
             return Ok(None);
         };
@@ -610,13 +598,12 @@ impl Engine {
                 .base_dir
                 .as_ref()
                 .map(|d| d.display().to_string()),
-            scheduled_at: submission.tick.map(Tick::at),
+            scheduled_at: submission.tick,
         };
         match submission.tick {
             None => self.shared.store.create_task(&task)?,
-            Some(tick) => {
-                let advance = matches!(tick, Tick::Scheduled(_));
-                if !self.shared.store.create_tick(&task, advance)? {
+            Some(_) => {
+                if !self.shared.store.create_tick(&task, true)? {
                     return Ok(None);
                 }
             }

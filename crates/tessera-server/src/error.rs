@@ -149,6 +149,20 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<tessera_engine::schedules::ScheduleCommandError> for ApiError {
+    fn from(e: tessera_engine::schedules::ScheduleCommandError) -> ApiError {
+        use tessera_engine::schedules::ScheduleCommandError as E;
+        match e {
+            E::NoSchedule(pipeline) => ApiError::NotFound {
+                what: "schedule",
+                id: pipeline,
+            },
+            E::EmptyRange { .. } | E::TooManyTicks => ApiError::bad_request(e.to_string()),
+            E::Store(s) => s.into(),
+        }
+    }
+}
+
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> ApiError {
         match e {

@@ -160,6 +160,7 @@ pub async fn start(
         tokio::spawn(claim_loop(state.clone()));
     }
     tokio::spawn(registry::sweep_loop(state.clone()));
+    tokio::spawn(routes::schedules::schedule_loop(state.clone()));
     tokio::spawn(routes::tasks::retention_loop(state.clone()));
     tokio::spawn(routes::tasks::forget_ended_loop(state.clone()));
     let app = routes::router(state);

@@ -1003,10 +1003,13 @@ fn a_tick_is_created_once_and_the_last_tick_only_moves_forward(db: &Db) {
         scheduled_at: Some(at),
         ..new_task(id, at)
     };
-    assert_eq!(store.schedule("demo").unwrap(), ScheduleRow {
-        pipeline: "demo".into(),
-        ..Default::default()
-    });
+    assert_eq!(
+        store.schedule("demo").unwrap(),
+        ScheduleRow {
+            pipeline: "demo".into(),
+            ..Default::default()
+        }
+    );
     assert!(store.create_tick(&tick("a", 1_000), true).unwrap());
     // Another process creating the same tick: refused, whatever the id.
     assert!(!store.create_tick(&tick("b", 1_000), true).unwrap());
@@ -1028,7 +1031,10 @@ fn a_tick_is_created_once_and_the_last_tick_only_moves_forward(db: &Db) {
     assert_eq!(store.schedule("demo").unwrap().last_tick, Some(3_000));
     assert!(store.task("f").unwrap().is_none());
     assert_eq!(store.ticks_taken("demo", 0, 2_000).unwrap(), [500, 1_000]);
-    assert_eq!(store.ticks_taken("demo", 501, 5_000).unwrap(), [1_000, 3_000]);
+    assert_eq!(
+        store.ticks_taken("demo", 501, 5_000).unwrap(),
+        [1_000, 3_000]
+    );
     // A task started by hand is no tick.
     store.create_task(&new_task("manual", 4_000)).unwrap();
     assert_eq!(store.task("manual").unwrap().unwrap().scheduled_at, None);

@@ -204,6 +204,26 @@ pub enum Command {
         #[arg(long, env = "TESSERA_TOKEN", global = true, hide_env_values = true)]
         token: Option<String>,
     },
+    /// Cron schedules of the stored pipelines (the data dir's, or a server's with --server):
+    /// next and last ticks, pause, resume.
+    Schedules {
+        #[command(subcommand)]
+        action: crate::schedules::SchedulesAction,
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Create the tasks of a schedule's ticks within a range (those that have none), for the
+    /// servers and workers of the store to run.
+    Backfill {
+        #[command(flatten)]
+        args: crate::schedules::BackfillArgs,
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
     /// Run the engine server: REST API, live events, services, docs at /docs.
     Serve(crate::serve::ServeArgs),
     /// Run tasks for the servers of a shared store, without serving HTTP: claim what nobody
@@ -355,6 +375,26 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
+        Command::Schedules {
+            action,
+            data,
+            remote,
+        } => crate::schedules::schedules(
+            || Settings::resolve(&data, None),
+            remote
+                .server
+                .map(|url| crate::remote::Remote::new(&url, remote.token.as_deref()))
+                .transpose()?,
+            action,
+        ),
+        Command::Backfill { args, data, remote } => crate::schedules::backfill(
+            || Settings::resolve(&data, None),
+            remote
+                .server
+                .map(|url| crate::remote::Remote::new(&url, remote.token.as_deref()))
+                .transpose()?,
+            args,
+        ),
         Command::Tasks {
             action,
             data,

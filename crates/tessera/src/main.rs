@@ -12,6 +12,7 @@ mod raster;
 mod remote;
 mod remote_run;
 mod run;
+mod schedules;
 mod serve;
 mod services;
 mod tasks;

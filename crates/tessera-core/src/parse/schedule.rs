@@ -191,20 +191,10 @@ fn instant(map: &Map<String, Value>, field: &str, report: &mut Report) -> Option
             return None;
         }
     };
-    match chrono::DateTime::parse_from_rfc3339(text.trim()) {
-        Ok(t) => match u64::try_from(t.timestamp_millis()) {
-            Ok(ms) => Some(ms),
-            Err(_) => {
-                err(report, field, format!("`{text}` is before 1970-01-01"));
-                None
-            }
-        },
-        Err(e) => {
-            err(
-                report,
-                field,
-                format!("`{text}` is not an RFC 3339 time such as \"2026-01-01T00:00:00Z\" ({e})"),
-            );
+    match crate::time::parse_rfc3339(text) {
+        Ok(ms) => Some(ms),
+        Err(message) => {
+            err(report, field, message);
             None
         }
     }

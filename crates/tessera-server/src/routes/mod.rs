@@ -4,6 +4,7 @@ mod body;
 mod callbacks;
 mod objects;
 pub(crate) mod pipelines;
+pub(crate) mod schedules;
 mod submit;
 mod system;
 pub(crate) mod tasks;
@@ -41,6 +42,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/registry/services", get(crate::registry::list))
         .route("/api/v1/stats", get(system::stats))
         .route("/api/v1/workers", get(system::workers))
+        .route("/api/v1/schedules", get(schedules::list))
+        .route("/api/v1/schedules/{name}", get(schedules::read))
+        .route("/api/v1/schedules/{name}/pause", post(schedules::pause))
+        .route("/api/v1/schedules/{name}/resume", post(schedules::resume))
+        .route(
+            "/api/v1/schedules/{name}/backfill",
+            post(schedules::backfill),
+        )
         .route("/api/v1/events", get(system::events))
         .route("/health", get(system::health))
         .layer(DefaultBodyLimit::max(max_body));

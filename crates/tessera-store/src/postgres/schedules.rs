@@ -83,11 +83,10 @@ impl crate::Schedules for PgStore {
     fn schedules(&self) -> Result<Vec<ScheduleRow>, StoreError> {
         self.block(async {
             let mut conn = self.pool.acquire().await?;
-            let rows = sqlx::query(
-                "SELECT pipeline, paused, last_tick FROM schedules ORDER BY pipeline",
-            )
-            .fetch_all(&mut *conn)
-            .await?;
+            let rows =
+                sqlx::query("SELECT pipeline, paused, last_tick FROM schedules ORDER BY pipeline")
+                    .fetch_all(&mut *conn)
+                    .await?;
             let mut out = Vec::with_capacity(rows.len());
             for r in rows {
                 let pipeline: String = r.try_get(0)?;
@@ -145,11 +144,13 @@ async fn state_of(
 ) -> Result<ScheduleRow, StoreError> {
     let last_task = match last_tick {
         Some(tick) => {
-            match sqlx::query("SELECT id, state FROM tasks WHERE pipeline = $1 AND scheduled_at = $2")
-                .bind(pipeline)
-                .bind(tick)
-                .fetch_optional(&mut *conn)
-                .await?
+            match sqlx::query(
+                "SELECT id, state FROM tasks WHERE pipeline = $1 AND scheduled_at = $2",
+            )
+            .bind(pipeline)
+            .bind(tick)
+            .fetch_optional(&mut *conn)
+            .await?
             {
                 Some(r) => Some((r.try_get(0)?, parse_word::<TaskState>(r.try_get(1)?)?)),
                 None => None,

@@ -28,7 +28,11 @@ impl crate::Schedules for SqliteStore {
                  ON CONFLICT (pipeline) DO UPDATE SET last_tick = excluded.last_tick,
                     updated_at = excluded.updated_at
                  WHERE schedules.last_tick IS NULL OR schedules.last_tick < excluded.last_tick",
-                params![task.pipeline, tick, task.created_at.min(i64::MAX as u64) as i64],
+                params![
+                    task.pipeline,
+                    tick,
+                    task.created_at.min(i64::MAX as u64) as i64
+                ],
             )?;
             if moved == 0 {
                 return Ok(false);

@@ -12,6 +12,7 @@ mod nested;
 mod pipelines;
 mod raster;
 mod resume;
+mod schedules;
 mod server;
 mod server_small;
 mod services_cli;
