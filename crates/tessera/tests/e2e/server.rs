@@ -21,12 +21,20 @@ impl Drop for Serve {
     }
 }
 
+/// A port no other test of this run is given: below the kernel's ephemeral range (which hands
+/// out `bind(0)` ports, so a port released by a killed server could go to another test before
+/// the server is restarted on it), counted up from an offset of this process's, and free now.
 pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 12_000 + (std::process::id() % 100) as u16 * 200;
+    for _ in 0..1000 {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 200;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {base}..{}", base + 200)
 }
 
 pub(crate) fn serve(env: &Env, port: u16) -> Serve {
@@ -46,11 +54,15 @@ pub(crate) fn serve_with(env: &Env, port: u16, args: &[&str], vars: &[(&str, &st
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
+    let mut said = Vec::new();
     let url = loop {
-        let line = lines.next().expect("serve exited").unwrap();
+        let Some(Ok(line)) = lines.next() else {
+            panic!("serve exited:\n{}", said.join("\n"));
+        };
         if let Some(rest) = line.strip_prefix("tessera serving on ") {
             break rest.split_whitespace().next().unwrap().to_string();
         }
+        said.push(line);
     };
     // Keep draining stderr so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
