@@ -259,13 +259,15 @@ impl Driver {
                 Err(e) => return Err(e.into()),
             }
         }
+        let task = crate::ObservedTask {
+            id: &self.ctx.task_id,
+            owner: self.ctx.owner.as_deref(),
+        };
         if let Some(observer) = &self.ctx.engine.config.observer {
-            let task = crate::ObservedTask {
-                id: &self.ctx.task_id,
-                owner: self.ctx.owner.as_deref(),
-            };
             observer(&task, &observed);
         }
+        let engine = &self.ctx.engine;
+        engine.events.push(&engine.runner, &task, &observed);
         Ok(())
     }
 

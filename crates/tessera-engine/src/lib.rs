@@ -21,6 +21,7 @@ mod resume;
 pub mod schedules;
 mod scratch;
 mod service;
+mod shared_events;
 mod template;
 
 use std::collections::BTreeMap;
@@ -38,6 +39,7 @@ pub use error::EngineError;
 pub use raster::{report_json as raster_report_json, summary as raster_summary};
 pub use resume::Fix;
 use resume::History;
+pub use shared_events::record_event;
 
 /// Engine settings.
 #[derive(Clone)]
@@ -155,6 +157,8 @@ struct Shared {
     /// The process is stopping: drivers commit nothing more (a command killed by the stop
     /// must not be recorded as failed), and give nothing up.
     stopping: std::sync::atomic::AtomicBool,
+    /// Events of this process's commits, shared while another process follows them.
+    events: shared_events::SharedEvents,
 }
 
 impl Shared {
@@ -428,10 +432,17 @@ impl Engine {
                 started_at: now_millis(),
                 draining: std::sync::atomic::AtomicBool::new(false),
                 stopping: std::sync::atomic::AtomicBool::new(false),
+                events: Default::default(),
             }),
         };
         leases::start_renewing(&engine.shared);
+        shared_events::start(&engine.shared);
         Ok(engine)
+    }
+
+    /// This process's runner name (`host:pid:nonce`): what its claims are recorded under.
+    pub fn runner(&self) -> &str {
+        &self.shared.runner
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod callback_listener;
 pub mod docs;
 pub mod error;
+mod events_relay;
 pub mod listen;
 pub mod openapi;
 pub mod registry;
@@ -161,6 +162,7 @@ pub async fn start(
     }
     tokio::spawn(registry::sweep_loop(state.clone()));
     tokio::spawn(routes::schedules::schedule_loop(state.clone()));
+    tokio::spawn(events_relay::relay_loop(state.clone()));
     tokio::spawn(routes::tasks::retention_loop(state.clone()));
     tokio::spawn(routes::tasks::forget_ended_loop(state.clone()));
     let app = routes::router(state);

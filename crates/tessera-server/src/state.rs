@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tessera_core::scheduler::Record;
 use tessera_engine::{Engine, TaskHandle};
 use tessera_store::{Objects, Store};
@@ -209,20 +209,10 @@ pub fn publish(
         return;
     }
     for r in records {
-        let data = match r {
-            Record::Task { state, error, .. } => json!({
-                "type": "task", "task_id": task_id, "state": state.as_str(), "error": error,
-            }),
-            Record::Node(n) => json!({
-                "type": "node", "task_id": task_id, "key": n.key, "node": n.node_id,
-                "state": n.state.as_str(), "attempt": n.attempt, "iteration": n.iteration,
-                "error": n.error,
-            }),
-        };
         let _ = events.send(LiveEvent {
             task_id: task_id.to_string(),
             owner: task.owner.map(str::to_string),
-            data,
+            data: tessera_engine::record_event(task_id, r),
         });
     }
 }

@@ -1,5 +1,5 @@
 //! Tessera's durable state: the [`Store`] contract, split by concern ([`Claims`], [`Tasks`],
-//! [`Logs`], [`Cache`], [`ObjectIndex`], [`Registry`], [`Callbacks`], [`BatchCheckpoints`], [`Schedules`]),
+//! [`Logs`], [`Cache`], [`ObjectIndex`], [`Registry`], [`Callbacks`], [`BatchCheckpoints`], [`Schedules`], [`Events`]),
 //! its implementations on SQLite ([`SqliteStore`], embedded) and PostgreSQL ([`PgStore`], for
 //! several processes), and the object store for binary values.
 //!
@@ -24,8 +24,8 @@ pub use types::*;
 /// Every part of the [`Store`] contract, for code that calls them on a `dyn Store`.
 pub mod prelude {
     pub use crate::{
-        BatchCheckpoints, Cache, Callbacks, Claims, Logs, ObjectIndex, Registry, Schedules, Store,
-        Tasks,
+        BatchCheckpoints, Cache, Callbacks, Claims, Events, Logs, ObjectIndex, Registry, Schedules,
+        Store, Tasks,
     };
 }
 
@@ -41,10 +41,17 @@ pub enum Change {
     ForHolders,
     /// A task ended: for whoever follows it.
     Ended,
+    /// Live events were shared (see [`Events`]): for servers relaying them.
+    Events,
 }
 
 impl Change {
-    pub const ALL: [Change; 3] = [Change::Claimable, Change::ForHolders, Change::Ended];
+    pub const ALL: [Change; 4] = [
+        Change::Claimable,
+        Change::ForHolders,
+        Change::Ended,
+        Change::Events,
+    ];
 
     /// Its word in a notification.
     pub fn as_str(self) -> &'static str {
@@ -52,6 +59,7 @@ impl Change {
             Change::Claimable => "claimable",
             Change::ForHolders => "holders",
             Change::Ended => "ended",
+            Change::Events => "events",
         }
     }
 }
@@ -69,6 +77,7 @@ pub trait Store:
     + Callbacks
     + BatchCheckpoints
     + Schedules
+    + Events
     + Send
     + Sync
 {
@@ -84,6 +93,7 @@ impl<
         + Callbacks
         + BatchCheckpoints
         + Schedules
+        + Events
         + Send
         + Sync,
 > Store for T
@@ -412,4 +422,28 @@ pub trait Schedules: Send + Sync {
 
     /// The ticks of `pipeline` within `from..=to` that have a task, in order.
     fn ticks_taken(&self, pipeline: &str, from: u64, to: u64) -> Result<Vec<u64>, StoreError>;
+}
+
+/// Live events shared between the processes of a store: a process running tasks writes the
+/// events of its commits here while another process follows them (a server with clients on
+/// `GET /api/v1/events`), which reads them in order. Kept for a short while only: they are
+/// hints for live displays; the task's rows are the truth.
+pub trait Events: Send + Sync {
+    /// Appends events, numbered in the order they become visible to readers (a reader that
+    /// saw number N never sees a smaller one appear later); events older than `trim_before`
+    /// (ms) are deleted in the same transaction.
+    fn append_events(&self, events: &[NewEvent], trim_before: u64) -> Result<(), StoreError>;
+
+    /// Events numbered after `after`, oldest first, at most `limit`.
+    fn events_after(&self, after: u64, limit: usize) -> Result<Vec<EventRow>, StoreError>;
+
+    /// The highest event number so far (0 when none).
+    fn last_event_seq(&self) -> Result<u64, StoreError>;
+
+    /// Records that `runner` follows the events of other processes until `until` (ms).
+    fn follow_events(&self, runner: &str, until: u64) -> Result<(), StoreError>;
+
+    /// Whether a process other than `runner` follows events at `now`: only then are events
+    /// worth writing.
+    fn events_followed(&self, runner: &str, now: u64) -> Result<bool, StoreError>;
 }

@@ -491,3 +491,26 @@ pub struct ScheduleRow {
     /// Tasks the schedule created (ticks and backfills) that have not ended.
     pub active: u64,
 }
+
+/// A live event to share with the other processes of a store (see [`crate::Events`]).
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub task_id: String,
+    /// The task's owner: a user sees the events of its own tasks only.
+    pub owner: Option<String>,
+    /// The process that published it (it has shown it to its own followers already).
+    pub runner: String,
+    /// The event as sent on `GET /api/v1/events` (JSON text).
+    pub data: String,
+    pub at: u64,
+}
+
+/// A stored live event, numbered in the order it became visible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRow {
+    pub seq: u64,
+    pub task_id: String,
+    pub owner: Option<String>,
+    pub runner: String,
+    pub data: String,
+}

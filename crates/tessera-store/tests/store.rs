@@ -1084,6 +1084,95 @@ fn racing_schedulers_create_each_tick_once(db: &Db) {
     assert_eq!(one.ticks_taken("demo", 0, u64::MAX / 2).unwrap().len(), 50);
 }
 
+fn shared_events_are_read_in_order_and_trimmed(db: &Db) {
+    let (one, two) = (db.open(), db.open());
+    let event = |task: &str, runner: &str, at: u64| NewEvent {
+        task_id: task.into(),
+        owner: Some("ann".into()),
+        runner: runner.into(),
+        data: format!(r#"{{"type":"task","task_id":"{task}"}}"#),
+        at,
+    };
+    assert_eq!(one.last_event_seq().unwrap(), 0);
+    // Nobody follows: not worth writing.
+    assert!(!one.events_followed("a", 1_000).unwrap());
+    two.follow_events("b", 5_000).unwrap();
+    assert!(one.events_followed("a", 1_000).unwrap());
+    assert!(
+        !two.events_followed("b", 1_000).unwrap(),
+        "its own following does not count"
+    );
+    assert!(
+        !one.events_followed("a", 6_000).unwrap(),
+        "until 5,000 only"
+    );
+    one.append_events(&[event("t1", "a", 1_000), event("t2", "a", 1_001)], 0)
+        .unwrap();
+    two.append_events(&[event("t3", "b", 1_002)], 0).unwrap();
+    let read = two.events_after(0, 10).unwrap();
+    assert_eq!(
+        read.iter().map(|e| e.task_id.as_str()).collect::<Vec<_>>(),
+        ["t1", "t2", "t3"]
+    );
+    assert!(read.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(read[0].owner.as_deref(), Some("ann"));
+    assert_eq!(read[2].runner, "b");
+    assert_eq!(one.events_after(read[0].seq, 1).unwrap()[0].task_id, "t2");
+    let last = one.last_event_seq().unwrap();
+    assert_eq!(last, read[2].seq);
+    // Old events go with the next append; numbers are never reused.
+    one.append_events(&[event("t4", "a", 9_000)], 5_000)
+        .unwrap();
+    let left = one.events_after(0, 10).unwrap();
+    assert_eq!(left.len(), 1);
+    assert!(left[0].seq > last);
+    assert_eq!(one.last_event_seq().unwrap(), left[0].seq);
+}
+
+/// Concurrent appends from two processes: a reader following the numbers misses nothing.
+fn concurrent_appends_are_read_without_gaps(db: &Db) {
+    let (one, two, reader) = (db.open(), db.open(), db.open());
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let seen = std::thread::scope(|s| {
+        for (name, store) in [("x", &one), ("y", &two)] {
+            s.spawn(move || {
+                for i in 0..100u64 {
+                    let e = NewEvent {
+                        task_id: format!("{name}{i}"),
+                        owner: None,
+                        runner: name.into(),
+                        data: "{}".into(),
+                        at: 1_000 + i,
+                    };
+                    store.append_events(&[e.clone(), e], 0).unwrap();
+                }
+            });
+        }
+        let stop = &stop;
+        let follower = s.spawn(move || {
+            let (mut after, mut seen) = (0, Vec::new());
+            loop {
+                let done = stop.load(std::sync::atomic::Ordering::SeqCst);
+                for e in reader.events_after(after, 50).unwrap() {
+                    after = e.seq;
+                    seen.push(e.task_id);
+                }
+                if done && reader.events_after(after, 1).unwrap().is_empty() {
+                    return seen;
+                }
+            }
+        });
+        s.spawn(|| {
+            while one.events_after(0, 1_000).unwrap().len() < 400 {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        follower.join().unwrap()
+    });
+    assert_eq!(seen.len(), 400, "every event read once, none skipped");
+}
+
 /// Every contract test, once per backend.
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
@@ -1118,4 +1207,6 @@ contract!(
     a_claim_is_fenced_and_an_expired_lease_is_claimed_again,
     a_tick_is_created_once_and_the_last_tick_only_moves_forward,
     racing_schedulers_create_each_tick_once,
+    shared_events_are_read_in_order_and_trimmed,
+    concurrent_appends_are_read_without_gaps,
 );

@@ -20,6 +20,7 @@ use crate::types::*;
 use crate::words::parse_word;
 
 mod batch;
+mod events;
 mod objects;
 mod registry;
 mod schedules;
@@ -66,7 +67,7 @@ pub struct PgStore {
     /// Where the pool's connections and the listener live; `None` only while dropping.
     runtime: Option<tokio::runtime::Runtime>,
     /// One per [`crate::Change`], in its order.
-    changes: [Arc<tokio::sync::Notify>; 3],
+    changes: [Arc<tokio::sync::Notify>; 4],
     group: crate::group::GroupCommit,
 }
 

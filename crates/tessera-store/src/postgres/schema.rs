@@ -210,7 +210,31 @@ const STEPS: &[Step] = &[
         what: "schedules",
         sql: SCHEDULES,
     },
+    Step {
+        version: 3,
+        what: "shared live events",
+        sql: EVENTS,
+    },
 ];
+
+/// Live events shared between processes (numbered from a sequence under an advisory lock),
+/// and the processes following them.
+const EVENTS: &str = r#"
+CREATE SEQUENCE IF NOT EXISTS events_seq;
+CREATE TABLE IF NOT EXISTS events (
+    seq BIGINT PRIMARY KEY,
+    task_id TEXT NOT NULL,
+    owner TEXT,
+    runner TEXT NOT NULL,
+    data TEXT NOT NULL,
+    at BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_time ON events(at);
+CREATE TABLE IF NOT EXISTS event_followers (
+    runner TEXT PRIMARY KEY,
+    until BIGINT NOT NULL
+);
+"#;
 
 /// Ticks of schedules: a task's tick (one task per pipeline and tick, whoever creates it),
 /// and per schedule whether it is paused and the latest tick the scheduler created.
@@ -227,7 +251,7 @@ CREATE TABLE IF NOT EXISTS schedules (
 "#;
 
 /// The schema version this build writes.
-pub(super) const LATEST: i64 = 2;
+pub(super) const LATEST: i64 = 3;
 
 /// Any number: the advisory lock key of migrations ("tessera" in ASCII, truncated).
 const MIGRATION_LOCK: i64 = 0x0074_6573_7365_7261;

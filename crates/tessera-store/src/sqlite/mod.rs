@@ -11,6 +11,7 @@ use tessera_core::scheduler::{Arm, NodeState, PastRun, TaskState};
 
 use crate::prelude::*;
 mod batch;
+mod events;
 mod group;
 mod objects;
 mod registry;

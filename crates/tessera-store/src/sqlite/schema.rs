@@ -249,10 +249,31 @@ const STEPS: &[Step] = &[
             )?)
         },
     },
+    Step {
+        version: 12,
+        what: "shared live events",
+        apply: |c| {
+            Ok(c.execute_batch(
+                "CREATE TABLE IF NOT EXISTS events (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    task_id TEXT NOT NULL,
+                    owner TEXT,
+                    runner TEXT NOT NULL,
+                    data TEXT NOT NULL,
+                    at INTEGER NOT NULL
+                 );
+                 CREATE INDEX IF NOT EXISTS events_by_time ON events(at);
+                 CREATE TABLE IF NOT EXISTS event_followers (
+                    runner TEXT PRIMARY KEY,
+                    until INTEGER NOT NULL
+                 );",
+            )?)
+        },
+    },
 ];
 
 /// The schema version this build writes.
-pub(super) const LATEST: u32 = 11;
+pub(super) const LATEST: u32 = 12;
 
 /// Brings the database to [`LATEST`], one step per transaction; refuses a database made by a
 /// newer version (its data may mean what this one cannot know).

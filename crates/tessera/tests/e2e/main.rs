@@ -6,6 +6,7 @@ mod cli_small;
 mod cluster;
 mod docs;
 mod engine_small;
+mod events;
 mod hardening;
 mod leases;
 mod nested;
