@@ -43,7 +43,7 @@ impl Pools {
     /// The semaphore of a named pool: engine configuration first, then the pipeline's
     /// `pools`, else a pool of one. A pool is shared by every task of the engine and keeps
     /// the size it was created with; a pipeline asking for another size is told so in the log.
-    fn named(&self, name: &str, pipeline_size: Option<usize>) -> Arc<Semaphore> {
+    fn named(&self, name: &str, pipeline_size: Option<usize>) -> (Arc<Semaphore>, usize) {
         let mut named = self.named.lock().unwrap_or_else(|p| p.into_inner());
         let pool = named.entry(name.to_string()).or_insert_with(|| {
             let size = self
@@ -70,7 +70,85 @@ impl Pools {
                 "a pipeline declares another size for a pool in use: the pool keeps its size (set it in the engine configuration to choose)"
             );
         }
-        pool.permits.clone()
+        (pool.permits.clone(), pool.size)
+    }
+}
+
+/// A slot of a named pool in the store: the pool's limit holds across every process of the
+/// store (`gpu: 1` is one job at a time in the whole cluster). Given back when dropped; a
+/// killed process's slots free themselves when its lease runs out.
+struct ClusterSlot {
+    engine: Arc<Shared>,
+    pool: String,
+    slot: u32,
+    holder: String,
+}
+
+impl ClusterSlot {
+    /// Waits for a free slot of `pool` (of `size`), polling the store with a growing pause
+    /// (this process's own jobs queue on the pool's semaphore first, so at most `size` of them
+    /// poll).
+    async fn take(ctx: &JobContext, pool: &str, size: usize) -> Result<ClusterSlot, JobError> {
+        let holder = format!("{}/{}/{}", ctx.task_id, ctx.key, ctx.attempt);
+        let mut pause = std::time::Duration::from_millis(20);
+        let mut waited = false;
+        loop {
+            let engine = ctx.engine.clone();
+            let (p, h) = (pool.to_string(), holder.clone());
+            let size = size.min(u32::MAX as usize) as u32;
+            let taken = tokio::task::spawn_blocking(move || {
+                engine.store.take_pool_slot(&tessera_store::PoolTake {
+                    pool: &p,
+                    size,
+                    holder: &h,
+                    runner: &engine.runner,
+                    now: now_millis(),
+                    until: engine.lease_until(),
+                })
+            })
+            .await
+            .map_err(|e| JobError::retryable(e.to_string()))?
+            .map_err(|e| {
+                JobError::retryable(format!("cannot take a slot of pool `{pool}`: {e}"))
+            })?;
+            if let Some(slot) = taken {
+                ctx.engine
+                    .pool_slots
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                return Ok(ClusterSlot {
+                    engine: ctx.engine.clone(),
+                    pool: pool.to_string(),
+                    slot,
+                    holder,
+                });
+            }
+            if !waited {
+                tracing::debug!(task = %ctx.task_id, node = %ctx.key, pool, "waiting for a slot of the pool held elsewhere");
+                waited = true;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(500));
+        }
+    }
+}
+
+impl Drop for ClusterSlot {
+    fn drop(&mut self) {
+        let engine = self.engine.clone();
+        let (pool, slot, holder) = (
+            std::mem::take(&mut self.pool),
+            self.slot,
+            std::mem::take(&mut self.holder),
+        );
+        self.engine.runtime.spawn_blocking(move || {
+            if let Err(e) = engine.store.release_pool_slot(&pool, slot, &holder) {
+                // It frees itself when this process's lease runs out.
+                tracing::warn!(pool, error = %e, "cannot give a pool slot back");
+            }
+            engine
+                .pool_slots
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        });
     }
 }
 
@@ -300,7 +378,7 @@ pub(crate) fn object_ids(v: &serde_json::Value, out: &mut Vec<String>) {
 async fn run(
     mut ctx: JobContext,
     cache_key: Option<String>,
-    named: Option<Arc<Semaphore>>,
+    named: Option<(Arc<Semaphore>, usize)>,
 ) -> (Result<(Data, bool), JobError>, JobContext) {
     if let Err(e) = check_objects(&ctx).await {
         return (Err(e), ctx);
@@ -319,13 +397,21 @@ async fn run(
         }
     }
     let _named_permit = match &named {
-        Some(s) => Some(
+        Some((s, _)) => Some(
             s.clone()
                 .acquire_owned()
                 .await
                 .expect("pools are never closed"),
         ),
         None => None,
+    };
+    // Then the pool's slot across the cluster (dropped with the permit, after the work).
+    let _cluster_slot = match (&named, &ctx.node.pool) {
+        (Some((_, size)), Some(pool)) => match ClusterSlot::take(&ctx, pool, *size).await {
+            Ok(slot) => Some(slot),
+            Err(e) => return (Err(e), ctx),
+        },
+        _ => None,
     };
     let kind_pool = match ctx.node.kind {
         NodeKind::Command(_) => Some(ctx.engine.pools.processes.clone()),

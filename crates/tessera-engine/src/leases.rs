@@ -215,6 +215,11 @@ async fn renew_loop(engine: Weak<Shared>, every: Duration) {
             {
                 tracing::warn!(error = %e, "cannot record this process's heartbeat");
             }
+            if s.pool_slots.load(std::sync::atomic::Ordering::SeqCst) > 0
+                && let Err(e) = s.store.renew_pool_slots(&s.runner, until)
+            {
+                tracing::warn!(error = %e, "cannot renew this process's pool slots");
+            }
             if held.is_empty() {
                 return Ok(Vec::new());
             }

@@ -159,6 +159,8 @@ struct Shared {
     stopping: std::sync::atomic::AtomicBool,
     /// Events of this process's commits, shared while another process follows them.
     events: shared_events::SharedEvents,
+    /// Slots of cluster-wide pools held by this process's jobs (renewed with its claims).
+    pool_slots: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -433,6 +435,7 @@ impl Engine {
                 draining: std::sync::atomic::AtomicBool::new(false),
                 stopping: std::sync::atomic::AtomicBool::new(false),
                 events: Default::default(),
+                pool_slots: Default::default(),
             }),
         };
         leases::start_renewing(&engine.shared);

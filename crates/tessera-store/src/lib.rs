@@ -1,5 +1,5 @@
 //! Tessera's durable state: the [`Store`] contract, split by concern ([`Claims`], [`Tasks`],
-//! [`Logs`], [`Cache`], [`ObjectIndex`], [`Registry`], [`Callbacks`], [`BatchCheckpoints`], [`Schedules`], [`Events`]),
+//! [`Logs`], [`Cache`], [`ObjectIndex`], [`Registry`], [`Callbacks`], [`BatchCheckpoints`], [`Schedules`], [`Events`], [`PoolSlots`]),
 //! its implementations on SQLite ([`SqliteStore`], embedded) and PostgreSQL ([`PgStore`], for
 //! several processes), and the object store for binary values.
 //!
@@ -24,8 +24,8 @@ pub use types::*;
 /// Every part of the [`Store`] contract, for code that calls them on a `dyn Store`.
 pub mod prelude {
     pub use crate::{
-        BatchCheckpoints, Cache, Callbacks, Claims, Events, Logs, ObjectIndex, Registry, Schedules,
-        Store, Tasks,
+        BatchCheckpoints, Cache, Callbacks, Claims, Events, Logs, ObjectIndex, PoolSlots, Registry,
+        Schedules, Store, Tasks,
     };
 }
 
@@ -78,6 +78,7 @@ pub trait Store:
     + BatchCheckpoints
     + Schedules
     + Events
+    + PoolSlots
     + Send
     + Sync
 {
@@ -94,6 +95,7 @@ impl<
         + BatchCheckpoints
         + Schedules
         + Events
+        + PoolSlots
         + Send
         + Sync,
 > Store for T
@@ -446,4 +448,23 @@ pub trait Events: Send + Sync {
     /// Whether a process other than `runner` follows events at `now`: only then are events
     /// worth writing.
     fn events_followed(&self, runner: &str, now: u64) -> Result<bool, StoreError>;
+}
+
+/// Named pools as cluster-wide limits: a pool of size N has N slots in the store, each held by
+/// one job at a time under its process's lease (a killed process's slots free themselves when
+/// it runs out; a live one renews them with its claims).
+pub trait PoolSlots: Send + Sync {
+    /// Takes a slot of `pool` (slots `0..size`) for `holder` (a job: task, node key,
+    /// attempt), held by `runner` until `until`: the first slot that is free, expired at `now`,
+    /// or already `holder`'s. Which slot, or `None` when all are taken.
+    fn take_pool_slot(&self, take: &PoolTake<'_>) -> Result<Option<u32>, StoreError>;
+
+    /// Gives a slot back (only if `holder` still holds it).
+    fn release_pool_slot(&self, pool: &str, slot: u32, holder: &str) -> Result<(), StoreError>;
+
+    /// Extends every slot `runner` holds to `until`.
+    fn renew_pool_slots(&self, runner: &str, until: u64) -> Result<(), StoreError>;
+
+    /// Slots held at `now`, per pool.
+    fn pool_usage(&self, now: u64) -> Result<Vec<(String, u64)>, StoreError>;
 }

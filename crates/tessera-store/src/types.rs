@@ -514,3 +514,14 @@ pub struct EventRow {
     pub runner: String,
     pub data: String,
 }
+
+/// A request for a slot of a cluster-wide pool (see [`crate::PoolSlots::take_pool_slot`]).
+#[derive(Debug, Clone, Copy)]
+pub struct PoolTake<'a> {
+    pub pool: &'a str,
+    pub size: u32,
+    pub holder: &'a str,
+    pub runner: &'a str,
+    pub now: u64,
+    pub until: u64,
+}

@@ -1173,6 +1173,39 @@ fn concurrent_appends_are_read_without_gaps(db: &Db) {
     assert_eq!(seen.len(), 400, "every event read once, none skipped");
 }
 
+fn pool_slots_are_shared_leased_and_given_back(db: &Db) {
+    let (one, two) = (db.open(), db.open());
+    let take = |store: &Arc<dyn Store>, holder: &str, runner: &str, now: u64| {
+        store
+            .take_pool_slot(&PoolTake {
+                pool: "gpu",
+                size: 2,
+                holder,
+                runner,
+                now,
+                until: now + 1_000,
+            })
+            .unwrap()
+    };
+    assert_eq!(take(&one, "t1/a/1", "a", 100), Some(0));
+    assert_eq!(take(&two, "t2/a/1", "b", 100), Some(1));
+    assert_eq!(take(&one, "t3/a/1", "a", 100), None, "both slots are taken");
+    // Asking again for a slot it holds gives the same one.
+    assert_eq!(take(&one, "t1/a/1", "a", 200), Some(0));
+    assert_eq!(one.pool_usage(200).unwrap(), [("gpu".to_string(), 2)]);
+    // Given back: free for the next one; a release by another holder changes nothing.
+    one.release_pool_slot("gpu", 1, "t1/a/1").unwrap();
+    assert_eq!(take(&one, "t3/a/1", "a", 300), None);
+    two.release_pool_slot("gpu", 1, "t2/a/1").unwrap();
+    assert_eq!(take(&one, "t3/a/1", "a", 300), Some(1));
+    // Runner `a` renews its slots; `b`'s would have run out. Runner `a` dies: after its lease
+    // (1,300 at the latest), its slots are free.
+    one.renew_pool_slots("a", 2_000).unwrap();
+    assert_eq!(take(&two, "t4/a/1", "b", 1_500), None);
+    assert_eq!(take(&two, "t4/a/1", "b", 2_001), Some(0));
+    assert_eq!(one.pool_usage(2_001).unwrap(), [("gpu".to_string(), 1)]);
+}
+
 /// Every contract test, once per backend.
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
@@ -1209,4 +1242,5 @@ contract!(
     racing_schedulers_create_each_tick_once,
     shared_events_are_read_in_order_and_trimmed,
     concurrent_appends_are_read_without_gaps,
+    pool_slots_are_shared_leased_and_given_back,
 );

@@ -22,6 +22,7 @@ use crate::words::parse_word;
 mod batch;
 mod events;
 mod objects;
+mod pools;
 mod registry;
 mod schedules;
 mod schema;

@@ -215,6 +215,19 @@ const STEPS: &[Step] = &[
         what: "shared live events",
         sql: EVENTS,
     },
+    Step {
+        version: 4,
+        what: "cluster-wide pools",
+        sql: "CREATE TABLE IF NOT EXISTS pool_slots (
+            pool TEXT NOT NULL,
+            slot BIGINT NOT NULL,
+            holder TEXT NOT NULL,
+            runner TEXT NOT NULL,
+            until BIGINT NOT NULL,
+            PRIMARY KEY (pool, slot)
+        );
+        CREATE INDEX IF NOT EXISTS pool_slots_by_runner ON pool_slots(runner);",
+    },
 ];
 
 /// Live events shared between processes (numbered from a sequence under an advisory lock),
@@ -251,7 +264,7 @@ CREATE TABLE IF NOT EXISTS schedules (
 "#;
 
 /// The schema version this build writes.
-pub(super) const LATEST: i64 = 3;
+pub(super) const LATEST: i64 = 4;
 
 /// Any number: the advisory lock key of migrations ("tessera" in ASCII, truncated).
 const MIGRATION_LOCK: i64 = 0x0074_6573_7365_7261;

@@ -14,6 +14,7 @@ mod batch;
 mod events;
 mod group;
 mod objects;
+mod pools;
 mod registry;
 mod revisions;
 mod schedules;

@@ -270,10 +270,26 @@ const STEPS: &[Step] = &[
             )?)
         },
     },
+    Step {
+        version: 13,
+        what: "cluster-wide pools",
+        apply: |c| Ok(c.execute_batch(POOL_SLOTS)?),
+    },
 ];
 
+/// Slots of named pools taken by jobs, each under its process's lease.
+const POOL_SLOTS: &str = "CREATE TABLE IF NOT EXISTS pool_slots (
+    pool TEXT NOT NULL,
+    slot INTEGER NOT NULL,
+    holder TEXT NOT NULL,
+    runner TEXT NOT NULL,
+    until INTEGER NOT NULL,
+    PRIMARY KEY (pool, slot)
+);
+CREATE INDEX IF NOT EXISTS pool_slots_by_runner ON pool_slots(runner);";
+
 /// The schema version this build writes.
-pub(super) const LATEST: u32 = 12;
+pub(super) const LATEST: u32 = 13;
 
 /// Brings the database to [`LATEST`], one step per transaction; refuses a database made by a
 /// newer version (its data may mean what this one cannot know).

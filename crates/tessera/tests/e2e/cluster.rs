@@ -355,3 +355,85 @@ nodes:
     }
     assert_eq!((finished, failed), (TASKS, 0));
 }
+
+/// A pool of one is one job at a time across the cluster: 8 tasks whose node runs in pool
+/// `gpu: 1`, submitted to two servers on PostgreSQL that run what they are given, never
+/// overlap (each job holds a lock directory while it runs; a job finding it taken records an
+/// overlap), though both servers run some.
+#[test]
+fn a_pool_of_one_runs_one_job_at_a_time_across_processes() {
+    let env = Env::new();
+    let db = fresh_database();
+    let servers = [
+        serve_with(&env, free_port(), &[], &[("TESSERA_DB", &db)]),
+        serve_with(&env, free_port(), &[], &[("TESSERA_DB", &db)]),
+    ];
+    let dir = env.path("gpu");
+    std::fs::create_dir_all(&dir).unwrap();
+    let pipeline = r#"name: gpu
+pools: {gpu: 1}
+nodes:
+  - {id: in, type: entry, api: {route: gpu, body: {dir: "/tmp"}}, next: [work]}
+  - id: work
+    type: command
+    pool: gpu
+    shell: true
+    command: |
+      cd {{dir}}
+      if mkdir lock 2>/dev/null; then :; else echo overlap >> overlaps; fi
+      echo "$PPID" >> ran
+      sleep 0.15
+      rmdir lock 2>/dev/null
+      echo '{"done": true}'
+    next: [end]
+  - {id: end, type: end}
+"#;
+    let rt = rt();
+    let client = reqwest::Client::new();
+    let submitted: Vec<(String, String)> = rt.block_on(async {
+        store_pipeline(&client, &servers[0].url, pipeline).await;
+        let mut ids = Vec::new();
+        for n in 0..8 {
+            let url = servers[n % 2].url.clone();
+            let r: Value = client
+                .post(format!("{url}/api/v1/services/gpu"))
+                .json(&json!({"dir": dir.display().to_string()}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            ids.push((url, r["task_id"].as_str().unwrap().to_string()));
+        }
+        ids
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (url, id) in &submitted {
+        loop {
+            let doc: Value = rt.block_on(async {
+                client
+                    .get(format!("{url}/api/v1/tasks/{id}"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap()
+            });
+            if doc["state"] == "finished" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "not finished: {doc}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let ran = std::fs::read_to_string(dir.join("ran")).unwrap();
+    assert_eq!(ran.lines().count(), 8);
+    let processes: std::collections::HashSet<&str> = ran.lines().collect();
+    assert_eq!(processes.len(), 2, "both servers ran jobs: {ran}");
+    assert!(
+        !dir.join("overlaps").exists(),
+        "two jobs of the pool of one ran at once"
+    );
+}
