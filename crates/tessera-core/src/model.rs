@@ -39,6 +39,30 @@ impl Pipeline {
         count(&self.nodes)
     }
 
+    /// What a process needs to run this pipeline's tasks: `pool:NAME` for each named pool its
+    /// nodes use, `type:KIND` for each kind of external node (`command`, `http`, `service`,
+    /// `batch`, `raster`), loop bodies included; sorted, each once. A process restricted to
+    /// some pools or node kinds (`tessera worker --pools gpu`) claims only tasks whose needs
+    /// it serves.
+    pub fn needs(&self) -> Vec<String> {
+        fn visit(nodes: &[Node], out: &mut std::collections::BTreeSet<String>) {
+            for n in nodes {
+                if let Some(pool) = &n.pool {
+                    out.insert(format!("pool:{pool}"));
+                }
+                if n.kind.is_external() {
+                    out.insert(format!("type:{}", n.kind.type_name()));
+                }
+                if let NodeKind::Loop(l) = &n.kind {
+                    visit(&l.nodes, out);
+                }
+            }
+        }
+        let mut out = std::collections::BTreeSet::new();
+        visit(&self.nodes, &mut out);
+        out.into_iter().collect()
+    }
+
     pub fn node(&self, id: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.id == id)
     }

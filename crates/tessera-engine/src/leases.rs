@@ -82,6 +82,7 @@ impl Shared {
                 "max_processes": self.config.max_processes,
                 "max_http": self.config.max_http,
                 "pools": self.config.pools,
+                "serves": self.config.serves,
             }),
             held: 0,
             leases_until: None,

@@ -65,6 +65,9 @@ pub struct EngineConfig {
     pub callback_base: Option<String>,
     /// Told of every committed state change (the server's live events).
     pub observer: Option<Observer>,
+    /// The pools and node kinds this process runs (`--pools`, `--node-types`): it claims only
+    /// tasks needing no others, and leaves submissions of other pipelines to other processes.
+    pub serves: tessera_store::Serves,
     /// Variables of the engine's environment that commands get (the rest of the environment,
     /// where secrets such as `TESSERA_TOKENS` live, is never passed on).
     pub command_env: Vec<String>,
@@ -124,6 +127,7 @@ impl EngineConfig {
             run_tasks: true,
             callback_base: None,
             observer: None,
+            serves: Default::default(),
             command_env: DEFAULT_COMMAND_ENV.map(String::from).to_vec(),
         }
     }
@@ -310,9 +314,13 @@ impl Planned {
     }
 
     fn name(&self) -> &str {
+        &self.pipeline().name
+    }
+
+    fn pipeline(&self) -> &Pipeline {
         match self {
-            Planned::Pipeline(p) => &p.name,
-            Planned::Plan(plan) => &plan.pipeline.name,
+            Planned::Pipeline(p) => p,
+            Planned::Plan(plan) => &plan.pipeline,
         }
     }
 }
@@ -490,6 +498,12 @@ impl Engine {
         self.shared.config.run_tasks
     }
 
+    /// Whether this process runs the tasks of `pipeline`: it runs tasks, and serves the pools
+    /// and node kinds the pipeline needs (see [`EngineConfig::serves`]).
+    pub fn runs_pipeline(&self, pipeline: &Pipeline) -> bool {
+        self.runs_tasks() && self.shared.config.serves.serves(&pipeline.needs())
+    }
+
     /// How often to look for tasks nobody holds: a third of the lease, at most a second, so
     /// that a killed holder's task is claimed again within its lease plus one second.
     pub fn claim_every(&self) -> Duration {
@@ -572,7 +586,7 @@ impl Engine {
         if self.is_draining() {
             return Err(EngineError::Stopping);
         }
-        let here = self.runs_tasks();
+        let here = self.runs_pipeline(submission.pipeline.pipeline());
         let Some((id, submission)) = self.record(submission, here)? else {
             return Ok(None);
         };
@@ -613,6 +627,7 @@ impl Engine {
                 .as_ref()
                 .map(|d| d.display().to_string()),
             scheduled_at: submission.tick,
+            needs: submission.pipeline.pipeline().needs(),
         };
         match submission.tick {
             None => self.shared.store.create_task(&task)?,
@@ -671,6 +686,7 @@ impl Engine {
             lease_until: shared.lease_until(),
             limit: room,
             skip: &driving,
+            serves: &shared.config.serves,
         }) {
             Ok(tasks) => tasks,
             Err(e) => {

@@ -364,6 +364,7 @@ pub fn backfill(
                 lease_until: 0,
                 base_dir: None,
                 scheduled_at: Some(tick),
+                needs: s.pipeline.needs(),
             },
             false,
         )?;

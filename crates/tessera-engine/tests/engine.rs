@@ -188,6 +188,7 @@ fn a_task_held_by_another_runner_is_claimed_once_its_lease_runs_out_and_fences_i
             lease_until: now + 400,
             base_dir: None,
             scheduled_at: None,
+            needs: Vec::new(),
         })
         .unwrap();
     match f.engine.resume("held", tessera_engine::Fix::default()) {

@@ -49,6 +49,8 @@ pub(crate) struct TaskInsert {
     pub lease_until: i64,
     pub base_dir: Option<String>,
     pub scheduled_at: Option<i64>,
+    /// JSON array of the task's needs (`None` when it has none).
+    pub needs: Option<String>,
 }
 
 /// One node-run upsert, owned.
@@ -101,6 +103,8 @@ impl TaskInsert {
             lease_until: task.lease_until.min(i64::MAX as u64) as i64,
             base_dir: task.base_dir.clone(),
             scheduled_at: task.scheduled_at.map(|t| t.min(i64::MAX as u64) as i64),
+            needs: (!task.needs.is_empty())
+                .then(|| serde_json::to_string(&task.needs).expect("strings serialise")),
         }
     }
 }

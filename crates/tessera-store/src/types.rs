@@ -25,6 +25,9 @@ pub struct NewTask {
     /// The tick a schedule created it for (ms); `None` for a task started by hand. One task
     /// per pipeline and tick: see [`crate::Schedules::create_tick`].
     pub scheduled_at: Option<u64>,
+    /// What a process needs to run it (`pool:gpu`, `type:raster`; see
+    /// `tessera_core::Pipeline::needs`): only processes serving them claim it.
+    pub needs: Vec<String>,
 }
 
 /// A process that runs tasks (a server or a worker), as its last heartbeat described it.
@@ -121,6 +124,53 @@ pub struct ClaimMany<'a> {
     /// Tasks not to claim: those the claimer still drives (a driver that lost its claim and
     /// is stopping), which it could not start again yet.
     pub skip: &'a [String],
+    /// What the claimer runs: tasks needing other pools or node kinds are left alone.
+    pub serves: &'a Serves,
+}
+
+/// The pools and node kinds a process runs (`--pools`, `--node-types`); `None`: all of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Serves {
+    pub pools: Option<Vec<String>>,
+    pub node_types: Option<Vec<String>>,
+}
+
+impl Serves {
+    /// Whether it runs everything (the default).
+    pub fn all(&self) -> bool {
+        self.pools.is_none() && self.node_types.is_none()
+    }
+
+    /// Whether a task with these needs (see [`NewTask::needs`]) may run here.
+    pub fn serves(&self, needs: &[String]) -> bool {
+        needs.iter().all(|need| match need.split_once(':') {
+            Some(("pool", name)) => self
+                .pools
+                .as_ref()
+                .is_none_or(|p| p.iter().any(|x| x == name)),
+            Some(("type", kind)) => self
+                .node_types
+                .as_ref()
+                .is_none_or(|t| t.iter().any(|x| x == kind)),
+            _ => true,
+        })
+    }
+
+    /// The restriction as SQL can check it: the categories restricted (`pool:%`, `type:%`
+    /// patterns) and the words served in them.
+    pub(crate) fn as_filter(&self) -> (Vec<String>, Vec<String>) {
+        let mut patterns = Vec::new();
+        let mut served = Vec::new();
+        if let Some(pools) = &self.pools {
+            patterns.push("pool:%".to_string());
+            served.extend(pools.iter().map(|p| format!("pool:{p}")));
+        }
+        if let Some(types) = &self.node_types {
+            patterns.push("type:%".to_string());
+            served.extend(types.iter().map(|t| format!("type:{t}")));
+        }
+        (patterns, served)
+    }
 }
 
 /// A task claimed by [`crate::Claims::claim_tasks`]: its row as claimed, and every attempt

@@ -39,6 +39,7 @@ fn new_task(id: &str, created_at: u64) -> NewTask {
         lease_until: 0,
         base_dir: None,
         scheduled_at: None,
+        needs: Vec::new(),
     }
 }
 
@@ -1206,6 +1207,53 @@ fn pool_slots_are_shared_leased_and_given_back(db: &Db) {
     assert_eq!(one.pool_usage(2_001).unwrap(), [("gpu".to_string(), 1)]);
 }
 
+fn restricted_claimers_take_only_the_tasks_they_serve(db: &Db) {
+    let store = db.open();
+    let needing = |id: &str, at: u64, needs: &[&str]| NewTask {
+        needs: needs.iter().map(|s| s.to_string()).collect(),
+        ..new_task(id, at)
+    };
+    store
+        .create_task(&needing("gpu", 1, &["pool:gpu", "type:command"]))
+        .unwrap();
+    store
+        .create_task(&needing("web", 2, &["type:http"]))
+        .unwrap();
+    store.create_task(&needing("bare", 3, &[])).unwrap();
+    let claim = |runner: &str, serves: &Serves| -> Vec<String> {
+        let mut ids: Vec<String> = store
+            .claim_tasks(&ClaimMany {
+                runner,
+                now: 10,
+                lease_until: 1_000,
+                limit: 10,
+                skip: &[],
+                serves,
+            })
+            .unwrap()
+            .into_iter()
+            .map(|c| c.task.id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    // No pool and commands only: neither the gpu task nor the http one.
+    let commands_only = Serves {
+        pools: Some(vec![]),
+        node_types: Some(vec!["command".into()]),
+    };
+    assert_eq!(claim("a", &commands_only), ["bare"]);
+    // Pool gpu, every kind: the gpu task and the http one.
+    let gpu = Serves {
+        pools: Some(vec!["gpu".into()]),
+        node_types: None,
+    };
+    assert_eq!(claim("b", &gpu), ["gpu", "web"]);
+    assert!(gpu.serves(&["pool:gpu".into(), "type:raster".into()]));
+    assert!(!commands_only.serves(&["type:http".into()]));
+    assert!(Serves::default().all());
+}
+
 /// Every contract test, once per backend.
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
@@ -1243,4 +1291,5 @@ contract!(
     shared_events_are_read_in_order_and_trimmed,
     concurrent_appends_are_read_without_gaps,
     pool_slots_are_shared_leased_and_given_back,
+    restricted_claimers_take_only_the_tasks_they_serve,
 );

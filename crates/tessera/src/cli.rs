@@ -79,6 +79,26 @@ pub struct EngineArgs {
     /// Named pool size, e.g. `--pool gpu=1` (repeatable).
     #[arg(long = "pool", value_name = "NAME=SIZE")]
     pub pools: Vec<String>,
+    /// Run only tasks whose named pools are among these (comma-separated, e.g. `--pools gpu`;
+    /// `--pools ''`: only tasks using no pool); the others are left to other servers and
+    /// workers of the store. Default: every pool.
+    #[arg(
+        long = "pools",
+        value_name = "NAMES",
+        env = "TESSERA_SERVE_POOLS",
+        value_delimiter = ','
+    )]
+    pub serve_pools: Option<Vec<String>>,
+    /// Run only tasks whose external nodes are of these kinds (comma-separated among
+    /// command, http, service, batch, raster); the others are left to other processes.
+    /// Default: every kind.
+    #[arg(
+        long,
+        value_name = "KINDS",
+        env = "TESSERA_NODE_TYPES",
+        value_delimiter = ','
+    )]
+    pub node_types: Option<Vec<String>>,
     /// How hard each commit works to survive a crash.
     #[arg(long, value_enum, env = "TESSERA_DURABILITY")]
     pub durability: Option<DurabilityArg>,

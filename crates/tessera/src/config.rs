@@ -94,6 +94,8 @@ pub struct Settings {
     pub command_env: Vec<String>,
     /// How long a claim on a task lasts without renewal.
     pub lease: std::time::Duration,
+    /// The pools and node kinds this process runs (`--pools`, `--node-types`).
+    pub serves: tessera_store::Serves,
 }
 
 impl Settings {
@@ -114,7 +116,9 @@ impl Settings {
                 .to_vec()
         });
         let mut lease = tessera_engine::DEFAULT_LEASE;
+        let mut serves = tessera_store::Serves::default();
         if let Some(e) = engine {
+            serves = serves_of(e)?;
             if let Some(l) = e.lease {
                 lease = l;
             }
@@ -173,6 +177,7 @@ impl Settings {
             objects,
             command_env,
             lease,
+            serves,
         })
     }
 
@@ -251,8 +256,33 @@ impl Settings {
         config.pools = self.pools.clone();
         config.command_env = self.command_env.clone();
         config.lease = self.lease;
+        config.serves = self.serves.clone();
         config
     }
+}
+
+/// The pools and node kinds of `--pools` and `--node-types`, checked.
+fn serves_of(e: &EngineArgs) -> Result<tessera_store::Serves> {
+    const KINDS: [&str; 5] = ["command", "http", "service", "batch", "raster"];
+    let clean = |list: &Vec<String>| -> Vec<String> {
+        list.iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    let node_types = e.node_types.as_ref().map(clean);
+    for kind in node_types.iter().flatten() {
+        if !KINDS.contains(&kind.as_str()) {
+            bail!(
+                "--node-types {kind}: not a kind of external node; expected some of {}",
+                KINDS.join(", ")
+            );
+        }
+    }
+    Ok(tessera_store::Serves {
+        pools: e.serve_pools.as_ref().map(clean),
+        node_types,
+    })
 }
 
 /// Services answer by callback: with `listen`, the engine gets a loopback listener of its

@@ -176,8 +176,9 @@ pub async fn submit(
             return Err(e);
         }
     }
-    // An API-only server records the task for a worker to claim; otherwise it runs it.
-    let runs_here = engine.runs_tasks();
+    // An API-only server (or one that does not serve the pipeline's pools or node kinds)
+    // records the task for a worker to claim; otherwise it runs it.
+    let runs_here = engine.runs_pipeline(&cached.pipeline);
     let submitted = tokio::task::spawn_blocking(move || {
         if runs_here {
             engine.submit(submission).map(Some)

@@ -716,6 +716,10 @@ impl Claims for PgStore {
         let (pool, runner) = (self.leases.clone(), many.runner.to_string());
         let (now, lease_until, limit) = (many.now, many.lease_until, many.limit);
         let skip = many.skip.to_vec();
+        // A restricted claimer (`--pools`, `--node-types`): the categories it restricts and
+        // what it serves in them; NULL when it runs everything.
+        let (patterns, served) = many.serves.as_filter();
+        let patterns = (!many.serves.all()).then_some(patterns);
         self.run(async move {
             let mut tx = pool.begin().await?;
             // Rows another runner is claiming right now are skipped, not waited for: two
@@ -726,6 +730,9 @@ impl Claims for PgStore {
                     FROM tasks WHERE state IN ('pending', 'running')
                       AND (lease_until IS NULL OR lease_until < $1)
                       AND runner IS DISTINCT FROM $3 AND NOT (id = ANY($5))
+                      AND ($6::text[] IS NULL OR needs IS NULL OR NOT EXISTS (
+                        SELECT 1 FROM jsonb_array_elements_text(tasks.needs) AS w(need)
+                        WHERE need LIKE ANY($6) AND need <> ALL($7)))
                     ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)
                  UPDATE tasks t SET state = 'pending', error = NULL, runner = $3,
                     fence = t.fence + 1, lease_until = $4
@@ -739,6 +746,8 @@ impl Claims for PgStore {
             .bind(&runner)
             .bind(int(lease_until))
             .bind(&skip)
+            .bind(&patterns)
+            .bind(&served)
             .fetch_all(&mut *tx)
             .await?;
             if rows.is_empty() {

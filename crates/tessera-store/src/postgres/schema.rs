@@ -226,7 +226,8 @@ const STEPS: &[Step] = &[
             until BIGINT NOT NULL,
             PRIMARY KEY (pool, slot)
         );
-        CREATE INDEX IF NOT EXISTS pool_slots_by_runner ON pool_slots(runner);",
+        CREATE INDEX IF NOT EXISTS pool_slots_by_runner ON pool_slots(runner);
+        ALTER TABLE tasks ADD COLUMN IF NOT EXISTS needs JSONB;",
     },
 ];
 

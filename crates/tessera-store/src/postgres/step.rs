@@ -371,6 +371,7 @@ pub(super) struct Creates {
     base_dir: Vec<Option<String>>,
     lease_until: Vec<i64>,
     scheduled_at: Vec<Option<i64>>,
+    needs: Vec<Option<String>>,
 }
 
 impl Creates {
@@ -391,6 +392,7 @@ impl Creates {
         self.base_dir.push(t.base_dir.clone());
         self.lease_until.push(t.lease_until);
         self.scheduled_at.push(t.scheduled_at);
+        self.needs.push(t.needs.clone());
         Ok(())
     }
 
@@ -402,13 +404,13 @@ impl Creates {
         }
         let n = sqlx::query(
             "INSERT INTO tasks (id, pipeline, definition, input, state, created_at, updated_at,
-                owner, runner, base_dir, fence, lease_until, scheduled_at)
+                owner, runner, base_dir, fence, lease_until, scheduled_at, needs)
              SELECT id, pipeline, definition, input, 'pending', created_at, created_at, owner,
-                runner, base_dir, 1, lease_until, scheduled_at
+                runner, base_dir, 1, lease_until, scheduled_at, needs::jsonb
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
-                $6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[])
+                $6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::text[])
                 AS c(id, pipeline, definition, input, created_at, owner, runner, base_dir,
-                     lease_until, scheduled_at)
+                     lease_until, scheduled_at, needs)
              ON CONFLICT (pipeline, scheduled_at) WHERE scheduled_at IS NOT NULL DO NOTHING",
         )
         .bind(&self.id)
@@ -421,6 +423,7 @@ impl Creates {
         .bind(&self.base_dir)
         .bind(&self.lease_until)
         .bind(&self.scheduled_at)
+        .bind(&self.needs)
         .execute(&mut *tx)
         .await?;
         Ok(n.rows_affected())

@@ -140,11 +140,11 @@ fn apply(tx: &Transaction<'_>, op: &Op) -> Result<(), Failure> {
             let input = column(tx, &t.id, &t.input, &mut hashes)?;
             Stmt::new(tx,
                 "INSERT INTO tasks (id, pipeline, definition, input, state, created_at, updated_at, owner, runner, base_dir,
-                    fence, lease_until, scheduled_at)
-                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?6, ?7, ?8, 1, ?9, ?10)",
+                    fence, lease_until, scheduled_at, needs)
+                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?6, ?7, ?8, 1, ?9, ?10, ?11)",
                 false,
             )?
-            .execute(params![t.id, t.pipeline, t.definition, input, t.created_at, t.owner, t.runner, t.base_dir, t.lease_until, t.scheduled_at])?;
+            .execute(params![t.id, t.pipeline, t.definition, input, t.created_at, t.owner, t.runner, t.base_dir, t.lease_until, t.scheduled_at, t.needs])?;
         }
         Op::Revise(r) => {
             let n = Stmt::new(

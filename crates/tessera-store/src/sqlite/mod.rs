@@ -406,7 +406,7 @@ impl Claims for SqliteStore {
     }
 
     fn claimable_tasks(&self, now: u64, limit: usize) -> Result<Vec<String>, StoreError> {
-        registry::claimable_tasks(&self.conn(), now, limit)
+        registry::claimable_tasks(&self.conn(), now, limit, &Serves::default())
     }
 
     fn claim_tasks(&self, many: &ClaimMany<'_>) -> Result<Vec<ClaimedTask>, StoreError> {
@@ -416,10 +416,12 @@ impl Claims for SqliteStore {
             lease_until,
             limit,
             skip,
+            serves,
         } = *many;
         // One writer: claims one by one, each conditional on what was just read.
         let mut claimed = Vec::new();
-        for id in self.claimable_tasks(now, limit + skip.len())? {
+        let ids = registry::claimable_tasks(&self.conn(), now, limit + skip.len(), serves)?;
+        for id in ids {
             if claimed.len() == limit || skip.contains(&id) {
                 continue;
             }

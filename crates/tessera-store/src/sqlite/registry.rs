@@ -99,17 +99,27 @@ pub(super) fn claimable_tasks(
     conn: &Connection,
     now: u64,
     limit: usize,
+    serves: &Serves,
 ) -> Result<Vec<String>, StoreError> {
+    let (patterns, served) = serves.as_filter();
+    let json = |v: &Vec<String>| serde_json::to_string(v).expect("strings serialise");
     let mut stmt = conn.prepare_cached(
         "SELECT id FROM tasks WHERE state IN ('pending', 'running')
            AND (lease_until IS NULL OR lease_until < ?1)
+           AND (?3 = 0 OR needs IS NULL OR NOT EXISTS (
+             SELECT 1 FROM json_each(tasks.needs) AS w
+             WHERE EXISTS (SELECT 1 FROM json_each(?4) AS p WHERE w.value LIKE p.value)
+               AND w.value NOT IN (SELECT value FROM json_each(?5))))
          ORDER BY created_at LIMIT ?2",
     )?;
     Ok(stmt
         .query_map(
             params![
                 now.min(i64::MAX as u64) as i64,
-                limit.min(i64::MAX as usize) as i64
+                limit.min(i64::MAX as usize) as i64,
+                !serves.all(),
+                json(&patterns),
+                json(&served),
             ],
             |r| r.get(0),
         )?

@@ -273,7 +273,11 @@ const STEPS: &[Step] = &[
     Step {
         version: 13,
         what: "cluster-wide pools",
-        apply: |c| Ok(c.execute_batch(POOL_SLOTS)?),
+        apply: |c| {
+            c.execute_batch(POOL_SLOTS)?;
+            // What a process needs to run the task (JSON array), for restricted processes.
+            add_column_if_missing(c, "tasks", "needs", "TEXT")
+        },
     },
 ];
 

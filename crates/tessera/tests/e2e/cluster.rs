@@ -128,6 +128,11 @@ impl Drop for Worker {
 const LEASE: &str = "2s";
 
 fn worker(env: &Env, db: &str, callback_url: &str) -> Worker {
+    worker_with(env, db, callback_url, &[])
+}
+
+/// A worker with more arguments (`--pools gpu`).
+fn worker_with(env: &Env, db: &str, callback_url: &str, args: &[&str]) -> Worker {
     Worker(
         env.cmd()
             .env("TESSERA_DB", db)
@@ -141,6 +146,7 @@ fn worker(env: &Env, db: &str, callback_url: &str) -> Worker {
                 },
             )
             .args(["worker", "--callback-url", callback_url])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(
                 std::fs::OpenOptions::new()
@@ -436,4 +442,118 @@ nodes:
         !dir.join("overlaps").exists(),
         "two jobs of the pool of one ran at once"
     );
+}
+
+/// Workers declare the pools they serve: tasks of a pipeline using pool `gpu` run only on the
+/// worker started with `--pools gpu`; the worker with `--pools ''` takes only tasks using no
+/// pool (the others wait for a worker that serves their pool).
+#[test]
+fn tasks_needing_a_pool_go_to_the_workers_serving_it() {
+    let env = Env::new();
+    let db = fresh_database();
+    let api = server(&env, &db, free_port());
+    let plain_worker = worker_with(&env, &db, &api.url, &["--pools", ""]);
+    let gpu_worker = worker_with(&env, &db, &api.url, &["--pools", "gpu"]);
+    let (plain_pid, gpu_pid) = (plain_worker.0.id(), gpu_worker.0.id());
+    let pipeline = |name: &str, pool: &str| {
+        format!(
+            r#"name: {name}
+{pools}
+nodes:
+  - {{id: in, type: entry, api: {{route: {name}}}, next: [work]}}
+  - id: work
+    type: command
+    {pool}
+    shell: true
+    command: 'echo "{{\"pid\": $PPID}}"'
+    next: [end]
+  - {{id: end, type: end}}
+"#,
+            pools = if pool.is_empty() {
+                String::new()
+            } else {
+                format!("pools: {{{pool}: 1}}")
+            },
+            pool = if pool.is_empty() {
+                String::new()
+            } else {
+                format!("pool: {pool}")
+            },
+        )
+    };
+    let rt = rt();
+    let client = reqwest::Client::new();
+    let ids: Vec<(String, String)> = rt.block_on(async {
+        store_pipeline(&client, &api.url, &pipeline("train", "gpu")).await;
+        store_pipeline(&client, &api.url, &pipeline("plain", "")).await;
+        let mut ids = Vec::new();
+        for n in 0..8 {
+            let route = if n % 2 == 0 { "train" } else { "plain" };
+            let r: Value = client
+                .post(format!("{}/api/v1/services/{route}", api.url))
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            ids.push((
+                route.to_string(),
+                r["task_id"].as_str().unwrap().to_string(),
+            ));
+        }
+        ids
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (route, id) in &ids {
+        let doc = loop {
+            let doc: Value = rt.block_on(async {
+                client
+                    .get(format!("{}/api/v1/tasks/{id}", api.url))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap()
+            });
+            if doc["state"] == "finished" {
+                break doc;
+            }
+            assert!(Instant::now() < deadline, "not finished: {doc}");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let pid = doc["result"]["pid"].as_u64().unwrap() as u32;
+        if route == "train" {
+            assert_eq!(pid, gpu_pid, "a gpu task ran on the worker serving gpu");
+        } else {
+            assert!([plain_pid, gpu_pid].contains(&pid), "{doc}");
+        }
+    }
+    // The workers list says what each serves (once both have sent a heartbeat).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let workers: Value = rt.block_on(async {
+            client
+                .get(format!("{}/api/v1/workers", api.url))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        });
+        let serves: Vec<Value> = workers["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["pools"]["serves"]["pools"].clone())
+            .collect();
+        if serves.contains(&json!(["gpu"])) && serves.contains(&json!([])) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{workers}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
