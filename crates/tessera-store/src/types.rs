@@ -461,6 +461,9 @@ pub struct ChunkCommit<'a> {
     pub job: &'a BatchKey,
     pub chunk: &'a BatchChunkRow,
     pub skipped: &'a [BatchLineRow],
+    /// The fence of the writer's claim on the job's task: a writer whose task was claimed by
+    /// another process since writes nothing ([`crate::StoreError::Fenced`]).
+    pub fence: u64,
 }
 
 /// A closed set of states stored as words: `as_str`, `parse`, and serialised as the word.

@@ -732,6 +732,7 @@ fn batch_jobs_keep_chunk_checkpoints_and_lines_across_reopening(db: &Db) {
                 job: &key,
                 chunk: &done,
                 skipped: &skipped,
+                fence: 1,
             })
             .unwrap();
         let mut failed = chunk_row(2, 20, 30);
@@ -750,6 +751,7 @@ fn batch_jobs_keep_chunk_checkpoints_and_lines_across_reopening(db: &Db) {
                 job: &key,
                 chunk: &failed,
                 skipped: &failing,
+                fence: 1,
             })
             .unwrap();
         // An unknown chunk is refused, nothing written.
@@ -759,9 +761,22 @@ fn batch_jobs_keep_chunk_checkpoints_and_lines_across_reopening(db: &Db) {
                 job: &key,
                 chunk: &ghost,
                 skipped: &[],
+                fence: 1,
             })
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::User);
+        // A writer whose claim was taken over (another fence) writes nothing.
+        let mut late = chunk_row(0, 0, 10);
+        late.state = ChunkState::Committed;
+        let err = store
+            .put_batch_chunk(&ChunkCommit {
+                job: &key,
+                chunk: &late,
+                skipped: &[],
+                fence: 7,
+            })
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Fenced(_)), "{err}");
     }
     let store = db.open();
     assert_eq!(store.start_batch_job(&key, 7).unwrap(), 2);

@@ -38,6 +38,8 @@ pub(crate) struct JobRun {
     pub runtime: tokio::runtime::Handle,
     pub key: BatchKey,
     pub node_id: String,
+    /// The fence of this process's claim on the task: checkpoints carry it.
+    pub fence: u64,
     pub spec: BatchSpec,
     pub retry: RetryPolicy,
     pub source: PathBuf,
@@ -256,7 +258,7 @@ impl JobRun {
             header: committed.iter().find_map(|c| c.output_header.clone()),
         };
         let commit = self.spec.checkpoints.then(|| {
-            let (engine, key) = (self.engine.clone(), self.key.clone());
+            let (engine, key, fence) = (self.engine.clone(), self.key.clone(), self.fence);
             Box::new(move |chunks: &[(BatchChunkRow, Vec<BatchLineRow>)]| {
                 let commits: Vec<ChunkCommit<'_>> = chunks
                     .iter()
@@ -264,6 +266,7 @@ impl JobRun {
                         job: &key,
                         chunk,
                         skipped,
+                        fence,
                     })
                     .collect();
                 engine.store.put_batch_chunks(&commits).map_err(store_err)
@@ -567,7 +570,9 @@ impl JobRun {
                 ),
                 Vec::new(),
             ),
-            Failure::Cancelled => ("cancelled".into(), Vec::new()),
+            // Stopped (a cancel, the process draining): not the chunk's failure. It stays
+            // pending, its attempts uncounted, for whoever continues the job.
+            Failure::Cancelled => return JobError::permanent("cancelled".to_string()),
         };
         let row = BatchChunkRow {
             state: ChunkState::Failed,
@@ -579,6 +584,7 @@ impl JobRun {
             job: &self.key,
             chunk: &row,
             skipped: &lines,
+            fence: self.fence,
         }) {
             tracing::warn!(node = %self.node_id, error = %e, "cannot record the failed chunk");
         }

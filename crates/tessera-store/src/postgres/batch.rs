@@ -294,6 +294,16 @@ pub(super) async fn put_chunks(
 ) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
     for c in commits {
+        // Locked until commit: a claim of the task waits for this checkpoint, and a
+        // checkpoint of a dispossessed writer is refused.
+        let fence: Option<i64> =
+            sqlx::query_scalar("SELECT fence FROM tasks WHERE id = $1 FOR SHARE")
+                .bind(&c.job.task_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if fence != Some(c.fence as i64) {
+            return Err(StoreError::Fenced(c.job.task_id.clone()));
+        }
         put_chunk(&mut tx, c).await?;
     }
     tx.commit().await?;

@@ -309,8 +309,15 @@ pub(super) fn put_chunks(
     conn: &mut Connection,
     commits: &[ChunkCommit<'_>],
 ) -> Result<(), StoreError> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     for c in commits {
+        let fence: Option<i64> = tx
+            .prepare_cached("SELECT fence FROM tasks WHERE id = ?1")?
+            .query_row([&c.job.task_id], |r| r.get(0))
+            .optional()?;
+        if fence != Some(c.fence as i64) {
+            return Err(StoreError::Fenced(c.job.task_id.clone()));
+        }
         put_chunk(&tx, c)?;
     }
     tx.commit()?;

@@ -557,3 +557,10 @@ nodes:
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// A batch job killed with its worker continues on another worker, on PostgreSQL (the same
+/// test as on SQLite: checkpoints in the store, output in a shared directory).
+#[test]
+fn a_batch_job_killed_on_one_worker_resumes_on_another_on_postgres() {
+    crate::leases::batch_job_moves_to_another_worker(Some(&fresh_database()));
+}

@@ -162,9 +162,17 @@ impl Drop for Worker {
 }
 
 fn worker(env: &Env, callback_url: &str) -> Worker {
+    worker_on(env, callback_url, None)
+}
+
+/// A worker on the data dir's store, or on the PostgreSQL database `db`.
+fn worker_on(env: &Env, callback_url: &str, db: Option<&str>) -> Worker {
+    let mut cmd = env.cmd();
+    if let Some(db) = db {
+        cmd.env("TESSERA_DB", db);
+    }
     Worker(
-        env.cmd()
-            .args(["worker", "--callback-url", callback_url])
+        cmd.args(["worker", "--callback-url", callback_url])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -300,11 +308,18 @@ fn workers_run_what_an_api_only_server_records() {
 /// (checkpoints in the store, output in the shared directory): byte-identical output.
 #[test]
 fn a_batch_job_killed_with_its_worker_resumes_on_another() {
+    batch_job_moves_to_another_worker(None);
+}
+
+/// The batch job of [`a_batch_job_killed_with_its_worker_resumes_on_another`], on the data
+/// dir's store or on the PostgreSQL database `db`.
+pub(crate) fn batch_job_moves_to_another_worker(db: Option<&str>) {
     use crate::batch::{SLOW_LENGTH, reference_lengths, sample};
     let env = Env::new();
     let input = sample(&env, 300_000, "in.csv");
     let out = env.path("out.csv");
-    let server = crate::server::serve_with(&env, free_port(), &["--no-work"], &[]);
+    let vars: Vec<(&str, &str)> = db.map(|d| ("TESSERA_DB", d)).into_iter().collect();
+    let server = crate::server::serve_with(&env, free_port(), &["--no-work"], &vars);
     let url = server.url.clone();
     let rt = rt();
     let client = reqwest::Client::builder()
@@ -320,7 +335,7 @@ fn a_batch_job_killed_with_its_worker_resumes_on_another() {
         store_pipeline(&client, &url, &pipeline).await;
         submit_json(&client, &url, "crunch", &json!({})).await
     });
-    let mut first = worker(&env, &url);
+    let mut first = worker_on(&env, &url, db);
     let doc = |client: &reqwest::Client| -> Value {
         rt.block_on(async {
             client
@@ -346,7 +361,7 @@ fn a_batch_job_killed_with_its_worker_resumes_on_another() {
     let before = doc(&client);
     let done_before = committed(&before);
     assert!(done_before < 30, "killed before the end");
-    let _second = worker(&env, &url);
+    let _second = worker_on(&env, &url, db);
     let after = rt.block_on(wait_state(&client, &url, &task));
     assert_eq!(after["state"], "finished", "{after}");
     assert_eq!(after["result"]["written"], 300_000);

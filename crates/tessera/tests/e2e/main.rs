@@ -8,7 +8,7 @@ mod docs;
 mod engine_small;
 mod events;
 mod hardening;
-mod leases;
+pub(crate) mod leases;
 mod nested;
 mod pipelines;
 mod raster;
