@@ -940,7 +940,9 @@ impl Engine {
 /// thousand submissions a second) costs one round, not a thousand.
 const MIN_ROUND: Duration = Duration::from_millis(10);
 
-/// Sleeps `every`, or less when the store hints at a change made elsewhere.
+/// Sleeps `every`, or less when the store hints at a change made elsewhere (then
+/// [`MIN_ROUND`] more, so that a burst of changes costs one round: fewer, larger claims leave
+/// the cores to the work).
 pub(crate) async fn wait_for_changes(store: &dyn tessera_store::Store, every: Duration) {
     match store.changes(tessera_store::Change::Claimable) {
         Some(changes) => {

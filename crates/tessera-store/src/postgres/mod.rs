@@ -183,6 +183,9 @@ impl PgStore {
                     if let Some(w) = waiters.upgrade() {
                         alive = true;
                         if about.is_none_or(|a| a == change.as_str()) {
+                            // A permit for a waiter busy with its previous round (stored when
+                            // nobody waits), then every waiter: no hint is lost between rounds.
+                            w.notify_one();
                             w.notify_waiters();
                         }
                     }
