@@ -758,33 +758,50 @@ impl Claims for PgStore {
             }
             let mut claimed = Vec::with_capacity(rows.len());
             let mut previous = std::collections::HashMap::new();
+            let mut held_before = std::collections::HashSet::new();
             for r in &rows {
                 let task = task_row(&mut tx, r).await?;
                 let was: Option<String> = r.try_get(15)?;
                 let until: Option<i64> = r.try_get(16)?;
+                if was.is_some() {
+                    held_before.insert(task.id.clone());
+                }
                 if let (Some(was), Some(until)) = (was, until) {
                     previous.insert(task.id.clone(), (was, until.max(0) as u64));
                 }
                 claimed.push(task);
             }
-            let ids: Vec<&str> = claimed.iter().map(|t| t.id.as_str()).collect();
-            sqlx::query(
-                "UPDATE node_runs SET state = 'failed',
-                    error = 'interrupted: the process running it stopped'
-                 WHERE task_id = ANY($1) AND state = 'running' AND node_type != 'service'",
-            )
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?;
-            // Their history, all in one query, read while the claims hold.
+            // Only a task some runner held before can have attempts (a submission recorded
+            // for workers has none): the common case reads no history at all.
+            let ids: Vec<&str> = claimed
+                .iter()
+                .filter(|t| held_before.contains(t.id.as_str()))
+                .map(|t| t.id.as_str())
+                .collect();
             let mut past: std::collections::HashMap<String, Vec<PastRun>> = Default::default();
-            let rows = sqlx::query(
-                "SELECT task_id, key, iteration, attempt, state, output, decision
-                 FROM node_runs WHERE task_id = ANY($1)",
-            )
-            .bind(&ids)
-            .fetch_all(&mut *tx)
-            .await?;
+            let rows = if ids.is_empty() {
+                Vec::new()
+            } else {
+                // Joined to the array (index lookups), not `task_id = ANY($1)`, which the
+                // planner may turn into a scan of the whole table.
+                sqlx::query(
+                    "UPDATE node_runs r SET state = 'failed',
+                        error = 'interrupted: the process running it stopped'
+                     FROM unnest($1::text[]) AS c(id)
+                     WHERE r.task_id = c.id AND r.state = 'running' AND r.node_type != 'service'",
+                )
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await?;
+                // Their history, all in one query, read while the claims hold.
+                sqlx::query(
+                    "SELECT r.task_id, r.key, r.iteration, r.attempt, r.state, r.output, r.decision
+                     FROM unnest($1::text[]) AS c(id) JOIN node_runs r ON r.task_id = c.id",
+                )
+                .bind(&ids)
+                .fetch_all(&mut *tx)
+                .await?
+            };
             for r in rows {
                 let task_id: String = r.try_get(0)?;
                 let run = past_run(&mut tx, &task_id, &r, 1).await?;

@@ -153,8 +153,12 @@ async fn write_batch(pool: &PgPool, ops: &[(u64, Op)]) -> Result<Vec<(u64, Outco
     let fences: HashMap<String, i64> = if step_tasks.is_empty() {
         HashMap::new()
     } else {
+        // Looked up by key, one by one in the (sorted) array's order, which is the lock
+        // order: `id = ANY($1)` with `ORDER BY id` let the planner walk the whole primary key
+        // and test every id against the array (a cost growing with the table).
         sqlx::query_as::<_, (String, i64)>(
-            "SELECT id, fence FROM tasks WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            "SELECT t.id, t.fence FROM unnest($1::text[]) WITH ORDINALITY AS c(id, n)
+             JOIN tasks t ON t.id = c.id ORDER BY c.n FOR UPDATE OF t",
         )
         .bind(&step_tasks)
         .fetch_all(&mut *tx)
