@@ -257,3 +257,12 @@ impl Op {
         }
     }
 }
+
+/// The tick of a task created for one (see `Schedules::create_tick`), as a column value.
+pub(crate) fn tick_of(task: &crate::types::NewTask) -> Result<i64, crate::StoreError> {
+    task.scheduled_at
+        .map(|t| t.min(i64::MAX as u64) as i64)
+        .ok_or_else(|| {
+            crate::StoreError::Database(format!("task {} of a tick has no tick", task.id))
+        })
+}

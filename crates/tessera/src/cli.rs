@@ -52,6 +52,16 @@ pub struct RemoteArgs {
     pub token: Option<String>,
 }
 
+impl RemoteArgs {
+    /// The server to talk to, if `--server` was given.
+    pub fn remote(&self) -> Result<Option<crate::remote::Remote>> {
+        self.server
+            .as_deref()
+            .map(|url| crate::remote::Remote::new(url, self.token.as_deref()))
+            .transpose()
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ObjectsAction {
     /// Writes an object's bytes to stdout, or to a file with -o (into a directory: under the
@@ -399,22 +409,12 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             action,
             data,
             remote,
-        } => crate::schedules::schedules(
-            || Settings::resolve(&data, None),
-            remote
-                .server
-                .map(|url| crate::remote::Remote::new(&url, remote.token.as_deref()))
-                .transpose()?,
-            action,
-        ),
-        Command::Backfill { args, data, remote } => crate::schedules::backfill(
-            || Settings::resolve(&data, None),
-            remote
-                .server
-                .map(|url| crate::remote::Remote::new(&url, remote.token.as_deref()))
-                .transpose()?,
-            args,
-        ),
+        } => {
+            crate::schedules::schedules(|| Settings::resolve(&data, None), remote.remote()?, action)
+        }
+        Command::Backfill { args, data, remote } => {
+            crate::schedules::backfill(|| Settings::resolve(&data, None), remote.remote()?, args)
+        }
         Command::Tasks {
             action,
             data,

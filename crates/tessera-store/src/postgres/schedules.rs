@@ -14,12 +14,7 @@ use crate::words::parse_word;
 
 impl crate::Schedules for PgStore {
     fn create_tick(&self, task: &NewTask, advance: bool) -> Result<bool, StoreError> {
-        let Some(tick) = task.scheduled_at else {
-            return Err(StoreError::Database(format!(
-                "task {} of a tick has no tick",
-                task.id
-            )));
-        };
+        let tick = crate::group::tick_of(task)?;
         let insert = crate::group::TaskInsert::of(task);
         let (pipeline, now) = (task.pipeline.clone(), int(task.created_at));
         let pool = self.pool.clone();
@@ -35,7 +30,7 @@ impl crate::Schedules for PgStore {
                         OR schedules.last_tick < excluded.last_tick",
                 )
                 .bind(&pipeline)
-                .bind(int(tick))
+                .bind(tick)
                 .bind(now)
                 .execute(&mut *tx)
                 .await?
@@ -47,7 +42,7 @@ impl crate::Schedules for PgStore {
             let taken: Option<i32> =
                 sqlx::query_scalar("SELECT 1 FROM tasks WHERE pipeline = $1 AND scheduled_at = $2")
                     .bind(&pipeline)
-                    .bind(int(tick))
+                    .bind(tick)
                     .fetch_optional(&mut *tx)
                     .await?;
             // A backfill made the tick's task already: the schedule still moves past it.

@@ -11,13 +11,7 @@ use crate::types::{NewTask, ScheduleRow};
 
 impl crate::Schedules for SqliteStore {
     fn create_tick(&self, task: &NewTask, advance: bool) -> Result<bool, StoreError> {
-        let Some(tick) = task.scheduled_at else {
-            return Err(StoreError::Database(format!(
-                "task {} of a tick has no tick",
-                task.id
-            )));
-        };
-        let tick = tick.min(i64::MAX as u64) as i64;
+        let tick = crate::group::tick_of(task)?;
         let mut conn = self.conn();
         // Write-locked from the start: another process creating ticks on the same file waits
         // (busy timeout) instead of failing at the upgrade from read to write.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::server::{Serve, free_port, rt, serve_with, store_pipeline};
+use crate::server::{Serve, free_port, get_json, post_json, rt, serve_with, store_pipeline};
 use crate::support::*;
 
 /// A fresh database of its own on the test server.
@@ -396,37 +396,19 @@ nodes:
 "#;
     let rt = rt();
     let client = reqwest::Client::new();
-    let submitted: Vec<(String, String)> = rt.block_on(async {
-        store_pipeline(&client, &servers[0].url, pipeline).await;
-        let mut ids = Vec::new();
-        for n in 0..8 {
+    rt.block_on(store_pipeline(&client, &servers[0].url, pipeline));
+    let submitted: Vec<(String, String)> = (0..8)
+        .map(|n| {
             let url = servers[n % 2].url.clone();
-            let r: Value = client
-                .post(format!("{url}/api/v1/services/gpu"))
-                .json(&json!({"dir": dir.display().to_string()}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            ids.push((url, r["task_id"].as_str().unwrap().to_string()));
-        }
-        ids
-    });
+            let body = json!({"dir": dir.display().to_string()});
+            let r = post_json(&rt, &client, &format!("{url}/api/v1/services/gpu"), &body);
+            (url, r["task_id"].as_str().unwrap().to_string())
+        })
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     for (url, id) in &submitted {
         loop {
-            let doc: Value = rt.block_on(async {
-                client
-                    .get(format!("{url}/api/v1/tasks/{id}"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap()
-            });
+            let doc: Value = get_json(&rt, &client, &format!("{url}/api/v1/tasks/{id}"));
             if doc["state"] == "finished" {
                 break;
             }
@@ -483,41 +465,25 @@ nodes:
     };
     let rt = rt();
     let client = reqwest::Client::new();
-    let ids: Vec<(String, String)> = rt.block_on(async {
+    rt.block_on(async {
         store_pipeline(&client, &api.url, &pipeline("train", "gpu")).await;
         store_pipeline(&client, &api.url, &pipeline("plain", "")).await;
-        let mut ids = Vec::new();
-        for n in 0..8 {
+    });
+    let ids: Vec<(String, String)> = (0..8)
+        .map(|n| {
             let route = if n % 2 == 0 { "train" } else { "plain" };
-            let r: Value = client
-                .post(format!("{}/api/v1/services/{route}", api.url))
-                .json(&json!({}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            ids.push((
+            let url = format!("{}/api/v1/services/{route}", api.url);
+            let r = post_json(&rt, &client, &url, &json!({}));
+            (
                 route.to_string(),
                 r["task_id"].as_str().unwrap().to_string(),
-            ));
-        }
-        ids
-    });
+            )
+        })
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     for (route, id) in &ids {
         let doc = loop {
-            let doc: Value = rt.block_on(async {
-                client
-                    .get(format!("{}/api/v1/tasks/{id}", api.url))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap()
-            });
+            let doc: Value = get_json(&rt, &client, &format!("{}/api/v1/tasks/{id}", api.url));
             if doc["state"] == "finished" {
                 break doc;
             }
@@ -534,16 +500,7 @@ nodes:
     // The workers list says what each serves (once both have sent a heartbeat).
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let workers: Value = rt.block_on(async {
-            client
-                .get(format!("{}/api/v1/workers", api.url))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap()
-        });
+        let workers: Value = get_json(&rt, &client, &format!("{}/api/v1/workers", api.url));
         let serves: Vec<Value> = workers["items"]
             .as_array()
             .unwrap()

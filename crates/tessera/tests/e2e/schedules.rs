@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::cluster::fresh_database;
-use crate::server::{Serve, free_port, rt, serve_with, store_pipeline};
+use crate::server::{Serve, free_port, get_json, post_json, rt, serve_with, store_pipeline};
 use crate::support::*;
 
 fn server(env: &Env, db: &str, port: u16) -> Serve {
@@ -29,29 +29,26 @@ fn rfc3339(ms: u64) -> String {
 }
 
 /// Every task of `pipeline` as its document (listed through `url`).
-async fn documents(client: &reqwest::Client, url: &str, pipeline: &str) -> Vec<Value> {
-    let list: Value = client
-        .get(format!("{url}/api/v1/tasks?pipeline={pipeline}&limit=1000"))
-        .send()
-        .await
+fn documents(
+    rt: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    url: &str,
+    pipeline: &str,
+) -> Vec<Value> {
+    let list = get_json(
+        rt,
+        client,
+        &format!("{url}/api/v1/tasks?pipeline={pipeline}&limit=1000"),
+    );
+    list["items"]
+        .as_array()
         .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mut docs = Vec::new();
-    for item in list["items"].as_array().unwrap() {
-        let id = item["id"].as_str().unwrap();
-        let doc: Value = client
-            .get(format!("{url}/api/v1/tasks/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        docs.push(doc);
-    }
-    docs
+        .iter()
+        .map(|item| {
+            let id = item["id"].as_str().unwrap();
+            get_json(rt, client, &format!("{url}/api/v1/tasks/{id}"))
+        })
+        .collect()
 }
 
 /// Tasks by their tick; panics on a task without one, or two tasks of one tick.
@@ -118,22 +115,18 @@ nodes:
     servers[0] = server(&env, &db, ports[0]);
     std::thread::sleep(Duration::from_secs(5));
     // Paused through the restarted server: no tick after this one.
-    let paused: Value = rt.block_on(async {
-        client
-            .post(format!("{}/api/v1/schedules/every/pause", servers[0].url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    });
+    let paused = post_json(
+        &rt,
+        &client,
+        &format!("{}/api/v1/schedules/every/pause", servers[0].url),
+        &json!({}),
+    );
     assert_eq!(paused["paused"], true, "{paused}");
     let last = paused["last_tick"].as_str().unwrap().to_string();
     // Every task ends (the last ones may still run).
     let deadline = Instant::now() + Duration::from_secs(30);
     let docs = loop {
-        let docs = rt.block_on(documents(&client, &urls[1], "every"));
+        let docs = documents(&rt, &client, &urls[1], "every");
         if docs.iter().all(|d| d["state"] == "finished") || Instant::now() > deadline {
             break docs;
         }
@@ -160,16 +153,7 @@ nodes:
     }
     // Listed by both servers as paused, with the last tick's task.
     for url in &urls {
-        let list: Value = rt.block_on(async {
-            client
-                .get(format!("{url}/api/v1/schedules"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap()
-        });
+        let list: Value = get_json(&rt, &client, &format!("{url}/api/v1/schedules"));
         let item = &list["items"][0];
         assert_eq!(item["pipeline"], "every");
         assert_eq!(item["paused"], true);
@@ -221,7 +205,7 @@ nodes:
     rt.block_on(store_pipeline(&client, &servers[0].url, &pipeline));
     let deadline = Instant::now() + Duration::from_secs(60);
     let docs = loop {
-        let docs = rt.block_on(documents(&client, &servers[1].url, "missed"));
+        let docs = documents(&rt, &client, &servers[1].url, "missed");
         let done = docs.len() == 30 && docs.iter().all(|d| d["state"] == "finished");
         if done || Instant::now() > deadline {
             break docs;

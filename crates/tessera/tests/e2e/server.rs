@@ -77,6 +77,28 @@ pub(crate) fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// `GET url`: its JSON answer.
+pub(crate) fn get_json(
+    rt: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    url: &str,
+) -> serde_json::Value {
+    rt.block_on(async { client.get(url).send().await.unwrap().json().await.unwrap() })
+}
+
+/// `POST url` with a JSON body: its JSON answer.
+pub(crate) fn post_json(
+    rt: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    url: &str,
+    body: &serde_json::Value,
+) -> serde_json::Value {
+    rt.block_on(async {
+        let r = client.post(url).json(body).send().await.unwrap();
+        r.json().await.unwrap()
+    })
+}
+
 /// Stores a pipeline (YAML or JSON text) on the server; panics unless it was stored.
 pub(crate) async fn store_pipeline(client: &reqwest::Client, url: &str, text: &str) {
     let r = client
