@@ -23,18 +23,20 @@ impl Drop for Serve {
 
 /// A port no other test of this run is given: below the kernel's ephemeral range (which hands
 /// out `bind(0)` ports, so a port released by a killed server could go to another test before
-/// the server is restarted on it), counted up from an offset of this process's, and free now.
+/// the server is restarted on it), each handed out once by this process (from a block of
+/// 1,000 chosen by its pid), and free now.
 pub(crate) fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 12_000 + (std::process::id() % 100) as u16 * 200;
-    for _ in 0..1000 {
-        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 200;
+    let base = 10_000 + (std::process::id() % 22) as u16 * 1_000;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < 1_000, "this test run used its 1,000 ports");
+        let port = base + n;
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
-    panic!("no free port in {base}..{}", base + 200)
 }
 
 pub(crate) fn serve(env: &Env, port: u16) -> Serve {
