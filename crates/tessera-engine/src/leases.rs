@@ -83,6 +83,7 @@ impl Shared {
                 "max_http": self.config.max_http,
                 "pools": self.config.pools,
                 "serves": self.config.serves,
+                "runs_tasks": self.config.run_tasks,
             }),
             held: 0,
             leases_until: None,
@@ -187,8 +188,12 @@ async fn cancel_watch(engine: Weak<Shared>, every: Duration) {
 
 async fn renew_loop(engine: Weak<Shared>, every: Duration) {
     let mut last = std::time::Instant::now();
+    // The first round at once: the process is listed among the workers from its start.
+    let mut first = true;
     loop {
-        tokio::time::sleep(every).await;
+        if !std::mem::take(&mut first) {
+            tokio::time::sleep(every).await;
+        }
         // A round that starts late (a starved runtime) eats into the lease too.
         let gap = last.elapsed();
         last = std::time::Instant::now();

@@ -713,7 +713,7 @@ impl Engine {
                             let id = task.task.id.clone();
                             match self.continue_claimed(task) {
                                 Ok(handle) => {
-                                    tracing::info!(task = %id, "continuing a task nobody held");
+                                    tracing::debug!(task = %id, "claimed a task nobody held");
                                     started.push(handle);
                                 }
                                 Err(e) => {

@@ -224,6 +224,18 @@ fn scheduled(
         .and_then(|row| parse(row, scripts)))
 }
 
+/// A stored pipeline's schedule, or why there is none.
+fn scheduled_or_refuse(
+    store: &dyn Store,
+    scripts: &Scripts,
+    pipeline: &str,
+) -> Result<Arc<Scheduled>, ScheduleCommandError> {
+    let row = store
+        .pipeline(pipeline)?
+        .ok_or_else(|| ScheduleCommandError::NoPipeline(pipeline.to_string()))?;
+    parse(row, scripts).ok_or_else(|| ScheduleCommandError::NoSchedule(pipeline.to_string()))
+}
+
 fn view(store: &dyn Store, s: &Scheduled, now: u64) -> Result<ScheduleView, StoreError> {
     let schedule = s.schedule();
     let state = store.schedule(&s.pipeline.name)?;
@@ -242,12 +254,16 @@ fn view(store: &dyn Store, s: &Scheduled, now: u64) -> Result<ScheduleView, Stor
 /// Why a schedule command was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleCommandError {
-    #[error("pipeline `{0}` has no schedule (or does not exist)")]
+    #[error("pipeline `{0}` has no schedule")]
     NoSchedule(String),
+    #[error("no pipeline `{0}` is stored")]
+    NoPipeline(String),
     #[error("`from` ({from}) is after `to` ({to})")]
     EmptyRange { from: String, to: String },
-    #[error("the range holds more than {MAX_BACKFILL_TICKS} ticks; backfill it in smaller ranges")]
-    TooManyTicks,
+    #[error(
+        "the range from {from} to {to} holds more than {MAX_BACKFILL_TICKS} ticks; backfill it in smaller ranges"
+    )]
+    TooManyTicks { from: String, to: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -269,8 +285,7 @@ pub fn set_paused(
     paused: bool,
     now: u64,
 ) -> Result<ScheduleView, ScheduleCommandError> {
-    let s = scheduled(store, scripts, pipeline)?
-        .ok_or_else(|| ScheduleCommandError::NoSchedule(pipeline.to_string()))?;
+    let s = scheduled_or_refuse(store, scripts, pipeline)?;
     store.set_schedule_paused(&s.pipeline.name, paused, now)?;
     Ok(view(store, &s, now)?)
 }
@@ -294,7 +309,7 @@ pub struct BackfillTick {
     #[serde(serialize_with = "tessera_core::time::ser")]
     pub tick: u64,
     pub outcome: TickOutcome,
-    /// The task this backfill created for it.
+    /// Its task: the one this backfill created, or the one it had already.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task_id: Option<String>,
 }
@@ -324,30 +339,32 @@ pub fn backfill(
             to: tessera_core::time::rfc3339(request.to),
         });
     }
-    let s = scheduled(store, scripts, request.pipeline)?
-        .ok_or_else(|| ScheduleCommandError::NoSchedule(request.pipeline.to_string()))?;
+    let s = scheduled_or_refuse(store, scripts, request.pipeline)?;
     let schedule = s.schedule();
     let ticks = schedule.ticks_between(request.from, request.to, MAX_BACKFILL_TICKS + 1);
     if ticks.len() > MAX_BACKFILL_TICKS {
-        return Err(ScheduleCommandError::TooManyTicks);
+        return Err(ScheduleCommandError::TooManyTicks {
+            from: tessera_core::time::rfc3339(request.from),
+            to: tessera_core::time::rfc3339(request.to),
+        });
     }
     let name = &s.pipeline.name;
-    let taken: std::collections::HashSet<u64> = store
+    let taken: std::collections::HashMap<u64, String> = store
         .ticks_taken(name, request.from, request.to)?
         .into_iter()
         .collect();
     let mut out = Vec::with_capacity(ticks.len());
     for tick in ticks {
-        let outcome = match (taken.contains(&tick), request.dry_run) {
-            (true, _) => Some(TickOutcome::Exists),
-            (false, true) => Some(TickOutcome::WouldCreate),
-            (false, false) => None,
+        let outcome = match (taken.get(&tick), request.dry_run) {
+            (Some(id), _) => Some((TickOutcome::Exists, Some(id.clone()))),
+            (None, true) => Some((TickOutcome::WouldCreate, None)),
+            (None, false) => None,
         };
-        if let Some(outcome) = outcome {
+        if let Some((outcome, task_id)) = outcome {
             out.push(BackfillTick {
                 tick,
                 outcome,
-                task_id: None,
+                task_id,
             });
             continue;
         }

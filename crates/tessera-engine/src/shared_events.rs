@@ -15,8 +15,9 @@ use crate::{ObservedTask, Shared, now_millis};
 
 /// How often written events reach the store (the delay a follower sees, at most).
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
-/// How often this process asks whether another one follows events.
-const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How often this process asks whether another one follows events: a follower that has just
+/// arrived misses at most this much of this process's events.
+const CHECK_EVERY: Duration = Duration::from_millis(250);
 /// How long shared events are kept: long enough for a follower's next read.
 const KEEP_MS: u64 = 60_000;
 /// Most events waiting for a flush: beyond, the oldest are dropped (live displays catch up

@@ -50,8 +50,11 @@ fn value_of(
             format!("environment variable `{name}` (referenced as ${{env:{name}}}) is not set")
         }),
         Piece::Placeholder(path) => {
-            let value = lookup(path, scope).ok_or_else(|| {
-                format!("placeholder `{{{{{path}}}}}` has no value in the node's scope")
+            let value = lookup(path, scope).ok_or_else(|| match *path {
+                "pipeline.scheduled_at" => format!(
+                    "placeholder `{{{{{path}}}}}` has no value: the task was started by hand, not created by a schedule's tick"
+                ),
+                _ => format!("placeholder `{{{{{path}}}}}` has no value in the node's scope"),
             })?;
             scalar_text(&value, object_path)
         }

@@ -157,7 +157,15 @@ impl From<tessera_engine::schedules::ScheduleCommandError> for ApiError {
                 what: "schedule",
                 id: pipeline,
             },
-            E::EmptyRange { .. } | E::TooManyTicks => ApiError::bad_request(e.to_string()),
+            E::NoPipeline(pipeline) => ApiError::NotFound {
+                what: "pipeline",
+                id: pipeline,
+            },
+            E::EmptyRange { .. } => ApiError::BadRequest {
+                message: e.to_string(),
+                details: serde_json::json!([{"field": "from", "message": e.to_string()}]),
+            },
+            E::TooManyTicks { .. } => ApiError::bad_request(e.to_string()),
             E::Store(s) => s.into(),
         }
     }

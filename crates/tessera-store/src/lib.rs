@@ -422,8 +422,13 @@ pub trait Schedules: Send + Sync {
     fn set_schedule_paused(&self, pipeline: &str, paused: bool, now: u64)
     -> Result<(), StoreError>;
 
-    /// The ticks of `pipeline` within `from..=to` that have a task, in order.
-    fn ticks_taken(&self, pipeline: &str, from: u64, to: u64) -> Result<Vec<u64>, StoreError>;
+    /// The ticks of `pipeline` within `from..=to` that have a task, with its id, in order.
+    fn ticks_taken(
+        &self,
+        pipeline: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(u64, String)>, StoreError>;
 }
 
 /// Live events shared between the processes of a store: a process running tasks writes the

@@ -1046,10 +1046,11 @@ fn a_tick_is_created_once_and_the_last_tick_only_moves_forward(db: &Db) {
     assert!(!store.create_tick(&tick("f", 3_000), true).unwrap());
     assert_eq!(store.schedule("demo").unwrap().last_tick, Some(3_000));
     assert!(store.task("f").unwrap().is_none());
-    assert_eq!(store.ticks_taken("demo", 0, 2_000).unwrap(), [500, 1_000]);
+    let ticks = |from, to| -> Vec<(u64, String)> { store.ticks_taken("demo", from, to).unwrap() };
+    assert_eq!(ticks(0, 2_000), [(500, "d".into()), (1_000, "a".into())]);
     assert_eq!(
-        store.ticks_taken("demo", 501, 5_000).unwrap(),
-        [1_000, 3_000]
+        ticks(501, 5_000),
+        [(1_000, "a".into()), (3_000, "e".into())]
     );
     // A task started by hand is no tick.
     store.create_task(&new_task("manual", 4_000)).unwrap();

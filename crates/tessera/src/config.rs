@@ -261,16 +261,40 @@ impl Settings {
     }
 }
 
-/// The pools and node kinds of `--pools` and `--node-types`, checked.
+/// The pools and node kinds of `--pools` and `--node-types`, checked: names of pools, kinds
+/// of external nodes; `--pools ''` (or `--node-types ''`) is the empty list.
 fn serves_of(e: &EngineArgs) -> Result<tessera_store::Serves> {
     const KINDS: [&str; 5] = ["command", "http", "service", "batch", "raster"];
-    let clean = |list: &Vec<String>| -> Vec<String> {
-        list.iter()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect()
+    let clean = |flag: &str, list: &Vec<String>| -> Result<Vec<String>> {
+        let items: Vec<String> = list.iter().map(|s| s.trim().to_string()).collect();
+        // `--pools ''` is one empty item: no pool at all.
+        if items.iter().all(String::is_empty) {
+            return Ok(Vec::new());
+        }
+        for item in &items {
+            let name_like = !item.is_empty()
+                && item
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !name_like {
+                bail!(
+                    "{flag} {}: `{item}` is not a name (letters, digits, `_`, `-`)",
+                    list.join(",")
+                );
+            }
+        }
+        Ok(items)
     };
-    let node_types = e.node_types.as_ref().map(clean);
+    let pools = e
+        .serve_pools
+        .as_ref()
+        .map(|l| clean("--pools", l))
+        .transpose()?;
+    let node_types = e
+        .node_types
+        .as_ref()
+        .map(|l| clean("--node-types", l))
+        .transpose()?;
     for kind in node_types.iter().flatten() {
         if !KINDS.contains(&kind.as_str()) {
             bail!(
@@ -279,10 +303,7 @@ fn serves_of(e: &EngineArgs) -> Result<tessera_store::Serves> {
             );
         }
     }
-    Ok(tessera_store::Serves {
-        pools: e.serve_pools.as_ref().map(clean),
-        node_types,
-    })
+    Ok(tessera_store::Serves { pools, node_types })
 }
 
 /// Services answer by callback: with `listen`, the engine gets a loopback listener of its

@@ -104,6 +104,11 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         announce_period: Duration::from_secs_f64(args.announce_period),
         retention: Duration::from_secs_f64(args.retention_days * 86400.0),
     };
+    if args.no_work && !settings.serves.all() {
+        anyhow::bail!(
+            "--no-work runs no task: --pools and --node-types have no meaning with it (give them to the workers)"
+        );
+    }
     let store = settings.open_store()?;
     let objects = settings.open_objects()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -261,6 +261,9 @@ fn print_task(doc: &Value) -> Result<()> {
     outln!("pipeline  {}", s("pipeline"))?;
     outln!("state     {}", s("state"))?;
     outln!("created   {}", s("created_at"))?;
+    if let Some(tick) = doc["scheduled_at"].as_str() {
+        outln!("tick      {tick} (created by the pipeline's schedule)")?;
+    }
     if let Some(e) = doc["error"].as_str() {
         outln!("error     {e}")?;
     }

@@ -224,12 +224,33 @@ pub(crate) fn parse_cron(text: &str) -> Result<Cron, ScheduleError> {
             "expected 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first, got {fields}"
         )));
     }
+    if let Some(nickname) = text.trim().strip_prefix('@') {
+        const NICKNAMES: [&str; 7] = [
+            "yearly", "annually", "monthly", "weekly", "daily", "midnight", "hourly",
+        ];
+        if !NICKNAMES.contains(&nickname.to_ascii_lowercase().as_str()) {
+            return Err(refuse(format!(
+                "unknown nickname `@{nickname}`; expected one of @{}",
+                NICKNAMES.join(", @")
+            )));
+        }
+    }
     CronParser::builder()
         .seconds(Seconds::Optional)
         .year(Year::Disallowed)
         .build()
         .parse(text)
-        .map_err(|e| refuse(e.to_string()))
+        .map_err(|e| {
+            let message = e.to_string();
+            // croner's words for a value out of range name neither the field nor the range.
+            if message.contains("out of bounds") {
+                refuse(format!(
+                    "a value is out of range (seconds and minutes 0-59, hours 0-23, day of month 1-31, month 1-12, day of week 0-7): {message}"
+                ))
+            } else {
+                refuse(message)
+            }
+        })
 }
 
 /// An IANA time zone name; the error suggests the closest one (`europe/paris` →

@@ -112,10 +112,15 @@ impl crate::Schedules for PgStore {
         })
     }
 
-    fn ticks_taken(&self, pipeline: &str, from: u64, to: u64) -> Result<Vec<u64>, StoreError> {
+    fn ticks_taken(
+        &self,
+        pipeline: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
         self.block(async {
-            let ticks: Vec<i64> = sqlx::query_scalar(
-                "SELECT scheduled_at FROM tasks
+            let ticks: Vec<(i64, String)> = sqlx::query_as(
+                "SELECT scheduled_at, id FROM tasks
                  WHERE pipeline = $1 AND scheduled_at IS NOT NULL
                     AND scheduled_at BETWEEN $2 AND $3
                  ORDER BY scheduled_at",
@@ -125,7 +130,7 @@ impl crate::Schedules for PgStore {
             .bind(int(to))
             .fetch_all(&self.pool)
             .await?;
-            Ok(ticks.into_iter().map(|t| t as u64).collect())
+            Ok(ticks.into_iter().map(|(t, id)| (t as u64, id)).collect())
         })
     }
 }

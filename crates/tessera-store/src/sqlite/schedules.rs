@@ -82,10 +82,15 @@ impl crate::Schedules for SqliteStore {
         Ok(())
     }
 
-    fn ticks_taken(&self, pipeline: &str, from: u64, to: u64) -> Result<Vec<u64>, StoreError> {
+    fn ticks_taken(
+        &self,
+        pipeline: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT scheduled_at FROM tasks
+            "SELECT scheduled_at, id FROM tasks
              WHERE pipeline = ?1 AND scheduled_at IS NOT NULL AND scheduled_at BETWEEN ?2 AND ?3
              ORDER BY scheduled_at",
         )?;
@@ -96,9 +101,8 @@ impl crate::Schedules for SqliteStore {
                     from.min(i64::MAX as u64) as i64,
                     to.min(i64::MAX as u64) as i64
                 ],
-                |r| r.get::<_, i64>(0),
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?)),
             )?
-            .map(|t| t.map(|t| t as u64))
             .collect::<Result<_, _>>()?;
         Ok(ticks)
     }

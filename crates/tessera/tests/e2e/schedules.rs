@@ -384,7 +384,7 @@ nodes:
     let none = env.run(&["schedules", "pause", "ghost"]);
     assert_ne!(none.code, 0);
     assert!(
-        none.stderr.contains("pipeline `ghost` has no schedule"),
+        none.stderr.contains("no pipeline `ghost` is stored"),
         "{}",
         none.stderr
     );
