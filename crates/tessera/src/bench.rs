@@ -1,4 +1,4 @@
-//! `tessera bench`: the standard workloads (W1–W5 of BENCHMARKS.md), timed in-process through
+//! `tessera bench`: the standard workloads (W1–W7 of BENCHMARKS.md), timed in-process through
 //! the real engine. Every result is checked, so a broken engine cannot produce a figure.
 
 use std::fmt::Write as _;
@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use serde_json::{Value, json};
-use tessera_core::Scripts;
 use tessera_core::scheduler::{Progress, TaskState};
+use tessera_core::{Data, Scripts};
 use tessera_engine::{Engine, EngineConfig};
 use tessera_store::{Durability, Objects, SqliteStore, Store};
 
@@ -29,7 +29,22 @@ pub enum Workload {
     W4,
     /// A loop over 100,000 items (one no-op node each), collected in order; peak memory.
     W5,
+    /// W5 with 1,000,000 items; each run in a process of its own, its peak memory measured.
+    W6,
+    /// W5 with 10,000,000 items; each run in a process of its own, its peak memory measured.
+    W7,
 }
+
+impl Workload {
+    /// Runs in processes of their own, one per run (no warm-up), under a memory budget.
+    fn isolated(self) -> bool {
+        matches!(self, Workload::W6 | Workload::W7)
+    }
+}
+
+/// The memory a run of an isolated workload may take (`RLIMIT_DATA`): beyond it the run fails
+/// cleanly, where a runaway engine would otherwise take the machine's memory.
+const ISOLATED_BUDGET: u64 = 8 << 30;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ModeArg {
@@ -62,9 +77,10 @@ pub struct BenchArgs {
     /// The PostgreSQL server of `--mode postgres`: a URL whose user may create databases.
     #[arg(long, env = "TESSERA_BENCH_PG", hide_env_values = true)]
     pub postgres: Option<String>,
-    /// Internal: run W5 once, no warm-up, and print this process's peak RSS as JSON.
-    #[arg(long, hide = true)]
-    pub rss_child: bool,
+    /// Internal: run this workload once, no warm-up, and print the time and this process's
+    /// peak RSS as JSON.
+    #[arg(long, hide = true, value_enum, ignore_case = true)]
+    pub child: Option<Workload>,
 }
 
 impl ModeArg {
@@ -117,7 +133,7 @@ fn open(
 }
 
 /// One workload's pipeline text and input.
-fn build(w: Workload) -> (String, Value) {
+fn build(w: Workload) -> (String, Data) {
     let mut y = String::from("type: pipeline\nnodes:\n");
     let entry = |y: &mut String, route: &str, next: &str| {
         let _ = writeln!(
@@ -151,7 +167,7 @@ fn build(w: Workload) -> (String, Value) {
             }
             json!({"bench": "W2"})
         }
-        Workload::W4 | Workload::W5 => {
+        Workload::W4 | Workload::W5 | Workload::W6 | Workload::W7 => {
             let (after, collect, items): (_, _, Vec<Value>) = if w == Workload::W4 {
                 let words = (0..n).map(|i| Value::String(w4_word(i))).collect();
                 (
@@ -160,8 +176,9 @@ fn build(w: Workload) -> (String, Value) {
                     words,
                 )
             } else {
-                let items = (0..n).map(|i| Value::from(2 * i as u64 + 1)).collect();
-                ("", "loop.m.out.item", items)
+                // The items of W5–W7 are made as text by `input_of` (ten million values
+                // would cost the bench more memory than the engine).
+                ("", "loop.m.out.item", Vec::new())
             };
             entry(&mut y, &format!("bench-{w:?}"), "each");
             let _ = write!(
@@ -169,11 +186,30 @@ fn build(w: Workload) -> (String, Value) {
                 "  - id: each\n    type: loop\n    items: in.out.items\n    collect: {collect}\n    \
                  next: [end]\n    nodes:\n      - id: m\n        type: node{after}\n"
             );
-            json!({ "items": items })
+            if w == Workload::W4 {
+                json!({ "items": items })
+            } else {
+                y.push_str("  - {id: end, type: end}\n");
+                return (y, odd_numbers(n));
+            }
         }
     };
     y.push_str("  - {id: end, type: end}\n");
-    (y, input)
+    (y, Data::from_value(input))
+}
+
+/// `{"items": [1, 3, 5, …]}` with `n` items, as JSON text (kept as text by the engine).
+fn odd_numbers(n: usize) -> Data {
+    let mut text = String::with_capacity(n * 9 + 16);
+    text.push_str("{\"items\":[");
+    for i in 0..n {
+        if i > 0 {
+            text.push(',');
+        }
+        let _ = write!(text, "{}", 2 * i as u64 + 1);
+    }
+    text.push_str("]}");
+    Data::from_json(&text).expect("valid JSON")
 }
 
 /// The i-th W4 string: lengths 1 to 24, some non-ASCII (lengths count characters).
@@ -190,11 +226,13 @@ fn size(w: Workload) -> (usize, &'static str, usize) {
         Workload::W3 => (100, "cmd", 102),
         Workload::W4 => (10_000, "item", 10_003),
         Workload::W5 => (100_000, "item", 100_003),
+        Workload::W6 => (1_000_000, "item", 1_000_003),
+        Workload::W7 => (10_000_000, "item", 10_000_003),
     }
 }
 
 /// Checks a task's result and that every node ran.
-fn check(w: Workload, input: &Value, result: &Value, progress: &Progress) -> Result<()> {
+fn check(w: Workload, input: &Data, result: &Data, progress: &Progress) -> Result<()> {
     let (n, _, want) = size(w);
     ensure!(
         progress.total == want && progress.finished == want,
@@ -203,12 +241,28 @@ fn check(w: Workload, input: &Value, result: &Value, progress: &Progress) -> Res
         progress.total
     );
     match w {
-        Workload::W1 | Workload::W2 => ensure!(result == input, "{w:?}: result {result}"),
-        Workload::W3 => ensure!(
-            *result == json!({"stdout": "", "exit_code": 0}),
-            "W3: result {result} is not the output of `true`"
+        Workload::W1 | Workload::W2 => ensure!(
+            result.value() == input.value(),
+            "{w:?}: result {}",
+            result.json()
         ),
-        Workload::W4 | Workload::W5 => {
+        Workload::W3 => ensure!(
+            result.value().as_ref() == &json!({"stdout": "", "exit_code": 0}),
+            "W3: result {} is not the output of `true`",
+            result.json()
+        ),
+        // The loop collects its items in order: its result is the input, item for item.
+        Workload::W5 | Workload::W6 | Workload::W7 => {
+            let (got, expected) = (result.json(), input.json());
+            ensure!(
+                got == expected,
+                "{w:?}: the collected items differ from the input ({} bytes, expected {})",
+                got.len(),
+                expected.len()
+            );
+        }
+        Workload::W4 => {
+            let result = result.value();
             let items = result["items"]
                 .as_array()
                 .ok_or_else(|| anyhow!("{w:?}: no `items` list in the result"))?;
@@ -218,10 +272,7 @@ fn check(w: Workload, input: &Value, result: &Value, progress: &Progress) -> Res
                 items.len()
             );
             for (i, got) in items.iter().enumerate() {
-                let want = match w {
-                    Workload::W4 => w4_word(i).chars().count() as u64,
-                    _ => 2 * i as u64 + 1,
-                };
+                let want = w4_word(i).chars().count() as u64;
                 ensure!(
                     got.as_u64() == Some(want),
                     "{w:?}: item {i} is {got}, not {want}"
@@ -233,7 +284,7 @@ fn check(w: Workload, input: &Value, result: &Value, progress: &Progress) -> Res
 }
 
 /// One timed run: (total ms from the pipeline text to the checked result's arrival, load ms).
-fn run_once(engine: &Engine, w: Workload, yaml: &str, input: &Value) -> Result<(f64, f64)> {
+fn run_once(engine: &Engine, w: Workload, yaml: &str, input: &Data) -> Result<(f64, f64)> {
     let input_copy = input.clone();
     let t0 = Instant::now();
     let (pipeline, doc) = tessera_core::load_document(yaml, &Scripts::default())
@@ -242,7 +293,7 @@ fn run_once(engine: &Engine, w: Workload, yaml: &str, input: &Value) -> Result<(
     let handle = engine.submit(tessera_engine::Submission {
         definition: doc,
         pipeline: pipeline.into(),
-        input: input_copy.into(),
+        input: input_copy,
         owner: None,
         id: None,
         base_dir: None,
@@ -254,10 +305,7 @@ fn run_once(engine: &Engine, w: Workload, yaml: &str, input: &Value) -> Result<(
         let error = outcome.error.unwrap_or_default();
         bail!("{w:?}: task ended {:?}: {error}", outcome.state);
     }
-    let result = outcome
-        .result
-        .map(|d| d.into_value())
-        .unwrap_or(Value::Null);
+    let result = outcome.result.unwrap_or_default();
     check(w, input, &result, &handle.progress())?;
     Ok((ms(total), ms(load)))
 }
@@ -329,6 +377,14 @@ impl Row {
                 "≤ 2 s, ≤ 300 MB",
                 self.ms.0 <= 2000.0 && self.rss_mb.is_some_and(|m| m <= 300.0),
             ),
+            Workload::W6 => (
+                "≤ 150 ms, ≤ 300 MB",
+                self.ms.0 <= 150.0 && self.rss_mb.is_some_and(|m| m <= 300.0),
+            ),
+            Workload::W7 => (
+                "≤ 2 s, ≤ 2 GB",
+                self.ms.0 <= 2000.0 && self.rss_mb.is_some_and(|m| m <= 2048.0),
+            ),
         }
     }
 
@@ -355,6 +411,9 @@ impl Row {
 }
 
 fn measure(args: &BenchArgs, w: Workload, mode: ModeArg) -> Result<Row> {
+    if w.isolated() {
+        return measure_isolated(args, w, mode);
+    }
     let (engine, runtime, dir) = open(mode, args.max_processes, args.postgres.as_deref())?;
     let (yaml, input) = build(w);
     let (mut times, mut loads, mut baselines) = (Vec::new(), Vec::new(), Vec::new());
@@ -371,7 +430,7 @@ fn measure(args: &BenchArgs, w: Workload, mode: ModeArg) -> Result<Row> {
     }
     drop((engine, runtime, dir));
     let rss_mb = (w == Workload::W5)
-        .then(|| w5_child_rss(mode, args.postgres.as_deref()))
+        .then(|| in_child(w, mode, args.postgres.as_deref()).map(|(_, _, rss)| rss))
         .transpose()?;
     Ok(Row {
         workload: w,
@@ -384,28 +443,66 @@ fn measure(args: &BenchArgs, w: Workload, mode: ModeArg) -> Result<Row> {
     })
 }
 
-/// Runs W5 once in a fresh `tessera bench` process and reads that process's peak RSS, so the
-/// figure is not inflated by this process's other workloads.
-fn w5_child_rss(mode: ModeArg, postgres: Option<&str>) -> Result<f64> {
+/// W6 and W7: every run in a fresh process (no warm-up: a process is as cold as a user's),
+/// the time its median, the memory the highest peak.
+fn measure_isolated(args: &BenchArgs, w: Workload, mode: ModeArg) -> Result<Row> {
+    let (mut times, mut loads, mut peak) = (Vec::new(), Vec::new(), 0f64);
+    for run in 1..=args.runs {
+        let (t, load, rss) = in_child(w, mode, args.postgres.as_deref())
+            .with_context(|| format!("{} run {run}", mode.name()))?;
+        times.push(t);
+        loads.push(load);
+        peak = peak.max(rss);
+    }
+    Ok(Row {
+        workload: w,
+        mode,
+        runs: args.runs,
+        ms: stats(&times),
+        load: stats(&loads).0,
+        baseline: None,
+        rss_mb: Some(peak),
+    })
+}
+
+/// Runs `w` once in a fresh `tessera bench` process (an isolated workload under
+/// [`ISOLATED_BUDGET`] of memory, which the child sets itself), and reads its time, load time and peak RSS (so the figure is not inflated by this
+/// process's other workloads).
+fn in_child(w: Workload, mode: ModeArg, postgres: Option<&str>) -> Result<(f64, f64, f64)> {
     let exe = std::env::current_exe().context("cannot find the tessera executable")?;
     let mut child = Command::new(exe);
     if let Some(url) = postgres {
         // Passed in the environment: a URL may hold a password, never shown by `ps`.
         child.env("TESSERA_BENCH_PG", url);
     }
-    let out = child
-        .args("bench --workload W5 --runs 1 --rss-child --mode".split(' '))
+    child
+        .args([
+            "bench",
+            "--runs",
+            "1",
+            "--child",
+            &format!("{w:?}"),
+            "--mode",
+        ])
         .arg(mode.name())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::inherit());
+    let out = child
         .output()
-        .context("cannot start the W5 memory run")?;
-    ensure!(out.status.success(), "W5 memory run: {}", out.status);
+        .with_context(|| format!("cannot start the {w:?} run"))?;
+    ensure!(
+        out.status.success(),
+        "the {w:?} run failed ({}); a run may use at most {} GiB of memory",
+        out.status,
+        ISOLATED_BUDGET >> 30
+    );
     let line = String::from_utf8_lossy(&out.stdout);
-    let v: Value =
-        serde_json::from_str(line.trim()).context("the W5 memory run printed no JSON")?;
-    v["peak_rss_mb"]
-        .as_f64()
-        .ok_or_else(|| anyhow!("the W5 memory run gave no peak_rss_mb"))
+    let v: Value = serde_json::from_str(line.trim())
+        .with_context(|| format!("the {w:?} run printed no JSON"))?;
+    let num = |k: &str| {
+        v[k].as_f64()
+            .ok_or_else(|| anyhow!("the {w:?} run gave no {k}"))
+    };
+    Ok((num("ms")?, num("load_ms")?, num("peak_rss_mb")?))
 }
 
 /// `VmHWM` of this process in MiB.
@@ -472,13 +569,22 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
         ModeArg::Both => &[ModeArg::Durable, ModeArg::Ephemeral],
         ModeArg::Postgres => &[ModeArg::Postgres],
     };
-    if args.rss_child {
-        ensure!(modes.len() == 1, "--rss-child needs one --mode");
+    if let Some(w) = args.child {
+        ensure!(modes.len() == 1, "--child needs one --mode");
+        // The child limits itself before allocating anything of the run.
+        if w.isolated() {
+            use nix::sys::resource::{Resource, setrlimit};
+            setrlimit(Resource::RLIMIT_DATA, ISOLATED_BUDGET, ISOLATED_BUDGET)
+                .context("cannot limit the run's memory")?;
+        }
         let (engine, _runtime, _dir) =
             open(modes[0], args.max_processes, args.postgres.as_deref())?;
-        let (yaml, input) = build(Workload::W5);
-        let (t, _) = run_once(&engine, Workload::W5, &yaml, &input)?;
-        outln!("{}", json!({"ms": t, "peak_rss_mb": peak_rss_mb()?}))?;
+        let (yaml, input) = build(w);
+        let (t, load) = run_once(&engine, w, &yaml, &input)?;
+        outln!(
+            "{}",
+            json!({"ms": t, "load_ms": load, "peak_rss_mb": peak_rss_mb()?})
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut workloads = args.workload.clone();
@@ -487,7 +593,11 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
     for &w in &workloads {
         for &mode in modes {
             let (m, runs) = (mode.name(), args.runs);
-            errln!("tessera bench: {w:?} {m} ({runs} runs + 1 warm-up)…");
+            if w.isolated() {
+                errln!("tessera bench: {w:?} {m} ({runs} runs, each in a process of its own)…");
+            } else {
+                errln!("tessera bench: {w:?} {m} ({runs} runs + 1 warm-up)…");
+            }
             let row = measure(&args, w, mode).with_context(|| format!("{w:?}"))?;
             if args.json {
                 outln!("{}", row.json())?;
