@@ -377,6 +377,10 @@ pub struct LoopSpec {
     pub collect: Option<DataPath>,
     /// Branches in flight at once; 0 = no limit.
     pub max_parallel: usize,
+    /// Items whose branch may fail (a body node failed for good) without failing the loop:
+    /// such an item collects `null` and is listed under `failed` in the loop's output. 0: the
+    /// first failed item fails the loop, as any failed node fails its task.
+    pub max_failed_items: u64,
 }
 
 /// A `batch` node: reader → processor → writer over chunks of `chunk_size` records.

@@ -33,7 +33,13 @@ fn kind_fields(type_name: &str) -> Option<&'static [&'static str]> {
         "http" => &["url", "verb", "headers"],
         "service" => service::FIELDS,
         "branch" => &["if", "then", "else", "max_iterations"],
-        "loop" => &["items", "nodes", "collect", "max_parallel"],
+        "loop" => &[
+            "items",
+            "nodes",
+            "collect",
+            "max_parallel",
+            "max_failed_items",
+        ],
         "batch" => batch::FIELDS,
         "raster" => raster::FIELDS,
         _ => return None,
@@ -781,6 +787,7 @@ fn parse_loop(f: &mut Fields) -> Option<LoopSpec> {
         None => None,
     };
     let max_parallel = f.uint("max_parallel").unwrap_or(0) as usize;
+    let max_failed_items = f.uint("max_failed_items").unwrap_or(0);
     let template = match f.obj.get("nodes") {
         Some(Value::Array(list)) if !list.is_empty() => list.clone(),
         Some(Value::Array(_)) => {
@@ -807,5 +814,6 @@ fn parse_loop(f: &mut Fields) -> Option<LoopSpec> {
         nodes,
         collect,
         max_parallel,
+        max_failed_items,
     })
 }

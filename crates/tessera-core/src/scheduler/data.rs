@@ -198,6 +198,8 @@ impl Scheduler {
                 collected: vec![Data::null(); n],
                 unresolved: HashMap::new(),
                 max_parallel,
+                failed: Vec::new(),
+                max_failed: spec.max_failed_items,
             },
         );
         self.open_branches(idx);
@@ -271,7 +273,23 @@ impl Scheduler {
         l.in_flight -= 1;
         if l.done == l.items.len() {
             let collected = std::mem::take(&mut l.collected);
-            let out = Data::object(vec![("items".into(), Data::array(collected))]);
+            let mut fields = vec![("items".into(), Data::array(collected))];
+            // Tolerated failures are listed, in item order, so that the next nodes can see
+            // which items have no value and why.
+            if !l.failed.is_empty() {
+                let mut failed = std::mem::take(&mut l.failed);
+                failed.sort_by_key(|f| f.index);
+                let list = failed
+                    .into_iter()
+                    .map(|f| {
+                        Data::from_value(serde_json::json!({
+                            "index": f.index, "node": &*f.node, "error": f.error,
+                        }))
+                    })
+                    .collect();
+                fields.push(("failed".into(), Data::array(list)));
+            }
+            let out = Data::object(fields);
             self.after_and_finish(loop_idx, &node, out, false);
         } else {
             self.open_branches(loop_idx);

@@ -60,6 +60,17 @@ struct LoopRun {
     /// Unresolved template instances per started item.
     unresolved: HashMap<usize, usize>,
     max_parallel: usize,
+    /// Items whose branch failed, tolerated by `max_failed_items`, in the order they failed.
+    failed: Vec<FailedItem>,
+    max_failed: u64,
+}
+
+/// An item of a loop whose branch failed: its index, the node instance that failed, why.
+#[derive(Debug)]
+struct FailedItem {
+    index: usize,
+    node: Arc<str>,
+    error: String,
 }
 
 /// What happened earlier to a node instance, from the store, for `resume`.
@@ -829,7 +840,26 @@ impl Scheduler {
         if self.failure_is_handled(idx) {
             return self.resolved(idx);
         }
-        let err = format!("node `{key}` failed (attempt {attempt}): {message}");
+        let mut err = format!("node `{key}` failed (attempt {attempt}): {message}");
+        // A failed item tolerated by its loop (`max_failed_items`): the branch ends (what
+        // follows the failed node is skipped), the item collects null, the loop goes on.
+        if let Some((loop_idx, item, _)) = self.inst[idx].branch
+            && let Some(l) = self.loops.get_mut(&loop_idx)
+            && l.max_failed > 0
+        {
+            if (l.failed.len() as u64) < l.max_failed {
+                l.failed.push(FailedItem {
+                    index: item,
+                    node: key,
+                    error: message,
+                });
+                return self.resolved(idx);
+            }
+            err.push_str(&format!(
+                "; more than {} items of loop `{}` failed (max_failed_items)",
+                l.max_failed, self.inst[loop_idx].key
+            ));
+        }
         self.terminate(TaskState::Failed, err);
     }
 

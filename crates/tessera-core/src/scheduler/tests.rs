@@ -278,6 +278,97 @@ nodes:
 }
 
 #[test]
+fn a_loop_tolerates_failed_items_up_to_max_failed_items_and_lists_them() {
+    let yaml = |max: u32| {
+        format!(
+            r#"
+nodes:
+  - {{id: in, type: entry, next: [each]}}
+  - id: each
+    type: loop
+    items: in.out.xs
+    max_failed_items: {max}
+    next: [end]
+    nodes:
+      - {{id: check, type: node, after: "if loop.item < 0 {{ throw `negative: ${{loop.item}}`; }} out = loop.item;", next: [double]}}
+      - {{id: double, type: node, after: "out = check.out * 2;"}}
+  - {{id: end, type: end}}
+"#
+        )
+    };
+    // Two bad items out of five, two tolerated: null in their place, listed with their errors.
+    let sim = Sim::new(&yaml(2), json!({"xs": [1, -2, 3, -4, 5]}));
+    let out = sim.result();
+    assert_eq!(out["items"], json!([2, null, 6, null, 10]));
+    let failed = out["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 2);
+    assert_eq!(failed[0]["index"], 1);
+    assert_eq!(failed[0]["node"], "check#1");
+    assert!(
+        failed[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("negative: -4"),
+        "{out}"
+    );
+    // What follows a failed node in its branch is skipped, and recorded so.
+    let skipped: Vec<String> = sim
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Node(n) if n.state == NodeState::Skipped => Some(n.key.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(skipped, ["double#1", "double#3"]);
+    // One too many: the task fails, naming the node and the limit.
+    let o = Sim::new(&yaml(1), json!({"xs": [1, -2, 3, -4, 5]}))
+        .outcome
+        .unwrap();
+    assert_eq!(o.state, TaskState::Failed);
+    let error = o.error.unwrap();
+    assert!(error.contains("node `check#3` failed"), "{error}");
+    assert!(
+        error.contains("more than 1 items of loop `each` failed"),
+        "{error}"
+    );
+    // No failure: no `failed` list; no tolerance: the first failure fails the task.
+    assert_eq!(
+        Sim::new(&yaml(2), json!({"xs": [1]})).result(),
+        json!({"items": [2]})
+    );
+    let o = Sim::new(&yaml(0), json!({"xs": [-1]})).outcome.unwrap();
+    assert_eq!(o.state, TaskState::Failed);
+    assert!(!o.error.unwrap().contains("max_failed_items"));
+}
+
+#[test]
+fn a_failed_job_of_a_tolerant_loop_fails_its_item_only() {
+    let yaml = r#"
+nodes:
+  - {id: in, type: entry, next: [each]}
+  - id: each
+    type: loop
+    items: in.out.xs
+    max_failed_items: 1
+    next: [end]
+    nodes:
+      - {id: fetch, type: command, command: ["true"]}
+  - {id: end, type: end}
+"#;
+    let mut sim = Sim::new(yaml, json!({"xs": ["a", "b"]}));
+    sim.fail("fetch#0", JobError::permanent("exit status 3".to_string()));
+    assert!(sim.outcome.is_none(), "the loop goes on");
+    sim.succeed("fetch#1", json!({"ok": true}));
+    assert_eq!(
+        sim.result(),
+        json!({"items": [null, {"ok": true}], "failed": [
+            {"index": 0, "node": "fetch#0", "error": "exit status 3"}
+        ]})
+    );
+}
+
+#[test]
 fn loop_over_nothing_and_over_a_non_list() {
     let yaml = r#"
 nodes:
