@@ -182,10 +182,11 @@ impl Scheduler {
             )])));
         }
         let n = items.len();
-        let max_parallel = if spec.max_parallel == 0 {
-            n
-        } else {
-            spec.max_parallel
+        // Without a limit, branches open as they can, at most DEFAULT_IN_FLIGHT at once: the
+        // engine's pools bound the work anyway, and memory follows the branches open.
+        let max_parallel = match spec.max_parallel {
+            0 => DEFAULT_IN_FLIGHT,
+            m => m,
         };
         self.inst[idx].state = NodeState::Running;
         self.loops.insert(
@@ -226,7 +227,9 @@ impl Scheduler {
             l.next_item += 1;
             l.in_flight += 1;
             l.unresolved.insert(item, template_len);
-            let base = self.inst.len();
+            // A block of a finished branch of the same template, else new slots.
+            let reused = self.free_blocks.get_mut(&template).and_then(Vec::pop);
+            let base = reused.unwrap_or(self.inst.len());
             // A loop inside a cycle runs again: its branches belong to the loop's iteration.
             let iteration = self.inst[loop_idx].iteration;
             for t in 0..template_len {
@@ -234,7 +237,11 @@ impl Scheduler {
                 let key: Arc<str> = format!("{prefix}{}#{item}", plan.nodes[t].id).into();
                 let preds = plan.topo.preds[t].len() as u32;
                 let node = NodeRef::Template { template, index: t };
-                let idx = self.push_instance(key, node, preds, Some((loop_idx, item, base)));
+                let branch = Some((loop_idx, item, base));
+                let idx = match reused {
+                    Some(_) => self.reset_instance(base + t, key, node, preds, branch),
+                    None => self.push_instance(key, node, preds, branch),
+                };
                 self.inst[idx].iteration = iteration;
             }
             self.make_ready(base);
@@ -267,6 +274,7 @@ impl Scheduler {
                 .clone()
                 .unwrap_or_default(),
         };
+        self.retire_block(template_ref(loop_ref, &self.plan), base, template_len);
         let l = self.loops.get_mut(&loop_idx).expect("loop run");
         l.collected[item] = value;
         l.done += 1;
@@ -294,6 +302,80 @@ impl Scheduler {
         } else {
             self.open_branches(loop_idx);
         }
+    }
+}
+
+/// Branches a loop without `max_parallel` has open at once.
+const DEFAULT_IN_FLIGHT: usize = 4096;
+
+/// The template index of a loop node.
+fn template_ref(loop_ref: NodeRef, plan: &crate::plan::Plan) -> usize {
+    *plan
+        .loop_templates
+        .get(&loop_ref)
+        .expect("a loop node has a template")
+}
+
+impl Scheduler {
+    /// A branch ended (its value collected): its instances' slots go to the template's free
+    /// list, their values dropped, their final states counted for progress. Nothing refers to
+    /// them any more: every instance of the branch is resolved (no job runs, no retry is
+    /// armed), and a loop among them has finished.
+    fn retire_block(&mut self, template: usize, base: usize, len: usize) {
+        for idx in base..base + len {
+            self.loops.remove(&idx);
+            let i = &mut self.inst[idx];
+            debug_assert!(
+                i.state.is_resolved() || i.state == NodeState::Failed,
+                "retiring a live instance"
+            );
+            self.retired.total += 1;
+            match i.state {
+                NodeState::Finished => self.retired.finished += 1,
+                NodeState::Failed => self.retired.failed += 1,
+                NodeState::Skipped => self.retired.skipped += 1,
+                _ => {}
+            }
+            i.retired = true;
+            i.input = None;
+            i.output = None;
+            i.error = None;
+            i.cache_key = None;
+        }
+        self.free_blocks.entry(template).or_default().push(base);
+    }
+
+    /// Makes a retired slot a new instance (as `push_instance` makes a new slot).
+    fn reset_instance(
+        &mut self,
+        idx: usize,
+        key: Arc<str>,
+        node: NodeRef,
+        preds: u32,
+        branch: Option<(usize, usize, usize)>,
+    ) -> usize {
+        debug_assert!(self.inst[idx].retired);
+        let i = &mut self.inst[idx];
+        i.key = key;
+        i.node = node;
+        i.state = NodeState::Waiting;
+        i.iteration = 0;
+        i.attempt = 0;
+        i.attempts_this_run = 0;
+        i.input = None;
+        i.output = None;
+        i.unresolved_preds = preds;
+        i.decision = None;
+        i.back_from = None;
+        i.jumps = 0;
+        i.waiting_retry = false;
+        i.branch = branch;
+        i.started_at = None;
+        i.error = None;
+        i.cache_key = None;
+        i.tainted = false;
+        i.retired = false;
+        idx
     }
 }
 

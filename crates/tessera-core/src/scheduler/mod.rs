@@ -48,6 +48,17 @@ struct Instance {
     /// It ran (or was skipped) anew in this run instead of being replayed: what follows it
     /// runs again too.
     tainted: bool,
+    /// Its branch ended and its slot waits for reuse (see `Scheduler::free_blocks`).
+    retired: bool,
+}
+
+/// Instances of finished loop branches whose slots were reused, by final state.
+#[derive(Debug, Default)]
+struct Retired {
+    total: usize,
+    finished: usize,
+    failed: usize,
+    skipped: usize,
 }
 
 #[derive(Debug)]
@@ -90,8 +101,12 @@ pub struct Scheduler {
     plan: Arc<Plan>,
     scripts: Arc<Scripts>,
     inst: Vec<Instance>,
-    by_key: HashMap<Arc<str>, usize>,
     loops: HashMap<usize, LoopRun>,
+    /// Instance slots of finished loop branches, by template: a new branch of the same
+    /// template reuses one, so memory follows the branches in flight, not the items.
+    free_blocks: HashMap<usize, Vec<usize>>,
+    /// Counts of the instances whose slots were reused (for progress).
+    retired: Retired,
     /// Finished outputs of an earlier run, replayed instead of running again.
     replay: HashMap<(Arc<str>, u32), PastRun>,
     /// Ids of nodes whose definition changed since the earlier run (a resume with a new
@@ -137,7 +152,8 @@ impl Scheduler {
             plan: plan.clone(),
             scripts,
             inst: Vec::with_capacity(plan.nodes.len()),
-            by_key: HashMap::new(),
+            free_blocks: HashMap::new(),
+            retired: Retired::default(),
             loops: HashMap::new(),
             replay: HashMap::new(),
             changed: Default::default(),
@@ -185,7 +201,6 @@ impl Scheduler {
         branch: Option<(usize, usize, usize)>,
     ) -> usize {
         let idx = self.inst.len();
-        self.by_key.insert(key.clone(), idx);
         self.inst.push(Instance {
             key,
             node,
@@ -205,6 +220,7 @@ impl Scheduler {
             error: None,
             cache_key: None,
             tainted: false,
+            retired: false,
         });
         idx
     }

@@ -369,6 +369,51 @@ nodes:
 }
 
 #[test]
+fn a_long_loop_holds_only_the_branches_in_flight() {
+    let yaml = r#"
+nodes:
+  - {id: in, type: entry, next: [each]}
+  - id: each
+    type: loop
+    items: in.out.xs
+    max_parallel: 8
+    next: [end]
+    nodes:
+      - {id: fetch, type: command, command: ["true"], next: [keep]}
+      - {id: keep, type: node, after: "out = fetch.out.n;"}
+  - {id: end, type: end}
+"#;
+    let n = 10_000;
+    let mut sim = Sim::new(yaml, json!({"xs": (0..n).collect::<Vec<_>>()}));
+    let mut most = 0;
+    while let Some(job) = sim.running.first().map(|j| j.key.clone()) {
+        let item: u64 = job.trim_start_matches("fetch#").parse().unwrap();
+        sim.succeed(&job, json!({"n": item * 3}));
+        most = most.max(sim.s.inst.len());
+    }
+    // The 3 pipeline nodes, and 8 branches of 2 template nodes: slots of finished branches are
+    // reused, whatever the number of items.
+    assert!(most <= 3 + 8 * 2, "{most} instances held");
+    let out = sim.result();
+    let items = out["items"].as_array().unwrap();
+    assert_eq!(items.len(), n as usize);
+    assert!(
+        items
+            .iter()
+            .enumerate()
+            .all(|(i, v)| v == &json!(i as u64 * 3))
+    );
+    // Every instance is counted, reused slots included.
+    let p = sim.s.progress();
+    assert_eq!(
+        (p.total, p.finished),
+        (3 + 2 * n as usize, 3 + 2 * n as usize)
+    );
+    // Each item's records carry its own key.
+    assert_eq!(sim.node_states("keep#9999"), [NodeState::Finished]);
+}
+
+#[test]
 fn loop_over_nothing_and_over_a_non_list() {
     let yaml = r#"
 nodes:

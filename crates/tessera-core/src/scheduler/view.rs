@@ -66,8 +66,13 @@ impl Scheduler {
 
     /// Progress counters for display.
     pub fn progress(&self) -> Progress {
-        let mut p = Progress::default();
-        for i in &self.inst {
+        let mut p = Progress {
+            finished: self.retired.finished,
+            failed: self.retired.failed,
+            skipped: self.retired.skipped,
+            ..Progress::default()
+        };
+        for i in self.inst.iter().filter(|i| !i.retired) {
             match i.state {
                 NodeState::Finished => p.finished += 1,
                 NodeState::Running => p.running += 1,
@@ -76,7 +81,7 @@ impl Scheduler {
                 _ => {}
             }
         }
-        p.total = self.inst.len();
+        p.total = self.retired.total + self.inst.iter().filter(|i| !i.retired).count();
         for (&idx, l) in &self.loops {
             p.loops.push(LoopProgress {
                 key: self.inst[idx].key.to_string(),
