@@ -108,8 +108,10 @@ impl Driver {
                 }
             }
             // Events wake it (a cancel asked through the store comes as one too, from the
-            // engine's cancel watch); the timeout only flushes a pending group commit.
+            // engine's cancel watch); the timeout only flushes a pending group commit. Inline
+            // work a step left (a long loop) goes on at once, after the events already queued.
             let wait = match driver.pending_since {
+                _ if driver.scheduler.has_work() => Duration::ZERO,
                 Some(t) => COMMIT_WINDOW.saturating_sub(t.elapsed()),
                 None => IDLE_WAIT,
             };
@@ -127,6 +129,9 @@ impl Driver {
                     }
                     effects.extend(d.scheduler.handle(e, now));
                 }
+                if d.scheduler.has_work() {
+                    effects.extend(d.scheduler.proceed(now));
+                }
                 d.apply(effects)
             })
             .await;
@@ -143,9 +148,12 @@ impl Driver {
                 self.pending.extend(effects);
                 self.pending_since.get_or_insert_with(Instant::now);
             }
-            let due = self
-                .pending_since
-                .is_some_and(|t| t.elapsed() >= COMMIT_WINDOW);
+            // While inline work goes on (a long loop, step after step), records are committed
+            // by the MAX_PENDING, not every COMMIT_WINDOW: one flush per 20,000 records.
+            let due = !self.scheduler.has_work()
+                && self
+                    .pending_since
+                    .is_some_and(|t| t.elapsed() >= COMMIT_WINDOW);
             if due || self.pending.len() >= MAX_PENDING {
                 let pending = std::mem::take(&mut self.pending);
                 self.pending_since = None;

@@ -84,6 +84,9 @@ struct FailedItem {
     error: String,
 }
 
+/// Effects one step may gather before it yields (see `Scheduler::drain`).
+pub const STEP_BUDGET: usize = 4096;
+
 /// What happened earlier to a node instance, from the store, for `resume`.
 #[derive(Debug, Clone)]
 pub struct PastRun {
@@ -284,6 +287,21 @@ impl Scheduler {
         std::mem::take(&mut self.effects)
     }
 
+    /// Whether inline work is left over from the last step (see [`STEP_BUDGET`]): the driver
+    /// then calls [`Scheduler::proceed`] before waiting for events.
+    pub fn has_work(&self) -> bool {
+        !self.queue.is_empty() && !self.state.is_terminal()
+    }
+
+    /// Goes on with the inline work a step left (see [`Scheduler::has_work`]).
+    pub fn proceed(&mut self, now: u64) -> Vec<Effect> {
+        self.now = now;
+        if !self.state.is_terminal() {
+            self.drain();
+        }
+        std::mem::take(&mut self.effects)
+    }
+
     /// Applies one event; returns the effects to commit and carry out.
     pub fn handle(&mut self, event: Event, now: u64) -> Vec<Effect> {
         self.now = now;
@@ -332,9 +350,14 @@ impl Scheduler {
             .then_some(idx)
     }
 
-    /// Runs the ready queue until nothing inline is left, then checks whether the task ended.
+    /// Runs the ready queue until nothing inline is left, then checks whether the task ended;
+    /// or until the step holds [`STEP_BUDGET`] effects (a loop of a million inline items), the
+    /// rest left for [`Scheduler::proceed`]: a step's records, and so the memory they take
+    /// and the commit that holds them, stay bounded, and a cancel is heard between steps.
     fn drain(&mut self) {
-        while let Some(idx) = self.queue.pop_front() {
+        while self.effects.len() < STEP_BUDGET
+            && let Some(idx) = self.queue.pop_front()
+        {
             if self.state.is_terminal() {
                 self.queue.clear();
                 break;
@@ -342,6 +365,9 @@ impl Scheduler {
             if self.inst[idx].state == NodeState::Ready {
                 self.start_node(idx);
             }
+        }
+        if !self.queue.is_empty() && !self.state.is_terminal() {
+            return;
         }
         if self.state == TaskState::Running && self.active_jobs == 0 && self.retries_pending == 0 {
             // Nothing left to run. With `wait_all`, the last end may have been skipped: the
