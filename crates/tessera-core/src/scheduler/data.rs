@@ -200,6 +200,7 @@ impl Scheduler {
                 unresolved: HashMap::new(),
                 max_parallel,
                 failed: Vec::new(),
+                failed_index: Default::default(),
                 max_failed: spec.max_failed_items,
             },
         );
@@ -267,7 +268,11 @@ impl Scheduler {
             return;
         };
         let template_len = template.nodes.len();
+        // A failed item (tolerated by `max_failed_items`) collects null, whatever the nodes
+        // of its branch that did not depend on the failed one gave.
+        let failed = self.loops[&loop_idx].failed_index.contains(&item);
         let value = match &spec.collect {
+            _ if failed => Data::null(),
             Some(path) => self.resolve_path(base, path),
             None => self.inst[base + template_len - 1]
                 .output

@@ -71,8 +71,10 @@ struct LoopRun {
     /// Unresolved template instances per started item.
     unresolved: HashMap<usize, usize>,
     max_parallel: usize,
-    /// Items whose branch failed, tolerated by `max_failed_items`, in the order they failed.
+    /// Items whose branch failed, tolerated by `max_failed_items`, in the order they failed,
+    /// and their indexes (looked up once per branch).
     failed: Vec<FailedItem>,
+    failed_index: std::collections::HashSet<usize>,
     max_failed: u64,
 }
 
@@ -889,7 +891,12 @@ impl Scheduler {
             && let Some(l) = self.loops.get_mut(&loop_idx)
             && l.max_failed > 0
         {
+            // Another node of the same branch failed already: the item is listed once.
+            if l.failed_index.contains(&item) {
+                return self.resolved(idx);
+            }
             if (l.failed.len() as u64) < l.max_failed {
+                l.failed_index.insert(item);
                 l.failed.push(FailedItem {
                     index: item,
                     node: key,

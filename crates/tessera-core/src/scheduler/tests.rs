@@ -468,6 +468,39 @@ nodes:
 }
 
 #[test]
+fn an_item_failing_in_two_arms_counts_once_and_collects_null() {
+    let yaml = r#"
+nodes:
+  - {id: in, type: entry, next: [each]}
+  - id: each
+    type: loop
+    items: in.out.xs
+    max_failed_items: 1
+    next: [end]
+    nodes:
+      - {id: a, type: node, next: [b, c]}
+      - {id: b, type: command, command: ["true"]}
+      - {id: c, type: command, command: ["true"]}
+  - {id: end, type: end}
+"#;
+    let mut sim = Sim::new(yaml, json!({"xs": [1, 2]}));
+    sim.fail("b#0", JobError::permanent("b broke".to_string()));
+    sim.fail("c#0", JobError::permanent("c broke".to_string()));
+    assert!(sim.outcome.is_none(), "one item failed, one is tolerated");
+    sim.succeed("b#1", json!(1));
+    sim.succeed("c#1", json!({"c": 1}));
+    let out = sim.result();
+    assert_eq!(out["items"], json!([null, {"c": 1}]));
+    assert_eq!(out["failed"].as_array().unwrap().len(), 1, "{out}");
+    assert_eq!(out["failed"][0]["node"], "b#0");
+    // One arm failed, the other finished: the item still collects null.
+    let mut sim = Sim::new(yaml, json!({"xs": [1]}));
+    sim.fail("b#0", JobError::permanent("b broke".to_string()));
+    sim.succeed("c#0", json!({"c": 0}));
+    assert_eq!(sim.result()["items"], json!([null]));
+}
+
+#[test]
 fn loop_over_nothing_and_over_a_non_list() {
     let yaml = r#"
 nodes:
