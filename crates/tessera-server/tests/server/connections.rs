@@ -45,6 +45,9 @@ async fn slow_idle_and_excess_connections_are_closed_in_bounded_time() {
         slow.push(s);
     }
     let sent = Instant::now();
+    // A client over the limit gets a 503 it can act on (its request read first), not a
+    // protocol error.
+    assert_eq!(f.get("/health").await.0, 503);
     let mut refused = 0;
     let mut timed_out = 0;
     for s in &mut slow {
