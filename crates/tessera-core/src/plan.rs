@@ -45,6 +45,9 @@ pub struct Plan {
     /// Per node: the data paths its templates read (`{{in.out.dir}}`, `{{loop.item}}`), with
     /// their placeholder text, resolved by the scheduler when the node is dispatched.
     pub template_paths: Vec<Vec<(String, DataPath)>>,
+    /// What a process needs to run the pipeline's tasks ([`Pipeline::needs`]), computed once
+    /// for every task started from this plan.
+    pub needs: Vec<String>,
 }
 
 impl Plan {
@@ -89,6 +92,7 @@ impl Plan {
             .map(|n| crate::template::node_paths(n, &ids))
             .collect();
         Plan {
+            needs: pipeline.needs(),
             pipeline,
             nodes,
             topo,

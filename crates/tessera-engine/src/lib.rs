@@ -317,6 +317,14 @@ impl Planned {
         &self.pipeline().name
     }
 
+    /// What a process needs to run its tasks: the plan's, computed once, or the pipeline's.
+    fn needs(&self) -> std::borrow::Cow<'_, [String]> {
+        match self {
+            Planned::Pipeline(p) => std::borrow::Cow::Owned(p.needs()),
+            Planned::Plan(plan) => std::borrow::Cow::Borrowed(&plan.needs),
+        }
+    }
+
     fn pipeline(&self) -> &Pipeline {
         match self {
             Planned::Pipeline(p) => p,
@@ -498,10 +506,10 @@ impl Engine {
         self.shared.config.run_tasks
     }
 
-    /// Whether this process runs the tasks of `pipeline`: it runs tasks, and serves the pools
-    /// and node kinds the pipeline needs (see [`EngineConfig::serves`]).
-    pub fn runs_pipeline(&self, pipeline: &Pipeline) -> bool {
-        self.runs_tasks() && self.shared.config.serves.serves(&pipeline.needs())
+    /// Whether this process runs the tasks of a pipeline that `needs` these pools and node
+    /// kinds (`Plan::needs`): it runs tasks, and serves them (see [`EngineConfig::serves`]).
+    pub fn runs_needs(&self, needs: &[String]) -> bool {
+        self.runs_tasks() && self.shared.config.serves.serves(needs)
     }
 
     /// How often to look for tasks nobody holds: a third of the lease, at most a second, so
@@ -586,7 +594,7 @@ impl Engine {
         if self.is_draining() {
             return Err(EngineError::Stopping);
         }
-        let here = self.runs_pipeline(submission.pipeline.pipeline());
+        let here = self.runs_needs(&submission.pipeline.needs());
         let Some((id, submission)) = self.record(submission, here)? else {
             return Ok(None);
         };
@@ -627,7 +635,7 @@ impl Engine {
                 .as_ref()
                 .map(|d| d.display().to_string()),
             scheduled_at: submission.tick,
-            needs: submission.pipeline.pipeline().needs(),
+            needs: submission.pipeline.needs().into_owned(),
         };
         match submission.tick {
             None => self.shared.store.create_task(&task)?,

@@ -48,20 +48,23 @@ pub struct ScheduleBook {
 }
 
 impl ScheduleBook {
-    /// The stored pipelines that have a schedule, parsing only those written since the last
-    /// call.
+    /// The stored pipelines that have a schedule. Each round reads the pipelines' versions
+    /// only; a definition is read and parsed again only when its version changed.
     fn refresh(
         &mut self,
         store: &dyn Store,
         scripts: &Scripts,
     ) -> Result<Vec<Arc<Scheduled>>, StoreError> {
-        let rows = store.list_pipelines()?;
-        let mut seen = HashMap::with_capacity(rows.len());
-        for row in rows {
-            let name = row.name.clone();
+        let versions = store.pipeline_versions()?;
+        let mut seen = HashMap::with_capacity(versions.len());
+        for (name, version) in versions {
             let entry = match self.parsed.remove(&name) {
-                Some((version, parsed)) if version == row.version => (version, parsed),
-                _ => (row.version.clone(), parse(row, scripts)),
+                Some((known, parsed)) if known == version => (known, parsed),
+                // Written since (or deleted meanwhile: nothing to schedule).
+                _ => match store.pipeline(&name)? {
+                    Some(row) => (row.version.clone(), parse(row, scripts)),
+                    None => continue,
+                },
             };
             seen.insert(name, entry);
         }
@@ -381,7 +384,7 @@ pub fn backfill(
                 lease_until: 0,
                 base_dir: None,
                 scheduled_at: Some(tick),
-                needs: s.pipeline.needs(),
+                needs: s.plan.needs.clone(),
             },
             false,
         )?;

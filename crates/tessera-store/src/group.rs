@@ -97,12 +97,12 @@ impl TaskInsert {
             definition: serde_json::to_string(&task.definition)
                 .expect("JSON values always serialise"),
             input: Json::of(&task.input),
-            created_at: task.created_at.min(i64::MAX as u64) as i64,
+            created_at: crate::int(task.created_at),
             owner: task.owner.clone(),
             runner: task.runner.clone(),
-            lease_until: task.lease_until.min(i64::MAX as u64) as i64,
+            lease_until: crate::int(task.lease_until),
             base_dir: task.base_dir.clone(),
-            scheduled_at: task.scheduled_at.map(|t| t.min(i64::MAX as u64) as i64),
+            scheduled_at: task.scheduled_at.map(crate::int),
             needs: (!task.needs.is_empty())
                 .then(|| serde_json::to_string(&task.needs).expect("strings serialise")),
         }
@@ -116,8 +116,8 @@ impl StepWrite {
         let mut step = StepWrite {
             task_id: batch.task_id.to_string(),
             fence: batch.fence,
-            now: batch.now.min(i64::MAX as u64) as i64,
-            lease_until: batch.lease_until.map(|t| t.min(i64::MAX as u64) as i64),
+            now: crate::int(batch.now),
+            lease_until: batch.lease_until.map(crate::int),
             nodes: Vec::new(),
             tasks: Vec::new(),
             cache: Vec::new(),
@@ -258,11 +258,26 @@ impl Op {
     }
 }
 
-/// The tick of a task created for one (see `Schedules::create_tick`), as a column value.
-pub(crate) fn tick_of(task: &crate::types::NewTask) -> Result<i64, crate::StoreError> {
-    task.scheduled_at
-        .map(|t| t.min(i64::MAX as u64) as i64)
-        .ok_or_else(|| {
-            crate::StoreError::Database(format!("task {} of a tick has no tick", task.id))
-        })
+/// A task given to `Schedules::create_tick` without its tick: a caller's mistake.
+pub(crate) fn no_tick(task: &crate::types::NewTask) -> StoreError {
+    StoreError::Database(format!("task {} of a tick has no tick", task.id))
+}
+
+/// Which slot of a pool `take` gets, given the pool's rows `(slot, holder, until)`: the one
+/// its holder has already (a take asked again), else the first of `0..size` that nobody
+/// holds at `take.now`; `None` when all are taken.
+pub(crate) fn slot_to_take(
+    take: &crate::types::PoolTake<'_>,
+    rows: &[(u32, String, i64)],
+) -> Option<u32> {
+    if let Some((slot, _, _)) = rows.iter().find(|(_, holder, _)| holder == take.holder) {
+        return Some(*slot);
+    }
+    let now = crate::int(take.now);
+    let busy: std::collections::HashSet<u32> = rows
+        .iter()
+        .filter(|(_, _, until)| *until >= now)
+        .map(|(slot, _, _)| *slot)
+        .collect();
+    (0..take.size).find(|slot| !busy.contains(slot))
 }

@@ -32,6 +32,11 @@ pub mod prelude {
 use serde_json::Value;
 use tessera_core::scheduler::PastRun;
 
+/// A count or a time (ms) as a column's signed 64-bit integer, clamped.
+pub(crate) fn int(v: u64) -> i64 {
+    v.min(i64::MAX as u64) as i64
+}
+
 /// What a store's hint is about (see [`Claims::changes`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -286,6 +291,10 @@ pub trait Registry: Send + Sync {
 
     fn list_pipelines(&self) -> Result<Vec<PipelineRow>, StoreError>;
 
+    /// Every stored pipeline's name and current version, by name, without definitions: what
+    /// a reader polling for changes (the schedules' loop) reads each round.
+    fn pipeline_versions(&self) -> Result<Vec<(String, String)>, StoreError>;
+
     /// Deletes a pipeline; false when there was none.
     fn delete_pipeline(&self, name: &str) -> Result<bool, StoreError>;
 
@@ -430,6 +439,9 @@ pub trait Schedules: Send + Sync {
         to: u64,
     ) -> Result<Vec<(u64, String)>, StoreError>;
 }
+
+/// Followers of events whose last word is older than this are forgotten.
+pub(crate) const FORGET_FOLLOWERS_MS: u64 = 60_000;
 
 /// Live events shared between the processes of a store: a process running tasks writes the
 /// events of its commits here while another process follows them (a server with clients on

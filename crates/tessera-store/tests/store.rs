@@ -1210,6 +1210,11 @@ fn pool_slots_are_shared_leased_and_given_back(db: &Db) {
     // Asking again for a slot it holds gives the same one.
     assert_eq!(take(&one, "t1/a/1", "a", 200), Some(0));
     assert_eq!(one.pool_usage(200).unwrap(), [("gpu".to_string(), 2)]);
+    // A holder asking again keeps its own slot, even when a lower one is free.
+    one.release_pool_slot("gpu", 0, "t1/a/1").unwrap();
+    assert_eq!(take(&two, "t2/a/1", "b", 250), Some(1));
+    assert_eq!(take(&one, "t1/a/1", "a", 250), Some(0));
+    assert_eq!(one.pool_usage(250).unwrap(), [("gpu".to_string(), 2)]);
     // Given back: free for the next one; a release by another holder changes nothing.
     one.release_pool_slot("gpu", 1, "t1/a/1").unwrap();
     assert_eq!(take(&one, "t3/a/1", "a", 300), None);

@@ -49,34 +49,46 @@ pub struct BackfillArgs {
     pub json: bool,
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// The schedule commands on the data dir's store.
 fn local(settings: &Settings, action: SchedulesAction) -> Result<ExitCode> {
     let store = settings.open_store()?;
     let scripts = Scripts::default();
     match action {
         SchedulesAction::List { json } => {
-            let views = schedules::schedule_views(store.as_ref(), &scripts, now())?;
+            let views =
+                schedules::schedule_views(store.as_ref(), &scripts, crate::run::now_millis())?;
             print_views(&serde_json::to_value(views)?, json)?;
         }
         SchedulesAction::Show { pipeline, json } => {
-            let view = schedules::schedule_view(store.as_ref(), &scripts, &pipeline, now())?
-                .ok_or_else(|| {
-                    anyhow::anyhow!("pipeline `{pipeline}` has no schedule (or does not exist)")
-                })?;
+            let view = schedules::schedule_view(
+                store.as_ref(),
+                &scripts,
+                &pipeline,
+                crate::run::now_millis(),
+            )?
+            .ok_or_else(|| {
+                anyhow::anyhow!("pipeline `{pipeline}` has no schedule (or does not exist)")
+            })?;
             print_view(&serde_json::to_value(view)?, json)?;
         }
         SchedulesAction::Pause { pipeline } => {
-            schedules::set_paused(store.as_ref(), &scripts, &pipeline, true, now())?;
+            schedules::set_paused(
+                store.as_ref(),
+                &scripts,
+                &pipeline,
+                true,
+                crate::run::now_millis(),
+            )?;
             errln!("schedule of {pipeline} paused");
         }
         SchedulesAction::Resume { pipeline } => {
-            schedules::set_paused(store.as_ref(), &scripts, &pipeline, false, now())?;
+            schedules::set_paused(
+                store.as_ref(),
+                &scripts,
+                &pipeline,
+                false,
+                crate::run::now_millis(),
+            )?;
             errln!("schedule of {pipeline} resumed");
         }
     }
@@ -163,7 +175,7 @@ pub fn backfill(
                     to,
                     dry_run: args.dry_run,
                     owner: None,
-                    now: now(),
+                    now: crate::run::now_millis(),
                 },
             )?;
             let created = ticks

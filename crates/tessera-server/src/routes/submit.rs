@@ -178,7 +178,7 @@ pub async fn submit(
     }
     // An API-only server (or one that does not serve the pipeline's pools or node kinds)
     // records the task for a worker to claim; otherwise it runs it.
-    let runs_here = engine.runs_pipeline(&cached.pipeline);
+    let runs_here = engine.runs_needs(&cached.plan.needs);
     let submitted = tokio::task::spawn_blocking(move || {
         if runs_here {
             engine.submit(submission).map(Some)

@@ -79,15 +79,18 @@ impl crate::Events for PgStore {
 
     fn last_event_seq(&self) -> Result<u64, StoreError> {
         self.block(async {
-            // Under the lock: no number below it is still to commit.
+            // Under the lock: no number below it is still to commit. The sequence, not
+            // MAX(seq): trimmed events keep their numbers, as on SQLite.
             let mut tx = self.pool.begin().await?;
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(EVENT_SEQ_LOCK)
                 .execute(&mut *tx)
                 .await?;
-            let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM events")
-                .fetch_one(&mut *tx)
-                .await?;
+            let seq: i64 = sqlx::query_scalar(
+                "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_seq",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
             tx.commit().await?;
             Ok(seq as u64)
         })
@@ -103,6 +106,11 @@ impl crate::Events for PgStore {
             .bind(int(until))
             .execute(&self.leases)
             .await?;
+            // Followers long gone (their process ended): the table keeps only live ones.
+            sqlx::query("DELETE FROM event_followers WHERE until < $1")
+                .bind(int(until.saturating_sub(crate::FORGET_FOLLOWERS_MS)))
+                .execute(&self.leases)
+                .await?;
             Ok(())
         })
     }

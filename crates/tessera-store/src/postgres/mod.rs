@@ -369,10 +369,7 @@ async fn past_run(
     })
 }
 
-/// A count or time stored as `BIGINT`.
-pub(super) fn int(v: u64) -> i64 {
-    v.min(i64::MAX as u64) as i64
-}
+pub(super) use crate::int;
 
 /// Tells every process listening that something of `about` changed (a hint; sent at
 /// commit, once per transaction and kind however often it is asked).
@@ -443,6 +440,10 @@ impl Registry for PgStore {
 
     fn list_pipelines(&self) -> Result<Vec<PipelineRow>, StoreError> {
         self.block(registry::list_pipelines(&self.pool))
+    }
+
+    fn pipeline_versions(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.block(registry::pipeline_versions(&self.pool))
     }
 
     fn delete_pipeline(&self, name: &str) -> Result<bool, StoreError> {

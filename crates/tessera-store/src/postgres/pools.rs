@@ -7,16 +7,20 @@ use crate::types::PoolTake;
 
 impl crate::PoolSlots for PgStore {
     fn take_pool_slot(&self, take: &PoolTake<'_>) -> Result<Option<u32>, StoreError> {
-        let (pool, holder, runner) = (
-            take.pool.to_string(),
-            take.holder.to_string(),
-            take.runner.to_string(),
-        );
-        let (size, now, until) = (take.size, int(take.now), int(take.until));
-        let leases = self.leases.clone();
-        self.run(async move {
-            // One statement per slot, each its own transaction: a slot taken is held at once.
-            for slot in 0..size {
+        self.block(async {
+            // One read of the pool's rows: the holder's own slot, else the first free one,
+            // taken only if it is still free (another process may have taken it meanwhile:
+            // then the next free one is tried, and the next poll reads again).
+            let rows: Vec<(i64, String, i64)> =
+                sqlx::query_as("SELECT slot, holder, until FROM pool_slots WHERE pool = $1")
+                    .bind(take.pool)
+                    .fetch_all(&self.leases)
+                    .await?;
+            let mut rows: Vec<(u32, String, i64)> = rows
+                .into_iter()
+                .map(|(slot, holder, until)| (slot.clamp(0, u32::MAX as i64) as u32, holder, until))
+                .collect();
+            while let Some(slot) = crate::group::slot_to_take(take, &rows) {
                 let n = sqlx::query(
                     "INSERT INTO pool_slots (pool, slot, holder, runner, until)
                      VALUES ($1, $2, $3, $4, $6)
@@ -24,18 +28,22 @@ impl crate::PoolSlots for PgStore {
                         runner = excluded.runner, until = excluded.until
                      WHERE pool_slots.until < $5 OR pool_slots.holder = excluded.holder",
                 )
-                .bind(&pool)
-                .bind(slot as i64)
-                .bind(&holder)
-                .bind(&runner)
-                .bind(now)
-                .bind(until)
-                .execute(&leases)
+                .bind(take.pool)
+                .bind(i64::from(slot))
+                .bind(take.holder)
+                .bind(take.runner)
+                .bind(int(take.now))
+                .bind(int(take.until))
+                .execute(&self.leases)
                 .await?
                 .rows_affected();
                 if n == 1 {
                     return Ok(Some(slot));
                 }
+                // Taken meanwhile: counted as busy from now on (each round marks one more
+                // slot busy, so this ends within `size` rounds).
+                rows.retain(|(s, _, _)| *s != slot);
+                rows.push((slot, String::new(), i64::MAX));
             }
             Ok(None)
         })

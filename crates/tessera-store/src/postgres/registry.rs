@@ -196,6 +196,14 @@ pub(super) async fn pipeline_version(
     )
 }
 
+pub(super) async fn pipeline_versions(pool: &PgPool) -> Result<Vec<(String, String)>, StoreError> {
+    Ok(
+        sqlx::query_as("SELECT name, version FROM pipelines ORDER BY name")
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
 pub(super) async fn list_pipelines(pool: &PgPool) -> Result<Vec<PipelineRow>, StoreError> {
     sqlx::query(
         "SELECT name, definition, source, owner, created_at, updated_at, version FROM pipelines ORDER BY name",

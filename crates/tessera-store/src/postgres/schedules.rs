@@ -14,8 +14,10 @@ use crate::words::parse_word;
 
 impl crate::Schedules for PgStore {
     fn create_tick(&self, task: &NewTask, advance: bool) -> Result<bool, StoreError> {
-        let tick = crate::group::tick_of(task)?;
         let insert = crate::group::TaskInsert::of(task);
+        let tick = insert
+            .scheduled_at
+            .ok_or_else(|| crate::group::no_tick(task))?;
         let (pipeline, now) = (task.pipeline.clone(), int(task.created_at));
         let pool = self.pool.clone();
         self.run(async move {

@@ -270,7 +270,13 @@ async fn apply(tx: &mut PgConnection, ops: &[&Op]) -> Result<(), StoreError> {
             }
         }
     }
-    creates.insert(tx).await?;
+    // A creation refused by the unique tick key (only `create_tick` sets one, and it inserts
+    // on its own) is an error here, as on SQLite, never a task silently missing.
+    if creates.insert(tx).await? != creates.len() as u64 {
+        return Err(StoreError::Conflict(
+            "a task of the same pipeline and tick exists already".into(),
+        ));
+    }
     for c in &nodes {
         sqlx::query(UPSERT_NODES)
             .bind(&c.task_id)
@@ -398,6 +404,10 @@ impl Creates {
         self.scheduled_at.push(t.scheduled_at);
         self.needs.push(t.needs.clone());
         Ok(())
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.id.len()
     }
 
     /// Inserts them all in one statement (nothing when there are none); a task whose tick

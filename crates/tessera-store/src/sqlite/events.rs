@@ -7,9 +7,7 @@ use super::SqliteStore;
 use crate::error::StoreError;
 use crate::types::{EventRow, NewEvent};
 
-fn int(v: u64) -> i64 {
-    v.min(i64::MAX as u64) as i64
-}
+use crate::int;
 
 impl crate::Events for SqliteStore {
     fn append_events(&self, events: &[NewEvent], trim_before: u64) -> Result<(), StoreError> {
@@ -63,10 +61,16 @@ impl crate::Events for SqliteStore {
     }
 
     fn follow_events(&self, runner: &str, until: u64) -> Result<(), StoreError> {
-        self.conn().execute(
+        let conn = self.conn();
+        conn.execute(
             "INSERT INTO event_followers (runner, until) VALUES (?1, ?2)
              ON CONFLICT (runner) DO UPDATE SET until = excluded.until",
             params![runner, int(until)],
+        )?;
+        // Followers long gone (their process ended): the table keeps only live ones.
+        conn.execute(
+            "DELETE FROM event_followers WHERE until < ?1",
+            [int(until.saturating_sub(crate::FORGET_FOLLOWERS_MS))],
         )?;
         Ok(())
     }

@@ -222,6 +222,10 @@ impl Registry for SqliteStore {
         registry::list_pipelines(&self.conn())
     }
 
+    fn pipeline_versions(&self) -> Result<Vec<(String, String)>, StoreError> {
+        registry::pipeline_versions(&self.conn())
+    }
+
     fn delete_pipeline(&self, name: &str) -> Result<bool, StoreError> {
         registry::delete_pipeline(&self.conn(), name)
     }

@@ -6,39 +6,34 @@ use super::SqliteStore;
 use crate::error::StoreError;
 use crate::types::PoolTake;
 
-fn int(v: u64) -> i64 {
-    v.min(i64::MAX as u64) as i64
-}
+use crate::int;
 
 impl crate::PoolSlots for SqliteStore {
     fn take_pool_slot(&self, take: &PoolTake<'_>) -> Result<Option<u32>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let mut taken = None;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO pool_slots (pool, slot, holder, runner, until) VALUES (?1, ?2, ?3, ?4, ?6)
-                 ON CONFLICT (pool, slot) DO UPDATE SET holder = excluded.holder,
-                    runner = excluded.runner, until = excluded.until
-                 WHERE pool_slots.until < ?5 OR pool_slots.holder = excluded.holder",
-            )?;
-            for slot in 0..take.size {
-                let n = stmt.execute(params![
-                    take.pool,
-                    slot,
-                    take.holder,
-                    take.runner,
-                    int(take.now),
-                    int(take.until)
-                ])?;
-                if n == 1 {
-                    taken = Some(slot);
-                    break;
-                }
-            }
-        }
+        // One read of the pool's rows: the holder's own slot, else the first free one.
+        let rows: Vec<(u32, String, i64)> = tx
+            .prepare_cached("SELECT slot, holder, until FROM pool_slots WHERE pool = ?1")?
+            .query_map([take.pool], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        let Some(slot) = crate::group::slot_to_take(take, &rows) else {
+            return Ok(None);
+        };
+        tx.prepare_cached(
+            "INSERT INTO pool_slots (pool, slot, holder, runner, until) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (pool, slot) DO UPDATE SET holder = excluded.holder,
+                runner = excluded.runner, until = excluded.until",
+        )?
+        .execute(params![
+            take.pool,
+            slot,
+            take.holder,
+            take.runner,
+            int(take.until)
+        ])?;
         tx.commit()?;
-        Ok(taken)
+        Ok(Some(slot))
     }
 
     fn release_pool_slot(&self, pool: &str, slot: u32, holder: &str) -> Result<(), StoreError> {

@@ -209,6 +209,12 @@ pub(super) fn pipeline_version(
         .optional()?)
 }
 
+pub(super) fn pipeline_versions(conn: &Connection) -> Result<Vec<(String, String)>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT name, version FROM pipelines ORDER BY name")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 pub(super) fn pipeline(conn: &Connection, name: &str) -> Result<Option<PipelineRow>, StoreError> {
     conn.prepare_cached(&format!(
         "SELECT {PIPELINE_COLUMNS} FROM pipelines WHERE name = ?1"

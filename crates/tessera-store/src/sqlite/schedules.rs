@@ -11,7 +11,10 @@ use crate::types::{NewTask, ScheduleRow};
 
 impl crate::Schedules for SqliteStore {
     fn create_tick(&self, task: &NewTask, advance: bool) -> Result<bool, StoreError> {
-        let tick = crate::group::tick_of(task)?;
+        let insert = crate::group::TaskInsert::of(task);
+        let tick = insert
+            .scheduled_at
+            .ok_or_else(|| crate::group::no_tick(task))?;
         let mut conn = self.conn();
         // Write-locked from the start: another process creating ticks on the same file waits
         // (busy timeout) instead of failing at the upgrade from read to write.
@@ -22,11 +25,7 @@ impl crate::Schedules for SqliteStore {
                  ON CONFLICT (pipeline) DO UPDATE SET last_tick = excluded.last_tick,
                     updated_at = excluded.updated_at
                  WHERE schedules.last_tick IS NULL OR schedules.last_tick < excluded.last_tick",
-                params![
-                    task.pipeline,
-                    tick,
-                    task.created_at.min(i64::MAX as u64) as i64
-                ],
+                params![task.pipeline, tick, crate::int(task.created_at)],
             )?;
             if moved == 0 {
                 return Ok(false);
@@ -37,7 +36,7 @@ impl crate::Schedules for SqliteStore {
             .exists(params![task.pipeline, tick])?;
         // A backfill made the tick's task already: the schedule still moves past it.
         if !taken {
-            super::group::insert_task(&tx, crate::group::TaskInsert::of(task))?;
+            super::group::insert_task(&tx, insert)?;
         }
         tx.commit()?;
         Ok(!taken)
@@ -77,7 +76,7 @@ impl crate::Schedules for SqliteStore {
             "INSERT INTO schedules (pipeline, paused, updated_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (pipeline) DO UPDATE SET paused = excluded.paused,
                 updated_at = excluded.updated_at",
-            params![pipeline, paused, now.min(i64::MAX as u64) as i64],
+            params![pipeline, paused, crate::int(now)],
         )?;
         Ok(())
     }
@@ -95,14 +94,9 @@ impl crate::Schedules for SqliteStore {
              ORDER BY scheduled_at",
         )?;
         let ticks = stmt
-            .query_map(
-                params![
-                    pipeline,
-                    from.min(i64::MAX as u64) as i64,
-                    to.min(i64::MAX as u64) as i64
-                ],
-                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?)),
-            )?
+            .query_map(params![pipeline, crate::int(from), crate::int(to)], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+            })?
             .collect::<Result<_, _>>()?;
         Ok(ticks)
     }
