@@ -456,7 +456,10 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Migrate { data } => {
             let settings = Settings::resolve(&data, None)?;
             settings.open_store()?;
-            errln!("the database's schema is up to date");
+            errln!(
+                "the schema of {} is up to date (tables created or upgraded as needed)",
+                settings.db.describe(&settings.data_dir)
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Raster { command } => crate::raster::raster(command),

@@ -23,6 +23,15 @@ pub enum Database {
 }
 
 impl Database {
+    /// Where the state is, for messages (a PostgreSQL URL without its password).
+    pub fn describe(&self, data_dir: &std::path::Path) -> String {
+        match self {
+            Database::Default => data_dir.join("tessera.db").display().to_string(),
+            Database::Sqlite(path) => path.display().to_string(),
+            Database::Postgres(url) => redact_url(url),
+        }
+    }
+
     fn parse(text: &str) -> Result<Database> {
         if text.starts_with("postgres://") || text.starts_with("postgresql://") {
             return Ok(Database::Postgres(text.to_string()));

@@ -49,6 +49,9 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
+    // PostgreSQL's notices ("relation … already exists, skipping" of idempotent migrations)
+    // are not the user's concern.
+    let default = format!("{default},sqlx::postgres::notice=warn");
     let filter = tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     // Colours only for a person at a terminal: a log file or a pipe gets plain text.

@@ -45,6 +45,7 @@ pub struct BackfillArgs {
     /// List the ticks and which have a task already; create nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Print the ticks and what became of each as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -46,7 +46,7 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode> {
     let engine = tessera_engine::Engine::new(store, objects, runtime.handle().clone(), config)?;
     errln!(
         "tessera worker on {} (lease {:?})",
-        settings.data_dir.display(),
+        settings.db.describe(&settings.data_dir),
         engine.lease()
     );
     let every = engine.claim_every();

@@ -905,8 +905,8 @@ impl Scheduler {
                 return self.resolved(idx);
             }
             err.push_str(&format!(
-                "; more than {} items of loop `{}` failed (max_failed_items)",
-                l.max_failed, self.inst[loop_idx].key
+                "; more items of loop `{}` failed than its max_failed_items ({}) allows",
+                self.inst[loop_idx].key, l.max_failed
             ));
         }
         self.terminate(TaskState::Failed, err);

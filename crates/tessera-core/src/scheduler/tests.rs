@@ -334,7 +334,7 @@ nodes:
     let error = o.error.unwrap();
     assert!(error.contains("node `check#3` failed"), "{error}");
     assert!(
-        error.contains("more than 1 items of loop `each` failed"),
+        error.contains("more items of loop `each` failed than its max_failed_items (1) allows"),
         "{error}"
     );
     // No failure: no `failed` list; no tolerance: the first failure fails the task.
