@@ -8,9 +8,8 @@
 //! answer; anything else (unexpected types, overflow, a failed parse, a missing field, …)
 //! evaluates that expression for that row with Rhai, so values and errors are always Rhai's.
 
-mod native;
-
 use tessera_core::rhai::{self, AST, Dynamic, Engine, ImmutableString, Scope};
+use tessera_core::script::native::{self, Inputs, Root, Val};
 use tessera_core::script::{ScriptLimits, describe_error, sandboxed_engine};
 
 use crate::row::{Cell, RowRef};
@@ -36,7 +35,20 @@ pub struct ExprError {
 struct Compiled {
     field: String,
     ast: AST,
-    native: Option<native::Node>,
+    native: Option<native::Native>,
+    /// What each input of `native` reads in a row.
+    reads: Vec<Read>,
+}
+
+/// A native input in a row: a field (by position for text rows, resolved when compiling
+/// against the header; by name for JSON rows and when the header was unknown), or the line.
+#[derive(Debug)]
+enum Read {
+    Field {
+        name: Box<str>,
+        index: Option<usize>,
+    },
+    Line,
 }
 
 /// Compiled expressions, shared by the worker threads.
@@ -75,11 +87,33 @@ impl RowProgram {
             })?;
             // A native tree costs about as many Rhai operations as it has nodes: under a tiny
             // operations limit, Rhai must run it to stop it.
-            let native = native::lower(&ast, names).filter(|n| {
+            let roots = |name: &str| match name {
+                "row" => Some(Root::Fields),
+                "line_number" => Some(Root::Value),
+                _ => None,
+            };
+            let native = native::lower(&ast, &roots).filter(|n| {
                 limits.max_operations == 0
                     || (n.size() as u64).saturating_mul(4) < limits.max_operations
             });
-            Ok(Compiled { field, ast, native })
+            let reads = native.as_ref().map_or_else(Vec::new, |n| {
+                n.inputs()
+                    .iter()
+                    .map(|i| match &i.field {
+                        Some(name) => Read::Field {
+                            index: names.and_then(|n| n.iter().rposition(|c| **c == **name)),
+                            name: name.clone(),
+                        },
+                        None => Read::Line,
+                    })
+                    .collect()
+            });
+            Ok(Compiled {
+                field,
+                ast,
+                native,
+                reads,
+            })
         };
         let filter = match &spec.filter {
             Some(source) => Some(compile("filter".into(), source)?),
@@ -133,17 +167,27 @@ impl RowProgram {
             }
             RowRef::Json(_) => false,
         };
-        let cx = native::Cx {
-            row: *row,
-            line,
-            by_index,
-            max_string: self.max_string,
-        };
+        fn cx<'a, 'r>(
+            row: &RowRef<'a>,
+            line: i64,
+            by_index: bool,
+            c: &'r Compiled,
+            max_string: usize,
+        ) -> RowInputs<'a, 'r> {
+            RowInputs {
+                row: *row,
+                line,
+                by_index,
+                reads: &c.reads,
+                max_string,
+            }
+        }
+        let cx = |c| cx(row, line, by_index, c, self.max_string);
         // The row as a Rhai map, built only if some expression needs Rhai on this row.
         let mut map = None;
         if let Some(f) = &self.filter {
-            let keep = match f.native.as_ref().and_then(|n| n.eval(&cx)) {
-                Some(native::Val::Bool(b)) => b,
+            let keep = match f.native.as_ref().and_then(|n| n.eval(&cx(f))) {
+                Some(Val::Bool(b)) => b,
                 // Anything else (including a non-boolean answer) goes to Rhai, which also
                 // gives the value shown in the error.
                 _ => {
@@ -162,8 +206,8 @@ impl RowProgram {
             }
         }
         for c in &self.columns {
-            let cell = match c.native.as_ref().and_then(|n| n.eval(&cx)) {
-                Some(v) => v.into_cell(),
+            let cell = match c.native.as_ref().and_then(|n| n.eval(&cx(c))) {
+                Some(v) => into_cell(v),
                 None => {
                     let v = self.rhai(c, row, line, &mut map)?;
                     to_cell(v).map_err(|message| ExprError {
@@ -200,6 +244,65 @@ impl RowProgram {
         self.engine
             .eval_ast_with_scope::<Dynamic>(&mut scope, &c.ast)
             .map_err(|e| err(describe_error(*e).message))
+    }
+}
+
+/// A row as the native evaluator reads it.
+struct RowInputs<'a, 'r> {
+    row: RowRef<'a>,
+    line: i64,
+    /// Text rows carry the header the program was compiled with: fields are read by position.
+    by_index: bool,
+    reads: &'r [Read],
+    max_string: usize,
+}
+
+impl<'a> Inputs<'a> for RowInputs<'a, '_> {
+    fn input(&self, index: usize) -> Option<Val<'a>> {
+        let (name, position) = match self.reads.get(index)? {
+            Read::Line => return Some(Val::Int(self.line)),
+            Read::Field { name, index } => (name, index),
+        };
+        match self.row {
+            RowRef::Text { names, fields } => {
+                let i = if self.by_index {
+                    (*position)?
+                } else {
+                    // The map Rhai sees keeps the last of duplicated column names.
+                    names.iter().rposition(|n| **n == **name)?
+                };
+                // A missing column or field is `()` for Rhai: rare, left to it.
+                fields
+                    .get(i)
+                    .map(|s| Val::Str(std::borrow::Cow::Borrowed(s)))
+            }
+            RowRef::Json(map) => match map.get(&**name)? {
+                serde_json::Value::String(s) => Some(Val::Str(std::borrow::Cow::Borrowed(s))),
+                serde_json::Value::Bool(b) => Some(Val::Bool(*b)),
+                serde_json::Value::Null => Some(Val::Unit),
+                // `rhai::serde::to_dynamic` gives INT when it fits, else FLOAT (u64 as f64).
+                serde_json::Value::Number(n) => match n.as_i64() {
+                    Some(i) => Some(Val::Int(i)),
+                    None => n.as_f64().map(Val::Float),
+                },
+                serde_json::Value::Array(_) | serde_json::Value::Object(_) => None,
+            },
+        }
+    }
+
+    fn max_string(&self) -> usize {
+        self.max_string
+    }
+}
+
+fn into_cell(v: Val<'_>) -> Cell {
+    match v {
+        Val::Unit => Cell::Null,
+        Val::Bool(b) => Cell::Bool(b),
+        Val::Int(i) => Cell::Int(i),
+        Val::Float(f) => Cell::Float(f),
+        Val::Char(c) => Cell::Str(c.to_string()),
+        Val::Str(s) => Cell::Str(s.into_owned()),
     }
 }
 
@@ -274,16 +377,16 @@ mod tests {
         };
         let p = RowProgram::compile(&spec, names, &ScriptLimits::default()).unwrap();
         assert_eq!(p.native_count(), (1, 0), "{source} is not native");
-        let cx = native::Cx {
+        let c = &p.columns[0];
+        let cx = RowInputs {
             row: *row,
             line: 7,
             by_index: names.is_some(),
+            reads: &c.reads,
             max_string: 1 << 20,
         };
-        let native = p.columns[0].native.as_ref().unwrap().eval(&cx);
-        let native = native
-            .unwrap_or_else(|| panic!("{source}: no native answer"))
-            .into_cell();
+        let native = c.native.as_ref().unwrap().eval(&cx);
+        let native = into_cell(native.unwrap_or_else(|| panic!("{source}: no native answer")));
         let mut out = vec![];
         p.without_native().apply(row, 7, &mut out).unwrap();
         (native, out.remove(0))

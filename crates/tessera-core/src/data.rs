@@ -354,6 +354,83 @@ impl<'de> Deserialize<'de> for Data {
     }
 }
 
+/// A list read as the spans of its items in its compact JSON text: a million items cost their
+/// text and 8 bytes each, not a value each. Cheap to clone (shared).
+#[derive(Clone)]
+pub struct ListText {
+    text: Arc<RawValue>,
+    /// (start, end) of each item in `text`.
+    spans: Arc<[(u32, u32)]>,
+}
+
+impl fmt::Debug for ListText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ListText")
+            .field("items", &self.spans.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ListText {
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// The compact JSON text of item `i`.
+    pub fn item_text(&self, i: usize) -> &str {
+        let (a, b) = self.spans[i];
+        &self.text.get()[a as usize..b as usize]
+    }
+
+    /// Item `i` as a value.
+    pub fn item(&self, i: usize) -> Data {
+        data_of_slice(self.item_text(i))
+    }
+
+    /// The text of items `range` with their separating commas (`1,3,5`), one slice.
+    pub fn range_text(&self, range: std::ops::Range<usize>) -> &str {
+        if range.is_empty() {
+            return "";
+        }
+        let (a, b) = (self.spans[range.start].0, self.spans[range.end - 1].1);
+        &self.text.get()[a as usize..b as usize]
+    }
+}
+
+impl Data {
+    /// The list as [`ListText`]; `None` when it is not a list, or its text is 4 GiB or more.
+    pub fn list_text(&self) -> Option<ListText> {
+        let text: Arc<RawValue> = match &self.0 {
+            Repr::Text(t) => t.clone(),
+            Repr::Tree(v) => {
+                v.as_array()?;
+                Arc::from(RawValue::from_string(v.to_string()).ok()?)
+            }
+        };
+        let whole = text.get();
+        if !whole.starts_with('[') || u32::try_from(whole.len()).is_err() {
+            return None;
+        }
+        let base = whole.as_ptr() as usize;
+        let spans: Vec<(u32, u32)> = raw_items(whole)
+            .ok()?
+            .into_iter()
+            .map(|raw| {
+                let start = raw.get().as_ptr() as usize - base;
+                (start as u32, (start + raw.get().len()) as u32)
+            })
+            .collect();
+        Some(ListText {
+            text,
+            spans: spans.into(),
+        })
+    }
+}
+
 /// A value made of a slice of a bigger text: its own copy, a tree if small.
 fn data_of_slice(slice: &str) -> Data {
     if slice.len() <= TEXT_ABOVE {

@@ -5,6 +5,7 @@ pub mod data;
 pub mod datapath;
 pub mod graph;
 pub mod input;
+pub mod loops;
 pub mod model;
 pub mod parse;
 pub mod plan;

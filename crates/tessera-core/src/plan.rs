@@ -17,7 +17,7 @@ pub enum NodeRef {
     Template { template: usize, index: usize },
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct TemplatePlan {
     /// The loop node this is the body of (itself maybe in a template).
     pub owner: NodeRef,
@@ -48,6 +48,8 @@ pub struct Plan {
     /// What a process needs to run the pipeline's tasks ([`Pipeline::needs`]), computed once
     /// for every task started from this plan.
     pub needs: Vec<String>,
+    /// The loops whose items run in chunks, with their programs (see [`crate::loops`]).
+    pub programs: HashMap<NodeRef, Arc<crate::loops::ItemProgram>>,
 }
 
 impl Plan {
@@ -91,7 +93,7 @@ impl Plan {
             .iter()
             .map(|n| crate::template::node_paths(n, &ids))
             .collect();
-        Plan {
+        let mut plan = Plan {
             needs: pipeline.needs(),
             pipeline,
             nodes,
@@ -102,7 +104,15 @@ impl Plan {
             loop_templates,
             scan_readiness,
             template_paths,
+            programs: HashMap::new(),
+        };
+        let loops: Vec<NodeRef> = plan.loop_templates.keys().copied().collect();
+        for r in loops {
+            if let Some(p) = crate::loops::ItemProgram::compile(&plan, r) {
+                plan.programs.insert(r, Arc::new(p));
+            }
         }
+        plan
     }
 
     /// The data paths a node's templates read.

@@ -12,6 +12,7 @@ use crate::data::Data;
 
 mod convert;
 mod names;
+pub mod native;
 
 pub use convert::{BigUnsigned, JsonPart, dynamic_to_json, json_to_dynamic, to_data, to_dynamic};
 pub use names::{NameScope, is_plain_identifier, rewrite};

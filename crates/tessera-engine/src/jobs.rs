@@ -24,6 +24,9 @@ struct NamedPool {
 /// Concurrency limits shared by every task of the engine.
 pub(crate) struct Pools {
     processes: Arc<Semaphore>,
+    /// Chunks of loops computed at once: one per core, whatever the number of loops.
+    cpu: Arc<Semaphore>,
+    cpu_size: usize,
     http: Arc<Semaphore>,
     /// Named pools by name, with their size.
     named: Mutex<HashMap<String, NamedPool>>,
@@ -32,12 +35,24 @@ pub(crate) struct Pools {
 
 impl Pools {
     pub fn new(config: &EngineConfig) -> Pools {
+        let cpu_size = std::thread::available_parallelism().map_or(2, |n| n.get());
         Pools {
             processes: Arc::new(Semaphore::new(config.max_processes.max(1))),
+            cpu: Arc::new(Semaphore::new(cpu_size)),
+            cpu_size,
             http: Arc::new(Semaphore::new(config.max_http.max(1))),
             named: Mutex::new(HashMap::new()),
             configured: config.pools.clone(),
         }
+    }
+
+    /// The pool of CPU work (chunks of loops), and its size.
+    pub fn cpu(&self) -> Arc<Semaphore> {
+        self.cpu.clone()
+    }
+
+    pub fn cpu_size(&self) -> usize {
+        self.cpu_size
     }
 
     /// The semaphore of a named pool: engine configuration first, then the pipeline's
@@ -288,6 +303,9 @@ pub(crate) fn spawn(
     job: Job,
     events: crate::events::EventSender,
 ) -> tokio::task::JoinHandle<()> {
+    if let Some(work) = job.chunked.clone() {
+        return crate::loops::spawn(engine, task, job, work, events);
+    }
     let named = job.node.pool.as_ref().map(|name| {
         let size = plan.pipeline.pools.get(name).copied();
         engine.pools.named(name, size)

@@ -15,6 +15,7 @@ pub mod inspect;
 mod jobs;
 mod leases;
 mod live_log;
+mod loops;
 pub mod node_logs;
 mod raster;
 mod resume;
@@ -145,6 +146,8 @@ struct Shared {
     callbacks: events::Waiters,
     /// Live batch counters of running tasks, by task id.
     batch_boards: Mutex<std::collections::HashMap<String, Arc<batch::BatchBoard>>>,
+    /// Chunked loops under way, per task (for progress).
+    loop_boards: Mutex<std::collections::HashMap<String, Arc<loops::LoopBoard>>>,
     /// Tasks whose driver runs in this process now: a task recorded as ours but missing here
     /// was given up (its driver stopped) and can be taken over.
     drivers: Mutex<std::collections::HashSet<String>>,
@@ -177,6 +180,13 @@ impl Shared {
     fn drop_batch_board(&self, task_id: &str) {
         let mut boards = self.batch_boards.lock().unwrap_or_else(|p| p.into_inner());
         boards.remove(task_id);
+        let mut loops = self.loop_boards.lock().unwrap_or_else(|p| p.into_inner());
+        loops.remove(task_id);
+    }
+
+    fn loop_board(&self, task_id: &str) -> Arc<loops::LoopBoard> {
+        let mut boards = self.loop_boards.lock().unwrap_or_else(|p| p.into_inner());
+        boards.entry(task_id.to_string()).or_default().clone()
     }
 
     fn driving(&self, task_id: &str) -> bool {
@@ -344,6 +354,7 @@ pub struct TaskHandle {
     pub id: String,
     progress: Arc<Mutex<Progress>>,
     batches: Arc<batch::BatchBoard>,
+    loops: Arc<loops::LoopBoard>,
     events: events::EventSender,
     done: Arc<events::DoneSlot<Result<Outcome, EngineError>>>,
 }
@@ -358,6 +369,8 @@ impl TaskHandle {
     pub fn progress(&self) -> Progress {
         let mut p = self.progress.lock().map(|p| p.clone()).unwrap_or_default();
         p.batches = self.batches.snapshot();
+        p.loops.extend(self.loops.snapshot());
+        p.loops.sort_by(|a, b| a.key.cmp(&b.key));
         p
     }
 
@@ -443,6 +456,7 @@ impl Engine {
                 runner: runner_name(),
                 callbacks: events::Waiters::default(),
                 batch_boards: Mutex::default(),
+                loop_boards: Mutex::default(),
                 drivers: Mutex::default(),
                 held: Mutex::default(),
                 scratch,
@@ -866,6 +880,7 @@ impl Engine {
         let done_tx = done.clone();
         let progress = Arc::new(Mutex::new(Progress::default()));
         let batches = self.shared.batch_board(&id);
+        let loops = self.shared.loop_board(&id);
         let shared = self.shared.clone();
         let board_id = id.clone();
         let driver = driver::Driver::new(driver::DriverContext {
@@ -938,6 +953,7 @@ impl Engine {
             id,
             progress,
             batches,
+            loops,
             events: events_tx,
             done,
         })

@@ -1,5 +1,5 @@
 //! Tessera's durable state: the [`Store`] contract, split by concern ([`Claims`], [`Tasks`],
-//! [`Logs`], [`Cache`], [`ObjectIndex`], [`Registry`], [`Callbacks`], [`BatchCheckpoints`], [`Schedules`], [`Events`], [`PoolSlots`]),
+//! [`Logs`], [`Cache`], [`ObjectIndex`], [`Registry`], [`Callbacks`], [`BatchCheckpoints`], [`LoopCheckpoints`], [`Schedules`], [`Events`], [`PoolSlots`]),
 //! its implementations on SQLite ([`SqliteStore`], embedded) and PostgreSQL ([`PgStore`], for
 //! several processes), and the object store for binary values.
 //!
@@ -24,8 +24,8 @@ pub use types::*;
 /// Every part of the [`Store`] contract, for code that calls them on a `dyn Store`.
 pub mod prelude {
     pub use crate::{
-        BatchCheckpoints, Cache, Callbacks, Claims, Events, Logs, ObjectIndex, PoolSlots, Registry,
-        Schedules, Store, Tasks,
+        BatchCheckpoints, Cache, Callbacks, Claims, Events, Logs, LoopCheckpoints, ObjectIndex,
+        PoolSlots, Registry, Schedules, Store, Tasks,
     };
 }
 
@@ -81,6 +81,7 @@ pub trait Store:
     + Registry
     + Callbacks
     + BatchCheckpoints
+    + LoopCheckpoints
     + Schedules
     + Events
     + PoolSlots
@@ -98,6 +99,7 @@ impl<
         + Registry
         + Callbacks
         + BatchCheckpoints
+        + LoopCheckpoints
         + Schedules
         + Events
         + PoolSlots
@@ -361,6 +363,42 @@ pub trait Callbacks: Send + Sync {
 }
 
 /// Batch jobs, their chunks' checkpoints and their bad lines.
+/// Checkpoints of loops whose items run in chunks: each chunk's values and failed items,
+/// committed together, so that a resumed loop computes only the chunks it lacks.
+pub trait LoopCheckpoints: Send + Sync {
+    /// Commits chunks (replacing a chunk of the same index) and their failed items, in one
+    /// transaction, refused as a whole ([`StoreError::Fenced`]) when the task's fence moved.
+    /// A loop's chunks of another fingerprint (an earlier run on other data) are dropped.
+    fn put_loop_chunks(&self, commits: &[LoopChunkCommit<'_>]) -> Result<(), StoreError>;
+
+    /// The loop's committed chunks of this fingerprint, in index order, with their values.
+    fn loop_chunks(
+        &self,
+        key: &LoopKey,
+        fingerprint: &str,
+    ) -> Result<Vec<LoopChunkRow>, StoreError>;
+
+    /// The committed chunks holding items `first..first + count` (any fingerprint: the
+    /// latest run's), in index order, with their values.
+    fn loop_chunks_over(
+        &self,
+        key: &LoopKey,
+        first: u64,
+        count: u64,
+    ) -> Result<Vec<LoopChunkRow>, StoreError>;
+
+    /// Failed items in item order, `limit` of them from the `offset`-th.
+    fn loop_failures(
+        &self,
+        key: &LoopKey,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<LoopFailureRow>, StoreError>;
+
+    /// Every chunked loop of a task, summarised.
+    fn loop_summaries(&self, task_id: &str) -> Result<Vec<LoopSummary>, StoreError>;
+}
+
 pub trait BatchCheckpoints: Send + Sync {
     /// Records a new batch job with its planned chunks (all `pending`), replacing any job of
     /// the same node instance.

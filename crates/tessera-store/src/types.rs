@@ -455,6 +455,64 @@ pub struct BatchLineRow {
     pub reason: String,
 }
 
+/// Identifies a loop whose items run in chunks: a `loop` node instance of a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LoopKey {
+    pub task_id: String,
+    /// The loop's instance key (its id, or `outer#3/inner` inside another loop's branch).
+    pub key: String,
+    pub iteration: u32,
+}
+
+/// A committed chunk of a loop's items: their values in order, as JSON text separated by
+/// commas (a failed item's is `null`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LoopChunkRow {
+    pub index: u32,
+    /// The chunk's first item, and how many it holds.
+    pub first: u64,
+    pub count: u64,
+    /// What the items were computed from (their list, the template, what they read): chunks
+    /// of another fingerprint belong to an earlier run of the loop on other data.
+    pub fingerprint: String,
+    #[serde(skip)]
+    pub values: String,
+    /// Items of the chunk that failed (listed in [`LoopFailureRow`]s).
+    pub failed: u64,
+    pub committed_at: u64,
+}
+
+/// A failed item of a chunked loop: its own record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LoopFailureRow {
+    pub item: u64,
+    /// The node instance that failed (`check#41`).
+    pub node: String,
+    pub error: String,
+    pub attempts: u32,
+}
+
+/// A chunk's checkpoint with its failed items, fenced as a step is.
+#[derive(Debug, Clone)]
+pub struct LoopChunkCommit<'a> {
+    pub loop_key: &'a LoopKey,
+    pub chunk: &'a LoopChunkRow,
+    pub failures: &'a [LoopFailureRow],
+    /// The fence of the writer's claim on the task ([`crate::StoreError::Fenced`]).
+    pub fence: u64,
+}
+
+/// What a task's chunked loop has committed, without its values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LoopSummary {
+    pub key: String,
+    pub iteration: u32,
+    pub chunks: u64,
+    pub items: u64,
+    pub failed: u64,
+    pub last_commit: u64,
+}
+
 /// A chunk's durable checkpoint (its output bytes are already fsynced).
 #[derive(Debug, Clone)]
 pub struct ChunkCommit<'a> {

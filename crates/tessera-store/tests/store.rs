@@ -813,6 +813,116 @@ fn batch_jobs_keep_chunk_checkpoints_and_lines_across_reopening(db: &Db) {
     assert!(store.batch_lines(&key).unwrap().is_empty());
 }
 
+fn loop_chunk(index: u32, first: u64, count: u64, fingerprint: &str, values: &str) -> LoopChunkRow {
+    LoopChunkRow {
+        index,
+        first,
+        count,
+        fingerprint: fingerprint.into(),
+        values: values.into(),
+        failed: 0,
+        committed_at: 10 + u64::from(index),
+    }
+}
+
+/// Chunked loops: chunks and failed items committed together and kept across reopening,
+/// fenced, paged, summarised, dropped when the loop runs on other data, deleted with the task.
+fn loop_chunks_are_kept_fenced_paged_and_replaced_by_a_new_fingerprint(db: &Db) {
+    let key = LoopKey {
+        task_id: "t1".into(),
+        key: "each".into(),
+        iteration: 0,
+    };
+    {
+        let store = db.open();
+        store.create_task(&new_task("t1", 1)).unwrap();
+        let first = loop_chunk(0, 0, 3, "f1", "1,3,5");
+        let mut second = loop_chunk(1, 3, 3, "f1", "7,null,11");
+        second.failed = 1;
+        let failures = [LoopFailureRow {
+            item: 4,
+            node: "m#4".into(),
+            error: "`after` script: bad".into(),
+            attempts: 1,
+        }];
+        store
+            .put_loop_chunks(&[
+                LoopChunkCommit {
+                    loop_key: &key,
+                    chunk: &first,
+                    failures: &[],
+                    fence: 1,
+                },
+                LoopChunkCommit {
+                    loop_key: &key,
+                    chunk: &second,
+                    failures: &failures,
+                    fence: 1,
+                },
+            ])
+            .unwrap();
+        // A writer whose claim was taken over writes nothing, not even the chunks before.
+        let late = loop_chunk(2, 6, 3, "f1", "1,1,1");
+        let err = store
+            .put_loop_chunks(&[
+                LoopChunkCommit {
+                    loop_key: &key,
+                    chunk: &late,
+                    failures: &[],
+                    fence: 1,
+                },
+                LoopChunkCommit {
+                    loop_key: &key,
+                    chunk: &late,
+                    failures: &[],
+                    fence: 9,
+                },
+            ])
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Fenced(_)), "{err}");
+    }
+    let store = db.open();
+    let chunks = store.loop_chunks(&key, "f1").unwrap();
+    assert_eq!(
+        chunks.iter().map(|c| c.values.as_str()).collect::<Vec<_>>(),
+        ["1,3,5", "7,null,11"]
+    );
+    assert!(store.loop_chunks(&key, "other").unwrap().is_empty());
+    // Paging: the chunks holding items 4..6, the failed items from the first.
+    let over = store.loop_chunks_over(&key, 4, 2).unwrap();
+    assert_eq!(over.len(), 1);
+    assert_eq!(over[0].first, 3);
+    assert_eq!(store.loop_chunks_over(&key, 2, 2).unwrap().len(), 2);
+    assert!(store.loop_chunks_over(&key, 6, 10).unwrap().is_empty());
+    let failed = store.loop_failures(&key, 0, 10).unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!((failed[0].item, failed[0].node.as_str()), (4, "m#4"));
+    assert!(store.loop_failures(&key, 1, 10).unwrap().is_empty());
+    let summary = store.loop_summaries("t1").unwrap();
+    assert_eq!(summary.len(), 1);
+    assert_eq!(
+        (summary[0].chunks, summary[0].items, summary[0].failed),
+        (2, 6, 1)
+    );
+    // The loop runs again on other items: the old fingerprint's chunks and failures go.
+    let again = loop_chunk(0, 0, 2, "f2", "2,4");
+    store
+        .put_loop_chunks(&[LoopChunkCommit {
+            loop_key: &key,
+            chunk: &again,
+            failures: &[],
+            fence: 1,
+        }])
+        .unwrap();
+    assert!(store.loop_chunks(&key, "f1").unwrap().is_empty());
+    assert!(store.loop_failures(&key, 0, 10).unwrap().is_empty());
+    assert_eq!(store.loop_chunks(&key, "f2").unwrap().len(), 1);
+    finish(&*store, "t1");
+    store.delete_task("t1").unwrap();
+    assert!(store.loop_chunks(&key, "f2").unwrap().is_empty());
+    assert!(store.loop_summaries("t1").unwrap().is_empty());
+}
+
 /// Leases: the holder renews; another runner claims only once the lease ran out, which moves
 /// the fence, and from then on the old holder's commits and renewals are refused.
 fn a_claim_is_fenced_and_an_expired_lease_is_claimed_again(db: &Db) {
@@ -1306,6 +1416,7 @@ contract!(
     deleting_a_task_removes_its_rows_and_names_its_objects,
     concurrent_writers_share_commits_and_a_failing_one_fails_alone,
     batch_jobs_keep_chunk_checkpoints_and_lines_across_reopening,
+    loop_chunks_are_kept_fenced_paged_and_replaced_by_a_new_fingerprint,
     a_claim_is_fenced_and_an_expired_lease_is_claimed_again,
     a_tick_is_created_once_and_the_last_tick_only_moves_forward,
     racing_schedulers_create_each_tick_once,

@@ -159,6 +159,13 @@ impl Scheduler {
         spec: &LoopSpec,
     ) -> Result<Option<Data>, String> {
         let list = self.resolve_path(idx, &spec.items);
+        if let Some(program) = self.plan.programs.get(&self.inst[idx].node).cloned()
+            && let Some(items) = list.list_text()
+            && !items.is_empty()
+        {
+            self.start_chunked(idx, program, items, spec);
+            return Ok(None);
+        }
         let items = match list.items() {
             Some(items) => items,
             None if list.is_null() => {
@@ -206,6 +213,68 @@ impl Scheduler {
         );
         self.open_branches(idx);
         Ok(None)
+    }
+
+    /// A loop whose items run in chunks: one job for the engine, with everything its items
+    /// read from outside the template frozen now.
+    fn start_chunked(
+        &mut self,
+        idx: usize,
+        program: Arc<crate::loops::ItemProgram>,
+        items: crate::data::ListText,
+        spec: &LoopSpec,
+    ) {
+        let (names, wants_all) = program.outer_names();
+        let mut outer = HashMap::new();
+        for name in names {
+            if let Some(n) = self.lookup_node(idx, &name) {
+                outer.insert(name, self.node_view(n));
+            }
+        }
+        if wants_all {
+            for (id, &n) in &self.plan.index {
+                outer.entry(id.clone()).or_insert_with(|| self.node_view(n));
+            }
+        }
+        let around = (0..)
+            .map_while(|up| self.enclosing_branch(idx, up))
+            .map(|(l, item, _)| (self.loops[&l].items[item].clone(), item))
+            .collect();
+        let key_prefix = match self.inst[idx].branch {
+            Some(_) => format!("{}/", self.inst[idx].key),
+            None => String::new(),
+        };
+        let work = crate::loops::LoopWork {
+            program,
+            items,
+            outer,
+            around,
+            key_prefix,
+            task_id: self.ctx.task_id.clone(),
+            pipeline_name: self.plan.pipeline.name.clone(),
+            scheduled_at: self.ctx.scheduled_at,
+            max_failed: spec.max_failed_items,
+        };
+        let node = self.node_of(idx);
+        let i = &mut self.inst[idx];
+        i.state = NodeState::Running;
+        let job = super::Job {
+            id: super::JobId {
+                instance: idx as u32,
+                iteration: i.iteration,
+                attempt: i.attempt,
+            },
+            key: i.key.to_string(),
+            iteration: i.iteration,
+            node,
+            input: i.input.clone().unwrap_or_default(),
+            scope: Vec::new(),
+            cache_key: None,
+            chunked: Some(Arc::new(work)),
+        };
+        self.active_jobs += 1;
+        self.record_node(idx, true);
+        self.effects.push(super::Effect::Run(job));
     }
 
     /// Opens branches until `max_parallel` are in flight or every item has one.

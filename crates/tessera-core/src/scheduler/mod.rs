@@ -327,6 +327,12 @@ impl Scheduler {
                     self.job_failed(idx, error);
                 }
             }
+            Event::ItemsFailed { job, error } => {
+                if let Some(idx) = self.current_job(job) {
+                    self.active_jobs -= 1;
+                    self.items_failed(idx, error);
+                }
+            }
             Event::RetryDue { job } => {
                 let idx = job.instance as usize;
                 if idx < self.inst.len()
@@ -472,6 +478,7 @@ impl Scheduler {
             input,
             scope,
             cache_key: i.cache_key.clone(),
+            chunked: None,
         };
         self.active_jobs += 1;
         self.record_node(idx, true);
@@ -910,6 +917,19 @@ impl Scheduler {
             ));
         }
         self.terminate(TaskState::Failed, err);
+    }
+
+    /// A chunked loop failed because of its items: as `fail_node`, but the task's error is the
+    /// item's (`node \`m#5\` failed (attempt 1): …`), as it is for a loop of branches.
+    fn items_failed(&mut self, idx: usize, error: String) {
+        let i = &mut self.inst[idx];
+        i.state = NodeState::Failed;
+        i.error = Some(error.clone());
+        self.record_node(idx, false);
+        if self.failure_is_handled(idx) {
+            return self.resolved(idx);
+        }
+        self.terminate(TaskState::Failed, error);
     }
 
     /// Ends the task as failed or cancelled: running jobs are cancelled.

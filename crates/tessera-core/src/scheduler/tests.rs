@@ -12,6 +12,7 @@ use crate::validate::load_pipeline;
 
 struct Sim {
     s: Scheduler,
+    scripts: Arc<Scripts>,
     running: Vec<Job>,
     records: Vec<Record>,
     retries: Vec<(JobId, Duration)>,
@@ -25,9 +26,22 @@ impl Sim {
     }
 
     fn with_past(yaml: &str, input: Value, past: Vec<PastRun>) -> Sim {
+        Sim::build(yaml, input, past, true)
+    }
+
+    /// Loops run as branches of node instances, even those that could run in chunks.
+    fn branches(yaml: &str, input: Value) -> Sim {
+        Sim::build(yaml, input, Vec::new(), false)
+    }
+
+    fn build(yaml: &str, input: Value, past: Vec<PastRun>, chunks: bool) -> Sim {
         let scripts = Arc::new(Scripts::default());
         let pipeline = load_pipeline(yaml, &scripts).unwrap_or_else(|r| panic!("invalid: {r}"));
-        let plan = Arc::new(Plan::new(Arc::new(pipeline)));
+        let mut plan = Plan::new(Arc::new(pipeline));
+        if !chunks {
+            plan.programs.clear();
+        }
+        let plan = Arc::new(plan);
         let ctx = TaskContext {
             task_id: "t1".into(),
             input: input.into(),
@@ -35,7 +49,8 @@ impl Sim {
             scheduled_at: None,
         };
         let mut sim = Sim {
-            s: Scheduler::new(ctx, plan, scripts, past),
+            s: Scheduler::new(ctx, plan, scripts.clone(), past),
+            scripts,
             running: Vec::new(),
             records: Vec::new(),
             retries: Vec::new(),
@@ -48,9 +63,22 @@ impl Sim {
     }
 
     fn apply(&mut self, effects: Vec<Effect>) {
+        let mut answers = Vec::new();
         for e in effects {
             match e {
                 Effect::Record(r) => self.records.push(r),
+                // A chunked loop is answered at once, as the engine would after its chunks.
+                Effect::Run(j) if j.chunked.is_some() => {
+                    let work = j.chunked.as_ref().expect("chunked");
+                    answers.push(match work.run_all(&self.scripts, &j.key) {
+                        Ok(output) => Event::JobSucceeded {
+                            job: j.id,
+                            output,
+                            cached: false,
+                        },
+                        Err(error) => Event::ItemsFailed { job: j.id, error },
+                    });
+                }
                 Effect::Run(j) => self.running.push(j),
                 Effect::CancelJob(j) => {
                     self.cancelled.push(j);
@@ -60,6 +88,10 @@ impl Sim {
                 Effect::CacheStore { .. } => {}
                 Effect::Done(o) => self.outcome = Some(o),
             }
+        }
+        for event in answers {
+            let effects = self.s.handle(event, 1);
+            self.apply(effects);
         }
         // As the driver does: inline work a step left goes on at once.
         if self.s.has_work() {
@@ -301,9 +333,12 @@ nodes:
 "#
         )
     };
-    // Two bad items out of five, two tolerated: null in their place, listed with their errors.
-    let sim = Sim::new(&yaml(2), json!({"xs": [1, -2, 3, -4, 5]}));
+    // Two bad items out of five, two tolerated: null in their place, listed with their errors;
+    // the same whether the items run in chunks or as branches.
+    let chunked = Sim::new(&yaml(2), json!({"xs": [1, -2, 3, -4, 5]})).result();
+    let sim = Sim::branches(&yaml(2), json!({"xs": [1, -2, 3, -4, 5]}));
     let out = sim.result();
+    assert_eq!(chunked, out);
     assert_eq!(out["items"], json!([2, null, 6, null, 10]));
     let failed = out["failed"].as_array().unwrap();
     assert_eq!(failed.len(), 2);
@@ -330,7 +365,11 @@ nodes:
     let o = Sim::new(&yaml(1), json!({"xs": [1, -2, 3, -4, 5]}))
         .outcome
         .unwrap();
+    let b = Sim::branches(&yaml(1), json!({"xs": [1, -2, 3, -4, 5]}))
+        .outcome
+        .unwrap();
     assert_eq!(o.state, TaskState::Failed);
+    assert_eq!(o.error, b.error);
     let error = o.error.unwrap();
     assert!(error.contains("node `check#3` failed"), "{error}");
     assert!(
@@ -440,12 +479,10 @@ nodes:
         owner: None,
         scheduled_at: None,
     };
-    let mut s = Scheduler::new(
-        ctx,
-        Arc::new(Plan::new(Arc::new(pipeline))),
-        scripts,
-        Vec::new(),
-    );
+    // As branches: a chunked loop is one job, whatever its length.
+    let mut plan = Plan::new(Arc::new(pipeline));
+    plan.programs.clear();
+    let mut s = Scheduler::new(ctx, Arc::new(plan), scripts, Vec::new());
     let mut steps = vec![s.start(0)];
     while s.has_work() {
         steps.push(s.proceed(1));
@@ -1110,4 +1147,72 @@ nodes:
     let started = runs(&s.start(0));
     assert_eq!(started.len(), 1);
     assert_eq!(started[0].key, "c");
+}
+
+#[test]
+fn loops_in_chunks_give_what_loops_of_branches_give() {
+    let pipelines = [
+        // A branch in the template, its arms' outputs, a skipped node, an outer node's output.
+        r#"
+nodes:
+  - {id: in, type: entry, next: [cfg]}
+  - {id: cfg, type: node, after: "out = #{k: 10};", next: [each]}
+  - id: each
+    type: loop
+    items: in.out.xs
+    next: [end]
+    nodes:
+      - {id: b, type: branch, if: "item % 2 == 0", then: {next: [even], out: {v: loop.item}}, else: {next: [odd]}}
+      - {id: even, type: node, after: "out = input.v * cfg.out.k;", next: [join]}
+      - {id: odd, type: node, input: {v: loop.item, i: loop.index}, next: [join]}
+      - {id: join, type: node, after: "out.seen = nodes.cfg.out.k; out.key = node.id;"}
+  - {id: end, type: end}
+"#,
+        // Scripts that read the pipeline and the task, and `collect` from a middle node.
+        r#"
+nodes:
+  - {id: in, type: entry, next: [each]}
+  - id: each
+    type: loop
+    items: in.out.xs
+    collect: loop.a.out
+    next: [end]
+    nodes:
+      - {id: a, type: node, after: "out = `${pipeline.task_id}:${loop.index}:${item}`;", next: [b]}
+      - {id: b, type: node}
+  - {id: end, type: end}
+"#,
+    ];
+    for yaml in pipelines {
+        let input = json!({"xs": [1, 2, 3, 4, 5, 6]});
+        let chunked = Sim::new(yaml, input.clone()).result();
+        let branches = Sim::branches(yaml, input).result();
+        assert_eq!(chunked, branches, "{yaml}");
+    }
+}
+
+#[test]
+fn a_loop_nested_in_a_loop_of_commands_runs_its_items_in_chunks() {
+    let yaml = r#"
+nodes:
+  - {id: in, type: entry, next: [outer]}
+  - id: outer
+    type: loop
+    items: in.out.rows
+    next: [end]
+    nodes:
+      - {id: fetch, type: command, command: ["true"], next: [inner]}
+      - id: inner
+        type: loop
+        items: loop.item
+        nodes:
+          - {id: m, type: node, after: "out = item * 10 + loop.parent.index;"}
+  - {id: end, type: end}
+"#;
+    let mut sim = Sim::new(yaml, json!({"rows": [[1, 2], [3]]}));
+    sim.succeed("fetch#0", json!({}));
+    sim.succeed("fetch#1", json!({}));
+    let out = sim.result();
+    assert_eq!(out["items"][0]["items"], json!([10, 20]));
+    assert_eq!(out["items"][1]["items"], json!([31]));
 }

@@ -182,6 +182,9 @@ pub struct Job {
     pub scope: Vec<(String, Data)>,
     /// Set for `cache: true` nodes: look it up before running, store the output after.
     pub cache_key: Option<String>,
+    /// For a loop whose items run in chunks (see [`crate::loops`]): its items and what they
+    /// read, frozen when it started. Its output is the loop's (`{items, failed?}`).
+    pub chunked: Option<Arc<crate::loops::LoopWork>>,
 }
 
 /// Why a job failed, and whether trying again may help.
@@ -217,6 +220,12 @@ pub enum Event {
     JobFailed {
         job: JobId,
         error: JobError,
+    },
+    /// A chunked loop's items failed beyond its `max_failed_items`: the loop fails, and the
+    /// task with `error` (which names the item's node instance, as a branch's failure does).
+    ItemsFailed {
+        job: JobId,
+        error: String,
     },
     /// The delay armed by [`Effect::RetryAfter`] has passed.
     RetryDue {

@@ -22,6 +22,7 @@ use crate::words::parse_word;
 mod batch;
 mod claims;
 mod events;
+mod loops;
 mod objects;
 mod pools;
 mod registry;
@@ -522,6 +523,42 @@ impl Callbacks for PgStore {
 
     fn supersede_callback(&self, token: &str, fence: u64) -> Result<(), StoreError> {
         self.block(registry::supersede_callback(&self.pool, token, fence))
+    }
+}
+
+impl LoopCheckpoints for PgStore {
+    fn put_loop_chunks(&self, commits: &[LoopChunkCommit<'_>]) -> Result<(), StoreError> {
+        self.block(loops::put_chunks(&self.pool, commits))
+    }
+
+    fn loop_chunks(
+        &self,
+        key: &LoopKey,
+        fingerprint: &str,
+    ) -> Result<Vec<LoopChunkRow>, StoreError> {
+        self.block(loops::chunks(&self.pool, key, fingerprint))
+    }
+
+    fn loop_chunks_over(
+        &self,
+        key: &LoopKey,
+        first: u64,
+        count: u64,
+    ) -> Result<Vec<LoopChunkRow>, StoreError> {
+        self.block(loops::chunks_over(&self.pool, key, first, count))
+    }
+
+    fn loop_failures(
+        &self,
+        key: &LoopKey,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<LoopFailureRow>, StoreError> {
+        self.block(loops::failures(&self.pool, key, offset, limit))
+    }
+
+    fn loop_summaries(&self, task_id: &str) -> Result<Vec<LoopSummary>, StoreError> {
+        self.block(loops::summaries(&self.pool, task_id))
     }
 }
 

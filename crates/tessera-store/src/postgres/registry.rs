@@ -108,6 +108,8 @@ pub(super) async fn delete_task(pool: &PgPool, task_id: &str) -> Result<Vec<Stri
         "DELETE FROM batch_jobs WHERE task_id = $1",
         "DELETE FROM batch_chunks WHERE task_id = $1",
         "DELETE FROM batch_lines WHERE task_id = $1",
+        "DELETE FROM loop_chunks WHERE task_id = $1",
+        "DELETE FROM loop_failures WHERE task_id = $1",
     ] {
         sqlx::query(delete).bind(task_id).execute(&mut *tx).await?;
     }

@@ -229,6 +229,11 @@ const STEPS: &[Step] = &[
         CREATE INDEX IF NOT EXISTS pool_slots_by_runner ON pool_slots(runner);
         ALTER TABLE tasks ADD COLUMN IF NOT EXISTS needs JSONB;",
     },
+    Step {
+        version: 5,
+        what: "chunked loops",
+        sql: super::loops::SCHEMA,
+    },
 ];
 
 /// Live events shared between processes (numbered from a sequence under an advisory lock),
@@ -265,7 +270,7 @@ CREATE TABLE IF NOT EXISTS schedules (
 "#;
 
 /// The schema version this build writes.
-pub(super) const LATEST: i64 = 4;
+pub(super) const LATEST: i64 = 5;
 
 /// Any number: the advisory lock key of migrations ("tessera" in ASCII, truncated).
 const MIGRATION_LOCK: i64 = 0x0074_6573_7365_7261;

@@ -14,6 +14,7 @@ mod batch;
 mod claims;
 mod events;
 mod group;
+mod loops;
 mod objects;
 mod pools;
 mod registry;
@@ -347,5 +348,41 @@ impl BatchCheckpoints for SqliteStore {
         chunks: &[BatchChunkRow],
     ) -> Result<(), StoreError> {
         batch::replan_job(&mut self.conn(), job, keep, chunks)
+    }
+}
+
+impl LoopCheckpoints for SqliteStore {
+    fn put_loop_chunks(&self, commits: &[LoopChunkCommit<'_>]) -> Result<(), StoreError> {
+        loops::put_chunks(&mut self.conn(), commits)
+    }
+
+    fn loop_chunks(
+        &self,
+        key: &LoopKey,
+        fingerprint: &str,
+    ) -> Result<Vec<LoopChunkRow>, StoreError> {
+        loops::chunks(&self.conn(), key, fingerprint)
+    }
+
+    fn loop_chunks_over(
+        &self,
+        key: &LoopKey,
+        first: u64,
+        count: u64,
+    ) -> Result<Vec<LoopChunkRow>, StoreError> {
+        loops::chunks_over(&self.conn(), key, first, count)
+    }
+
+    fn loop_failures(
+        &self,
+        key: &LoopKey,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<LoopFailureRow>, StoreError> {
+        loops::failures(&self.conn(), key, offset, limit)
+    }
+
+    fn loop_summaries(&self, task_id: &str) -> Result<Vec<LoopSummary>, StoreError> {
+        loops::summaries(&self.conn(), task_id)
     }
 }

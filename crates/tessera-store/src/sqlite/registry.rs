@@ -76,6 +76,8 @@ pub(super) fn delete_task(conn: &mut Connection, task_id: &str) -> Result<Vec<St
         "batch_jobs",
         "batch_chunks",
         "batch_lines",
+        "loop_chunks",
+        "loop_failures",
     ] {
         tx.execute(
             &format!("DELETE FROM {table} WHERE task_id = ?1"),

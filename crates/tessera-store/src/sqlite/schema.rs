@@ -279,6 +279,11 @@ const STEPS: &[Step] = &[
             add_column_if_missing(c, "tasks", "needs", "TEXT")
         },
     },
+    Step {
+        version: 14,
+        what: "chunked loops",
+        apply: |c| Ok(c.execute_batch(super::loops::SCHEMA)?),
+    },
 ];
 
 /// Slots of named pools taken by jobs, each under its process's lease.
@@ -293,7 +298,7 @@ const POOL_SLOTS: &str = "CREATE TABLE IF NOT EXISTS pool_slots (
 CREATE INDEX IF NOT EXISTS pool_slots_by_runner ON pool_slots(runner);";
 
 /// The schema version this build writes.
-pub(super) const LATEST: u32 = 13;
+pub(super) const LATEST: u32 = 14;
 
 /// Brings the database to [`LATEST`], one step per transaction; refuses a database made by a
 /// newer version (its data may mean what this one cannot know).

@@ -2,19 +2,21 @@
 //! (and optimised), evaluated without Rhai. It mirrors Rhai 1.27's built-in operators and
 //! standard functions, and answers `None` whenever it cannot be sure to give Rhai's answer; the
 //! caller then asks Rhai, so values and error messages are always Rhai's.
+//!
+//! Shared by the `batch` node's per-row expressions (`row.name`, `line_number`) and by loops
+//! run in chunks (`item`, `index`, `input.x`): what a script reads is declared by the caller
+//! as named roots, and each root (or root field) read becomes an [`Input`] the caller supplies
+//! at evaluation time.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
-use serde_json::Value;
-use tessera_core::rhai::{AST, ASTFlags, Expr, FloatWrapper, FnCallExpr, Stmt, Token};
+use rhai::{AST, ASTFlags, Expr, FloatWrapper, FnCallExpr, Stmt, Token};
 
-use crate::row::{Cell, RowRef};
-
-/// A value during native evaluation: Rhai's scalar types, strings borrowed from the row or the
-/// program where possible (so `row.name.len()` allocates nothing).
+/// A value during native evaluation: Rhai's scalar types, strings borrowed from the inputs or
+/// the program where possible (so `row.name.len()` allocates nothing).
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum Val<'a> {
+pub enum Val<'a> {
     Unit,
     Bool(bool),
     Int(i64),
@@ -35,20 +37,40 @@ impl Val<'_> {
         }
     }
 
-    pub(super) fn into_cell(self) -> Cell {
+    /// Appends the value as JSON, as a script's `out` set to it becomes JSON (characters as
+    /// strings); `false` for what has no JSON form (a non-finite float: Rhai's path reports it).
+    pub fn write_json(&self, out: &mut String) -> bool {
         match self {
-            Val::Unit => Cell::Null,
-            Val::Bool(b) => Cell::Bool(b),
-            Val::Int(i) => Cell::Int(i),
-            Val::Float(f) => Cell::Float(f),
-            Val::Char(c) => Cell::Str(c.to_string()),
-            Val::Str(s) => Cell::Str(s.into_owned()),
+            Val::Unit => out.push_str("null"),
+            Val::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Val::Int(i) => {
+                use std::fmt::Write;
+                let _ = write!(out, "{i}");
+            }
+            Val::Float(f) => match serde_json::Number::from_f64(*f) {
+                Some(n) => out.push_str(&n.to_string()),
+                None => return false,
+            },
+            Val::Char(c) => write_json_string(&c.to_string(), out),
+            Val::Str(s) => write_json_string(s, out),
         }
+        true
+    }
+}
+
+/// A JSON string literal, escaped as `serde_json` escapes it.
+pub fn write_json_string(s: &str, out: &mut String) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::Value::String(s.to_string()).to_string());
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Op {
+enum Op {
     Add,
     Sub,
     Mul,
@@ -80,7 +102,7 @@ impl Op {
 }
 
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Func {
+enum Func {
     Len,
     IsEmpty,
     ToUpper,
@@ -97,19 +119,27 @@ pub(super) enum Func {
     Abs,
 }
 
-/// A field of the row: by position for text rows (resolved when compiling against the header),
-/// by name for JSON rows and when the header was unknown.
-#[derive(Debug)]
-pub(super) struct Field {
-    name: Box<str>,
-    index: Option<usize>,
+/// A value the script reads: a root variable (`line_number`, `item`) or one field of it
+/// (`row.name`, `row["name"]`, `input.item`), numbered in the order first read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    pub root: Box<str>,
+    pub field: Option<Box<str>>,
+}
+
+/// How a script may read a root variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Root {
+    /// Only its fields (`row.name`); the whole map is Rhai's.
+    Fields,
+    /// Itself (`item`), or its fields when it is a map.
+    Value,
 }
 
 #[derive(Debug)]
-pub(super) enum Node {
+enum Node {
     Const(Val<'static>),
-    Field(Box<Field>),
-    Line,
+    Input(u32),
     Neg(Box<Node>),
     Not(Box<Node>),
     Bin(Op, Box<(Node, Node)>),
@@ -118,43 +148,27 @@ pub(super) enum Node {
     Call(Func, Box<[Node]>),
 }
 
-/// What one evaluation sees.
-pub(super) struct Cx<'a> {
-    pub row: RowRef<'a>,
-    pub line: i64,
-    /// Text rows carry the header the program was compiled with: fields are read by position.
-    pub by_index: bool,
-    /// Rhai's `max_string_size` (0 = none): longer results are Rhai's to refuse.
-    pub max_string: usize,
+/// A compiled expression and the inputs it reads.
+#[derive(Debug)]
+pub struct Native {
+    root: Node,
+    inputs: Vec<Input>,
 }
 
-impl<'a> Cx<'a> {
-    fn field(&self, f: &'a Field) -> Option<Val<'a>> {
-        match self.row {
-            RowRef::Text { names, fields } => {
-                let i = if self.by_index {
-                    f.index?
-                } else {
-                    // The map Rhai sees keeps the last of duplicated column names.
-                    names.iter().rposition(|n| **n == *f.name)?
-                };
-                // A missing column or field is `()` for Rhai: rare, left to it.
-                fields.get(i).map(|s| Val::Str(Cow::Borrowed(s)))
-            }
-            RowRef::Json(map) => match map.get(&*f.name)? {
-                Value::String(s) => Some(Val::Str(Cow::Borrowed(s))),
-                Value::Bool(b) => Some(Val::Bool(*b)),
-                Value::Null => Some(Val::Unit),
-                // `rhai::serde::to_dynamic` gives INT when it fits, else FLOAT (u64 as f64).
-                Value::Number(n) => match n.as_i64() {
-                    Some(i) => Some(Val::Int(i)),
-                    None => n.as_f64().map(Val::Float),
-                },
-                Value::Array(_) | Value::Object(_) => None,
-            },
-        }
-    }
+/// What one evaluation sees: the value of each [`Input`] (by number), `None` to leave the
+/// evaluation to Rhai (a missing field, a type not handled).
+pub trait Inputs<'a> {
+    fn input(&self, index: usize) -> Option<Val<'a>>;
+    /// Rhai's `max_string_size` (0 = none): longer results are Rhai's to refuse.
+    fn max_string(&self) -> usize;
+}
 
+struct Cx<'a, 'i> {
+    inputs: &'i dyn Inputs<'a>,
+    max_string: usize,
+}
+
+impl<'a> Cx<'a, '_> {
     /// Rhai checks the size of every function and operator result.
     fn sized(&self, v: Val<'a>) -> Option<Val<'a>> {
         match &v {
@@ -164,14 +178,35 @@ impl<'a> Cx<'a> {
     }
 }
 
+impl Native {
+    /// The value Rhai would compute, or `None` when Rhai must be asked (unhandled types, any
+    /// error, limits).
+    pub fn eval<'a>(&'a self, inputs: &dyn Inputs<'a>) -> Option<Val<'a>> {
+        let cx = Cx {
+            inputs,
+            max_string: inputs.max_string(),
+        };
+        self.root.eval(&cx)
+    }
+
+    /// The inputs read, numbered as [`Inputs::input`] is asked for them.
+    pub fn inputs(&self) -> &[Input] {
+        &self.inputs
+    }
+
+    /// Nodes in the tree, to stay clear of a (tiny) operations limit.
+    pub fn size(&self) -> usize {
+        self.root.size()
+    }
+}
+
 impl Node {
     /// The value Rhai would compute, or `None` when Rhai must be asked (unhandled types, any
     /// error, limits).
-    pub(super) fn eval<'a>(&'a self, cx: &Cx<'a>) -> Option<Val<'a>> {
+    fn eval<'a>(&'a self, cx: &Cx<'a, '_>) -> Option<Val<'a>> {
         match self {
             Node::Const(v) => Some(v.borrowed()),
-            Node::Field(f) => cx.field(f),
-            Node::Line => Some(Val::Int(cx.line)),
+            Node::Input(i) => cx.inputs.input(*i as usize),
             Node::Neg(a) => match a.eval(cx)? {
                 Val::Int(i) => i.checked_neg().map(Val::Int),
                 Val::Float(f) => Some(Val::Float(-f)),
@@ -211,10 +246,9 @@ impl Node {
         }
     }
 
-    /// Nodes in the tree, to stay clear of a (tiny) operations limit.
-    pub(super) fn size(&self) -> usize {
+    fn size(&self) -> usize {
         1 + match self {
-            Node::Const(_) | Node::Field(_) | Node::Line => 0,
+            Node::Const(_) | Node::Input(_) => 0,
             Node::Neg(a) | Node::Not(a) => a.size(),
             Node::Bin(_, ab) => ab.0.size() + ab.1.size(),
             Node::And(xs) | Node::Or(xs) | Node::Call(_, xs) => xs.iter().map(Node::size).sum(),
@@ -321,7 +355,7 @@ fn one_char(mut mapped: impl Iterator<Item = char>, c: char) -> char {
 }
 
 /// Rhai's standard functions of these names, for the argument types handled.
-fn call<'a>(f: Func, args: &'a [Node], cx: &Cx<'a>) -> Option<Val<'a>> {
+fn call<'a>(f: Func, args: &'a [Node], cx: &Cx<'a, '_>) -> Option<Val<'a>> {
     use Val::{Bool, Char, Float, Int, Str};
     let x = args.first()?.eval(cx)?;
     let y = match args.get(1) {
@@ -369,26 +403,68 @@ fn call<'a>(f: Func, args: &'a [Node], cx: &Cx<'a>) -> Option<Val<'a>> {
 }
 
 /// Translates a compiled script to a native tree when all of it is in the subset: one
-/// expression, no script functions.
-pub(super) fn lower(ast: &AST, names: Option<&[String]>) -> Option<Node> {
+/// expression, no script functions. `roots` says which variables it may read and how.
+pub fn lower(ast: &AST, roots: &dyn Fn(&str) -> Option<Root>) -> Option<Native> {
     if ast.has_functions() {
         return None;
     }
-    let lw = Lower { names };
-    match ast.statements() {
+    let mut lw = Lower {
+        roots,
+        inputs: Vec::new(),
+    };
+    let root = match ast.statements() {
         [Stmt::Expr(e)] => lw.value(e),
         [Stmt::FnCall(f, _)] => lw.fn_call(f),
         _ => None,
+    }?;
+    Some(Native {
+        root,
+        inputs: lw.inputs,
+    })
+}
+
+/// As [`lower`], for a script that is one assignment `target = expression` (`out = item.len()`):
+/// the expression.
+pub fn lower_assignment(
+    ast: &AST,
+    target: &str,
+    roots: &dyn Fn(&str) -> Option<Root>,
+) -> Option<Native> {
+    if ast.has_functions() {
+        return None;
     }
+    let [Stmt::Assignment(a)] = ast.statements() else {
+        return None;
+    };
+    let (op, bin) = &**a;
+    if op.is_op_assignment() {
+        return None;
+    }
+    match &bin.lhs {
+        Expr::Variable(v, ..) if v.2.is_empty() && v.1.as_str() == target => {}
+        _ => return None,
+    }
+    let mut lw = Lower {
+        roots,
+        inputs: Vec::new(),
+    };
+    let root = lw.value(&bin.rhs)?;
+    Some(Native {
+        root,
+        inputs: lw.inputs,
+    })
 }
 
-struct Lower<'n> {
-    names: Option<&'n [String]>,
+struct Lower<'r> {
+    roots: &'r dyn Fn(&str) -> Option<Root>,
+    inputs: Vec<Input>,
 }
 
-/// `row` itself is only a place to read fields from: alone (the whole map), it is Rhai's.
+/// A root read only for its fields (`row`): alone (the whole map), it is Rhai's.
 enum Lowered {
-    Row,
+    Fields(Box<str>),
+    /// A root that is a value itself, and whose fields may be read too.
+    Root(Box<str>, Node),
     Value(Node),
 }
 
@@ -399,25 +475,45 @@ enum Access {
 }
 
 impl Lower<'_> {
-    fn value(&self, e: &Expr) -> Option<Node> {
+    fn value(&mut self, e: &Expr) -> Option<Node> {
         match self.any(e)? {
-            Lowered::Value(n) => Some(n),
-            Lowered::Row => None,
+            Lowered::Value(n) | Lowered::Root(_, n) => Some(n),
+            Lowered::Fields(_) => None,
         }
     }
 
-    fn any(&self, e: &Expr) -> Option<Lowered> {
+    /// The number of an input, given once per distinct input.
+    fn input(&mut self, root: &str, field: Option<&str>) -> Node {
+        let wanted = Input {
+            root: root.into(),
+            field: field.map(Into::into),
+        };
+        let i = match self.inputs.iter().position(|x| *x == wanted) {
+            Some(i) => i,
+            None => {
+                self.inputs.push(wanted);
+                self.inputs.len() - 1
+            }
+        };
+        Node::Input(i as u32)
+    }
+
+    fn any(&mut self, e: &Expr) -> Option<Lowered> {
         let node = match e {
-            Expr::Variable(v, ..) if v.2.is_empty() => match v.1.as_str() {
-                "row" => return Some(Lowered::Row),
-                "line_number" => Node::Line,
-                _ => return None,
-            },
+            Expr::Variable(v, ..) if v.2.is_empty() => {
+                let name = v.1.as_str();
+                return match (self.roots)(name)? {
+                    Root::Fields => Some(Lowered::Fields(name.into())),
+                    Root::Value => Some(Lowered::Root(name.into(), self.input(name, None))),
+                };
+            }
             Expr::Dot(b, flags, _) => {
-                return self.chain(self.any(&b.lhs)?, Access::Dot, &b.rhs, *flags);
+                let target = self.any(&b.lhs)?;
+                return self.chain(target, Access::Dot, &b.rhs, *flags);
             }
             Expr::Index(b, flags, _) => {
-                return self.chain(self.any(&b.lhs)?, Access::Index, &b.rhs, *flags);
+                let target = self.any(&b.lhs)?;
+                return self.chain(target, Access::Index, &b.rhs, *flags);
             }
             Expr::IntegerConstant(i, _) => Node::Const(Val::Int(*i)),
             Expr::FloatConstant(f, _) => Node::Const(Val::Float(**f)),
@@ -433,7 +529,7 @@ impl Lower<'_> {
         Some(Lowered::Value(node))
     }
 
-    fn values(&self, xs: &[Expr]) -> Option<Box<[Node]>> {
+    fn values(&mut self, xs: &[Expr]) -> Option<Box<[Node]>> {
         xs.iter().map(|x| self.value(x)).collect()
     }
 
@@ -441,7 +537,7 @@ impl Lower<'_> {
     /// flags say how its right side is reached (`BREAK`: it is the last link, e.g. an index
     /// expression; `NEGATED`: `?.`/`?[`, left to Rhai).
     fn chain(
-        &self,
+        &mut self,
         target: Lowered,
         access: Access,
         rhs: &Expr,
@@ -466,11 +562,19 @@ impl Lower<'_> {
         self.link(target, access, rhs)
     }
 
-    fn link(&self, target: Lowered, access: Access, e: &Expr) -> Option<Lowered> {
+    fn link(&mut self, target: Lowered, access: Access, e: &Expr) -> Option<Lowered> {
         let node = match (target, access, e) {
-            (Lowered::Row, Access::Dot, Expr::Property(p, _)) => self.field(&p.2),
-            (Lowered::Row, Access::Index, Expr::StringConstant(s, _)) => self.field(s),
-            (Lowered::Value(n), Access::Dot, Expr::MethodCall(f, _)) if f.namespace.is_empty() => {
+            (Lowered::Fields(root) | Lowered::Root(root, _), Access::Dot, Expr::Property(p, _)) => {
+                self.input(&root, Some(&p.2))
+            }
+            (
+                Lowered::Fields(root) | Lowered::Root(root, _),
+                Access::Index,
+                Expr::StringConstant(s, _),
+            ) => self.input(&root, Some(s)),
+            (Lowered::Value(n) | Lowered::Root(_, n), Access::Dot, Expr::MethodCall(f, _))
+                if f.namespace.is_empty() =>
+            {
                 let mut args = vec![n];
                 for a in f.args.iter() {
                     args.push(self.value(a)?);
@@ -482,15 +586,7 @@ impl Lower<'_> {
         Some(Lowered::Value(node))
     }
 
-    fn field(&self, name: &str) -> Node {
-        let index = self.names.and_then(|n| n.iter().rposition(|c| c == name));
-        Node::Field(Box::new(Field {
-            name: name.into(),
-            index,
-        }))
-    }
-
-    fn fn_call(&self, f: &FnCallExpr) -> Option<Node> {
+    fn fn_call(&mut self, f: &FnCallExpr) -> Option<Node> {
         if !f.namespace.is_empty() || f.capture_parent_scope {
             return None;
         }
