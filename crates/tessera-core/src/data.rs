@@ -8,13 +8,17 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
-use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+mod scan;
+
 /// Values whose JSON text is longer than this are kept as text.
 pub const TEXT_ABOVE: usize = 64 << 10;
+
+/// See [`Data::from_compact_text_kept`].
+const TEXT_KEPT_ABOVE: usize = 4 << 10;
 
 /// A JSON value of a task. See the module documentation.
 #[derive(Clone)]
@@ -23,8 +27,9 @@ pub struct Data(Repr);
 #[derive(Clone)]
 enum Repr {
     Tree(Arc<Value>),
-    /// Compact (no insignificant whitespace), valid JSON.
-    Text(Arc<RawValue>),
+    /// Compact (no insignificant whitespace), valid JSON: checked when read from outside,
+    /// made so when built from parts (never checked twice).
+    Text(Arc<str>),
 }
 
 impl Default for Data {
@@ -74,8 +79,7 @@ impl Data {
 
     /// JSON text known valid and compact (made by serde_json, or by [`compact`]).
     fn text_unchecked(text: String) -> Data {
-        let raw = RawValue::from_string(text).expect("the text was made valid");
-        Data(Repr::Text(Arc::from(raw)))
+        Data(Repr::Text(Arc::from(text)))
     }
 
     /// The value as a tree: borrowed when it is one, parsed when it is text (costly for big
@@ -84,7 +88,7 @@ impl Data {
         match &self.0 {
             Repr::Tree(v) => Cow::Borrowed(v),
             Repr::Text(t) => {
-                Cow::Owned(serde_json::from_str(t.get()).expect("stored text is valid JSON"))
+                Cow::Owned(serde_json::from_str(t).expect("stored text is valid JSON"))
             }
         }
     }
@@ -101,7 +105,7 @@ impl Data {
     pub fn as_text(&self) -> Option<&str> {
         match &self.0 {
             Repr::Tree(_) => None,
-            Repr::Text(t) => Some(t.get()),
+            Repr::Text(t) => Some(&**t),
         }
     }
 
@@ -109,7 +113,7 @@ impl Data {
     pub fn json(&self) -> Cow<'_, str> {
         match &self.0 {
             Repr::Tree(v) => Cow::Owned(v.to_string()),
-            Repr::Text(t) => Cow::Borrowed(t.get()),
+            Repr::Text(t) => Cow::Borrowed(&**t),
         }
     }
 
@@ -128,14 +132,14 @@ impl Data {
     pub fn is_object(&self) -> bool {
         match &self.0 {
             Repr::Tree(v) => v.is_object(),
-            Repr::Text(t) => t.get().starts_with('{'),
+            Repr::Text(t) => t.starts_with('{'),
         }
     }
 
     pub fn is_array(&self) -> bool {
         match &self.0 {
             Repr::Tree(v) => v.is_array(),
-            Repr::Text(t) => t.get().starts_with('['),
+            Repr::Text(t) => t.starts_with('['),
         }
     }
 
@@ -143,7 +147,7 @@ impl Data {
     pub fn type_name(&self) -> &'static str {
         match &self.0 {
             Repr::Tree(v) => crate::model::json_type(v),
-            Repr::Text(t) => match t.get().as_bytes().first() {
+            Repr::Text(t) => match t.as_bytes().first() {
                 Some(b'{') => "an object",
                 Some(b'[') => "a list",
                 Some(b'"') => "a string",
@@ -156,7 +160,7 @@ impl Data {
     pub fn get(&self, key: &str) -> Option<Data> {
         match &self.0 {
             Repr::Tree(v) => v.get(key).map(|x| Data::from_value(x.clone())),
-            Repr::Text(t) => text_member(t.get(), key).map(data_of_slice),
+            Repr::Text(t) => scan::member(t, key).map(data_of_slice),
         }
     }
 
@@ -179,11 +183,11 @@ impl Data {
                 })
             }
             Repr::Text(t) => {
-                let mut cur = t.get();
+                let mut cur = &**t;
                 for seg in segments {
                     cur = match cur.as_bytes().first() {
-                        Some(b'{') => text_member(cur, seg)?,
-                        Some(b'[') => text_item(cur, seg.parse::<usize>().ok()?)?,
+                        Some(b'{') => scan::member(cur, seg)?,
+                        Some(b'[') => scan::item(cur, seg.parse::<usize>().ok()?)?,
                         _ => return None,
                     };
                 }
@@ -204,11 +208,13 @@ impl Data {
                     .map(|(k, v)| (k.clone(), Data::from_value(v.clone())))
                     .collect()
             }),
-            Repr::Text(t) => raw_entries(t.get()).ok().map(|e| {
-                e.into_iter()
-                    .map(|(k, v)| (k, data_of_slice(v.get())))
-                    .collect()
-            }),
+            Repr::Text(t) if t.starts_with('{') => Some(
+                scan::members(t)
+                    .into_iter()
+                    .map(|(k, (a, b))| (scan::key(k).into_owned(), data_of_slice(&t[a..b])))
+                    .collect(),
+            ),
+            Repr::Text(_) => None,
         }
     }
 
@@ -218,9 +224,13 @@ impl Data {
             Repr::Tree(v) => v
                 .as_array()
                 .map(|a| a.iter().map(|x| Data::from_value(x.clone())).collect()),
-            Repr::Text(t) => raw_items(t.get())
-                .ok()
-                .map(|items| items.into_iter().map(|x| data_of_slice(x.get())).collect()),
+            Repr::Text(t) if t.starts_with('[') => Some(
+                scan::items(t)
+                    .into_iter()
+                    .map(|(a, b)| data_of_slice(&t[a..b]))
+                    .collect(),
+            ),
+            Repr::Text(_) => None,
         }
     }
 
@@ -274,11 +284,22 @@ impl Data {
         }
     }
 
+    /// Compact JSON text made here, kept as text unless tiny: for values that are mostly
+    /// passed on and stored (a loop's collected items), where a tree would be built only to
+    /// be written back as text.
+    pub fn from_compact_text_kept(text: String) -> Data {
+        if text.len() > TEXT_KEPT_ABOVE {
+            Data::text_unchecked(text)
+        } else {
+            Data::from_compact_text(text)
+        }
+    }
+
     /// The value as an owned tree (parsed if text).
     pub fn into_value(self) -> Value {
         match self.0 {
             Repr::Tree(v) => Arc::try_unwrap(v).unwrap_or_else(|v| (*v).clone()),
-            Repr::Text(t) => serde_json::from_str(t.get()).expect("stored text is valid JSON"),
+            Repr::Text(t) => serde_json::from_str(&t).expect("stored text is valid JSON"),
         }
     }
 
@@ -294,7 +315,7 @@ impl Data {
         }
         match &self.0 {
             Repr::Tree(v) => has(v, key),
-            Repr::Text(t) => t.get().contains(&format!("\"{key}\"")),
+            Repr::Text(t) => t.contains(&format!("\"{key}\"")),
         }
     }
 
@@ -302,7 +323,7 @@ impl Data {
     pub fn json_len(&self) -> usize {
         match &self.0 {
             Repr::Tree(v) => v.to_string().len(),
-            Repr::Text(t) => t.get().len(),
+            Repr::Text(t) => t.len(),
         }
     }
 }
@@ -311,7 +332,7 @@ impl PartialEq for Data {
     fn eq(&self, other: &Data) -> bool {
         match (&self.0, &other.0) {
             (Repr::Tree(a), Repr::Tree(b)) => a == b,
-            (Repr::Text(a), Repr::Text(b)) if a.get() == b.get() => true,
+            (Repr::Text(a), Repr::Text(b)) if a == b => true,
             _ => self.value() == other.value(),
         }
     }
@@ -327,7 +348,7 @@ impl fmt::Debug for Data {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0 {
             Repr::Tree(v) => write!(f, "{v}"),
-            Repr::Text(t) => write!(f, "<{} bytes of JSON>", t.get().len()),
+            Repr::Text(t) => write!(f, "<{} bytes of JSON>", t.len()),
         }
     }
 }
@@ -342,7 +363,10 @@ impl Serialize for Data {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match &self.0 {
             Repr::Tree(v) => v.serialize(s),
-            Repr::Text(t) => t.serialize(s),
+            // Valid JSON: passed on as it is.
+            Repr::Text(t) => serde_json::from_str::<&RawValue>(t)
+                .map_err(serde::ser::Error::custom)?
+                .serialize(s),
         }
     }
 }
@@ -358,7 +382,7 @@ impl<'de> Deserialize<'de> for Data {
 /// text and 8 bytes each, not a value each. Cheap to clone (shared).
 #[derive(Clone)]
 pub struct ListText {
-    text: Arc<RawValue>,
+    text: Arc<str>,
     /// (start, end) of each item in `text`.
     spans: Arc<[(u32, u32)]>,
 }
@@ -383,7 +407,7 @@ impl ListText {
     /// The compact JSON text of item `i`.
     pub fn item_text(&self, i: usize) -> &str {
         let (a, b) = self.spans[i];
-        &self.text.get()[a as usize..b as usize]
+        &self.text[a as usize..b as usize]
     }
 
     /// Item `i` as a value.
@@ -397,32 +421,26 @@ impl ListText {
             return "";
         }
         let (a, b) = (self.spans[range.start].0, self.spans[range.end - 1].1);
-        &self.text.get()[a as usize..b as usize]
+        &self.text[a as usize..b as usize]
     }
 }
 
 impl Data {
     /// The list as [`ListText`]; `None` when it is not a list, or its text is 4 GiB or more.
     pub fn list_text(&self) -> Option<ListText> {
-        let text: Arc<RawValue> = match &self.0 {
+        let text: Arc<str> = match &self.0 {
             Repr::Text(t) => t.clone(),
             Repr::Tree(v) => {
                 v.as_array()?;
-                Arc::from(RawValue::from_string(v.to_string()).ok()?)
+                Arc::from(v.to_string())
             }
         };
-        let whole = text.get();
-        if !whole.starts_with('[') || u32::try_from(whole.len()).is_err() {
+        if !text.starts_with('[') || u32::try_from(text.len()).is_err() {
             return None;
         }
-        let base = whole.as_ptr() as usize;
-        let spans: Vec<(u32, u32)> = raw_items(whole)
-            .ok()?
+        let spans: Vec<(u32, u32)> = scan::items(&text)
             .into_iter()
-            .map(|raw| {
-                let start = raw.get().as_ptr() as usize - base;
-                (start as u32, (start + raw.get().len()) as u32)
-            })
+            .map(|(a, b)| (a as u32, b as u32))
             .collect();
         Some(ListText {
             text,
@@ -508,53 +526,6 @@ pub fn compact(text: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(String::from_utf8(out).expect("only ASCII whitespace was removed"))
-}
-
-/// The members of a JSON object text, values as slices of it.
-fn raw_entries(text: &str) -> Result<Vec<(String, &RawValue)>, serde_json::Error> {
-    struct Entries<'a>(Vec<(String, &'a RawValue)>);
-    impl<'de> Deserialize<'de> for Entries<'de> {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl<'de> Visitor<'de> for V {
-                type Value = Entries<'de>;
-                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                    f.write_str("a JSON object")
-                }
-                fn visit_map<A: MapAccess<'de>>(
-                    self,
-                    mut map: A,
-                ) -> Result<Entries<'de>, A::Error> {
-                    let mut out = Vec::new();
-                    while let Some(k) = map.next_key::<String>()? {
-                        out.push((k, map.next_value::<&'de RawValue>()?));
-                    }
-                    Ok(Entries(out))
-                }
-            }
-            d.deserialize_map(V)
-        }
-    }
-    serde_json::from_str::<Entries<'_>>(text).map(|e| e.0)
-}
-
-/// The items of a JSON list text, as slices of it.
-fn raw_items(text: &str) -> Result<Vec<&RawValue>, serde_json::Error> {
-    serde_json::from_str(text)
-}
-
-/// The text of member `key` of an object text (the last one, if repeated, as trees keep).
-fn text_member<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    raw_entries(text)
-        .ok()?
-        .into_iter()
-        .rev()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.get())
-}
-
-fn text_item(text: &str, index: usize) -> Option<&str> {
-    raw_items(text).ok()?.get(index).map(|v| v.get())
 }
 
 #[cfg(test)]

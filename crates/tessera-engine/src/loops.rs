@@ -16,16 +16,6 @@ use tessera_store::{LoopChunkCommit, LoopChunkRow, LoopFailureRow, LoopKey, Stor
 use crate::jobs::{CancelFlag, CancelOnDrop};
 use crate::{RunContext, Shared, now_millis};
 
-/// Items per chunk: about an eighth of the list, so that two cores share the work and a
-/// resume redoes little, within bounds that keep a commit's cost small against its work.
-/// Fixed by the item count: a resumed loop cuts its items where the first run did.
-pub(crate) fn chunk_size(items: usize) -> usize {
-    (items / 8).clamp(MIN_CHUNK, MAX_CHUNK)
-}
-
-const MIN_CHUNK: usize = 32 << 10;
-const MAX_CHUNK: usize = 128 << 10;
-
 /// Live counts of the chunked loops of one task, by loop key.
 #[derive(Debug, Default)]
 pub(crate) struct LoopBoard {
@@ -120,8 +110,6 @@ async fn run_loop(
     board: &LoopBoard,
 ) -> Result<Data, LoopEnd> {
     let n = work.items.len();
-    let size = chunk_size(n);
-    let count = n.div_ceil(size);
     let counters = board.counters(&job.key);
     counters.total.store(n as u64, Ordering::Relaxed);
     let key = Arc::new(LoopKey {
@@ -129,112 +117,182 @@ async fn run_loop(
         key: job.key.clone(),
         iteration: job.iteration,
     });
-    let mut values: Vec<Option<String>> = vec![None; count];
+    let w = work.clone();
+    let fingerprint = Arc::new(
+        tokio::task::spawn_blocking(move || fingerprint(&w))
+            .await
+            .map_err(panicked)?,
+    );
+    // Values by first item: the chunks committed by an earlier run of the same loop on the
+    // same data, then the ones computed now.
+    let mut values: BTreeMap<usize, (usize, String)> = BTreeMap::new();
     let mut failed: Vec<ItemFailure> = Vec::new();
-    // A loop of one chunk is computed and committed with its step, as any node: chunks are
-    // checkpoints of longer loops.
-    let checkpoints = count > 1;
-    let fingerprint = if checkpoints {
-        let w = work.clone();
-        Arc::new(
-            tokio::task::spawn_blocking(move || fingerprint(&w))
-                .await
-                .map_err(panicked)?,
-        )
-    } else {
-        Arc::default()
-    };
-    if checkpoints {
-        let (store, k, fp) = (engine.store.clone(), key.clone(), fingerprint.clone());
-        let (chunks, failures) = tokio::task::spawn_blocking(move || {
-            let chunks = store.loop_chunks(&k, &fp)?;
-            let failures = if chunks.iter().any(|c| c.failed > 0) {
-                store.loop_failures(&k, 0, u64::MAX)?
-            } else {
-                Vec::new()
-            };
-            Ok::<_, StoreError>((chunks, failures))
-        })
-        .await
-        .map_err(panicked)?
-        .map_err(store_error("cannot read the loop's committed chunks"))?;
-        for c in chunks {
-            let i = c.index as usize;
-            if i < count
-                && c.first as usize == i * size
-                && c.count as usize == size.min(n - i * size)
-            {
-                counters.done.fetch_add(c.count, Ordering::Relaxed);
-                values[i] = Some(c.values);
-            }
+    let (store, k, fp) = (engine.store.clone(), key.clone(), fingerprint.clone());
+    let (committed, failures) = tokio::task::spawn_blocking(move || {
+        let chunks = store.loop_chunks(&k, &fp)?;
+        let failures = if chunks.iter().any(|c| c.failed > 0) {
+            store.loop_failures(&k, 0, u64::MAX)?
+        } else {
+            Vec::new()
+        };
+        Ok::<_, StoreError>((chunks, failures))
+    })
+    .await
+    .map_err(panicked)?
+    .map_err(store_error("cannot read the loop's committed chunks"))?;
+    let mut covered = 0;
+    for c in committed {
+        let (first, count) = (c.first as usize, c.count as usize);
+        // Chunks never overlap; one that would (or lies outside the items) is not trusted.
+        if first < covered || first + count > n {
+            continue;
         }
-        failed.extend(failures.into_iter().filter_map(|f| {
-            let item = f.item as usize;
-            values.get(item / size)?.as_ref()?;
-            Some(ItemFailure {
-                index: item,
-                node: f.node,
-                error: f.error,
-            })
-        }));
-        if let Some(error) = work.failure_error(&job.key, &failed) {
-            log_failures(engine, run, &failed).await;
-            return Err(LoopEnd::Items(error));
+        covered = first + count;
+        counters.done.fetch_add(c.count, Ordering::Relaxed);
+        values.insert(first, (count, c.values));
+    }
+    failed.extend(failures.into_iter().filter_map(|f| {
+        let item = f.item as usize;
+        let (&first, (count, _)) = values.range(..=item).next_back()?;
+        // Only failures of the chunks kept.
+        (item < first + count).then_some(ItemFailure {
+            index: item,
+            node: f.node,
+            error: f.error,
+        })
+    }));
+    if let Some(error) = work.failure_error(&job.key, &failed) {
+        log_failures(engine, run, &failed).await;
+        return Err(LoopEnd::Items(error));
+    }
+    let mut gaps = gaps(&values, n);
+    let parallel = engine.pools.cpu_size();
+    let chunk = |range: std::ops::Range<usize>, commit: bool| ChunkJob {
+        engine: engine.clone(),
+        work: work.clone(),
+        key: key.clone(),
+        fingerprint: fingerprint.clone(),
+        fence: run.fence,
+        range,
+        commit,
+        cancel: cancel.clone(),
+    };
+    // A first, small chunk measures what an item costs; the rest is cut to that measure.
+    let Some(first_gap) = gaps.first_mut() else {
+        return finish(engine, run, values, failed).await;
+    };
+    let probe = first_gap.start..(first_gap.start + PROBE).min(first_gap.end);
+    first_gap.start = probe.end;
+    let probe_job = chunk(probe.clone(), false);
+    let started = std::time::Instant::now();
+    let (_, probe_values) = tokio::task::spawn_blocking(move || probe_job.run())
+        .await
+        .map_err(panicked)??;
+    let per_item = started.elapsed().as_secs_f64() / probe.len() as f64;
+    let left: usize = gaps.iter().map(|g| g.len()).sum();
+    // Short loops (all the rest within one chunk's time per core) run without checkpoints:
+    // their values are committed with the loop's step. Longer ones commit every chunk.
+    let checkpoints = left as f64 * per_item > CHUNK_TIME.as_secs_f64() * parallel as f64;
+    let size = if checkpoints {
+        ((CHUNK_TIME.as_secs_f64() / per_item.max(1e-9)) as usize).clamp(PROBE, MAX_CHUNK)
+    } else {
+        left.div_ceil(parallel).max(1)
+    };
+    let mut pending: Vec<std::ops::Range<usize>> = Vec::new();
+    for g in gaps.iter().filter(|g| !g.is_empty()) {
+        let mut at = g.start;
+        while at < g.end {
+            let end = (at + size).min(g.end);
+            pending.push(at..end);
+            at = end;
         }
     }
-    let pending: Vec<usize> = (0..count).filter(|&i| values[i].is_none()).collect();
+    let probe_values = if checkpoints {
+        // The probe is a chunk like the others: committed.
+        let job = chunk(probe.clone(), true);
+        let vals = probe_values;
+        tokio::task::spawn_blocking(move || job.commit(vals))
+            .await
+            .map_err(panicked)??
+            .1
+    } else {
+        probe_values
+    };
+    counters
+        .done
+        .fetch_add(probe.len() as u64, Ordering::Relaxed);
+    failed.extend(probe_values.failed);
+    values.insert(probe.start, (probe.len(), probe_values.values));
+    if let Some(error) = work.failure_error(&job.key, &failed) {
+        log_failures(engine, run, &failed).await;
+        return Err(LoopEnd::Items(error));
+    }
     let mut next = 0;
     let mut running = tokio::task::JoinSet::new();
-    let parallel = engine.pools.cpu_size();
     while next < pending.len() || !running.is_empty() {
         while running.len() < parallel && next < pending.len() {
-            let index = pending[next];
+            let job = chunk(pending[next].clone(), checkpoints);
             next += 1;
-            let chunk = ChunkJob {
-                engine: engine.clone(),
-                work: work.clone(),
-                key: key.clone(),
-                fingerprint: fingerprint.clone(),
-                fence: run.fence,
-                index,
-                range: index * size..((index + 1) * size).min(n),
-                commit: checkpoints,
-                cancel: cancel.clone(),
-            };
             let cpu = engine.pools.cpu();
             running.spawn(async move {
                 let _permit = cpu.acquire_owned().await.expect("pools are never closed");
-                tokio::task::spawn_blocking(move || chunk.run()).await
+                tokio::task::spawn_blocking(move || job.run()).await
             });
         }
         let Some(done) = running.join_next().await else {
             break;
         };
-        let (index, chunk) = done.map_err(panicked)?.map_err(panicked)??;
+        let (range, chunk) = done.map_err(panicked)?.map_err(panicked)??;
         counters
             .done
-            .fetch_add(chunk_len(index, size, n) as u64, Ordering::Relaxed);
+            .fetch_add(range.len() as u64, Ordering::Relaxed);
         failed.extend(chunk.failed);
-        values[index] = Some(chunk.values);
+        values.insert(range.start, (range.len(), chunk.values));
         if let Some(error) = work.failure_error(&job.key, &failed) {
             cancel.flag.store(true, Ordering::SeqCst);
             log_failures(engine, run, &failed).await;
             return Err(LoopEnd::Items(error));
         }
     }
+    finish(engine, run, values, failed).await
+}
+
+/// Items of the first chunk, which measures what an item costs.
+const PROBE: usize = 1024;
+/// What a committed chunk's work takes, about: cancels and resumes lose at most this per core.
+const CHUNK_TIME: std::time::Duration = std::time::Duration::from_millis(100);
+const MAX_CHUNK: usize = 4 << 20;
+
+/// The items no committed chunk holds, in order.
+fn gaps(values: &BTreeMap<usize, (usize, String)>, n: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    for (&first, (count, _)) in values {
+        if first > at {
+            out.push(at..first);
+        }
+        at = first + count;
+    }
+    if at < n {
+        out.push(at..n);
+    }
+    out
+}
+
+/// The loop's output from its values in item order, with the failures listed and logged.
+async fn finish(
+    engine: &Arc<Shared>,
+    run: &Arc<RunContext>,
+    values: BTreeMap<usize, (usize, String)>,
+    failed: Vec<ItemFailure>,
+) -> Result<Data, LoopEnd> {
     if !failed.is_empty() {
         log_failures(engine, run, &failed).await;
     }
     // A 90 MB result is built off the async threads.
-    tokio::task::spawn_blocking(move || {
-        assemble(values.iter().map(|v| v.as_deref().unwrap_or("")), &failed)
-    })
-    .await
-    .map_err(panicked)
-}
-
-fn chunk_len(index: usize, size: usize, n: usize) -> usize {
-    size.min(n - index * size)
+    tokio::task::spawn_blocking(move || assemble(values.values().map(|(_, v)| v.as_str()), &failed))
+        .await
+        .map_err(panicked)
 }
 
 /// One chunk: computed, then committed with its failed items.
@@ -244,14 +302,15 @@ struct ChunkJob {
     key: Arc<LoopKey>,
     fingerprint: Arc<String>,
     fence: u64,
-    index: usize,
     range: std::ops::Range<usize>,
     commit: bool,
     cancel: Arc<CancelFlag>,
 }
 
+type ChunkDone = (std::ops::Range<usize>, ChunkValues);
+
 impl ChunkJob {
-    fn run(self) -> Result<(usize, ChunkValues), LoopEnd> {
+    fn run(self) -> Result<ChunkDone, LoopEnd> {
         let scripts = &self.engine.scripts;
         let chunk =
             self.work
@@ -262,43 +321,48 @@ impl ChunkJob {
             return Err(LoopEnd::Job(JobError::retryable("the loop was cancelled")));
         }
         if self.commit {
-            let row = LoopChunkRow {
-                index: self.index as u32,
-                first: self.range.start as u64,
-                count: self.range.len() as u64,
-                fingerprint: self.fingerprint.to_string(),
-                values: chunk.values,
-                failed: chunk.failed.len() as u64,
-                committed_at: now_millis(),
-            };
-            let failures: Vec<LoopFailureRow> = chunk
-                .failed
-                .iter()
-                .map(|f| LoopFailureRow {
-                    item: f.index as u64,
-                    node: f.node.clone(),
-                    error: f.error.clone(),
-                    attempts: 1,
-                })
-                .collect();
-            self.engine
-                .store
-                .put_loop_chunks(&[LoopChunkCommit {
-                    loop_key: &self.key,
-                    chunk: &row,
-                    failures: &failures,
-                    fence: self.fence,
-                }])
-                .map_err(store_error("cannot commit a chunk of the loop"))?;
-            return Ok((
-                self.index,
-                ChunkValues {
-                    values: row.values,
-                    failed: chunk.failed,
-                },
-            ));
+            return self.commit(chunk);
         }
-        Ok((self.index, chunk))
+        Ok((self.range, chunk))
+    }
+
+    /// Commits the chunk's values and failed items.
+    fn commit(self, chunk: ChunkValues) -> Result<ChunkDone, LoopEnd> {
+        let row = LoopChunkRow {
+            index: self.range.start as u32,
+            first: self.range.start as u64,
+            count: self.range.len() as u64,
+            fingerprint: self.fingerprint.to_string(),
+            values: chunk.values,
+            failed: chunk.failed.len() as u64,
+            committed_at: now_millis(),
+        };
+        let failures: Vec<LoopFailureRow> = chunk
+            .failed
+            .iter()
+            .map(|f| LoopFailureRow {
+                item: f.index as u64,
+                node: f.node.clone(),
+                error: f.error.clone(),
+                attempts: 1,
+            })
+            .collect();
+        self.engine
+            .store
+            .put_loop_chunks(&[LoopChunkCommit {
+                loop_key: &self.key,
+                chunk: &row,
+                failures: &failures,
+                fence: self.fence,
+            }])
+            .map_err(store_error("cannot commit a chunk of the loop"))?;
+        Ok((
+            self.range,
+            ChunkValues {
+                values: row.values,
+                failed: chunk.failed,
+            },
+        ))
     }
 }
 

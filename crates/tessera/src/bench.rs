@@ -373,10 +373,10 @@ impl Row {
         match self.workload {
             Workload::W1 | Workload::W2 => ("≤ 20 ms", self.ms.0 <= 20.0),
             Workload::W3 => ("≤ 1.5× spawn", self.ratio().is_some_and(|r| r <= 1.5)),
-            Workload::W4 => ("≤ 100 ms", self.ms.0 <= 100.0),
+            Workload::W4 => ("≤ 5 ms", self.ms.0 <= 5.0),
             Workload::W5 => (
-                "≤ 2 s, ≤ 300 MB",
-                self.ms.0 <= 2000.0 && self.rss_mb.is_some_and(|m| m <= 300.0),
+                "≤ 15 ms, ≤ 300 MB",
+                self.ms.0 <= 15.0 && self.rss_mb.is_some_and(|m| m <= 300.0),
             ),
             Workload::W6 => (
                 "≤ 150 ms, ≤ 300 MB",
