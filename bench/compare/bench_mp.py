@@ -1,4 +1,4 @@
-"""Comparison benchmark: Python's multiprocessing.Pool(2) on workloads W1-W5.
+"""Comparison benchmark: Python's multiprocessing.Pool(2) on workloads W1-W7.
 
 Idioms (the pool is created once, before timing, and reused across runs):
   W1 fan-out  entry via apply_async, then 1,000 apply_async(fan, (entry, i)),
@@ -6,8 +6,10 @@ Idioms (the pool is created once, before timing, and reused across runs):
   W2 chain    200 sequential pool.apply(inc, (x,)) calls, each fed the
               previous result (a round trip to a worker per link).
   W3 spawn    100 apply_async(run_true) (each worker runs `true`), gathered.
-  W4/W5 loops pool.map with chunksize = n // (4 * 2) (multiprocessing's own
-              default heuristic for 2 workers: 1,250 for W4, 12,500 for W5).
+  W4-W7 loops pool.map with chunksize = n // (4 * 2) (multiprocessing's own
+              default heuristic for 2 workers: 1,250 for W4, 12,500 for W5,
+              125,000 for W6, 1,250,000 for W7), over an input list made
+              before timing (W5-W7: the odd numbers 1, 3, 5, ...).
 Usage: python bench_mp.py --workload W1 [--runs 5]
 """
 
@@ -36,17 +38,13 @@ def make_run(pool, workload):
         def run():
             rs = [pool.apply_async(wl.run_true, (i,)) for i in range(wl.SPAWN)]
             return [r.get() for r in rs]
-    elif workload == "W4":
-        items = wl.strings()
+    elif workload in ("W4", "W5", "W6", "W7"):
+        items = wl.strings() if workload == "W4" else wl.loop_items(workload)
+        fn = wl.length if workload == "W4" else wl.identity
         chunk = max(1, len(items) // (4 * PROCS))
 
         def run():
-            return pool.map(wl.length, items, chunksize=chunk)
-    elif workload == "W5":
-        chunk = max(1, wl.NOOPS // (4 * PROCS))
-
-        def run():
-            return pool.map(wl.identity, range(wl.NOOPS), chunksize=chunk)
+            return pool.map(fn, items, chunksize=chunk)
     else:
         raise ValueError(workload)
     return run

@@ -234,6 +234,15 @@ impl Data {
         }
     }
 
+    /// How many items a list holds, counted in place (`None` if it is not a list).
+    pub fn list_len(&self) -> Option<usize> {
+        match &self.0 {
+            Repr::Tree(v) => v.as_array().map(Vec::len),
+            Repr::Text(t) if t.starts_with('[') => Some(scan::count_items(t)),
+            Repr::Text(_) => None,
+        }
+    }
+
     /// An object of these members, as a tree if it is small, else as text made of its parts'
     /// texts (nothing big is parsed).
     pub fn object(entries: Vec<(String, Data)>) -> Data {

@@ -1,5 +1,9 @@
-//! Read-side views of tasks shared by the CLI and (later) the HTTP API: the task document of
-//! `tasks show --json` / `GET /api/v1/tasks/{id}`.
+//! Read-side views of tasks shared by the CLI and the HTTP API: the task document of
+//! `tasks show --json` / `GET /api/v1/tasks/{id}`, and the pages of a loop's items.
+
+mod loops;
+
+pub use loops::{FailedItem, Item, ItemPage, ItemState, LoopSummary, loop_items};
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -29,8 +33,11 @@ pub struct TaskDocument {
     )]
     pub scheduled_at: Option<u64>,
     pub counts: Map<String, Value>,
+    /// The nodes outside loop branches (a loop's items are summarised under `loops` and
+    /// paged through `…/nodes/{loop}/items`).
     pub nodes: Vec<NodeSummary>,
     pub runs: Vec<NodeRunRow>,
+    pub loops: Vec<LoopSummary>,
     pub batches: Vec<Value>,
     /// The definitions (and inputs) the task ran with before a resume with a fix replaced
     /// them, oldest first; the current definition is the pipeline's.
@@ -64,8 +71,9 @@ pub struct NodeSummary {
     pub decision: Option<String>,
 }
 
-/// The task with its nodes: for each node instance its latest attempt (state, timings,
-/// attempts, error), plus every attempt of every iteration under `runs`. Linear in the runs
+/// The task with its nodes: for each node outside loop branches its latest attempt (state,
+/// timings, attempts, error), every attempt of every iteration under `runs`, and its loops
+/// summarised. Linear in the runs
 /// (after one sort): each instance's runs are contiguous once sorted, so no map is needed.
 pub fn task_document(store: &dyn Store, task_id: &str) -> Result<TaskDocument, EngineError> {
     let task = store
@@ -83,6 +91,9 @@ pub fn task_document(store: &dyn Store, task_id: &str) -> Result<TaskDocument, E
             r.attempt,
         )
     });
+    let loops = loops::summaries(store, task_id, &task.definition, &runs)?;
+    // Instances of loop branches are counted in their loop's summary, not listed.
+    runs.retain(|r| !r.key.contains('#'));
     let mut nodes = Vec::new();
     let mut counts = Map::new();
     for group in runs.chunk_by(|a, b| a.key == b.key) {
@@ -129,6 +140,7 @@ pub fn task_document(store: &dyn Store, task_id: &str) -> Result<TaskDocument, E
         counts,
         nodes,
         runs,
+        loops,
         batches,
         revisions,
     })

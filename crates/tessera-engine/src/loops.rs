@@ -161,6 +161,14 @@ async fn run_loop(
             error: f.error,
         })
     }));
+    if !values.is_empty() {
+        let reused: usize = values.values().map(|(count, _)| count).sum();
+        let line = format!(
+            "{reused} of {n} items taken from {} chunks committed by an earlier run",
+            values.len()
+        );
+        log_lines(engine, run, &job.key, vec![line]).await;
+    }
     if let Some(error) = work.failure_error(&job.key, &failed) {
         log_failures(engine, run, &failed).await;
         return Err(LoopEnd::Items(error));
@@ -402,6 +410,26 @@ async fn log_failures(engine: &Arc<Shared>, run: &Arc<RunContext>, failed: &[Ite
             at: now_millis(),
         })
         .collect();
+    append_logs(engine, lines).await;
+}
+
+/// Lines of the engine's own under the loop's key.
+async fn log_lines(engine: &Arc<Shared>, run: &Arc<RunContext>, key: &str, lines: Vec<String>) {
+    let lines = lines
+        .into_iter()
+        .map(|line| tessera_store::LogLine {
+            task_id: run.task_id.clone(),
+            key: key.to_string(),
+            attempt: 1,
+            stream: "engine".into(),
+            line,
+            at: now_millis(),
+        })
+        .collect();
+    append_logs(engine, lines).await;
+}
+
+async fn append_logs(engine: &Arc<Shared>, lines: Vec<tessera_store::LogLine>) {
     let store = engine.store.clone();
     if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.append_logs(&lines)).await {
         tracing::warn!(error = %e, "could not store the logs of failed items");

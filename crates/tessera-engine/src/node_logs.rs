@@ -1,7 +1,8 @@
 //! The logs `tessera tasks logs ID NODE` and `GET /api/v1/tasks/{id}/nodes/{node}/log` show:
 //! one node instance (`measure#3`), every instance of a loop's template node (`measure`, at
 //! any depth of nested loops), every instance inside a loop (`each`) or inside one instance of
-//! a nested loop (`cells#3`: `cells#3/cell#0`…). A name the task does not have is an error listing
+//! a nested loop (`cells#3`: `cells#3/cell#0`…), one item of a loop (`each#3`: its template
+//! nodes' instances `measure#3`, `check#3`…). A name the task does not have is an error listing
 //! the names it has, loops with their instances.
 
 use serde_json::Value;
@@ -74,13 +75,29 @@ pub fn node_logs(store: &dyn Store, task_id: &str, node: &str) -> Result<NodeLog
     let declared = declared(&task.definition);
     if let Some((_, templates)) = declared.top.iter().find(|(id, _)| id == node) {
         if !templates.is_empty() {
-            // A loop: every instance of its templates, nested ones too.
+            // A loop: its own lines (a chunked loop's) and every instance of its templates,
+            // nested ones too.
             return instances(store, task_id, &keys, |k| {
-                templates.iter().any(|t| t == template_of(k))
+                k == node || templates.iter().any(|t| t == template_of(k))
             });
         }
         // A node that may not have run yet: no lines.
         return one(store, task_id, node);
+    }
+    // An item of a loop (`each#5`): the instances of its templates for that item, and what
+    // runs inside them (a loop run in chunks has no instances: the logs of its failed items
+    // are kept under the node instance that failed, `m#5`).
+    if let Some((id, i)) = node.split_once('#')
+        && let Ok(item) = i.parse::<u64>()
+        && let Some((_, templates)) = declared.top.iter().find(|(t, _)| t == id)
+        && !templates.is_empty()
+    {
+        let of_item = |k: &str| {
+            levels(k)
+                .next()
+                .is_some_and(|(t, at)| at == Some(item) && templates.iter().any(|x| x == t))
+        };
+        return instances(store, task_id, &keys, of_item);
     }
     if node.contains('#') {
         // An instance; one of a nested loop shows the instances inside it too.

@@ -373,6 +373,7 @@ mod tests {
             ("get", "/api/v1/tasks/{id}/result", "409"),
             ("get", "/api/v1/tasks/{id}/state", "200"),
             ("get", "/api/v1/tasks/{id}/nodes/{node}/log", "200"),
+            ("get", "/api/v1/tasks/{id}/nodes/{loop}/items", "200"),
             ("post", "/api/v1/tasks/{id}/cancel", "202"),
             ("post", "/api/v1/tasks/{id}/resume", "409"),
             ("get", "/api/v1/objects/{id}", "200"),

@@ -330,6 +330,23 @@ pub enum TasksAction {
         #[arg(long)]
         json: bool,
     },
+    /// A loop's items, a page at a time: index, state, value, and for a failed item the node
+    /// that failed and why (`--state failed` lists the failures).
+    Items {
+        task_id: String,
+        /// The loop (its id, or an instance key such as `cells#3` for a loop in a loop).
+        #[arg(value_name = "LOOP")]
+        loop_key: String,
+        /// pending, running, finished or failed.
+        #[arg(long, value_parser = parse_item_state)]
+        state: Option<tessera_engine::inspect::ItemState>,
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// The result of a finished task as JSON; `--save DIR` also writes each object it names
     /// into DIR (and says where in the JSON: `saved_to`).
     Result {
@@ -341,6 +358,11 @@ pub enum TasksAction {
     },
     /// Cancel a running task (its commands are killed).
     Cancel { task_id: String },
+}
+
+fn parse_item_state(s: &str) -> Result<tessera_engine::inspect::ItemState, String> {
+    tessera_engine::inspect::ItemState::parse(s)
+        .ok_or_else(|| format!("`{s}`: expected pending, running, finished or failed"))
 }
 
 pub fn dispatch(cli: Cli) -> Result<ExitCode> {

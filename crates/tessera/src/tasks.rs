@@ -89,6 +89,24 @@ pub fn tasks(settings: &Settings, action: TasksAction) -> Result<ExitCode> {
                 .collect();
             print_logs(&lines, prefix, json)?;
         }
+        TasksAction::Items {
+            task_id,
+            loop_key,
+            state,
+            offset,
+            limit,
+            json,
+        } => {
+            let page = tessera_engine::inspect::loop_items(
+                store.as_ref(),
+                &task_id,
+                &loop_key,
+                state,
+                offset,
+                limit.min(MAX_ITEMS_PAGE),
+            )?;
+            print_items(&serde_json::to_value(&page)?, json)?;
+        }
         TasksAction::Result { task_id, save } => {
             let Some(task) = store.task(&task_id)? else {
                 bail!("task `{task_id}` not found");
@@ -176,6 +194,25 @@ pub fn remote(remote: &Remote, action: TasksAction) -> Result<ExitCode> {
             let lines = body["lines"].as_array().cloned().unwrap_or_default();
             print_logs(&lines, body["instances"] == true, json)?;
         }
+        TasksAction::Items {
+            task_id,
+            loop_key,
+            state,
+            offset,
+            limit,
+            json,
+        } => {
+            let mut path = format!(
+                "/api/v1/tasks/{}/nodes/{}/items?offset={offset}&limit={}",
+                segment(&task_id),
+                segment(&loop_key),
+                limit.min(MAX_ITEMS_PAGE)
+            );
+            if let Some(s) = state {
+                path.push_str(&format!("&state={}", s.as_str()));
+            }
+            print_items(&get(path)?, json)?;
+        }
         TasksAction::Result { task_id, save } => {
             let result = get(format!("/api/v1/tasks/{}/result", segment(&task_id)))?;
             print_result(&runtime, result, save.as_deref(), || {
@@ -255,6 +292,30 @@ fn print_list<'a>(rows: impl Iterator<Item = (&'a str, &'a str, &'a str, String)
     Ok(())
 }
 
+/// Items one page shows at most (as the API).
+const MAX_ITEMS_PAGE: u64 = 10_000;
+
+/// A page of a loop's items: one line per item, or the page as JSON.
+fn print_items(page: &Value, json: bool) -> Result<()> {
+    if json {
+        return crate::output::json(page);
+    }
+    for it in page["items"].as_array().into_iter().flatten() {
+        let state = it["state"].as_str().unwrap_or("");
+        let detail = match state {
+            "failed" => format!(
+                "{}: {}",
+                it["node"].as_str().unwrap_or(""),
+                it["error"].as_str().unwrap_or("")
+            ),
+            _ if it.get("value").is_some() => it["value"].to_string(),
+            _ => String::new(),
+        };
+        outln!("{:>8}  {:<9} {detail}", it["index"], state)?;
+    }
+    Ok(())
+}
+
 fn print_task(doc: &Value) -> Result<()> {
     let s = |k: &str| doc[k].as_str().unwrap_or("").to_string();
     outln!("task      {}", s("id"))?;
@@ -305,6 +366,38 @@ fn print_task(doc: &Value) -> Result<()> {
             ms,
             n["error"].as_str().unwrap_or(""),
             cached
+        )?;
+    }
+    for l in doc["loops"].as_array().into_iter().flatten() {
+        let counts: Vec<String> = l["counts"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(state, n)| format!("{n} {state}"))
+            .collect();
+        let items = match l["items"].as_u64() {
+            Some(n) => format!("{n} items"),
+            None => "items".to_string(),
+        };
+        outln!()?;
+        outln!(
+            "loop {} ({}): {items}: {}",
+            l["key"].as_str().unwrap_or(""),
+            l["mode"].as_str().unwrap_or(""),
+            counts.join(", ")
+        )?;
+        for f in l["failed"].as_array().into_iter().flatten() {
+            outln!(
+                "  item {} failed in {}: {}",
+                f["index"],
+                f["node"].as_str().unwrap_or(""),
+                f["error"].as_str().unwrap_or("")
+            )?;
+        }
+        outln!(
+            "  (every item: tessera tasks items {} {} [--state failed])",
+            doc["id"].as_str().unwrap_or(""),
+            l["key"].as_str().unwrap_or("")
         )?;
     }
     Ok(())

@@ -64,6 +64,18 @@ pub(super) fn items(text: &str) -> Vec<(usize, usize)> {
     out
 }
 
+/// How many items a list text holds.
+pub(super) fn count_items(text: &str) -> usize {
+    let b = text.as_bytes();
+    let mut i = 1;
+    let mut n = 0;
+    while i < b.len() && b[i] != b']' {
+        i = value_end(b, i) + 1;
+        n += 1;
+    }
+    n
+}
+
 /// The `n`-th item of a list text.
 pub(super) fn item(text: &str, n: usize) -> Option<&str> {
     let b = text.as_bytes();
@@ -160,6 +172,7 @@ mod tests {
                 }
             }
             prop_assert!(super::item(&text, items.len()).is_none());
+            prop_assert_eq!(super::count_items(&text), items.len());
         }
     }
 

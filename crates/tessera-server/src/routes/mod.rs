@@ -35,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/tasks/{id}/result", get(tasks::result))
         .route("/api/v1/tasks/{id}/state", get(tasks::state))
         .route("/api/v1/tasks/{id}/nodes/{node}/log", get(tasks::log))
+        .route("/api/v1/tasks/{id}/nodes/{loop}/items", get(tasks::items))
         .route("/api/v1/tasks/{id}/cancel", post(tasks::cancel))
         .route("/api/v1/tasks/{id}/resume", post(tasks::resume))
         .route("/api/v1/objects/{id}", get(objects::read))

@@ -1,5 +1,5 @@
-//! `/api/v1/tasks`: list (newest first, keyset pages), read, result, node logs, cancel, resume,
-//! delete; and the retention sweep that deletes ended tasks with their objects.
+//! `/api/v1/tasks`: list (newest first, keyset pages), read, result, node logs, loop items,
+//! cancel, resume, delete; and the retention sweep that deletes ended tasks with their objects.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -9,7 +9,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tessera_core::scheduler::TaskState;
 use tessera_core::time::rfc3339;
-use tessera_engine::TaskHandle;
+use tessera_engine::inspect::ItemState;
+use tessera_engine::{EngineError, TaskHandle};
 use tessera_store::{TaskFilter, TaskRow};
 
 use crate::auth::{Caller, Role};
@@ -86,8 +87,8 @@ pub async fn list(
     Ok(Json(json!({"items": items, "next_cursor": next})))
 }
 
-fn serde_urlencoded_query(query: &str) -> Result<ListQuery, ApiError> {
-    axum::extract::Query::<ListQuery>::try_from_uri(
+fn serde_urlencoded_query<Q: serde::de::DeserializeOwned>(query: &str) -> Result<Q, ApiError> {
+    axum::extract::Query::<Q>::try_from_uri(
         &format!("/?{query}")
             .parse()
             .map_err(|_| ApiError::bad_request("malformed query string"))?,
@@ -192,6 +193,57 @@ pub async fn log(
     Ok(Json(
         json!({"keys": logs.keys, "instances": logs.instances, "lines": lines}),
     ))
+}
+
+#[derive(Debug, Deserialize)]
+struct ItemsQuery {
+    state: Option<String>,
+    offset: Option<u64>,
+    limit: Option<u64>,
+}
+
+/// A page of a loop's items (`?state=&offset=&limit=`).
+pub async fn items(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, loop_key)): Path<(String, String)>,
+    uri: axum::http::Uri,
+) -> Result<axum::response::Response, ApiError> {
+    let q: ItemsQuery = serde_urlencoded_query(uri.query().unwrap_or(""))?;
+    let wanted = match &q.state {
+        None => None,
+        Some(s) => Some(ItemState::parse(s).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "unknown item state `{s}` (pending, running, finished, failed)"
+            ))
+        })?),
+    };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 10000"));
+    }
+    let offset = q.offset.unwrap_or(0);
+    visible_task(&state, &caller, &id).await?;
+    let engine = state.engine.clone();
+    // Read and serialised off the async threads: a page reads a loop's output or chunks.
+    let body = tokio::task::spawn_blocking(move || {
+        let page = tessera_engine::inspect::loop_items(
+            engine.store().as_ref(),
+            &id,
+            &loop_key,
+            wanted,
+            offset,
+            limit,
+        )?;
+        serde_json::to_vec(&page).map_err(|e| EngineError::Internal(e.to_string()))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
 }
 
 pub async fn cancel(

@@ -9,6 +9,7 @@ mod engine_small;
 mod events;
 mod hardening;
 pub(crate) mod leases;
+mod loops;
 mod nested;
 mod pipelines;
 mod raster;

@@ -81,6 +81,8 @@ fn nested_loops_killed_and_resumed_equal_a_clean_run() {
         .as_str()
         .unwrap()
         .to_string();
+    // The document lists the nodes outside branches and summarises every loop instance;
+    // an inner loop's items page by its instance key.
     let doc = clean.show(&task);
     let keys: Vec<&str> = doc["nodes"]
         .as_array()
@@ -88,7 +90,23 @@ fn nested_loops_killed_and_resumed_equal_a_clean_run() {
         .iter()
         .filter_map(|n| n["key"].as_str())
         .collect();
-    assert!(keys.contains(&"cells#29/cell#39"), "{:?}", &keys[..10]);
+    assert_eq!(keys, ["in", "rows", "end"]);
+    let loops = doc["loops"].as_array().unwrap();
+    assert_eq!(loops.len(), 31, "rows and its 30 inner loops");
+    let inner = loops.iter().find(|l| l["key"] == "cells#29").unwrap();
+    assert_eq!(inner["mode"], "branches");
+    assert_eq!(inner["items"], 40);
+    assert_eq!(inner["counts"]["finished"], 80, "{inner}");
+    let page = clean
+        .run(&[
+            "tasks", "items", &task, "cells#29", "--offset", "1", "--limit", "2", "--json",
+        ])
+        .json();
+    assert_eq!(page["items"][0]["index"], 1);
+    assert_eq!(
+        page["items"][0]["value"],
+        json!({"at": "29/1", "v": 29 * 40 + 1 + 29 * 1000})
+    );
     // Logs by template at any depth, and of one outer instance, in item order.
     let logs = |node: &str| -> Vec<String> {
         let r = clean.run(&["tasks", "logs", &task, node]);

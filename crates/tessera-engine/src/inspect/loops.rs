@@ -1,0 +1,548 @@
+//! Loops as the task document and the items pages show them: a loop summarised (counts per
+//! state, first failures) instead of listing its instances, and its items paged by index —
+//! from its output once it finished, from its committed chunks while it runs in chunks, from
+//! its branches' node instances when it runs as branches.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+use tessera_core::Data;
+use tessera_core::scheduler::NodeState;
+use tessera_store::{LoopKey, NodeRunRow, Store};
+
+use crate::error::EngineError;
+
+/// Failures a loop's summary shows; the items pages list them all.
+const FIRST_FAILURES: usize = 10;
+
+/// One loop of a task, summarised.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoopSummary {
+    /// The loop's instance key (`each`, or `cells#3` inside another loop's branch).
+    pub key: String,
+    /// `chunks` (its items evaluated in chunks) or `branches` (node instances per item).
+    pub mode: &'static str,
+    /// Its items, when known (a finished loop, or one whose branches ran).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub items: Option<u64>,
+    /// Items (chunks) or node instances (branches) per state.
+    pub counts: BTreeMap<String, u64>,
+    /// Chunks committed (chunks mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<u64>,
+    /// The first failed items, in item order.
+    pub failed: Vec<FailedItem>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedItem {
+    pub index: u64,
+    /// The node instance that failed (`check#41`).
+    pub node: String,
+    pub error: String,
+}
+
+/// What an item is, as the items pages filter them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ItemState {
+    Pending,
+    Running,
+    Finished,
+    Failed,
+}
+
+impl ItemState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemState::Pending => "pending",
+            ItemState::Running => "running",
+            ItemState::Finished => "finished",
+            ItemState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(word: &str) -> Option<ItemState> {
+        Some(match word {
+            "pending" => ItemState::Pending,
+            "running" => ItemState::Running,
+            "finished" => ItemState::Finished,
+            "failed" => ItemState::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// One item of a loop.
+#[derive(Debug, Clone, Serialize)]
+pub struct Item {
+    pub index: u64,
+    pub state: ItemState,
+    /// Its collected value (finished items whose value is known).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<Data>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A page of a loop's items.
+#[derive(Debug, Clone, Serialize)]
+pub struct ItemPage {
+    pub key: String,
+    pub mode: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+    pub offset: u64,
+    pub limit: u64,
+    pub items: Vec<Item>,
+}
+
+/// The instance keys of a loop's branches start with this (`cells#3/` inside another loop).
+fn branch_prefix(loop_key: &str) -> String {
+    if loop_key.contains('#') {
+        format!("{loop_key}/")
+    } else {
+        String::new()
+    }
+}
+
+/// The item index of an instance of `loop_key`'s branches, when `key` is one.
+fn item_of(key: &str, prefix: &str, templates: &[String]) -> Option<u64> {
+    let rest = key.strip_prefix(prefix)?;
+    let first = rest.split('/').next()?;
+    let (id, i) = first.split_once('#')?;
+    templates.iter().any(|t| t == id).then(|| i.parse().ok())?
+}
+
+/// The template node ids of the loop whose node id is `id`, anywhere in the definition.
+pub(crate) fn templates_of(definition: &Value, id: &str) -> Option<Vec<String>> {
+    fn find<'a>(nodes: &'a Value, id: &str) -> Option<&'a Value> {
+        for n in nodes.as_array()? {
+            if n["id"].as_str() == Some(id) {
+                return Some(n);
+            }
+            if let Some(found) = find(&n["nodes"], id) {
+                return Some(found);
+            }
+        }
+        None
+    }
+    let node = find(&definition["nodes"], id)?;
+    let ids: Vec<String> = node["nodes"]
+        .as_array()?
+        .iter()
+        .filter_map(|t| t["id"].as_str().map(str::to_string))
+        .collect();
+    (!ids.is_empty()).then_some(ids)
+}
+
+/// The node id of an instance key (`cells#3/cell#7` → `cell`).
+fn node_id(key: &str) -> &str {
+    let last = key.rsplit('/').next().unwrap_or(key);
+    last.split_once('#').map_or(last, |(id, _)| id)
+}
+
+/// A loop's output split: its `items` list and its `failed` entries.
+fn output_parts(output: &Data) -> (Option<Data>, Vec<FailedItem>) {
+    let items = output.get("items");
+    let failed = output
+        .get("failed")
+        .map(|f| f.into_value())
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|f| FailedItem {
+            index: f["index"].as_u64().unwrap_or(0),
+            node: f["node"].as_str().unwrap_or_default().to_string(),
+            error: f["error"].as_str().unwrap_or_default().to_string(),
+        })
+        .collect();
+    (items, failed)
+}
+
+/// Every loop instance among `top` (rows of instances that are not in a loop's branch) and
+/// `instances` (the rest), summarised.
+pub(crate) fn summaries(
+    store: &dyn Store,
+    task_id: &str,
+    definition: &Value,
+    runs: &[NodeRunRow],
+) -> Result<Vec<LoopSummary>, EngineError> {
+    let chunked: BTreeMap<(String, u32), tessera_store::LoopSummary> = store
+        .loop_summaries(task_id)?
+        .into_iter()
+        .map(|s| ((s.key.clone(), s.iteration), s))
+        .collect();
+    // The latest attempt of each loop instance (runs are sorted by key, then attempt).
+    let mut loops: Vec<&NodeRunRow> = Vec::new();
+    for r in runs.iter().filter(|r| r.node_type == "loop") {
+        match loops.last_mut() {
+            Some(last) if last.key == r.key => *last = r,
+            _ => loops.push(r),
+        }
+    }
+    // Each branch instance under its loop, in one pass: `cells#3/cell#7` is loop `cells#3`'s
+    // (item 7); `measure#2` is the top-level loop's whose template holds `measure`.
+    let mut owner_of_template: std::collections::HashMap<String, String> = Default::default();
+    for l in &loops {
+        if !l.key.contains('#')
+            && let Some(templates) = templates_of(definition, &l.key)
+        {
+            for t in templates {
+                owner_of_template.insert(t, l.key.clone());
+            }
+        }
+    }
+    let mut members: std::collections::HashMap<&str, Vec<(u64, &NodeRunRow)>> = Default::default();
+    for r in runs {
+        let (parent, last) = match r.key.rsplit_once('/') {
+            Some((parent, last)) => (Some(parent), last),
+            None => (None, r.key.as_str()),
+        };
+        let Some((id, i)) = last.split_once('#') else {
+            continue;
+        };
+        let Ok(i) = i.parse::<u64>() else { continue };
+        let owner = match parent {
+            Some(p) => p,
+            None => match owner_of_template.get(id) {
+                Some(o) => o.as_str(),
+                None => continue,
+            },
+        };
+        members.entry(owner).or_default().push((i, r));
+    }
+    let mut out = Vec::new();
+    for l in loops {
+        out.push(match members.get(l.key.as_str()) {
+            Some(m) => branches_summary(l, m),
+            None => chunked_summary(
+                store,
+                task_id,
+                l,
+                chunked.get(&(l.key.clone(), l.iteration)),
+            )?,
+        });
+    }
+    Ok(out)
+}
+
+fn chunked_summary(
+    store: &dyn Store,
+    task_id: &str,
+    l: &NodeRunRow,
+    chunks: Option<&tessera_store::LoopSummary>,
+) -> Result<LoopSummary, EngineError> {
+    let mut counts = BTreeMap::new();
+    if let (NodeState::Finished, Some(output)) = (l.state, &l.output) {
+        let (items, mut failed) = output_parts(output);
+        let n = items.and_then(|i| i.list_len()).unwrap_or(0) as u64;
+        counts.insert("finished".into(), n - failed.len() as u64);
+        if !failed.is_empty() {
+            counts.insert("failed".into(), failed.len() as u64);
+        }
+        failed.truncate(FIRST_FAILURES);
+        return Ok(LoopSummary {
+            key: l.key.clone(),
+            mode: "chunks",
+            items: Some(n),
+            counts,
+            chunks: chunks.map(|c| c.chunks),
+            failed,
+        });
+    }
+    let (done, failed_n) = chunks.map_or((0, 0), |c| (c.items, c.failed));
+    counts.insert("finished".into(), done - failed_n);
+    if failed_n > 0 {
+        counts.insert("failed".into(), failed_n);
+    }
+    let key = LoopKey {
+        task_id: task_id.to_string(),
+        key: l.key.clone(),
+        iteration: l.iteration,
+    };
+    let failed = store
+        .loop_failures(&key, 0, FIRST_FAILURES as u64)?
+        .into_iter()
+        .map(|f| FailedItem {
+            index: f.item,
+            node: f.node,
+            error: f.error,
+        })
+        .collect();
+    Ok(LoopSummary {
+        key: l.key.clone(),
+        mode: "chunks",
+        items: None,
+        counts,
+        chunks: chunks.map(|c| c.chunks),
+        failed,
+    })
+}
+
+fn branches_summary(l: &NodeRunRow, members: &[(u64, &NodeRunRow)]) -> LoopSummary {
+    let mut counts = BTreeMap::new();
+    let mut latest: BTreeMap<&str, (u64, &NodeRunRow)> = BTreeMap::new();
+    for &(i, r) in members {
+        latest.insert(r.key.as_str(), (i, r));
+    }
+    let mut items = std::collections::BTreeSet::new();
+    let mut failed = Vec::new();
+    for &(i, r) in latest.values() {
+        items.insert(i);
+        *counts.entry(r.state.to_string()).or_insert(0) += 1;
+        if r.state == NodeState::Failed {
+            failed.push(FailedItem {
+                index: i,
+                node: r.key.clone(),
+                error: r.error.clone().unwrap_or_default(),
+            });
+        }
+    }
+    failed.sort_by_key(|f| f.index);
+    failed.truncate(FIRST_FAILURES);
+    let total = match (l.state, &l.output) {
+        (NodeState::Finished, Some(o)) => o.get("items").and_then(|i| i.list_len()),
+        _ => None,
+    };
+    LoopSummary {
+        key: l.key.clone(),
+        mode: "branches",
+        items: Some(total.map_or(items.len() as u64, |n| n as u64)),
+        counts,
+        chunks: None,
+        failed,
+    }
+}
+
+/// A page of loop `loop_key`'s items (see the module documentation).
+pub fn loop_items(
+    store: &dyn Store,
+    task_id: &str,
+    loop_key: &str,
+    state: Option<ItemState>,
+    offset: u64,
+    limit: u64,
+) -> Result<ItemPage, EngineError> {
+    let task = store
+        .task(task_id)?
+        .ok_or_else(|| EngineError::NotFound(task_id.to_string()))?;
+    let unknown = || EngineError::UnknownNode {
+        task: task_id.to_string(),
+        node: loop_key.to_string(),
+        nodes: Vec::new(),
+    };
+    let templates = templates_of(&task.definition, node_id(loop_key)).ok_or_else(unknown)?;
+    let runs = store.node_runs(task_id)?;
+    let Some(l) = runs
+        .iter()
+        .filter(|r| r.key == loop_key)
+        .max_by_key(|r| (r.iteration, r.attempt))
+    else {
+        // Not started: nothing to page through yet.
+        return Ok(page(loop_key, "chunks", None, offset, limit, Vec::new()));
+    };
+    let prefix = branch_prefix(loop_key);
+    let mut members: BTreeMap<u64, Vec<&NodeRunRow>> = BTreeMap::new();
+    for r in &runs {
+        if let Some(i) = item_of(&r.key, &prefix, &templates) {
+            members.entry(i).or_default().push(r);
+        }
+    }
+    let finished = match (l.state, &l.output) {
+        (NodeState::Finished, Some(o)) => Some(output_parts(o)),
+        _ => None,
+    };
+    if let Some((Some(values), failed)) = &finished {
+        // Done: its output holds every value; failed items collected null.
+        let list = values.list_text().ok_or_else(unknown)?;
+        let failed: BTreeMap<u64, &FailedItem> = failed.iter().map(|f| (f.index, f)).collect();
+        let all = (0..list.len() as u64).map(|i| match failed.get(&i) {
+            Some(f) => Item {
+                index: i,
+                state: ItemState::Failed,
+                value: None,
+                node: Some(f.node.clone()),
+                error: Some(f.error.clone()),
+            },
+            None => Item {
+                index: i,
+                state: ItemState::Finished,
+                value: None,
+                node: None,
+                error: None,
+            },
+        });
+        let mut items = select(all, state, offset, limit);
+        for it in &mut items {
+            if it.state == ItemState::Finished {
+                it.value = Some(list.item(it.index as usize));
+            }
+        }
+        let mode = if members.is_empty() {
+            "chunks"
+        } else {
+            "branches"
+        };
+        return Ok(page(
+            loop_key,
+            mode,
+            Some(list.len() as u64),
+            offset,
+            limit,
+            items,
+        ));
+    }
+    if !members.is_empty() {
+        let all = members.iter().map(|(&i, rs)| {
+            let mut latest: BTreeMap<&str, &NodeRunRow> = BTreeMap::new();
+            for r in rs {
+                latest.insert(r.key.as_str(), r);
+            }
+            let failed = latest.values().find(|r| r.state == NodeState::Failed);
+            let running = latest
+                .values()
+                .any(|r| matches!(r.state, NodeState::Running | NodeState::Ready));
+            Item {
+                index: i,
+                state: match (failed, running) {
+                    (Some(_), _) => ItemState::Failed,
+                    (None, true) => ItemState::Running,
+                    (None, false) => ItemState::Finished,
+                },
+                value: None,
+                node: failed.map(|r| r.key.clone()),
+                error: failed.and_then(|r| r.error.clone()),
+            }
+        });
+        let items = select(all, state, offset, limit);
+        return Ok(page(loop_key, "branches", None, offset, limit, items));
+    }
+    // Running (or stopped) in chunks: the committed chunks' values and failed items.
+    let key = LoopKey {
+        task_id: task_id.to_string(),
+        key: loop_key.to_string(),
+        iteration: l.iteration,
+    };
+    if state == Some(ItemState::Failed) {
+        let items = store
+            .loop_failures(&key, offset, limit)?
+            .into_iter()
+            .map(|f| Item {
+                index: f.item,
+                state: ItemState::Failed,
+                value: None,
+                node: Some(f.node),
+                error: Some(f.error),
+            })
+            .collect();
+        return Ok(page(loop_key, "chunks", None, offset, limit, items));
+    }
+    // Pages of one state are counted through the chunks from the start; an unfiltered page
+    // reads only the chunks over its range.
+    let (first, count) = match state {
+        None => (offset, limit),
+        Some(_) => (0, u64::MAX),
+    };
+    let chunks = store.loop_chunks_over(&key, first, count)?;
+    let failures: BTreeMap<u64, tessera_store::LoopFailureRow> =
+        if chunks.iter().any(|c| c.failed > 0) {
+            store
+                .loop_failures(&key, 0, u64::MAX)?
+                .into_iter()
+                .map(|f| (f.item, f))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+    let mut all: Vec<Item> = Vec::new();
+    let mut at = first;
+    for c in &chunks {
+        if state.is_none_or(|s| s == ItemState::Pending) {
+            all.extend((at..c.first).map(pending));
+        }
+        let list = Data::from_json(&format!("[{}]", c.values))
+            .ok()
+            .and_then(|d| d.list_text());
+        for k in 0..c.count {
+            let i = c.first + k;
+            let item = match failures.get(&i) {
+                Some(f) => Item {
+                    index: i,
+                    state: ItemState::Failed,
+                    value: None,
+                    node: Some(f.node.clone()),
+                    error: Some(f.error.clone()),
+                },
+                None => Item {
+                    index: i,
+                    state: ItemState::Finished,
+                    value: list.as_ref().map(|l| l.item(k as usize)),
+                    node: None,
+                    error: None,
+                },
+            };
+            if state.is_none_or(|s| s == item.state) {
+                all.push(item);
+            }
+        }
+        at = c.first + c.count;
+    }
+    let items = match state {
+        None => all
+            .into_iter()
+            .filter(|i| i.index >= offset)
+            .take(limit as usize)
+            .collect(),
+        Some(_) => all
+            .into_iter()
+            .skip(offset as usize)
+            .take(limit as usize)
+            .collect(),
+    };
+    Ok(page(loop_key, "chunks", None, offset, limit, items))
+}
+
+fn pending(index: u64) -> Item {
+    Item {
+        index,
+        state: ItemState::Pending,
+        value: None,
+        node: None,
+        error: None,
+    }
+}
+
+/// The items of `state` (all when `None`), `limit` of them from the `offset`-th.
+fn select(
+    all: impl Iterator<Item = Item>,
+    state: Option<ItemState>,
+    offset: u64,
+    limit: u64,
+) -> Vec<Item> {
+    all.filter(|i| state.is_none_or(|s| s == i.state))
+        .skip(offset as usize)
+        .take(limit as usize)
+        .collect()
+}
+
+fn page(
+    key: &str,
+    mode: &'static str,
+    total: Option<u64>,
+    offset: u64,
+    limit: u64,
+    items: Vec<Item>,
+) -> ItemPage {
+    ItemPage {
+        key: key.to_string(),
+        mode,
+        total,
+        offset,
+        limit,
+        items,
+    }
+}
