@@ -1,4 +1,4 @@
-//! `tessera bench`: the standard workloads (W1–W7 of BENCHMARKS.md), timed in-process through
+//! `tessera bench`: the standard workloads (W1–W8 of BENCHMARKS.md), timed in-process through
 //! the real engine. Every result is checked, so a broken engine cannot produce a figure.
 
 use std::fmt::Write as _;
@@ -33,12 +33,16 @@ pub enum Workload {
     W6,
     /// W5 with 10,000,000 items; each run in a process of its own, its peak memory measured.
     W7,
+    /// A loop over 100,000 items whose body is a `command` running `true`, against plain Rust
+    /// spawning them at the same parallelism; each run in a process of its own, its peak
+    /// memory measured.
+    W8,
 }
 
 impl Workload {
     /// Runs in processes of their own, one per run (no warm-up), under a memory budget.
     fn isolated(self) -> bool {
-        matches!(self, Workload::W6 | Workload::W7)
+        matches!(self, Workload::W6 | Workload::W7 | Workload::W8)
     }
 }
 
@@ -167,6 +171,15 @@ fn build(w: Workload) -> (String, Data) {
             }
             json!({"bench": "W2"})
         }
+        Workload::W8 => {
+            entry(&mut y, "bench-W8", "each");
+            y.push_str(
+                "  - id: each\n    type: loop\n    items: in.out.items\n    next: [end]\n    \
+                 nodes:\n      - {id: c, type: command, command: [\"true\"]}\n",
+            );
+            y.push_str("  - {id: end, type: end}\n");
+            return (y, odd_numbers(n));
+        }
         Workload::W4 | Workload::W5 | Workload::W6 | Workload::W7 => {
             let (after, collect, items): (_, _, Vec<Value>) = if w == Workload::W4 {
                 let words = (0..n).map(|i| Value::String(w4_word(i))).collect();
@@ -229,6 +242,8 @@ fn size(w: Workload) -> (usize, &'static str, usize) {
         Workload::W5 => (100_000, "item", 3),
         Workload::W6 => (1_000_000, "item", 3),
         Workload::W7 => (10_000_000, "item", 3),
+        // A body of commands runs as branches: one node instance per item.
+        Workload::W8 => (100_000, "cmd", 100_003),
     }
 }
 
@@ -260,6 +275,18 @@ fn check(w: Workload, input: &Data, result: &Data, progress: &Progress) -> Resul
                 "{w:?}: the collected items differ from the input ({} bytes, expected {})",
                 got.len(),
                 expected.len()
+            );
+        }
+        Workload::W8 => {
+            let result = result.value();
+            let items = result["items"]
+                .as_array()
+                .ok_or_else(|| anyhow!("W8: no `items` list in the result"))?;
+            ensure!(items.len() == n, "W8: {} items, expected {n}", items.len());
+            let want = json!({"stdout": "", "exit_code": 0});
+            ensure!(
+                items.iter().all(|i| *i == want),
+                "W8: an item is not the output of `true`"
             );
         }
         Workload::W4 => {
@@ -386,6 +413,10 @@ impl Row {
                 "≤ 2 s, ≤ 2 GB",
                 self.ms.0 <= 2000.0 && self.rss_mb.is_some_and(|m| m <= 2048.0),
             ),
+            Workload::W8 => (
+                "≤ 1.5× spawn, ≤ 200 MB",
+                self.ratio().is_some_and(|r| r <= 1.5) && self.rss_mb.is_some_and(|m| m <= 200.0),
+            ),
         }
     }
 
@@ -444,16 +475,21 @@ fn measure(args: &BenchArgs, w: Workload, mode: ModeArg) -> Result<Row> {
     })
 }
 
-/// W6 and W7: every run in a fresh process (no warm-up: a process is as cold as a user's),
+/// W6–W8: every run in a fresh process (no warm-up: a process is as cold as a user's),
 /// the time its median, the memory the highest peak.
 fn measure_isolated(args: &BenchArgs, w: Workload, mode: ModeArg) -> Result<Row> {
     let (mut times, mut loads, mut peak) = (Vec::new(), Vec::new(), 0f64);
+    let mut baselines = Vec::new();
     for run in 1..=args.runs {
         let (t, load, rss) = in_child(w, mode, args.postgres.as_deref())
             .with_context(|| format!("{} run {run}", mode.name()))?;
         times.push(t);
         loads.push(load);
         peak = peak.max(rss);
+        // The same commands spawned by plain Rust, right after (same machine state).
+        if w == Workload::W8 {
+            baselines.push(spawn_baseline(size(w).0, args.max_processes)?);
+        }
     }
     Ok(Row {
         workload: w,
@@ -461,7 +497,7 @@ fn measure_isolated(args: &BenchArgs, w: Workload, mode: ModeArg) -> Result<Row>
         runs: args.runs,
         ms: stats(&times),
         load: stats(&loads).0,
-        baseline: None,
+        baseline: (!baselines.is_empty()).then(|| stats(&baselines).0),
         rss_mb: Some(peak),
     })
 }

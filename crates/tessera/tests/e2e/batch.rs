@@ -572,8 +572,8 @@ fn peak_rss_kib(env: &Env, pipeline: &str) -> i64 {
 fn memory_stays_bounded_by_parallelism_times_chunk_size() {
     let env = Env::new();
     sample(&env, 100_000, "small.csv");
-    // ~40 MB: more than 20× the bound (2 chunks of 20,000 rows ≈ 0.5 MB in, 0.6 MB out).
-    sample(&env, 3_200_000, "big.csv");
+    // ~80 MB: more than 40× the bound (2 chunks of 20,000 rows ≈ 0.5 MB in, 0.6 MB out).
+    sample(&env, 6_400_000, "big.csv");
     let body = |input: &str, out: &str| {
         format!(
             "    reader: {{format: csv, path: {input}}}\n    processor: {{columns: {{length: \"row.patronyme.len()\"}}}}\n    writer: {{format: csv, path: {out}}}\n    chunk_size: 20000\n    parallelism: 2\n"
@@ -584,8 +584,11 @@ fn memory_stays_bounded_by_parallelism_times_chunk_size() {
     let small_rss = peak_rss_kib(&env, &small);
     let big_rss = peak_rss_kib(&env, &big);
     let file_kib = (std::fs::metadata(env.path("big.csv")).unwrap().len() / 1024) as i64;
+    // The allocator keeps freed pages for reuse, a few MB more on a loaded machine (more
+    // blocking threads, each with its own heap): the bound is a fifth of the file, where
+    // memory proportional to the input would take all of it.
     assert!(
-        big_rss - small_rss < 8 * 1024,
+        big_rss - small_rss < file_kib / 5,
         "peak RSS grew from {small_rss} KiB to {big_rss} KiB for a {file_kib} KiB file"
     );
 }

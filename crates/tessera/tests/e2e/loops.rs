@@ -248,3 +248,95 @@ fn the_items_api_pages_a_loops_items() {
         assert_eq!(status, 404, "{body}");
     });
 }
+
+/// A cancel stops a chunked loop where it is: the chunks under way stop within their chunk,
+/// nothing more is committed, and a resume finishes the items left.
+#[test]
+fn a_cancel_stops_a_chunked_loop_and_a_resume_finishes_it() {
+    use crate::server::{free_port, rt, serve, store_pipeline, submit_json, wait_state};
+    let env = Env::new();
+    let server = serve(&env, free_port());
+    let url = server.url.clone();
+    let rt = rt();
+    let client = reqwest::Client::new();
+    let pipeline = SCRIPTED.replace(
+        "{id: in, type: entry, next: [each]}",
+        "{id: in, type: entry, api: {route: squares, body: {xs: [1]}}, next: [each]}",
+    );
+    rt.block_on(async {
+        store_pipeline(&client, &url, &pipeline).await;
+        let n = 400_000u64;
+        let id = submit_json(
+            &client,
+            &url,
+            "squares",
+            &json!({ "xs": (0..n).collect::<Vec<_>>() }),
+        )
+        .await;
+        let doc_of = || {
+            let (client, u) = (client.clone(), format!("{url}/api/v1/tasks/{id}"));
+            async move {
+                client
+                    .get(u)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json::<Value>()
+                    .await
+                    .unwrap()
+            }
+        };
+        let chunks = |d: &Value| d["loops"][0]["chunks"].as_u64().unwrap_or(0);
+        let started = std::time::Instant::now();
+        loop {
+            let d = doc_of().await;
+            assert_eq!(
+                d["state"], "running",
+                "the loop ended before a chunk was seen: {}",
+                d["state"]
+            );
+            if chunks(&d) >= 1 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "no chunk committed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let r = client
+            .post(format!("{url}/api/v1/tasks/{id}/cancel"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+        let doc = wait_state(&client, &url, &id).await;
+        assert_eq!(doc["state"], "cancelled", "{}", doc["error"]);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let after = doc_of().await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let later = doc_of().await;
+        assert_eq!(
+            chunks(&after),
+            chunks(&later),
+            "chunks committed after the cancel"
+        );
+        let done: u64 = later["loops"][0]["counts"]["finished"]
+            .as_u64()
+            .unwrap_or(0);
+        assert!(done < n - 4, "the loop ran to its end: {done} items");
+        // Resumed, it finishes from the committed chunks.
+        let r = client
+            .post(format!("{url}/api/v1/tasks/{id}/resume"))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        while doc_of().await["state"] == "cancelled" {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let doc = wait_state(&client, &url, &id).await;
+        assert_eq!(doc["state"], "finished", "{}", doc["error"]);
+        assert_eq!(doc["loops"][0]["items"], n);
+    });
+}
