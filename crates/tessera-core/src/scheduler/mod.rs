@@ -879,6 +879,17 @@ impl Scheduler {
 
     /// A node failed for good: the task fails, naming node, attempt and cause.
     fn fail_node(&mut self, idx: usize, message: String, attempted: bool) {
+        self.fail_node_as(idx, message, attempted, None);
+    }
+
+    /// As `fail_node`, with the task's error given (`None`: it names the node and attempt).
+    fn fail_node_as(
+        &mut self,
+        idx: usize,
+        message: String,
+        attempted: bool,
+        task_error: Option<String>,
+    ) {
         let i = &mut self.inst[idx];
         if !attempted && i.attempt == 0 {
             i.attempt = 1;
@@ -891,7 +902,8 @@ impl Scheduler {
         if self.failure_is_handled(idx) {
             return self.resolved(idx);
         }
-        let mut err = format!("node `{key}` failed (attempt {attempt}): {message}");
+        let mut err = task_error
+            .unwrap_or_else(|| format!("node `{key}` failed (attempt {attempt}): {message}"));
         // A failed item tolerated by its loop (`max_failed_items`): the branch ends (what
         // follows the failed node is skipped), the item collects null, the loop goes on.
         if let Some((loop_idx, item, _)) = self.inst[idx].branch
@@ -919,17 +931,11 @@ impl Scheduler {
         self.terminate(TaskState::Failed, err);
     }
 
-    /// A chunked loop failed because of its items: as `fail_node`, but the task's error is the
-    /// item's (`node \`m#5\` failed (attempt 1): …`), as it is for a loop of branches.
+    /// A chunked loop failed because of its items: as any failed node (a loop of branches
+    /// around it may tolerate it), but the task's error is the item's (`node \`m#5\` failed
+    /// (attempt 1): …`), as it is for a loop of branches.
     fn items_failed(&mut self, idx: usize, error: String) {
-        let i = &mut self.inst[idx];
-        i.state = NodeState::Failed;
-        i.error = Some(error.clone());
-        self.record_node(idx, false);
-        if self.failure_is_handled(idx) {
-            return self.resolved(idx);
-        }
-        self.terminate(TaskState::Failed, error);
+        self.fail_node_as(idx, error.clone(), true, Some(error));
     }
 
     /// Ends the task as failed or cancelled: running jobs are cancelled.

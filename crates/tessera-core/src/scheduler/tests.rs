@@ -1216,3 +1216,41 @@ nodes:
     assert_eq!(out["items"][0]["items"], json!([10, 20]));
     assert_eq!(out["items"][1]["items"], json!([31]));
 }
+
+#[test]
+fn a_chunked_loop_failing_in_a_tolerant_outer_loop_fails_only_its_item() {
+    let yaml = r#"
+nodes:
+  - {id: in, type: entry, next: [outer]}
+  - id: outer
+    type: loop
+    items: in.out.rows
+    max_failed_items: 1
+    next: [end]
+    nodes:
+      - {id: fetch, type: command, command: ["true"], next: [inner]}
+      - id: inner
+        type: loop
+        items: loop.item
+        nodes:
+          - {id: m, type: node, after: "if item < 0 { throw `neg`; } out = item;"}
+  - {id: end, type: end}
+"#;
+    let mut sim = Sim::new(yaml, json!({"rows": [[1, 2], [3, -4], [5]]}));
+    for k in ["fetch#0", "fetch#1", "fetch#2"] {
+        sim.succeed(k, json!({}));
+    }
+    let out = sim.result();
+    assert_eq!(out["items"][0]["items"], json!([1, 2]));
+    assert_eq!(out["items"][1], Value::Null);
+    assert_eq!(out["items"][2]["items"], json!([5]));
+    assert_eq!(out["failed"][0]["index"], 1);
+    assert_eq!(out["failed"][0]["node"], "inner#1");
+    assert!(
+        out["failed"][0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("node `inner#1/m#1` failed (attempt 1)"),
+        "{out}"
+    );
+}

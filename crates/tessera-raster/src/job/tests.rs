@@ -6,8 +6,12 @@ use std::path::{Path, PathBuf};
 use super::*;
 use crate::{Footprint, GeoTransform, ReadRequest, write_geotiff};
 
+/// A fixture file. The package directory is read when the test runs (cargo sets it), not
+/// when it was compiled: a test binary reused from a build in another checkout (a shared
+/// target directory) must not look for fixtures in that checkout.
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
         .join("tests/fixtures")
         .join(name)
 }
