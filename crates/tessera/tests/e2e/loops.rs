@@ -290,8 +290,8 @@ fn a_cancel_stops_a_chunked_loop_and_a_resume_finishes_it() {
         let started = std::time::Instant::now();
         loop {
             let d = doc_of().await;
-            assert_eq!(
-                d["state"], "running",
+            assert!(
+                matches!(d["state"].as_str(), Some("pending" | "running")),
                 "the loop ended before a chunk was seen: {}",
                 d["state"]
             );
