@@ -486,30 +486,12 @@ impl<'p> Branch<'p> {
             ]);
         }
         let t = self.template();
-        let outputs: Vec<(usize, &Data)> = t.topo.preds[k]
-            .iter()
-            .filter(|&&p| self.edge_taken(p, k))
-            .filter_map(|&p| self.out[p].as_ref().map(|o| (p, o)))
-            .collect();
-        if let [(_, only)] = outputs.as_slice()
-            && only.is_object()
-        {
-            return (*only).clone();
-        }
-        let mut merged: Vec<(String, Data)> = Vec::new();
-        for (p, output) in outputs {
-            let parts = match output.entries() {
-                Some(entries) => entries,
-                None => vec![(t.nodes[p].id.clone(), output.clone())],
-            };
-            for (key, v) in parts {
-                match merged.iter_mut().find(|(k2, _)| *k2 == key) {
-                    Some(slot) => slot.1 = v,
-                    None => merged.push((key, v)),
-                }
-            }
-        }
-        Data::object(merged)
+        crate::scheduler::merge_outputs(
+            t.topo.preds[k]
+                .iter()
+                .filter(|&&p| self.edge_taken(p, k))
+                .filter_map(|&p| Some((t.nodes[p].id.as_str(), self.out[p].as_ref()?))),
+        )
     }
 
     fn resolve_spec(&self, spec: &InputSpec) -> Data {

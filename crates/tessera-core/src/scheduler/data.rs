@@ -40,30 +40,10 @@ impl Scheduler {
         if let Some(from) = inst.back_from {
             sources.push(from);
         }
-        let outputs: Vec<(usize, &Data)> = sources
-            .iter()
-            .filter_map(|&p| self.inst[p].output.as_ref().map(|o| (p, o)))
-            .collect();
-        if let [(_, only)] = outputs.as_slice()
-            && only.is_object()
-        {
-            return (*only).clone();
-        }
-        let mut merged: Vec<(String, Data)> = Vec::new();
-        for (p, output) in outputs {
-            let parts = match output.entries() {
-                Some(entries) => entries,
-                None => vec![(self.plan.node(self.inst[p].node).id.clone(), output.clone())],
-            };
-            for (k, v) in parts {
-                // A later predecessor's field replaces an earlier one, in place.
-                match merged.iter_mut().find(|(key, _)| *key == k) {
-                    Some(slot) => slot.1 = v,
-                    None => merged.push((k, v)),
-                }
-            }
-        }
-        Data::object(merged)
+        merge_outputs(sources.iter().filter_map(|&p| {
+            let output = self.inst[p].output.as_ref()?;
+            Some((self.plan.node(self.inst[p].node).id.as_str(), output))
+        }))
     }
 
     pub(super) fn resolve_spec(&self, idx: usize, spec: &InputSpec) -> Data {
@@ -377,6 +357,33 @@ impl Scheduler {
             self.open_branches(loop_idx);
         }
     }
+}
+
+/// The input of a node with several predecessors (or one whose output is not an object): the
+/// outputs of those whose edge carried data, merged in declaration order (a later one's field
+/// replaces an earlier one's, in place; a non-object output goes under its node's id). A
+/// single object output is passed on as it is (shared, never copied).
+pub(crate) fn merge_outputs<'a>(outputs: impl Iterator<Item = (&'a str, &'a Data)>) -> Data {
+    let outputs: Vec<(&str, &Data)> = outputs.collect();
+    if let [(_, only)] = outputs.as_slice()
+        && only.is_object()
+    {
+        return (*only).clone();
+    }
+    let mut merged: Vec<(String, Data)> = Vec::new();
+    for (id, output) in outputs {
+        let parts = match output.entries() {
+            Some(entries) => entries,
+            None => vec![(id.to_string(), output.clone())],
+        };
+        for (k, v) in parts {
+            match merged.iter_mut().find(|(key, _)| *key == k) {
+                Some(slot) => slot.1 = v,
+                None => merged.push((k, v)),
+            }
+        }
+    }
+    Data::object(merged)
 }
 
 /// Branches a loop without `max_parallel` has open at once.

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use crate::data::Data;
 
+pub(crate) use self::data::merge_outputs;
 pub use self::types::*;
 pub use self::view::cache_key;
 use crate::model::{Node, NodeKind, Readiness, ReadyRule};

@@ -361,20 +361,8 @@ pub fn loop_items(
         let list = values.list_text().ok_or_else(unknown)?;
         let failed: BTreeMap<u64, &FailedItem> = failed.iter().map(|f| (f.index, f)).collect();
         let all = (0..list.len() as u64).map(|i| match failed.get(&i) {
-            Some(f) => Item {
-                index: i,
-                state: ItemState::Failed,
-                value: None,
-                node: Some(f.node.clone()),
-                error: Some(f.error.clone()),
-            },
-            None => Item {
-                index: i,
-                state: ItemState::Finished,
-                value: None,
-                node: None,
-                error: None,
-            },
+            Some(f) => failed_item(i, &f.node, &f.error),
+            None => finished_item(i, None),
         });
         let mut items = select(all, state, offset, limit);
         for it in &mut items {
@@ -431,13 +419,7 @@ pub fn loop_items(
         let items = store
             .loop_failures(&key, offset, limit)?
             .into_iter()
-            .map(|f| Item {
-                index: f.item,
-                state: ItemState::Failed,
-                value: None,
-                node: Some(f.node),
-                error: Some(f.error),
-            })
+            .map(|f| failed_item(f.item, &f.node, &f.error))
             .collect();
         return Ok(page(loop_key, "chunks", None, offset, limit, items));
     }
@@ -470,20 +452,8 @@ pub fn loop_items(
         for k in 0..c.count {
             let i = c.first + k;
             let item = match failures.get(&i) {
-                Some(f) => Item {
-                    index: i,
-                    state: ItemState::Failed,
-                    value: None,
-                    node: Some(f.node.clone()),
-                    error: Some(f.error.clone()),
-                },
-                None => Item {
-                    index: i,
-                    state: ItemState::Finished,
-                    value: list.as_ref().map(|l| l.item(k as usize)),
-                    node: None,
-                    error: None,
-                },
+                Some(f) => failed_item(i, &f.node, &f.error),
+                None => finished_item(i, list.as_ref().map(|l| l.item(k as usize))),
             };
             if state.is_none_or(|s| s == item.state) {
                 all.push(item);
@@ -504,6 +474,26 @@ pub fn loop_items(
             .collect(),
     };
     Ok(page(loop_key, "chunks", None, offset, limit, items))
+}
+
+fn failed_item(index: u64, node: &str, error: &str) -> Item {
+    Item {
+        index,
+        state: ItemState::Failed,
+        value: None,
+        node: Some(node.to_string()),
+        error: Some(error.to_string()),
+    }
+}
+
+fn finished_item(index: u64, value: Option<Data>) -> Item {
+    Item {
+        index,
+        state: ItemState::Finished,
+        value,
+        node: None,
+        error: None,
+    }
 }
 
 fn pending(index: u64) -> Item {

@@ -192,25 +192,33 @@ fn too_many_failed_items_fail_the_task_naming_the_item() {
     );
 }
 
+/// A server on a data dir of its own (both are kept alive by the caller), and its URL.
+fn squares_server() -> (Env, crate::server::Serve, String) {
+    let env = Env::new();
+    let server = crate::server::serve(&env, crate::server::free_port());
+    let url = server.url.clone();
+    (env, server, url)
+}
+
+/// [`SCRIPTED`] on the route `squares`.
+fn squares() -> String {
+    SCRIPTED.replace(
+        "{id: in, type: entry, next: [each]}",
+        "{id: in, type: entry, api: {route: squares, body: {xs: [1]}}, next: [each]}",
+    )
+}
+
 /// `GET /api/v1/tasks/{id}/nodes/{loop}/items`: pages, a state filter, bad queries refused
 /// with a JSON error, an unknown loop a 404; the document's summary.
 #[test]
 fn the_items_api_pages_a_loops_items() {
-    use crate::server::{free_port, rt, serve, store_pipeline, submit_json, wait_state};
-    let env = Env::new();
-    let server = serve(&env, free_port());
-    let url = server.url.clone();
-    let rt = rt();
+    let (_env, _server, url) = squares_server();
     let client = reqwest::Client::new();
-    let pipeline = SCRIPTED.replace(
-        "{id: in, type: entry, next: [each]}",
-        "{id: in, type: entry, api: {route: squares, body: {xs: [1]}}, next: [each]}",
-    );
-    rt.block_on(async {
-        store_pipeline(&client, &url, &pipeline).await;
+    crate::server::rt().block_on(async {
+        crate::server::store_pipeline(&client, &url, &squares()).await;
         let xs: Vec<i64> = (0..1000).map(|i| if i == 500 { -1 } else { i }).collect();
-        let id = submit_json(&client, &url, "squares", &json!({ "xs": xs })).await;
-        let doc = wait_state(&client, &url, &id).await;
+        let id = crate::server::submit_json(&client, &url, "squares", &json!({ "xs": xs })).await;
+        let doc = crate::server::wait_state(&client, &url, &id).await;
         assert_eq!(doc["state"], "finished", "{doc}");
         assert_eq!(doc["loops"][0]["items"], 1000);
         assert_eq!(doc["loops"][0]["failed"][0]["index"], 500);
@@ -253,20 +261,12 @@ fn the_items_api_pages_a_loops_items() {
 /// nothing more is committed, and a resume finishes the items left.
 #[test]
 fn a_cancel_stops_a_chunked_loop_and_a_resume_finishes_it() {
-    use crate::server::{free_port, rt, serve, store_pipeline, submit_json, wait_state};
-    let env = Env::new();
-    let server = serve(&env, free_port());
-    let url = server.url.clone();
-    let rt = rt();
+    let (_env, _server, url) = squares_server();
     let client = reqwest::Client::new();
-    let pipeline = SCRIPTED.replace(
-        "{id: in, type: entry, next: [each]}",
-        "{id: in, type: entry, api: {route: squares, body: {xs: [1]}}, next: [each]}",
-    );
-    rt.block_on(async {
-        store_pipeline(&client, &url, &pipeline).await;
+    crate::server::rt().block_on(async {
+        crate::server::store_pipeline(&client, &url, &squares()).await;
         let n = 400_000u64;
-        let id = submit_json(
+        let id = crate::server::submit_json(
             &client,
             &url,
             "squares",
@@ -310,7 +310,7 @@ fn a_cancel_stops_a_chunked_loop_and_a_resume_finishes_it() {
             .await
             .unwrap();
         assert_eq!(r.status().as_u16(), 202);
-        let doc = wait_state(&client, &url, &id).await;
+        let doc = crate::server::wait_state(&client, &url, &id).await;
         assert_eq!(doc["state"], "cancelled", "{}", doc["error"]);
         tokio::time::sleep(Duration::from_millis(500)).await;
         let after = doc_of().await;
@@ -335,7 +335,7 @@ fn a_cancel_stops_a_chunked_loop_and_a_resume_finishes_it() {
         while doc_of().await["state"] == "cancelled" {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let doc = wait_state(&client, &url, &id).await;
+        let doc = crate::server::wait_state(&client, &url, &id).await;
         assert_eq!(doc["state"], "finished", "{}", doc["error"]);
         assert_eq!(doc["loops"][0]["items"], n);
     });
