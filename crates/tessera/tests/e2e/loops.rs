@@ -213,8 +213,10 @@ fn squares() -> String {
 #[test]
 fn the_items_api_pages_a_loops_items() {
     let (_env, _server, url) = squares_server();
+    // The runtime first: it installs the TLS provider the client needs.
+    let rt = crate::server::rt();
     let client = reqwest::Client::new();
-    crate::server::rt().block_on(async {
+    rt.block_on(async {
         crate::server::store_pipeline(&client, &url, &squares()).await;
         let xs: Vec<i64> = (0..1000).map(|i| if i == 500 { -1 } else { i }).collect();
         let id = crate::server::submit_json(&client, &url, "squares", &json!({ "xs": xs })).await;
@@ -262,8 +264,10 @@ fn the_items_api_pages_a_loops_items() {
 #[test]
 fn a_cancel_stops_a_chunked_loop_and_a_resume_finishes_it() {
     let (_env, _server, url) = squares_server();
+    // The runtime first: it installs the TLS provider the client needs.
+    let rt = crate::server::rt();
     let client = reqwest::Client::new();
-    crate::server::rt().block_on(async {
+    rt.block_on(async {
         crate::server::store_pipeline(&client, &url, &squares()).await;
         let n = 400_000u64;
         let id = crate::server::submit_json(
