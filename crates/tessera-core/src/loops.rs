@@ -149,8 +149,8 @@ impl ItemProgram {
         let mut paths: Vec<&DataPath> = Vec::new();
         for node in &t.nodes {
             for src in scripts_of(node) {
-                for word in crate::script::identifiers(src) {
-                    wants_all |= word == "nodes";
+                wants_all |= crate::script::identifiers(src).any(|w| w == "nodes");
+                for word in crate::script::node_words(src) {
                     add(word);
                 }
             }
@@ -574,7 +574,7 @@ impl<'p> Branch<'p> {
         let mut nodes = Vec::new();
         let mut seen = std::collections::HashSet::new();
         let wants_all = crate::script::identifiers(source).any(|w| w == "nodes");
-        for word in crate::script::identifiers(source) {
+        for word in crate::script::node_words(source) {
             if !seen.insert(word) {
                 continue;
             }

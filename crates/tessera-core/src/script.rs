@@ -351,10 +351,56 @@ pub fn identifiers(source: &str) -> impl Iterator<Item = &str> {
         .flat_map(|w| std::iter::once(w).chain(w.split('-')))
 }
 
+/// The words of a script that may name a node: identifiers that can be written bare, and
+/// others (a keyword such as `in`, an id with `-`) only where followed by `.` (`in.out`, which
+/// the rewrite turns into `nodes["in"].out`). So `for x in list` does not name node `in`: a
+/// script in a loop over a big input would otherwise pull the entry's output into every
+/// item's scope.
+pub fn node_words(source: &str) -> impl Iterator<Item = &str> {
+    let bytes = source.as_bytes();
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if !word(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && word(bytes[i]) {
+            i += 1;
+        }
+        let run: &str = &source[start..i];
+        let dotted = bytes.get(i) == Some(&b'.');
+        if dotted || is_plain_identifier(run) {
+            out.push(run);
+        }
+        if run.contains('-') {
+            // `a-b` may also be `a - b`: its parts may be node ids too.
+            run.split('-').for_each(|part| {
+                if !part.is_empty() && is_plain_identifier(part) {
+                    out.push(part);
+                }
+            });
+        }
+    }
+    out.into_iter()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn keywords_name_nodes_only_before_a_dot() {
+        let words: Vec<&str> =
+            node_words("for k in 0..3 { s += in.out.x + make-tiles.out + a-b; }").collect();
+        assert!(words.contains(&"in"), "{words:?}");
+        assert_eq!(words.iter().filter(|w| **w == "in").count(), 1, "{words:?}");
+        assert!(words.contains(&"make-tiles") && words.contains(&"a") && words.contains(&"b"));
+        assert!(!node_words("for x in xs { }").any(|w| w == "in"));
+    }
 
     fn ctx(input: Value) -> ScriptContext {
         ScriptContext {

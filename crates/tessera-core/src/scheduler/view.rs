@@ -104,7 +104,7 @@ impl Scheduler {
         let mut nodes = Vec::new();
         let mut seen = std::collections::HashSet::new();
         let wants_all = crate::script::identifiers(source).any(|w| w == "nodes");
-        for word in crate::script::identifiers(source) {
+        for word in crate::script::node_words(source) {
             if seen.insert(word)
                 && let Some(target) = self.lookup_node(idx, word)
             {

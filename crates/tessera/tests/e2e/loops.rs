@@ -269,7 +269,7 @@ fn a_cancel_stops_a_chunked_loop_and_a_resume_finishes_it() {
     let client = reqwest::Client::new();
     rt.block_on(async {
         crate::server::store_pipeline(&client, &url, &squares()).await;
-        let n = 400_000u64;
+        let n = 150_000u64;
         let id = crate::server::submit_json(
             &client,
             &url,
