@@ -43,7 +43,7 @@ def committed(binary, data, task):
         loop = json.loads(r.stdout)["loops"][0]
     except (ValueError, KeyError, IndexError):
         return 0
-    return sum(loop.get("counts", {}).values())
+    return sum(n for state, n in loop.get("counts", {}).items() if state != "pending")
 
 
 def main():

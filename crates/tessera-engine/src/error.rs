@@ -27,6 +27,14 @@ pub enum EngineError {
         node: String,
         nodes: Vec<String>,
     },
+    /// `tasks items ID LOOP` for a node that is not a loop (or that the task does not have);
+    /// `loops` lists the loops it has.
+    #[error("task `{task}` has no loop `{node}`; its loops: {}", if loops.is_empty() { "none".to_string() } else { loops.join(", ") })]
+    NotALoop {
+        task: String,
+        node: String,
+        loops: Vec<String>,
+    },
     /// The engine is stopping (draining): it starts nothing new; another instance, or this
     /// one once restarted, will.
     #[error("this engine is stopping and starts no new work; try again on another instance")]
@@ -43,7 +51,8 @@ impl EngineError {
             EngineError::NotFound(_)
             | EngineError::NotResumable { .. }
             | EngineError::Held { .. }
-            | EngineError::UnknownNode { .. } => ErrorKind::User,
+            | EngineError::UnknownNode { .. }
+            | EngineError::NotALoop { .. } => ErrorKind::User,
             EngineError::Stopping => ErrorKind::Retryable,
             EngineError::Store(e) => e.kind(),
             EngineError::Internal(_) => ErrorKind::Internal,

@@ -25,6 +25,11 @@ pub struct TaskDocument {
     pub updated_at: u64,
     pub input: Data,
     pub result: Option<Data>,
+    /// With [`Values::Sizes`]: the size of a big input or result left out (`null` above).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result_bytes: Option<u64>,
     pub error: Option<String>,
     /// The schedule's tick the task was created for; absent for a task started by hand.
     #[serde(
@@ -75,7 +80,21 @@ pub struct NodeSummary {
 /// timings, attempts, error), every attempt of every iteration under `runs`, and its loops
 /// summarised. Linear in the runs
 /// (after one sort): each instance's runs are contiguous once sorted, so no map is needed.
-pub fn task_document(store: &dyn Store, task_id: &str) -> Result<TaskDocument, EngineError> {
+/// How a task document shows big values (over 64 KiB of JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Values {
+    /// As they are: the input and the result whole (`?values=full`, `--full`).
+    Full,
+    /// By their size: a million-item task's document stays small (the result has its own
+    /// route, a loop's items their pages).
+    Sizes,
+}
+
+pub fn task_document(
+    store: &dyn Store,
+    task_id: &str,
+    values: Values,
+) -> Result<TaskDocument, EngineError> {
     let task = store
         .task(task_id)?
         .ok_or_else(|| EngineError::NotFound(task_id.to_string()))?;
@@ -92,8 +111,17 @@ pub fn task_document(store: &dyn Store, task_id: &str) -> Result<TaskDocument, E
         )
     });
     let loops = loops::summaries(store, task_id, &task.definition, &runs)?;
-    // Instances of loop branches are counted in their loop's summary, not listed.
+    // Instances of loop branches are counted in their loop's summary, not listed; big values
+    // of runs (a loop's million items, passed on by its successors) by their size only.
     runs.retain(|r| !r.key.contains('#'));
+    for r in &mut runs {
+        if r.input.as_ref().is_some_and(Data::is_text) {
+            r.input_bytes = r.input.take().map(|d| d.json_len() as u64);
+        }
+        if r.output.as_ref().is_some_and(Data::is_text) {
+            r.output_bytes = r.output.take().map(|d| d.json_len() as u64);
+        }
+    }
     let mut nodes = Vec::new();
     let mut counts = Map::new();
     for group in runs.chunk_by(|a, b| a.key == b.key) {
@@ -127,14 +155,27 @@ pub fn task_document(store: &dyn Store, task_id: &str) -> Result<TaskDocument, E
     }
     let batches = batch_documents(store, task_id)?;
     let revisions = store.task_revisions(task_id)?;
+    let (mut input, mut result) = (task.input, task.result);
+    let (mut input_bytes, mut result_bytes) = (None, None);
+    if values == Values::Sizes {
+        if input.is_text() {
+            input_bytes = Some(input.json_len() as u64);
+            input = Data::null();
+        }
+        if result.as_ref().is_some_and(Data::is_text) {
+            result_bytes = result.take().map(|d| d.json_len() as u64);
+        }
+    }
     Ok(TaskDocument {
         id: task.id,
         pipeline: task.pipeline,
         state: task.state,
         created_at: task.created_at,
         updated_at: task.updated_at,
-        input: task.input,
-        result: task.result,
+        input,
+        result,
+        input_bytes,
+        result_bytes,
         error: task.error,
         scheduled_at: task.scheduled_at,
         counts,

@@ -167,10 +167,10 @@ async fn run_loop(
             "{reused} of {n} items taken from {} chunks committed by an earlier run",
             values.len()
         );
-        log_lines(engine, run, &job.key, vec![line]).await;
+        log_lines(engine, run, job.id.attempt, &job.key, vec![line]).await;
     }
     if let Some(error) = work.failure_error(&job.key, &failed) {
-        log_failures(engine, run, &failed).await;
+        log_failures(engine, run, job.id.attempt, &failed).await;
         return Err(LoopEnd::Items(error));
     }
     let mut gaps = gaps(&values, n);
@@ -187,7 +187,7 @@ async fn run_loop(
     };
     // A first, small chunk measures what an item costs; the rest is cut to that measure.
     let Some(first_gap) = gaps.first_mut() else {
-        return finish(engine, run, values, failed).await;
+        return finish(engine, run, job.id.attempt, values, failed).await;
     };
     let probe = first_gap.start..(first_gap.start + PROBE).min(first_gap.end);
     first_gap.start = probe.end;
@@ -232,7 +232,7 @@ async fn run_loop(
     failed.extend(probe_values.failed);
     values.insert(probe.start, (probe.len(), probe_values.values));
     if let Some(error) = work.failure_error(&job.key, &failed) {
-        log_failures(engine, run, &failed).await;
+        log_failures(engine, run, job.id.attempt, &failed).await;
         return Err(LoopEnd::Items(error));
     }
     let mut next = 0;
@@ -258,11 +258,11 @@ async fn run_loop(
         values.insert(range.start, (range.len(), chunk.values));
         if let Some(error) = work.failure_error(&job.key, &failed) {
             cancel.flag.store(true, Ordering::SeqCst);
-            log_failures(engine, run, &failed).await;
+            log_failures(engine, run, job.id.attempt, &failed).await;
             return Err(LoopEnd::Items(error));
         }
     }
-    finish(engine, run, values, failed).await
+    finish(engine, run, job.id.attempt, values, failed).await
 }
 
 /// Items of the first chunk, which measures what an item costs.
@@ -291,11 +291,12 @@ fn gaps(values: &BTreeMap<usize, (usize, String)>, n: usize) -> Vec<std::ops::Ra
 async fn finish(
     engine: &Arc<Shared>,
     run: &Arc<RunContext>,
+    attempt: u32,
     values: BTreeMap<usize, (usize, String)>,
     failed: Vec<ItemFailure>,
 ) -> Result<Data, LoopEnd> {
     if !failed.is_empty() {
-        log_failures(engine, run, &failed).await;
+        log_failures(engine, run, attempt, &failed).await;
     }
     // A 90 MB result is built off the async threads.
     tokio::task::spawn_blocking(move || assemble(values.values().map(|(_, v)| v.as_str()), &failed))
@@ -340,6 +341,7 @@ impl ChunkJob {
             index: self.range.start as u32,
             first: self.range.start as u64,
             count: self.range.len() as u64,
+            total: self.work.items.len() as u64,
             fingerprint: self.fingerprint.to_string(),
             values: chunk.values,
             failed: chunk.failed.len() as u64,
@@ -398,15 +400,20 @@ fn fingerprint(work: &LoopWork) -> String {
 
 /// A failed item's log: its error under the node instance that failed (`check#41`), so that
 /// the item's logs (`each#41`) show it.
-async fn log_failures(engine: &Arc<Shared>, run: &Arc<RunContext>, failed: &[ItemFailure]) {
+async fn log_failures(
+    engine: &Arc<Shared>,
+    run: &Arc<RunContext>,
+    attempt: u32,
+    failed: &[ItemFailure],
+) {
     let lines: Vec<tessera_store::LogLine> = failed
         .iter()
         .map(|f| tessera_store::LogLine {
             task_id: run.task_id.clone(),
             key: f.node.clone(),
-            attempt: 1,
+            attempt,
             stream: "engine".into(),
-            line: format!("attempt 1 failed: {}", f.error),
+            line: format!("failed (the loop's attempt {attempt}): {}", f.error),
             at: now_millis(),
         })
         .collect();
@@ -414,13 +421,19 @@ async fn log_failures(engine: &Arc<Shared>, run: &Arc<RunContext>, failed: &[Ite
 }
 
 /// Lines of the engine's own under the loop's key.
-async fn log_lines(engine: &Arc<Shared>, run: &Arc<RunContext>, key: &str, lines: Vec<String>) {
+async fn log_lines(
+    engine: &Arc<Shared>,
+    run: &Arc<RunContext>,
+    attempt: u32,
+    key: &str,
+    lines: Vec<String>,
+) {
     let lines = lines
         .into_iter()
         .map(|line| tessera_store::LogLine {
             task_id: run.task_id.clone(),
             key: key.to_string(),
-            attempt: 1,
+            attempt,
             stream: "engine".into(),
             line,
             at: now_millis(),

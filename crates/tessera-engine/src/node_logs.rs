@@ -110,6 +110,15 @@ pub fn node_logs(store: &dyn Store, task_id: &str, node: &str) -> Result<NodeLog
         if keys.iter().any(|k| k == node) {
             return one(store, task_id, node);
         }
+        // An item's node in a loop run in chunks: no instance row, its lines only.
+        let lines = store.logs(task_id, Some(node))?;
+        if !lines.is_empty() {
+            return Ok(NodeLogs {
+                keys: vec![node.to_string()],
+                instances: false,
+                lines,
+            });
+        }
     } else if declared.templates.contains(node) {
         // A template node, at any depth: its instances (and, for a loop, what runs in them).
         return instances(store, task_id, &keys, |k| {

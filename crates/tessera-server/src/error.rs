@@ -182,6 +182,10 @@ impl From<EngineError> for ApiError {
                 details: serde_json::json!({ "nodes": nodes }),
                 message: e.to_string(),
             },
+            EngineError::NotALoop { ref loops, .. } => ApiError::Missing {
+                details: serde_json::json!({ "loops": loops }),
+                message: e.to_string(),
+            },
             EngineError::Stopping => ApiError::Unavailable(e.to_string()),
             EngineError::Store(s) => s.into(),
             EngineError::Internal(m) => ApiError::Internal(m),

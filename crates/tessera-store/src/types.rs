@@ -238,6 +238,11 @@ pub struct NodeRunRow {
     pub input: Option<Data>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<Data>,
+    /// Set (with `input`/`output` left out) where a document shows a big value's size only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -472,6 +477,8 @@ pub struct LoopChunkRow {
     /// The chunk's first item, and how many it holds.
     pub first: u64,
     pub count: u64,
+    /// The loop's items in all (what a running loop's summary counts its pending items by).
+    pub total: u64,
     /// What the items were computed from (their list, the template, what they read): chunks
     /// of another fingerprint belong to an earlier run of the loop on other data.
     pub fingerprint: String,
@@ -507,6 +514,8 @@ pub struct LoopChunkCommit<'a> {
 pub struct LoopSummary {
     pub key: String,
     pub iteration: u32,
+    /// The loop's items in all.
+    pub total: u64,
     pub chunks: u64,
     pub items: u64,
     pub failed: u64,

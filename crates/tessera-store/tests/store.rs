@@ -822,6 +822,7 @@ fn loop_chunk(index: u32, first: u64, count: u64, fingerprint: &str, values: &st
         values: values.into(),
         failed: 0,
         committed_at: 10 + u64::from(index),
+        total: 9,
     }
 }
 
@@ -901,8 +902,13 @@ fn loop_chunks_are_kept_fenced_paged_and_replaced_by_a_new_fingerprint(db: &Db) 
     let summary = store.loop_summaries("t1").unwrap();
     assert_eq!(summary.len(), 1);
     assert_eq!(
-        (summary[0].chunks, summary[0].items, summary[0].failed),
-        (2, 6, 1)
+        (
+            summary[0].total,
+            summary[0].chunks,
+            summary[0].items,
+            summary[0].failed
+        ),
+        (9, 2, 6, 1)
     );
     // The loop runs again on other items: the old fingerprint's chunks and failures go.
     let again = loop_chunk(0, 0, 2, "f2", "2,4");

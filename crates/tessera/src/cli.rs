@@ -321,6 +321,10 @@ pub enum TasksAction {
         task_id: String,
         #[arg(long)]
         json: bool,
+        /// With --json: the input and the result whole even when big (over 64 KiB), where
+        /// the document otherwise gives their size (`input_bytes`, `result_bytes`).
+        #[arg(long)]
+        full: bool,
     },
     /// Captured output of a node (all of the task's with no node given). A loop, or a node
     /// of a loop's template, shows every instance (`measure#3` names one).
@@ -342,7 +346,8 @@ pub enum TasksAction {
         state: Option<tessera_engine::inspect::ItemState>,
         #[arg(long, default_value_t = 0)]
         offset: u64,
-        #[arg(long, default_value_t = 100)]
+        /// Items per page, 1 to 10,000.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
         limit: u64,
         #[arg(long)]
         json: bool,

@@ -56,12 +56,29 @@ pub fn tasks(settings: &Settings, action: TasksAction) -> Result<ExitCode> {
                 }))?;
             }
         }
-        TasksAction::Show { task_id, json } => {
-            let doc = tessera_engine::inspect::task_document(store.as_ref(), &task_id)?;
+        TasksAction::Show {
+            task_id,
+            json,
+            full,
+        } => {
+            let values = if full && json {
+                tessera_engine::inspect::Values::Full
+            } else {
+                tessera_engine::inspect::Values::Sizes
+            };
+            let mut doc = tessera_engine::inspect::task_document(store.as_ref(), &task_id, values)?;
             if json {
                 // Streamed as it is: a big task's document is never turned into a tree.
                 crate::output::json(&doc)?;
             } else {
+                // The text shows no values: a million-item task's are not made a tree.
+                doc.input = tessera_core::Data::null();
+                doc.result = None;
+                doc.runs.clear();
+                for r in &mut doc.revisions {
+                    r.input = tessera_core::Data::null();
+                    r.definition = Value::Null;
+                }
                 print_task(&serde_json::to_value(&doc)?)?;
             }
         }
@@ -103,7 +120,7 @@ pub fn tasks(settings: &Settings, action: TasksAction) -> Result<ExitCode> {
                 &loop_key,
                 state,
                 offset,
-                limit.min(MAX_ITEMS_PAGE),
+                limit,
             )?;
             print_items(&serde_json::to_value(&page)?, json)?;
         }
@@ -166,8 +183,13 @@ pub fn remote(remote: &Remote, action: TasksAction) -> Result<ExitCode> {
                 }))?;
             }
         }
-        TasksAction::Show { task_id, json } => {
-            let doc = get(format!("/api/v1/tasks/{}", segment(&task_id)))?;
+        TasksAction::Show {
+            task_id,
+            json,
+            full,
+        } => {
+            let values = if full && json { "?values=full" } else { "" };
+            let doc = get(format!("/api/v1/tasks/{}{values}", segment(&task_id)))?;
             if json {
                 crate::output::json(&doc)?;
             } else {
@@ -203,10 +225,9 @@ pub fn remote(remote: &Remote, action: TasksAction) -> Result<ExitCode> {
             json,
         } => {
             let mut path = format!(
-                "/api/v1/tasks/{}/nodes/{}/items?offset={offset}&limit={}",
+                "/api/v1/tasks/{}/nodes/{}/items?offset={offset}&limit={limit}",
                 segment(&task_id),
                 segment(&loop_key),
-                limit.min(MAX_ITEMS_PAGE)
             );
             if let Some(s) = state {
                 path.push_str(&format!("&state={}", s.as_str()));
@@ -292,13 +313,14 @@ fn print_list<'a>(rows: impl Iterator<Item = (&'a str, &'a str, &'a str, String)
     Ok(())
 }
 
-/// Items one page shows at most (as the API).
-const MAX_ITEMS_PAGE: u64 = 10_000;
-
 /// A page of a loop's items: one line per item, or the page as JSON.
 fn print_items(page: &Value, json: bool) -> Result<()> {
     if json {
         return crate::output::json(page);
+    }
+    if page["items"].as_array().is_none_or(Vec::is_empty) {
+        errln!("no items on this page (offset {})", page["offset"]);
+        return Ok(());
     }
     for it in page["items"].as_array().into_iter().flatten() {
         let state = it["state"].as_str().unwrap_or("");

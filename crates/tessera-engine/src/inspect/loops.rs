@@ -26,7 +26,7 @@ pub struct LoopSummary {
     /// Its items, when known (a finished loop, or one whose branches ran).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub items: Option<u64>,
-    /// Items (chunks) or node instances (branches) per state.
+    /// Items per state (`pending`, `running`, `finished`, `failed`).
     pub counts: BTreeMap<String, u64>,
     /// Chunks committed (chunks mode).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -137,6 +137,23 @@ pub(crate) fn templates_of(definition: &Value, id: &str) -> Option<Vec<String>> 
         .filter_map(|t| t["id"].as_str().map(str::to_string))
         .collect();
     (!ids.is_empty()).then_some(ids)
+}
+
+/// The ids of the loops a definition declares, nested ones too (`rows`, `cells`).
+fn loop_ids(definition: &Value) -> Vec<String> {
+    fn walk(nodes: &Value, out: &mut Vec<String>) {
+        for n in nodes.as_array().into_iter().flatten() {
+            if n["type"] == "loop"
+                && let Some(id) = n["id"].as_str()
+            {
+                out.push(id.to_string());
+            }
+            walk(&n["nodes"], out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&definition["nodes"], &mut out);
+    out
 }
 
 /// The node id of an instance key (`cells#3/cell#7` → `cell`).
@@ -254,10 +271,14 @@ fn chunked_summary(
             failed,
         });
     }
-    let (done, failed_n) = chunks.map_or((0, 0), |c| (c.items, c.failed));
+    let (done, failed_n, total) =
+        chunks.map_or((0, 0, None), |c| (c.items, c.failed, Some(c.total)));
     counts.insert("finished".into(), done - failed_n);
     if failed_n > 0 {
         counts.insert("failed".into(), failed_n);
+    }
+    if let Some(total) = total {
+        counts.insert("pending".into(), total.saturating_sub(done));
     }
     let key = LoopKey {
         task_id: task_id.to_string(),
@@ -276,7 +297,7 @@ fn chunked_summary(
     Ok(LoopSummary {
         key: l.key.clone(),
         mode: "chunks",
-        items: None,
+        items: total,
         counts,
         chunks: chunks.map(|c| c.chunks),
         failed,
@@ -284,17 +305,34 @@ fn chunked_summary(
 }
 
 fn branches_summary(l: &NodeRunRow, members: &[(u64, &NodeRunRow)]) -> LoopSummary {
-    let mut counts = BTreeMap::new();
+    // Each instance's latest attempt, then each item's state from its instances'.
     let mut latest: BTreeMap<&str, (u64, &NodeRunRow)> = BTreeMap::new();
     for &(i, r) in members {
         latest.insert(r.key.as_str(), (i, r));
     }
-    let mut items = std::collections::BTreeSet::new();
-    let mut failed = Vec::new();
+    let mut items: BTreeMap<u64, (ItemState, Option<&NodeRunRow>)> = BTreeMap::new();
     for &(i, r) in latest.values() {
-        items.insert(i);
-        *counts.entry(r.state.to_string()).or_insert(0) += 1;
-        if r.state == NodeState::Failed {
+        let state = match r.state {
+            NodeState::Failed => ItemState::Failed,
+            NodeState::Running | NodeState::Ready | NodeState::Waiting => ItemState::Running,
+            _ => ItemState::Finished,
+        };
+        let entry = items.entry(i).or_insert((ItemState::Finished, None));
+        // Failed wins over running, running over finished.
+        let rank = |s: ItemState| match s {
+            ItemState::Failed => 2,
+            ItemState::Running | ItemState::Pending => 1,
+            ItemState::Finished => 0,
+        };
+        if rank(state) > rank(entry.0) {
+            *entry = (state, (state == ItemState::Failed).then_some(r));
+        }
+    }
+    let mut counts = BTreeMap::new();
+    let mut failed = Vec::new();
+    for (&i, (state, row)) in &items {
+        *counts.entry(state.as_str().to_string()).or_insert(0) += 1;
+        if let Some(r) = row {
             failed.push(FailedItem {
                 index: i,
                 node: r.key.clone(),
@@ -302,16 +340,20 @@ fn branches_summary(l: &NodeRunRow, members: &[(u64, &NodeRunRow)]) -> LoopSumma
             });
         }
     }
-    failed.sort_by_key(|f| f.index);
-    failed.truncate(FIRST_FAILURES);
     let total = match (l.state, &l.output) {
         (NodeState::Finished, Some(o)) => o.get("items").and_then(|i| i.list_len()),
         _ => None,
     };
+    let total = total.map_or(items.len() as u64, |n| n as u64);
+    let seen: u64 = counts.values().sum();
+    if total > seen && l.state == NodeState::Running {
+        counts.insert("pending".into(), total - seen);
+    }
+    failed.truncate(FIRST_FAILURES);
     LoopSummary {
         key: l.key.clone(),
         mode: "branches",
-        items: Some(total.map_or(items.len() as u64, |n| n as u64)),
+        items: Some(total),
         counts,
         chunks: None,
         failed,
@@ -330,10 +372,10 @@ pub fn loop_items(
     let task = store
         .task(task_id)?
         .ok_or_else(|| EngineError::NotFound(task_id.to_string()))?;
-    let unknown = || EngineError::UnknownNode {
+    let unknown = || EngineError::NotALoop {
         task: task_id.to_string(),
         node: loop_key.to_string(),
-        nodes: Vec::new(),
+        loops: loop_ids(&task.definition),
     };
     let templates = templates_of(&task.definition, node_id(loop_key)).ok_or_else(unknown)?;
     let runs = store.node_runs(task_id)?;
@@ -409,19 +451,25 @@ pub fn loop_items(
         let items = select(all, state, offset, limit);
         return Ok(page(loop_key, "branches", None, offset, limit, items));
     }
-    // Running (or stopped) in chunks: the committed chunks' values and failed items.
+    // Running (or stopped) in chunks: the committed chunks' values and failed items; the
+    // other items, up to the loop's total, are pending.
     let key = LoopKey {
         task_id: task_id.to_string(),
         key: loop_key.to_string(),
         iteration: l.iteration,
     };
+    let total = store
+        .loop_summaries(task_id)?
+        .into_iter()
+        .find(|s| s.key == loop_key && s.iteration == l.iteration)
+        .map(|s| s.total);
     if state == Some(ItemState::Failed) {
         let items = store
             .loop_failures(&key, offset, limit)?
             .into_iter()
             .map(|f| failed_item(f.item, &f.node, &f.error))
             .collect();
-        return Ok(page(loop_key, "chunks", None, offset, limit, items));
+        return Ok(page(loop_key, "chunks", total, offset, limit, items));
     }
     // Pages of one state are counted through the chunks from the start; an unfiltered page
     // reads only the chunks over its range.
@@ -429,6 +477,7 @@ pub fn loop_items(
         None => (offset, limit),
         Some(_) => (0, u64::MAX),
     };
+    let end = total.unwrap_or(0).min(first.saturating_add(count));
     let chunks = store.loop_chunks_over(&key, first, count)?;
     let failures: BTreeMap<u64, tessera_store::LoopFailureRow> =
         if chunks.iter().any(|c| c.failed > 0) {
@@ -440,11 +489,28 @@ pub fn loop_items(
         } else {
             BTreeMap::new()
         };
-    let mut all: Vec<Item> = Vec::new();
+    // Items are produced in order and kept only when on the page (no list of a million).
+    let mut page_items: Vec<Item> = Vec::new();
+    let mut skipped = 0u64;
+    let mut take = |item: Item| -> bool {
+        if state.is_some_and(|s| s != item.state) {
+            return true;
+        }
+        match state {
+            None if item.index < offset => {}
+            Some(_) if skipped < offset => skipped += 1,
+            _ => page_items.push(item),
+        }
+        page_items.len() < limit as usize
+    };
+    let mut stopped = false;
     let mut at = first;
-    for c in &chunks {
-        if state.is_none_or(|s| s == ItemState::Pending) {
-            all.extend((at..c.first).map(pending));
+    'chunks: for c in &chunks {
+        for i in at..c.first {
+            if !take(pending(i)) {
+                stopped = true;
+                break 'chunks;
+            }
         }
         let list = Data::from_json(&format!("[{}]", c.values))
             .ok()
@@ -455,25 +521,21 @@ pub fn loop_items(
                 Some(f) => failed_item(i, &f.node, &f.error),
                 None => finished_item(i, list.as_ref().map(|l| l.item(k as usize))),
             };
-            if state.is_none_or(|s| s == item.state) {
-                all.push(item);
+            if !take(item) {
+                stopped = true;
+                break 'chunks;
             }
         }
         at = c.first + c.count;
     }
-    let items = match state {
-        None => all
-            .into_iter()
-            .filter(|i| i.index >= offset)
-            .take(limit as usize)
-            .collect(),
-        Some(_) => all
-            .into_iter()
-            .skip(offset as usize)
-            .take(limit as usize)
-            .collect(),
-    };
-    Ok(page(loop_key, "chunks", None, offset, limit, items))
+    if !stopped {
+        for i in at.max(first)..end {
+            if !take(pending(i)) {
+                break;
+            }
+        }
+    }
+    Ok(page(loop_key, "chunks", total, offset, limit, page_items))
 }
 
 fn failed_item(index: u64, node: &str, error: &str) -> Item {

@@ -112,23 +112,40 @@ async fn visible_task(state: &AppState, caller: &Caller, id: &str) -> Result<Tas
     }
 }
 
+#[derive(Debug, Deserialize)]
+struct ReadQuery {
+    values: Option<String>,
+}
+
 pub async fn read(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    uri: axum::http::Uri,
 ) -> Result<axum::response::Response, ApiError> {
+    let q: ReadQuery = serde_urlencoded_query(uri.query().unwrap_or(""))?;
+    let values = match q.values.as_deref() {
+        None | Some("sizes") => tessera_engine::inspect::Values::Sizes,
+        Some("full") => tessera_engine::inspect::Values::Full,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unknown values `{other}` (sizes, full)"
+            )));
+        }
+    };
     visible_task(&state, &caller, &id).await?;
     let i = id.clone();
     // Read and serialised off the async threads: a task's document can be tens of MB.
     let body = state
         .blocking(move |s| {
-            let mut doc = tessera_engine::inspect::task_document(s, &i).map_err(|e| match e {
-                tessera_engine::EngineError::Store(s) => s,
-                other => tessera_store::StoreError::Corrupt {
-                    what: "task".into(),
-                    detail: other.to_string(),
-                },
-            })?;
+            let mut doc =
+                tessera_engine::inspect::task_document(s, &i, values).map_err(|e| match e {
+                    tessera_engine::EngineError::Store(s) => s,
+                    other => tessera_store::StoreError::Corrupt {
+                        what: "task".into(),
+                        detail: other.to_string(),
+                    },
+                })?;
             doc.result = doc.result.map(super::link_objects_in);
             serde_json::to_vec(&doc).map_err(|e| tessera_store::StoreError::Corrupt {
                 what: "task document".into(),

@@ -16,6 +16,7 @@ CREATE TABLE IF NOT EXISTS loop_chunks (
     idx BIGINT NOT NULL,
     first BIGINT NOT NULL,
     count BIGINT NOT NULL,
+    total BIGINT NOT NULL,
     fingerprint TEXT NOT NULL,
     vals TEXT NOT NULL,
     failed BIGINT NOT NULL,
@@ -68,10 +69,11 @@ pub(super) async fn put_chunks(
         }
         sqlx::query(
             "INSERT INTO loop_chunks
-                (task_id, key, iteration, idx, first, count, fingerprint, vals, failed, committed_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                (task_id, key, iteration, idx, first, count, fingerprint, vals, failed, committed_at,
+                 total)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
              ON CONFLICT (task_id, key, iteration, idx) DO UPDATE SET first = $5, count = $6,
-                fingerprint = $7, vals = $8, failed = $9, committed_at = $10",
+                fingerprint = $7, vals = $8, failed = $9, committed_at = $10, total = $11",
         )
         .bind(&k.task_id)
         .bind(&k.key)
@@ -83,6 +85,7 @@ pub(super) async fn put_chunks(
         .bind(&chunk.values)
         .bind(int(chunk.failed))
         .bind(int(chunk.committed_at))
+        .bind(int(chunk.total))
         .execute(&mut *tx)
         .await?;
         if !c.failures.is_empty() {
@@ -125,6 +128,7 @@ fn chunk_row(r: &PgRow) -> Result<LoopChunkRow, StoreError> {
         values: r.try_get(4)?,
         failed: r.try_get::<i64, _>(5)? as u64,
         committed_at: r.try_get::<i64, _>(6)? as u64,
+        total: r.try_get::<i64, _>(7)? as u64,
     })
 }
 
@@ -134,7 +138,7 @@ pub(super) async fn chunks(
     fingerprint: &str,
 ) -> Result<Vec<LoopChunkRow>, StoreError> {
     sqlx::query(
-        "SELECT idx, first, count, fingerprint, vals, failed, committed_at FROM loop_chunks
+        "SELECT idx, first, count, fingerprint, vals, failed, committed_at, total FROM loop_chunks
          WHERE task_id = $1 AND key = $2 AND iteration = $3 AND fingerprint = $4 ORDER BY idx",
     )
     .bind(&k.task_id)
@@ -155,7 +159,7 @@ pub(super) async fn chunks_over(
     count: u64,
 ) -> Result<Vec<LoopChunkRow>, StoreError> {
     sqlx::query(
-        "SELECT idx, first, count, fingerprint, vals, failed, committed_at FROM loop_chunks
+        "SELECT idx, first, count, fingerprint, vals, failed, committed_at, total FROM loop_chunks
          WHERE task_id = $1 AND key = $2 AND iteration = $3 AND first < $5
             AND first + count > $4
          ORDER BY idx",
@@ -207,7 +211,7 @@ pub(super) async fn summaries(
 ) -> Result<Vec<LoopSummary>, StoreError> {
     sqlx::query(
         "SELECT key, iteration, COUNT(*), SUM(count)::bigint, SUM(failed)::bigint,
-            MAX(committed_at)
+            MAX(committed_at), MAX(total)
          FROM loop_chunks WHERE task_id = $1 GROUP BY key, iteration ORDER BY key, iteration",
     )
     .bind(task_id)
@@ -222,6 +226,7 @@ pub(super) async fn summaries(
             items: r.try_get::<i64, _>(3)? as u64,
             failed: r.try_get::<i64, _>(4)? as u64,
             last_commit: r.try_get::<i64, _>(5)? as u64,
+            total: r.try_get::<i64, _>(6)? as u64,
         })
     })
     .collect()

@@ -127,6 +127,8 @@ impl Tasks for PgStore {
                     state: parse_word::<NodeState>(r.try_get(5)?)?,
                     input: task_data(&self.pool, task_id, r.try_get(6)?, "node input").await?,
                     output: task_data(&self.pool, task_id, r.try_get(7)?, "node output").await?,
+                    input_bytes: None,
+                    output_bytes: None,
                     error: r.try_get(8)?,
                     decision: r.try_get(9)?,
                     started_at: r.try_get::<Option<i64>, _>(10)?.map(|t| t as u64),

@@ -15,6 +15,7 @@ CREATE TABLE IF NOT EXISTS loop_chunks (
     idx INTEGER NOT NULL,
     first INTEGER NOT NULL,
     count INTEGER NOT NULL,
+    total INTEGER NOT NULL,
     fingerprint TEXT NOT NULL,
     vals TEXT NOT NULL,
     failed INTEGER NOT NULL,
@@ -63,8 +64,9 @@ pub(super) fn put_chunks(
         }
         tx.prepare_cached(
             "INSERT OR REPLACE INTO loop_chunks
-                (task_id, key, iteration, idx, first, count, fingerprint, vals, failed, committed_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                (task_id, key, iteration, idx, first, count, fingerprint, vals, failed, committed_at,
+                 total)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?
         .execute(params![
             k.task_id,
@@ -76,7 +78,8 @@ pub(super) fn put_chunks(
             chunk.fingerprint,
             chunk.values,
             int(chunk.failed),
-            int(chunk.committed_at)
+            int(chunk.committed_at),
+            int(chunk.total)
         ])?;
         let mut insert = tx.prepare_cached(
             "INSERT OR REPLACE INTO loop_failures
@@ -109,10 +112,11 @@ fn chunk_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LoopChunkRow> {
         values: r.get(4)?,
         failed: r.get::<_, i64>(5)? as u64,
         committed_at: r.get::<_, i64>(6)? as u64,
+        total: r.get::<_, i64>(7)? as u64,
     })
 }
 
-const CHUNK_COLUMNS: &str = "idx, first, count, fingerprint, vals, failed, committed_at";
+const CHUNK_COLUMNS: &str = "idx, first, count, fingerprint, vals, failed, committed_at, total";
 
 pub(super) fn chunks(
     conn: &Connection,
@@ -181,7 +185,7 @@ pub(super) fn failures(
 
 pub(super) fn summaries(conn: &Connection, task_id: &str) -> Result<Vec<LoopSummary>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT key, iteration, COUNT(*), SUM(count), SUM(failed), MAX(committed_at)
+        "SELECT key, iteration, COUNT(*), SUM(count), SUM(failed), MAX(committed_at), MAX(total)
          FROM loop_chunks WHERE task_id = ?1 GROUP BY key, iteration ORDER BY key, iteration",
     )?;
     let rows = stmt
@@ -193,6 +197,7 @@ pub(super) fn summaries(conn: &Connection, task_id: &str) -> Result<Vec<LoopSumm
                 items: r.get::<_, i64>(3)? as u64,
                 failed: r.get::<_, i64>(4)? as u64,
                 last_commit: r.get::<_, i64>(5)? as u64,
+                total: r.get::<_, i64>(6)? as u64,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;

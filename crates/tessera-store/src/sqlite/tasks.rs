@@ -152,6 +152,8 @@ impl Tasks for SqliteStore {
                     state: r.get::<_, words::Word<_>>(5)?.0,
                     input: None,
                     output: None,
+                    input_bytes: None,
+                    output_bytes: None,
                     error: r.get(8)?,
                     decision: r.get(9)?,
                     started_at: r.get::<_, Option<i64>>(10)?.map(|t| t as u64),
