@@ -243,6 +243,17 @@ impl Data {
         }
     }
 
+    /// How many items the list under member `key` holds, counted in place (no copy of it).
+    pub fn member_list_len(&self, key: &str) -> Option<usize> {
+        match &self.0 {
+            Repr::Tree(v) => v.get(key)?.as_array().map(Vec::len),
+            Repr::Text(t) => {
+                let list = scan::member(t, key)?;
+                list.starts_with('[').then(|| scan::count_items(list))
+            }
+        }
+    }
+
     /// An object of these members, as a tree if it is small, else as text made of its parts'
     /// texts (nothing big is parsed).
     pub fn object(entries: Vec<(String, Data)>) -> Data {
@@ -547,6 +558,19 @@ mod tests {
             "rows": (0..n).map(|i| json!({"id": i, "name": format!("name-{i}")})).collect::<Vec<_>>(),
             "tag": "x",
         })
+    }
+
+    #[test]
+    fn a_members_list_is_counted_in_place() {
+        let big = Data::from_value(json!({"items": (0..20_000).collect::<Vec<_>>(), "n": 1}));
+        assert!(big.is_text());
+        assert_eq!(big.member_list_len("items"), Some(20_000));
+        assert_eq!(big.member_list_len("n"), None);
+        assert_eq!(
+            Data::from_value(json!({"items": [1, 2]})).member_list_len("items"),
+            Some(2)
+        );
+        assert_eq!(big.member_list_len("absent"), None);
     }
 
     #[test]

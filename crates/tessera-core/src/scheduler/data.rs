@@ -236,25 +236,9 @@ impl Scheduler {
             max_failed: spec.max_failed_items,
         };
         let node = self.node_of(idx);
-        let i = &mut self.inst[idx];
-        i.state = NodeState::Running;
-        let job = super::Job {
-            id: super::JobId {
-                instance: idx as u32,
-                iteration: i.iteration,
-                attempt: i.attempt,
-            },
-            key: i.key.to_string(),
-            iteration: i.iteration,
-            node,
-            input: i.input.clone().unwrap_or_default(),
-            scope: Vec::new(),
-            cache_key: None,
-            chunked: Some(Arc::new(work)),
-        };
-        self.active_jobs += 1;
-        self.record_node(idx, true);
-        self.effects.push(super::Effect::Run(job));
+        self.inst[idx].state = NodeState::Running;
+        let input = self.inst[idx].input.clone().unwrap_or_default();
+        self.run_job(idx, node, input, Vec::new(), Some(Arc::new(work)));
     }
 
     /// Opens branches until `max_parallel` are in flight or every item has one.

@@ -467,6 +467,19 @@ impl Scheduler {
         if node.cache && i.cache_key.is_none() {
             i.cache_key = Some(cache_key(&node, &input, &scope, self.ctx.owner.as_deref()));
         }
+        self.run_job(idx, node, input, scope, None);
+    }
+
+    /// Hands instance `idx` (running) to the engine as a job, its `running` record first.
+    fn run_job(
+        &mut self,
+        idx: usize,
+        node: Arc<Node>,
+        input: Data,
+        scope: Vec<(String, Data)>,
+        chunked: Option<Arc<crate::loops::LoopWork>>,
+    ) {
+        let i = &self.inst[idx];
         let job = Job {
             id: JobId {
                 instance: idx as u32,
@@ -479,7 +492,7 @@ impl Scheduler {
             input,
             scope,
             cache_key: i.cache_key.clone(),
-            chunked: None,
+            chunked,
         };
         self.active_jobs += 1;
         self.record_node(idx, true);

@@ -162,10 +162,9 @@ fn node_id(key: &str) -> &str {
     last.split_once('#').map_or(last, |(id, _)| id)
 }
 
-/// A loop's output split: its `items` list and its `failed` entries.
-fn output_parts(output: &Data) -> (Option<Data>, Vec<FailedItem>) {
-    let items = output.get("items");
-    let failed = output
+/// The `failed` entries of a loop's output.
+fn failed_of(output: &Data) -> Vec<FailedItem> {
+    output
         .get("failed")
         .map(|f| f.into_value())
         .and_then(|v| v.as_array().cloned())
@@ -176,8 +175,7 @@ fn output_parts(output: &Data) -> (Option<Data>, Vec<FailedItem>) {
             node: f["node"].as_str().unwrap_or_default().to_string(),
             error: f["error"].as_str().unwrap_or_default().to_string(),
         })
-        .collect();
-    (items, failed)
+        .collect()
 }
 
 /// Every loop instance among `top` (rows of instances that are not in a loop's branch) and
@@ -255,8 +253,9 @@ fn chunked_summary(
 ) -> Result<LoopSummary, EngineError> {
     let mut counts = BTreeMap::new();
     if let (NodeState::Finished, Some(output)) = (l.state, &l.output) {
-        let (items, mut failed) = output_parts(output);
-        let n = items.and_then(|i| i.list_len()).unwrap_or(0) as u64;
+        // Counted in place: the million values are not copied to be counted.
+        let mut failed = failed_of(output);
+        let n = output.member_list_len("items").unwrap_or(0) as u64;
         counts.insert("finished".into(), n - failed.len() as u64);
         if !failed.is_empty() {
             counts.insert("failed".into(), failed.len() as u64);
@@ -341,7 +340,7 @@ fn branches_summary(l: &NodeRunRow, members: &[(u64, &NodeRunRow)]) -> LoopSumma
         }
     }
     let total = match (l.state, &l.output) {
-        (NodeState::Finished, Some(o)) => o.get("items").and_then(|i| i.list_len()),
+        (NodeState::Finished, Some(o)) => o.member_list_len("items"),
         _ => None,
     };
     let total = total.map_or(items.len() as u64, |n| n as u64);
@@ -395,7 +394,7 @@ pub fn loop_items(
         }
     }
     let finished = match (l.state, &l.output) {
-        (NodeState::Finished, Some(o)) => Some(output_parts(o)),
+        (NodeState::Finished, Some(o)) => Some((o.get("items"), failed_of(o))),
         _ => None,
     };
     if let Some((Some(values), failed)) = &finished {
