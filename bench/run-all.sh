@@ -21,7 +21,7 @@ STATUS=0
 echo "[run-all] tessera bench (durable and ephemeral): $WORKLOADS" >&2
 # A failing workload ends tessera bench; the rows printed before it are kept, the Python tools
 # still run, and this script exits non-zero at the end.
-target/release/tessera bench --json --runs "$RUNS" --mode both --workload "$(IFS=,; echo "${WL[*]}")" \
+"${CARGO_TARGET_DIR:-target}/release/tessera" bench --json --runs "$RUNS" --mode both --workload "$(IFS=,; echo "${WL[*]}")" \
     > "$TMP" || { STATUS=$?; echo "[run-all] tessera bench failed (status $STATUS)" >&2; }
 echo "[run-all] Python tools" >&2
 OUT="$TMP.py" "$HERE/compare/run.sh" >/dev/null

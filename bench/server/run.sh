@@ -15,7 +15,7 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
-BIN="${TESSERA_BIN:-$ROOT/target/release/tessera}"
+BIN="${TESSERA_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/tessera}"
 CONNS="${CONNS:-16 64 256}"
 DURATION="${DURATION:-10}"
 THREADS="${THREADS:-2}"

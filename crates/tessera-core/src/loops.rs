@@ -63,7 +63,7 @@ pub struct LoopWork {
 }
 
 /// An item whose branch failed: the node instance (`m#5`) and why, as the scheduler says it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ItemFailure {
     pub index: usize,
     pub node: String,
@@ -74,6 +74,32 @@ impl ItemFailure {
     /// The task's error when this failure fails the loop.
     pub fn task_error(&self) -> String {
         format!("node `{}` failed (attempt 1): {}", self.node, self.error)
+    }
+}
+
+/// What a finished loop did with its items, recorded with the loop's node run so that a
+/// task's document summarises a million-item loop without reading its values.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LoopTally {
+    pub items: u64,
+    pub failed: u64,
+    /// The first [`LoopTally::FIRST_FAILED`] failures, in item order.
+    pub first_failed: Vec<ItemFailure>,
+}
+
+impl LoopTally {
+    pub const FIRST_FAILED: usize = 10;
+
+    /// The tally of `items` items of which `failed` failed (in any order).
+    pub fn of(items: usize, failed: &[ItemFailure]) -> LoopTally {
+        let mut first: Vec<ItemFailure> = failed.to_vec();
+        first.sort_by_key(|f| f.index);
+        first.truncate(Self::FIRST_FAILED);
+        LoopTally {
+            items: items as u64,
+            failed: failed.len() as u64,
+            first_failed: first,
+        }
     }
 }
 
@@ -269,16 +295,16 @@ impl LoopWork {
 
     /// Every item in one chunk: the loop's output, or the task's error (tests, and loops too
     /// small to split).
-    pub fn run_all(&self, scripts: &Scripts, loop_key: &str) -> Result<Data, String> {
+    pub fn run_all(&self, scripts: &Scripts, loop_key: &str) -> Result<(Data, LoopTally), String> {
         let chunk =
             self.program
                 .run_chunk(self, scripts, 0..self.items.len(), &AtomicBool::new(false));
         if let Some(e) = self.failure_error(loop_key, &chunk.failed) {
             return Err(e);
         }
-        Ok(assemble(
-            std::iter::once(chunk.values.as_str()),
-            &chunk.failed,
+        Ok((
+            assemble(std::iter::once(chunk.values.as_str()), &chunk.failed),
+            LoopTally::of(self.items.len(), &chunk.failed),
         ))
     }
 }

@@ -8,7 +8,7 @@ pub use loops::{FailedItem, Item, ItemPage, ItemState, LoopSummary, loop_items};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use tessera_core::{Data, time};
-use tessera_store::{NodeRunRow, Store};
+use tessera_store::{NodeRunRow, Store, ValueRead};
 
 use crate::error::EngineError;
 
@@ -95,10 +95,16 @@ pub fn task_document(
     task_id: &str,
     values: Values,
 ) -> Result<TaskDocument, EngineError> {
+    let read = match values {
+        Values::Full => ValueRead::Whole,
+        Values::Sizes => ValueRead::Sizes,
+    };
     let task = store
-        .task(task_id)?
+        .task_read(task_id, read)?
         .ok_or_else(|| EngineError::NotFound(task_id.to_string()))?;
-    let mut runs = store.node_runs(task_id)?;
+    // Runs' big values (a loop's million items, passed on by its successors) are given by
+    // their size only, whatever `values` says: the result has its own route.
+    let mut runs = store.node_runs_read(task_id, ValueRead::Sizes)?;
     let order = declaration_order(&task.definition);
     // The key is computed once per run (not per comparison); the key itself breaks ties
     // between ids the pipeline does not declare.
@@ -112,7 +118,7 @@ pub fn task_document(
     });
     let loops = loops::summaries(store, task_id, &task.definition, &runs)?;
     // Instances of loop branches are counted in their loop's summary, not listed; big values
-    // of runs (a loop's million items, passed on by its successors) by their size only.
+    // read whole (a loop's without a tally) by their size only.
     runs.retain(|r| !r.key.contains('#'));
     for r in &mut runs {
         if r.input.as_ref().is_some_and(Data::is_text) {
@@ -155,27 +161,16 @@ pub fn task_document(
     }
     let batches = batch_documents(store, task_id)?;
     let revisions = store.task_revisions(task_id)?;
-    let (mut input, mut result) = (task.input, task.result);
-    let (mut input_bytes, mut result_bytes) = (None, None);
-    if values == Values::Sizes {
-        if input.is_text() {
-            input_bytes = Some(input.json_len() as u64);
-            input = Data::null();
-        }
-        if result.as_ref().is_some_and(Data::is_text) {
-            result_bytes = result.take().map(|d| d.json_len() as u64);
-        }
-    }
     Ok(TaskDocument {
         id: task.id,
         pipeline: task.pipeline,
         state: task.state,
         created_at: task.created_at,
         updated_at: task.updated_at,
-        input,
-        result,
-        input_bytes,
-        result_bytes,
+        input: task.input,
+        result: task.result,
+        input_bytes: task.input_bytes,
+        result_bytes: task.result_bytes,
         error: task.error,
         scheduled_at: task.scheduled_at,
         counts,

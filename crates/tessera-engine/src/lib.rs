@@ -843,7 +843,7 @@ impl Engine {
     pub fn cancel_elsewhere(&self, task_id: &str) -> Result<(), EngineError> {
         let store = &self.shared.store;
         let task = store
-            .task(task_id)?
+            .task_read(task_id, tessera_store::ValueRead::Sizes)?
             .ok_or_else(|| EngineError::NotFound(task_id.to_string()))?;
         if task.task_state().is_terminal() {
             return Ok(());

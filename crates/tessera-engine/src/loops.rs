@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tessera_core::Data;
-use tessera_core::loops::{ChunkValues, ItemFailure, LoopWork, assemble};
+use tessera_core::loops::{ChunkValues, ItemFailure, LoopTally, LoopWork, assemble};
 use tessera_core::scheduler::{Event, Job, JobError, LoopProgress};
 use tessera_store::{LoopChunkCommit, LoopChunkRow, LoopFailureRow, LoopKey, StoreError};
 
@@ -75,10 +75,10 @@ pub(crate) fn spawn(
         let _stop = CancelOnDrop(cancel.clone());
         let board = engine.loop_board(&run.task_id);
         let event = match run_loop(&engine, &run, &job, &work, &cancel, &board).await {
-            Ok(output) => Event::JobSucceeded {
+            Ok((output, tally)) => Event::ItemsDone {
                 job: job.id,
                 output,
-                cached: false,
+                tally,
             },
             Err(LoopEnd::Items(error)) => Event::ItemsFailed { job: job.id, error },
             Err(LoopEnd::Job(error)) => Event::JobFailed { job: job.id, error },
@@ -108,7 +108,7 @@ async fn run_loop(
     work: &Arc<LoopWork>,
     cancel: &Arc<CancelFlag>,
     board: &LoopBoard,
-) -> Result<Data, LoopEnd> {
+) -> Result<(Data, LoopTally), LoopEnd> {
     let n = work.items.len();
     let counters = board.counters(&job.key);
     counters.total.store(n as u64, Ordering::Relaxed);
@@ -294,14 +294,17 @@ async fn finish(
     attempt: u32,
     values: BTreeMap<usize, (usize, String)>,
     failed: Vec<ItemFailure>,
-) -> Result<Data, LoopEnd> {
+) -> Result<(Data, LoopTally), LoopEnd> {
     if !failed.is_empty() {
         log_failures(engine, run, attempt, &failed).await;
     }
     // A 90 MB result is built off the async threads.
-    tokio::task::spawn_blocking(move || assemble(values.values().map(|(_, v)| v.as_str()), &failed))
-        .await
-        .map_err(panicked)
+    let output = tokio::task::spawn_blocking(move || {
+        let items = values.values().map(|(n, _)| n).sum();
+        let output = assemble(values.values().map(|(_, v)| v.as_str()), &failed);
+        (output, LoopTally::of(items, &failed))
+    });
+    output.await.map_err(panicked)
 }
 
 /// One chunk: computed, then committed with its failed items.

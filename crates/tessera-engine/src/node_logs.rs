@@ -69,7 +69,7 @@ fn template_of(key: &str) -> &str {
 /// The logs of `node` in task `task_id` (see the module documentation).
 pub fn node_logs(store: &dyn Store, task_id: &str, node: &str) -> Result<NodeLogs, EngineError> {
     let task = store
-        .task(task_id)?
+        .task_read(task_id, tessera_store::ValueRead::Sizes)?
         .ok_or_else(|| EngineError::NotFound(task_id.to_string()))?;
     let keys = store.node_keys(task_id)?;
     let declared = declared(&task.definition);

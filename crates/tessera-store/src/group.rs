@@ -68,6 +68,8 @@ pub(crate) struct NodeUpsert {
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
     pub cached: bool,
+    /// A finished loop's tally, as JSON.
+    pub tally: Option<String>,
 }
 
 pub(crate) struct TaskUpdate {
@@ -138,6 +140,10 @@ impl StepWrite {
                     started_at: n.started_at.map(|t| t as i64),
                     finished_at: n.finished_at.map(|t| t as i64),
                     cached: n.cached,
+                    tally: n
+                        .tally
+                        .as_ref()
+                        .map(|t| serde_json::to_string(t).expect("a tally always serialises")),
                 }),
                 Record::Task {
                     state,

@@ -30,3 +30,29 @@ pub(crate) fn parse_json(text: Option<String>, what: &str) -> Result<Option<Valu
     })
     .transpose()
 }
+
+/// A node run's stored tally.
+pub(crate) fn parse_tally(
+    text: Option<String>,
+) -> Result<Option<tessera_core::loops::LoopTally>, StoreError> {
+    text.map(|t| {
+        serde_json::from_str(&t).map_err(|e| StoreError::Corrupt {
+            what: "loop tally".to_string(),
+            detail: e.to_string(),
+        })
+    })
+    .transpose()
+}
+
+/// How a node run's output is read: whole for a finished loop without a tally (recorded
+/// before tallies were), whose output is how its items are counted.
+pub(crate) fn output_read(run: &crate::NodeRunRow, values: crate::ValueRead) -> crate::ValueRead {
+    let untallied_loop = run.node_type == "loop"
+        && run.state == tessera_core::scheduler::NodeState::Finished
+        && run.tally.is_none();
+    if untallied_loop {
+        crate::ValueRead::Whole
+    } else {
+        values
+    }
+}

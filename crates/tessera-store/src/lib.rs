@@ -195,7 +195,13 @@ pub trait Tasks: Send + Sync {
     /// cache entries. Nothing of the step is acted upon before this returns.
     fn commit(&self, batch: &CommitBatch<'_>) -> Result<(), StoreError>;
 
-    fn task(&self, id: &str) -> Result<Option<TaskRow>, StoreError>;
+    fn task(&self, id: &str) -> Result<Option<TaskRow>, StoreError> {
+        self.task_read(id, ValueRead::Whole)
+    }
+
+    /// A task's row; with [`ValueRead::Sizes`] a big input or result is left out, its size
+    /// given in `input_bytes` / `result_bytes`.
+    fn task_read(&self, id: &str, values: ValueRead) -> Result<Option<TaskRow>, StoreError>;
 
     /// Replaces a task's definition (and input, when given), keeping the current ones as a
     /// revision; for a resume with a fix, by the process that reopened the task.
@@ -214,7 +220,19 @@ pub trait Tasks: Send + Sync {
     fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskSummary>, StoreError>;
 
     /// Every recorded attempt of every node of a task, in order of key, iteration, attempt.
-    fn node_runs(&self, task_id: &str) -> Result<Vec<NodeRunRow>, StoreError>;
+    fn node_runs(&self, task_id: &str) -> Result<Vec<NodeRunRow>, StoreError> {
+        self.node_runs_read(task_id, ValueRead::Whole)
+    }
+
+    /// [`Tasks::node_runs`]; with [`ValueRead::Sizes`] big inputs and outputs are left out,
+    /// their sizes given in `input_bytes` / `output_bytes` (save the output of a finished
+    /// loop recorded without its tally, by a version before tallies: it is how its items are
+    /// counted).
+    fn node_runs_read(
+        &self,
+        task_id: &str,
+        values: ValueRead,
+    ) -> Result<Vec<NodeRunRow>, StoreError>;
 
     /// Whether the database answers (for health checks): its file is still the one opened,
     /// and a read through the connection succeeds.

@@ -106,6 +106,12 @@ pub struct TaskRow {
     /// See [`NewTask::base_dir`]; kept so a resumed task resolves paths as its first run did.
     #[serde(skip)]
     pub base_dir: Option<String>,
+    /// With [`ValueRead::Sizes`]: the size of a big input left out (`input` is `null`).
+    #[serde(skip)]
+    pub input_bytes: Option<u64>,
+    /// With [`ValueRead::Sizes`]: the size of a big result left out (`result` is `None`).
+    #[serde(skip)]
+    pub result_bytes: Option<u64>,
     /// The tick a schedule created it for, if one did.
     #[serde(
         serialize_with = "tessera_core::time::ser_opt",
@@ -252,6 +258,21 @@ pub struct NodeRunRow {
     #[serde(serialize_with = "tessera_core::time::ser_opt")]
     pub finished_at: Option<u64>,
     pub cached: bool,
+    /// A finished loop's items, counted when it finished (documents summarise loops apart).
+    #[serde(skip)]
+    pub tally: Option<tessera_core::loops::LoopTally>,
+}
+
+/// How a read gives a task's big values (over 64 KiB of JSON, stored once per task and named
+/// by their hash in the rows that hold them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ValueRead {
+    /// Every value whole.
+    #[default]
+    Whole,
+    /// Big values left out, their sizes given instead: a document of a million-item task
+    /// reads none of its millions.
+    Sizes,
 }
 
 #[derive(Debug, Clone, Serialize)]

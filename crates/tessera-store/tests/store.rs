@@ -24,6 +24,7 @@ fn node(key: &str, attempt: u32, state: NodeState, output: Option<serde_json::Va
         started_at: Some(10),
         finished_at: state.is_terminal().then_some(20),
         cached: false,
+        tally: None,
     })
 }
 
@@ -130,6 +131,80 @@ fn state_survives_reopening_the_file(db: &Db) {
     let b = past.iter().find(|p| p.key == "b").unwrap();
     assert_eq!(b.state, NodeState::Failed);
     assert_eq!(b.attempt, 1);
+}
+
+fn big_values_are_read_whole_or_by_size_and_loops_keep_their_tally(db: &Db) {
+    use tessera_core::loops::{ItemFailure, LoopTally};
+    let store = db.open();
+    // Over 64 KiB: kept as text, stored once, named by its hash in the rows.
+    let items: Vec<u64> = (0..20_000).collect();
+    let big = Data::from_json(&serde_json::to_string(&json!({ "items": items })).unwrap()).unwrap();
+    assert!(big.is_text());
+    let bytes = big.json_len() as u64;
+    let mut task = new_task("t1", 1);
+    task.input = big.clone();
+    store.create_task(&task).unwrap();
+    let tally = LoopTally {
+        items: 20_000,
+        failed: 1,
+        first_failed: vec![ItemFailure {
+            index: 7,
+            node: "check#7".into(),
+            error: "boom".into(),
+        }],
+    };
+    let mut each = node("each", 1, NodeState::Finished, None);
+    let mut old_loop = node("old", 1, NodeState::Finished, None);
+    if let (Record::Node(n), Record::Node(o)) = (&mut each, &mut old_loop) {
+        n.node_type = "loop";
+        n.input = Some(big.clone());
+        n.output = Some(big.clone());
+        n.tally = Some(tally.clone());
+        // A loop recorded before tallies: its output is how its items are counted.
+        o.node_type = "loop";
+        o.output = Some(big.clone());
+    }
+    let done = Record::Task {
+        state: TaskState::Finished,
+        result: Some(big.clone()),
+        error: None,
+    };
+    commit(&*store, "t1", &[each, old_loop, done]);
+
+    let whole = store.task("t1").unwrap().unwrap();
+    assert_eq!(whole.input, big);
+    assert_eq!(whole.result.as_ref(), Some(&big));
+    assert_eq!((whole.input_bytes, whole.result_bytes), (None, None));
+    let sized = store.task_read("t1", ValueRead::Sizes).unwrap().unwrap();
+    assert!(sized.input.is_null());
+    assert_eq!(sized.result, None);
+    assert_eq!(sized.input_bytes, Some(bytes));
+    assert_eq!(sized.result_bytes, Some(bytes));
+
+    let runs = store.node_runs_read("t1", ValueRead::Sizes).unwrap();
+    let each = runs.iter().find(|r| r.key == "each").unwrap();
+    assert_eq!(each.tally.as_ref(), Some(&tally));
+    assert_eq!((&each.input, &each.output), (&None, &None));
+    assert_eq!(
+        (each.input_bytes, each.output_bytes),
+        (Some(bytes), Some(bytes))
+    );
+    let old = runs.iter().find(|r| r.key == "old").unwrap();
+    assert_eq!(old.tally, None);
+    assert_eq!(
+        old.output.as_ref(),
+        Some(&big),
+        "an untallied loop's output is read whole"
+    );
+    let whole = store.node_runs("t1").unwrap();
+    let each = whole.iter().find(|r| r.key == "each").unwrap();
+    assert_eq!(each.output.as_ref(), Some(&big));
+    assert_eq!(each.output_bytes, None);
+    // A small value is given as it is either way.
+    store.create_task(&new_task("t2", 2)).unwrap();
+    let small = store.task_read("t2", ValueRead::Sizes).unwrap().unwrap();
+    assert_eq!(small.input, json!({"n": 3}));
+    assert_eq!(small.input_bytes, None);
 }
 
 fn branch_decisions_and_cache_entries_round_trip(db: &Db) {
@@ -1411,6 +1486,7 @@ macro_rules! contract {
 
 contract!(
     state_survives_reopening_the_file,
+    big_values_are_read_whole_or_by_size_and_loops_keep_their_tally,
     branch_decisions_and_cache_entries_round_trip,
     cache_hits_share_their_objects_and_gone_objects_are_misses,
     tasks_list_newest_first_with_filters_and_pages,

@@ -88,10 +88,12 @@ pub fn resume(
         },
     };
     let store = settings.open_store()?;
-    let stored = store.task(task_id)?.and_then(|task| {
-        let mut report = tessera_core::Report::default();
-        tessera_core::parse::pipeline_from_value(&task.definition, &mut report)
-    });
+    let stored = store
+        .task_read(task_id, tessera_store::ValueRead::Sizes)?
+        .and_then(|task| {
+            let mut report = tessera_core::Report::default();
+            tessera_core::parse::pipeline_from_value(&task.definition, &mut report)
+        });
     let target = definition.as_ref().map(|(_, p)| p).or(stored.as_ref());
     // Its service nodes may be waiting for callbacks: they need this process's listener.
     let callbacks = target.map_or(Callbacks::None, |p| callbacks_for(&p.nodes));

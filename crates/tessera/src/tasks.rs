@@ -94,7 +94,10 @@ pub fn tasks(settings: &Settings, action: TasksAction) -> Result<ExitCode> {
                     (logs.lines, logs.instances)
                 }
                 None => {
-                    if store.task(&task_id)?.is_none() {
+                    if store
+                        .task_read(&task_id, tessera_store::ValueRead::Sizes)?
+                        .is_none()
+                    {
                         bail!("task `{task_id}` not found");
                     }
                     (store.logs(&task_id, None)?, true)

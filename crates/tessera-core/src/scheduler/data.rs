@@ -319,6 +319,17 @@ impl Scheduler {
         l.in_flight -= 1;
         if l.done == l.items.len() {
             let collected = std::mem::take(&mut l.collected);
+            let tally = crate::loops::LoopTally::of(
+                collected.len(),
+                &l.failed
+                    .iter()
+                    .map(|f| crate::loops::ItemFailure {
+                        index: f.index,
+                        node: f.node.to_string(),
+                        error: f.error.clone(),
+                    })
+                    .collect::<Vec<_>>(),
+            );
             let mut fields = vec![("items".into(), Data::array(collected))];
             // Tolerated failures are listed, in item order, so that the next nodes can see
             // which items have no value and why.
@@ -336,6 +347,7 @@ impl Scheduler {
                 fields.push(("failed".into(), Data::array(list)));
             }
             let out = Data::object(fields);
+            self.tallies.insert(loop_idx, tally);
             self.after_and_finish(loop_idx, &node, out, false);
         } else {
             self.open_branches(loop_idx);

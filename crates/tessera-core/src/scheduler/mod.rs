@@ -113,6 +113,8 @@ pub struct Scheduler {
     free_blocks: HashMap<usize, Vec<usize>>,
     /// Counts of the instances whose slots were reused (for progress).
     retired: Retired,
+    /// Tallies of loops that finished their items, until their end is recorded.
+    tallies: HashMap<usize, crate::loops::LoopTally>,
     /// Finished outputs of an earlier run, replayed instead of running again.
     replay: HashMap<(Arc<str>, u32), PastRun>,
     /// Ids of nodes whose definition changed since the earlier run (a resume with a new
@@ -160,6 +162,7 @@ impl Scheduler {
             inst: Vec::with_capacity(plan.nodes.len()),
             free_blocks: HashMap::new(),
             retired: Retired::default(),
+            tallies: HashMap::new(),
             loops: HashMap::new(),
             replay: HashMap::new(),
             changed: Default::default(),
@@ -326,6 +329,13 @@ impl Scheduler {
                 if let Some(idx) = self.current_job(job) {
                     self.active_jobs -= 1;
                     self.job_failed(idx, error);
+                }
+            }
+            Event::ItemsDone { job, output, tally } => {
+                if let Some(idx) = self.current_job(job) {
+                    self.active_jobs -= 1;
+                    self.tallies.insert(idx, tally);
+                    self.complete_external(idx, output, false);
                 }
             }
             Event::ItemsFailed { job, error } => {

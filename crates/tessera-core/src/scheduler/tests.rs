@@ -71,10 +71,10 @@ impl Sim {
                 Effect::Run(j) if j.chunked.is_some() => {
                     let work = j.chunked.as_ref().expect("chunked");
                     answers.push(match work.run_all(&self.scripts, &j.key) {
-                        Ok(output) => Event::JobSucceeded {
+                        Ok((output, tally)) => Event::ItemsDone {
                             job: j.id,
                             output,
-                            cached: false,
+                            tally,
                         },
                         Err(error) => Event::ItemsFailed { job: j.id, error },
                     });

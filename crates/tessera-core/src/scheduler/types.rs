@@ -221,6 +221,12 @@ pub enum Event {
         job: JobId,
         error: JobError,
     },
+    /// A chunked loop finished its items: as [`Event::JobSucceeded`], with their tally.
+    ItemsDone {
+        job: JobId,
+        output: Data,
+        tally: crate::loops::LoopTally,
+    },
     /// A chunked loop's items failed beyond its `max_failed_items`: the loop fails, and the
     /// task with `error` (which names the item's node instance, as a branch's failure does).
     ItemsFailed {
@@ -280,6 +286,8 @@ pub struct NodeRecord {
     pub started_at: Option<u64>,
     pub finished_at: Option<u64>,
     pub cached: bool,
+    /// A finished loop's items, counted (its output may hold a million of them).
+    pub tally: Option<crate::loops::LoopTally>,
 }
 
 #[derive(Debug, Clone)]

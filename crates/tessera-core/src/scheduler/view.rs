@@ -32,6 +32,12 @@ impl Scheduler {
         with_input: bool,
         cached: bool,
     ) {
+        // A loop's tally goes with the record of its end (and only that one).
+        let tally = match state.is_terminal() {
+            true => self.tallies.remove(&idx),
+            false => None,
+        }
+        .filter(|_| state == NodeState::Finished);
         let i = &self.inst[idx];
         let node = self.plan.node(i.node);
         let failed = matches!(state, NodeState::Failed);
@@ -61,6 +67,7 @@ impl Scheduler {
             started_at: i.started_at,
             finished_at: state.is_terminal().then_some(self.now),
             cached,
+            tally,
         })));
     }
 

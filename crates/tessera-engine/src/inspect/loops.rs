@@ -14,7 +14,7 @@ use tessera_store::{LoopKey, NodeRunRow, Store};
 use crate::error::EngineError;
 
 /// Failures a loop's summary shows; the items pages list them all.
-const FIRST_FAILURES: usize = 10;
+const FIRST_FAILURES: usize = tessera_core::loops::LoopTally::FIRST_FAILED;
 
 /// One loop of a task, summarised.
 #[derive(Debug, Clone, Serialize)]
@@ -252,15 +252,36 @@ fn chunked_summary(
     chunks: Option<&tessera_store::LoopSummary>,
 ) -> Result<LoopSummary, EngineError> {
     let mut counts = BTreeMap::new();
-    if let (NodeState::Finished, Some(output)) = (l.state, &l.output) {
-        // Counted in place: the million values are not copied to be counted.
-        let mut failed = failed_of(output);
-        let n = output.member_list_len("items").unwrap_or(0) as u64;
-        counts.insert("finished".into(), n - failed.len() as u64);
-        if !failed.is_empty() {
-            counts.insert("failed".into(), failed.len() as u64);
+    let finished = match (l.state, &l.tally, &l.output) {
+        (NodeState::Finished, Some(tally), _) => Some((
+            tally.items,
+            tally.failed,
+            tally
+                .first_failed
+                .iter()
+                .map(|f| FailedItem {
+                    index: f.index as u64,
+                    node: f.node.clone(),
+                    error: f.error.clone(),
+                })
+                .collect(),
+        )),
+        // Recorded before loops had tallies: counted in its output, in place (the million
+        // values are not copied to be counted).
+        (NodeState::Finished, None, Some(output)) => {
+            let mut failed = failed_of(output);
+            let n = output.member_list_len("items").unwrap_or(0) as u64;
+            let failed_n = failed.len() as u64;
+            failed.truncate(FIRST_FAILURES);
+            Some((n, failed_n, failed))
         }
-        failed.truncate(FIRST_FAILURES);
+        _ => None,
+    };
+    if let Some((n, failed_n, failed)) = finished {
+        counts.insert("finished".into(), n.saturating_sub(failed_n));
+        if failed_n > 0 {
+            counts.insert("failed".into(), failed_n);
+        }
         return Ok(LoopSummary {
             key: l.key.clone(),
             mode: "chunks",
@@ -369,7 +390,7 @@ pub fn loop_items(
     limit: u64,
 ) -> Result<ItemPage, EngineError> {
     let task = store
-        .task(task_id)?
+        .task_read(task_id, tessera_store::ValueRead::Sizes)?
         .ok_or_else(|| EngineError::NotFound(task_id.to_string()))?;
     let unknown = || EngineError::NotALoop {
         task: task_id.to_string(),

@@ -22,7 +22,9 @@ pub async fn read(
             };
             let task = s.object_task(&i)?;
             let owner = match &task {
-                Some(t) => s.task(t)?.and_then(|t| t.owner),
+                Some(t) => s
+                    .task_read(t, tessera_store::ValueRead::Sizes)?
+                    .and_then(|t| t.owner),
                 None => None,
             };
             Ok(Some((meta, task.is_some(), owner)))

@@ -104,8 +104,19 @@ fn decode_cursor(c: &str) -> Option<(u64, String)> {
 
 /// The task if it exists and the caller may see it (404 otherwise: no existence leak).
 async fn visible_task(state: &AppState, caller: &Caller, id: &str) -> Result<TaskRow, ApiError> {
+    visible_task_read(state, caller, id, tessera_store::ValueRead::Sizes).await
+}
+
+/// The task, if the caller may see it; its big input and result read as `values` says (by
+/// their size unless a route serves them).
+async fn visible_task_read(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    values: tessera_store::ValueRead,
+) -> Result<TaskRow, ApiError> {
     let i = id.to_string();
-    let task = state.blocking(move |s| s.task(&i)).await?;
+    let task = state.blocking(move |s| s.task_read(&i, values)).await?;
     match task {
         Some(t) if caller.can_see(t.owner.as_deref()) => Ok(t),
         _ => Err(ApiError::not_found("task", id)),
@@ -179,7 +190,7 @@ pub async fn result(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<tessera_core::Data>, ApiError> {
-    let task = visible_task(&state, &caller, &id).await?;
+    let task = visible_task_read(&state, &caller, &id, tessera_store::ValueRead::Whole).await?;
     if task.task_state() != TaskState::Finished {
         return Err(ApiError::Conflict(format!(
             "task {id} is {}; its result exists once it has finished",

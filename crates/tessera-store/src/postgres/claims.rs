@@ -377,7 +377,7 @@ impl Claims for PgStore {
             let mut previous = std::collections::HashMap::new();
             let mut held_before = std::collections::HashSet::new();
             for r in &rows {
-                let task = task_row(&mut tx, r).await?;
+                let task = task_row(&mut tx, r, ValueRead::Whole).await?;
                 let was: Option<String> = r.try_get(15)?;
                 let until: Option<i64> = r.try_get(16)?;
                 if was.is_some() {

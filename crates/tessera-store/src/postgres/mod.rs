@@ -14,7 +14,7 @@ use tessera_core::Data;
 use tessera_core::scheduler::{NodeState, PastRun, TaskState};
 
 use crate::error::StoreError;
-use crate::json::{json_text, parse_data, parse_json};
+use crate::json::{json_text, output_read, parse_data, parse_json, parse_tally};
 use crate::prelude::*;
 use crate::types::*;
 use crate::words::parse_word;
@@ -284,12 +284,42 @@ pub(super) async fn task_data<'e>(
     text: Option<String>,
     what: &str,
 ) -> Result<Option<Data>, StoreError> {
+    Ok(task_value(db, task_id, text, what, ValueRead::Whole)
+        .await?
+        .0)
+}
+
+/// A column holding a task's value (or `#<hash>` naming a big one): the value, or with
+/// [`ValueRead::Sizes`] a big one's size instead.
+pub(super) async fn task_value<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    task_id: &str,
+    text: Option<String>,
+    what: &str,
+    values: ValueRead,
+) -> Result<(Option<Data>, Option<u64>), StoreError> {
     let Some(text) = text else {
-        return Ok(None);
+        return Ok((None, None));
     };
     let Some(hash) = text.strip_prefix('#') else {
-        return parse_data(Some(text), what);
+        return Ok((parse_data(Some(text), what)?, None));
     };
+    let missing = || StoreError::Corrupt {
+        what: what.to_string(),
+        detail: format!("stored value {hash} is missing"),
+    };
+    if values == ValueRead::Sizes {
+        // Rows from before sizes were kept are measured by the server.
+        let bytes: Option<i64> = sqlx::query_scalar(
+            "SELECT COALESCE(bytes, octet_length(json)) FROM big_values
+             WHERE task_id = $1 AND hash = $2",
+        )
+        .bind(task_id)
+        .bind(hash)
+        .fetch_optional(db)
+        .await?;
+        return Ok((None, Some(bytes.ok_or_else(missing)? as u64)));
+    }
     let json: Option<String> =
         sqlx::query_scalar("SELECT json FROM big_values WHERE task_id = $1 AND hash = $2")
             .bind(task_id)
@@ -297,11 +327,8 @@ pub(super) async fn task_data<'e>(
             .fetch_optional(db)
             .await?;
     match json {
-        Some(json) => parse_data(Some(json), what),
-        None => Err(StoreError::Corrupt {
-            what: what.to_string(),
-            detail: format!("stored value {hash} is missing"),
-        }),
+        Some(json) => Ok((parse_data(Some(json), what)?, None)),
+        None => Err(missing()),
     }
 }
 
@@ -318,18 +345,25 @@ pub(super) fn text(s: &str) -> std::borrow::Cow<'_, str> {
 /// A task's row, from the columns `id, pipeline, definition, input, state, result, error,
 /// created_at, updated_at, runner, owner, base_dir, fence, lease_until, scheduled_at` in that
 /// order.
-async fn task_row(conn: &mut sqlx::PgConnection, r: &PgRow) -> Result<TaskRow, StoreError> {
+async fn task_row(
+    conn: &mut sqlx::PgConnection,
+    r: &PgRow,
+    values: ValueRead,
+) -> Result<TaskRow, StoreError> {
     let id: String = r.try_get(0)?;
     let input: String = r.try_get(3)?;
     let result: Option<String> = r.try_get(5)?;
+    let (input, input_bytes) =
+        task_value(&mut *conn, &id, Some(input), "task input", values).await?;
+    let (result, result_bytes) = task_value(&mut *conn, &id, result, "task result", values).await?;
     Ok(TaskRow {
         pipeline: r.try_get(1)?,
         definition: parse_json(Some(r.try_get(2)?), "task definition")?.unwrap_or(Value::Null),
-        input: task_data(&mut *conn, &id, Some(input), "task input")
-            .await?
-            .unwrap_or_default(),
+        input: input.unwrap_or_default(),
+        input_bytes,
         state: parse_word::<TaskState>(r.try_get(4)?)?,
-        result: task_data(&mut *conn, &id, result, "task result").await?,
+        result,
+        result_bytes,
         error: r.try_get(6)?,
         created_at: r.try_get::<i64, _>(7)? as u64,
         updated_at: r.try_get::<i64, _>(8)? as u64,

@@ -234,6 +234,14 @@ const STEPS: &[Step] = &[
         what: "chunked loops",
         sql: super::loops::SCHEMA,
     },
+    Step {
+        version: 6,
+        what: "values by their size",
+        // A big value's size, and a finished loop's tally: a task's document gives both
+        // without reading the value (a million items' text).
+        sql: "ALTER TABLE big_values ADD COLUMN IF NOT EXISTS bytes BIGINT;
+        ALTER TABLE node_runs ADD COLUMN IF NOT EXISTS tally TEXT;",
+    },
 ];
 
 /// Live events shared between processes (numbered from a sequence under an advisory lock),
@@ -270,7 +278,7 @@ CREATE TABLE IF NOT EXISTS schedules (
 "#;
 
 /// The schema version this build writes.
-pub(super) const LATEST: i64 = 5;
+pub(super) const LATEST: i64 = 6;
 
 /// Any number: the advisory lock key of migrations ("tessera" in ASCII, truncated).
 const MIGRATION_LOCK: i64 = 0x0074_6573_7365_7261;

@@ -32,12 +32,13 @@ async fn column(
     }
     let hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()));
     sqlx::query(
-        "INSERT INTO big_values (task_id, hash, json) VALUES ($1, $2, $3)
+        "INSERT INTO big_values (task_id, hash, json, bytes) VALUES ($1, $2, $3, $4)
          ON CONFLICT (task_id, hash) DO NOTHING",
     )
     .bind(task_id)
     .bind(&hash)
     .bind(text)
+    .bind(text.len() as i64)
     .execute(&mut *tx)
     .await?;
     let column = format!("#{hash}");
@@ -247,6 +248,7 @@ async fn apply(tx: &mut PgConnection, ops: &[&Op]) -> Result<(), StoreError> {
                     c.started_at.push(n.started_at);
                     c.finished_at.push(n.finished_at);
                     c.cached.push(n.cached);
+                    c.tally.push(n.tally.clone());
                 }
                 for t in tasks {
                     let result =
@@ -293,6 +295,7 @@ async fn apply(tx: &mut PgConnection, ops: &[&Op]) -> Result<(), StoreError> {
             .bind(&c.started_at)
             .bind(&c.finished_at)
             .bind(&c.cached)
+            .bind(&c.tally)
             .execute(&mut *tx)
             .await?;
     }
@@ -478,14 +481,15 @@ struct NodeColumns {
     started_at: Vec<Option<i64>>,
     finished_at: Vec<Option<i64>>,
     cached: Vec<bool>,
+    tally: Vec<Option<String>>,
 }
 
 const UPSERT_NODES: &str = "
     INSERT INTO node_runs (task_id, key, iteration, attempt, node_id, node_type, state, input,
-        output, error, decision, started_at, finished_at, cached)
+        output, error, decision, started_at, finished_at, cached, tally)
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[],
         $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[],
-        $13::bigint[], $14::boolean[])
+        $13::bigint[], $14::boolean[], $15::text[])
     ON CONFLICT (task_id, key, iteration, attempt) DO UPDATE SET
         state = excluded.state,
         input = COALESCE(excluded.input, node_runs.input),
@@ -494,4 +498,5 @@ const UPSERT_NODES: &str = "
         decision = excluded.decision,
         started_at = COALESCE(node_runs.started_at, excluded.started_at),
         finished_at = excluded.finished_at,
-        cached = excluded.cached";
+        cached = excluded.cached,
+        tally = excluded.tally";

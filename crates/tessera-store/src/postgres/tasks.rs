@@ -8,7 +8,7 @@ impl Tasks for PgStore {
         self.write(crate::group::Op::Step(crate::group::StepWrite::of(batch)))
     }
 
-    fn task(&self, id: &str) -> Result<Option<TaskRow>, StoreError> {
+    fn task_read(&self, id: &str, values: ValueRead) -> Result<Option<TaskRow>, StoreError> {
         let (pool, id) = (self.pool.clone(), id.to_string());
         self.run(async move {
             let mut conn = pool.acquire().await?;
@@ -23,7 +23,7 @@ impl Tasks for PgStore {
             else {
                 return Ok(None);
             };
-            Ok(Some(task_row(&mut conn, &r).await?))
+            Ok(Some(task_row(&mut conn, &r, values).await?))
         })
     }
 
@@ -105,11 +105,15 @@ impl Tasks for PgStore {
             .collect()
     }
 
-    fn node_runs(&self, task_id: &str) -> Result<Vec<NodeRunRow>, StoreError> {
+    fn node_runs_read(
+        &self,
+        task_id: &str,
+        values: ValueRead,
+    ) -> Result<Vec<NodeRunRow>, StoreError> {
         self.block(async {
             let rows = sqlx::query(
                 "SELECT key, node_id, node_type, iteration, attempt, state, input, output, error,
-                        decision, started_at, finished_at, cached
+                        decision, started_at, finished_at, cached, tally
                  FROM node_runs WHERE task_id = $1
                  ORDER BY started_at IS NULL, started_at, finished_at, key, iteration, attempt",
             )
@@ -118,15 +122,15 @@ impl Tasks for PgStore {
             .await?;
             let mut out = Vec::with_capacity(rows.len());
             for r in rows {
-                out.push(NodeRunRow {
+                let mut run = NodeRunRow {
                     key: r.try_get(0)?,
                     node: r.try_get(1)?,
                     node_type: r.try_get(2)?,
                     iteration: r.try_get::<i64, _>(3)? as u32,
                     attempt: r.try_get::<i64, _>(4)? as u32,
                     state: parse_word::<NodeState>(r.try_get(5)?)?,
-                    input: task_data(&self.pool, task_id, r.try_get(6)?, "node input").await?,
-                    output: task_data(&self.pool, task_id, r.try_get(7)?, "node output").await?,
+                    input: None,
+                    output: None,
                     input_bytes: None,
                     output_bytes: None,
                     error: r.try_get(8)?,
@@ -134,7 +138,20 @@ impl Tasks for PgStore {
                     started_at: r.try_get::<Option<i64>, _>(10)?.map(|t| t as u64),
                     finished_at: r.try_get::<Option<i64>, _>(11)?.map(|t| t as u64),
                     cached: r.try_get(12)?,
-                });
+                    tally: parse_tally(r.try_get(13)?)?,
+                };
+                (run.input, run.input_bytes) =
+                    task_value(&self.pool, task_id, r.try_get(6)?, "node input", values).await?;
+                let output_values = output_read(&run, values);
+                (run.output, run.output_bytes) = task_value(
+                    &self.pool,
+                    task_id,
+                    r.try_get(7)?,
+                    "node output",
+                    output_values,
+                )
+                .await?;
+                out.push(run);
             }
             Ok(out)
         })

@@ -125,8 +125,8 @@ fn column<'j>(
         .exists(params![task_id, hash])?;
     if !stored {
         // A fresh statement: SQLite's copies of the value go with it.
-        tx.prepare("INSERT INTO big_values (task_id, hash, json) VALUES (?1, ?2, ?3)")?
-            .execute(params![task_id, hash, text])?;
+        tx.prepare("INSERT INTO big_values (task_id, hash, json, bytes) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![task_id, hash, text, text.len() as i64])?;
     }
     let column = format!("#{hash}");
     hashes.insert(id, hash);
@@ -197,8 +197,8 @@ fn apply(tx: &Transaction<'_>, op: &Op) -> Result<(), Failure> {
             let mut upsert = Stmt::new(
                 tx,
                 "INSERT INTO node_runs (task_id, key, iteration, attempt, node_id, node_type, state,
-                    input, output, error, decision, started_at, finished_at, cached)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                    input, output, error, decision, started_at, finished_at, cached, tally)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
                  ON CONFLICT (task_id, key, iteration, attempt) DO UPDATE SET
                     state = excluded.state,
                     input = COALESCE(excluded.input, node_runs.input),
@@ -207,7 +207,8 @@ fn apply(tx: &Transaction<'_>, op: &Op) -> Result<(), Failure> {
                     decision = excluded.decision,
                     started_at = COALESCE(node_runs.started_at, excluded.started_at),
                     finished_at = excluded.finished_at,
-                    cached = excluded.cached",
+                    cached = excluded.cached,
+                    tally = excluded.tally",
                 big,
             )?;
             for n in &s.nodes {
@@ -234,6 +235,7 @@ fn apply(tx: &Transaction<'_>, op: &Op) -> Result<(), Failure> {
                     n.started_at,
                     n.finished_at,
                     n.cached,
+                    n.tally,
                 ])?;
             }
             let mut task_update = Stmt::new(

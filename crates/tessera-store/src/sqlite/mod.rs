@@ -25,7 +25,7 @@ mod tasks;
 mod words;
 
 use crate::error::StoreError;
-use crate::json::{json_text, parse_data, parse_json};
+use crate::json::{json_text, output_read, parse_data, parse_json, parse_tally};
 use crate::objects::ObjectMeta;
 use crate::types::*;
 
@@ -151,22 +151,46 @@ fn task_data(
     text: Option<String>,
     what: &str,
 ) -> Result<Option<Data>, StoreError> {
+    Ok(task_value(conn, task_id, text, what, ValueRead::Whole)?.0)
+}
+
+/// A column holding a task's value (or `#<hash>` naming a big one): the value, or with
+/// [`ValueRead::Sizes`] a big one's size instead.
+fn task_value(
+    conn: &Connection,
+    task_id: &str,
+    text: Option<String>,
+    what: &str,
+    values: ValueRead,
+) -> Result<(Option<Data>, Option<u64>), StoreError> {
     let Some(text) = text else {
-        return Ok(None);
+        return Ok((None, None));
     };
     let Some(hash) = text.strip_prefix('#') else {
-        return parse_data(Some(text), what);
+        return Ok((parse_data(Some(text), what)?, None));
     };
+    let missing = || StoreError::Corrupt {
+        what: what.to_string(),
+        detail: format!("stored value {hash} is missing"),
+    };
+    if values == ValueRead::Sizes {
+        // Rows from before sizes were kept are measured (read once, not parsed).
+        let bytes: Option<i64> = conn
+            .prepare_cached(
+                "SELECT COALESCE(bytes, length(CAST(json AS BLOB))) FROM big_values
+                 WHERE task_id = ?1 AND hash = ?2",
+            )?
+            .query_row(params![task_id, hash], |r| r.get(0))
+            .optional()?;
+        return Ok((None, Some(bytes.ok_or_else(missing)? as u64)));
+    }
     let json: Option<String> = conn
         .prepare_cached("SELECT json FROM big_values WHERE task_id = ?1 AND hash = ?2")?
         .query_row(params![task_id, hash], |r| r.get(0))
         .optional()?;
     match json {
-        Some(json) => parse_data(Some(json), what),
-        None => Err(StoreError::Corrupt {
-            what: what.to_string(),
-            detail: format!("stored value {hash} is missing"),
-        }),
+        Some(json) => Ok((parse_data(Some(json), what)?, None)),
+        None => Err(missing()),
     }
 }
 

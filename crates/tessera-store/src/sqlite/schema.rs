@@ -284,6 +284,16 @@ const STEPS: &[Step] = &[
         what: "chunked loops",
         apply: |c| Ok(c.execute_batch(super::loops::SCHEMA)?),
     },
+    Step {
+        version: 15,
+        what: "values by their size",
+        apply: |c| {
+            // A big value's size, and a finished loop's tally: a task's document gives both
+            // without reading the value (a million items' text).
+            add_column_if_missing(c, "big_values", "bytes", "INTEGER")?;
+            add_column_if_missing(c, "node_runs", "tally", "TEXT")
+        },
+    },
 ];
 
 /// Slots of named pools taken by jobs, each under its process's lease.
@@ -298,7 +308,7 @@ const POOL_SLOTS: &str = "CREATE TABLE IF NOT EXISTS pool_slots (
 CREATE INDEX IF NOT EXISTS pool_slots_by_runner ON pool_slots(runner);";
 
 /// The schema version this build writes.
-pub(super) const LATEST: u32 = 14;
+pub(super) const LATEST: u32 = 15;
 
 /// Brings the database to [`LATEST`], one step per transaction; refuses a database made by a
 /// newer version (its data may mean what this one cannot know).

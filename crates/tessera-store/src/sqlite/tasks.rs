@@ -28,7 +28,7 @@ impl Tasks for SqliteStore {
         self.write(crate::group::Op::Step(crate::group::StepWrite::of(batch)))
     }
 
-    fn task(&self, id: &str) -> Result<Option<TaskRow>, StoreError> {
+    fn task_read(&self, id: &str, values: ValueRead) -> Result<Option<TaskRow>, StoreError> {
         let conn = self.conn();
         let row = conn
             .query_row(
@@ -77,10 +77,14 @@ impl Tasks for SqliteStore {
         else {
             return Ok(None);
         };
+        let (input, input_bytes) = task_value(&conn, &id, Some(input), "task input", values)?;
+        let (result, result_bytes) = task_value(&conn, &id, result, "task result", values)?;
         Ok(Some(TaskRow {
             definition: parse_json(Some(definition), "task definition")?.unwrap_or(Value::Null),
-            input: task_data(&conn, &id, Some(input), "task input")?.unwrap_or_default(),
-            result: task_data(&conn, &id, result, "task result")?,
+            input: input.unwrap_or_default(),
+            input_bytes,
+            result,
+            result_bytes,
             id,
             pipeline,
             state,
@@ -134,11 +138,15 @@ impl Tasks for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn node_runs(&self, task_id: &str) -> Result<Vec<NodeRunRow>, StoreError> {
+    fn node_runs_read(
+        &self,
+        task_id: &str,
+        values: ValueRead,
+    ) -> Result<Vec<NodeRunRow>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT key, node_id, node_type, iteration, attempt, state, input, output, error,
-                    decision, started_at, finished_at, cached
+                    decision, started_at, finished_at, cached, tally
              FROM node_runs WHERE task_id = ?1 ORDER BY started_at IS NULL, started_at, finished_at, key, iteration, attempt",
         )?;
         let rows = stmt.query_map([task_id], |r| {
@@ -159,16 +167,21 @@ impl Tasks for SqliteStore {
                     started_at: r.get::<_, Option<i64>>(10)?.map(|t| t as u64),
                     finished_at: r.get::<_, Option<i64>>(11)?.map(|t| t as u64),
                     cached: r.get(12)?,
+                    tally: None,
                 },
                 r.get::<_, Option<String>>(6)?,
                 r.get::<_, Option<String>>(7)?,
+                r.get::<_, Option<String>>(13)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (mut run, input, output) = row?;
-            run.input = task_data(&conn, task_id, input, "node input")?;
-            run.output = task_data(&conn, task_id, output, "node output")?;
+            let (mut run, input, output, tally) = row?;
+            run.tally = parse_tally(tally)?;
+            (run.input, run.input_bytes) = task_value(&conn, task_id, input, "node input", values)?;
+            let output_values = output_read(&run, values);
+            (run.output, run.output_bytes) =
+                task_value(&conn, task_id, output, "node output", output_values)?;
             out.push(run);
         }
         Ok(out)
