@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Debian packages the test suite needs: gdal-bin (the raster tests check written GeoTIFFs with
-# gdalinfo) and libgdal-dev (tessera-raster's `gdal` feature). Installs only what is missing;
+# gdalinfo), libgdal-dev (tessera-raster's `gdal` feature), chromium and chromium-driver (the
+# web UI's browser tests, headless). Installs only what is missing;
 # needs root when something is missing (apt-get update first).
 set -euo pipefail
 missing=()
-for pkg in gdal-bin libgdal-dev; do
+for pkg in gdal-bin libgdal-dev chromium chromium-driver; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

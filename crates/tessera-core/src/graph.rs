@@ -2,13 +2,22 @@
 //!
 //! Both show one shape per node (id and type), `next` edges, a branch's `then`/`else` arms,
 //! back edges (cycles closed by a branch) dashed, and each loop's template nested in a box.
-//! The SVG is laid out here in layers (Sugiyama-style), without external tools or fonts.
+//! The SVG is laid out in layers (Sugiyama-style, `graph/layout.rs`), without external tools
+//! or fonts, and drawn (`graph/svg.rs`) for the CLI ([`to_svg`]) or for the web UI
+//! ([`to_svg_with`]: left to right, nodes keyed for CSS and JavaScript, states, links).
+
+mod layout;
+mod svg;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
-use crate::model::{LoopSpec, Node, NodeKind, Pipeline};
+use crate::model::{Node, NodeKind, Pipeline};
 use crate::topology::Topology;
+#[cfg(test)]
+use layout::{Layout, layout};
+#[cfg(test)]
+use svg::ID_STYLE;
 
 /// One edge of a node list: `label` names a branch arm; `back` closes a cycle.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +37,8 @@ fn edges(nodes: &[Node]) -> Vec<Edge> {
         .position(|n| matches!(n.kind, NodeKind::Entry(_)))
         .unwrap_or(0);
     let topo = Topology::build(nodes, start, &mut Vec::new());
+    // A set: a list's `contains` per edge is quadratic when many branches close cycles.
+    let back_edges: HashSet<(usize, usize)> = topo.back_edges.iter().copied().collect();
     let index: HashMap<&str, usize> = nodes
         .iter()
         .enumerate()
@@ -45,7 +56,7 @@ fn edges(nodes: &[Node]) -> Vec<Edge> {
         for (label, ids) in arms {
             for &to in ids.iter().filter_map(|id| index.get(id.as_str())) {
                 if seen.insert((from, to, label)) {
-                    let back = topo.back_edges.contains(&(from, to));
+                    let back = back_edges.contains(&(from, to));
                     out.push(Edge {
                         from,
                         to,
@@ -167,504 +178,60 @@ fn dot_nodes(nodes: &[Node], prefix: &str, indent: &str, s: &mut String) {
     }
 }
 
-const MARGIN: f64 = 20.0;
-const NODE_GAP: f64 = 26.0;
-const LAYER_GAP: f64 = 54.0;
-const DUMMY_W: f64 = 12.0;
-const LOOP_HEAD: f64 = 40.0;
-const TITLE_H: f64 = 28.0;
-
-/// Estimated width of a text in the SVG's sans-serif font.
-fn text_w(s: &str, size: f64, bold: bool) -> f64 {
-    s.chars().count() as f64 * size * if bold { 0.62 } else { 0.56 }
+/// How the web UI wants its graph (see [`to_svg_with`]).
+///
+/// Nodes are named by their **key**: a top-level node's id (`fetch`); inside a loop's template,
+/// the loop's key, `/`, then the template node's id (`each/clean`; `outer/inner/clean` for a
+/// loop nested in a loop's template). Ids are unique within a node list and not across
+/// sibling loops (two loops may both have a `clean`), and cannot contain `/`, so the key is
+/// unique and unambiguous. It is the graph's node, not a run's instance: all the items of
+/// `each` share `each/clean` (whose instances are `clean#0`, `clean#1`, …).
+pub struct SvgOptions<'a> {
+    /// Layers from left to right (the UI) instead of top to bottom (the CLI).
+    pub left_to_right: bool,
+    /// Per node key, an annotation drawn with the node. Called once or twice per node.
+    pub annotate: &'a dyn Fn(&str) -> Option<Annotation>,
+    /// The href each node links to (e.g. `#node-fetch`), when any.
+    pub link: &'a dyn Fn(&str) -> Option<String>,
 }
 
-fn loop_caption(spec: &LoopSpec) -> String {
-    format!("loop: each item of {}", spec.items)
+/// A node's state in the web UI's graph.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Annotation {
+    /// A CSS-safe state word: pending, running, finished, failed, skipped, cancelled, waiting…
+    pub state: &'static str,
+    /// A short text drawn under the node (e.g. `finished · 2 attempts`, `412 of 1,000 items`).
+    pub text: String,
 }
 
-/// A box: top-left corner and size.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Rect {
-    pub x: f64,
-    pub y: f64,
-    pub w: f64,
-    pub h: f64,
-}
-
-impl Rect {
-    fn cx(&self) -> f64 {
-        self.x + self.w / 2.0
-    }
-    fn cy(&self) -> f64 {
-        self.y + self.h / 2.0
-    }
-}
-
-/// A drawn edge: forward edges run from the source's bottom through their dummy vertices to the
-/// target's top (smoothed when drawn); back edges leave the source's right side, run up on the
-/// right of the rows they span and enter the target from above (rounded corners).
-#[derive(Debug, Clone)]
-pub(crate) struct Route {
-    pub from: usize,
-    pub to: usize,
-    pub label: Option<String>,
-    pub back: bool,
-    pub points: Vec<(f64, f64)>,
-}
-
-/// The layered layout of a node list, in its own coordinates from (0, 0).
-#[derive(Debug)]
-pub(crate) struct Layout {
-    pub width: f64,
-    pub height: f64,
-    /// Per node, in declaration order: its layer (longest forward path from a source).
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub layer: Vec<usize>,
-    pub boxes: Vec<Rect>,
-    /// A loop node's template layout and its offset inside the loop's box.
-    pub inner: Vec<Option<(f64, f64, Layout)>>,
-    pub routes: Vec<Route>,
-}
-
-/// Lays out a node list: longest-path layers over forward edges, a dummy vertex per layer
-/// crossed by a long edge, barycenter ordering, then x positions pulled toward neighbours.
-pub(crate) fn layout(nodes: &[Node]) -> Layout {
-    let n = nodes.len();
-    let (mut size, mut inner) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for node in nodes {
-        let tw = text_w(&node.id, 13.0, true).max(text_w(node.type_name(), 11.0, false));
-        inner.push(None);
-        size.push(match &node.kind {
-            NodeKind::Loop(spec) => {
-                let sub = layout(&spec.nodes);
-                let w = sub
-                    .width
-                    .max(text_w(&loop_caption(spec), 11.0, false).max(tw) + 24.0);
-                let h = LOOP_HEAD + sub.height;
-                *inner.last_mut().expect("pushed") = Some(((w - sub.width) / 2.0, LOOP_HEAD, sub));
-                (w, h)
-            }
-            NodeKind::Branch(_) => (tw * 1.5 + 34.0, 58.0),
-            _ => ((tw + 28.0).max(84.0), 44.0),
-        });
-    }
-    // Edges between the same two nodes become one route, the arms' labels joined.
-    let mut routes: Vec<Route> = Vec::new();
-    for e in edges(nodes) {
-        let (from, to, back, label) = (e.from, e.to, e.back, e.label.map(str::to_string));
-        let same = routes
-            .iter_mut()
-            .rev()
-            .take_while(|r| r.from == from)
-            .find(|r| r.to == to);
-        match (same, label) {
-            (Some(r), Some(l)) => {
-                r.label = Some(format!("{}, {l}", r.label.take().unwrap_or_default()))
-            }
-            (Some(_), None) => {}
-            (None, label) => routes.push(Route {
-                from,
-                to,
-                label,
-                back,
-                points: Vec::new(),
-            }),
-        }
-    }
-
-    // Layers: longest path over forward edges, in Kahn's topological order.
-    let (mut indeg, mut fsucc) = (vec![0usize; n], vec![Vec::new(); n]);
-    for r in routes.iter().filter(|r| !r.back) {
-        fsucc[r.from].push(r.to);
-        indeg[r.to] += 1;
-    }
-    let mut layer = vec![0usize; n];
-    let mut queue: Vec<usize> = (0..n).filter(|&v| indeg[v] == 0).collect();
-    let mut head = 0;
-    while let Some(&v) = queue.get(head) {
-        head += 1;
-        for &w in &fsucc[v] {
-            layer[w] = layer[w].max(layer[v] + 1);
-            indeg[w] -= 1;
-            if indeg[w] == 0 {
-                queue.push(w);
-            }
-        }
-    }
-
-    // The proper graph: vertices 0..n are the nodes, then dummies; edges span one layer.
-    let mut vlayer = layer.clone();
-    let mut vw: Vec<f64> = size.iter().map(|s| s.0).collect();
-    let (mut pred, mut succ) = (vec![Vec::new(); n], vec![Vec::new(); n]);
-    let mut chains: Vec<Vec<usize>> = vec![Vec::new(); routes.len()];
-    for (k, r) in routes.iter().enumerate().filter(|(_, r)| !r.back) {
-        let mut prev = r.from;
-        for l in layer[r.from] + 1..=layer[r.to] {
-            let v = if l == layer[r.to] { r.to } else { vlayer.len() };
-            if v != r.to {
-                vlayer.push(l);
-                vw.push(DUMMY_W);
-                pred.push(Vec::new());
-                succ.push(Vec::new());
-                chains[k].push(v);
-            }
-            succ[prev].push(v);
-            pred[v].push(prev);
-            prev = v;
-        }
-    }
-    let mut rows: Vec<Vec<usize>> = vec![Vec::new(); layer.iter().max().map_or(0, |m| m + 1)];
-    for (v, &l) in vlayer.iter().enumerate() {
-        rows[l].push(v);
-    }
-    order_rows(&mut rows, &pred, &succ);
-    let mut xs = place_x(&rows, &vw, &pred, &succ);
-    let min_x = (0..vw.len())
-        .map(|v| xs[v] - vw[v] / 2.0)
-        .fold(f64::INFINITY, f64::min);
-    xs.iter_mut().for_each(|x| *x += MARGIN - min_x);
-
-    // Rows stacked top to bottom, each as tall as its tallest node; nodes centred in it.
-    let (mut tops, mut heights, mut y) = (Vec::new(), Vec::new(), MARGIN);
-    for row in &rows {
-        let h = row
-            .iter()
-            .filter(|&&v| v < n)
-            .map(|&v| size[v].1)
-            .fold(0.0, f64::max);
-        tops.push(y);
-        heights.push(h);
-        y += h + LAYER_GAP;
-    }
-    let boxes: Vec<Rect> = (0..n)
-        .map(|v| {
-            let (w, h) = size[v];
-            Rect {
-                x: xs[v] - w / 2.0,
-                y: tops[layer[v]] + (heights[layer[v]] - h) / 2.0,
-                w,
-                h,
-            }
-        })
-        .collect();
-    let mut width = (0..vw.len())
-        .map(|v| xs[v] + vw[v] / 2.0)
-        .fold(0.0, f64::max);
-    let mut side = 0;
-    for (k, r) in routes.iter_mut().enumerate() {
-        let (a, b) = (boxes[r.from], boxes[r.to]);
-        if !r.back {
-            r.points.push((a.cx(), a.y + a.h));
-            for &d in &chains[k] {
-                let l = vlayer[d];
-                r.points
-                    .extend([(xs[d], tops[l]), (xs[d], tops[l] + heights[l])]);
-            }
-            r.points.push((b.cx(), b.y));
-            continue;
-        }
-        let (lo, hi) = (
-            layer[r.to].min(layer[r.from]),
-            layer[r.to].max(layer[r.from]),
-        );
-        let right = rows[lo..=hi].iter().flatten().map(|&v| xs[v] + vw[v] / 2.0);
-        let x = right.fold(0.0, f64::max) + 20.0 + 12.0 * side as f64;
-        let gy = tops[layer[r.to]] - 8.0 - 3.0 * (side % 4) as f64;
-        side += 1;
-        let (ex, ey) = match nodes[r.to].kind {
-            NodeKind::Branch(_) => (b.cx() + b.w / 4.0, b.y + b.h / 4.0),
-            _ => (b.x + b.w * 0.8, b.y),
-        };
-        r.points = vec![
-            (a.x + a.w, a.cy()),
-            (x, a.cy()),
-            (x, gy),
-            (ex, gy),
-            (ex, ey),
-        ];
-        let label_w = r
-            .label
-            .as_deref()
-            .map_or(0.0, |l| text_w(l, 10.0, false) + 4.0);
-        width = width.max(x + label_w);
-    }
-    let height = (y - LAYER_GAP).max(MARGIN) + MARGIN;
-    Layout {
-        width: width + MARGIN,
-        height,
-        layer,
-        boxes,
-        inner,
-        routes,
-    }
-}
-
-/// The rows visited by sweep `round`: even rounds go down (neighbours in the row above), odd
-/// rounds go up (neighbours in the row below).
-fn sweep<'a>(
-    rows: usize,
-    round: usize,
-    pred: &'a [Vec<usize>],
-    succ: &'a [Vec<usize>],
-) -> (Vec<usize>, &'a [Vec<usize>]) {
-    if round.is_multiple_of(2) {
-        ((1..rows).collect(), pred)
-    } else {
-        ((0..rows.saturating_sub(1)).rev().collect(), succ)
-    }
-}
-
-/// Mean of `value` over `adj`, or `own` for a vertex without neighbours there.
-fn mean(adj: &[usize], value: &[f64], own: f64) -> f64 {
-    if adj.is_empty() {
-        own
-    } else {
-        adj.iter().map(|&u| value[u]).sum::<f64>() / adj.len() as f64
-    }
-}
-
-/// Orders each row by its vertices' barycenters (relative positions of their neighbours),
-/// sweeping down and up, and keeps the ordering with the fewest crossings.
-fn order_rows(rows: &mut [Vec<usize>], pred: &[Vec<usize>], succ: &[Vec<usize>]) {
-    let mut pos = vec![0.0; pred.len()];
-    let place = |row: &[usize], pos: &mut Vec<f64>| {
-        for (i, &v) in row.iter().enumerate() {
-            pos[v] = (i as f64 + 0.5) / row.len() as f64;
-        }
-    };
-    rows.iter().for_each(|row| place(row, &mut pos));
-    let (mut best, mut fewest) = (rows.to_vec(), crossings(rows, succ));
-    for round in 0..8 {
-        let (ls, adj) = sweep(rows.len(), round, pred, succ);
-        for l in ls {
-            let mut keyed: Vec<(f64, usize)> = rows[l]
-                .iter()
-                .map(|&v| (mean(&adj[v], &pos, pos[v]), v))
-                .collect();
-            keyed.sort_by(|a, b| a.0.total_cmp(&b.0));
-            rows[l] = keyed.into_iter().map(|k| k.1).collect();
-            place(&rows[l], &mut pos);
-        }
-        let c = crossings(rows, succ);
-        if c < fewest {
-            (best, fewest) = (rows.to_vec(), c);
-        }
-    }
-    rows.clone_from_slice(&best);
-}
-
-/// Edge crossings between consecutive rows (pairs of edges whose ends are in opposite order).
-fn crossings(rows: &[Vec<usize>], succ: &[Vec<usize>]) -> usize {
-    let mut index = vec![0usize; succ.len()];
-    for row in rows {
-        row.iter().enumerate().for_each(|(i, &v)| index[v] = i);
-    }
-    let mut total = 0;
-    for row in rows {
-        let index = &index;
-        let ends: Vec<(usize, usize)> = row
-            .iter()
-            .flat_map(|&v| succ[v].iter().map(move |&w| (index[v], index[w])))
-            .collect();
-        for (i, a) in ends.iter().enumerate() {
-            total += ends[i + 1..]
-                .iter()
-                .filter(|b| (a.0 < b.0 && a.1 > b.1) || (a.0 > b.0 && a.1 < b.1))
-                .count();
-        }
-    }
-    total
-}
-
-/// Centre x of every vertex: rows packed, then sweeps pull each vertex toward the mean of its
-/// neighbours while keeping its row's order and gaps (least squares by pool-adjacent-violators).
-fn place_x(rows: &[Vec<usize>], w: &[f64], pred: &[Vec<usize>], succ: &[Vec<usize>]) -> Vec<f64> {
-    let mut x = vec![0.0; w.len()];
-    for row in rows {
-        let mut cur = -(row.iter().map(|&v| w[v] + NODE_GAP).sum::<f64>() - NODE_GAP) / 2.0;
-        for &v in row {
-            x[v] = cur + w[v] / 2.0;
-            cur += w[v] + NODE_GAP;
-        }
-    }
-    for round in 0..8 {
-        let (ls, adj) = sweep(rows.len(), round, pred, succ);
-        for row in ls.into_iter().map(|l| &rows[l]) {
-            // Minimum offsets from the row's first vertex; then blocks of (sum, count) of the
-            // wanted first-vertex positions, merged while they are out of order.
-            let mut offset = vec![0.0; row.len()];
-            for i in 1..row.len() {
-                offset[i] = offset[i - 1] + (w[row[i - 1]] + w[row[i]]) / 2.0 + NODE_GAP;
-            }
-            let mut blocks: Vec<(f64, usize)> = Vec::new();
-            for (i, &v) in row.iter().enumerate() {
-                blocks.push((mean(&adj[v], &x, x[v]) - offset[i], 1));
-                while let [.., (s1, c1), (s2, c2)] = blocks[..] {
-                    if s1 / c1 as f64 <= s2 / c2 as f64 {
-                        break;
-                    }
-                    blocks.pop();
-                    *blocks.last_mut().expect("two blocks") = (s1 + s2, c1 + c2);
-                }
-            }
-            let mut i = 0;
-            for (s, c) in blocks {
-                for _ in 0..c {
-                    x[row[i]] = s / c as f64 + offset[i];
-                    i += 1;
-                }
-            }
-        }
-    }
-    x
-}
-
-/// XML text and attribute escaping.
-fn xml(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;")
-}
-
-const ID_STYLE: &str = "font-size=\"13\" font-weight=\"bold\" fill=\"#111827\"";
-
-/// A standalone SVG drawing of the pipeline, laid out in layers from the entry downward.
+/// A standalone SVG drawing of the pipeline, laid out in layers from the entry downward (the
+/// CLI's `tessera graph --format svg`).
 pub fn to_svg(pipeline: &Pipeline) -> String {
-    let lay = layout(&pipeline.nodes);
-    let title = xml(&format!("pipeline {}", pipeline.name));
-    let w = lay
-        .width
-        .max(text_w(&pipeline.name, 14.0, true) + 100.0)
-        .ceil();
-    let h = (lay.height + TITLE_H).ceil();
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" \
-         viewBox=\"0 0 {w} {h}\" font-family=\"Helvetica, Arial, sans-serif\">\n\
-         <title>{title}</title>\n<defs>\n"
-    );
-    for (id, colour) in [("arrow", "#555555"), ("arrow-back", "#d97706")] {
-        let _ = writeln!(
-            s,
-            "<marker id=\"{id}\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"8\" \
-             markerHeight=\"8\" orient=\"auto\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"{colour}\"/></marker>"
-        );
-    }
-    let _ = writeln!(
-        s,
-        "</defs>\n<rect width=\"{w}\" height=\"{h}\" fill=\"#ffffff\"/>\n\
-         <text x=\"{MARGIN}\" y=\"22\" font-size=\"14\" font-weight=\"bold\">{title}</text>\n\
-         <g transform=\"translate(0,{TITLE_H})\">"
-    );
-    draw(&lay, &pipeline.nodes, &mut s);
-    s.push_str("</g>\n</svg>\n");
-    s
+    svg::render(pipeline, None)
 }
 
-/// A point on segment `a`→`b`, `r` from `a` (at most half way).
-fn toward(a: (f64, f64), b: (f64, f64), r: f64) -> (f64, f64) {
-    let t = (r / (b.0 - a.0).hypot(b.1 - a.1).max(1e-9)).min(0.5);
-    (a.0 + (b.0 - a.0) * t, a.1 + (b.1 - a.1) * t)
-}
-
-fn pt((x, y): (f64, f64)) -> String {
-    format!("{x:.1},{y:.1}")
-}
-
-/// Draws a layout's edges, then its nodes (a loop's template nested in its box).
-fn draw(lay: &Layout, nodes: &[Node], s: &mut String) {
-    for r in &lay.routes {
-        let p = &r.points;
-        let mut d = format!("M{}", pt(p[0]));
-        if r.back {
-            for i in 1..p.len() - 1 {
-                let (a, b) = (toward(p[i], p[i - 1], 8.0), toward(p[i], p[i + 1], 8.0));
-                let _ = write!(d, " L{} Q{} {}", pt(a), pt(p[i]), pt(b));
-            }
-            let _ = write!(d, " L{}", pt(p[p.len() - 1]));
-        } else {
-            for pair in p.windows(2) {
-                let ((ax, ay), (bx, by)) = (pair[0], pair[1]);
-                let my = (ay + by) / 2.0;
-                let _ = write!(d, " C{ax:.1},{my:.1} {bx:.1},{my:.1} {bx:.1},{by:.1}");
-            }
-        }
-        let (colour, dash, marker) = match r.back {
-            true => ("#d97706", " stroke-dasharray=\"6 4\"", "arrow-back"),
-            false => ("#555555", "", "arrow"),
-        };
-        let _ = writeln!(
-            s,
-            "<path d=\"{d}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.4\"{dash} \
-             marker-end=\"url(#{marker})\"/>"
-        );
-        // Beside the back edge's vertical run, or 30% along the first curve, on its outer side.
-        if let Some(label) = &r.label {
-            let (dx, dy) = (p[1].0 - p[0].0, p[1].1 - p[0].1);
-            let (x, y, anchor) = match r.back {
-                true => (p[1].0 + 4.0, (p[1].1 + p[2].1) / 2.0, "start"),
-                false if dx < -1.0 => (p[0].0 + 0.216 * dx - 5.0, p[0].1 + 0.657 * dy, "end"),
-                false => (p[0].0 + 0.216 * dx + 5.0, p[0].1 + 0.657 * dy, "start"),
-            };
-            let _ = writeln!(
-                s,
-                "<text x=\"{x:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"{colour}\" \
-                 text-anchor=\"{anchor}\">{}</text>",
-                y + 3.0,
-                xml(label)
-            );
-        }
-    }
-    for (i, node) in nodes.iter().enumerate() {
-        let Rect { x, y, w, h } = lay.boxes[i];
-        let (cx, cy) = (lay.boxes[i].cx(), lay.boxes[i].cy());
-        let (fill, line) = colours(&node.kind);
-        let (id, ty) = (xml(&node.id), node.type_name());
-        let _ = writeln!(s, "<g><title>{id} ({ty})</title>");
-        let rect = |rx: f64| {
-            format!(
-                "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{h:.1}\" rx=\"{rx:.1}\""
-            )
-        };
-        if let (NodeKind::Loop(spec), Some((ox, oy, sub))) = (&node.kind, &lay.inner[i]) {
-            let (box_, caption) = (rect(12.0), xml(&loop_caption(spec)));
-            let (tx, inner_at) = (x + 12.0, pt((x + ox, y + oy)));
-            let _ = writeln!(
-                s,
-                "{box_} fill=\"{fill}\" stroke=\"{line}\" stroke-width=\"1.6\" stroke-dasharray=\"8 4\"/>\n\
-                 <text x=\"{tx:.1}\" y=\"{:.1}\" {ID_STYLE}>{id}</text>\n\
-                 <text x=\"{tx:.1}\" y=\"{:.1}\" font-size=\"11\" fill=\"{line}\">{caption}</text>\n\
-                 <g transform=\"translate({inner_at})\">",
-                y + 18.0,
-                y + 33.0,
-            );
-            draw(sub, &spec.nodes, s);
-            s.push_str("</g>\n</g>\n");
-            continue;
-        }
-        let (shape, stroke) = match node.kind {
-            NodeKind::Branch(_) => {
-                let corners = [(cx, y), (x + w, cy), (cx, y + h), (x, cy)]
-                    .map(pt)
-                    .join(" ");
-                (format!("<polygon points=\"{corners}\""), 1.4)
-            }
-            NodeKind::Entry(_) => (rect(h / 2.0), 1.4),
-            NodeKind::End(_) => (rect(h / 2.0), 2.4),
-            _ => (rect(4.0), 1.4),
-        };
-        let _ = writeln!(
-            s,
-            "{shape} fill=\"{fill}\" stroke=\"{line}\" stroke-width=\"{stroke}\"/>\n\
-             <text x=\"{cx:.1}\" y=\"{:.1}\" text-anchor=\"middle\" {ID_STYLE}>{id}</text>\n\
-             <text x=\"{cx:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"11\" \
-             fill=\"{line}\">{ty}</text>\n</g>",
-            cy - 2.0,
-            cy + 12.0,
-        );
-    }
+/// The web UI's SVG drawing of the pipeline: as [`to_svg`] (top to bottom, or left to right),
+/// with hooks for CSS and JavaScript. The root is `<svg class="pipeline-graph" viewBox=…>`.
+/// Every node, loops included, is
+///
+/// ```text
+/// <g class="node" data-node="KEY" data-type="http" data-state="STATE">  (data-state: if annotated)
+///   <title>ID (TYPE)</title>
+///   <a href="HREF">                                                      (if linked)
+///     <rect class="shape" …/> (a <polygon class="shape"> for a branch)
+///     <text class="node-id">…</text> <text class="node-type">…</text> (a loop: class="loop-caption")
+///     <text class="state-label">TEXT</text>                              (always; may be empty)
+///   </a>
+/// </g>
+/// ```
+///
+/// A loop's template follows its group as `<g class="loop-body" data-loop="KEY">` (beside it,
+/// so a rule on the loop's state does not reach its template's nodes). Edges are
+/// `<path class="edge" data-from="KEY" data-to="KEY">` (`class="edge back"` for a back
+/// edge), their labels `<text class="edge-label">`. Colours are presentation attributes, which
+/// any CSS rule overrides, e.g. `g.node[data-state=failed] .shape { stroke: red }`.
+pub fn to_svg_with(pipeline: &Pipeline, options: &SvgOptions<'_>) -> String {
+    svg::render(pipeline, Some(options))
 }
 
 #[cfg(test)]
@@ -673,7 +240,7 @@ mod tests {
     use crate::parse::parse_pipeline;
 
     /// Parallel branches, a branch closing a cycle, and a loop with a two-node template.
-    const DEMO: &str = r#"
+    pub(super) const DEMO: &str = r#"
 type: pipeline
 nodes:
   - id: in
@@ -698,14 +265,14 @@ nodes:
   - {id: end, type: end}
 "#;
 
-    fn parse(yaml: &str) -> Pipeline {
+    pub(super) fn parse(yaml: &str) -> Pipeline {
         let (p, report) = parse_pipeline(yaml).expect("pipeline parses");
         assert!(report.is_ok(), "{report:?}");
         p
     }
 
     /// Balanced tags, only the five XML entities in text, a single root element.
-    fn check_xml(s: &str) -> Result<(), String> {
+    pub(super) fn check_xml(s: &str) -> Result<(), String> {
         let (mut stack, mut rest, mut roots) = (Vec::new(), s.trim(), 0);
         let bare_amp = |text: &str| {
             let ents = ["&amp;", "&lt;", "&gt;", "&quot;", "&apos;"];
@@ -767,7 +334,7 @@ nodes:
         assert!(check_xml("<svg><g></svg>").is_err() && check_xml("<svg>a & b</svg>").is_err());
     }
 
-    fn assert_layered(lay: &Layout) {
+    pub(super) fn assert_layered(lay: &Layout) {
         for r in &lay.routes {
             let (a, b) = (lay.boxes[r.from], lay.boxes[r.to]);
             if r.back {
@@ -882,5 +449,150 @@ nodes:
             layout(&p.nodes).layer.iter().filter(|&&l| l == 1).count(),
             1000
         );
+    }
+
+    /// `in` → `w-0` … `w-{n-3}` in parallel → `end`: `n` nodes.
+    pub(super) fn fan_out_yaml(n: usize) -> String {
+        let ids: Vec<String> = (0..n - 2).map(|i| format!("w-{i}")).collect();
+        let mut y = format!(
+            "nodes:\n  - {{id: in, type: entry, next: [{}]}}\n",
+            ids.join(", ")
+        );
+        for id in &ids {
+            y += &format!("  - {{id: {id}, type: node, next: [end]}}\n");
+        }
+        y + "  - {id: end, type: end}\n"
+    }
+
+    /// `in` → `c-1` → … → `end`: `n` nodes in a row.
+    pub(super) fn chain_yaml(n: usize) -> String {
+        let mut y = String::from("nodes:\n  - {id: in, type: entry, next: [c-1]}\n");
+        for i in 1..n - 1 {
+            let next = match i == n - 2 {
+                true => "end".to_string(),
+                false => format!("c-{}", i + 1),
+            };
+            y += &format!("  - {{id: c-{i}, type: node, next: [{next}]}}\n");
+        }
+        y + "  - {id: end, type: end}\n"
+    }
+
+    /// A chain of `loops` loops, each a template of `size` nodes: first → the rest but one in
+    /// parallel → last.
+    pub(super) fn loops_yaml(loops: usize, size: usize) -> String {
+        let mut y = String::from(
+            "nodes:\n  - {id: in, type: entry, api: {route: r, body: {xs: [1]}}, next: [l-0]}\n",
+        );
+        for l in 0..loops {
+            let next = match l + 1 == loops {
+                true => "end".to_string(),
+                false => format!("l-{}", l + 1),
+            };
+            y += &format!(
+                "  - id: l-{l}\n    type: loop\n    items: in.out.xs\n    next: [{next}]\n    nodes:\n"
+            );
+            let mid: Vec<String> = (0..size - 2).map(|k| format!("l{l}-m{k}")).collect();
+            y += &format!(
+                "      - {{id: l{l}-a, type: node, next: [{}]}}\n",
+                mid.join(", ")
+            );
+            for m in &mid {
+                y += &format!("      - {{id: {m}, type: node, next: [l{l}-z]}}\n");
+            }
+            y += &format!("      - {{id: l{l}-z, type: node}}\n");
+        }
+        y + "  - {id: end, type: end}\n"
+    }
+
+    /// A deterministic pseudo-random number below `m` (a linear congruential generator).
+    fn below(seed: &mut u64, m: u64) -> u64 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (*seed >> 33) % m.max(1)
+    }
+
+    /// 20 layers of 100 nodes, each linked to three pseudo-random nodes of the next 1–3 layers
+    /// (long edges, many crossings): 2,002 nodes.
+    pub(super) fn tangle_yaml() -> String {
+        let first: Vec<String> = (0..100).map(|k| format!("t0-{k}")).collect();
+        let mut y = format!(
+            "nodes:\n  - {{id: in, type: entry, next: [{}]}}\n",
+            first.join(", ")
+        );
+        let mut seed = 7;
+        for l in 0..20u64 {
+            for k in 0..100 {
+                let next: Vec<String> = match l {
+                    19 => vec!["end".into()],
+                    _ => (0..3)
+                        .map(|_| {
+                            let to = l + 1 + below(&mut seed, 3).min(18 - l);
+                            format!("t{to}-{}", below(&mut seed, 100))
+                        })
+                        .collect(),
+                };
+                y += &format!(
+                    "  - {{id: t{l}-{k}, type: node, next: [{}]}}\n",
+                    next.join(", ")
+                );
+            }
+        }
+        y + "  - {id: end, type: end}\n"
+    }
+
+    /// Random nodes `{prefix}0`… (YAML list items at `indent`): forward edges, branches closing
+    /// cycles, and loops (nested up to two deep).
+    fn random_nodes(seed: &mut u64, prefix: &str, n: usize, depth: usize, indent: &str) -> String {
+        let mut y = String::new();
+        for i in 0..n {
+            let id = format!("{prefix}{i}");
+            // Always to the next one, so that every node is reachable and cycles are broken.
+            let mut next: Vec<String> = Vec::new();
+            if i + 1 < n {
+                next.push(format!("{prefix}{}", i + 1));
+                for _ in 0..below(seed, 3) {
+                    let to = i + 1 + below(seed, (n - i - 1) as u64) as usize;
+                    next.push(format!("{prefix}{to}"));
+                }
+            }
+            let next = next.join(", ");
+            match below(seed, 6) {
+                0 if i > 0 => {
+                    let back = below(seed, i as u64 + 1);
+                    let then = if next.is_empty() { "end" } else { &next };
+                    y += &format!(
+                        "{indent}- {{id: {id}, type: branch, if: 'true', then: {{next: [{then}]}}, \
+                         else: {{next: [{prefix}{back}]}}}}\n"
+                    );
+                }
+                1 if depth < 2 && i > 0 => {
+                    y += &format!(
+                        "{indent}- id: {id}\n{indent}  type: loop\n{indent}  items: in.out.xs\n\
+                         {indent}  next: [{next}]\n{indent}  nodes:\n"
+                    );
+                    let size = 1 + below(seed, 7) as usize;
+                    let inner = format!("{indent}    ");
+                    y += &random_nodes(seed, &format!("{id}x"), size, depth + 1, &inner);
+                }
+                _ => y += &format!("{indent}- {{id: {id}, type: node, next: [{next}]}}\n"),
+            }
+        }
+        y
+    }
+
+    /// Random pipelines (their loops' items are not checked: they only need to parse).
+    pub(super) fn random_pipelines(count: usize) -> Vec<Pipeline> {
+        let mut seed = 1;
+        (0..count)
+            .map(|k| {
+                let body = random_nodes(&mut seed, "n", 3 + (k * 7) % 40, 0, "  ");
+                let yaml = format!(
+                    "nodes:\n  - {{id: in, type: entry, api: {{route: r, body: {{xs: [1]}}}}, \
+                     next: [n0]}}\n{body}  - {{id: end, type: end}}\n"
+                );
+                parse_pipeline(&yaml).expect("parses").0
+            })
+            .collect()
     }
 }

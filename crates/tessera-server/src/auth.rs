@@ -144,7 +144,7 @@ impl Tokens {
         !self.by_digest.is_empty()
     }
 
-    fn check(&self, secret: &str) -> Option<Caller> {
+    pub(crate) fn check(&self, secret: &str) -> Option<Caller> {
         self.by_digest
             .get(&digest(secret))
             .map(|(name, role)| Caller {
@@ -158,28 +158,43 @@ fn digest(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
+/// Who sent a request: its bearer token, or (when `cookie_ok`) the web UI's sign-in cookie;
+/// everyone is an admin when tokens are off. `None`: no valid token.
+pub(crate) fn caller_of(
+    headers: &axum::http::HeaderMap,
+    state: &AppState,
+    cookie_ok: bool,
+) -> Option<Caller> {
+    if !state.tokens.enabled() {
+        return Some(Caller {
+            name: None,
+            role: Role::Admin,
+        });
+    }
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "));
+    match bearer {
+        Some(secret) => state.tokens.check(secret.trim()),
+        None if cookie_ok => {
+            let cookie = crate::ui::session::cookie(headers, crate::ui::session::TOKEN_COOKIE)?;
+            // Kept as hex: any secret is a valid cookie value that way.
+            let secret = String::from_utf8(hex::decode(cookie).ok()?).ok()?;
+            state.tokens.check(&secret)
+        }
+        None => None,
+    }
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
-        if !state.tokens.enabled() {
-            return Ok(Caller {
-                name: None,
-                role: Role::Admin,
-            });
-        }
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or(ApiError::Unauthorized)?;
-        let secret = header
-            .strip_prefix("Bearer ")
-            .ok_or(ApiError::Unauthorized)?;
-        state
-            .tokens
-            .check(secret.trim())
-            .ok_or(ApiError::Unauthorized)
+        // The UI's cookie opens reads only (its pages' images, downloads, item pages): a
+        // cross-site form can never use it to change anything through the API.
+        let cookie_ok = !crate::ui::session::is_write(&parts.method);
+        caller_of(&parts.headers, state, cookie_ok).ok_or(ApiError::Unauthorized)
     }
 }
 

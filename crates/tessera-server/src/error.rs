@@ -86,21 +86,31 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+/// What a client is told of an error (the JSON API and the web UI's pages alike): server-side
+/// failures are logged here under an id, and only the id goes out.
+pub(crate) struct PublicError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Value,
+    pub error_id: Option<String>,
+}
+
+impl ApiError {
+    pub(crate) fn public(&self) -> PublicError {
         let (status, code) = self.status_and_code();
         let error_id = status.is_server_error().then(new_error_id);
         if let Some(id) = &error_id {
             tracing::error!(error_id = %id, error = %self, "request failed");
         }
-        let details = match &self {
+        let details = match self {
             ApiError::BadRequest { details, .. }
             | ApiError::Invalid { details, .. }
             | ApiError::Missing { details, .. } => details.clone(),
             _ => Value::Null,
         };
         // What went wrong inside is for the server's log, not for clients: they get its id.
-        let message = match (&self, &error_id) {
+        let message = match (self, &error_id) {
             (ApiError::Internal(_), Some(id)) => {
                 format!("internal error {id}; the details are in the server's log")
             }
@@ -109,6 +119,25 @@ impl IntoResponse for ApiError {
             }
             (other, _) => other.to_string(),
         };
+        PublicError {
+            status,
+            code,
+            message,
+            details,
+            error_id,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let PublicError {
+            status,
+            code,
+            message,
+            details,
+            error_id,
+        } = self.public();
         let mut error = json!({"code": code, "message": message, "details": details});
         if let Some(id) = error_id {
             error["error_id"] = Value::String(id);

@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod registry;
 mod routes;
 pub mod state;
+mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

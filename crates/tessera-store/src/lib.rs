@@ -264,6 +264,17 @@ pub trait Logs: Send + Sync {
 
     /// Log lines of one node instance (all attempts), or of the whole task when `key` is None.
     fn logs(&self, task_id: &str, key: Option<&str>) -> Result<Vec<LogLine>, StoreError>;
+
+    /// Lines of one node instance stored after line number `after` (numbers increase in the
+    /// order lines are stored; 0 is before the first), at most `limit`, each with its number:
+    /// what a follower of a running node's log has not seen yet.
+    fn logs_after(
+        &self,
+        task_id: &str,
+        key: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, LogLine)>, StoreError>;
 }
 
 /// Cached node outputs.

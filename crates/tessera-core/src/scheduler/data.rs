@@ -176,6 +176,11 @@ impl Scheduler {
             m => m,
         };
         self.inst[idx].state = NodeState::Running;
+        // Recorded as running with its item count: a document shows the loop's progress
+        // (n of m items) from the store, whichever process runs it.
+        self.tallies
+            .insert(idx, crate::loops::LoopTally::of(n, &[]));
+        self.record_node_state(idx, NodeState::Running);
         self.loops.insert(
             idx,
             LoopRun {
@@ -237,6 +242,8 @@ impl Scheduler {
         };
         let node = self.node_of(idx);
         self.inst[idx].state = NodeState::Running;
+        self.tallies
+            .insert(idx, crate::loops::LoopTally::of(work.items.len(), &[]));
         let input = self.inst[idx].input.clone().unwrap_or_default();
         self.run_job(idx, node, input, Vec::new(), Some(Arc::new(work)));
     }

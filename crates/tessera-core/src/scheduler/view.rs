@@ -32,12 +32,16 @@ impl Scheduler {
         with_input: bool,
         cached: bool,
     ) {
-        // A loop's tally goes with the record of its end (and only that one).
-        let tally = match state.is_terminal() {
-            true => self.tallies.remove(&idx),
-            false => None,
-        }
-        .filter(|_| state == NodeState::Finished);
+        // A loop's tally goes with its running record (its item count) and with the record
+        // of its end when it finished.
+        let tally = match state {
+            NodeState::Running => self.tallies.get(&idx).cloned(),
+            s if s.is_terminal() => self
+                .tallies
+                .remove(&idx)
+                .filter(|_| s == NodeState::Finished),
+            _ => None,
+        };
         let i = &self.inst[idx];
         let node = self.plan.node(i.node);
         let failed = matches!(state, NodeState::Failed);

@@ -293,6 +293,8 @@ fn chunked_summary(
     }
     let (done, failed_n, total) =
         chunks.map_or((0, 0, None), |c| (c.items, c.failed, Some(c.total)));
+    // Before its first chunk is committed, its running record says how many items it has.
+    let total = total.or(l.tally.as_ref().map(|t| t.items));
     counts.insert("finished".into(), done - failed_n);
     if failed_n > 0 {
         counts.insert("failed".into(), failed_n);
@@ -360,8 +362,9 @@ fn branches_summary(l: &NodeRunRow, members: &[(u64, &NodeRunRow)]) -> LoopSumma
             });
         }
     }
-    let total = match (l.state, &l.output) {
-        (NodeState::Finished, Some(o)) => o.member_list_len("items"),
+    let total = match (l.state, &l.tally, &l.output) {
+        (_, Some(tally), _) => Some(tally.items as usize),
+        (NodeState::Finished, None, Some(o)) => o.member_list_len("items"),
         _ => None,
     };
     let total = total.map_or(items.len() as u64, |n| n as u64);

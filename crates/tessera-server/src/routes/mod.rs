@@ -5,7 +5,7 @@ mod callbacks;
 mod objects;
 pub(crate) mod pipelines;
 pub(crate) mod schedules;
-mod submit;
+pub(crate) mod submit;
 mod system;
 pub(crate) mod tasks;
 
@@ -68,12 +68,16 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/services/{route}", post(submit::submit))
         .route("/api/v1/callbacks/{token}", post(callbacks::callback))
         .layer(DefaultBodyLimit::max(max_upload));
-    Router::new()
+    // Errors of the API are JSON; the web UI's pages have their own (HTML).
+    let api = Router::new()
         .merge(json_routes)
         .merge(upload_routes)
         .merge(info_routes)
+        .layer(axum::middleware::map_response(json_errors));
+    Router::new()
+        .merge(api)
+        .merge(crate::ui::router(state.clone()))
         .fallback(|| async { ApiError::not_found("route", "this path") })
-        .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
 }
 

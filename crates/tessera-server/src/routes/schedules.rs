@@ -204,7 +204,7 @@ pub async fn backfill(
 }
 
 /// Schedule commands off the async threads, their refusals as API errors.
-async fn run_blocking<T: Send + 'static>(
+pub(crate) async fn run_blocking<T: Send + 'static>(
     f: impl FnOnce(&dyn tessera_store::Store) -> Result<T, schedules::ScheduleCommandError>
     + Send
     + 'static,

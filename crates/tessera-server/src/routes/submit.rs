@@ -91,6 +91,25 @@ pub async fn submit(
     Path(route): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
+    let id = start(&state, &caller, &route, request).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, format!("/api/v1/tasks/{id}"))],
+        Json(json!({"task_id": id})),
+    )
+        .into_response())
+}
+
+/// Starts a task of pipeline `route` from a request whose body follows the entry's
+/// `api.body` (JSON, or multipart with its binary fields); returns the task's id. The API and
+/// the web UI's form start tasks through this one path, with the same checks and messages.
+pub(crate) async fn start(
+    state: &AppState,
+    caller: &Caller,
+    route: &str,
+    request: Request,
+) -> Result<String, ApiError> {
+    let (state, route) = (state.clone(), route.to_string());
     caller.require(&[Role::User, Role::Admin])?;
     let cached = current_pipeline(&state, &route).await?;
     let row = &cached.row;
@@ -197,12 +216,7 @@ pub async fn submit(
             return Err(e);
         }
     }
-    Ok((
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, format!("/api/v1/tasks/{id}"))],
-        Json(json!({"task_id": id})),
-    )
-        .into_response())
+    Ok(id)
 }
 
 /// Streams the binary fields to the object store; `data` (JSON) and text fields become input.

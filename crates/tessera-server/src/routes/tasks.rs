@@ -103,13 +103,17 @@ fn decode_cursor(c: &str) -> Option<(u64, String)> {
 }
 
 /// The task if it exists and the caller may see it (404 otherwise: no existence leak).
-async fn visible_task(state: &AppState, caller: &Caller, id: &str) -> Result<TaskRow, ApiError> {
+pub(crate) async fn visible_task(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<TaskRow, ApiError> {
     visible_task_read(state, caller, id, tessera_store::ValueRead::Sizes).await
 }
 
 /// The task, if the caller may see it; its big input and result read as `values` says (by
 /// their size unless a route serves them).
-async fn visible_task_read(
+pub(crate) async fn visible_task_read(
     state: &AppState,
     caller: &Caller,
     id: &str,
@@ -279,7 +283,22 @@ pub async fn cancel(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let task = visible_task(&state, &caller, &id).await?;
+    cancel_task(&state, &caller, &id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"task_id": id, "state": "cancelling"})),
+    ))
+}
+
+/// Asks the task's holder to cancel it (this process, another, or none: then marked here).
+/// The API and the web UI cancel through this.
+pub(crate) async fn cancel_task(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<(), ApiError> {
+    let (state, id) = (state.clone(), id.to_string());
+    let task = visible_task(&state, caller, &id).await?;
     if task.task_state().is_terminal() {
         return Err(ApiError::Conflict(format!(
             "task {id} already {}",
@@ -302,10 +321,7 @@ pub async fn cancel(
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))??;
     }
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"task_id": id, "state": "cancelling"})),
-    ))
+    Ok(())
 }
 
 /// `POST /api/v1/tasks/{id}/resume`, with an optional JSON body `{"pipeline": …, "input": …}`:
@@ -317,8 +333,21 @@ pub async fn resume(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let task = visible_task(&state, &caller, &id).await?;
-    let fix = resume_fix(&state, &body, &task.definition).await?;
+    resume_task(&state, &caller, &id, &body).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"task_id": id}))))
+}
+
+/// Resumes a task, with the fix `body` asks for (see [`resume`]); the API and the web UI
+/// resume through this.
+pub(crate) async fn resume_task(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    let (state, id) = (state.clone(), id.to_string());
+    let task = visible_task_read(&state, caller, &id, tessera_store::ValueRead::Sizes).await?;
+    let fix = resume_fix(&state, body, &task.definition).await?;
     let engine = state.engine.clone();
     let i = id.clone();
     // An API-only server reopens the task for a worker; otherwise it runs it.
@@ -334,7 +363,7 @@ pub async fn resume(
     if let Some(handle) = handle {
         track(&state, handle);
     }
-    Ok((StatusCode::ACCEPTED, Json(json!({"task_id": id}))))
+    Ok(())
 }
 
 /// The fix a resume body asks for; a new input is checked against the entry's `api.body` of

@@ -6,6 +6,7 @@ mod faults;
 mod hardening;
 mod races;
 mod support;
+mod ui;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -290,4 +290,40 @@ impl Logs for PgStore {
             })
             .collect()
     }
+
+    fn logs_after(
+        &self,
+        task_id: &str,
+        key: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, LogLine)>, StoreError> {
+        let rows: Vec<PgRow> = self.block(async {
+            Ok(sqlx::query(
+                "SELECT id, task_id, key, attempt, stream, line, at FROM logs
+                 WHERE task_id = $1 AND key = $2 AND id > $3 ORDER BY id LIMIT $4",
+            )
+            .bind(task_id)
+            .bind(key)
+            .bind(crate::int(after))
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?)
+        })?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<i64, _>(0)? as u64,
+                    LogLine {
+                        task_id: r.try_get(1)?,
+                        key: r.try_get(2)?,
+                        attempt: r.try_get::<i64, _>(3)? as u32,
+                        stream: r.try_get(4)?,
+                        line: r.try_get(5)?,
+                        at: r.try_get::<i64, _>(6)? as u64,
+                    },
+                ))
+            })
+            .collect()
+    }
 }

@@ -309,4 +309,35 @@ impl Logs for SqliteStore {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+
+    fn logs_after(
+        &self,
+        task_id: &str,
+        key: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, LogLine)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, task_id, key, attempt, stream, line, at FROM logs
+             WHERE task_id = ?1 AND key = ?2 AND id > ?3 ORDER BY id LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(
+            params![task_id, key, crate::int(after), limit as i64],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    LogLine {
+                        task_id: r.get(1)?,
+                        key: r.get(2)?,
+                        attempt: r.get(3)?,
+                        stream: r.get(4)?,
+                        line: r.get(5)?,
+                        at: r.get::<_, i64>(6)? as u64,
+                    },
+                ))
+            },
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
 }

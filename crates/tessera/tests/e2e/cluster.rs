@@ -534,3 +534,83 @@ nodes:
 fn a_batch_job_killed_on_one_worker_resumes_on_another_on_postgres() {
     crate::leases::batch_job_moves_to_another_worker(Some(&fresh_database()));
 }
+
+/// The web UI's live task view on an API-only server follows a task a worker runs: its
+/// snapshots come from the shared store (the server runs nothing itself), through to the end;
+/// the log of a node the worker ran streams there too.
+#[test]
+fn a_task_page_on_one_server_follows_a_task_a_worker_runs() {
+    let env = Env::new();
+    let db = fresh_database();
+    let api = server(&env, &db, free_port());
+    let _worker = worker(&env, &db, &api.url);
+    let rt = rt();
+    let client = reqwest::Client::new();
+    rt.block_on(async {
+        store_pipeline(
+            &client,
+            &api.url,
+            "nodes:\n  - {id: in, type: entry, api: {route: steps}, next: [a]}\n  \
+             - {id: a, type: command, shell: true, command: \"echo one; sleep 0.6; echo two; echo '{}'\", next: [b]}\n  \
+             - {id: b, type: command, shell: true, command: \"sleep 0.6; echo '{}'\", next: [end]}\n  \
+             - {id: end, type: end}\n",
+        )
+        .await;
+        let id = crate::server::submit_json(&client, &api.url, "steps", &json!({})).await;
+        let live = client
+            .get(format!("{}/ui/tasks/{id}/live", api.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(live.status().as_u16(), 200);
+        let mut stream = live.bytes_stream();
+        let (mut text, mut states) = (String::new(), Vec::new());
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) {
+            use futures::StreamExt;
+            let Ok(Some(Ok(chunk))) =
+                tokio::time::timeout(Duration::from_secs(30), stream.next()).await
+            else {
+                break;
+            };
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = text.find("\n\n") {
+                let frame: String = text.drain(..end + 2).collect();
+                if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data:")) {
+                    let snap: Value = serde_json::from_str(data.trim()).unwrap();
+                    states.push(snap);
+                }
+            }
+            if states.last().is_some_and(|s| s["state"] == "finished") {
+                break;
+            }
+        }
+        let last = states.last().expect("snapshots");
+        assert_eq!(last["state"], "finished", "{states:?}");
+        assert!(states.len() >= 2, "followed while it ran: {states:?}");
+        let node_states = |s: &Value, key: &str| {
+            s["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["key"] == key)
+                .map(|n| n["state"].as_str().unwrap().to_string())
+        };
+        assert!(
+            states.iter().any(|s| node_states(s, "a").as_deref() == Some("finished")
+                && node_states(s, "b").as_deref() != Some("finished")),
+            "a state between the nodes was seen: {states:?}"
+        );
+        // The log of `a`, which the worker ran, read through this server.
+        let log = client
+            .get(format!("{}/ui/tasks/{id}/nodes/a/log/live", api.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(log.contains("\"text\":\"one\"") && log.contains("\"text\":\"two\""), "{log}");
+        assert!(log.contains("event: end"), "{log}");
+    });
+}

@@ -2,6 +2,7 @@
 //! server on 127.0.0.1, kill -9 and resume.
 
 mod batch;
+mod browser;
 mod cli_small;
 mod cluster;
 mod docs;
@@ -19,6 +20,7 @@ mod server;
 mod server_small;
 mod services_cli;
 mod support;
+mod ui_browser;
 
 use std::time::Duration;
 

@@ -33,7 +33,10 @@ impl Env {
     }
 
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_tessera"));
+        // `TESSERA_TEST_BIN` runs the tests against another build (a release one, for figures).
+        let bin = std::env::var("TESSERA_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tessera").to_string());
+        let mut c = Command::new(bin);
         c.current_dir(self.dir.path())
             .env("TESSERA_DATA_DIR", self.path("data"))
             // Short leases: a task of a process killed with -9 is free again within 0.5 s
