@@ -148,6 +148,7 @@ struct Shared {
     batch_boards: Mutex<std::collections::HashMap<String, Arc<batch::BatchBoard>>>,
     /// Chunked loops under way, per task (for progress).
     loop_boards: Mutex<std::collections::HashMap<String, Arc<loops::LoopBoard>>>,
+    raster_boards: Mutex<std::collections::HashMap<String, Arc<raster::RasterBoard>>>,
     /// Tasks whose driver runs in this process now: a task recorded as ours but missing here
     /// was given up (its driver stopped) and can be taken over.
     drivers: Mutex<std::collections::HashSet<String>>,
@@ -182,6 +183,14 @@ impl Shared {
         boards.remove(task_id);
         let mut loops = self.loop_boards.lock().unwrap_or_else(|p| p.into_inner());
         loops.remove(task_id);
+        let mut rasters = self.raster_boards.lock().unwrap_or_else(|p| p.into_inner());
+        rasters.remove(task_id);
+    }
+
+    /// The raster tile maps of a task (created on first use).
+    fn raster_board(&self, task_id: &str) -> Arc<raster::RasterBoard> {
+        let mut boards = self.raster_boards.lock().unwrap_or_else(|p| p.into_inner());
+        boards.entry(task_id.to_string()).or_default().clone()
     }
 
     fn loop_board(&self, task_id: &str) -> Arc<loops::LoopBoard> {
@@ -355,6 +364,7 @@ pub struct TaskHandle {
     progress: Arc<Mutex<Progress>>,
     batches: Arc<batch::BatchBoard>,
     loops: Arc<loops::LoopBoard>,
+    rasters: Arc<raster::RasterBoard>,
     events: events::EventSender,
     done: Arc<events::DoneSlot<Result<Outcome, EngineError>>>,
 }
@@ -371,6 +381,7 @@ impl TaskHandle {
         p.batches = self.batches.snapshot();
         p.loops.extend(self.loops.snapshot());
         p.loops.sort_by(|a, b| a.key.cmp(&b.key));
+        p.rasters = self.rasters.snapshot();
         p
     }
 
@@ -457,6 +468,7 @@ impl Engine {
                 callbacks: events::Waiters::default(),
                 batch_boards: Mutex::default(),
                 loop_boards: Mutex::default(),
+                raster_boards: Mutex::default(),
                 drivers: Mutex::default(),
                 held: Mutex::default(),
                 scratch,
@@ -881,6 +893,7 @@ impl Engine {
         let progress = Arc::new(Mutex::new(Progress::default()));
         let batches = self.shared.batch_board(&id);
         let loops = self.shared.loop_board(&id);
+        let rasters = self.shared.raster_board(&id);
         let shared = self.shared.clone();
         let board_id = id.clone();
         let driver = driver::Driver::new(driver::DriverContext {
@@ -954,6 +967,7 @@ impl Engine {
             progress,
             batches,
             loops,
+            rasters,
             events: events_tx,
             done,
         })

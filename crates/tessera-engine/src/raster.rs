@@ -17,6 +17,67 @@ use tessera_raster::{DType, RasterError, Tiling};
 use crate::jobs::{CancelFlag, CancelOnDrop, JobContext};
 use crate::template::{no_objects, render};
 
+/// The tile maps of one task's raster jobs, by node key: what its page draws while they run.
+#[derive(Debug, Default)]
+pub(crate) struct RasterBoard {
+    maps: std::sync::Mutex<std::collections::BTreeMap<String, TileMap>>,
+}
+
+#[derive(Debug)]
+struct TileMap {
+    cols: usize,
+    rows: usize,
+    done: usize,
+    /// One letter per tile (`RasterProgress::STATES`), row by row.
+    tiles: Vec<u8>,
+}
+
+impl RasterBoard {
+    fn update(&self, key: &str, p: &job::Progress) {
+        let mut maps = self.maps.lock().unwrap_or_else(|e| e.into_inner());
+        let map = maps.entry(key.to_string()).or_insert_with(|| TileMap {
+            cols: p.cols,
+            rows: p.rows,
+            done: 0,
+            tiles: vec![b'.'; p.cols * p.rows],
+        });
+        map.done = p.done;
+        if let Some((tile, state)) = p.tile {
+            let at = tile.row * map.cols + tile.col;
+            if let Some(t) = map.tiles.get_mut(at) {
+                *t = letter(state);
+            }
+        }
+    }
+
+    pub fn snapshot(&self) -> Vec<tessera_core::scheduler::RasterProgress> {
+        let maps = self.maps.lock().unwrap_or_else(|e| e.into_inner());
+        maps.iter()
+            .map(|(key, m)| tessera_core::scheduler::RasterProgress {
+                key: key.clone(),
+                cols: m.cols,
+                rows: m.rows,
+                done: m.done,
+                total: m.cols * m.rows,
+                tiles: String::from_utf8_lossy(&m.tiles).into_owned(),
+            })
+            .collect()
+    }
+}
+
+fn letter(state: tessera_raster::TileState) -> u8 {
+    use tessera_raster::TileState as S;
+    match state {
+        S::Queued => b'q',
+        S::Reading => b'r',
+        S::Computing => b'c',
+        S::Writing => b'w',
+        S::Cached => b'C',
+        S::Delivered => b'd',
+        S::Failed => b'f',
+    }
+}
+
 pub(crate) async fn run(ctx: &mut JobContext, spec: &RasterSpec) -> Result<Value, JobError> {
     let values = ctx.template_values();
     let scope = values.scope();
@@ -94,8 +155,10 @@ pub(crate) async fn run(ctx: &mut JobContext, spec: &RasterSpec) -> Result<Value
     };
     let cancel = Arc::new(CancelFlag::default());
     let _guard = CancelOnDrop(cancel.clone());
+    let (board, key) = (ctx.engine.raster_board(&ctx.task_id), ctx.key.clone());
     let report = tokio::task::spawn_blocking(move || {
-        job::run(&job_spec, &mut |_| {
+        job::run(&job_spec, &mut |p| {
+            board.update(&key, &p);
             if cancel.flag.load(Ordering::SeqCst) {
                 ControlFlow::Break(())
             } else {

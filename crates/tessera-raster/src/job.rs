@@ -98,6 +98,12 @@ pub struct Progress {
     pub total: usize,
     /// Compute function calls so far (0 on a warm cache).
     pub computed: usize,
+    /// The grid of the tiles `done` counts: columns and rows.
+    pub cols: usize,
+    pub rows: usize,
+    /// The tile of that grid whose state just changed, and its new state (for a tile map);
+    /// `None` on the last call.
+    pub tile: Option<(crate::error::TileIndex, TileState)>,
 }
 
 /// Statistics of one output band, over its valid (not nodata) pixels.
@@ -226,7 +232,8 @@ pub fn run(
         None => (spec.compute_tile, Tiling::Compute),
     };
     let (width, height) = (footprint.width(), footprint.height());
-    let total = width.div_ceil(tile) * height.div_ceil(tile);
+    let (cols, rows) = (width.div_ceil(tile), height.div_ceil(tile));
+    let total = cols * rows;
     let strips: Vec<_> = (0..height)
         .step_by(tile)
         .map(|row| {
@@ -284,6 +291,9 @@ pub fn run(
                 done: seen.len(),
                 total,
                 computed: computed.load(Ordering::Relaxed),
+                cols,
+                rows,
+                tile: (event.tiling == tiling).then_some((event.tile, event.state)),
             });
             if flow.is_break() {
                 stop.store(true, Ordering::SeqCst);
@@ -335,6 +345,9 @@ pub fn run(
         done: total,
         total,
         computed: computed.load(Ordering::Relaxed),
+        cols,
+        rows,
+        tile: None,
     });
     Ok(JobReport {
         output: spec.output.clone(),

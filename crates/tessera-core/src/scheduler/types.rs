@@ -307,6 +307,34 @@ pub struct Progress {
     pub loops: Vec<LoopProgress>,
     /// Batch jobs under way (filled by the engine, which runs them).
     pub batches: Vec<BatchProgress>,
+    /// Raster jobs' tile maps (filled by the engine, which runs them).
+    pub rasters: Vec<RasterProgress>,
+}
+
+/// A raster job's tiles: a grid of `cols` × `rows`, each tile's latest state as one letter,
+/// row by row (see [`RasterProgress::STATES`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RasterProgress {
+    pub key: String,
+    pub cols: usize,
+    pub rows: usize,
+    pub done: usize,
+    pub total: usize,
+    pub tiles: String,
+}
+
+impl RasterProgress {
+    /// The letters of a tile map and the states they stand for.
+    pub const STATES: [(char, &'static str); 8] = [
+        ('.', "waiting"),
+        ('q', "queued"),
+        ('r', "reading"),
+        ('c', "computing"),
+        ('w', "writing"),
+        ('C', "cached"),
+        ('d', "delivered"),
+        ('f', "failed"),
+    ];
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

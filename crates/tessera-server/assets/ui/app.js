@@ -5,6 +5,8 @@
   var TERMINAL = { finished: 1, failed: 1, cancelled: 1 };
   var KNOWN = { pending: 1, waiting: 1, ready: 1, running: 1, finished: 1, failed: 1, skipped: 1, cancelled: 1 };
 
+  var TILE = { ".": "waiting", q: "queued", r: "reading", c: "computing", w: "writing", C: "cached", d: "delivered", f: "failed" };
+
   function word(s) { return KNOWN[s] ? s : "other"; }
 
   function badge(el, state) {
@@ -140,6 +142,16 @@
         if (p) { if (l.items) p.max = l.items; p.value = l.done; }
         var t = box.querySelector(".loop-text");
         if (t) t.textContent = l.text;
+      });
+      (s.rasters || []).forEach(function (r) {
+        var box = root.querySelector('.raster[data-raster="' + cssEscape(r.key) + '"]');
+        if (!box) return;
+        var rects = box.querySelectorAll("svg.tile-map rect");
+        if (rects.length === r.cells.length) {
+          for (var i = 0; i < rects.length; i++) rects[i].setAttribute("class", "t-" + (TILE[r.cells[i]] || "waiting"));
+        }
+        var t = box.querySelector(".raster-text");
+        if (t) t.textContent = fmt(r.done) + " of " + fmt(r.total) + " tiles done";
       });
       if (TERMINAL[s.state]) {
         // The result and the actions are the server's to render: reload once.

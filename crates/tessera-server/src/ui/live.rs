@@ -119,6 +119,7 @@ pub(super) fn snapshot(
         "seq": seq, "state": doc.state, "error": doc.error,
         "updated_at": tessera_core::time::json(Some(doc.updated_at)),
         "nodes": nodes, "loops": loops,
+        "rasters": progress.map_or(Vec::new(), |p| p.rasters.iter().map(super::tiles::snapshot).collect()),
         "batches": doc.batches.iter().map(|b| json!({
             "key": b["key"], "state": b["state"],
             "committed": b["counts"]["chunk_states"]["committed"],

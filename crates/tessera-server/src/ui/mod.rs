@@ -15,6 +15,7 @@ mod pipelines;
 mod run_form;
 pub(crate) mod session;
 mod tasks;
+mod tiles;
 
 use axum::Router;
 use axum::response::{IntoResponse, Response};

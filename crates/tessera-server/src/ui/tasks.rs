@@ -145,6 +145,14 @@ pub async fn page(
     b.push_str(&super::pipelines::node_definitions(&task.definition));
     b.push_str(&loops_section(&doc));
     b.push_str(&batches_section(&doc));
+    let live_rasters = state
+        .running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&doc.id)
+        .map(|h| h.progress().rasters)
+        .unwrap_or_default();
+    b.push_str(&rasters_section(&doc, &live_rasters));
     b.push_str(&result_section(&state, &doc).await?);
     b.push_str("</div>\n");
     Ok(ui_page(
@@ -347,6 +355,57 @@ fn batches_section(doc: &TaskDocument) -> String {
             s.push_str("</ul>");
         }
         s.push_str("</div>\n");
+    }
+    s.push_str("</section>\n");
+    s
+}
+
+/// Each raster node: its tile map while this server runs it; what its tiles were once done.
+fn rasters_section(doc: &TaskDocument, live: &[tessera_core::scheduler::RasterProgress]) -> String {
+    let rasters: Vec<_> = doc
+        .nodes
+        .iter()
+        .filter(|n| n.node_type == "raster")
+        .collect();
+    if rasters.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("<section id=\"rasters\"><h2>Rasters</h2>\n");
+    for n in rasters {
+        if let Some(r) = live.iter().find(|r| r.key == n.key)
+            && n.state.as_str() != "finished"
+        {
+            s.push_str(&super::tiles::map(r));
+            continue;
+        }
+        let output = doc
+            .runs
+            .iter()
+            .rev()
+            .find(|r| r.key == n.key && r.output.is_some())
+            .and_then(|r| r.output.as_ref())
+            .map(|o| o.clone().into_value());
+        let text = match (&output, n.state.as_str()) {
+            (Some(o), "finished") => format!(
+                "{} × {} pixels · {} {} tiles, {} computed, {} reused from the cache",
+                o["width"],
+                o["height"],
+                count(o["tiles"]["total"].as_u64().unwrap_or(0)),
+                esc(o["tiles"]["tiling"].as_str().unwrap_or("")),
+                count(o["tiles"]["computed"].as_u64().unwrap_or(0)),
+                count(o["tiles"]["reused"].as_u64().unwrap_or(0)),
+            ),
+            (_, "running") => {
+                "running elsewhere: its tile map is drawn on the server that runs it".into()
+            }
+            (_, state) => esc(state).to_string(),
+        };
+        let _ = write!(
+            s,
+            "<div class=\"raster\" data-raster=\"{}\"><h3><code>{}</code></h3><p class=\"raster-text\">{text}</p></div>\n",
+            esc(&n.key),
+            esc(&n.key)
+        );
     }
     s.push_str("</section>\n");
     s

@@ -371,3 +371,66 @@ fn ui_big_pages_stay_fast_figures() {
         "the page never holds the loop's instances: {dom}"
     );
 }
+
+#[test]
+fn ui_raster_tile_map_fills_while_the_job_runs() {
+    let env = Env::new();
+    let server = serve(&env, free_port());
+    let input = env.path("big.tif");
+    let made = std::process::Command::new("gdal_create")
+        .args([
+            "-outsize", "6144", "6144", "-bands", "1", "-ot", "Float32", "-burn", "1",
+        ])
+        .args(["-co", "TILED=YES", input.to_str().unwrap()])
+        .output()
+        .expect("gdal_create (gdal-bin, installed by scripts/test-env/system-packages.sh)");
+    assert!(made.status.success(), "{made:?}");
+    let output = env.path("out.tif");
+    post_pipeline(
+        &server.url,
+        &format!(
+            "nodes:\n  - {{id: in, type: entry, api: {{route: dbl}}, next: [calc]}}\n  \
+             - {{id: calc, type: raster, inputs: {{a: {}}}, expr: \"sqrt(a * 2 + a * a) / (a + 1)\", \
+             output: {}, tile: 128, threads: 1, next: [end]}}\n  - {{id: end, type: end}}\n",
+            input.display(),
+            output.display()
+        ),
+    );
+    let client = ::reqwest::Client::new();
+    let id = rt().block_on(submit_json(&client, &server.url, "dbl", &json!({})));
+    // Once the raster node runs, its page draws its tile map and fills it live.
+    wait_for("the raster node to start", Duration::from_secs(20), || {
+        let doc: Value = rt().block_on(async {
+            client
+                .get(format!("{}/api/v1/tasks/{id}", server.url))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        });
+        doc["nodes"].as_array().is_some_and(|n| {
+            n.iter()
+                .any(|n| n["key"] == "calc" && n["state"] == "running")
+        })
+    });
+    let b = Browser::start();
+    b.goto(&format!("{}/ui/tasks/{id}", server.url));
+    let cells = b.find_all("svg.tile-map rect").len();
+    assert_eq!(
+        cells,
+        24 * 24,
+        "one cell per computation tile (24 × 24 of 256 px: no cache)"
+    );
+    let done = "document.querySelectorAll('svg.tile-map rect.t-delivered, svg.tile-map rect.t-cached').length";
+    let first = b.execute(&format!("return {done};")).as_u64().unwrap();
+    b.wait_until(&format!("{done} > {first} + 20"), Duration::from_secs(30));
+    let text = b.text(".raster .raster-text");
+    assert!(text.contains("of 576 tiles done"), "{text}");
+    // At the end the page says what the tiles were.
+    wait_page_state(&b, "finished", Duration::from_secs(60));
+    b.goto(&format!("{}/ui/tasks/{id}", server.url));
+    let text = b.text(".raster .raster-text");
+    assert!(text.contains("6144 × 6144 pixels"), "{text}");
+}
