@@ -29,6 +29,8 @@ impl Topology {
             .map(|(i, node)| (node.id.as_str(), i))
             .collect();
         let mut all_succs: Vec<Vec<usize>> = vec![Vec::new(); n];
+        // Edges seen: a node with thousands of successors is not scanned per successor.
+        let mut seen_edges: std::collections::HashSet<(usize, usize)> = Default::default();
         for (i, node) in nodes.iter().enumerate() {
             let fields: Vec<(String, &Vec<String>)> = match &node.kind {
                 NodeKind::Branch(b) => vec![
@@ -41,7 +43,7 @@ impl Topology {
                 for (k, id) in ids.iter().enumerate() {
                     match index.get(id.as_str()) {
                         Some(&j) => {
-                            if !all_succs[i].contains(&j) {
+                            if seen_edges.insert((i, j)) {
                                 all_succs[i].push(j);
                             }
                         }
@@ -81,9 +83,10 @@ impl Topology {
         }
         let mut succs = vec![Vec::new(); n];
         let mut preds = vec![Vec::new(); n];
+        let back: std::collections::HashSet<(usize, usize)> = back_edges.iter().copied().collect();
         for (i, list) in all_succs.iter().enumerate() {
             for &j in list {
-                if !back_edges.contains(&(i, j)) {
+                if !back.contains(&(i, j)) {
                     succs[i].push(j);
                     preds[j].push(i);
                 }
