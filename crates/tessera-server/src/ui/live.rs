@@ -26,7 +26,7 @@ use tessera_store::{LogLine, ValueRead};
 use super::UiError;
 use super::html::duration;
 use super::session::Viewer;
-use super::tasks::{annotation_of, engine_store, loop_text};
+use super::tasks::{annotation_of, engine_store, loop_done, loop_text};
 use crate::routes::tasks::visible_task;
 use crate::state::AppState;
 
@@ -90,12 +90,7 @@ pub(super) fn snapshot(
         .loops
         .iter()
         .map(|l| {
-            let mut done: u64 = l
-                .counts
-                .iter()
-                .filter(|(k, _)| matches!(k.as_str(), "finished" | "failed"))
-                .map(|(_, n)| n)
-                .sum();
+            let mut done = loop_done(l);
             let mut items = l.items;
             let mut text = loop_text(l);
             // A loop run here: the engine's own count is fresher (items evaluated and not

@@ -49,95 +49,118 @@ async fn body_of(state: &AppState, name: &str) -> Result<(Body, Option<String>),
 /// Submitted text per field name, to fill the form again after an error.
 type Filled = Vec<(String, String)>;
 
-fn render(
-    state: &AppState,
-    viewer: &Viewer,
-    name: &str,
-    summary: Option<&str>,
-    body: &Body,
-    filled: &Filled,
-    error: Option<(&str, &Value)>,
-) -> super::html::Page {
-    let mut b = String::new();
-    let _ = write!(
-        b,
-        "<h1>Run <a href=\"/ui/pipelines/{}\">{}</a></h1>\n",
-        seg(name),
-        esc(name)
-    );
-    if let Some(s) = summary {
-        let _ = write!(b, "<p class=\"lead\">{}</p>\n", esc(s));
-    }
-    if let Some((message, details)) = error {
+/// The run form of one pipeline, for one viewer.
+struct RunPage<'a> {
+    state: &'a AppState,
+    viewer: &'a Viewer,
+    name: &'a str,
+    summary: Option<&'a str>,
+    body: &'a Body,
+}
+
+impl RunPage<'_> {
+    /// The form, filled with `filled`, with what was wrong when `error` says.
+    fn render(&self, filled: &Filled, error: Option<(&str, &Value)>) -> super::html::Page {
+        let RunPage {
+            state,
+            viewer,
+            name,
+            summary,
+            body,
+        } = *self;
+        let mut b = String::new();
         let _ = write!(
             b,
-            "<div class=\"error\" role=\"alert\"><p>{}</p>",
-            esc(message)
+            "<h1>Run <a href=\"/ui/pipelines/{}\">{}</a></h1>\n",
+            seg(name),
+            esc(name)
         );
-        if let Some(list) = details.as_array().filter(|l| !l.is_empty()) {
-            b.push_str("<ul>");
-            for d in list {
-                let field = d["field"].as_str().or(d["path"].as_str()).unwrap_or("");
-                let msg = d["message"].as_str().unwrap_or("");
-                let _ = write!(b, "<li><code>{}</code>: {}</li>", esc(field), esc(msg));
-            }
-            b.push_str("</ul>");
+        if let Some(s) = summary {
+            let _ = write!(b, "<p class=\"lead\">{}</p>\n", esc(s));
         }
-        b.push_str("</div>\n");
-    }
-    let value_of = |key: &str| {
-        filled
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    };
-    let action = format!("/ui/pipelines/{}/run?csrf={}", seg(name), seg(&viewer.csrf));
-    match body {
-        Body::Files(files) => {
+        if let Some((message, details)) = error {
             let _ = write!(
                 b,
-                "<form method=\"post\" action=\"{}\" enctype=\"multipart/form-data\" class=\"run\">",
-                esc(&action)
+                "<div class=\"error\" role=\"alert\"><p>{}</p>",
+                esc(message)
             );
-            for f in files {
+            if let Some(list) = details.as_array().filter(|l| !l.is_empty()) {
+                b.push_str("<ul>");
+                for d in list {
+                    let field = d["field"].as_str().or(d["path"].as_str()).unwrap_or("");
+                    let msg = d["message"].as_str().unwrap_or("");
+                    let _ = write!(b, "<li><code>{}</code>: {}</li>", esc(field), esc(msg));
+                }
+                b.push_str("</ul>");
+            }
+            b.push_str("</div>\n");
+        }
+        let value_of = |key: &str| {
+            filled
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        let action = format!("/ui/pipelines/{}/run?csrf={}", seg(name), seg(&viewer.csrf));
+        match body {
+            Body::Files(files) => {
                 let _ = write!(
                     b,
-                    "<label for=\"f-{0}\">{0} (file)</label><input id=\"f-{0}\" name=\"{0}\" type=\"file\" required>",
-                    esc(f)
+                    "<form method=\"post\" action=\"{}\" enctype=\"multipart/form-data\" class=\"run\">",
+                    esc(&action)
                 );
-            }
-            let _ = write!(
-                b,
-                "<label for=\"f-data\">Other input fields (JSON object, optional)</label>\
-                 <textarea id=\"f-data\" name=\"data\" rows=\"4\" spellcheck=\"false\">{}</textarea>",
-                esc(value_of("data").unwrap_or(""))
-            );
-        }
-        Body::Json(example) => {
-            let _ = write!(
-                b,
-                "<form method=\"post\" action=\"{}\" class=\"run\">",
-                esc(&action)
-            );
-            match example {
-                Some(fields) => {
-                    for (key, ex) in fields {
-                        b.push_str(&field(key, ex, value_of(&format!("f.{key}"))));
-                    }
-                }
-                None => {
+                for f in files {
                     let _ = write!(
                         b,
-                        "<label for=\"f-input\">Input (JSON object)</label>\
-                         <textarea id=\"f-input\" name=\"input\" rows=\"8\" spellcheck=\"false\">{}</textarea>",
-                        esc(value_of("input").unwrap_or("{}"))
+                        "<label for=\"f-{0}\">{0} (file)</label><input id=\"f-{0}\" name=\"{0}\" type=\"file\" required>",
+                        esc(f)
                     );
+                }
+                let _ = write!(
+                    b,
+                    "<label for=\"f-data\">Other input fields (JSON object, optional)</label>\
+                 <textarea id=\"f-data\" name=\"data\" rows=\"4\" spellcheck=\"false\">{}</textarea>",
+                    esc(value_of("data").unwrap_or(""))
+                );
+            }
+            Body::Json(example) => {
+                let _ = write!(
+                    b,
+                    "<form method=\"post\" action=\"{}\" class=\"run\">",
+                    esc(&action)
+                );
+                match example {
+                    Some(fields) => {
+                        for (key, ex) in fields {
+                            b.push_str(&field(key, ex, value_of(&format!("f.{key}"))));
+                        }
+                    }
+                    None => {
+                        let _ = write!(
+                            b,
+                            "<label for=\"f-input\">Input (JSON object)</label>\
+                         <textarea id=\"f-input\" name=\"input\" rows=\"8\" spellcheck=\"false\">{}</textarea>",
+                            esc(value_of("input").unwrap_or("{}"))
+                        );
+                    }
                 }
             }
         }
+        b.push_str("<button type=\"submit\">Start the task</button></form>\n");
+        super::pipelines::shell(state, viewer, &format!("Run {name}"), "pipelines", b)
     }
-    b.push_str("<button type=\"submit\">Start the task</button></form>\n");
-    super::pipelines::shell(state, viewer, &format!("Run {name}"), "pipelines", b)
+
+    /// The form again, filled as it was sent, with what was wrong.
+    fn rejected(&self, filled: &Filled, e: ApiError) -> Response {
+        let public = e.public();
+        let mut page = self.render(filled, Some((&public.message, &public.details)));
+        page.status = if public.status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+            StatusCode::BAD_REQUEST
+        } else {
+            public.status
+        };
+        page.into_response()
+    }
 }
 
 /// One typed field for `key`, whose example value is `ex`.
@@ -187,16 +210,14 @@ pub async fn form(
         .caller
         .require(&[crate::auth::Role::User, crate::auth::Role::Admin])?;
     let (body, summary) = body_of(&state, &name).await?;
-    Ok(render(
-        &state,
-        &viewer,
-        &name,
-        summary.as_deref(),
-        &body,
-        &Vec::new(),
-        None,
-    )
-    .into_response())
+    let page = RunPage {
+        state: &state,
+        viewer: &viewer,
+        name: &name,
+        summary: summary.as_deref(),
+        body: &body,
+    };
+    Ok(page.render(&Vec::new(), None).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -264,6 +285,13 @@ pub async fn submit(
         return Err(forged());
     }
     let (body, summary) = body_of(&state, &name).await?;
+    let page = RunPage {
+        state: &state,
+        viewer: &viewer,
+        name: &name,
+        summary: summary.as_deref(),
+        body: &body,
+    };
     let (request, filled) = match &body {
         // Multipart goes to the API's path as it is (its parts are streamed to the store).
         Body::Files(_) => (request, Vec::new()),
@@ -287,17 +315,7 @@ pub async fn submit(
             };
             let json = match json {
                 Ok(j) => j,
-                Err(e) => {
-                    return Ok(rejected(
-                        &state,
-                        &viewer,
-                        &name,
-                        summary.as_deref(),
-                        &body,
-                        &filled,
-                        e,
-                    ));
-                }
+                Err(e) => return Ok(page.rejected(&filled, e)),
             };
             let request = Request::builder()
                 .method("POST")
@@ -313,45 +331,9 @@ pub async fn submit(
             e @ (ApiError::BadRequest { .. }
             | ApiError::Invalid { .. }
             | ApiError::UnsupportedMediaType(_)),
-        ) => Ok(rejected(
-            &state,
-            &viewer,
-            &name,
-            summary.as_deref(),
-            &body,
-            &filled,
-            e,
-        )),
+        ) => Ok(page.rejected(&filled, e)),
         Err(e) => Err(e.into()),
     }
-}
-
-/// The form again, filled as it was sent, with what was wrong.
-fn rejected(
-    state: &AppState,
-    viewer: &Viewer,
-    name: &str,
-    summary: Option<&str>,
-    body: &Body,
-    filled: &Filled,
-    e: ApiError,
-) -> Response {
-    let public = e.public();
-    let mut page = render(
-        state,
-        viewer,
-        name,
-        summary,
-        body,
-        filled,
-        Some((&public.message, &public.details)),
-    );
-    page.status = if public.status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
-        StatusCode::BAD_REQUEST
-    } else {
-        public.status
-    };
-    page.into_response()
 }
 
 #[cfg(test)]

@@ -80,14 +80,18 @@ pub(super) fn static_state(state: &str) -> &'static str {
     }
 }
 
-/// `412 of 1,000 items · 3 failed`.
-pub(super) fn loop_text(l: &LoopSummary) -> String {
-    let done: u64 = l
-        .counts
+/// Items of a loop that ended, well or not.
+pub(super) fn loop_done(l: &LoopSummary) -> u64 {
+    l.counts
         .iter()
         .filter(|(k, _)| matches!(k.as_str(), "finished" | "failed"))
         .map(|(_, n)| n)
-        .sum();
+        .sum()
+}
+
+/// `412 of 1,000 items · 3 failed`.
+pub(super) fn loop_text(l: &LoopSummary) -> String {
+    let done = loop_done(l);
     let mut text = match l.items {
         Some(items) => format!("{} of {} items", count(done), count(items)),
         None => format!("{} items done", count(done)),
@@ -260,12 +264,7 @@ fn loops_section(doc: &TaskDocument) -> String {
     }
     let mut s = String::from("<section id=\"loops\"><h2>Loops</h2>\n");
     for l in &doc.loops {
-        let done: u64 = l
-            .counts
-            .iter()
-            .filter(|(k, _)| matches!(k.as_str(), "finished" | "failed"))
-            .map(|(_, n)| n)
-            .sum();
+        let done = loop_done(l);
         let _ = write!(
             s,
             "<div class=\"loop\" data-loop=\"{}\"><h3><code>{}</code> <span class=\"note\">{}</span></h3>\
