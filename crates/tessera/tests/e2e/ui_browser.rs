@@ -145,6 +145,22 @@ fn ui_face_blur_from_the_list_to_the_blurred_image() {
         Duration::from_secs(5),
     );
     assert!(b.text("#node-detect").contains("faces/detect"));
+    // The keyboard reaches the graph's nodes too: Tab onto one, Enter opens its definition.
+    let order = b.execute(
+        "var links = Array.from(document.querySelectorAll('a, button, input, textarea, summary')); \
+         return links.filter(function (e) { return e.closest('g.node'); }).map(function (e) { return e.tabIndex; });",
+    );
+    assert!(
+        order
+            .as_array()
+            .is_some_and(|t| !t.is_empty() && t.iter().all(|i| i.as_i64() >= Some(0))),
+        "graph nodes are in the tab order: {order}"
+    );
+    b.find("g.node[data-node='blur'] a").send_keys("\u{E007}");
+    b.wait_until(
+        "document.getElementById('node-blur').open === true && location.hash === '#node-blur'",
+        Duration::from_secs(5),
+    );
     // The form: a file picker for the image.
     b.click("a.button[href='/ui/pipelines/face-blur/run']");
     b.upload("input[type=file][name=image]", &image);
