@@ -47,21 +47,35 @@ pub async fn read(
         .content_type
         .clone()
         .unwrap_or_else(|| "application/octet-stream".into());
+    // Objects are whatever users uploaded or commands wrote: never a page of this site. They
+    // run no script and are never sniffed into HTML (the web UI shares this origin); only
+    // raster images are shown in place, anything else is a download.
+    let shown_inline = matches!(
+        content_type.as_str(),
+        "image/png" | "image/jpeg" | "image/gif" | "image/webp" | "image/avif" | "image/bmp"
+    );
+    let disposition = if shown_inline { "inline" } else { "attachment" };
     let mut headers = vec![
         (header::CONTENT_TYPE, content_type),
         (header::CONTENT_LENGTH, meta.size.to_string()),
         (header::ETAG, format!("\"{}\"", meta.sha256)),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "sandbox; default-src 'none'; img-src 'self'".to_string(),
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
     ];
-    if let Some(name) = &meta.name {
-        let safe: String = name
-            .chars()
-            .filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\')
-            .collect();
-        headers.push((
-            header::CONTENT_DISPOSITION,
-            format!("inline; filename=\"{safe}\""),
-        ));
-    }
+    let safe: String = meta
+        .name
+        .as_deref()
+        .unwrap_or("object")
+        .chars()
+        .filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\')
+        .collect();
+    headers.push((
+        header::CONTENT_DISPOSITION,
+        format!("{disposition}; filename=\"{safe}\""),
+    ));
     let mut resp = Body::from_stream(stream).into_response();
     for (k, v) in headers {
         if let Ok(v) = v.parse() {

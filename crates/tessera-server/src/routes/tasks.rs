@@ -283,7 +283,7 @@ pub async fn cancel(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    cancel_task(&state, &caller, &id).await?;
+    cancel_task(&state, &caller, &id, "cancelled through the API").await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"task_id": id, "state": "cancelling"})),
@@ -296,6 +296,7 @@ pub(crate) async fn cancel_task(
     state: &AppState,
     caller: &Caller,
     id: &str,
+    reason: &'static str,
 ) -> Result<(), ApiError> {
     let (state, id) = (state.clone(), id.to_string());
     let task = visible_task(&state, caller, &id).await?;
@@ -311,7 +312,7 @@ pub(crate) async fn cancel_task(
         running
             .get(&id)
             .filter(|h| !h.is_done())
-            .map(|h| h.cancel("cancelled through the API"))
+            .map(|h| h.cancel(reason))
             .is_some()
     };
     if !local {
@@ -347,7 +348,18 @@ pub(crate) async fn resume_task(
 ) -> Result<(), ApiError> {
     let (state, id) = (state.clone(), id.to_string());
     let task = visible_task_read(&state, caller, &id, tessera_store::ValueRead::Sizes).await?;
-    let fix = resume_fix(&state, body, &task.definition).await?;
+    let fix = resume_fix(&state, body, &task.definition, &task.pipeline).await?;
+    // A new definition is a new pipeline: its commands run on this machine, so only those
+    // who may store pipelines may bring one (a user may still resume, or give a new input).
+    if fix.definition.is_some() {
+        caller.require(&[Role::Admin]).map_err(|_| {
+            ApiError::Forbidden(
+                "resuming with a changed definition needs the admin role (it is a new \
+                 pipeline); resume without one, or with a new input only"
+                    .into(),
+            )
+        })?;
+    }
     let engine = state.engine.clone();
     let i = id.clone();
     // An API-only server reopens the task for a worker; otherwise it runs it.
@@ -372,6 +384,7 @@ async fn resume_fix(
     state: &AppState,
     body: &[u8],
     stored: &Value,
+    pipeline: &str,
 ) -> Result<tessera_engine::Fix, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(tessera_engine::Fix::default());
@@ -418,9 +431,10 @@ async fn resume_fix(
         None | Some(Value::Null) => None,
         Some(v) => {
             let bytes = v.to_string().into_bytes();
+            let pipeline = pipeline.to_string();
             Some(
                 tokio::task::spawn_blocking(move || {
-                    super::body::check_json_body(&bytes, example.as_ref(), "resume")
+                    super::body::check_json_body(&bytes, example.as_ref(), &pipeline)
                 })
                 .await
                 .map_err(|e| ApiError::Internal(e.to_string()))??,

@@ -94,7 +94,7 @@ pub async fn page(State(state): State<AppState>, viewer: Viewer) -> Result<Page,
     let _ = write!(
         b,
         "<div><dt>queued (waiting for a runner)</dt><dd data-figure=\"queued\">{}</dd></div>\
-         <div><dt>driven by this server</dt><dd data-figure=\"in_process\">{}</dd></div></dl></section>\n",
+         <div><dt>driven by this server (everyone's)</dt><dd data-figure=\"in_process\">{}</dd></div></dl></section>\n",
         count(f["queued"].as_u64().unwrap_or(0)),
         count(f["in_process"].as_u64().unwrap_or(0)),
     );

@@ -241,7 +241,7 @@ pub(super) fn log_line_text(l: &LogLine, with_key: bool) -> String {
         _ => "engine: ",
     };
     if with_key {
-        format!("[{}#{}] {stream}{}", l.key, l.attempt, l.line)
+        format!("[{} attempt {}] {stream}{}", l.key, l.attempt, l.line)
     } else {
         format!("{stream}{}", l.line)
     }

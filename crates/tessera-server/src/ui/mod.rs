@@ -48,7 +48,43 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/ui/login", get(login::form).post(login::submit))
         .route("/ui/logout", post(login::logout))
         .route("/ui/assets/{file}", get(assets::serve))
+        .route(
+            "/ui/{*rest}",
+            axum::routing::any(|| async {
+                html::error_page(axum::http::StatusCode::NOT_FOUND, "there is no such page")
+            }),
+        )
+        .layer(axum::middleware::map_response(html_errors))
         .layer(axum::middleware::from_fn(session::csrf_cookie))
+}
+
+/// Errors axum makes itself (a malformed query, a wrong method, a missing content type) come
+/// as plain text or nothing: on the UI they become pages too, with the same status.
+async fn html_errors(resp: Response) -> Response {
+    use axum::http::header;
+    let status = resp.status();
+    let is_html = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/html"));
+    if status.as_u16() < 400 || is_html {
+        return resp;
+    }
+    let body = axum::body::to_bytes(resp.into_body(), 16 * 1024)
+        .await
+        .unwrap_or_default();
+    let text: String = String::from_utf8_lossy(&body).chars().take(300).collect();
+    let message = match text.trim() {
+        "" => match status {
+            axum::http::StatusCode::METHOD_NOT_ALLOWED => {
+                "this page does not take that method (forms post, pages get)".to_string()
+            }
+            other => other.canonical_reason().unwrap_or("error").to_string(),
+        },
+        t => t.to_string(),
+    };
+    html::error_page(status, &message)
 }
 
 /// An error on a UI page: the API's error, as a page (same status, same public message).

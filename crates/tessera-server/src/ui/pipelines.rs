@@ -40,8 +40,10 @@ pub async fn list(
     let owner = viewer.caller.owner_filter();
     let page_no = q.page.unwrap_or(0);
     let scripts = state.engine.scripts().clone();
-    let (rows, stats, schedules, recent) = state
+    let (rows, stats, schedules, recent, announced) = state
         .blocking(move |s| {
+            let announced: std::collections::HashSet<String> =
+                s.list_services()?.into_iter().map(|r| r.name).collect();
             let rows = s.list_pipelines()?;
             let stats = s.task_stats(owner.as_deref())?;
             let schedules = tessera_engine::schedules::schedule_views(s, &scripts, now_millis())?;
@@ -61,7 +63,7 @@ pub async fn list(
                 })?;
                 recent.insert(name, tasks);
             }
-            Ok((rows, stats, schedules, recent))
+            Ok((rows, stats, schedules, recent, announced))
         })
         .await?;
     let mut counts: HashMap<&str, HashMap<&str, u64>> = HashMap::new();
@@ -125,17 +127,7 @@ pub async fn list(
         b.push_str("<td>");
         b.push_str(&schedule_cell(schedule_of.get(p.name.as_str())));
         b.push_str("</td><td>");
-        let unavailable = unavailable_services(&state, &p.definition);
-        if unavailable.is_empty() {
-            b.push_str(&badge("available"));
-        } else {
-            let _ = write!(
-                b,
-                "{} <span class=\"note\">{}</span>",
-                badge("unavailable"),
-                esc(&unavailable.join(", "))
-            );
-        }
+        b.push_str(&services_cell(&state, &p.definition, &announced));
         b.push_str("</td><td class=\"counts\">");
         let c = counts.get(p.name.as_str());
         let n = |k: &str| c.and_then(|c| c.get(k)).copied().unwrap_or(0);
@@ -180,6 +172,59 @@ pub(super) fn shell(
     p
 }
 
+/// The services a pipeline calls and whether they answer: a name nobody announced, or a
+/// service that stopped announcing, is unavailable; a pipeline calling none says so.
+fn services_cell(
+    state: &AppState,
+    definition: &Value,
+    announced: &std::collections::HashSet<String>,
+) -> String {
+    let mut called = Vec::new();
+    let mut visit = |nodes: &Value| {
+        for n in nodes.as_array().into_iter().flatten() {
+            if n["type"] == "service" {
+                let target = n["service"].as_str().or(n["url"].as_str()).unwrap_or("?");
+                called.push((target.to_string(), n["service"].is_string()));
+            }
+        }
+    };
+    visit(&definition["nodes"]);
+    for n in definition["nodes"].as_array().into_iter().flatten() {
+        visit(&n["nodes"]);
+    }
+    if called.is_empty() {
+        return "<span class=\"note\">calls none</span>".into();
+    }
+    let stopped = unavailable_services(state, definition);
+    let missing: Vec<String> = called
+        .iter()
+        .filter_map(|(target, by_name)| {
+            let name = target.split('/').next().unwrap_or(target);
+            if stopped.contains(target) {
+                Some(format!("{target} (stopped announcing)"))
+            } else if *by_name && !announced.contains(name) {
+                Some(format!("{target} (not announced)"))
+            } else {
+                None
+            }
+        })
+        .collect();
+    let names: Vec<&str> = called.iter().map(|(t, _)| t.as_str()).collect();
+    if missing.is_empty() {
+        format!(
+            "{} <span class=\"note\">{}</span>",
+            badge("available"),
+            esc(&names.join(", "))
+        )
+    } else {
+        format!(
+            "{} <span class=\"note\">{}</span>",
+            badge("unavailable"),
+            esc(&missing.join(", "))
+        )
+    }
+}
+
 fn schedule_cell(view: Option<&Value>) -> String {
     let Some(v) = view else {
         return "<span class=\"note\">by hand</span>".into();
@@ -192,7 +237,7 @@ fn schedule_cell(view: Option<&Value>) -> String {
     } else if let Some(next) = v["next_tick"].as_str() {
         let _ = write!(
             s,
-            "<div class=\"note\">next <time datetime=\"{0}\">{0}</time></div>",
+            " <span class=\"note\">next <time datetime=\"{0}\">{0}</time></span>",
             esc(next)
         );
     }
@@ -248,7 +293,8 @@ pub async fn page(
     let before = match q.before.as_deref() {
         None => None,
         Some(text) => Some(parse_cursor(text).ok_or_else(|| {
-            ApiError::bad_request(format!("`before` must be `created_at,id`, not `{text}`"))
+            let shown: String = text.chars().take(40).filter(|c| !c.is_control()).collect();
+            ApiError::bad_request(format!("`before` must be `created_at,id`, not `{shown}`"))
         })?),
     };
     let owner = viewer.caller.owner_filter();
@@ -361,15 +407,26 @@ pub async fn page(
     b.push_str("<section id=\"tasks\"><h2>Tasks</h2>\n");
     let more = tasks.len() > TASKS_PER_PAGE;
     b.push_str(&task_table(&tasks[..tasks.len().min(TASKS_PER_PAGE)]));
-    if more {
-        let last = &tasks[TASKS_PER_PAGE - 1];
-        let _ = write!(
-            b,
-            "<nav class=\"pager\" aria-label=\"tasks pages\"><a href=\"/ui/pipelines/{}?before={},{}#tasks\">Older tasks</a></nav>",
-            seg(&row.name),
-            last.created_at,
-            seg(&last.id)
-        );
+    if more || q.before.is_some() {
+        b.push_str("<nav class=\"pager\" aria-label=\"tasks pages\">");
+        if q.before.is_some() {
+            let _ = write!(
+                b,
+                "<a href=\"/ui/pipelines/{}#tasks\">Newest tasks</a>",
+                seg(&row.name)
+            );
+        }
+        if more {
+            let last = &tasks[TASKS_PER_PAGE - 1];
+            let _ = write!(
+                b,
+                "<a href=\"/ui/pipelines/{}?before={},{}#tasks\">Older tasks</a>",
+                seg(&row.name),
+                last.created_at,
+                seg(&last.id)
+            );
+        }
+        b.push_str("</nav>");
     }
     b.push_str("</section>\n");
     Ok(shell(&state, &viewer, &row.name, "pipelines", b))

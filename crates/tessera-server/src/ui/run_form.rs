@@ -173,10 +173,17 @@ fn field(key: &str, ex: &Value, filled: Option<&str>) -> String {
             "<label for=\"{id}\">{label} (text)</label><input id=\"{id}\" name=\"{name}\" type=\"text\" value=\"{}\">",
             esc(filled.unwrap_or(s))
         ),
-        Value::Number(n) => format!(
-            "<label for=\"{id}\">{label} (number)</label><input id=\"{id}\" name=\"{name}\" type=\"number\" step=\"any\" value=\"{}\">",
-            esc(filled.unwrap_or(&n.to_string()))
-        ),
+        Value::Number(n) => {
+            let (kind, step) = if n.is_f64() {
+                ("number", "any")
+            } else {
+                ("whole number", "1")
+            };
+            format!(
+                "<label for=\"{id}\">{label} ({kind})</label><input id=\"{id}\" name=\"{name}\" type=\"number\" step=\"{step}\" value=\"{}\">",
+                esc(filled.unwrap_or(&n.to_string()))
+            )
+        }
         Value::Bool(v) => {
             let checked = filled.map_or(*v, |f| f == "true" || f == "on");
             format!(
@@ -241,20 +248,23 @@ fn typed_input(example: &Map<String, Value>, filled: &Filled) -> Result<Value, A
         };
         let value = match ex {
             Value::String(_) => Ok(Value::String(text.to_string())),
-            Value::Number(_) => text
+            Value::Number(n) if !n.is_f64() => text
                 .trim()
                 .parse::<i64>()
                 .map(Value::from)
-                .or_else(|_| {
-                    text.trim()
-                        .parse::<f64>()
-                        .ok()
-                        .and_then(serde_json::Number::from_f64)
-                        .map(Value::Number)
-                        .ok_or(())
-                })
-                .map_err(|()| format!("`{text}` is not a number")),
-            Value::Bool(_) => Ok(Value::Bool(text == "true" || text == "on")),
+                .map_err(|_| format!("`{text}` is not a whole number")),
+            Value::Number(_) => text
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map(Value::Number)
+                .ok_or_else(|| format!("`{text}` is not a number")),
+            Value::Bool(_) => match text {
+                "true" | "on" => Ok(Value::Bool(true)),
+                "false" => Ok(Value::Bool(false)),
+                other => Err(format!("`{other}` is not true or false")),
+            },
             _ => serde_json::from_str(text).map_err(|e| format!("not JSON: {e}")),
         };
         match value {
@@ -343,25 +353,36 @@ mod tests {
 
     #[test]
     fn fields_take_the_example_types() {
-        let ex = json!({"name": "a", "n": 1, "ok": false, "xs": [1]});
+        let ex = json!({"name": "a", "n": 1.5, "k": 1, "ok": false, "xs": [1]});
         let ex = ex.as_object().unwrap();
         let filled: Filled = vec![
             ("f.name".into(), "bob".into()),
             ("f.n".into(), "2.5".into()),
+            ("f.k".into(), "7".into()),
             ("f.ok".into(), "false".into()),
             ("f.ok".into(), "true".into()),
             ("f.xs".into(), "[1, 2]".into()),
         ];
         assert_eq!(
             typed_input(ex, &filled).unwrap(),
-            json!({"name": "bob", "n": 2.5, "ok": true, "xs": [1, 2]})
+            json!({"name": "bob", "n": 2.5, "k": 7, "ok": true, "xs": [1, 2]})
         );
-        let bad: Filled = vec![("f.n".into(), "two".into()), ("f.xs".into(), "[1,".into())];
+        let bad: Filled = vec![
+            ("f.n".into(), "two".into()),
+            ("f.k".into(), "2.5".into()),
+            ("f.ok".into(), "maybe".into()),
+            ("f.xs".into(), "[1,".into()),
+        ];
         let ApiError::BadRequest { details, .. } = typed_input(ex, &bad).unwrap_err() else {
             panic!("a bad request");
         };
-        assert_eq!(details[0]["field"], "n");
-        assert_eq!(details[1]["field"], "xs");
+        let fields: Vec<&str> = details
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["field"].as_str().unwrap())
+            .collect();
+        assert_eq!(fields, ["n", "k", "ok", "xs"]);
     }
 
     #[test]

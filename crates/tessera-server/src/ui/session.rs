@@ -149,8 +149,11 @@ impl FromRequestParts<AppState> for Viewer {
 
 /// A local path to go back to after signing in (never another site: `//host`, `/\host`).
 pub fn safe_next(next: Option<&str>) -> &str {
+    // Visible ASCII only: a tab or a newline would let a browser read `/\t/host` as `//host`
+    // (and cannot go in a `Location` header anyway); no backslash anywhere.
+    let visible = |n: &str| n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\');
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") => n,
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && visible(n) => n,
         _ => "/",
     }
 }
@@ -205,5 +208,9 @@ mod tests {
         assert_eq!(safe_next(Some("/\\evil.example")), "/");
         assert_eq!(safe_next(Some("https://evil.example")), "/");
         assert_eq!(safe_next(None), "/");
+        assert_eq!(safe_next(Some("/\t/evil.example")), "/");
+        assert_eq!(safe_next(Some("/\n/x")), "/");
+        assert_eq!(safe_next(Some("/a\\b")), "/");
+        assert_eq!(safe_next(Some("/ui/x?next=%2F")), "/ui/x?next=%2F");
     }
 }

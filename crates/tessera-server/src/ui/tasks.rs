@@ -146,7 +146,6 @@ pub async fn page(
         );
     }
     b.push_str(&nodes_table(&doc));
-    b.push_str(&super::pipelines::node_definitions(&task.definition));
     b.push_str(&loops_section(&doc));
     b.push_str(&batches_section(&doc));
     let live_rasters = state
@@ -158,6 +157,8 @@ pub async fn page(
         .unwrap_or_default();
     b.push_str(&rasters_section(&doc, &live_rasters));
     b.push_str(&result_section(&state, &doc).await?);
+    b.push_str(&input_section(&doc));
+    b.push_str(&super::pipelines::node_definitions(&task.definition));
     b.push_str("</div>\n");
     Ok(ui_page(
         &state,
@@ -207,7 +208,7 @@ fn actions(doc: &TaskDocument, viewer: &Viewer, definition: &Value) -> String {
         );
     }
     s.push_str("</div>\n");
-    if matches!(doc.state.as_str(), "failed" | "cancelled" | "finished") {
+    if matches!(doc.state.as_str(), "failed" | "cancelled") {
         let _ = write!(
             s,
             "<details class=\"fix\"><summary>Resume with a changed definition…</summary>\
@@ -288,8 +289,10 @@ fn loops_section(doc: &TaskDocument) -> String {
             for f in l.failed.iter().take(LISTED) {
                 let _ = write!(
                     s,
-                    "<li>item {} · <code>{}</code>: {}</li>",
+                    "<li>item {} · <a href=\"/ui/tasks/{}/nodes/{}/log\"><code>{}</code></a>: {}</li>",
                     f.index,
+                    seg(&doc.id),
+                    seg(&f.node),
                     esc(&f.node),
                     esc(&f.error)
                 );
@@ -471,6 +474,19 @@ async fn result_section(state: &AppState, doc: &TaskDocument) -> Result<String, 
     Ok(s)
 }
 
+/// The task's input (a big one by its size, with where to read it whole).
+fn input_section(doc: &TaskDocument) -> String {
+    let body = match doc.input_bytes {
+        Some(bytes) => format!(
+            "<p>The input is {} bytes: <a href=\"/api/v1/tasks/{}?values=full\">the task with its input whole</a> (JSON).</p>",
+            count(bytes),
+            seg(&doc.id)
+        ),
+        None => json_block(&doc.input.clone().into_value(), 64 * 1024),
+    };
+    format!("<section id=\"input\"><h2>Input</h2>{body}</section>\n")
+}
+
 /// Object references (`{"$object": …}`) anywhere in a value, in order.
 fn collect_objects<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
     match v {
@@ -500,7 +516,7 @@ pub async fn cancel(
     if !super::session::csrf_ok(&headers, form.csrf.as_deref()) {
         return Err(forged());
     }
-    cancel_task(&state, &viewer.caller, &id).await?;
+    cancel_task(&state, &viewer.caller, &id, "cancelled from the web UI").await?;
     Ok(Redirect::to(&format!("/ui/tasks/{}", seg(&id))).into_response())
 }
 
@@ -520,17 +536,82 @@ pub async fn resume(
         body.insert("pipeline".into(), Value::String(p));
     }
     if let Some(i) = form.input.filter(|i| !i.trim().is_empty()) {
-        let v: Value = serde_json::from_str(&i)
-            .map_err(|e| ApiError::bad_request(format!("the new input is not JSON: {e}")))?;
-        body.insert("input".into(), v);
+        match serde_json::from_str::<Value>(&i) {
+            Ok(v) => {
+                body.insert("input".into(), v);
+            }
+            Err(e) => {
+                body.insert("input".into(), Value::String(i));
+                let e = ApiError::bad_request(format!("the new input is not JSON: {e}"));
+                return Ok(resume_refused(&state, &viewer, &id, &body, e));
+            }
+        }
     }
     let bytes = if body.is_empty() {
         Vec::new()
     } else {
-        Value::Object(body).to_string().into_bytes()
+        Value::Object(body.clone()).to_string().into_bytes()
     };
-    resume_task(&state, &viewer.caller, &id, &bytes).await?;
-    Ok(Redirect::to(&format!("/ui/tasks/{}", seg(&id))).into_response())
+    match resume_task(&state, &viewer.caller, &id, &bytes).await {
+        Ok(()) => Ok(Redirect::to(&format!("/ui/tasks/{}", seg(&id))).into_response()),
+        Err(e) => Ok(resume_refused(&state, &viewer, &id, &body, e)),
+    }
+}
+
+/// A refused resume: why (each problem of a changed definition or input listed), and the
+/// form again with what was sent.
+fn resume_refused(
+    state: &AppState,
+    viewer: &Viewer,
+    id: &str,
+    sent: &serde_json::Map<String, Value>,
+    e: ApiError,
+) -> Response {
+    let public = e.public();
+    let mut b = format!(
+        "<h1>Resume refused</h1>\n<p class=\"lead\">Task <a href=\"/ui/tasks/{}\"><code>{}</code></a></p>\n\
+         <div class=\"error\" role=\"alert\"><p>{}</p>",
+        seg(id),
+        esc(id),
+        esc(&public.message)
+    );
+    if let Some(list) = public.details.as_array().filter(|l| !l.is_empty()) {
+        b.push_str("<ul>");
+        for d in list {
+            let place = [d["node"].as_str(), d["field"].as_str(), d["path"].as_str()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" · ");
+            let msg = d["message"]
+                .as_str()
+                .map_or_else(|| d.to_string(), str::to_string);
+            let _ = write!(b, "<li><code>{}</code> {}</li>", esc(&place), esc(&msg));
+        }
+        b.push_str("</ul>");
+    }
+    b.push_str("</div>\n");
+    let text = |k: &str| match sent.get(k) {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    };
+    let _ = write!(
+        b,
+        "<form method=\"post\" action=\"/ui/tasks/{}/resume\" class=\"run\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+         <label for=\"fix-pipeline\">Definition (YAML or JSON; blank: unchanged)</label>\
+         <textarea id=\"fix-pipeline\" name=\"pipeline\" rows=\"14\" spellcheck=\"false\">{}</textarea>\
+         <label for=\"fix-input\">New input (JSON; blank: unchanged)</label>\
+         <textarea id=\"fix-input\" name=\"input\" rows=\"4\" spellcheck=\"false\">{}</textarea>\
+         <button type=\"submit\">Resume with these</button></form>\n",
+        seg(id),
+        esc(&viewer.csrf),
+        esc(&text("pipeline")),
+        esc(&text("input")),
+    );
+    let mut page = ui_page(state, viewer, "Resume refused", "pipelines", b);
+    page.status = public.status;
+    page.into_response()
 }
 
 /// A node's log: its lines so far, then (with JavaScript) the lines to come, live.
@@ -587,7 +668,8 @@ pub async fn log_page(
     b.push_str(&esc(&text).to_string());
     b.push_str("</pre>\n");
     if logs.lines.is_empty() {
-        b.push_str("<p class=\"note\" id=\"log-empty\">No line yet.</p>");
+        let none = if running { "No line yet." } else { "No line." };
+        let _ = write!(b, "<p class=\"note\" id=\"log-empty\">{none}</p>");
     }
     Ok(ui_page(&state, &viewer, &format!("Log of {node}"), "pipelines", b).into_response())
 }

@@ -220,7 +220,7 @@ async fn a_task_started_from_the_form_lands_on_its_page_with_its_result() {
         .await;
     assert_eq!(status, 400);
     assert!(
-        html.contains("<code>n</code>: `two` is not a number"),
+        html.contains("<code>n</code>: `two` is not a whole number"),
         "{html}"
     );
     assert!(html.contains("<code>tags</code>: not JSON"), "{html}");
@@ -535,4 +535,142 @@ async fn the_engine_page_shows_totals_and_its_live_figures() {
         "{figures}"
     );
     assert!(figures["pipelines"]["hostile"].is_object(), "{figures}");
+}
+
+#[tokio::test]
+async fn an_uploaded_page_never_runs_as_this_sites_page() {
+    let f = start().await;
+    let yaml = "nodes:\n  - {id: in, type: entry, api: {route: keep, body: [doc, pic]}, next: [end]}\n  - {id: end, type: end}\n";
+    assert_eq!(f.post_yaml(yaml).await.0, 201);
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "doc",
+            reqwest::multipart::Part::bytes(b"<script>fetch('/ui/engine')</script>".to_vec())
+                .file_name("page.html")
+                .mime_str("text/html")
+                .unwrap(),
+        )
+        .part(
+            "pic",
+            reqwest::multipart::Part::bytes(vec![0x89, b'P', b'N', b'G'])
+                .file_name("pic.png")
+                .mime_str("image/png")
+                .unwrap(),
+        );
+    let id = f.submit_form("keep", form).await;
+    f.wait_task(&id).await;
+    let (_, result) = f.get(&format!("/api/v1/tasks/{id}/result")).await;
+    for (field, disposition) in [("doc", "attachment"), ("pic", "inline")] {
+        let url = result[field]["url"].as_str().unwrap();
+        let r = reqwest::get(f.url(url)).await.unwrap();
+        let h = r.headers();
+        assert!(
+            h["content-disposition"]
+                .to_str()
+                .unwrap()
+                .starts_with(disposition),
+            "{field}: {h:?}"
+        );
+        assert!(
+            h["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("sandbox")
+        );
+        assert_eq!(h["x-content-type-options"], "nosniff");
+    }
+}
+
+#[tokio::test]
+async fn only_an_admin_resumes_with_a_changed_definition() {
+    let f = with_tokens().await;
+    let yaml = "nodes:\n  - {id: in, type: entry, api: {route: fails}, next: [work]}\n  - {id: work, type: command, command: [\"false\"], next: [end]}\n  - {id: end, type: end}\n";
+    assert_eq!(f.post_yaml_as(ADMIN, yaml).await, 201);
+    let doc = f.run_as(USER, "fails", &json!({})).await;
+    assert_eq!(doc["state"], "failed");
+    let id = doc["id"].as_str().unwrap();
+    let fixed = yaml
+        .replace("[\\\"false\\\"]", "[\\\"true\\\"]")
+        .replace("[\"false\"]", "[\"true\"]");
+    let r = f
+        .http
+        .post(f.url(&format!("/api/v1/tasks/{id}/resume")))
+        .bearer_auth(secret(USER))
+        .json(&json!({"pipeline": fixed}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403, "a user cannot bring new commands");
+    assert!(r.text().await.unwrap().contains("admin role"));
+    let r = f
+        .http
+        .post(f.url(&format!("/api/v1/tasks/{id}/resume")))
+        .bearer_auth(secret(ADMIN))
+        .json(&json!({"pipeline": fixed}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let (_, doc) = f.get_as(ADMIN, &format!("/api/v1/tasks/{id}")).await;
+    let start = Instant::now();
+    let mut doc = doc;
+    while doc["state"] != "finished" && start.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        doc = f.get_as(ADMIN, &format!("/api/v1/tasks/{id}")).await.1;
+    }
+    assert_eq!(doc["state"], "finished", "{doc}");
+}
+
+#[tokio::test]
+async fn odd_requests_get_html_error_pages_never_a_500() {
+    let f = start_with(&[ADMIN], Limits::default()).await;
+    let mut b = Browser::default();
+    for (path, status) in [
+        ("/ui/nope", 404),
+        ("/ui/pipelines/", 404),
+        ("/ui/login?next=/%0A/x", 200),
+    ] {
+        let (got, html, headers) = b.get(&f, path).await;
+        assert_eq!(got, status, "{path}: {html}");
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"),
+            "{path}"
+        );
+    }
+    let csrf = b.csrf();
+    // A `next` with control characters or a backslash goes home, never elsewhere (nor a 500).
+    for next in ["/\n/x", "/\t/evil.example", "/\\evil.example"] {
+        let (status, _, headers) = b
+            .post_form(
+                &f,
+                "/ui/login",
+                &[("csrf", &csrf), ("token", secret(ADMIN)), ("next", next)],
+            )
+            .await;
+        assert_eq!(status, 303, "{next:?}");
+        assert_eq!(location(&headers), "/", "{next:?}");
+    }
+    for (method, path, status) in [
+        (reqwest::Method::GET, "/?page=abc", 400),
+        (reqwest::Method::GET, "/ui/logout", 405),
+        (reqwest::Method::PUT, "/ui/engine", 405),
+    ] {
+        let r = no_redirects()
+            .request(method.clone(), f.url(path))
+            .header("cookie", b.header())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{method} {path}");
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"),
+            "{method} {path}"
+        );
+    }
 }
