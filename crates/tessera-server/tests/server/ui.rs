@@ -674,3 +674,110 @@ async fn odd_requests_get_html_error_pages_never_a_500() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_batch_tasks_page_shows_its_chunks_and_skipped_lines() {
+    let f = start().await;
+    let yaml = r#"
+nodes:
+  - {id: in, type: entry, api: {route: orders}, next: [make]}
+  - id: make
+    type: command
+    shell: true
+    command: |
+      printf 'id,amount\n1,12\n2,7\n3,n/a\n4,30\n5,2\n' > "$TESSERA_SCRATCH/orders.csv"
+      printf '{"csv": {"$file": "%s"}}' "$TESSERA_SCRATCH/orders.csv"
+    next: [cents]
+  - id: cents
+    type: batch
+    reader: {format: csv, object: make.out.csv}
+    processor:
+      columns: {cents: "parse_int(row.amount) * 100"}
+    writer: {format: csv, object: true}
+    chunk_size: 2
+    parallelism: 1
+    skip: {limit: 1}
+    next: [end]
+  - {id: end, type: end}
+"#;
+    assert_eq!(f.post_yaml(yaml).await.0, 201);
+    let (_, started) = f.submit("orders", json!({})).await;
+    let id = started["task_id"].as_str().unwrap().to_string();
+    assert_eq!(f.wait_task(&id).await["state"], "finished");
+    let mut b = Browser::default();
+    let (status, html, _) = b.get(&f, &format!("/ui/tasks/{id}")).await;
+    assert_eq!(status, 200);
+    let batch = html
+        .split("id=\"batches\"")
+        .nth(1)
+        .expect("a batches section");
+    assert!(batch.contains("3 of 3 chunks committed"), "{batch}");
+    assert!(batch.contains("5 read · 4 written · 1 skipped"), "{batch}");
+    assert!(
+        batch.contains("line 4"),
+        "the skipped line by its number: {batch}"
+    );
+}
+
+#[tokio::test]
+async fn an_admin_pauses_and_resumes_a_schedule_from_its_page() {
+    let f = with_tokens().await;
+    let yaml = "schedule: {cron: \"0 3 * * *\"}\nnodes:\n  - {id: in, type: entry, api: {route: nightly}, next: [end]}\n  - {id: end, type: end}\n";
+    assert_eq!(f.post_yaml_as(ADMIN, yaml).await, 201);
+    let mut admin = Browser::default();
+    admin
+        .cookies
+        .push(("tessera_token".into(), hex_of(secret(ADMIN))));
+    let (status, html, _) = admin.get(&f, "/ui/pipelines/nightly").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("<code>0 3 * * *</code>"), "{html}");
+    assert!(html.contains("Pause the schedule"));
+    let csrf = admin.csrf();
+    let (status, _, _) = admin
+        .post_form(
+            &f,
+            "/ui/pipelines/nightly/schedule",
+            &[("csrf", &csrf), ("action", "pause")],
+        )
+        .await;
+    assert_eq!(status, 303);
+    let (_, html, _) = admin.get(&f, "/ui/pipelines/nightly").await;
+    assert!(
+        html.contains("s-paused") && html.contains("Resume the schedule"),
+        "{html}"
+    );
+    let (_, list, _) = admin.get(&f, "/").await;
+    assert!(
+        list.contains("<span class=\"badge s-paused\">paused</span>"),
+        "{list}"
+    );
+    // A user sees the schedule but has no button, and its post is refused.
+    let mut user = Browser::default();
+    user.cookies
+        .push(("tessera_token".into(), hex_of(secret(USER))));
+    let (_, html, _) = user.get(&f, "/ui/pipelines/nightly").await;
+    assert!(!html.contains("Resume the schedule"));
+    let csrf = user.csrf();
+    let (status, _, _) = user
+        .post_form(
+            &f,
+            "/ui/pipelines/nightly/schedule",
+            &[("csrf", &csrf), ("action", "resume")],
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, _, _) = admin
+        .post_form(
+            &f,
+            "/ui/pipelines/nightly/schedule",
+            &[("csrf", &admin.csrf()), ("action", "resume")],
+        )
+        .await;
+    assert_eq!(status, 303);
+    let (_, html, _) = admin.get(&f, "/ui/pipelines/nightly").await;
+    assert!(html.contains("Pause the schedule"));
+}
+
+fn hex_of(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
