@@ -374,7 +374,7 @@ pub async fn page(
         },
         text_block(&definition_text, 512 * 1024)
     );
-    b.push_str(&node_definitions(&row.definition));
+    b.push_str(&node_definitions(&row.definition, yaml));
     // The schedule.
     if let Some(view) = schedule {
         let v = serde_json::to_value(&view).unwrap_or_default();
@@ -464,8 +464,8 @@ pub(super) fn task_table(tasks: &[TaskSummary]) -> String {
 /// Each node's definition (template nodes of loops too), folded, with the anchor the graph's
 /// nodes link to: `node-KEY`, a template node's key being its loop's, `/`, its id
 /// (`node-each/clean`), as the graph keys them.
-pub(super) fn node_definitions(definition: &Value) -> String {
-    fn walk(nodes: &Value, prefix: &str, out: &mut String, depth: usize) {
+pub(super) fn node_definitions(definition: &Value, yaml: bool) -> String {
+    fn walk(nodes: &Value, prefix: &str, out: &mut String, depth: usize, yaml: bool) {
         for n in nodes.as_array().into_iter().flatten() {
             let id = n["id"].as_str().unwrap_or("?");
             let ty = n["type"].as_str().unwrap_or("?");
@@ -477,13 +477,17 @@ pub(super) fn node_definitions(definition: &Value) -> String {
                 esc(&key),
                 esc(&key),
                 esc(ty),
-                json_block(n, 64 * 1024)
+                if yaml {
+                    text_block(&serde_yaml_ng::to_string(n).unwrap_or_default(), 64 * 1024)
+                } else {
+                    json_block(n, 64 * 1024)
+                }
             );
-            walk(&n["nodes"], &format!("{key}/"), out, depth + 1);
+            walk(&n["nodes"], &format!("{key}/"), out, depth + 1, yaml);
         }
     }
     let mut out = String::from("<section id=\"definitions\"><h2>Node definitions</h2>\n");
-    walk(&definition["nodes"], "", &mut out, 0);
+    walk(&definition["nodes"], "", &mut out, 0, yaml);
     out.push_str("</section>\n");
     out
 }

@@ -158,7 +158,7 @@ pub async fn page(
     b.push_str(&rasters_section(&doc, &live_rasters));
     b.push_str(&result_section(&state, &doc).await?);
     b.push_str(&input_section(&doc));
-    b.push_str(&super::pipelines::node_definitions(&task.definition));
+    b.push_str(&super::pipelines::node_definitions(&task.definition, true));
     b.push_str("</div>\n");
     Ok(ui_page(
         &state,
