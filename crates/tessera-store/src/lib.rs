@@ -234,6 +234,16 @@ pub trait Tasks: Send + Sync {
         values: ValueRead,
     ) -> Result<Vec<NodeRunRow>, StoreError>;
 
+    /// The output of one attempt of one node instance, whole (`None`: no such run, or no
+    /// output): what a read by size left out.
+    fn node_output(
+        &self,
+        task_id: &str,
+        key: &str,
+        iteration: u32,
+        attempt: u32,
+    ) -> Result<Option<tessera_core::Data>, StoreError>;
+
     /// Whether the database answers (for health checks): its file is still the one opened,
     /// and a read through the connection succeeds.
     fn check(&self) -> Result<(), StoreError>;

@@ -200,6 +200,13 @@ fn big_values_are_read_whole_or_by_size_and_loops_keep_their_tally(db: &Db) {
     let each = whole.iter().find(|r| r.key == "each").unwrap();
     assert_eq!(each.output.as_ref(), Some(&big));
     assert_eq!(each.output_bytes, None);
+    // One run's output whole, on its own.
+    assert_eq!(
+        store.node_output("t1", "each", 0, 1).unwrap(),
+        Some(big.clone())
+    );
+    assert_eq!(store.node_output("t1", "each", 0, 2).unwrap(), None);
+    assert_eq!(store.node_output("t1", "nope", 0, 1).unwrap(), None);
     // A small value is given as it is either way.
     store.create_task(&new_task("t2", 2)).unwrap();
     let small = store.task_read("t2", ValueRead::Sizes).unwrap().unwrap();

@@ -401,7 +401,8 @@ pub fn loop_items(
         loops: loop_ids(&task.definition),
     };
     let templates = templates_of(&task.definition, node_id(loop_key)).ok_or_else(unknown)?;
-    let runs = store.node_runs(task_id)?;
+    // By size: a million-item loop's output is read once below, not with every run's values.
+    let runs = store.node_runs_read(task_id, tessera_store::ValueRead::Sizes)?;
     let Some(l) = runs
         .iter()
         .filter(|r| r.key == loop_key)
@@ -417,7 +418,13 @@ pub fn loop_items(
             members.entry(i).or_default().push(r);
         }
     }
-    let finished = match (l.state, &l.output) {
+    let output = match (&l.output, l.output_bytes) {
+        (None, Some(_)) if l.state == NodeState::Finished => {
+            store.node_output(task_id, &l.key, l.iteration, l.attempt)?
+        }
+        (o, _) => o.clone(),
+    };
+    let finished = match (l.state, &output) {
         (NodeState::Finished, Some(o)) => Some((o.get("items"), failed_of(o))),
         _ => None,
     };

@@ -157,6 +157,28 @@ impl Tasks for PgStore {
         })
     }
 
+    fn node_output(
+        &self,
+        task_id: &str,
+        key: &str,
+        iteration: u32,
+        attempt: u32,
+    ) -> Result<Option<Data>, StoreError> {
+        self.block(async {
+            let output: Option<Option<String>> = sqlx::query_scalar(
+                "SELECT output FROM node_runs
+                 WHERE task_id = $1 AND key = $2 AND iteration = $3 AND attempt = $4",
+            )
+            .bind(task_id)
+            .bind(key)
+            .bind(iteration as i64)
+            .bind(attempt as i64)
+            .fetch_optional(&self.pool)
+            .await?;
+            task_data(&self.pool, task_id, output.flatten(), "node output").await
+        })
+    }
+
     fn check(&self) -> Result<(), StoreError> {
         self.block(async {
             sqlx::query("SELECT count(*) FROM (SELECT 1 FROM tasks LIMIT 1) t")

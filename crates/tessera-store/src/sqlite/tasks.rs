@@ -187,6 +187,24 @@ impl Tasks for SqliteStore {
         Ok(out)
     }
 
+    fn node_output(
+        &self,
+        task_id: &str,
+        key: &str,
+        iteration: u32,
+        attempt: u32,
+    ) -> Result<Option<Data>, StoreError> {
+        let conn = self.conn();
+        let output: Option<Option<String>> = conn
+            .prepare_cached(
+                "SELECT output FROM node_runs
+                 WHERE task_id = ?1 AND key = ?2 AND iteration = ?3 AND attempt = ?4",
+            )?
+            .query_row(params![task_id, key, iteration, attempt], |r| r.get(0))
+            .optional()?;
+        task_data(&conn, task_id, output.flatten(), "node output")
+    }
+
     fn check(&self) -> Result<(), StoreError> {
         if let Some((path, identity)) = &self.file
             && file_identity(path)? != *identity
