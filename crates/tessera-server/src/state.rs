@@ -56,6 +56,9 @@ pub struct Inner {
     /// Callbacks are taken only for tasks this process drives (a `tessera run`'s listener:
     /// another run on the same data dir may have been given this port before).
     pub own_tasks_only: bool,
+    /// The latest live snapshot of each task a web page follows, and when it was read:
+    /// the pages following one task share one read of the store (see `ui/live.rs`).
+    pub snapshots: Mutex<HashMap<String, (std::time::Instant, Arc<serde_json::Value>)>>,
 }
 
 impl Inner {
@@ -78,6 +81,7 @@ impl Inner {
             pipelines: Mutex::new(HashMap::new()),
             pipeline_generation: std::sync::atomic::AtomicU64::new(0),
             own_tasks_only: false,
+            snapshots: Mutex::new(HashMap::new()),
         }
     }
 }

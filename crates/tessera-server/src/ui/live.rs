@@ -39,6 +39,9 @@ const LOG_EVERY: Duration = Duration::from_millis(300);
 /// Lines read (and sent) at once.
 const LOG_BATCH: usize = 500;
 const ENGINE_EVERY: Duration = Duration::from_secs(2);
+/// A task's snapshot serves every page following it for this long.
+const SHARED_FOR: Duration = Duration::from_millis(200);
+const FORGET_AFTER: Duration = Duration::from_secs(30);
 
 fn last_event_id(headers: &HeaderMap) -> Option<u64> {
     headers
@@ -124,7 +127,31 @@ pub(super) fn snapshot(
 }
 
 /// The task's snapshot from the store (and this process's progress when it runs the task).
+/// A snapshot read less than [`SHARED_FOR`] ago is shared: a hundred pages following one task
+/// cost the store one read, not a hundred.
 async fn read_snapshot(state: &AppState, id: &str) -> Result<Value, UiError> {
+    let shared = state
+        .snapshots
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(id)
+        .filter(|(at, _)| at.elapsed() < SHARED_FOR)
+        .map(|(_, s)| s.clone());
+    if let Some(s) = shared {
+        return Ok((*s).clone());
+    }
+    let snap = read_snapshot_now(state, id).await?;
+    let mut all = state.snapshots.lock().unwrap_or_else(|p| p.into_inner());
+    // Tasks nobody follows any more are forgotten.
+    all.retain(|_, (at, _)| at.elapsed() < FORGET_AFTER);
+    all.insert(
+        id.to_string(),
+        (std::time::Instant::now(), std::sync::Arc::new(snap.clone())),
+    );
+    Ok(snap)
+}
+
+async fn read_snapshot_now(state: &AppState, id: &str) -> Result<Value, UiError> {
     let i = id.to_string();
     let doc = state
         .blocking(move |s| {

@@ -781,3 +781,26 @@ async fn an_admin_pauses_and_resumes_a_schedule_from_its_page() {
 fn hex_of(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
 }
+
+#[tokio::test]
+async fn many_pages_following_one_task_all_see_it_end() {
+    let f = start().await;
+    let yaml = "nodes:\n  - {id: in, type: entry, api: {route: nap}, next: [a]}\n  - {id: a, type: command, shell: true, command: \"sleep 0.5; echo '{}'\", next: [end]}\n  - {id: end, type: end}\n";
+    assert_eq!(f.post_yaml(yaml).await.0, 201);
+    let (_, started) = f.submit("nap", json!({})).await;
+    let id = started["task_id"].as_str().unwrap().to_string();
+    let url = f.url(&format!("/ui/tasks/{id}/live"));
+    let followers = (0..12).map(|_| {
+        let url = url.clone();
+        tokio::spawn(async move {
+            let events = read_events(reqwest::get(&url).await.unwrap(), |e, _| {
+                serde_json::from_str::<Value>(&e.data).unwrap()["state"] == "finished"
+            })
+            .await;
+            serde_json::from_str::<Value>(&events.last().unwrap().data).unwrap()["state"].clone()
+        })
+    });
+    for follower in followers.collect::<Vec<_>>() {
+        assert_eq!(follower.await.unwrap(), "finished");
+    }
+}
