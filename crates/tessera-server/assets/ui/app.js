@@ -100,6 +100,58 @@
     return box;
   }
 
+  var SVG = "http://www.w3.org/2000/svg";
+
+  // A raster job's box, for a job that started after the page was rendered.
+  function addRaster(root, r) {
+    var section = root.querySelector("#rasters");
+    if (!section) {
+      section = document.createElement("section");
+      section.id = "rasters";
+      var h = document.createElement("h2");
+      h.textContent = "Rasters";
+      section.appendChild(h);
+      var nodes = root.querySelector("#nodes");
+      root.insertBefore(section, nodes ? nodes.nextSibling : null);
+    }
+    var box = document.createElement("div");
+    box.className = "raster";
+    box.setAttribute("data-raster", r.key);
+    var h3 = document.createElement("h3");
+    var code = document.createElement("code");
+    code.textContent = r.key;
+    h3.appendChild(code);
+    box.appendChild(h3);
+    var p = document.createElement("p");
+    p.className = "raster-text";
+    box.appendChild(p);
+    section.appendChild(box);
+    return box;
+  }
+
+  // The tile map as the server draws it (cells of 8 px), for a job whose first tile came
+  // after the page was rendered.
+  function drawTiles(box, r) {
+    var cell = 8;
+    var svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("class", "tile-map");
+    svg.setAttribute("role", "img");
+    svg.setAttribute("aria-label", "tile map of " + r.key);
+    svg.setAttribute("width", r.cols * cell);
+    svg.setAttribute("height", r.rows * cell);
+    svg.setAttribute("viewBox", "0 0 " + r.cols * cell + " " + r.rows * cell);
+    for (var i = 0; i < r.cells.length; i++) {
+      var rect = document.createElementNS(SVG, "rect");
+      rect.setAttribute("x", (i % r.cols) * cell);
+      rect.setAttribute("y", Math.floor(i / r.cols) * cell);
+      rect.setAttribute("width", cell - 1);
+      rect.setAttribute("height", cell - 1);
+      svg.appendChild(rect);
+    }
+    var text = box.querySelector(".raster-text");
+    box.insertBefore(svg, text ? text.nextSibling : null);
+  }
+
   function followTask(root) {
     var id = root.getAttribute("data-task");
     var source = new EventSource("/ui/tasks/" + encodeURIComponent(id) + "/live");
@@ -144,8 +196,8 @@
         if (t) t.textContent = l.text;
       });
       (s.rasters || []).forEach(function (r) {
-        var box = root.querySelector('.raster[data-raster="' + cssEscape(r.key) + '"]');
-        if (!box) return;
+        var box = root.querySelector('.raster[data-raster="' + cssEscape(r.key) + '"]') || addRaster(root, r);
+        if (!box.querySelector("svg.tile-map")) drawTiles(box, r);
         var rects = box.querySelectorAll("svg.tile-map rect");
         if (rects.length === r.cells.length) {
           for (var i = 0; i < rects.length; i++) rects[i].setAttribute("class", "t-" + (TILE[r.cells[i]] || "waiting"));

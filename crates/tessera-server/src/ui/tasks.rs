@@ -153,9 +153,8 @@ pub async fn page(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .get(&doc.id)
-        .map(|h| h.progress().rasters)
-        .unwrap_or_default();
-    b.push_str(&rasters_section(&doc, &live_rasters));
+        .map(|h| h.progress().rasters);
+    b.push_str(&rasters_section(&doc, live_rasters.as_deref()));
     b.push_str(&result_section(&state, &doc).await?);
     b.push_str(&input_section(&doc));
     b.push_str(&super::pipelines::node_definitions(&task.definition, true));
@@ -363,7 +362,13 @@ fn batches_section(doc: &TaskDocument) -> String {
 }
 
 /// Each raster node: its tile map while this server runs it; what its tiles were once done.
-fn rasters_section(doc: &TaskDocument, live: &[tessera_core::scheduler::RasterProgress]) -> String {
+fn rasters_section(
+    doc: &TaskDocument,
+    // `Some` when this process runs the task: the tile maps of its raster jobs so far.
+    live: Option<&[tessera_core::scheduler::RasterProgress]>,
+) -> String {
+    let here = live.is_some();
+    let live = live.unwrap_or_default();
     let rasters: Vec<_> = doc
         .nodes
         .iter()
@@ -397,6 +402,8 @@ fn rasters_section(doc: &TaskDocument, live: &[tessera_core::scheduler::RasterPr
                 count(o["tiles"]["computed"].as_u64().unwrap_or(0)),
                 count(o["tiles"]["reused"].as_u64().unwrap_or(0)),
             ),
+            // Its map comes with the first tile (the page's script draws it then).
+            (_, "running") if here => "starting…".into(),
             (_, "running") => {
                 "running elsewhere: its tile map is drawn on the server that runs it".into()
             }

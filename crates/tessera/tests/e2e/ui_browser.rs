@@ -395,7 +395,7 @@ fn ui_raster_tile_map_fills_while_the_job_runs() {
     let input = env.path("big.tif");
     let made = std::process::Command::new("gdal_create")
         .args([
-            "-outsize", "6144", "6144", "-bands", "1", "-ot", "Float32", "-burn", "1",
+            "-outsize", "8192", "8192", "-bands", "1", "-ot", "Float32", "-burn", "1",
         ])
         .args(["-co", "TILED=YES", input.to_str().unwrap()])
         .output()
@@ -433,20 +433,22 @@ fn ui_raster_tile_map_fills_while_the_job_runs() {
     });
     let b = Browser::start();
     b.goto(&format!("{}/ui/tasks/{id}", server.url));
+    // Drawn by the server, or by the page's script once the job's first tile comes.
+    b.find("svg.tile-map rect");
     let cells = b.find_all("svg.tile-map rect").len();
     assert_eq!(
         cells,
-        24 * 24,
-        "one cell per computation tile (24 × 24 of 256 px: no cache)"
+        32 * 32,
+        "one cell per computation tile (32 × 32 of 256 px: no cache)"
     );
     let done = "document.querySelectorAll('svg.tile-map rect.t-delivered, svg.tile-map rect.t-cached').length";
     let first = b.execute(&format!("return {done};")).as_u64().unwrap();
     b.wait_until(&format!("{done} > {first} + 20"), Duration::from_secs(30));
     let text = b.text(".raster .raster-text");
-    assert!(text.contains("of 576 tiles done"), "{text}");
+    assert!(text.contains("of 1,024 tiles done"), "{text}");
     // At the end the page says what the tiles were.
     wait_page_state(&b, "finished", Duration::from_secs(60));
     b.goto(&format!("{}/ui/tasks/{id}", server.url));
     let text = b.text(".raster .raster-text");
-    assert!(text.contains("6144 × 6144 pixels"), "{text}");
+    assert!(text.contains("8192 × 8192 pixels"), "{text}");
 }
