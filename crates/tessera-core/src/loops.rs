@@ -92,13 +92,34 @@ impl LoopTally {
 
     /// The tally of `items` items of which `failed` failed (in any order).
     pub fn of(items: usize, failed: &[ItemFailure]) -> LoopTally {
-        let mut first: Vec<ItemFailure> = failed.to_vec();
-        first.sort_by_key(|f| f.index);
-        first.truncate(Self::FIRST_FAILED);
+        Self::of_failures(
+            items,
+            failed
+                .iter()
+                .map(|f| (f.index, f.node.as_str(), f.error.as_str())),
+        )
+    }
+
+    /// The tally from failures as `(index, node, error)`: only the first ones are copied.
+    pub fn of_failures<'a>(
+        items: usize,
+        failed: impl Iterator<Item = (usize, &'a str, &'a str)>,
+    ) -> LoopTally {
+        let mut all: Vec<(usize, &str, &str)> = failed.collect();
+        let count = all.len() as u64;
+        all.sort_unstable_by_key(|f| f.0);
         LoopTally {
             items: items as u64,
-            failed: failed.len() as u64,
-            first_failed: first,
+            failed: count,
+            first_failed: all
+                .into_iter()
+                .take(Self::FIRST_FAILED)
+                .map(|(index, node, error)| ItemFailure {
+                    index,
+                    node: node.to_string(),
+                    error: error.to_string(),
+                })
+                .collect(),
         }
     }
 }

@@ -158,3 +158,25 @@ fn a_cancel_stops_a_chunk_early() {
         .run_chunk(&w, &Scripts::default(), 0..5000, &AtomicBool::new(true));
     assert!(chunk.values.len() < 100, "{}", chunk.values.len());
 }
+
+#[test]
+fn a_tally_keeps_the_first_failures_in_item_order_and_counts_them_all() {
+    let failures: Vec<(usize, String)> = (0..1_000)
+        .rev()
+        .map(|i| (i * 3, format!("m#{i}")))
+        .collect();
+    let tally = LoopTally::of_failures(
+        5_000,
+        failures.iter().map(|(i, node)| (*i, node.as_str(), "boom")),
+    );
+    assert_eq!((tally.items, tally.failed), (5_000, 1_000));
+    let first: Vec<usize> = tally.first_failed.iter().map(|f| f.index).collect();
+    assert_eq!(
+        first,
+        (0..LoopTally::FIRST_FAILED)
+            .map(|i| i * 3)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(tally.first_failed[1].node, "m#1");
+    assert_eq!(LoopTally::of(3, &[]).first_failed, Vec::new());
+}

@@ -326,16 +326,11 @@ impl Scheduler {
         l.in_flight -= 1;
         if l.done == l.items.len() {
             let collected = std::mem::take(&mut l.collected);
-            let tally = crate::loops::LoopTally::of(
+            let tally = crate::loops::LoopTally::of_failures(
                 collected.len(),
-                &l.failed
+                l.failed
                     .iter()
-                    .map(|f| crate::loops::ItemFailure {
-                        index: f.index,
-                        node: f.node.to_string(),
-                        error: f.error.clone(),
-                    })
-                    .collect::<Vec<_>>(),
+                    .map(|f| (f.index, &*f.node, f.error.as_str())),
             );
             let mut fields = vec![("items".into(), Data::array(collected))];
             // Tolerated failures are listed, in item order, so that the next nodes can see

@@ -68,18 +68,23 @@
     return tr;
   }
 
+  // The page's section `id` (made after the nodes table when the server did not render it).
+  function sectionOf(root, id, title) {
+    var section = root.querySelector("#" + id);
+    if (section) return section;
+    section = document.createElement("section");
+    section.id = id;
+    var h = document.createElement("h2");
+    h.textContent = title;
+    section.appendChild(h);
+    var nodes = root.querySelector("#nodes");
+    root.insertBefore(section, nodes ? nodes.nextSibling : null);
+    return section;
+  }
+
   // A loop's progress box for a loop that started after the page was rendered.
   function addLoop(root, l) {
-    var section = root.querySelector("#loops");
-    if (!section) {
-      section = document.createElement("section");
-      section.id = "loops";
-      var h = document.createElement("h2");
-      h.textContent = "Loops";
-      section.appendChild(h);
-      var nodes = root.querySelector("#nodes");
-      root.insertBefore(section, nodes ? nodes.nextSibling : null);
-    }
+    var section = sectionOf(root, "loops", "Loops");
     var box = document.createElement("div");
     box.className = "loop";
     box.setAttribute("data-loop", l.key);
@@ -104,16 +109,7 @@
 
   // A raster job's box, for a job that started after the page was rendered.
   function addRaster(root, r) {
-    var section = root.querySelector("#rasters");
-    if (!section) {
-      section = document.createElement("section");
-      section.id = "rasters";
-      var h = document.createElement("h2");
-      h.textContent = "Rasters";
-      section.appendChild(h);
-      var nodes = root.querySelector("#nodes");
-      root.insertBefore(section, nodes ? nodes.nextSibling : null);
-    }
+    var section = sectionOf(root, "rasters", "Rasters");
     var box = document.createElement("div");
     box.className = "raster";
     box.setAttribute("data-raster", r.key);

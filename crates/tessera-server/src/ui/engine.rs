@@ -50,16 +50,13 @@ pub(super) async fn figures(state: &AppState, caller: &Caller) -> Result<Value, 
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .len();
-    // Per service: the tasks of its automatic pipelines (`name/endpoint`).
-    let mut per_service: BTreeMap<String, BTreeMap<&str, u64>> = BTreeMap::new();
-    for s in &services {
-        let prefix = format!("{}/", s.name);
-        let entry = per_service.entry(s.name.clone()).or_default();
-        for (pipeline, counts) in &per {
-            if pipeline.starts_with(&prefix) {
-                for (state, n) in counts {
-                    *entry.entry(state).or_default() += n;
-                }
+    // Per service: the tasks of its automatic pipelines (`name/endpoint`), one pass.
+    let mut per_service: BTreeMap<&str, BTreeMap<&str, u64>> = BTreeMap::new();
+    for (pipeline, counts) in &per {
+        if let Some((service, _)) = pipeline.split_once('/') {
+            let entry = per_service.entry(service).or_default();
+            for (state, n) in counts {
+                *entry.entry(state).or_default() += n;
             }
         }
     }
@@ -72,7 +69,7 @@ pub(super) async fn figures(state: &AppState, caller: &Caller) -> Result<Value, 
             "name": s.name, "url": s.url,
             "endpoints": s.endpoints.as_array().map_or(0, Vec::len),
             "last_seen": tessera_core::time::json(Some(s.last_seen)),
-            "tasks": per_service.get(&s.name),
+            "tasks": per_service.get(s.name.as_str()),
         })).collect::<Vec<_>>(),
         "workers": workers,
         "pools": pools.iter().map(|(p, n)| json!({"pool": p, "in_use": n})).collect::<Vec<_>>(),

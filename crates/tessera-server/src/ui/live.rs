@@ -26,7 +26,7 @@ use tessera_store::{LogLine, ValueRead};
 use super::UiError;
 use super::html::duration;
 use super::session::Viewer;
-use super::tasks::{annotation_of, engine_store, loop_done, loop_text};
+use super::tasks::{annotations, engine_store, loop_done, loop_text};
 use crate::routes::tasks::visible_task;
 use crate::state::AppState;
 
@@ -71,6 +71,7 @@ pub(super) fn snapshot(
     progress: Option<&tessera_core::scheduler::Progress>,
 ) -> Value {
     let mut seq = doc.updated_at;
+    let notes = annotations(doc);
     let nodes: Vec<Value> = doc
         .nodes
         .iter()
@@ -78,9 +79,7 @@ pub(super) fn snapshot(
             seq = seq
                 .max(n.started_at.unwrap_or(0))
                 .max(n.finished_at.unwrap_or(0));
-            let label = annotation_of(doc, &n.key)
-                .map(|a| a.text)
-                .unwrap_or_default();
+            let label = notes.get(n.key.as_str()).map_or("", |a| a.text.as_str());
             json!({
                 "key": n.key, "type": n.node_type, "state": n.state, "attempts": n.attempts,
                 "iterations": n.iterations,

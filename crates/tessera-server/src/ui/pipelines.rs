@@ -268,7 +268,7 @@ fn run_strip(tasks: &[TaskSummary]) -> String {
             esc(state),
             esc(&tessera_core::time::rfc3339(t.created_at)),
             esc(state),
-            esc(&t.id[..t.id.len().min(8)]),
+            esc(&t.id.chars().take(8).collect::<String>()),
         );
     }
     s.push_str("</ol>");

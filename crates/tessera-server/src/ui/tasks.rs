@@ -3,6 +3,7 @@
 //! images shown), and cancel / resume / resume with a changed definition. Live through
 //! `/ui/tasks/{id}/live` (see `live.rs`); everything reads without JavaScript.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use axum::extract::{Path, State};
@@ -26,6 +27,8 @@ use crate::state::AppState;
 const RESULT_SHOWN: u64 = 1 << 20;
 /// Failed items and skipped lines listed on the page (the API pages through all).
 const LISTED: usize = 20;
+/// Lines of a node's log a page shows, the last ones.
+const LOG_LINES_SHOWN: usize = 10_000;
 
 /// A stored definition as a pipeline (for its graph).
 pub(super) fn parse_definition(
@@ -53,16 +56,25 @@ pub(super) fn graph_svg(
     )
 }
 
-/// What the graph says of a node: its state, attempts, a loop's progress.
-pub(super) fn annotation_of(doc: &TaskDocument, id: &str) -> Option<Annotation> {
-    let node = doc.nodes.iter().find(|n| n.key == id)?;
-    let state = static_state(node.state.as_str());
-    let text = match doc.loops.iter().find(|l| l.key == id) {
-        Some(l) => loop_text(l),
-        None if node.attempts > 1 => format!("{} · {} attempts", node.state, node.attempts),
-        None => node.state.to_string(),
-    };
-    Some(Annotation { state, text })
+/// What the graph says of each node of a task (its state, attempts, a loop's progress), by
+/// key: built once, so that drawing or sending a 2,000-node task costs lookups, not scans.
+pub(super) fn annotations(doc: &TaskDocument) -> HashMap<&str, Annotation> {
+    let loops: HashMap<&str, &LoopSummary> =
+        doc.loops.iter().map(|l| (l.key.as_str(), l)).collect();
+    doc.nodes
+        .iter()
+        .map(|node| {
+            let text = match loops.get(node.key.as_str()) {
+                Some(l) => loop_text(l),
+                None if node.attempts > 1 => {
+                    format!("{} · {} attempts", node.state, node.attempts)
+                }
+                None => node.state.to_string(),
+            };
+            let state = static_state(node.state.as_str());
+            (node.key.as_str(), Annotation { state, text })
+        })
+        .collect()
 }
 
 /// A node state as the closed word CSS knows.
@@ -139,7 +151,8 @@ pub async fn page(
     );
     b.push_str(&actions(&doc, &viewer, &task.definition));
     if let Some(p) = &pipeline {
-        let svg = graph_svg(p, &|nid| annotation_of(&doc, nid));
+        let notes = annotations(&doc);
+        let svg = graph_svg(p, &|nid| notes.get(nid).cloned());
         let _ = write!(
             b,
             "<section class=\"graph\" aria-label=\"graph\"><h2>Graph</h2><div class=\"graph-box\">{svg}</div></section>\n"
@@ -170,7 +183,7 @@ pub async fn page(
 }
 
 fn short(id: &str) -> &str {
-    &id[..id.len().min(8)]
+    id.char_indices().nth(8).map_or(id, |(at, _)| &id[..at])
 }
 
 /// The engine's errors as the store's, for [`AppState::blocking`].
@@ -667,9 +680,20 @@ pub async fn log_page(
         ),
         _ => String::new(),
     };
+    // A page shows the last lines of a long log; the API gives them all.
+    let skipped = logs.lines.len().saturating_sub(LOG_LINES_SHOWN);
+    if skipped > 0 {
+        let _ = write!(
+            b,
+            "<p class=\"note\">The first {} lines are left out: <a href=\"/api/v1/tasks/{}/nodes/{}/log\">the whole log</a> (JSON).</p>",
+            count(skipped as u64),
+            seg(&id),
+            seg(&node)
+        );
+    }
     let _ = write!(b, "<pre class=\"log\" id=\"log\"{live}>");
     let mut text = String::new();
-    for l in &logs.lines {
+    for l in &logs.lines[skipped..] {
         let _ = writeln!(text, "{}", super::live::log_line_text(l, logs.instances));
     }
     b.push_str(&esc(&text).to_string());
