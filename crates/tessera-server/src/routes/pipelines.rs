@@ -218,28 +218,34 @@ pub(crate) fn unavailable_services(state: &AppState, definition: &Value) -> Vec<
         return Vec::new();
     }
     let mut out = Vec::new();
-    let mut visit = |nodes: &Value| {
-        for n in nodes.as_array().into_iter().flatten() {
-            if n["type"] != "service" {
-                continue;
-            }
-            if let Some(url) = n["url"].as_str()
-                && expired.has_url_prefix_of(url)
-            {
-                out.push(url.to_string());
-            }
-            if let Some(name) = n["service"].as_str()
-                && let Some((service, _)) = name.split_once('/')
-                && expired.has_name(service)
-            {
-                out.push(name.to_string());
-            }
+    for n in service_nodes(definition) {
+        if let Some(url) = n["url"].as_str()
+            && expired.has_url_prefix_of(url)
+        {
+            out.push(url.to_string());
         }
-    };
-    visit(&definition["nodes"]);
-    for n in definition["nodes"].as_array().into_iter().flatten() {
-        visit(&n["nodes"]);
+        if let Some(name) = n["service"].as_str()
+            && let Some((service, _)) = name.split_once('/')
+            && expired.has_name(service)
+        {
+            out.push(name.to_string());
+        }
     }
+    out
+}
+
+/// The `service` nodes of a stored definition, in loops at any depth too.
+pub(crate) fn service_nodes(definition: &Value) -> Vec<&Value> {
+    fn walk<'a>(nodes: &'a Value, out: &mut Vec<&'a Value>) {
+        for n in nodes.as_array().into_iter().flatten() {
+            if n["type"] == "service" {
+                out.push(n);
+            }
+            walk(&n["nodes"], out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&definition["nodes"], &mut out);
     out
 }
 

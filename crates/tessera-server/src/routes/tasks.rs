@@ -406,6 +406,8 @@ async fn resume_fix(
     }
     let definition = match request.remove("pipeline") {
         None | Some(Value::Null) => None,
+        // Blank: unchanged (as a form's empty box says).
+        Some(Value::String(text)) if text.trim().is_empty() => None,
         Some(Value::String(text)) => Some(super::pipelines::load_blocking(state, text).await?),
         Some(doc @ Value::Object(_)) => {
             Some(super::pipelines::load_blocking(state, doc.to_string()).await?)
@@ -416,6 +418,8 @@ async fn resume_fix(
             ));
         }
     };
+    // The definition the task has, sent again, changes nothing (and needs no admin).
+    let definition = definition.filter(|(_, doc)| doc != stored);
     let example = match &definition {
         Some((p, _)) => match p.entry().map(|e| &e.kind) {
             Some(tessera_core::NodeKind::Entry(api)) => api.body.clone(),

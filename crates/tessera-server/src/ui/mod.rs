@@ -29,6 +29,8 @@ pub fn router(state: AppState) -> Router<AppState> {
     let max_upload = state.limits.max_upload;
     Router::new()
         .route("/", get(pipelines::list))
+        .route("/ui", get(|| async { axum::response::Redirect::to("/") }))
+        .route("/ui/", get(|| async { axum::response::Redirect::to("/") }))
         .route("/ui/pipelines/{name}", get(pipelines::page))
         .route(
             "/ui/pipelines/{name}/run",

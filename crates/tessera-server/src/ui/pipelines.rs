@@ -179,19 +179,13 @@ fn services_cell(
     definition: &Value,
     announced: &std::collections::HashSet<String>,
 ) -> String {
-    let mut called = Vec::new();
-    let mut visit = |nodes: &Value| {
-        for n in nodes.as_array().into_iter().flatten() {
-            if n["type"] == "service" {
-                let target = n["service"].as_str().or(n["url"].as_str()).unwrap_or("?");
-                called.push((target.to_string(), n["service"].is_string()));
-            }
-        }
-    };
-    visit(&definition["nodes"]);
-    for n in definition["nodes"].as_array().into_iter().flatten() {
-        visit(&n["nodes"]);
-    }
+    let called: Vec<(String, bool)> = crate::routes::pipelines::service_nodes(definition)
+        .into_iter()
+        .map(|n| {
+            let target = n["service"].as_str().or(n["url"].as_str()).unwrap_or("?");
+            (target.to_string(), n["service"].is_string())
+        })
+        .collect();
     if called.is_empty() {
         return "<span class=\"note\">calls none</span>".into();
     }
@@ -300,8 +294,10 @@ pub async fn page(
     let owner = viewer.caller.owner_filter();
     let scripts = state.engine.scripts().clone();
     let n = name.clone();
-    let (row, tasks, schedule) = state
+    let (row, tasks, schedule, announced) = state
         .blocking(move |s| {
+            let announced: std::collections::HashSet<String> =
+                s.list_services()?.into_iter().map(|r| r.name).collect();
             let row = s.pipeline(&n)?;
             let tasks = s.list_tasks(&TaskFilter {
                 pipeline: Some(n.clone()),
@@ -311,7 +307,7 @@ pub async fn page(
                 ..TaskFilter::default()
             })?;
             let schedule = tessera_engine::schedules::schedule_view(s, &scripts, &n, now_millis())?;
-            Ok((row, tasks, schedule))
+            Ok((row, tasks, schedule, announced))
         })
         .await?;
     let row = row.ok_or_else(|| ApiError::not_found("pipeline", &name))?;
@@ -325,22 +321,13 @@ pub async fn page(
     if let Some(d) = description {
         let _ = write!(b, "<p>{}</p>\n", esc(&d));
     }
-    let unavailable = unavailable_services(&state, &row.definition);
     let _ = write!(
         b,
         "<p class=\"actions\"><a class=\"button\" href=\"/ui/pipelines/{}/run\">Run…</a> \
-         <code>POST /api/v1/services/{}</code> {}</p>\n",
+         <code>POST /api/v1/services/{}</code></p>\n<p>Services: {}</p>\n",
         seg(&row.name),
         esc(&row.name),
-        if unavailable.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "{} services not announcing: {}",
-                badge("unavailable"),
-                esc(&unavailable.join(", "))
-            )
-        }
+        services_cell(&state, &row.definition, &announced)
     );
     // The graph, and beside it the definition.
     let svg = super::tasks::graph_svg(&pipeline, &|_| None);

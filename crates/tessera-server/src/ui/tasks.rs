@@ -220,7 +220,20 @@ fn actions(doc: &TaskDocument, viewer: &Viewer, definition: &Value) -> String {
         );
     }
     s.push_str("</div>\n");
-    if matches!(doc.state.as_str(), "failed" | "cancelled") {
+    let admin = viewer.caller.role == crate::auth::Role::Admin;
+    if matches!(doc.state.as_str(), "failed" | "cancelled") && !admin {
+        // A changed definition is a new pipeline: an admin's to bring.
+        let _ = write!(
+            s,
+            "<details class=\"fix\"><summary>Resume with a new input…</summary>\
+             <form method=\"post\" action=\"/ui/tasks/{}/resume\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <label for=\"fix-input\">New input (JSON)</label>\
+             <textarea id=\"fix-input\" name=\"input\" rows=\"4\" spellcheck=\"false\"></textarea>\
+             <button type=\"submit\">Resume with it</button></form></details>\n",
+            seg(&doc.id)
+        );
+    }
+    if matches!(doc.state.as_str(), "failed" | "cancelled") && admin {
         let _ = write!(
             s,
             "<details class=\"fix\"><summary>Resume with a changed definition…</summary>\

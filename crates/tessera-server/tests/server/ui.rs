@@ -602,6 +602,25 @@ async fn only_an_admin_resumes_with_a_changed_definition() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 403, "a user cannot bring new commands");
     assert!(r.text().await.unwrap().contains("admin role"));
+    // The task's own definition sent again (a form's untouched box), or a blank one, changes
+    // nothing: a user may.
+    for same in [json!(yaml), json!("")] {
+        let r = f
+            .http
+            .post(f.url(&format!("/api/v1/tasks/{id}/resume")))
+            .bearer_auth(secret(USER))
+            .json(&json!({ "pipeline": same }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202, "{same}");
+        let start = Instant::now();
+        while f.get_as(USER, &format!("/api/v1/tasks/{id}")).await.1["state"] != "failed"
+            && start.elapsed() < Duration::from_secs(20)
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     let r = f
         .http
         .post(f.url(&format!("/api/v1/tasks/{id}/resume")))
@@ -802,5 +821,20 @@ async fn many_pages_following_one_task_all_see_it_end() {
     });
     for follower in followers.collect::<Vec<_>>() {
         assert_eq!(follower.await.unwrap(), "finished");
+    }
+}
+
+#[tokio::test]
+async fn a_service_called_in_a_nested_loop_and_never_announced_is_unavailable() {
+    let f = start().await;
+    let yaml = "nodes:\n  - {id: in, type: entry, api: {route: deep, body: {xs: [[1]]}}, next: [outer]}\n  - id: outer\n    type: loop\n    items: in.out.xs\n    next: [end]\n    nodes:\n      - id: inner\n        type: loop\n        items: loop.item\n        nodes:\n          - {id: call, type: service, service: faces/detect}\n  - {id: end, type: end}\n";
+    assert_eq!(f.post_yaml(yaml).await.0, 201, "{yaml}");
+    let mut b = Browser::default();
+    for path in ["/", "/ui/pipelines/deep"] {
+        let (_, html, _) = b.get(&f, path).await;
+        assert!(
+            html.contains("s-unavailable") && html.contains("faces/detect (not announced)"),
+            "{path}: {html}"
+        );
     }
 }
