@@ -142,6 +142,15 @@ pub fn sandboxed_engine(limits: &ScriptLimits) -> Engine {
     engine
 }
 
+/// Compiles a script for analysis only (lowering to native code): one sandboxed engine per
+/// process, nothing cached. Building an engine costs about 0.2 ms, which a 10,000-item loop
+/// should not pay per task.
+pub fn compile_for_analysis(source: &str) -> Option<AST> {
+    static ENGINE: std::sync::LazyLock<Engine> =
+        std::sync::LazyLock::new(|| sandboxed_engine(&ScriptLimits::default()));
+    ENGINE.compile(source).ok()
+}
+
 /// Turns a Rhai evaluation error into a message (limits named in words).
 pub fn describe_error(e: EvalAltResult) -> ScriptError {
     describe(e)

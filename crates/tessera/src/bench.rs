@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use serde_json::{Value, json};
 use tessera_core::scheduler::{Progress, TaskState};
-use tessera_core::{Data, Scripts};
+use tessera_core::Data;
 use tessera_engine::{Engine, EngineConfig};
 use tessera_store::{Durability, Objects, SqliteStore, Store};
 
@@ -315,7 +315,7 @@ fn check(w: Workload, input: &Data, result: &Data, progress: &Progress) -> Resul
 fn run_once(engine: &Engine, w: Workload, yaml: &str, input: &Data) -> Result<(f64, f64)> {
     let input_copy = input.clone();
     let t0 = Instant::now();
-    let (pipeline, doc) = tessera_core::load_document(yaml, &Scripts::default())
+    let (pipeline, doc) = tessera_core::load_document(yaml, engine.scripts())
         .map_err(|r| anyhow!("{w:?}: generated pipeline is invalid: {r}"))?;
     let load = t0.elapsed();
     let handle = engine.submit(tessera_engine::Submission {

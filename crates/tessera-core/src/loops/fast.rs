@@ -50,7 +50,6 @@ impl Fast {
         let n = t.nodes.len();
         let mut input: Vec<Option<Sym>> = vec![None; n];
         let mut out: Vec<Option<Sym>> = vec![None; n];
-        let scripts = crate::script::Scripts::default();
         for &k in &program.order {
             let node = &t.nodes[k];
             if !matches!(node.kind, NodeKind::Node) {
@@ -74,12 +73,12 @@ impl Fast {
                 },
             };
             if let Some(src) = &node.before {
-                sym = script_sym(&scripts, src, "input", &sym, &Sym::Const(Data::null()))?;
+                sym = script_sym(src, "input", &sym, &Sym::Const(Data::null()))?;
             }
             input[k] = Some(sym.clone());
             let mut o = sym.clone();
             if let Some(src) = &node.after {
-                o = script_sym(&scripts, src, "out", &sym, &o)?;
+                o = script_sym(src, "out", &sym, &o)?;
             }
             out[k] = Some(o);
         }
@@ -253,14 +252,13 @@ fn scalar_text(text: &str) -> Option<Val<'_>> {
 /// The value of `script` assigning `target`, when it lowers natively. `input` and `out` are
 /// what the script sees under those names.
 fn script_sym(
-    scripts: &crate::script::Scripts,
     src: &str,
     target: &str,
     input: &Sym,
     out: &Sym,
 ) -> Option<Sym> {
     // Scripts naming a node, `nodes`, `node`, `pipeline` or `loop` need the general path.
-    let ast = scripts.compile(src).ok()?;
+    let ast = crate::script::compile_for_analysis(src)?;
     let roots = |name: &str| match name {
         "item" | "index" | "input" | "out" => Some(Root::Value),
         _ => None,
