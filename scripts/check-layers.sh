@@ -37,6 +37,9 @@ forbid tessera-engine 1 rusqlite sqlx axum
 forbid tessera-engine all tessera-server
 # The server: SQL only through the store.
 forbid tessera-server 1 rusqlite sqlx
+# The Python bindings: bindings only, no SQL, no serving (pipelines go through the binary).
+forbid tessera-py 1 rusqlite sqlx axum tokio
+forbid tessera-py all tessera-server
 
 if [ "$broken" = 1 ]; then
   exit 1

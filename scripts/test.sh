@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/tessera-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# The interpreter pyo3 (crates/tessera-py) builds against, whatever python3 comes first later.
+export PYO3_PYTHON="${PYO3_PYTHON:-$(command -v python3)}"
 # Debian packages: GDAL's tools and library (raster tests, the `gdal` feature).
 bash scripts/test-env/system-packages.sh
 # Python environment of the example services (OpenCV, Pillow): the end-to-end tests run them.
@@ -25,6 +27,8 @@ cargo test --workspace --locked
 # tessera-raster's optional GDAL source (every format GDAL reads), against Debian's libgdal.
 cargo clippy -p tessera-raster --features gdal --all-targets --locked -- -D warnings
 cargo test -p tessera-raster --features gdal --locked
+# The Python package: the abi3 wheel built by maturin in a fresh venv, then pytest.
+bash scripts/test-python.sh
 # The deployment files (Dockerfile, deploy/): schemas, consistency, their tessera command lines.
 bash scripts/check-deploy.sh
 # The API against its own OpenAPI document (no 5xx, responses as documented).

@@ -44,12 +44,19 @@ pub(crate) struct Shared {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
-impl Drop for Shared {
-    fn drop(&mut self) {
+impl Shared {
+    /// Stops the scheduler and waits for it (once; later calls do nothing).
+    fn shutdown(&self) {
         let _ = self.tx.send(Msg::Shutdown);
         if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
             let _ = t.join();
         }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.shutdown();
     }
 }
 
@@ -171,6 +178,12 @@ impl Dataset {
         let (tx, rx) = crossbeam_channel::unbounded();
         let _ = self.shared.tx.send(Msg::Subscribe(tx));
         rx
+    }
+
+    /// Stops the scheduler now, whoever still holds a raster of the dataset: their reads fail
+    /// from then on, and the recipes (and the compute functions they hold) are dropped.
+    pub fn close(&self) {
+        self.shared.shutdown();
     }
 
     pub fn pool_usage(&self) -> Vec<PoolUsage> {

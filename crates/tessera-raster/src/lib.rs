@@ -16,6 +16,7 @@ pub mod footprint;
 pub mod gdal_source;
 pub mod geotiff;
 pub mod job;
+pub mod memory;
 pub mod pool;
 pub mod recipe;
 pub mod resample;
@@ -33,6 +34,7 @@ pub use footprint::{Footprint, GeoTransform};
 #[cfg(feature = "gdal")]
 pub use gdal_source::GdalSource;
 pub use geotiff::{Compression, GeoKeys, GeoTiff, StripWriter, WriteOptions, write_geotiff};
+pub use memory::MemorySource;
 pub use pool::PoolUsage;
 pub use recipe::{ComputeInput, Conversion, PrimitiveArray, Recipe};
 pub use resample::{Interpolation, SourceWindow, resample};

@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use serde_json::{Value, json};
-use tessera_core::scheduler::{Progress, TaskState};
 use tessera_core::Data;
+use tessera_core::scheduler::{Progress, TaskState};
 use tessera_engine::{Engine, EngineConfig};
 use tessera_store::{Durability, Objects, SqliteStore, Store};
 

@@ -251,12 +251,7 @@ fn scalar_text(text: &str) -> Option<Val<'_>> {
 
 /// The value of `script` assigning `target`, when it lowers natively. `input` and `out` are
 /// what the script sees under those names.
-fn script_sym(
-    src: &str,
-    target: &str,
-    input: &Sym,
-    out: &Sym,
-) -> Option<Sym> {
+fn script_sym(src: &str, target: &str, input: &Sym, out: &Sym) -> Option<Sym> {
     // Scripts naming a node, `nodes`, `node`, `pipeline` or `loop` need the general path.
     let ast = crate::script::compile_for_analysis(src)?;
     let roots = |name: &str| match name {

@@ -90,14 +90,14 @@ pub(super) fn assemble(
 
 /// A window of a recipe held in memory, read like a file so that band selection, dtype,
 /// nodata and resampling behave exactly as for files.
-pub(super) struct ArraySource {
-    pub name: PathBuf,
-    pub footprint: Footprint,
-    pub dtype: DType,
-    pub bands: usize,
-    pub nodata: Option<f64>,
+pub(crate) struct ArraySource {
+    pub(crate) name: PathBuf,
+    pub(crate) footprint: Footprint,
+    pub(crate) dtype: DType,
+    pub(crate) bands: usize,
+    pub(crate) nodata: Option<f64>,
     /// Which pixels `array` holds (inside the raster), if any.
-    pub held: Option<(PixelWindow, Arc<Array>)>,
+    pub(crate) held: Option<(PixelWindow, Arc<Array>)>,
 }
 
 impl RasterSource for ArraySource {

@@ -10,7 +10,7 @@
 //! run on the caller's thread ([`direct`]).
 
 mod direct;
-mod jobs;
+pub(crate) mod jobs;
 mod tiles;
 
 pub(crate) use direct::Direct;

@@ -1,0 +1,20 @@
+//! Python bindings of Tessera (the `tessera._native` module of the `tessera` wheel): buzzard's
+//! raster API over tessera-raster. Bindings only: no engine logic lives here.
+
+mod arrays;
+mod compute;
+mod dataset;
+mod footprint;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<footprint::PyFootprint>()?;
+    m.add_class::<dataset::PyDataset>()?;
+    m.add_class::<dataset::PyRaster>()?;
+    m.add_class::<dataset::PyQueue>()?;
+    m.add_class::<dataset::PyEvents>()?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
