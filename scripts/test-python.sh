@@ -14,6 +14,11 @@ trap 'rm -rf "$venv"' EXIT
 (cd python && CARGO_TARGET_DIR="$CARGO_TARGET_DIR/python-wheel" "$venv/bin/maturin" build \
   --locked --profile dev -i "$venv/bin/python" --compatibility linux --out "$venv/wheels" -q)
 "$venv/bin/pip" install -q --disable-pip-version-check --no-deps "$venv"/wheels/*.whl
+# The client tests drive a real `tessera serve`: the suite's debug binary (built if missing).
+if [ -z "${TESSERA_BIN:-}" ]; then
+  cargo build -q --locked -p tessera
+  export TESSERA_BIN="$CARGO_TARGET_DIR/debug/tessera"
+fi
 # From outside python/ so that the installed package, not the source folder, is imported.
 root="$PWD"
 (cd / && "$venv/bin/python" -m pytest -q -p no:cacheprovider "$root/python/tests")

@@ -5,6 +5,8 @@
 #   bench/raster/run.sh                              # 8192² mandelbrot + 4096² warm, RUNS=3
 #   RUNS=5 SIZE=2048 WARM_SIZE=1024 POOLS=thread bench/raster/run.sh
 #   BENCHES=warm BUZZARD_ARGS="--scheduler-idle-sleep 0.001" bench/raster/run.sh   # diagnostic
+# Tessera's Python package runs the same scenarios with buzzard's numpy compute function
+# (tessera_py_mandelbrot.py; its release wheel is built into .venv; SKIP_TESSERA_PY=1 skips it).
 # Idempotent set-up first (setup.sh: Debian packages, .venv with buzzard). Tessera's example is
 # built with `cargo build --release -p tessera-raster --example raster_bench` (CARGO_TARGET_DIR
 # respected; RASTER_BENCH=/path/to/raster_bench skips the build). Both sides put their cache
@@ -30,6 +32,16 @@ if [ -z "${RASTER_BENCH:-}" ]; then
     RASTER_BENCH="$dir/release/examples/raster_bench"
 fi
 [ -x "$RASTER_BENCH" ] || { echo "[run] no raster_bench at $RASTER_BENCH" >&2; exit 1; }
+# Tessera's Python package (release wheel) in the same venv as buzzard: same Python, same numpy.
+if [ -z "${SKIP_TESSERA_PY:-}" ]; then
+    echo "[run] maturin build --release (python/) into .venv" >&2
+    "$HERE/.venv/bin/pip" install -q --disable-pip-version-check "maturin>=1.9.4,<2" >&2
+    wheels="$(mktemp -d)"
+    (cd "$REPO/python" && CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}/python-wheel" "$HERE/.venv/bin/maturin" build -q --locked --release \
+        -i "$HERE/.venv/bin/python" --compatibility linux --out "$wheels") >&2
+    "$HERE/.venv/bin/pip" install -q --disable-pip-version-check --no-deps --force-reinstall "$wheels"/*.whl >&2
+    rm -rf "$wheels"
+fi
 
 mkdir -p "$HERE/data/tmp"
 export TMPDIR="$HERE/data/tmp"
@@ -51,6 +63,7 @@ for run in $(seq 1 "$RUNS"); do
         esac
         echo "# run $run $bench $size, load average $(cut -d' ' -f1-3 /proc/loadavg)" | emit
         "$RASTER_BENCH" "$bench" "$size" | sed 's/^/tessera /' | emit
+        [ -n "${SKIP_TESSERA_PY:-}" ] || "$PY" "$HERE/tessera_py_mandelbrot.py" "$bench" "$size" | emit
         for pool in $POOLS; do
             # The warm scenario does not depend on the computation pool: ThreadPool only.
             if [ "$bench" = warm ] && [ "$pool" != thread ]; then continue; fi

@@ -3,8 +3,8 @@
 
     summary.py data/results-<date>.txt
 
-Reads Tessera's `raster_bench` lines (prefixed `tessera `) and buzzard_mandelbrot.py's
-(`buzzard `); standard library only.
+Reads Tessera's `raster_bench` lines (prefixed `tessera `), tessera_py_mandelbrot.py's
+(`tessera-py `) and buzzard_mandelbrot.py's (`buzzard `); standard library only.
 """
 import collections
 import re
@@ -12,12 +12,12 @@ import statistics
 import sys
 
 MANDEL = re.compile(
-    r"^(?P<side>tessera|buzzard) mandelbrot (?P<size>\d+)² (?P<cfg>[^:]+): cold (?P<cold>[\d.]+) s "
+    r"^(?P<side>tessera-py|tessera|buzzard) mandelbrot (?P<size>\d+)² (?P<cfg>[^:]+): cold (?P<cold>[\d.]+) s "
     r"\((?P<tiles>\d+) compute tiles\), warm re-run (?P<warm>[\d.]+) s \((?P<again>\d+) computations\)")
 COMPUTE = re.compile(
     r"^buzzard compute alone \(no buzzard\) (?P<size>\d+)²: (?P<tiles>\d+) compute tiles, ThreadPool\(1\) "
     r"(?P<one>[\d.]+) s, ThreadPool\(2\) (?P<two>[\d.]+) s")
-WARM = re.compile(r"^(?P<side>tessera|buzzard) warm (?P<label>[^:]+): (?P<n>\d+) windows; (?P<rest>.*)")
+WARM = re.compile(r"^(?P<side>tessera-py|tessera|buzzard) warm (?P<label>[^:]+): (?P<n>\d+) windows; (?P<rest>.*)")
 # Fields of a warm line, old (one get_data pass) and current (first/second pass) formats.
 FIELDS = {
     "direct": re.compile(r"direct (?:GDAL )?file reads ([\d.]+) µs/window"),
@@ -35,6 +35,9 @@ def spread(values, fmt):
 
 
 def label(side, cfg):
+    if side == "tessera-py":
+        return "Tessera's Python package (the same numpy compute), " + cfg.replace(
+            "compute_threads=", "compute threads = ")
     if side == "tessera":
         return "Tessera (Rust), " + cfg.replace("compute_threads=", "compute threads = ")
     return "buzzard 0.6.5 (numpy), " + cfg.replace("computation_pool=", "")

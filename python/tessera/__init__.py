@@ -2,16 +2,21 @@
 names (``Dataset``, ``Footprint``, ``create_cached_raster_recipe``, ``get_data``,
 ``iter_data``, ``queue_data``), on Tessera's Rust engine. Reads, writes, scheduling and
 waiting happen in Rust with the GIL released; ``compute_array`` holds it only while it runs.
+``Client`` drives a Tessera server's HTTP API.
 """
 
 from ._native import DataQueue, Dataset, Footprint, Raster, TileEvents, __version__
 from ._dask import to_dask
+from .client import Client, TaskFailed, TesseraError
 
 __all__ = [
+    "Client",
     "DataQueue",
     "Dataset",
     "Footprint",
     "Raster",
+    "TaskFailed",
+    "TesseraError",
     "TileEvents",
     "to_dask",
     "__version__",

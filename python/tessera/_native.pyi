@@ -27,6 +27,14 @@ class Footprint:
     h: float
     area: float
     tl: tuple[float, float]
+    tlx: float
+    tly: float
+    brx: float
+    bry: float
+    rsizex: int
+    rsizey: int
+    sizex: float
+    sizey: float
     tr: tuple[float, float]
     br: tuple[float, float]
     bl: tuple[float, float]

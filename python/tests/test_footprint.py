@@ -19,6 +19,8 @@ def test_constructors_and_properties():
     assert fp.size == (10.0, 20.0)
     assert fp.tl == (100.0, 200.0)
     assert fp.br == (110.0, 180.0)
+    assert (fp.tlx, fp.tly, fp.brx, fp.bry) == (100.0, 200.0, 110.0, 180.0)
+    assert (fp.rsizex, fp.rsizey, fp.sizex, fp.sizey) == (10, 10, 10.0, 20.0)
     assert fp.pxsize == (1.0, 2.0)
     assert fp.gt == [100.0, 1.0, 0.0, 200.0, 0.0, -2.0]
     assert fp.extent == (100.0, 110.0, 180.0, 200.0)

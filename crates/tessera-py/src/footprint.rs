@@ -205,6 +205,38 @@ impl PyFootprint {
         self.0.tl()
     }
     #[getter]
+    fn tlx(&self) -> f64 {
+        self.0.tl().0
+    }
+    #[getter]
+    fn tly(&self) -> f64 {
+        self.0.tl().1
+    }
+    #[getter]
+    fn brx(&self) -> f64 {
+        self.0.br().0
+    }
+    #[getter]
+    fn bry(&self) -> f64 {
+        self.0.br().1
+    }
+    #[getter]
+    fn rsizex(&self) -> usize {
+        self.0.width()
+    }
+    #[getter]
+    fn rsizey(&self) -> usize {
+        self.0.height()
+    }
+    #[getter]
+    fn sizex(&self) -> f64 {
+        self.0.size().0
+    }
+    #[getter]
+    fn sizey(&self) -> f64 {
+        self.0.size().1
+    }
+    #[getter]
     fn tr(&self) -> (f64, f64) {
         self.0.tr()
     }

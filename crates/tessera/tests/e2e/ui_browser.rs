@@ -443,7 +443,10 @@ fn ui_raster_tile_map_fills_while_the_job_runs() {
     );
     let done = "document.querySelectorAll('svg.tile-map rect.t-delivered, svg.tile-map rect.t-cached').length";
     let first = b.execute(&format!("return {done};")).as_u64().unwrap();
-    b.wait_until(&format!("{done} > {first} + 20"), Duration::from_secs(30));
+    // Live: 20 more tiles turn done without a reload; a machine fast enough to finish the
+    // computations before the page loaded leaves only "all done" to see.
+    let target = (first + 20).min(32 * 32);
+    b.wait_until(&format!("{done} >= {target}"), Duration::from_secs(30));
     let text = b.text(".raster .raster-text");
     assert!(text.contains("of 1,024 tiles done"), "{text}");
     // At the end the page says what the tiles were.
