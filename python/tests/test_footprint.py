@@ -84,3 +84,25 @@ def test_coordinates_round_trip():
     np.testing.assert_allclose(fp.raster_to_spatial(exact), xy)
     with pytest.raises(ValueError, match="last dimension"):
         fp.spatial_to_raster(np.zeros((3, 3)))
+
+
+class Box:
+    """A geometry as shapely gives it: only its bounds are read."""
+
+    def __init__(self, minx, miny, maxx, maxy):
+        self.bounds = (minx, miny, maxx, maxy)
+
+
+def test_buzzard_forms_scale_geometries_and_arrays():
+    fp = tessera.Footprint(tl=np.array([100.0, 200.0]), size=np.array([10.0, 20.0]),
+                           rsize=np.array([10, 10]))
+    assert fp == fp10()
+    assert fp.scale == (1.0, -2.0)
+    # A geometry's bounding box, rounded outwards to whole pixels.
+    inside = fp & Box(101.5, 190.5, 103.2, 195.0)
+    assert inside.tl == (101.0, 196.0) and inside.rsize == (3, 3)
+    assert fp.intersection(Box(101.5, 190.5, 103.2, 195.0), scale="self") == inside
+    with pytest.raises(ValueError, match="not supported"):
+        fp.intersection(inside, scale=(2.0, -2.0))
+    with pytest.raises(TypeError, match="geometry"):
+        fp & 3

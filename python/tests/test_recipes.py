@@ -283,3 +283,37 @@ def test_wrong_shape_from_compute_array_is_a_value_error():
                                 compute_array=lambda fp, *_: np.zeros((3, 3)))
         with pytest.raises(ValueError, match="m"):
             ds.m.get_data()
+
+
+def test_buzzard_forms_of_tilings_pools_and_options(tmp_path):
+    import multiprocessing.pool
+
+    fp = plane()
+    seen = []
+
+    def compute(tile, primitive_fps, primitive_arrays, raster):
+        seen.append(raster)
+        return mandelbrot(tile)
+
+    with multiprocessing.pool.ThreadPool(2) as pool, \
+            tessera.Dataset(sr_work=None, allow_interpolation=True) as ds:
+        r = ds.create_cached_raster_recipe(
+            "m", fp, "float32", 1, compute_array=compute, cache_dir=str(tmp_path),
+            cache_tiles=fp.tile((64, 64), boundary_effect="shrink"),
+            computation_tiles=fp.tile((32, 32), boundary_effect="shrink"),
+            computation_pool=pool)
+        np.testing.assert_array_equal(r.get_data(), mandelbrot(fp))
+        assert seen and all(s is r for s in seen)  # threads get the raster
+        assert r.get_keys() == ["m"]
+        assert len(list(tmp_path.rglob("*.tif"))) == 12  # 64-pixel cache tiles
+        with pytest.raises(ValueError, match="regular tiling"):
+            ds.create_cached_raster_recipe("x", fp, "float32", 1, compute_array=compute,
+                                           cache_dir=str(tmp_path / "x"),
+                                           cache_tiles=fp.tile((64, 64)))
+        with pytest.raises(ValueError, match="automatic_remapping"):
+            ds.create_raster_recipe("y", fp, "float32", 1, compute_array=compute,
+                                    automatic_remapping=False)
+    with pytest.raises(TypeError, match="bogus"):
+        tessera.Dataset(bogus=1)
+    with tessera.Env(significant=9, allow_complex_footprint=True):
+        pass

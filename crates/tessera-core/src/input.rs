@@ -93,6 +93,18 @@ impl Findings {
     }
 }
 
+/// The input of a run given none: the entry's example body (`api.body` when it is an object),
+/// else `{}`.
+pub fn default_input(pipeline: &crate::Pipeline) -> Value {
+    match pipeline.entry().map(|e| &e.kind) {
+        Some(crate::NodeKind::Entry(api)) => match &api.body {
+            Some(body @ Value::Object(_)) => body.clone(),
+            _ => Value::Object(Default::default()),
+        },
+        _ => Value::Object(Default::default()),
+    }
+}
+
 /// The example an entry's `api.body` gives for a JSON input: an object example, `None`
 /// otherwise (no example, or field names of a multipart upload: only the absence of
 /// references is checked then).

@@ -15,6 +15,7 @@ pub mod inspect;
 mod jobs;
 mod leases;
 mod live_log;
+pub mod local;
 mod loops;
 pub mod node_logs;
 mod raster;

@@ -140,6 +140,10 @@ impl PyRaster {
     fn key(&self) -> &str {
         &self.key
     }
+    /// buzzard's `get_keys()`: the keys this raster is known by.
+    fn get_keys(&self) -> Vec<String> {
+        vec![self.key.clone()]
+    }
     #[getter]
     fn fp(&self) -> PyFootprint {
         PyFootprint(self.info.footprint)
@@ -483,12 +487,33 @@ impl PyDataset {
     /// `compute_threads` run compute functions (the cores by default), `io_threads` read and
     /// write files.
     #[new]
-    #[pyo3(signature = (compute_threads=None, io_threads=None))]
+    #[pyo3(signature = (compute_threads=None, io_threads=None, **buzzard))]
     fn new(
         py: Python<'_>,
         compute_threads: Option<usize>,
         io_threads: Option<usize>,
+        buzzard: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
+        // buzzard's options about spatial references and geometry checks: Tessera does not
+        // reproject, so they change nothing here.
+        const IGNORED: [&str; 8] = [
+            "sr_work",
+            "sr_fallback",
+            "sr_forced",
+            "analyse_transformation",
+            "allow_none_geometry",
+            "allow_interpolation",
+            "max_active",
+            "debug_observers",
+        ];
+        for key in buzzard.iter().flat_map(|d| d.keys()) {
+            let key: String = key.extract()?;
+            if !IGNORED.contains(&key.as_str()) {
+                return Err(PyTypeError::new_err(format!(
+                    "Dataset() got an unexpected keyword argument '{key}'"
+                )));
+            }
+        }
         let mut options = DatasetOptions::default();
         if let Some(n) = compute_threads {
             options.compute_threads = n.max(1);
@@ -595,7 +620,7 @@ impl PyDataset {
         computation_pool: Option<Bound<'py, PyAny>>,
         merge_pool: Option<Bound<'py, PyAny>>,
         resample_pool: Option<Bound<'py, PyAny>>,
-        computation_tiles: Option<(usize, usize)>,
+        computation_tiles: Option<Bound<'py, PyAny>>,
         max_computation_size: Option<Bound<'py, PyAny>>,
         max_resampling_size: Option<Bound<'py, PyAny>>,
         automatic_remapping: bool,
@@ -608,7 +633,12 @@ impl PyDataset {
             max_computation_size,
             max_resampling_size,
         );
-        let _ = automatic_remapping;
+        if !automatic_remapping {
+            return Err(PyValueError::new_err(
+                "automatic_remapping=False is not supported: compute_array always receives \
+                 tiles of the recipe's own grid, and reads elsewhere are resampled",
+            ));
+        }
         refuse_observers(debug_observers.as_ref())?;
         self.recipe(
             py,
@@ -622,8 +652,8 @@ impl PyDataset {
                 merge_arrays,
                 queue_data_per_primitive,
                 convert_footprint_per_primitive,
+                computation_tiles: tile_size(&fp, computation_tiles.as_ref(), "computation_tiles")?,
                 computation_pool,
-                computation_tiles,
                 cache: None,
             },
         )
@@ -635,7 +665,7 @@ impl PyDataset {
         compute_array=None, merge_arrays=None, cache_dir=None, ow=false,
         queue_data_per_primitive=None, convert_footprint_per_primitive=None,
         computation_pool=None, merge_pool=None, io_pool=None, resample_pool=None,
-        cache_tiles=(512, 512), computation_tiles=None, max_resampling_size=None,
+        cache_tiles=None, computation_tiles=None, max_resampling_size=None,
         debug_observers=None))]
     #[allow(clippy::too_many_arguments)] // buzzard's signature
     fn create_cached_raster_recipe<'py>(
@@ -657,8 +687,8 @@ impl PyDataset {
         merge_pool: Option<Bound<'py, PyAny>>,
         io_pool: Option<Bound<'py, PyAny>>,
         resample_pool: Option<Bound<'py, PyAny>>,
-        cache_tiles: (usize, usize),
-        computation_tiles: Option<(usize, usize)>,
+        cache_tiles: Option<Bound<'py, PyAny>>,
+        computation_tiles: Option<Bound<'py, PyAny>>,
         max_resampling_size: Option<Bound<'py, PyAny>>,
         debug_observers: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Py<PyRaster>> {
@@ -681,9 +711,13 @@ impl PyDataset {
                 merge_arrays,
                 queue_data_per_primitive,
                 convert_footprint_per_primitive,
+                computation_tiles: tile_size(&fp, computation_tiles.as_ref(), "computation_tiles")?,
                 computation_pool,
-                computation_tiles,
-                cache: Some((cache_dir, ow, cache_tiles)),
+                cache: Some((
+                    cache_dir,
+                    ow,
+                    tile_size(&fp, cache_tiles.as_ref(), "cache_tiles")?.unwrap_or((512, 512)),
+                )),
             },
         )
     }
@@ -798,13 +832,10 @@ impl PyDataset {
             None => Runner::Threads,
             Some(p) if p.is_none() => Runner::Threads,
             Some(p) => match p.extract::<String>() {
-                Ok(name) if name == "cpu" || name == "compute" => Runner::Threads,
-                Ok(name) => {
-                    return Err(PyValueError::new_err(format!(
-                        "recipe `{key}`: computation_pool `{name}`: give \"cpu\" (the \
-                         dataset's threads) or a multiprocessing pool"
-                    )));
-                }
+                // buzzard's named pools: the dataset's compute threads here.
+                Ok(_) => Runner::Threads,
+                // A thread pool adds nothing to the dataset's own threads.
+                Err(_) if is_thread_pool(p)? => Runner::Threads,
                 Err(_) if p.hasattr("apply")? => Runner::Processes(p.clone().unbind()),
                 Err(_) => {
                     return Err(PyTypeError::new_err(format!(
@@ -852,6 +883,64 @@ impl PyDataset {
         *this.lock().expect("recipe raster") = Some(weak.unbind());
         Ok(proxy)
     }
+}
+
+fn is_thread_pool(pool: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let class = pool
+        .py()
+        .import("multiprocessing.pool")?
+        .getattr("ThreadPool")?;
+    pool.is_instance(&class)
+}
+
+/// A tile size given as `(columns, rows)` or as buzzard's tiling (a numpy array of
+/// footprints, which must be `fp`'s regular tiling, shrunk at the right and bottom edges).
+fn tile_size(
+    fp: &PyFootprint,
+    given: Option<&Bound<'_, PyAny>>,
+    what: &str,
+) -> PyResult<Option<(usize, usize)>> {
+    let Some(given) = given.filter(|g| !g.is_none()) else {
+        return Ok(None);
+    };
+    if let Ok([w, h]) = given.extract::<[usize; 2]>() {
+        return Ok(Some((w, h)));
+    }
+    let bad = || {
+        PyTypeError::new_err(format!(
+            "{what}: give (columns, rows) or fp.tile(size, boundary_effect='shrink')"
+        ))
+    };
+    let tiles: Vec<PyFootprint> = given
+        .getattr("flat")
+        .map_err(|_| bad())?
+        .try_iter()?
+        .map(|t| t.and_then(|t| t.extract::<PyFootprint>().map_err(PyErr::from)))
+        .collect::<PyResult<_>>()
+        .map_err(|_| bad())?;
+    let first = tiles.first().ok_or_else(bad)?;
+    let size = first.0.rsize();
+    let expected =
+        fp.0.tile(
+            size,
+            (0, 0),
+            tessera_raster::BoundaryEffect::Shrink,
+            tessera_raster::BoundaryEffectLocus::parse("br").expect("br"),
+        )
+        .map_err(|e| PyValueError::new_err(format!("{what}: {e}")))?;
+    let same = expected.len() == tiles.len()
+        && expected
+            .iter()
+            .zip(&tiles)
+            .all(|(a, b)| a.almost_equals(&b.0));
+    if !same {
+        return Err(PyValueError::new_err(format!(
+            "{what}: only the regular tiling of the raster's footprint in tiles of {} × {} \
+             pixels (fp.tile(({}, {}), boundary_effect='shrink')) is supported",
+            size.0, size.1, size.0, size.1
+        )));
+    }
+    Ok(Some(size))
 }
 
 fn refuse_observers(observers: Option<&Bound<'_, PyAny>>) -> PyResult<()> {

@@ -115,6 +115,43 @@ impl PyFootprint {
         grid(py, tiles)
     }
 
+    /// A footprint, or a geometry's bounding box on self's grid (rounded outwards).
+    fn footprint_of(&self, other: &Bound<'_, PyAny>) -> PyResult<Footprint> {
+        if let Ok(fp) = other.extract::<PyFootprint>() {
+            return Ok(fp.0);
+        }
+        let Ok(bounds) = other
+            .getattr("bounds")
+            .and_then(|b| b.extract::<[f64; 4]>())
+        else {
+            return Err(PyTypeError::new_err(format!(
+                "expected a Footprint or a geometry with `bounds`, not {}",
+                other.get_type().name()?
+            )));
+        };
+        let [minx, miny, maxx, maxy] = bounds;
+        let corners = [(minx, miny), (minx, maxy), (maxx, miny), (maxx, maxy)];
+        let (mut c0, mut r0, mut c1, mut r1) = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
+        for (x, y) in corners {
+            let (c, r) = self.0.spatial_to_pixel(x, y);
+            (c0, r0, c1, r1) = (c0.min(c), r0.min(r), c1.max(c), r1.max(r));
+        }
+        let (c0, r0) = (c0.floor() as i64, r0.floor() as i64);
+        let (c1, r1) = (c1.ceil() as i64, r1.ceil() as i64);
+        if c1 <= c0 || r1 <= r0 {
+            return Err(PyValueError::new_err(format!(
+                "the geometry's bounds {bounds:?} cover no pixel of {}",
+                self.0
+            )));
+        }
+        Ok(self.0.window(tessera_raster::PixelWindow::new(
+            c0,
+            r0,
+            (c1 - c0) as usize,
+            (r1 - r0) as usize,
+        )))
+    }
+
     pub fn repr(&self) -> String {
         let (x, y) = self.0.tl();
         let (w, h) = self.0.size();
@@ -131,18 +168,18 @@ impl PyFootprint {
     #[pyo3(signature = (*, gt=None, rsize=None, tl=None, size=None))]
     fn new(
         gt: Option<[f64; 6]>,
-        rsize: Option<(usize, usize)>,
-        tl: Option<(f64, f64)>,
-        size: Option<(f64, f64)>,
+        rsize: Option<[usize; 2]>,
+        tl: Option<[f64; 2]>,
+        size: Option<[f64; 2]>,
     ) -> PyResult<Self> {
-        let Some((cols, rows)) = rsize else {
+        let Some([cols, rows]) = rsize else {
             return Err(PyTypeError::new_err(
                 "Footprint needs rsize=(columns, rows)",
             ));
         };
         let gt = match (gt, tl, size) {
             (Some(gt), None, None) => gt,
-            (None, Some((x, y)), Some((w, h))) => {
+            (None, Some([x, y]), Some([w, h])) => {
                 if cols == 0 || rows == 0 {
                     return Err(value_error(format!(
                         "rsize ({cols}, {rows}) is empty: both sizes must be at least 1"
@@ -258,6 +295,11 @@ impl PyFootprint {
     fn pxsize(&self) -> (f64, f64) {
         self.0.pixel_size()
     }
+    /// Signed pixel `(width, height)` (`gt[1]`, `gt[5]`; negative height when north up).
+    #[getter]
+    fn scale(&self) -> (f64, f64) {
+        self.0.scale()
+    }
     #[getter]
     fn pxsizex(&self) -> f64 {
         self.0.pixel_size().0
@@ -349,12 +391,35 @@ impl PyFootprint {
             .map_err(value_error)
     }
 
-    /// The part shared with every footprint given, on self's grid.
-    #[pyo3(signature = (*others))]
-    fn intersection(&self, others: &Bound<'_, PyTuple>) -> PyResult<Self> {
+    /// The part shared with every footprint or geometry given (anything with shapely's
+    /// `bounds`: its bounding box, rounded outwards to self's pixels), on self's grid.
+    #[pyo3(signature = (*others, **options))]
+    fn intersection(
+        &self,
+        others: &Bound<'_, PyTuple>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        if let Some(options) = options {
+            for (key, value) in options.iter() {
+                let key: String = key.extract()?;
+                let default = match key.as_str() {
+                    "scale" | "rotation" | "alignment" => value
+                        .extract::<String>()
+                        .is_ok_and(|v| v == "self" || v == "auto"),
+                    "homogeneous" => !value.is_truthy()?,
+                    _ => false,
+                };
+                if !default {
+                    return Err(PyValueError::new_err(format!(
+                        "intersection: `{key}={value}` is not supported: the result is on \
+                         self's grid (build another Footprint for another resolution)"
+                    )));
+                }
+            }
+        }
         let mut out = self.0;
         for other in others.iter() {
-            let other = other.extract::<PyFootprint>()?.0;
+            let other = self.footprint_of(&other)?;
             out = out.intersection(&other).ok_or_else(|| {
                 PyValueError::new_err(format!("{} and {} share no area", self.0, other))
             })?;
@@ -362,13 +427,12 @@ impl PyFootprint {
         Ok(PyFootprint(out))
     }
 
-    fn __and__(&self, other: PyFootprint) -> PyResult<Self> {
+    fn __and__(&self, other: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let other = self.footprint_of(other)?;
         self.0
-            .intersection(&other.0)
+            .intersection(&other)
             .map(PyFootprint)
-            .ok_or_else(|| {
-                PyValueError::new_err(format!("{} and {} share no area", self.0, other.0))
-            })
+            .ok_or_else(|| PyValueError::new_err(format!("{} and {} share no area", self.0, other)))
     }
 
     /// Whether `other`'s pixels lie on self's grid (same size and rotation, whole offsets).

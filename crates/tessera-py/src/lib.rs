@@ -1,10 +1,12 @@
 //! Python bindings of Tessera (the `tessera._native` module of the `tessera` wheel): buzzard's
-//! raster API over tessera-raster. Bindings only: no engine logic lives here.
+//! raster API over tessera-raster, and pipelines run in this process on the embedded defaults.
+//! Bindings only: no engine logic lives here.
 
 mod arrays;
 mod compute;
 mod dataset;
 mod footprint;
+mod pipelines;
 
 use pyo3::prelude::*;
 
@@ -15,6 +17,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<dataset::PyRaster>()?;
     m.add_class::<dataset::PyQueue>()?;
     m.add_class::<dataset::PyEvents>()?;
+    m.add_function(wrap_pyfunction!(pipelines::run_local, m)?)?;
+    m.add_function(wrap_pyfunction!(pipelines::resume_local, m)?)?;
+    m.add_function(wrap_pyfunction!(pipelines::object_path, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -26,7 +26,10 @@ impl Database {
     /// Where the state is, for messages (a PostgreSQL URL without its password).
     pub fn describe(&self, data_dir: &std::path::Path) -> String {
         match self {
-            Database::Default => data_dir.join("tessera.db").display().to_string(),
+            Database::Default => data_dir
+                .join(tessera_engine::local::DB_FILE)
+                .display()
+                .to_string(),
             Database::Sqlite(path) => path.display().to_string(),
             Database::Postgres(url) => redact_url(url),
         }
@@ -202,7 +205,7 @@ impl Settings {
                 return Ok(Arc::new(store));
             }
             Database::Sqlite(path) => path.clone(),
-            Database::Default => self.data_dir.join("tessera.db"),
+            Database::Default => self.data_dir.join(tessera_engine::local::DB_FILE),
         };
         create_private_dir(&self.data_dir)?;
         let store = SqliteStore::open(&path, self.durability)
@@ -211,17 +214,9 @@ impl Settings {
     }
 }
 
-/// Creates the data directory readable by its owner only (it holds every task's data); an
-/// existing one is left as it is.
+/// Creates the data directory readable by its owner only (it holds every task's data).
 fn create_private_dir(dir: &std::path::Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    if dir.exists() {
-        return Ok(());
-    }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
+    tessera_engine::local::create_private_dir(dir)
         .with_context(|| format!("cannot create data dir {}", dir.display()))
 }
 
@@ -253,14 +248,14 @@ impl Settings {
                 return Objects::s3(url, &[]).with_context(|| format!("--store {url}"));
             }
             ObjectsAt::Dir(dir) => dir.clone(),
-            ObjectsAt::Default => self.data_dir.join("store"),
+            ObjectsAt::Default => self.data_dir.join(tessera_engine::local::OBJECTS_DIR),
         };
         Ok(Objects::local(&dir)?)
     }
 
     /// The engine's settings, its scratch files under `root/work`.
     pub fn engine_config(&self, root: &std::path::Path) -> EngineConfig {
-        let mut config = EngineConfig::new(root.join("work"));
+        let mut config = EngineConfig::new(root.join(tessera_engine::local::WORK_DIR));
         config.max_processes = self.max_processes;
         config.pools = self.pools.clone();
         config.command_env = self.command_env.clone();
@@ -340,7 +335,7 @@ pub fn open_engine_on(
         (settings.data_dir.clone(), None)
     };
     let objects = if settings.ephemeral {
-        Objects::local(&root.join("store"))?
+        Objects::local(&root.join(tessera_engine::local::OBJECTS_DIR))?
     } else {
         settings.open_objects()?
     };

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use serde_json::Value;
 use tessera_core::Data;
 use tessera_core::scheduler::TaskState;
 use tessera_engine::TaskHandle;
@@ -156,17 +155,6 @@ fn callbacks_for(nodes: &[tessera_core::Node]) -> Callbacks {
     }
 }
 
-/// Without `--input`, the entry's example body (`api.body` when it is an object) is used.
-fn default_input(pipeline: &tessera_core::Pipeline) -> Value {
-    match pipeline.entry().map(|e| &e.kind) {
-        Some(tessera_core::NodeKind::Entry(api)) => match &api.body {
-            Some(body @ Value::Object(_)) => body.clone(),
-            _ => Value::Object(Default::default()),
-        },
-        _ => Value::Object(Default::default()),
-    }
-}
-
 /// A task's input and its files, checked against the pipeline's entry.
 pub struct Checked {
     /// The JSON input (kept as its text when big), without the files.
@@ -202,7 +190,7 @@ pub fn check_input(
     use tessera_core::input::{InputError, binary_fields, example_of};
     let binary = binary_fields(pipeline);
     let input = match input {
-        None => Data::from_value(default_input(pipeline)),
+        None => Data::from_value(tessera_core::input::default_input(pipeline)),
         Some(arg) => {
             let text = match arg.strip_prefix('@') {
                 Some(path) => match std::fs::read(path) {
