@@ -14,17 +14,17 @@ def fp10():
 
 def test_constructors_and_properties():
     fp = fp10()
-    assert fp.rsize == (10, 10)
+    assert tuple(fp.rsize) == (10, 10)
     assert fp.shape == (10, 10)
-    assert fp.size == (10.0, 20.0)
-    assert fp.tl == (100.0, 200.0)
-    assert fp.br == (110.0, 180.0)
+    assert tuple(fp.size) == (10.0, 20.0)
+    assert tuple(fp.tl) == (100.0, 200.0)
+    assert tuple(fp.br) == (110.0, 180.0)
     assert (fp.tlx, fp.tly, fp.brx, fp.bry) == (100.0, 200.0, 110.0, 180.0)
     assert (fp.rsizex, fp.rsizey, fp.sizex, fp.sizey) == (10, 10, 10.0, 20.0)
-    assert fp.pxsize == (1.0, 2.0)
-    assert fp.gt == [100.0, 1.0, 0.0, 200.0, 0.0, -2.0]
-    assert fp.extent == (100.0, 110.0, 180.0, 200.0)
-    assert fp.bounds == [100.0, 180.0, 110.0, 200.0]
+    assert tuple(fp.pxsize) == (1.0, 2.0)
+    assert tuple(fp.gt) == (100.0, 1.0, 0.0, 200.0, 0.0, -2.0)
+    assert tuple(fp.extent) == (100.0, 110.0, 180.0, 200.0)
+    assert tuple(fp.bounds) == (100.0, 180.0, 110.0, 200.0)
     np.testing.assert_array_equal(fp.coords, [[100, 200], [110, 200], [110, 180], [100, 180]])
     same = tessera.Footprint(gt=fp.gt, rsize=fp.rsize)
     assert same == fp and hash(same) == hash(fp)
@@ -44,18 +44,18 @@ def test_tile_clip_dilate_erode():
     fp = fp10()
     tiles = fp.tile((4, 4))
     assert tiles.shape == (3, 3)
-    assert tiles[0, 0].rsize == (4, 4)
-    assert tiles[2, 2].tl == (108.0, 184.0)  # extended at the bottom right: overlaps
+    assert tuple(tiles[0, 0].rsize) == (4, 4)
+    assert tuple(tiles[2, 2].tl) == (108.0, 184.0)  # extended at the bottom right: overlaps
     shrunk = fp.tile((4, 4), boundary_effect="shrink")
-    assert shrunk[2, 2].rsize == (2, 2)
+    assert tuple(shrunk[2, 2].rsize) == (2, 2)
     assert fp.tile_count(2, 5).shape == (2, 5)
     with pytest.raises(ValueError, match="boundary_effect"):
         fp.tile((4, 4), boundary_effect="bogus")
-    assert fp.clip(2, 3, 5, 7).rsize == (3, 4)
-    assert fp.clip(-3, None, None, None).rsize == (3, 10)
-    assert fp.dilate(2).rsize == (14, 14)
-    assert fp.erode(1).rsize == (8, 8)
-    assert fp.dilate(1, 0, 0, 0).rsize == (11, 10)
+    assert tuple(fp.clip(2, 3, 5, 7).rsize) == (3, 4)
+    assert tuple(fp.clip(-3, None, None, None).rsize) == (3, 10)
+    assert tuple(fp.dilate(2).rsize) == (14, 14)
+    assert tuple(fp.erode(1).rsize) == (8, 8)
+    assert tuple(fp.dilate(1, 0, 0, 0).rsize) == (11, 10)
     with pytest.raises(ValueError, match="no pixel"):
         fp.erode(5)
 
@@ -64,8 +64,8 @@ def test_intersection_and_grid():
     fp = fp10()
     other = fp.clip(5, 5, None, None).dilate(3)
     inter = fp & other
-    assert inter.rsize == (8, 8)
-    assert inter.tl == (102.0, 196.0)
+    assert tuple(inter.rsize) == (8, 8)
+    assert tuple(inter.tl) == (102.0, 196.0)
     assert fp.intersection(other) == inter
     assert fp.same_grid(inter)
     far = fp.move((1000.0, 1000.0))
@@ -97,10 +97,16 @@ def test_buzzard_forms_scale_geometries_and_arrays():
     fp = tessera.Footprint(tl=np.array([100.0, 200.0]), size=np.array([10.0, 20.0]),
                            rsize=np.array([10, 10]))
     assert fp == fp10()
-    assert fp.scale == (1.0, -2.0)
+    assert tuple(fp.scale) == (1.0, -2.0)
+    # Vectors are numpy arrays, as in buzzard: arithmetic, not tuple repetition.
+    np.testing.assert_array_equal(fp.scale * 2, [2.0, -4.0])
+    assert fp.rsize.dtype == np.int64 and fp.tl.dtype == np.float64
+    assert fp.intersection(fp, scale=fp.scale) == fp
+    with pytest.raises(ValueError, match="homogeneous"):
+        fp.intersection(fp, homogeneous=True)
     # A geometry's bounding box, rounded outwards to whole pixels.
     inside = fp & Box(101.5, 190.5, 103.2, 195.0)
-    assert inside.tl == (101.0, 196.0) and inside.rsize == (3, 3)
+    assert tuple(inside.tl) == (101.0, 196.0) and tuple(inside.rsize) == (3, 3)
     assert fp.intersection(Box(101.5, 190.5, 103.2, 195.0), scale="self") == inside
     with pytest.raises(ValueError, match="not supported"):
         fp.intersection(inside, scale=(2.0, -2.0))

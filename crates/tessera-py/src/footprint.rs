@@ -28,6 +28,16 @@ impl std::hash::Hash for PyFootprint {
     }
 }
 
+/// A numpy vector, as buzzard gives its footprints' coordinates (so `fp.tl + 1` is arithmetic).
+fn vector<'py, const N: usize>(py: Python<'py>, values: [f64; N]) -> PyResult<Bound<'py, PyAny>> {
+    Ok(numpy::PyArray1::from_slice(py, &values).into_any())
+}
+
+fn int_vector<'py>(py: Python<'py>, values: [usize; 2]) -> PyResult<Bound<'py, PyAny>> {
+    let values = values.map(|v| v as i64);
+    Ok(numpy::PyArray1::from_slice(py, &values).into_any())
+}
+
 fn value_error(e: impl std::fmt::Display) -> PyErr {
     PyValueError::new_err(e.to_string())
 }
@@ -200,8 +210,9 @@ impl PyFootprint {
 
     /// `(columns, rows)` in pixels.
     #[getter]
-    fn rsize(&self) -> (usize, usize) {
-        self.0.rsize()
+    fn rsize<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (w, h) = self.0.rsize();
+        int_vector(py, [w, h])
     }
     #[getter]
     fn rw(&self) -> usize {
@@ -222,8 +233,9 @@ impl PyFootprint {
     }
     /// Spatial `(width, height)`.
     #[getter]
-    fn size(&self) -> (f64, f64) {
-        self.0.size()
+    fn size<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (w, h) = self.0.size();
+        vector(py, [w, h])
     }
     #[getter]
     fn w(&self) -> f64 {
@@ -238,8 +250,9 @@ impl PyFootprint {
         self.0.area()
     }
     #[getter]
-    fn tl(&self) -> (f64, f64) {
-        self.0.tl()
+    fn tl<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (x, y) = self.0.tl();
+        vector(py, [x, y])
     }
     #[getter]
     fn tlx(&self) -> f64 {
@@ -274,31 +287,37 @@ impl PyFootprint {
         self.0.size().1
     }
     #[getter]
-    fn tr(&self) -> (f64, f64) {
-        self.0.tr()
+    fn tr<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (x, y) = self.0.tr();
+        vector(py, [x, y])
     }
     #[getter]
-    fn br(&self) -> (f64, f64) {
-        self.0.br()
+    fn br<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (x, y) = self.0.br();
+        vector(py, [x, y])
     }
     #[getter]
-    fn bl(&self) -> (f64, f64) {
-        self.0.bl()
+    fn bl<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (x, y) = self.0.bl();
+        vector(py, [x, y])
     }
     /// The centre.
     #[getter]
-    fn c(&self) -> (f64, f64) {
-        self.0.center()
+    fn c<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (x, y) = self.0.center();
+        vector(py, [x, y])
     }
     /// Positive pixel `(width, height)`.
     #[getter]
-    fn pxsize(&self) -> (f64, f64) {
-        self.0.pixel_size()
+    fn pxsize<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (x, y) = self.0.pixel_size();
+        vector(py, [x, y])
     }
     /// Signed pixel `(width, height)` (`gt[1]`, `gt[5]`; negative height when north up).
     #[getter]
-    fn scale(&self) -> (f64, f64) {
-        self.0.scale()
+    fn scale<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (x, y) = self.0.scale();
+        vector(py, [x, y])
     }
     #[getter]
     fn pxsizex(&self) -> f64 {
@@ -309,19 +328,19 @@ impl PyFootprint {
         self.0.pixel_size().1
     }
     #[getter]
-    fn gt(&self) -> [f64; 6] {
-        self.0.gt().to_gdal()
+    fn gt<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        vector(py, self.0.gt().to_gdal())
     }
     /// `(minx, maxx, miny, maxy)`, buzzard's order.
     #[getter]
-    fn extent(&self) -> (f64, f64, f64, f64) {
+    fn extent<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let e = self.0.extent();
-        (e.minx, e.maxx, e.miny, e.maxy)
+        vector(py, [e.minx, e.maxx, e.miny, e.maxy])
     }
     /// `(minx, miny, maxx, maxy)`, shapely's order.
     #[getter]
-    fn bounds(&self) -> [f64; 4] {
-        self.0.bounds()
+    fn bounds<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        vector(py, self.0.bounds())
     }
     /// The four corners, `tl, tr, br, bl`, as a `(4, 2)` numpy array.
     #[getter]
@@ -402,14 +421,29 @@ impl PyFootprint {
         if let Some(options) = options {
             for (key, value) in options.iter() {
                 let key: String = key.extract()?;
-                let default = match key.as_str() {
-                    "scale" | "rotation" | "alignment" => value
-                        .extract::<String>()
-                        .is_ok_and(|v| v == "self" || v == "auto"),
-                    "homogeneous" => !value.is_truthy()?,
+                let named = |v: &Bound<'_, PyAny>| {
+                    v.extract::<String>()
+                        .is_ok_and(|v| v == "self" || v == "auto")
+                };
+                let own_scale = |v: &Bound<'_, PyAny>| {
+                    let (x, y) = self.0.scale();
+                    v.extract::<[f64; 2]>().is_ok_and(|[a, b]| a == x && b == y)
+                };
+                let supported = match key.as_str() {
+                    "scale" => named(&value) || own_scale(&value),
+                    "rotation" | "alignment" => named(&value),
+                    "homogeneous" => {
+                        if value.is_truthy()? {
+                            return Err(PyValueError::new_err(
+                                "intersection: homogeneous=True is not supported (Tessera's \
+                                 footprints have no rotation to check)",
+                            ));
+                        }
+                        true
+                    }
                     _ => false,
                 };
-                if !default {
+                if !supported {
                     return Err(PyValueError::new_err(format!(
                         "intersection: `{key}={value}` is not supported: the result is on \
                          self's grid (build another Footprint for another resolution)"
@@ -447,8 +481,8 @@ impl PyFootprint {
 
     /// Moved so that its top-left corner is at `tl`.
     #[pyo3(name = "move")]
-    fn move_to(&self, tl: (f64, f64)) -> Self {
-        PyFootprint(self.0.move_to(tl.0, tl.1))
+    fn move_to(&self, tl: [f64; 2]) -> Self {
+        PyFootprint(self.0.move_to(tl[0], tl[1]))
     }
 
     /// Tiles of `size = (columns, rows)` pixels: a `(rows, columns)` numpy array of footprints.

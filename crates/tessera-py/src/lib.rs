@@ -5,8 +5,10 @@
 mod arrays;
 mod compute;
 mod dataset;
+mod events;
 mod footprint;
 mod pipelines;
+mod recipes;
 
 use pyo3::prelude::*;
 
@@ -16,7 +18,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<dataset::PyDataset>()?;
     m.add_class::<dataset::PyRaster>()?;
     m.add_class::<dataset::PyQueue>()?;
-    m.add_class::<dataset::PyEvents>()?;
+    m.add_class::<events::PyEvents>()?;
     m.add_function(wrap_pyfunction!(pipelines::run_local, m)?)?;
     m.add_function(wrap_pyfunction!(pipelines::resume_local, m)?)?;
     m.add_function(wrap_pyfunction!(pipelines::object_path, m)?)?;
