@@ -27,6 +27,8 @@ cargo test --workspace --locked
 # tessera-raster's optional GDAL source (every format GDAL reads), against Debian's libgdal.
 cargo clippy -p tessera-raster --features gdal --all-targets --locked -- -D warnings
 cargo test -p tessera-raster --features gdal --locked
+# The Python bindings with that source (a wheel built with `--features gdal`).
+cargo clippy -p tessera-py --features gdal --all-targets --locked -- -D warnings
 # The Python package: the abi3 wheel built by maturin in a fresh venv, then pytest.
 bash scripts/test-python.sh
 # The deployment files (Dockerfile, deploy/): schemas, consistency, their tessera command lines.

@@ -63,7 +63,12 @@ for run in $(seq 1 "$RUNS"); do
         esac
         echo "# run $run $bench $size, load average $(cut -d' ' -f1-3 /proc/loadavg)" | emit
         "$RASTER_BENCH" "$bench" "$size" | sed 's/^/tessera /' | emit
-        [ -n "${SKIP_TESSERA_PY:-}" ] || "$PY" "$HERE/tessera_py_mandelbrot.py" "$bench" "$size" | emit
+        if [ -z "${SKIP_TESSERA_PY:-}" ]; then
+            for pool in $POOLS; do
+                if [ "$bench" = warm ] && [ "$pool" != thread ]; then continue; fi
+                "$PY" "$HERE/tessera_py_mandelbrot.py" "$bench" "$size" --pool "$pool" | emit
+            done
+        fi
         for pool in $POOLS; do
             # The warm scenario does not depend on the computation pool: ThreadPool only.
             if [ "$bench" = warm ] && [ "$pool" != thread ]; then continue; fi

@@ -95,7 +95,9 @@ def main(path):
               "1st / 2nd pass | queue_data µs/window |")
         print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         labels = list(dict.fromkeys(lab for lab, _ in warm))
-        for lab, side in [(lab, side) for lab in labels for side in ("tessera", "buzzard")]:
+        names = {"tessera": "Tessera", "tessera-py": "Tessera's Python package",
+                 "buzzard": "buzzard"}
+        for lab, side in [(lab, side) for lab in labels for side in names]:
             rows = warm.get((lab, side))
             if not rows:
                 continue
@@ -105,10 +107,10 @@ def main(path):
                 return spread(vals, fmt) if vals else "–"
 
             def over(name):
-                vals = [r[name] - r["direct"] for r in rows if name in r]
+                vals = [r[name] - r["direct"] for r in rows if name in r and "direct" in r]
                 return spread(vals, "{:+,.1f}") if vals else "–"
 
-            print(f"| {lab} | {'Tessera' if side == 'tessera' else 'buzzard'} | {len(rows)} | "
+            print(f"| {lab} | {names[side]} | {len(rows)} | "
                   f"{rows[0]['n']} | {col('direct')} | {col('first')} | {col('second')} | "
                   f"{over('first')} / {over('second')} | {col('queued')} |")
 

@@ -2,10 +2,11 @@
 """The Mandelbrot scenarios of buzzard_mandelbrot.py on Tessera's Python package, with the very
 same numpy compute function (imported from buzzard_mandelbrot.py) and buzzard's calls.
 
-    tessera_py_mandelbrot.py mandelbrot [SIZE]      # cold with 1 then 2 compute threads, warm re-run
+    tessera_py_mandelbrot.py mandelbrot [SIZE] [--pool thread|process]   # cold, 1 then 2 workers; warm re-run
     tessera_py_mandelbrot.py warm [SIZE] [--repeat N]  # per-query time on a warm cache
 
-`mandelbrot`: `Dataset(compute_threads=n)`, `create_cached_raster_recipe` of SIZE² uint8,
+`mandelbrot`: `Dataset(compute_threads=n)` (`--pool process`: and `computation_pool=tessera.ProcessPool(n,
+context="fork")`, made before the Dataset, as buzzard's side forks its Pool), `create_cached_raster_recipe` of SIZE² uint8,
 `cache_tiles=(512, 512)`, `computation_tiles=(256, 256)`, read with `queue_data` over the 512²
 tiles in row order, `max_queue_size = 2n + 2` (as buzzard's side); then a warm re-run (a new
 Dataset on the same cache dir, computations counted: should be 0).
@@ -29,9 +30,13 @@ def grid(size):
 
 
 class Recipe:
-    def __init__(self, size, cache_dir, workers):
+    def __init__(self, size, cache_dir, workers, kind="thread"):
         bz._init_worker(bz.mp.Value("q", 0))
         self.counter = bz._COUNTER
+        # The process pool is forked before the Dataset starts its threads.
+        # Worker processes forked before the Dataset starts its threads (as buzzard's side
+        # forks its Pool); they inherit the shared counter.
+        self.pool = tessera.ProcessPool(workers, context="fork") if kind == "process" else None
         self.ds = tessera.Dataset(compute_threads=workers)
         self.r = self.ds.create_cached_raster_recipe(
             "mandelbrot",
@@ -42,36 +47,41 @@ class Recipe:
             cache_dir=cache_dir,
             cache_tiles=(512, 512),
             computation_tiles=(256, 256),
+            computation_pool=self.pool,
         )
 
     def close(self):
         self.ds.close()
+        if self.pool is not None:
+            self.pool.close()
+            self.pool.join()
 
 
-def bench_mandelbrot(size):
+def bench_mandelbrot(size, kind):
     windows = bz.tiles_of(grid(size), 512)
     times = []
     for workers in (1, 2):
         with tempfile.TemporaryDirectory(prefix="tessera-py-mandelbrot-") as cache_dir:
-            rec = Recipe(size, cache_dir, workers)
+            rec = Recipe(size, cache_dir, workers, kind)
             started = time.perf_counter()
             for a in rec.r.queue_data(windows, max_queue_size=2 * workers + 2):
                 assert a.dtype == np.uint8
             cold = time.perf_counter() - started
             computed = rec.counter.value
             rec.close()
-            rec = Recipe(size, cache_dir, workers)
+            rec = Recipe(size, cache_dir, workers, kind)
             started = time.perf_counter()
             for a in rec.r.queue_data(windows, max_queue_size=4):
                 pass
             warm = time.perf_counter() - started
             warm_computed = rec.counter.value
             rec.close()
-        print(f"tessera-py mandelbrot {size}² compute_threads={workers}: cold {cold:.3f} s "
+        config = f"compute_threads={workers}" if kind == "thread" else f"ProcessPool({workers})"
+        print(f"tessera-py mandelbrot {size}² {config}: cold {cold:.3f} s "
               f"({computed} compute tiles), warm re-run {warm:.3f} s ({warm_computed} "
               f"computations)", flush=True)
         times.append(cold)
-    print(f"tessera-py mandelbrot speed-up 1 → 2 threads: {times[0] / times[1]:.2f}×  "
+    print(f"tessera-py mandelbrot speed-up 1 → 2 workers ({kind}): {times[0] / times[1]:.2f}×  "
           f"[compute: {bz.COMPUTE_LANG}]", flush=True)
 
 
@@ -84,7 +94,7 @@ def bench_warm(size, repeat):
             pass
         rec.close()
         computed = 0
-        for label, window in (("512² windows", 512), ("128² windows", 128),
+        for label, window in (("512² windows (one cache tile each)", 512), ("128² windows", 128),
                               ("1-pixel windows", 1)):
             wins = []
             for t in whole:
@@ -114,10 +124,11 @@ def main():
     ap.add_argument("what", choices=["mandelbrot", "warm"])
     ap.add_argument("size", type=int, nargs="?")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--pool", choices=["thread", "process"], default="thread")
     args = ap.parse_args()
     bz.self_check()
     if args.what == "mandelbrot":
-        bench_mandelbrot(args.size or 8192)
+        bench_mandelbrot(args.size or 8192, args.pool)
     else:
         bench_warm(args.size or 4096, args.repeat)
 

@@ -10,12 +10,14 @@ from ._native import DataQueue, Dataset, Footprint, Raster, TileEvents, __versio
 from ._dask import to_dask
 from .client import Client, TaskFailed, TesseraError
 from ._pipelines import resume, run
+from ._processes import ProcessPool
 
 __all__ = [
     "Client",
     "DataQueue",
     "Dataset",
     "Env",
+    "ProcessPool",
     "Footprint",
     "Raster",
     "TaskFailed",

@@ -29,3 +29,14 @@ def plane():
     import tessera
 
     return tessera.Footprint(tl=(-2.25, 1.25), size=(200 / 64, 160 / 64), rsize=(200, 160))
+
+
+class Refused(ValueError):
+    pass
+
+
+def compute_refusing_the_left_half(fp, primitive_fps, primitive_arrays, raster):
+    """Fails for tiles left of x = -0.75 (runs in worker processes)."""
+    if fp.tlx < -0.75:
+        raise Refused(f"left half ({fp.tlx})")
+    return mandelbrot(fp)

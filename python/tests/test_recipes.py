@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 
 import tessera
-from recipes_helpers import compute_mandelbrot, mandelbrot, plane
+from recipes_helpers import (
+    Refused,
+    compute_mandelbrot,
+    compute_refusing_the_left_half,
+    mandelbrot,
+    plane,
+)
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -246,6 +252,21 @@ def test_compute_array_in_worker_processes():
         r = ds.create_raster_recipe("m", fp, "float32", 1, compute_array=compute_mandelbrot,
                                     computation_pool=pool, computation_tiles=(100, 80))
         np.testing.assert_array_equal(r.get_data(), mandelbrot(fp))
+
+
+def test_tessera_process_pool_computes_and_reraises_in_the_reader():
+    fp = plane()
+    with tessera.ProcessPool(2) as pool, tessera.Dataset() as ds:
+        r = ds.create_raster_recipe("m", fp, "float32", 1, compute_array=compute_mandelbrot,
+                                    computation_pool=pool, computation_tiles=(50, 40))
+        np.testing.assert_array_equal(r.get_data(), mandelbrot(fp))
+        bad = ds.create_raster_recipe("b", fp, "float32", 1,
+                                      compute_array=compute_refusing_the_left_half,
+                                      computation_pool=pool, computation_tiles=(50, 40))
+        right = fp.clip(150, 0, None, None)
+        np.testing.assert_array_equal(bad.get_data(right), mandelbrot(right))
+        with pytest.raises(Refused, match="left half"):
+            bad.get_data(fp.clip(0, 0, 10, 10))
 
 
 def test_to_dask_is_chunked_on_cache_tiles(tmp_path):
