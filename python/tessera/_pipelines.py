@@ -50,15 +50,20 @@ def run(pipeline: str | os.PathLike, input: Mapping[str, Any] | None = None,
     """
     if objects not in ("path", "bytes", "reference"):
         raise ValueError("objects must be 'path', 'bytes' or 'reference'")
+    if input is not None and not isinstance(input, Mapping):
+        raise TypeError(f"input must be a dict (the entry's fields), not {type(input).__name__}")
     text = None if input is None else json.dumps(dict(input))
-    pairs = [(name, os.fspath(path)) for name, path in (files or {}).items()]
-    ended = _native.run_local(os.fspath(pipeline), text, pairs, os.fspath(data_dir))
-    return _ended(ended, os.fspath(data_dir), objects)
+    pairs = [(name, os.path.abspath(path)) for name, path in (files or {}).items()]
+    # Absolute, as `tessera run` makes it: commands run in other directories.
+    data_dir = os.path.abspath(data_dir)
+    ended = _native.run_local(os.fspath(pipeline), text, pairs, data_dir)
+    return _ended(ended, data_dir, objects)
 
 
 def resume(task_id: str, *, data_dir: str | os.PathLike = ".tessera",
            objects: str = "path") -> Any:
     """Resumes a failed, cancelled or interrupted task of ``data_dir``: finished nodes are
     not run again. Returns its result as :func:`run` does."""
-    ended = _native.resume_local(task_id, os.fspath(data_dir))
-    return _ended(ended, os.fspath(data_dir), objects)
+    data_dir = os.path.abspath(data_dir)
+    ended = _native.resume_local(task_id, data_dir)
+    return _ended(ended, data_dir, objects)

@@ -94,10 +94,11 @@ class Client:
         Returns the server's answer (its name and route)."""
         if isinstance(definition, Mapping):
             return self._json("POST", "/api/v1/pipelines", definition)
-        text = str(definition)
+        text = os.fspath(definition) if isinstance(definition, os.PathLike) else str(definition)
         path = pathlib.Path(text)
-        if isinstance(definition, os.PathLike) or ("\n" not in text and path.is_file()):
-            text = path.read_text(encoding="utf-8")
+        looks_like_a_path = "\n" not in text and path.suffix in (".yaml", ".yml", ".json")
+        if isinstance(definition, os.PathLike) or looks_like_a_path:
+            text = path.read_text(encoding="utf-8")  # FileNotFoundError names the path
         with self._request("POST", "/api/v1/pipelines", text.encode(),
                            "application/yaml") as r:
             return json.loads(r.read())
@@ -154,6 +155,12 @@ class Client:
             payload["pipeline"] = pipeline if isinstance(pipeline, str) else dict(pipeline)
         return self._json("POST", f"/api/v1/tasks/{self._quote(task_id)}/resume", payload or None)
 
+    def object(self, object_id: str) -> bytes:
+        """The bytes of a stored object (``{"$object": id, …}`` in a result)."""
+        with self._request("GET", f"/api/v1/objects/{self._quote(object_id)}",
+                           timeout=max(self.timeout, 300.0)) as r:
+            return r.read()
+
     def events(self, task_id: str | None = None, timeout: float | None = None) -> Iterator[dict]:
         """Live events (``{"event": "task" | "node" | …, **data}``) from the moment the
         iteration starts, of one task when ``task_id`` is given, until that task ends (a task
@@ -180,11 +187,26 @@ class Client:
 
     def wait(self, task_id: str, timeout: float | None = None) -> Any:
         """Waits for the task to end and returns its result; raises :class:`TaskFailed` (the
-        task's error: node, attempt, cause) when it failed or was cancelled."""
+        task's error: node, attempt, cause) when it failed or was cancelled, and
+        ``TimeoutError`` when it has not ended after ``timeout`` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        for _ in self.events(task_id, timeout=timeout):
-            if deadline is not None and time.monotonic() > deadline:
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                if self.task(task_id).get("state") in ENDED:
+                    break
                 raise TimeoutError(f"task {task_id} did not end within {timeout} s")
+            try:
+                # Each read waits at most what is left (the server's keep-alives come every
+                # 15 s), then the stream is opened again.
+                for _ in self.events(task_id, timeout=None if left is None else max(left, 0.05)):
+                    pass
+                break
+            except TimeoutError:
+                continue
+            except OSError as e:  # a read timeout surfaces as URLError or socket.timeout
+                if "timed out" not in str(e):
+                    raise
         doc = self.task(task_id)
         if doc.get("state") != "finished":
             raise TaskFailed(doc)

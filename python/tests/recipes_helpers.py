@@ -40,3 +40,11 @@ def compute_refusing_the_left_half(fp, primitive_fps, primitive_arrays, raster):
     if fp.tlx < -0.75:
         raise Refused(f"left half ({fp.tlx})")
     return mandelbrot(fp)
+
+
+def compute_slowly(fp, primitive_fps, primitive_arrays, raster):
+    """A tile a second, in zeros (for killed workers)."""
+    import time
+
+    time.sleep(1)
+    return np.zeros(fp.shape, np.float32)

@@ -139,3 +139,22 @@ def test_cancel_then_resume(server):
     c.resume(task)
     assert c.task(task)["state"] in ("queued", "running")
     c.cancel(task)
+
+
+def test_wait_honours_its_timeout_and_objects_download(server):
+    c = Client(server["url"])
+    c.create_pipeline(SLOW)
+    task = c.submit("slow", {})
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        c.wait(task, timeout=1.5)
+    assert time.monotonic() - started < 5
+    c.cancel(task)
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        c.create_pipeline("missing.yaml")
+    c.create_pipeline(UPLOAD)
+    task = c.submit("count-bytes", files={"blob": b"0123456789"})
+    assert c.wait(task)["bytes"] == 10
+    doc = c.task(task)
+    blob = doc["input"]["blob"]
+    assert c.object(blob["$object"]) == b"0123456789"

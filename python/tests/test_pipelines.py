@@ -119,3 +119,17 @@ def test_ctrl_c_cancels_the_task(tmp_path):
     listed = subprocess.run([os.environ["TESSERA_BIN"], "tasks", "list", "--data-dir", str(data),
                              "--json"], capture_output=True, text=True, check=True)
     assert '"cancelled"' in listed.stdout, listed.stdout
+
+
+def test_default_data_dir_from_another_directory(tmp_path, monkeypatch):
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    write(sub, "files.yaml", FILES)
+    doc = write(tmp_path, "doc.txt", "abc\n")
+    monkeypatch.chdir(tmp_path)
+    got = tessera.run("sub/files.yaml", files={"doc": "doc.txt"})
+    path = pathlib.Path(got["up"])
+    assert path.is_absolute() and path.read_text() == "ABC\n"
+    assert (tmp_path / ".tessera").is_dir()
+    with pytest.raises(TypeError, match="dict"):
+        tessera.run("sub/files.yaml", ["not", "a", "dict"])

@@ -101,6 +101,43 @@ pub fn from_numpy(any: &Bound<'_, PyAny>, dtype: DType, what: &str) -> PyResult<
     Array::new(shape, data).map_err(|e| PyValueError::new_err(format!("{what}: {e}")))
 }
 
+/// The bytes this machine can hold: its physical memory (a window larger than that is an
+/// error, not an allocation that aborts the process).
+fn memory_limit() -> u128 {
+    static LIMIT: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|text| {
+                let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+                let kb: u128 = line.split_whitespace().nth(1)?.parse().ok()?;
+                Some(kb * 1024)
+            })
+            .unwrap_or(1 << 40)
+    })
+}
+
+/// Refuses (`MemoryError`) a window whose array would not fit in memory.
+pub fn check_size(
+    fp: &tessera_raster::Footprint,
+    bands: usize,
+    dtype: DType,
+    what: &str,
+) -> PyResult<()> {
+    let bytes = fp.width() as u128 * fp.height() as u128 * bands as u128 * dtype.size() as u128;
+    if bytes > memory_limit() {
+        return Err(pyo3::exceptions::PyMemoryError::new_err(format!(
+            "{what}: a window of {} × {} pixels × {bands} channel(s) of {dtype} is {:.1} GB, more \
+             than this machine's memory ({:.1} GB): read it in tiles (iter_data)",
+            fp.width(),
+            fp.height(),
+            bytes as f64 / 1e9,
+            memory_limit() as f64 / 1e9
+        )));
+    }
+    Ok(())
+}
+
 /// Python's view of a channel selection: `None` (all), an int (one, flat array) or a list.
 pub struct Channels {
     pub bands: Vec<usize>,

@@ -12,6 +12,17 @@ use tessera_raster::{Array, ComputeInput, DType, Footprint, PixelWindow, RasterE
 use crate::arrays::{self, Channels};
 use crate::footprint::PyFootprint;
 
+thread_local! {
+    /// Set while this thread runs a compute function: a read of a recipe from there would
+    /// wait for computations that may be waiting for this one.
+    static IN_COMPUTE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether this thread is running a compute function.
+pub fn in_compute() -> bool {
+    IN_COMPUTE.get()
+}
+
 /// Exceptions raised by compute functions, by raster and message, until a reader takes them.
 #[derive(Default)]
 pub struct Raised(Mutex<HashMap<(String, String), PyErr>>);
@@ -45,14 +56,21 @@ impl Raised {
                 let Some(original) = original else {
                     return PyRuntimeError::new_err(text);
                 };
-                match original.get_type(py).call1((text,)) {
+                match original.get_type(py).call1((text.clone(),)) {
                     Ok(value) => {
                         let err = PyErr::from_value(value);
                         err.set_cause(py, Some(original));
                         err
                     }
-                    // A type whose constructor wants more: the original as it is.
-                    Err(_) => original,
+                    // A type whose constructor wants more: the original, with a note saying
+                    // where (Python 3.11+).
+                    Err(_) => {
+                        let value = original.value(py);
+                        if value.hasattr("add_note").unwrap_or(false) {
+                            let _ = value.call_method1("add_note", (text,));
+                        }
+                        original
+                    }
                 }
             }
             RasterError::Invalid(_) => PyValueError::new_err(text),
@@ -98,7 +116,8 @@ impl Bridge {
         if let Some(message) = self.conversions.failure(input.footprint) {
             return Err(message);
         }
-        Python::try_attach(|py| match self.call(py, input) {
+        IN_COMPUTE.set(true);
+        let result = Python::try_attach(|py| match self.call(py, input) {
             Ok(array) => Ok(array),
             Err(err) => {
                 let message = describe(py, &err);
@@ -106,7 +125,9 @@ impl Bridge {
                 Err(message)
             }
         })
-        .unwrap_or_else(|| Err("the Python interpreter is not running".into()))
+        .unwrap_or_else(|| Err("the Python interpreter is not running".into()));
+        IN_COMPUTE.set(false);
+        result
     }
 
     fn call(&self, py: Python<'_>, input: &ComputeInput<'_>) -> PyResult<Array> {
@@ -144,11 +165,13 @@ impl Bridge {
                 (self.function.bind(py), (fp, fps, arrays, py.None())),
             )?,
         };
-        arrays::from_numpy(
-            &result,
-            self.dtype,
-            &format!("compute_array of `{}`", self.raster),
-        )
+        let what = format!("compute_array of `{}`", self.raster);
+        if result.is_none() {
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "{what} returned None; it must return the tile's array"
+            )));
+        }
+        arrays::from_numpy(&result, self.dtype, &what)
     }
 }
 

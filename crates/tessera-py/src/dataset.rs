@@ -30,7 +30,7 @@ impl<T: Send> Detached<T> {
         let mut guard = self.0.lock().expect("detached value");
         match guard.as_mut() {
             Some(v) => Ok(f(v)),
-            None => Err(PyRuntimeError::new_err("closed")),
+            None => Err(PyRuntimeError::new_err("it is closed")),
         }
     }
 
@@ -73,6 +73,8 @@ pub struct PyRaster {
     inner: Detached<Raster>,
     pub(crate) raised: Arc<Raised>,
     cache_tiles: Option<(usize, usize)>,
+    /// Computed by a recipe: reading it from a compute function would deadlock.
+    recipe: bool,
 }
 
 struct ReadOptions<'a, 'py> {
@@ -92,7 +94,16 @@ impl PyRaster {
         options: &ReadOptions<'_, '_>,
     ) -> PyResult<(Vec<ReadRequest>, bool)> {
         let what = format!("raster `{}`", self.key);
+        if self.recipe && crate::compute::in_compute() {
+            return Err(PyRuntimeError::new_err(format!(
+                "{what} is read inside a compute_array: the computation would wait for \
+                 computations that wait for it; declare it in queue_data_per_primitive"
+            )));
+        }
         let channels = Channels::of(options.channels, self.info.bands, &what)?;
+        for fp in &fps {
+            crate::arrays::check_size(fp, channels.bands.len(), self.info.dtype, &what)?;
+        }
         let interpolation = interpolation(options.interpolation)?;
         let requests = fps
             .into_iter()
@@ -119,6 +130,7 @@ impl PyRaster {
         let queue = py.detach(|| raster.queue_requests(requests, max_queue_size));
         Ok(PyQueue {
             inner: Detached::new(queue),
+            closed: std::sync::atomic::AtomicBool::new(false),
             flat,
             raised: self.raised.clone(),
         })
@@ -205,7 +217,16 @@ impl PyRaster {
         let (mut requests, flat) = self.requests(vec![fp], &options)?;
         let raster = self.raster()?;
         let request = requests.pop().expect("one request");
-        let result = py.detach(|| raster.read(request));
+        let result = match py.detach(|| raster.read_cached(&request)) {
+            Some(result) => result,
+            None => {
+                let mut queue = py.detach(|| raster.queue_requests(vec![request], 1));
+                match wait_next(py, &mut queue)? {
+                    Some(result) => result,
+                    None => Err(tessera_raster::RasterError::Internal("no result".into())),
+                }
+            }
+        };
         match result {
             Ok(array) => arrays::to_numpy(py, array, flat),
             Err(e) => Err(self.raised.to_py(py, e)),
@@ -257,10 +278,40 @@ impl PyRaster {
     }
 }
 
+/// Waits for a query's next result with the GIL released, a few times a second looking for
+/// a pending signal (Ctrl-C raises `KeyboardInterrupt` here, the caller drops the query).
+fn wait_next(
+    py: Python<'_>,
+    queue: &mut DataQueue,
+) -> PyResult<Option<tessera_raster::error::Result<tessera_raster::Array>>> {
+    loop {
+        match py.detach(|| queue.next_timeout(std::time::Duration::from_millis(100))) {
+            Ok(next) => return Ok(next),
+            Err(()) => py.check_signals()?,
+        }
+    }
+}
+
+impl PyQueue {
+    fn deliver<'py>(
+        &self,
+        py: Python<'py>,
+        next: Option<tessera_raster::error::Result<tessera_raster::Array>>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        match next {
+            None => Ok(None),
+            Some(Ok(array)) => arrays::to_numpy(py, array, self.flat).map(Some),
+            Some(Err(e)) => Err(self.raised.to_py(py, e)),
+        }
+    }
+}
+
 /// Arrays of a query in request order. Dropping it (or `close()`) cancels the rest.
 #[pyclass(frozen, name = "DataQueue", module = "tessera")]
 pub struct PyQueue {
     inner: Detached<DataQueue>,
+    /// Closed (or exhausted), as opposed to taken by a reader meanwhile.
+    closed: std::sync::atomic::AtomicBool,
     flat: bool,
     pub(crate) raised: Arc<Raised>,
 }
@@ -272,18 +323,35 @@ impl PyQueue {
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let next = py.detach(|| self.inner.with(|q| q.next()).ok().flatten());
+        let Some(mut queue) = self.inner.take() else {
+            if self.closed.load(std::sync::atomic::Ordering::Relaxed) {
+                return Ok(None);
+            }
+            return Err(PyRuntimeError::new_err(
+                "this queue is being read by another thread",
+            ));
+        };
+        let next = wait_next(py, &mut queue);
+        // Put back for the next call; on Ctrl-C it is dropped here, which cancels the query.
         match next {
-            None => Ok(None),
-            Some(Ok(array)) => arrays::to_numpy(py, array, self.flat).map(Some),
-            Some(Err(e)) => Err(self.raised.to_py(py, e)),
+            Ok(next) => {
+                *self.inner.0.lock().expect("queue") = Some(queue);
+                self.deliver(py, next)
+            }
+            Err(e) => {
+                self.closed
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                py.detach(move || drop(queue));
+                Err(e)
+            }
         }
     }
 
     /// The next array (buzzard's `queue.get()`); `IndexError` past the last.
     fn get<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.__next__(py)?
-            .ok_or_else(|| pyo3::exceptions::PyIndexError::new_err("the queue is exhausted"))
+        self.__next__(py)?.ok_or_else(|| {
+            pyo3::exceptions::PyIndexError::new_err("the queue is exhausted or closed")
+        })
     }
 
     /// Arrays computed and not yet taken.
@@ -297,6 +365,8 @@ impl PyQueue {
 
     /// Cancels the work not started.
     fn close(&self, py: Python<'_>) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(q) = self.inner.take() {
             py.detach(move || drop(q));
         }
@@ -314,7 +384,9 @@ pub struct PyDataset {
 
 impl PyDataset {
     pub(crate) fn dataset(&self) -> PyResult<Dataset> {
-        self.inner.with(|d| d.clone())
+        self.inner
+            .with(|d| d.clone())
+            .map_err(|_| PyRuntimeError::new_err("the dataset is closed"))
     }
 
     pub(crate) fn add(
@@ -330,6 +402,7 @@ impl PyDataset {
             PyRaster {
                 key: key.clone(),
                 info: raster.info().clone(),
+                recipe: raster.is_recipe(),
                 inner: Detached::new(raster),
                 raised: self.raised.clone(),
                 cache_tiles,
@@ -629,6 +702,7 @@ impl PyDataset {
     }
 
     fn __getitem__(&self, py: Python<'_>, key: &str) -> PyResult<Py<PyRaster>> {
+        self.dataset()?;
         self.rasters
             .lock()
             .expect("rasters")
@@ -639,6 +713,7 @@ impl PyDataset {
     }
 
     fn __getattr__(&self, py: Python<'_>, key: &str) -> PyResult<Py<PyRaster>> {
+        self.dataset()?;
         self.__getitem__(py, key)
             .map_err(|_| PyAttributeError::new_err(format!("the dataset has no raster `{key}`")))
     }

@@ -23,14 +23,29 @@ impl PyEvents {
         py: Python<'py>,
         timeout: Option<f64>,
     ) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let rx = self.rx.clone();
-        let event = py.detach(move || match timeout {
-            Some(t) => rx
-                .recv_timeout(std::time::Duration::from_secs_f64(t.max(0.0)))
-                .ok(),
-            None => rx.recv().ok(),
-        });
-        event.map(|e| event_dict(py, &e)).transpose()
+        // Waited for in slices, with the GIL released, so that Ctrl-C is seen.
+        let slice = std::time::Duration::from_millis(100);
+        let deadline = timeout
+            .map(|t| std::time::Instant::now() + std::time::Duration::from_secs_f64(t.max(0.0)));
+        loop {
+            let wait = match deadline {
+                Some(d) => d
+                    .saturating_duration_since(std::time::Instant::now())
+                    .min(slice),
+                None => slice,
+            };
+            let rx = self.rx.clone();
+            match py.detach(move || rx.recv_timeout(wait)) {
+                Ok(e) => return event_dict(py, &e).map(Some),
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Ok(None),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                        return Ok(None);
+                    }
+                    py.check_signals()?;
+                }
+            }
+        }
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {

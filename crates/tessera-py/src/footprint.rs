@@ -190,6 +190,11 @@ impl PyFootprint {
         let gt = match (gt, tl, size) {
             (Some(gt), None, None) => gt,
             (None, Some([x, y]), Some([w, h])) => {
+                if !(w > 0.0 && h > 0.0) {
+                    return Err(value_error(format!(
+                        "size ({w}, {h}): both must be positive (the spatial width and height)"
+                    )));
+                }
                 if cols == 0 || rows == 0 {
                     return Err(value_error(format!(
                         "rsize ({cols}, {rows}) is empty: both sizes must be at least 1"
@@ -481,8 +486,11 @@ impl PyFootprint {
 
     /// Moved so that its top-left corner is at `tl`.
     #[pyo3(name = "move")]
-    fn move_to(&self, tl: [f64; 2]) -> Self {
-        PyFootprint(self.0.move_to(tl[0], tl[1]))
+    fn move_to(&self, tl: [f64; 2]) -> PyResult<Self> {
+        if !tl.iter().all(|v| v.is_finite()) {
+            return Err(value_error(format!("move: tl {tl:?} is not finite")));
+        }
+        Ok(PyFootprint(self.0.move_to(tl[0], tl[1])))
     }
 
     /// Tiles of `size = (columns, rows)` pixels: a `(rows, columns)` numpy array of footprints.

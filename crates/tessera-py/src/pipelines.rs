@@ -90,6 +90,17 @@ fn wait(py: Python<'_>, handle: TaskHandle) -> PyResult<Ended> {
         }
     };
     if let Some(e) = interrupted {
+        // Which task to resume: a note on the exception (Python 3.11+), else on stderr.
+        let note = format!(
+            "task {id} was cancelled; tessera.resume({id:?}) continues it (finished nodes \
+             are not run again)"
+        );
+        let value = e.value(py);
+        if value.hasattr("add_note")? {
+            value.call_method1("add_note", (note,))?;
+        } else {
+            eprintln!("{note}");
+        }
         return Err(e);
     }
     let result = outcome.result.map(|r| r.json().into_owned());

@@ -90,6 +90,7 @@ pub struct Raster {
     info: Arc<RasterInfo>,
     /// Cached recipes: reads of valid tiles without the scheduler.
     pub(crate) direct: Option<Arc<scheduler::Direct>>,
+    recipe: bool,
 }
 
 impl std::fmt::Debug for Raster {
@@ -154,6 +155,7 @@ impl Dataset {
     }
 
     fn register(&self, info: RasterInfo, raster: scheduler::NewRaster) -> Result<Raster> {
+        let recipe = matches!(raster, scheduler::NewRaster::Recipe(_));
         let (reply, rx) = crossbeam_channel::bounded(1);
         let info = Arc::new(info);
         self.shared
@@ -170,6 +172,7 @@ impl Dataset {
             id,
             info,
             direct,
+            recipe,
         })
     }
 
@@ -227,15 +230,25 @@ impl Raster {
 
     /// A read with every option ([`ReadRequest`]: bands, interpolation, dst_nodata, dtype).
     pub fn read(&self, request: ReadRequest) -> Result<Array> {
-        if let Some(direct) = &self.direct
-            && let Some(result) = direct.read(&request, &self.shared.tx)
-        {
+        if let Some(result) = self.read_cached(&request) {
             return result;
         }
         let mut queue = self.queue_requests(vec![request], 1);
         queue
             .next()
             .unwrap_or_else(|| Err(RasterError::Internal("no result".into())))
+    }
+
+    /// The read of a cached recipe whose tiles are all valid on disk, on this thread without
+    /// the scheduler; `None` when it needs the scheduler (a tile to compute or validate, or
+    /// not a cached recipe).
+    pub fn read_cached(&self, request: &ReadRequest) -> Option<Result<Array>> {
+        self.direct.as_ref()?.read(request, &self.shared.tx)
+    }
+
+    /// Whether this raster is computed (a recipe), not read from a source.
+    pub fn is_recipe(&self) -> bool {
+        self.recipe
     }
 
     /// All bands of `window`, nearest neighbour, the raster's nodata and dtype.
@@ -301,6 +314,30 @@ impl DataQueue {
 
     pub fn remaining(&self) -> usize {
         self.remaining
+    }
+
+    /// The next result, waiting at most `timeout`: `Err(())` when none came in time (call
+    /// again), `Ok(None)` when every result has been taken.
+    #[allow(clippy::result_unit_err)] // "not yet" carries nothing
+    pub fn next_timeout(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> std::result::Result<Option<Result<Array>>, ()> {
+        if self.remaining == 0 {
+            return Ok(None);
+        }
+        let Some(id) = self.id else {
+            self.remaining = 0;
+            return Ok(Some(Err(gone())));
+        };
+        let result = match self.results.recv_timeout(timeout) {
+            Ok(result) => result,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => return Err(()),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(gone()),
+        };
+        self.remaining -= 1;
+        let _ = self.shared.tx.send(Msg::Pulled(id));
+        Ok(Some(result))
     }
 }
 

@@ -29,9 +29,12 @@ impl MemorySource {
         let shape = array.shape();
         if (shape.width, shape.height) != footprint.rsize() {
             return Err(RasterError::Invalid(format!(
-                "raster `{name}`: an array of {shape} does not fit a footprint of {} × {} pixels",
-                footprint.width(),
-                footprint.height()
+                "raster `{name}`: an array of {} rows × {} columns does not fit a footprint of \
+                 {} rows × {} columns",
+                shape.height,
+                shape.width,
+                footprint.height(),
+                footprint.width()
             )));
         }
         if shape.bands == 0 {

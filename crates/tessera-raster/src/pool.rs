@@ -142,11 +142,14 @@ impl Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        self.inner
-            .queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .closed = true;
+        // Jobs not started are abandoned (a closed dataset answers no one): only the running
+        // ones are waited for.
+        let abandoned = {
+            let mut queue = self.inner.queue.lock().unwrap_or_else(|p| p.into_inner());
+            queue.closed = true;
+            std::mem::take(&mut queue.heap)
+        };
+        drop(abandoned);
         self.inner.ready.notify_all();
         for t in self.threads.drain(..) {
             let _ = t.join();
