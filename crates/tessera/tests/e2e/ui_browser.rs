@@ -412,29 +412,18 @@ fn ui_raster_tile_map_fills_while_the_job_runs() {
             output.display()
         ),
     );
+    // The browser starts first and the page opens as soon as the task exists: the map is
+    // seen filling even when the job is quick (Chromium's start-up took longer than the job
+    // on a loaded machine).
+    let b = Browser::start();
     let client = ::reqwest::Client::new();
     let id = rt().block_on(submit_json(&client, &server.url, "dbl", &json!({})));
-    // Once the raster node runs, its page draws its tile map and fills it live.
-    wait_for("the raster node to start", Duration::from_secs(20), || {
-        let doc: Value = rt().block_on(async {
-            client
-                .get(format!("{}/api/v1/tasks/{id}", server.url))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap()
-        });
-        doc["nodes"].as_array().is_some_and(|n| {
-            n.iter()
-                .any(|n| n["key"] == "calc" && n["state"] == "running")
-        })
-    });
-    let b = Browser::start();
     b.goto(&format!("{}/ui/tasks/{id}", server.url));
-    // Drawn by the server, or by the page's script once the job's first tile comes.
-    b.find("svg.tile-map rect");
+    // Drawn by the page's script once the raster node runs and its first tile comes.
+    b.wait_until(
+        "document.querySelector('svg.tile-map rect')",
+        Duration::from_secs(30),
+    );
     let cells = b.find_all("svg.tile-map rect").len();
     assert_eq!(
         cells,
