@@ -49,6 +49,19 @@ pub enum InputError {
     },
 }
 
+/// One line per problem (`  field `x`: …`), then `  and N more` when some were left out:
+/// how the CLI and the Python package list a refused input.
+pub fn problem_lines(problems: &[FieldProblem], more: usize) -> Vec<String> {
+    let mut lines: Vec<String> = problems
+        .iter()
+        .map(|p| format!("  field `{}`: {}", p.field, p.message))
+        .collect();
+    if more > 0 {
+        lines.push(format!("  and {more} more"));
+    }
+    lines
+}
+
 fn field_name(field: &str) -> &str {
     if field.is_empty() {
         "(top level)"

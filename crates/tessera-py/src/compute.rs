@@ -210,6 +210,12 @@ impl Conversions {
         }
         let (tw, th) = tile_size;
         let (w, h) = self.recipe.rsize();
+        // Beyond this many tiles, conversions are made when a tile is first computed (the
+        // GIL taken briefly then): a whole-planet raster must not cost minutes to declare.
+        const MAX_PRECOMPUTED: usize = 100_000;
+        if w.div_ceil(tw.max(1)).saturating_mul(h.div_ceil(th.max(1))) > MAX_PRECOMPUTED {
+            return;
+        }
         let mut by_tile = HashMap::new();
         for row in (0..h).step_by(th.max(1)) {
             for col in (0..w).step_by(tw.max(1)) {

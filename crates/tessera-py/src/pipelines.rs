@@ -8,7 +8,9 @@ use std::time::Duration;
 use pyo3::exceptions::{PyFileNotFoundError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use tessera_core::Data;
-use tessera_core::input::{InputError, binary_fields, check_input, default_input, example_of};
+use tessera_core::input::{
+    InputError, binary_fields, check_input, default_input, example_of, problem_lines,
+};
 use tessera_engine::local::Local;
 use tessera_engine::{EngineError, Submission, TaskHandle};
 
@@ -59,14 +61,7 @@ fn checked_input(pipeline: &tessera_core::Pipeline, json: Option<&str>) -> PyRes
                 "input does not match the entry's `api.body` of pipeline `{}`:",
                 pipeline.name
             )];
-            lines.extend(
-                problems
-                    .iter()
-                    .map(|p| format!("  field `{}`: {}", p.field, p.message)),
-            );
-            if more > 0 {
-                lines.push(format!("  and {more} more"));
-            }
+            lines.extend(problem_lines(&problems, more));
             PyValueError::new_err(lines.join("\n"))
         }
         other => PyValueError::new_err(format!("input: {other}")),

@@ -219,14 +219,7 @@ pub fn check_input(
                         "--input does not match the entry's `api.body` of pipeline `{}`: {count} problem(s):",
                             pipeline.name
                         ));
-                        details.extend(
-                            problems
-                                .iter()
-                                .map(|p| format!("  field `{}`: {}", p.field, p.message)),
-                        );
-                        if more > 0 {
-                            details.push(format!("  and {more} more"));
-                        }
+                        details.extend(tessera_core::input::problem_lines(&problems, more));
                     }
                     return Ok(Err(Refusal {
                         summary: format!(

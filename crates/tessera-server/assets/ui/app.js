@@ -82,17 +82,23 @@
     return section;
   }
 
-  // A loop's progress box for a loop that started after the page was rendered.
-  function addLoop(root, l) {
-    var section = sectionOf(root, "loops", "Loops");
+  // A box `<div class=kind data-kind=key><h3><code>key</code></h3>` at the end of section.
+  function keyedBox(section, kind, key) {
     var box = document.createElement("div");
-    box.className = "loop";
-    box.setAttribute("data-loop", l.key);
+    box.className = kind;
+    box.setAttribute("data-" + kind, key);
     var h3 = document.createElement("h3");
     var code = document.createElement("code");
-    code.textContent = l.key;
+    code.textContent = key;
     h3.appendChild(code);
     box.appendChild(h3);
+    section.appendChild(box);
+    return box;
+  }
+
+  // A loop's progress box for a loop that started after the page was rendered.
+  function addLoop(root, l) {
+    var box = keyedBox(sectionOf(root, "loops", "Loops"), "loop", l.key);
     var p = document.createElement("p");
     var bar = document.createElement("progress");
     p.appendChild(bar);
@@ -101,7 +107,6 @@
     t.className = "loop-text";
     p.appendChild(t);
     box.appendChild(p);
-    section.appendChild(box);
     return box;
   }
 
@@ -109,19 +114,10 @@
 
   // A raster job's box, for a job that started after the page was rendered.
   function addRaster(root, r) {
-    var section = sectionOf(root, "rasters", "Rasters");
-    var box = document.createElement("div");
-    box.className = "raster";
-    box.setAttribute("data-raster", r.key);
-    var h3 = document.createElement("h3");
-    var code = document.createElement("code");
-    code.textContent = r.key;
-    h3.appendChild(code);
-    box.appendChild(h3);
+    var box = keyedBox(sectionOf(root, "rasters", "Rasters"), "raster", r.key);
     var p = document.createElement("p");
     p.className = "raster-text";
     box.appendChild(p);
-    section.appendChild(box);
     return box;
   }
 
