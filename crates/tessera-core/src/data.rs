@@ -458,15 +458,73 @@ impl Data {
         if !text.starts_with('[') || u32::try_from(text.len()).is_err() {
             return None;
         }
-        let spans: Vec<(u32, u32)> = scan::items(&text)
-            .into_iter()
-            .map(|(a, b)| (a as u32, b as u32))
-            .collect();
+        let spans = gather_spans(|spans| {
+            scan::each_item(&text, |a, b| spans.push((a as u32, b as u32)));
+            true
+        })?;
+        Some(ListText { text, spans })
+    }
+
+    /// The list at `segments` below this value (see [`Data::walk`]) as [`ListText`]: what a
+    /// loop's `items` path gives. Below a value kept as text, the list is found and split into
+    /// its items in one pass, and shares that text (no copy). `None` when nothing is there, or
+    /// not a list.
+    pub fn walk_list(&self, segments: &[String]) -> Option<ListText> {
+        let (Repr::Text(root), Some((last, path))) = (&self.0, segments.split_last()) else {
+            return self.walk(segments)?.list_text();
+        };
+        if u32::try_from(root.len()).is_err() {
+            return None;
+        }
+        let mut cur: &str = root;
+        for seg in path {
+            cur = match cur.as_bytes().first() {
+                Some(b'{') => scan::member(cur, seg)?,
+                Some(b'[') => scan::item(cur, seg.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        // Spans are offsets in the whole text.
+        let base = cur.as_ptr() as usize - root.as_ptr() as usize;
+        let spans = gather_spans(|spans| match cur.as_bytes().first() {
+            Some(b'{') => scan::member_items(cur, last, base, spans),
+            Some(b'[') => {
+                let list = last.parse::<usize>().ok().and_then(|n| scan::item(cur, n));
+                let Some(list) = list.filter(|l| l.starts_with('[')) else {
+                    return false;
+                };
+                let base = list.as_ptr() as usize - root.as_ptr() as usize;
+                scan::each_item(list, |a, b| {
+                    spans.push(((base + a) as u32, (base + b) as u32))
+                });
+                true
+            }
+            _ => false,
+        })?;
         Some(ListText {
-            text,
-            spans: spans.into(),
+            text: root.clone(),
+            spans,
         })
     }
+}
+
+/// Spans gathered by `fill` (which says whether it found a list) in a buffer kept by the
+/// thread: a growing vector of a big list would reallocate, on fresh pages each time, what is
+/// copied once here.
+fn gather_spans(fill: impl FnOnce(&mut Vec<(u32, u32)>) -> bool) -> Option<Arc<[(u32, u32)]>> {
+    thread_local! {
+        static SPANS: std::cell::RefCell<Vec<(u32, u32)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SPANS.with_borrow_mut(|buffer| {
+        buffer.clear();
+        let spans = fill(buffer).then(|| Arc::from(&buffer[..]));
+        // What a list of a million items needs is kept; beyond, given back.
+        if buffer.capacity() > 1 << 20 {
+            *buffer = Vec::new();
+        }
+        spans
+    })
 }
 
 /// A value made of a slice of a bigger text: its own copy, a tree if small.
@@ -602,6 +660,65 @@ mod tests {
             entries[1],
             ("tag".to_string(), Data::from_value(json!("x")))
         );
+    }
+
+    /// The items of a list read through `walk_list`, as texts.
+    fn listed(d: &Data, path: &[&str]) -> Option<Vec<String>> {
+        let segments: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+        let list = d.walk_list(&segments)?;
+        Some(
+            (0..list.len())
+                .map(|i| list.item_text(i).to_string())
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn a_list_below_a_text_is_split_in_one_pass_sharing_the_text() {
+        let value = json!({
+            "a": {"rows": big_records(2000)["rows"].clone(), "z": 1},
+            "items": [1, "two", {"three": [3]}, [4]],
+            "nested": [[5, 6], {"x": [7]}, []],
+            "n": 3,
+        });
+        let big = Data::from_value(value.clone());
+        assert!(big.is_text());
+        let tree = Data::from_tree(Arc::new(value));
+        for path in [
+            &["items"][..],
+            &["a", "rows"],
+            &["nested", "0"],
+            &["nested", "1", "x"],
+            &["nested", "2"],
+            &["n"],
+            &["nested", "9"],
+            &["absent"],
+            &["a", "z"],
+            &["items", "2", "three"],
+        ] {
+            let segments: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+            // What walking then splitting gives, on the text and on the same value as a tree.
+            let want = big.walk(&segments).and_then(|d| {
+                d.list_text()
+                    .map(|l| (0..l.len()).map(|i| l.item_text(i).to_string()).collect())
+            });
+            assert_eq!(listed(&big, path), want, "{path:?}");
+            assert_eq!(listed(&tree, path), want, "{path:?} (tree)");
+        }
+        assert_eq!(listed(&big, &["items"]).unwrap().len(), 4);
+        assert_eq!(listed(&big, &["a", "rows"]).unwrap().len(), 2000);
+        // The whole value as a list, and a repeated key read as its last value.
+        let list = Data::from_json(&format!("[{}]", "1,".repeat(40_000) + "2")).unwrap();
+        assert_eq!(listed(&list, &[]).unwrap().len(), 40_001);
+        let repeated = format!(
+            "{{\"items\":[1,2],\"pad\":\"{}\",\"items\":[3]}}",
+            "x".repeat(70_000)
+        );
+        let repeated = Data::from_json(&repeated).unwrap();
+        assert!(repeated.is_text());
+        assert_eq!(listed(&repeated, &["items"]).unwrap(), vec!["3"]);
+        let not_list = Data::from_json(&repeated.json().replace("[3]", "3")).unwrap();
+        assert_eq!(listed(&not_list, &["items"]), None);
     }
 
     #[test]

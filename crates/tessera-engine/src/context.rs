@@ -1,7 +1,43 @@
-//! What every job of a task shares about where the task runs: its id and the directory its
-//! pipeline's relative paths resolve against.
+//! What every job of a task shares about where the task runs: its id, the directory its
+//! pipeline's relative paths resolve against, and whether the task is recorded yet.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+
+/// Whether a task just submitted is in the store yet. A new task's driver starts while its
+/// creation is being committed, so that work done in the process (a loop of scripts) overlaps
+/// that commit's fsync; every write of the task waits here first, so nothing is written — and
+/// nothing outside the process is started, which always follows a commit — for a task whose
+/// creation failed.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    state: Mutex<Option<bool>>,
+    settled: Condvar,
+}
+
+impl Recorded {
+    /// Says how the creation ended; wakes the writers waiting.
+    pub fn settle(&self, created: bool) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = Some(created);
+        self.settled.notify_all();
+    }
+
+    /// `None` while the creation is under way.
+    pub fn created(&self) -> Option<bool> {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Blocks until the creation ended; whether it succeeded.
+    fn wait(&self) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(created) = *state {
+                return created;
+            }
+            state = self.settled.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
 
 /// The run context of one task, shared by its driver and its jobs.
 #[derive(Debug, Clone, Default)]
@@ -21,9 +57,20 @@ pub struct RunContext {
     /// What `{{pipeline.…}}` reads: `task_id`, `name`, `scheduled_at` (see
     /// [`tessera_core::template::pipeline_values`]).
     pub pipeline: serde_json::Value,
+    /// Set for a task whose creation is committed while its driver starts (see [`Recorded`]).
+    pub recorded: Option<Arc<Recorded>>,
 }
 
 impl RunContext {
+    /// Blocks (a blocking thread only) until the task is in the store. A task whose creation
+    /// failed is not this process's to write: the same error as a claim taken over.
+    pub fn wait_recorded(&self) -> Result<(), tessera_store::StoreError> {
+        match &self.recorded {
+            Some(r) if !r.wait() => Err(tessera_store::StoreError::Fenced(self.task_id.clone())),
+            _ => Ok(()),
+        }
+    }
+
     /// `path` against the base directory (an absolute path, or no base, leaves it as it is).
     pub fn resolve(&self, path: impl AsRef<Path>) -> PathBuf {
         let path = path.as_ref();

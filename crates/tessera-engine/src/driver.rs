@@ -96,10 +96,8 @@ impl Driver {
         .await;
         loop {
             match outcome {
-                Ok(Some(o)) => {
-                    let (d, ()) = step_infallible(driver, |d| d.finish_jobs()).await;
-                    return (d, Ok(o));
-                }
+                // The step that ended the task stopped its jobs left (see `step`).
+                Ok(Some(o)) => return (driver, Ok(o)),
                 Ok(None) => {}
                 Err(e) => {
                     tracing::error!(task = %driver.ctx.task_id, error = %e, "task driver stopped");
@@ -138,14 +136,19 @@ impl Driver {
         }
     }
 
-    /// Commits the step's records, then carries out the rest in order.
+    /// Commits the step's records, then carries out the rest in order. A step that only
+    /// records, or only starts loops computed in the process, leaves its records pending (group
+    /// commit; see [`may_precede_its_records`]).
     fn apply(&mut self, effects: Vec<Effect>) -> Result<Option<Outcome>, EngineError> {
-        let acts = effects
-            .iter()
-            .any(|e| !matches!(e, Effect::Record(_) | Effect::CacheStore { .. }));
-        if !acts {
-            if !effects.is_empty() {
-                self.pending.extend(effects);
+        if effects.iter().all(may_precede_its_records) {
+            let mut runs = Vec::new();
+            for effect in effects {
+                match effect {
+                    Effect::Run(job) => runs.push(job),
+                    record => self.pending.push(record),
+                }
+            }
+            if !self.pending.is_empty() {
                 self.pending_since.get_or_insert_with(Instant::now);
             }
             // While inline work goes on (a long loop, step after step), records are committed
@@ -158,6 +161,9 @@ impl Driver {
                 let pending = std::mem::take(&mut self.pending);
                 self.pending_since = None;
                 self.commit(&pending)?;
+            }
+            for job in runs {
+                self.start_job(job);
             }
             return Ok(None);
         }
@@ -184,17 +190,7 @@ impl Driver {
         for effect in effects {
             match effect {
                 Effect::Record(_) | Effect::CacheStore { .. } => {}
-                Effect::Run(job) => {
-                    let id = job.id;
-                    let handle = crate::jobs::spawn(
-                        self.ctx.engine.clone(),
-                        &self.ctx.run,
-                        &self.ctx.plan,
-                        job,
-                        self.ctx.events_tx.clone(),
-                    );
-                    self.jobs.insert(id, handle);
-                }
+                Effect::Run(job) => self.start_job(job),
                 Effect::CancelJob(id) => {
                     if let Some(h) = self.jobs.remove(&id) {
                         h.abort();
@@ -212,6 +208,18 @@ impl Driver {
             }
         }
         Ok(outcome)
+    }
+
+    fn start_job(&mut self, job: tessera_core::scheduler::Job) {
+        let id = job.id;
+        let handle = crate::jobs::spawn(
+            self.ctx.engine.clone(),
+            &self.ctx.run,
+            &self.ctx.plan,
+            job,
+            self.ctx.events_tx.clone(),
+        );
+        self.jobs.insert(id, handle);
     }
 
     fn commit(&self, effects: &[Effect]) -> Result<(), EngineError> {
@@ -238,6 +246,8 @@ impl Driver {
             // What the stop did (commands killed) is not the task's history.
             return Err(EngineError::Internal("the engine is stopping".into()));
         }
+        // A new task's creation may still be under way: its writes come after it.
+        self.ctx.run.wait_recorded()?;
         let observed = records.clone();
         let batch = CommitBatch {
             task_id: &self.ctx.task_id,
@@ -294,6 +304,21 @@ impl Driver {
     }
 }
 
+/// Whether an effect may be carried out before the records of its step are durable: records,
+/// and loops whose items are computed in the process. Such a loop touches nothing outside the
+/// process but its own chunks (fenced), so if the process dies before its records are committed
+/// the loop is simply run again on resume — and reuses those chunks. Its step's records then
+/// go with the next commit (within [`COMMIT_WINDOW`], or with the loop's end): one fsync less
+/// per loop. Anything seen outside — a process, a request, a retry timer, the task's end —
+/// commits what is pending first.
+fn may_precede_its_records(effect: &Effect) -> bool {
+    match effect {
+        Effect::Record(_) | Effect::CacheStore { .. } => true,
+        Effect::Run(job) => job.chunked.is_some(),
+        Effect::CancelJob(_) | Effect::RetryAfter { .. } | Effect::Done(_) => false,
+    }
+}
+
 type StepResult = Result<Option<Outcome>, EngineError>;
 
 /// Runs one step of `driver` on a blocking thread (scheduler work, the commit's fsync and
@@ -304,7 +329,15 @@ async fn step(
 ) -> (Box<Driver>, StepResult) {
     let (driver, result) = tokio::task::spawn_blocking(move || {
         let mut driver = driver;
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut driver)));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let ended = f(&mut driver);
+            // Jobs still running when the task ends (siblings of a failure) are cancelled
+            // here, not in a step of their own: one hop between threads less per task.
+            if matches!(ended, Ok(Some(_))) {
+                driver.finish_jobs();
+            }
+            ended
+        }));
         let result = result.unwrap_or_else(|panic| {
             // Its jobs must not outlive it (nor hold pool slots).
             driver.finish_jobs();

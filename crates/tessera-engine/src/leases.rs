@@ -20,16 +20,26 @@ pub(crate) struct Held {
     pub events: EventSender,
     /// A cancel request was passed on to the driver already.
     pub cancel_sent: bool,
+    /// A task whose creation is being committed: its claim is not renewed (nor found lost)
+    /// before it is in the store.
+    pub recorded: Option<Arc<crate::context::Recorded>>,
 }
 
 impl Shared {
-    pub(crate) fn hold(&self, task_id: &str, fence: u64, events: EventSender) {
+    pub(crate) fn hold(
+        &self,
+        task_id: &str,
+        fence: u64,
+        events: EventSender,
+        recorded: Option<Arc<crate::context::Recorded>>,
+    ) {
         self.held.lock().unwrap_or_else(|p| p.into_inner()).insert(
             task_id.to_string(),
             Held {
                 fence,
                 events,
                 cancel_sent: false,
+                recorded,
             },
         );
     }
@@ -40,6 +50,11 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
+            .filter(|(_, h)| {
+                h.recorded
+                    .as_ref()
+                    .is_none_or(|r| r.created() == Some(true))
+            })
             .map(|(task, h)| (task.clone(), h.fence))
             .collect()
     }

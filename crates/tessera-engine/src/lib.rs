@@ -24,6 +24,7 @@ pub mod schedules;
 mod scratch;
 mod service;
 mod shared_events;
+mod start;
 mod template;
 
 use std::collections::BTreeMap;
@@ -34,7 +35,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tessera_core::scheduler::{Event, Outcome, Progress};
 use tessera_core::{Data, Pipeline, Plan, Scripts};
-use tessera_store::{NewTask, Objects, Store};
+use tessera_store::{Objects, Store};
 
 pub use context::RunContext;
 pub use error::EngineError;
@@ -281,6 +282,8 @@ pub(crate) struct DriverStart {
     fence: u64,
     /// The schedule's tick the task was created for, if any.
     scheduled_at: Option<u64>,
+    /// Set when the task's creation is committed while its driver starts.
+    recorded: Option<Arc<context::Recorded>>,
 }
 
 /// Runs tasks. Cheap to clone.
@@ -560,121 +563,6 @@ impl Engine {
         &self.shared.scripts
     }
 
-    /// Starts a new task.
-    pub fn submit(&self, submission: Submission) -> Result<TaskHandle, EngineError> {
-        if self.is_draining() {
-            return Err(EngineError::Stopping);
-        }
-        let (id, submission) = self
-            .record(submission, true)?
-            .ok_or_else(|| EngineError::Internal("the tick has a task already".into()))?;
-        self.start_recorded(id, submission)
-    }
-
-    /// Starts the driver of a task just recorded as claimed by this engine.
-    fn start_recorded(
-        &self,
-        id: String,
-        submission: Submission,
-    ) -> Result<TaskHandle, EngineError> {
-        let Submission {
-            pipeline,
-            input,
-            owner,
-            base_dir,
-            tick,
-            ..
-        } = submission;
-        let slot = DriverSlot::reserve(&self.shared, &id)
-            .ok_or_else(|| EngineError::Internal(format!("task id {id} is already driven here")))?;
-        self.start_driver(DriverStart {
-            slot,
-            owner,
-            plan: pipeline.into_plan(),
-            input,
-            history: History::default(),
-            base_dir,
-            // A new task's first claim.
-            fence: 1,
-            scheduled_at: tick,
-        })
-    }
-
-    /// Records a new task for any runner to claim (an API-only server: `serve --no-work`);
-    /// nothing runs here. Its id.
-    pub fn enqueue(&self, submission: Submission) -> Result<String, EngineError> {
-        Ok(self
-            .record(submission, false)?
-            .ok_or_else(|| EngineError::Internal("the tick has a task already".into()))?
-            .0)
-    }
-
-    /// Creates the task of a schedule's tick (`submission.tick`), unless the tick has one
-    /// already or lies at or before the schedule's last tick (`None`: another instance, or an
-    /// earlier round, created it); the schedule's last tick moves to it. It starts here when
-    /// this engine runs tasks, else any runner claims it. Its id, and its handle when it runs
-    /// here.
-    pub fn create_tick(
-        &self,
-        submission: Submission,
-    ) -> Result<Option<(String, Option<TaskHandle>)>, EngineError> {
-        if self.is_draining() {
-            return Err(EngineError::Stopping);
-        }
-        let here = self.runs_needs(&submission.pipeline.needs());
-        let Some((id, submission)) = self.record(submission, here)? else {
-            return Ok(None);
-        };
-        if !here {
-            return Ok(Some((id, None)));
-        }
-        let handle = self.start_recorded(id.clone(), submission)?;
-        Ok(Some((id, Some(handle))))
-    }
-
-    /// Records a submission's task: claimed by this engine (fence 1, a lease it renews), or by
-    /// nobody (claimable at once). Its id, and what the submission still holds; `None` when
-    /// the submission's tick has a task already.
-    fn record(
-        &self,
-        mut submission: Submission,
-        claimed: bool,
-    ) -> Result<Option<(String, Submission)>, EngineError> {
-        let id = submission
-            .id
-            .take()
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let (runner, lease_until) = match claimed {
-            true => (Some(self.shared.runner.clone()), self.shared.lease_until()),
-            false => (None, 0),
-        };
-        let task = NewTask {
-            id: id.clone(),
-            pipeline: submission.pipeline.name().to_string(),
-            definition: std::mem::take(&mut submission.definition),
-            input: submission.input.clone(),
-            created_at: now_millis(),
-            owner: submission.owner.clone(),
-            runner,
-            lease_until,
-            base_dir: submission
-                .base_dir
-                .as_ref()
-                .map(|d| d.display().to_string()),
-            scheduled_at: submission.tick,
-            needs: submission.pipeline.needs().into_owned(),
-        };
-        match submission.tick {
-            None => self.shared.store.create_task(&task)?,
-            Some(_) => {
-                if !self.shared.store.create_tick(&task, true)? {
-                    return Ok(None);
-                }
-            }
-        }
-        Ok(Some((id, submission)))
-    }
-
     /// Claims and starts every task nobody holds (not ended, lease run out or never taken):
     /// what a server or worker does at start and every third of its lease. Tasks claimed by
     /// another runner meanwhile are skipped. Nothing while draining.
@@ -874,104 +762,6 @@ impl Engine {
             store.request_cancel(task_id)?;
         }
         Ok(())
-    }
-
-    pub(crate) fn start_driver(&self, start: DriverStart) -> Result<TaskHandle, EngineError> {
-        let DriverStart {
-            slot,
-            owner,
-            plan,
-            input,
-            history,
-            base_dir,
-            fence,
-            scheduled_at,
-        } = start;
-        let id = slot.task_id.clone();
-        let (events_tx, events_rx) = events::channel();
-        let done = events::DoneSlot::new();
-        let done_tx = done.clone();
-        let progress = Arc::new(Mutex::new(Progress::default()));
-        let batches = self.shared.batch_board(&id);
-        let loops = self.shared.loop_board(&id);
-        let rasters = self.shared.raster_board(&id);
-        let shared = self.shared.clone();
-        let board_id = id.clone();
-        let driver = driver::Driver::new(driver::DriverContext {
-            engine: self.shared.clone(),
-            task_id: id.clone(),
-            run: Arc::new(RunContext {
-                pipeline: tessera_core::template::pipeline_values(
-                    &id,
-                    &plan.pipeline.name,
-                    scheduled_at,
-                ),
-                task_id: id.clone(),
-                base_dir,
-                fence,
-                scheduled_at,
-            }),
-            fence,
-            owner,
-            plan,
-            input,
-            past: history.past,
-            changed: history.changed,
-            events_tx: events_tx.clone(),
-            events_rx,
-            progress: progress.clone(),
-        });
-        self.shared.hold(&id, fence, events_tx.clone());
-        // An async task: a driver waiting for its jobs or callbacks holds no thread.
-        let driver = Box::new(driver);
-        self.shared.runtime.spawn(async move {
-            // A panic outside a step (steps catch their own) must still release the task and
-            // hand its result over.
-            let run = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(driver.run()));
-            let (driver, result) = match run.await {
-                Ok((driver, result)) => (Some(driver), result),
-                Err(_) => (
-                    None,
-                    Err(EngineError::Internal("the task driver panicked".into())),
-                ),
-            };
-            // What follows blocks (a store write, freeing a big task's state): off the
-            // async threads.
-            let ended = tokio::task::spawn_blocking(move || {
-                shared.drop_batch_board(&board_id);
-                shared.release(&board_id);
-                drop(slot);
-                // A driver whose claim was taken over has nothing to record: the task is
-                // another runner's now.
-                let fenced = matches!(
-                    &result,
-                    Err(EngineError::Store(tessera_store::StoreError::Fenced(_)))
-                );
-                if let Err(e) = &result
-                    && !fenced
-                    && !shared.stopping.load(std::sync::atomic::Ordering::SeqCst)
-                {
-                    shared.give_up(&board_id, fence, &e.to_string());
-                }
-                done_tx.set(result);
-                // Freeing a big task's state takes a while: after the caller has its result.
-                drop(driver);
-                shared.scratch.task_ended(&board_id);
-            })
-            .await;
-            if let Err(e) = ended {
-                tracing::error!(error = %e, "a task's end could not be recorded");
-            }
-        });
-        Ok(TaskHandle {
-            id,
-            progress,
-            batches,
-            loops,
-            rasters,
-            events: events_tx,
-            done,
-        })
     }
 }
 

@@ -117,29 +117,42 @@ async fn run_loop(
         key: job.key.clone(),
         iteration: job.iteration,
     });
-    let w = work.clone();
-    let fingerprint = Arc::new(
-        tokio::task::spawn_blocking(move || fingerprint(&w))
-            .await
-            .map_err(panicked)?,
-    );
-    // Values by first item: the chunks committed by an earlier run of the same loop on the
-    // same data, then the ones computed now.
-    let mut values: BTreeMap<usize, (usize, String)> = BTreeMap::new();
-    let mut failed: Vec<ItemFailure> = Vec::new();
-    let (store, k, fp) = (engine.store.clone(), key.clone(), fingerprint.clone());
-    let (committed, failures) = tokio::task::spawn_blocking(move || {
-        let chunks = store.loop_chunks(&k, &fp)?;
+    // One blocking call reads what an earlier run committed and, on a first run, computes the
+    // probe chunk (see PROBE) too: each hop between threads costs tens of microseconds.
+    // The first attempt of a loop of a task just submitted has nothing committed: it reads
+    // nothing (the task's creation may still be committing, and the store busy with it).
+    let fresh = run.recorded.is_some() && job.id.attempt <= 1;
+    let (w, store, k) = (work.clone(), engine.store.clone(), key.clone());
+    let (scripts, cancel_flag) = (engine.scripts.clone(), cancel.clone());
+    let (fingerprint, committed, failures, early_probe) = tokio::task::spawn_blocking(move || {
+        let fingerprint = fingerprint(&w);
+        let chunks = match fresh {
+            true => Vec::new(),
+            false => store.loop_chunks(&k, &fingerprint)?,
+        };
         let failures = if chunks.iter().any(|c| c.failed > 0) {
             store.loop_failures(&k, 0, u64::MAX)?
         } else {
             Vec::new()
         };
-        Ok::<_, StoreError>((chunks, failures))
+        let probe = chunks.is_empty().then(|| {
+            let range = 0..PROBE.min(w.items.len());
+            let started = std::time::Instant::now();
+            let values = w
+                .program
+                .run_chunk(&w, &scripts, range.clone(), &cancel_flag.flag);
+            (range, values, started.elapsed())
+        });
+        Ok::<_, StoreError>((fingerprint, chunks, failures, probe))
     })
     .await
     .map_err(panicked)?
     .map_err(store_error("cannot read the loop's committed chunks"))?;
+    let fingerprint = Arc::new(fingerprint);
+    // Values by first item: the chunks committed by an earlier run of the same loop on the
+    // same data, then the ones computed now.
+    let mut values: BTreeMap<usize, (usize, String)> = BTreeMap::new();
+    let mut failed: Vec<ItemFailure> = Vec::new();
     let mut covered = 0;
     for c in committed {
         let (first, count) = (c.first as usize, c.count as usize);
@@ -177,6 +190,7 @@ async fn run_loop(
     let parallel = engine.pools.cpu_size();
     let chunk = |range: std::ops::Range<usize>, commit: bool| ChunkJob {
         engine: engine.clone(),
+        run: run.clone(),
         work: work.clone(),
         key: key.clone(),
         fingerprint: fingerprint.clone(),
@@ -191,12 +205,24 @@ async fn run_loop(
     };
     let probe = first_gap.start..(first_gap.start + PROBE).min(first_gap.end);
     first_gap.start = probe.end;
-    let probe_job = chunk(probe.clone(), false);
-    let started = std::time::Instant::now();
-    let (_, probe_values) = tokio::task::spawn_blocking(move || probe_job.run())
-        .await
-        .map_err(panicked)??;
-    let per_item = started.elapsed().as_secs_f64() / probe.len() as f64;
+    let (probe_values, took) = match early_probe {
+        // Computed with the read (nothing was committed, so the first gap starts at 0).
+        Some((range, values, took)) if range == probe => {
+            if cancel.flag.load(Ordering::SeqCst) {
+                return Err(LoopEnd::Job(JobError::retryable("the loop was cancelled")));
+            }
+            (values, took)
+        }
+        _ => {
+            let probe_job = chunk(probe.clone(), false);
+            let started = std::time::Instant::now();
+            let (_, values) = tokio::task::spawn_blocking(move || probe_job.run())
+                .await
+                .map_err(panicked)??;
+            (values, started.elapsed())
+        }
+    };
+    let per_item = took.as_secs_f64() / probe.len() as f64;
     let left: usize = gaps.iter().map(|g| g.len()).sum();
     // Short loops (all the rest within one chunk's time per core) run without checkpoints:
     // their values are committed with the loop's step. Longer ones commit every chunk.
@@ -310,6 +336,7 @@ async fn finish(
 /// One chunk: computed, then committed with its failed items.
 struct ChunkJob {
     engine: Arc<Shared>,
+    run: Arc<RunContext>,
     work: Arc<LoopWork>,
     key: Arc<LoopKey>,
     fingerprint: Arc<String>,
@@ -360,6 +387,9 @@ impl ChunkJob {
                 attempts: 1,
             })
             .collect();
+        self.run
+            .wait_recorded()
+            .map_err(store_error("cannot commit a chunk of the loop"))?;
         self.engine
             .store
             .put_loop_chunks(&[LoopChunkCommit {

@@ -173,6 +173,7 @@ impl Engine {
             base_dir,
             fence,
             scheduled_at: task.scheduled_at,
+            recorded: None,
         })
         .map(Some)
     }
@@ -236,6 +237,7 @@ impl Engine {
             base_dir: task.base_dir.map(std::path::PathBuf::from),
             fence: task.fence,
             scheduled_at: task.scheduled_at,
+            recorded: None,
         })
     }
 

@@ -287,3 +287,97 @@ fn a_panicking_driver_stops_its_jobs_and_fails_its_task_which_resumes() {
         .unwrap();
     assert_eq!(outcome.state, TaskState::Finished);
 }
+
+/// A task's driver starts while its creation is committed (a loop computed in the process
+/// overlaps that fsync): when the creation fails, nothing of the task is written and nothing
+/// outside the process is started.
+#[test]
+fn a_task_the_store_cannot_record_writes_nothing_and_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("t.db"), Durability::Full).unwrap());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let engine = Engine::new(
+        store.clone(),
+        Objects::local(&dir.path().join("store")).unwrap(),
+        runtime.handle().clone(),
+        EngineConfig::new(dir.path().join("work")),
+    )
+    .unwrap();
+    use tessera_store::Tasks;
+    let marker = dir.path().join("ran");
+    // The loop's items run in chunks in the process; the command after it is a process.
+    let yaml = format!(
+        "nodes:\n  - {{id: in, type: entry, next: [each]}}\n  - id: each\n    type: loop\n    items: in.out.items\n    collect: loop.m.out\n    next: [touch]\n    nodes:\n      - id: m\n        type: node\n        after: \"out = item * 2;\"\n  - {{id: touch, type: command, command: [touch, \"{}\"], next: [end]}}\n  - {{id: end, type: end}}\n",
+        marker.display()
+    );
+    let (pipeline, definition) = load_document(&yaml, engine.scripts()).unwrap();
+    let items: Vec<u64> = (0..50_000).collect();
+    let submission = |id: &str| Submission {
+        definition: definition.clone(),
+        pipeline: pipeline.clone().into(),
+        input: json!({ "items": items }).into(),
+        owner: None,
+        id: Some(id.to_string()),
+        base_dir: None,
+        tick: None,
+    };
+    // Room for the schema, not for the task's input.
+    store
+        .set_max_size(Some(store.size().unwrap() + 8192))
+        .unwrap();
+    let err = engine.submit(submission("refused")).unwrap_err();
+    assert!(
+        matches!(&err, EngineError::Store(e) if e.is_full()),
+        "the creation's own error: {err}"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while engine.is_driving("refused") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!engine.is_driving("refused"), "its driver stopped");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!marker.exists(), "the command after the loop never ran");
+    store.set_max_size(None).unwrap();
+    assert!(store.task("refused").unwrap().is_none());
+    assert!(store.node_runs("refused").unwrap().is_empty());
+    // With room again, the same submission runs and is recorded.
+    let outcome = engine
+        .submit(submission("accepted"))
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(outcome.state, TaskState::Finished, "{:?}", outcome.error);
+    assert!(marker.exists());
+    let runs = store.node_runs("accepted").unwrap();
+    assert!(
+        runs.iter()
+            .any(|r| r.key == "each" && r.state.as_str() == "finished")
+    );
+    // A first step that commits at once (a command starts after its records) waits for the
+    // creation: it is never refused as a write to a task that does not exist.
+    let yaml = "nodes:\n  - {id: in, type: entry, next: [t]}\n  - {id: t, type: command, command: [\"true\"], next: [end]}\n  - {id: end, type: end}\n";
+    let (pipeline, definition) = load_document(yaml, engine.scripts()).unwrap();
+    let handles: Vec<_> = (0..40)
+        .map(|i| {
+            engine
+                .submit(Submission {
+                    definition: definition.clone(),
+                    pipeline: pipeline.clone().into(),
+                    input: json!({ "i": i, "pad": "x".repeat(50_000) }).into(),
+                    owner: None,
+                    id: None,
+                    base_dir: None,
+                    tick: None,
+                })
+                .unwrap()
+        })
+        .collect();
+    for h in handles {
+        let outcome = h.wait().unwrap();
+        assert_eq!(outcome.state, TaskState::Finished, "{:?}", outcome.error);
+    }
+}

@@ -53,15 +53,64 @@ fn string_end(b: &[u8], i: usize) -> usize {
 
 /// The spans of a list's items (`text` starts with `[`).
 pub(super) fn items(text: &str) -> Vec<(usize, usize)> {
-    let b = text.as_bytes();
     let mut out = Vec::new();
-    let mut i = 1;
-    while i < b.len() && b[i] != b']' {
-        let end = value_end(b, i);
-        out.push((i, end));
-        i = end + 1; // past the comma (or onto the closing bracket's successor)
-    }
+    each_item(text, |a, b| out.push((a, b)));
     out
+}
+
+/// Calls `f` with the span of each item of a list (`text` starts with `[`), in order.
+pub(super) fn each_item(text: &str, f: impl FnMut(usize, usize)) {
+    list_items(text.as_bytes(), 0, f);
+}
+
+/// Calls `f` with the span of each item of the list starting at `start`, in order; the
+/// index just past the list.
+fn list_items(b: &[u8], start: usize, mut f: impl FnMut(usize, usize)) -> usize {
+    let mut i = start + 1;
+    if i >= b.len() || b[i] == b']' {
+        return i + 1;
+    }
+    loop {
+        let end = value_end(b, i);
+        f(i, end);
+        if b.get(end) != Some(&b',') {
+            return end + 1;
+        }
+        i = end + 1;
+    }
+}
+
+/// [`member`] for a member whose value is a list, its items found in the same pass: `spans`
+/// gets the span of each (offsets in `text` plus `base`), for the last occurrence of the key
+/// (as trees keep). Whether the member is there and is a list.
+pub(super) fn member_items(
+    text: &str,
+    wanted: &str,
+    base: usize,
+    spans: &mut Vec<(u32, u32)>,
+) -> bool {
+    let b = text.as_bytes();
+    let mut found = false;
+    let mut i = 1;
+    while i < b.len() && b[i] == b'"' {
+        let key_end = string_end(b, i);
+        let start = key_end + 1; // past the colon
+        let end = if key(&text[i..key_end]) == wanted {
+            spans.clear();
+            found = b.get(start) == Some(&b'[');
+            if found {
+                list_items(b, start, |x, y| {
+                    spans.push(((base + x) as u32, (base + y) as u32))
+                })
+            } else {
+                value_end(b, start)
+            }
+        } else {
+            value_end(b, start)
+        };
+        i = end + 1;
+    }
+    found
 }
 
 /// How many items a list text holds.
@@ -160,6 +209,17 @@ mod tests {
             let got: Vec<&str> = spans.iter().map(|&(a, b)| &text[a..b]).collect();
             let want: Vec<String> = items.iter().map(Value::to_string).collect();
             prop_assert_eq!(&got, &want);
+            // The same list as a member, found with its items in one pass.
+            for wrapped in [
+                json!({"a": 1, "items": items.clone(), "z": [2]}),
+                json!({"items": items.clone()}),
+            ] {
+                let t = wrapped.to_string();
+                let mut spans = Vec::new();
+                prop_assert!(super::member_items(&t, "items", 0, &mut spans));
+                let got: Vec<&str> = spans.iter().map(|&(a, b)| &t[a as usize..b as usize]).collect();
+                prop_assert_eq!(&got, &want);
+            }
             for (n, want) in items.iter().enumerate() {
                 prop_assert_eq!(super::item(&text, n).unwrap(), want.to_string());
                 if let Value::Object(m) = want {

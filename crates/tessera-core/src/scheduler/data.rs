@@ -67,7 +67,14 @@ impl Scheduler {
     /// The value at `path` seen from instance `idx`; missing data (a node not run yet, a
     /// missing key) reads as `null`.
     pub(super) fn resolve_path(&self, idx: usize, path: &DataPath) -> Data {
-        let root: Option<Data> = match &path.root {
+        self.path_root(idx, path)
+            .and_then(|r| r.walk(&path.segments))
+            .unwrap_or_default()
+    }
+
+    /// What `path` starts from, seen from instance `idx`.
+    fn path_root(&self, idx: usize, path: &DataPath) -> Option<Data> {
+        match &path.root {
             PathRoot::Node { id, section } => self
                 .lookup_node(idx, id)
                 .map(|t| self.section_of(t, *section)),
@@ -80,9 +87,7 @@ impl Scheduler {
             PathRoot::LoopIndex { up } => self
                 .enclosing_branch(idx, *up)
                 .map(|(_, item, _)| Data::from_value(Value::from(item))),
-        };
-        root.and_then(|r| r.walk(&path.segments))
-            .unwrap_or_default()
+        }
     }
 
     fn section_of(&self, idx: usize, section: Section) -> Data {
@@ -138,14 +143,16 @@ impl Scheduler {
         idx: usize,
         spec: &LoopSpec,
     ) -> Result<Option<Data>, String> {
-        let list = self.resolve_path(idx, &spec.items);
         if let Some(program) = self.plan.programs.get(&self.inst[idx].node).cloned()
-            && let Some(items) = list.list_text()
+            && let Some(items) = self
+                .path_root(idx, &spec.items)
+                .and_then(|r| r.walk_list(&spec.items.segments))
             && !items.is_empty()
         {
             self.start_chunked(idx, program, items, spec);
             return Ok(None);
         }
+        let list = self.resolve_path(idx, &spec.items);
         let items = match list.items() {
             Some(items) => items,
             None if list.is_null() => {
