@@ -402,6 +402,7 @@ impl<'de> Deserialize<'de> for Data {
 /// text and 8 bytes each, not a value each. Cheap to clone (shared).
 #[derive(Clone)]
 pub struct ListText {
+    /// The list's text, or a text it is part of (a list found below a value shares its text).
     text: Arc<str>,
     /// (start, end) of each item in `text`.
     spans: Arc<[(u32, u32)]>,

@@ -41,6 +41,9 @@ pub(crate) struct Driver {
     jobs: HashMap<JobId, tokio::task::JoinHandle<()>>,
     /// When progress was last published; counting is O(nodes), so it is throttled.
     progress_at: Option<Instant>,
+    /// Whether a job ran outside the process's own work (a command, a request, a batch or
+    /// raster job: anything but a chunked loop), which may leave files in the work directory.
+    outside: bool,
     /// Records of steps that acted on nothing yet (group commit), and since when.
     pending: Vec<Effect>,
     pending_since: Option<Instant>,
@@ -78,6 +81,7 @@ impl Driver {
             scheduler,
             jobs: HashMap::new(),
             progress_at: None,
+            outside: false,
             pending: Vec::new(),
             pending_since: None,
         }
@@ -211,6 +215,7 @@ impl Driver {
     }
 
     fn start_job(&mut self, job: tessera_core::scheduler::Job) {
+        self.outside |= job.chunked.is_none();
         let id = job.id;
         let handle = crate::jobs::spawn(
             self.ctx.engine.clone(),
@@ -287,6 +292,11 @@ impl Driver {
         let engine = &self.ctx.engine;
         engine.events.push(&engine.runner, &task, &observed);
         Ok(())
+    }
+
+    /// Whether a job ran outside the process's own work (see `outside`).
+    pub fn ran_outside_work(&self) -> bool {
+        self.outside
     }
 
     /// Blocks until an aborted job has dropped its future (and so killed its processes).

@@ -72,13 +72,18 @@ impl ScratchDirs {
         }
     }
 
-    /// The task's driver stopped: its scratch directories go (what a failed command left
-    /// included; its output is in the node's log).
-    pub fn task_ended(&self, task_id: &str) {
+    /// A task that never made files here ended (it ran only work inside the process).
+    pub fn task_ended_without_files(&self, task_id: &str) {
         self.free
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(task_id);
+    }
+
+    /// The task's driver stopped: its scratch directories go (what a failed command left
+    /// included; its output is in the node's log).
+    pub fn task_ended(&self, task_id: &str) {
+        self.task_ended_without_files(task_id);
         let root = self.root(task_id);
         if root.exists() {
             let _ = std::fs::remove_dir_all(&root);

@@ -203,6 +203,7 @@ impl Engine {
             events_rx,
             progress: progress.clone(),
         });
+        let fresh = recorded.is_some();
         self.shared.hold(&id, fence, events_tx.clone(), recorded);
         // An async task: a driver waiting for its jobs or callbacks holds no thread.
         let driver = Box::new(driver);
@@ -217,45 +218,47 @@ impl Engine {
                     Err(EngineError::Internal("the task driver panicked".into())),
                 ),
             };
-            // A driver whose claim was taken over has nothing to record: the task is another
-            // runner's now. Otherwise a failure is recorded (a store write: blocking) before
-            // the caller hears of it.
-            let fenced = matches!(
-                &result,
-                Err(EngineError::Store(tessera_store::StoreError::Fenced(_)))
-            );
-            let give_up = result.is_err()
-                && !fenced
-                && !shared.stopping.load(std::sync::atomic::Ordering::SeqCst);
-            let end_shared = shared.clone();
-            let end = move || {
-                end_shared.drop_batch_board(&board_id);
-                end_shared.release(&board_id);
+            // A task submitted here that ran only work inside the process (nodes, scripts,
+            // chunked loops) has no files to remove and, unless it failed, nothing to record:
+            // its caller hears at once, with no hop to a blocking thread.
+            let quick =
+                fresh && result.is_ok() && driver.as_ref().is_some_and(|d| !d.ran_outside_work());
+            if quick {
+                shared.drop_batch_board(&board_id);
+                shared.release(&board_id);
                 drop(slot);
-                if give_up && let Err(e) = &result {
-                    end_shared.give_up(&board_id, fence, &e.to_string());
+                shared.scratch.task_ended_without_files(&board_id);
+                done_tx.set(result);
+                // Freeing a big task's state takes a while: after the caller has its result
+                // (and not at all if the process exits first).
+                drop(tokio::task::spawn_blocking(move || drop(driver)));
+                return;
+            }
+            // What follows blocks (a store write, freeing a big task's state, removing
+            // files): off the async threads.
+            let ended = tokio::task::spawn_blocking(move || {
+                shared.drop_batch_board(&board_id);
+                shared.release(&board_id);
+                drop(slot);
+                // A driver whose claim was taken over has nothing to record: the task is
+                // another runner's now.
+                let fenced = matches!(
+                    &result,
+                    Err(EngineError::Store(tessera_store::StoreError::Fenced(_)))
+                );
+                if let Err(e) = &result
+                    && !fenced
+                    && !shared.stopping.load(std::sync::atomic::Ordering::SeqCst)
+                {
+                    shared.give_up(&board_id, fence, &e.to_string());
                 }
                 done_tx.set(result);
-                board_id
-            };
-            // Without a write the caller hears at once (no hop to a blocking thread); freeing
-            // a big task's state and its scratch files, which take a while, come after.
-            let ended = if give_up {
-                tokio::task::spawn_blocking(end).await
-            } else {
-                Ok(end())
-            };
-            let tidied = match ended {
-                Ok(board_id) => {
-                    tokio::task::spawn_blocking(move || {
-                        drop(driver);
-                        shared.scratch.task_ended(&board_id);
-                    })
-                    .await
-                }
-                Err(e) => Err(e),
-            };
-            if let Err(e) = tidied {
+                // Freeing a big task's state takes a while: after the caller has its result.
+                drop(driver);
+                shared.scratch.task_ended(&board_id);
+            })
+            .await;
+            if let Err(e) = ended {
                 tracing::error!(error = %e, "a task's end could not be recorded");
             }
         });
