@@ -520,8 +520,8 @@ fn gather_spans(fill: impl FnOnce(&mut Vec<(u32, u32)>) -> bool) -> Option<Arc<[
     SPANS.with_borrow_mut(|buffer| {
         buffer.clear();
         let spans = fill(buffer).then(|| Arc::from(&buffer[..]));
-        // What a list of a million items needs is kept; beyond, given back.
-        if buffer.capacity() > 1 << 20 {
+        // What a list of 65,536 items needs (512 KiB) is kept; beyond, given back.
+        if buffer.capacity() > 1 << 16 {
             *buffer = Vec::new();
         }
         spans

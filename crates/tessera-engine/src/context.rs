@@ -28,7 +28,7 @@ impl Recorded {
     }
 
     /// Blocks until the creation ended; whether it succeeded.
-    fn wait(&self) -> bool {
+    pub fn wait(&self) -> bool {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if let Some(created) = *state {

@@ -169,6 +169,7 @@ impl Driver {
             for job in runs {
                 self.start_job(job);
             }
+            self.publish_progress(false);
             return Ok(None);
         }
         let mut effects = effects;
@@ -179,17 +180,7 @@ impl Driver {
             self.pending_since = None;
         }
         self.commit(&effects)?;
-        let done = effects.iter().any(|e| matches!(e, Effect::Done(_)));
-        if done
-            || self
-                .progress_at
-                .is_none_or(|t| t.elapsed() >= Duration::from_millis(50))
-        {
-            self.progress_at = Some(Instant::now());
-            if let Ok(mut p) = self.ctx.progress.lock() {
-                *p = self.scheduler.progress();
-            }
-        }
+        self.publish_progress(effects.iter().any(|e| matches!(e, Effect::Done(_))));
         let mut outcome = None;
         for effect in effects {
             match effect {
@@ -212,6 +203,21 @@ impl Driver {
             }
         }
         Ok(outcome)
+    }
+
+    /// Publishes the scheduler's counts at the task's end, else at most every 50 ms
+    /// (counting is O(nodes)).
+    fn publish_progress(&mut self, done: bool) {
+        if done
+            || self
+                .progress_at
+                .is_none_or(|t| t.elapsed() >= Duration::from_millis(50))
+        {
+            self.progress_at = Some(Instant::now());
+            if let Ok(mut p) = self.ctx.progress.lock() {
+                *p = self.scheduler.progress();
+            }
+        }
     }
 
     fn start_job(&mut self, job: tessera_core::scheduler::Job) {

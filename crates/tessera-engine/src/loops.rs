@@ -450,7 +450,7 @@ async fn log_failures(
             at: now_millis(),
         })
         .collect();
-    append_logs(engine, lines).await;
+    append_logs(engine, run, lines).await;
 }
 
 /// Lines of the engine's own under the loop's key.
@@ -472,12 +472,21 @@ async fn log_lines(
             at: now_millis(),
         })
         .collect();
-    append_logs(engine, lines).await;
+    append_logs(engine, run, lines).await;
 }
 
-async fn append_logs(engine: &Arc<Shared>, lines: Vec<tessera_store::LogLine>) {
-    let store = engine.store.clone();
-    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.append_logs(&lines)).await {
+/// Stores lines once the task is in the store (a task whose creation failed keeps none).
+async fn append_logs(
+    engine: &Arc<Shared>,
+    run: &Arc<RunContext>,
+    lines: Vec<tessera_store::LogLine>,
+) {
+    let (store, run) = (engine.store.clone(), run.clone());
+    let stored = tokio::task::spawn_blocking(move || {
+        run.wait_recorded()?;
+        store.append_logs(&lines)
+    });
+    if let Ok(Err(e)) = stored.await {
         tracing::warn!(error = %e, "could not store the logs of failed items");
     }
 }

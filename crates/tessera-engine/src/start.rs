@@ -204,6 +204,7 @@ impl Engine {
             progress: progress.clone(),
         });
         let fresh = recorded.is_some();
+        let creation = recorded.clone();
         self.shared.hold(&id, fence, events_tx.clone(), recorded);
         // An async task: a driver waiting for its jobs or callbacks holds no thread.
         let driver = Box::new(driver);
@@ -241,11 +242,12 @@ impl Engine {
                 shared.release(&board_id);
                 drop(slot);
                 // A driver whose claim was taken over has nothing to record: the task is
-                // another runner's now.
+                // another runner's now. Nor has one whose task could not be created (a step
+                // that panicked may end it before the creation is committed: waited for).
                 let fenced = matches!(
                     &result,
                     Err(EngineError::Store(tessera_store::StoreError::Fenced(_)))
-                );
+                ) || creation.as_ref().is_some_and(|c| !c.wait());
                 if let Err(e) = &result
                     && !fenced
                     && !shared.stopping.load(std::sync::atomic::Ordering::SeqCst)

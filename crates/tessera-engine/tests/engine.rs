@@ -307,19 +307,18 @@ fn a_task_the_store_cannot_record_writes_nothing_and_starts_nothing() {
         EngineConfig::new(dir.path().join("work")),
     )
     .unwrap();
-    use tessera_store::Tasks;
+    use tessera_store::{Logs, Tasks};
     let marker = dir.path().join("ran");
     // The loop's items run in chunks in the process; the command after it is a process.
     let yaml = format!(
-        "nodes:\n  - {{id: in, type: entry, next: [each]}}\n  - id: each\n    type: loop\n    items: in.out.items\n    collect: loop.m.out\n    next: [touch]\n    nodes:\n      - id: m\n        type: node\n        after: \"out = item * 2;\"\n  - {{id: touch, type: command, command: [touch, \"{}\"], next: [end]}}\n  - {{id: end, type: end}}\n",
+        "nodes:\n  - {{id: in, type: entry, next: [each]}}\n  - id: each\n    type: loop\n    items: in.out.items\n    collect: loop.m.out\n    max_failed_items: 100\n    next: [touch]\n    nodes:\n      - id: m\n        type: node\n        after: \"if item % 1000 == 7 {{ throw `bad item`; }} out = item * 2;\"\n  - {{id: touch, type: command, command: [touch, \"{}\"], next: [end]}}\n  - {{id: end, type: end}}\n",
         marker.display()
     );
     let (pipeline, definition) = load_document(&yaml, engine.scripts()).unwrap();
-    let items: Vec<u64> = (0..50_000).collect();
-    let submission = |id: &str| Submission {
+    let submission = |id: &str, items: u64| Submission {
         definition: definition.clone(),
         pipeline: pipeline.clone().into(),
-        input: json!({ "items": items }).into(),
+        input: json!({ "items": (0..items).collect::<Vec<u64>>() }).into(),
         owner: None,
         id: Some(id.to_string()),
         base_dir: None,
@@ -329,7 +328,7 @@ fn a_task_the_store_cannot_record_writes_nothing_and_starts_nothing() {
     store
         .set_max_size(Some(store.size().unwrap() + 8192))
         .unwrap();
-    let err = engine.submit(submission("refused")).unwrap_err();
+    let err = engine.submit(submission("refused", 50_000)).unwrap_err();
     assert!(
         matches!(&err, EngineError::Store(e) if e.is_full()),
         "the creation's own error: {err}"
@@ -344,9 +343,26 @@ fn a_task_the_store_cannot_record_writes_nothing_and_starts_nothing() {
     store.set_max_size(None).unwrap();
     assert!(store.task("refused").unwrap().is_none());
     assert!(store.node_runs("refused").unwrap().is_empty());
+    assert!(
+        store.logs("refused", None).unwrap().is_empty(),
+        "the failed items' logs were not kept either"
+    );
+    // A creation refused for another cause (the id is taken): nothing of the submission is
+    // written under that id, not even the failed items' logs.
+    // (A short loop: it ends, and logs its failed item, before its records are due.)
+    engine.enqueue(submission("taken", 10)).unwrap();
+    let err = engine.submit(submission("taken", 10)).unwrap_err();
+    assert!(err.to_string().contains("UNIQUE"), "{err}");
+    while engine.is_driving("taken") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(store.logs("taken", None).unwrap().is_empty());
+    assert!(store.node_runs("taken").unwrap().is_empty());
+    assert!(!marker.exists());
     // With room again, the same submission runs and is recorded.
     let outcome = engine
-        .submit(submission("accepted"))
+        .submit(submission("accepted", 50_000))
         .unwrap()
         .wait()
         .unwrap();
@@ -357,6 +373,7 @@ fn a_task_the_store_cannot_record_writes_nothing_and_starts_nothing() {
         runs.iter()
             .any(|r| r.key == "each" && r.state.as_str() == "finished")
     );
+    assert_eq!(store.logs("accepted", None).unwrap().len(), 50);
     // A first step that commits at once (a command starts after its records) waits for the
     // creation: it is never refused as a write to a task that does not exist.
     let yaml = "nodes:\n  - {id: in, type: entry, next: [t]}\n  - {id: t, type: command, command: [\"true\"], next: [end]}\n  - {id: end, type: end}\n";
@@ -380,4 +397,29 @@ fn a_task_the_store_cannot_record_writes_nothing_and_starts_nothing() {
         let outcome = h.wait().unwrap();
         assert_eq!(outcome.state, TaskState::Finished, "{:?}", outcome.error);
     }
+}
+
+/// A loop computed in the process starts before its step's records are committed; the task's
+/// counts are published all the same while it runs (what `tessera run` shows every 100 ms).
+#[test]
+fn the_counts_of_a_task_are_published_while_its_first_loop_runs() {
+    let f = fixture();
+    let yaml = "nodes:\n  - {id: in, type: entry, next: [each]}\n  - id: each\n    type: loop\n    items: in.out.items\n    collect: loop.m.out\n    next: [end]\n    nodes:\n      - id: m\n        type: node\n        after: \"let s = 0; for i in 0..40 { s += i * item; } out = s;\"\n  - {id: end, type: end}\n";
+    let items: Vec<u64> = (0..30_000).collect();
+    let h = submit(&f, yaml, json!({ "items": items }));
+    let mut seen_running = false;
+    while !h.is_done() {
+        let p = h.progress();
+        if p.total > 0 && p.running == 1 && p.loops.iter().any(|l| l.key == "each") {
+            seen_running = true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let outcome = h.wait().unwrap();
+    assert_eq!(outcome.state, TaskState::Finished, "{:?}", outcome.error);
+    assert!(
+        seen_running,
+        "the loop was seen running in the task's counts"
+    );
+    assert_eq!(h.progress().finished, h.progress().total);
 }

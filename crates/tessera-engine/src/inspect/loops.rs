@@ -400,6 +400,15 @@ pub fn loop_items(
         node: loop_key.to_string(),
         loops: loop_ids(&task.definition),
     };
+    // `each#5` is an item of a loop (its branch), not a loop: the last part of a loop's key
+    // names the loop alone (`cells#3/cell`).
+    if loop_key
+        .rsplit('/')
+        .next()
+        .is_some_and(|last| last.contains('#'))
+    {
+        return Err(unknown());
+    }
     let templates = templates_of(&task.definition, node_id(loop_key)).ok_or_else(unknown)?;
     // By size: a million-item loop's output is read once below, not with every run's values.
     let runs = store.node_runs_read(task_id, tessera_store::ValueRead::Sizes)?;

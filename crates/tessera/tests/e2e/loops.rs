@@ -256,6 +256,14 @@ fn the_items_api_pages_a_loops_items() {
         }
         let (status, body) = get("nope/items").await;
         assert_eq!(status, 404, "{body}");
+        // An item's key is not a loop's: told so, with the task's loops.
+        let (status, body) = get("each%235/items").await;
+        assert_eq!(status, 404, "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("each#5") && message.ends_with("its loops: each"),
+            "{body}"
+        );
     });
 }
 
