@@ -118,6 +118,22 @@ fn item_of(key: &str, prefix: &str, templates: &[String]) -> Option<u64> {
 }
 
 /// The template node ids of the loop whose node id is `id`, anywhere in the definition.
+/// How many loops hold node `id` in a definition (0 for a node of the pipeline itself).
+fn loop_depth(definition: &Value, id: &str) -> Option<usize> {
+    fn find(nodes: &Value, id: &str, depth: usize) -> Option<usize> {
+        for n in nodes.as_array()? {
+            if n["id"].as_str() == Some(id) {
+                return Some(depth);
+            }
+            if let Some(found) = find(&n["nodes"], id, depth + 1) {
+                return Some(found);
+            }
+        }
+        None
+    }
+    find(&definition["nodes"], id, 0)
+}
+
 pub(crate) fn templates_of(definition: &Value, id: &str) -> Option<Vec<String>> {
     fn find<'a>(nodes: &'a Value, id: &str) -> Option<&'a Value> {
         for n in nodes.as_array()? {
@@ -400,13 +416,9 @@ pub fn loop_items(
         node: loop_key.to_string(),
         loops: loop_ids(&task.definition),
     };
-    // `each#5` is an item of a loop (its branch), not a loop: the last part of a loop's key
-    // names the loop alone (`cells#3/cell`).
-    if loop_key
-        .rsplit('/')
-        .next()
-        .is_some_and(|last| last.contains('#'))
-    {
+    // A loop's key holds one `#i` per loop around it (`cells#29`: the loop `cells` in item 29
+    // of the loop holding it); `each#5` of a top-level loop names an item, not a loop.
+    if loop_depth(&task.definition, node_id(loop_key)) != Some(loop_key.matches('#').count()) {
         return Err(unknown());
     }
     let templates = templates_of(&task.definition, node_id(loop_key)).ok_or_else(unknown)?;

@@ -107,6 +107,16 @@ fn nested_loops_killed_and_resumed_equal_a_clean_run() {
         page["items"][0]["value"],
         json!({"at": "29/1", "v": 29 * 40 + 1 + 29 * 1000})
     );
+    // `rows#3` is an item of the outer loop, not a loop; `cells` alone is no loop's key either.
+    for not_a_loop in ["rows#3", "cells"] {
+        let r = clean.run(&["tasks", "items", &task, not_a_loop]);
+        assert_ne!(r.code, 0, "{not_a_loop}: {}", r.stdout);
+        assert!(
+            r.stderr.contains(&format!("has no loop `{not_a_loop}`")),
+            "{not_a_loop}: {}",
+            r.stderr
+        );
+    }
     // Logs by template at any depth, and of one outer instance, in item order.
     let logs = |node: &str| -> Vec<String> {
         let r = clean.run(&["tasks", "logs", &task, node]);
