@@ -1,4 +1,7 @@
-//! Validation reports: every problem of a pipeline at once, each naming its node and field.
+//! Validation reports: every problem of a pipeline at once, each naming its node and field,
+//! and the line of the pipeline's text it is on (see [`locate`]).
+
+mod locate;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -14,6 +17,9 @@ pub struct Issue {
     /// The field, e.g. `next[1]`, `input.image`, `retry.attempts`.
     pub field: String,
     pub message: String,
+    /// The line (1-based) of the pipeline's text the field is on, when found ([`Report::locate`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
 }
 
 impl Issue {
@@ -22,6 +28,7 @@ impl Issue {
             node: Some(node.to_string()),
             field: field.into(),
             message: message.into(),
+            line: None,
         }
     }
 
@@ -30,12 +37,16 @@ impl Issue {
             node: None,
             field: field.into(),
             message: message.into(),
+            line: None,
         }
     }
 }
 
 impl fmt::Display for Issue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(line) = self.line {
+            write!(f, "line {line}: ")?;
+        }
         match &self.node {
             Some(n) => write!(f, "node `{n}`, field `{}`: {}", self.field, self.message),
             None => write!(f, "{}: {}", self.field, self.message),
@@ -75,6 +86,21 @@ impl Report {
 
     pub fn is_ok(&self) -> bool {
         self.errors.is_empty()
+    }
+
+    /// Says on which line of `text` (the pipeline the report is about) each problem is, where
+    /// that can be found. A document on one line (JSON made by a program) gets none: every
+    /// problem would be on line 1.
+    pub fn locate(&mut self, text: &str) {
+        if !text.trim_end().contains('\n') {
+            return;
+        }
+        let lines = locate::Lines::new(text);
+        for issue in &mut self.errors {
+            if issue.line.is_none() && issue.field != "document" {
+                issue.line = lines.locate(issue.node.as_deref(), &issue.field);
+            }
+        }
     }
 }
 

@@ -12,12 +12,16 @@ use crate::topology::{Ancestry, Topology};
 
 /// Parses and validates a pipeline document; `Err` holds every problem found.
 pub fn load_pipeline(text: &str, scripts: &Scripts) -> Result<Pipeline, Report> {
-    let (pipeline, mut report) = parse_pipeline(text)?;
+    let located = |mut report: Report| {
+        report.locate(text);
+        report
+    };
+    let (pipeline, mut report) = parse_pipeline(text).map_err(located)?;
     validate_into(&pipeline, scripts, &mut report);
     if report.is_ok() {
         Ok(pipeline)
     } else {
-        Err(report)
+        Err(located(report))
     }
 }
 
@@ -27,7 +31,10 @@ pub fn load_document(
     scripts: &Scripts,
 ) -> Result<(Pipeline, serde_json::Value), Report> {
     let doc = crate::parse::parse_document(text).map_err(Report::single)?;
-    load_value(doc, scripts)
+    load_value(doc, scripts).map_err(|mut report| {
+        report.locate(text);
+        report
+    })
 }
 
 /// [`load_document`] for a document already read (e.g. to count its nodes first).

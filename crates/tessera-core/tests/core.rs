@@ -360,8 +360,8 @@ nodes:
     assert_eq!(
         lines,
         [
-            "node `a`, field `command[4]`: unknown placeholder `{{pipeline.region}}`: `pipeline.` offers `task_id`, `name` and `scheduled_at`; for a field of the input, write `{{input.pipeline.region}}`",
-            "node `a`, field `command[5]`: unknown placeholder `{{pipeline}}`: `pipeline.` offers `task_id`, `name` and `scheduled_at`; for a field of the input, write `{{input.pipeline}}`",
+            "line 4: node `a`, field `command[4]`: unknown placeholder `{{pipeline.region}}`: `pipeline.` offers `task_id`, `name` and `scheduled_at`; for a field of the input, write `{{input.pipeline.region}}`",
+            "line 4: node `a`, field `command[5]`: unknown placeholder `{{pipeline}}`: `pipeline.` offers `task_id`, `name` and `scheduled_at`; for a field of the input, write `{{input.pipeline}}`",
         ]
     );
 }

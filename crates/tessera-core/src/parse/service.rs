@@ -62,17 +62,17 @@ mod tests {
             problems("{id: call, type: service, url: \"http://x/y\", service: a/b, next: [end]}");
         assert_eq!(both.len(), 1, "{both:?}");
         assert!(
-            both[0].starts_with("node `call`, field `service`: give either `url`"),
+            both[0].contains("node `call`, field `service`: give either `url`"),
             "{both:?}"
         );
         let neither = problems("{id: call, type: service, next: [end]}");
         assert!(
-            neither[0].starts_with("node `call`, field `url`: missing field `url` or `service`"),
+            neither[0].contains("node `call`, field `url`: missing field `url` or `service`"),
             "{neither:?}"
         );
         let bad = problems("{id: call, type: service, service: faces, next: [end]}");
         assert!(
-            bad[0].starts_with("node `call`, field `service`: `faces`: expected"),
+            bad[0].contains("node `call`, field `service`: `faces`: expected"),
             "{bad:?}"
         );
         let text = "nodes:\n  - {id: in, type: entry, next: [call]}\n  - {id: call, type: service, service: faces/detect, next: [end]}\n  - {id: end, type: end}\n";

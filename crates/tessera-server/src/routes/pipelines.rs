@@ -62,7 +62,10 @@ pub(crate) fn load(state: &AppState, text: &str) -> Result<(Pipeline, Value), Ap
             message,
         });
     }
-    tessera_core::load_value(doc, state.engine.scripts()).map_err(report_error)
+    tessera_core::load_value(doc, state.engine.scripts()).map_err(|mut report| {
+        report.locate(text);
+        report_error(report)
+    })
 }
 
 /// [`load`] on a blocking thread, so that checking a big pipeline never stalls other requests.

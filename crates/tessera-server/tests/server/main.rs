@@ -69,6 +69,17 @@ async fn pipelines_are_created_listed_read_and_deleted_with_clear_errors() {
         fields.contains(&"next[0]") && fields.contains(&"colour"),
         "{err}"
     );
+    // Each on its line of the document sent.
+    let lines: Vec<(&str, u64)> = err["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["field"].as_str().unwrap(), d["line"].as_u64().unwrap()))
+        .collect();
+    assert!(
+        lines.contains(&("next[0]", 2)) && lines.contains(&("colour", 3)),
+        "{err}"
+    );
     let (status, err) = f.post_yaml("nodes: [ {id: a, type: node").await;
     assert_eq!(status, 400, "{err}");
     assert!(
