@@ -218,7 +218,9 @@ nodes:
         // hours here).
         let mut text = String::from("nodes:\n");
         for i in 0..60_000 {
-            text.push_str(&format!("  - {{id: n{i}, type: node, next: [missing], bogus: 1}}\n"));
+            text.push_str(&format!(
+                "  - {{id: n{i}, type: node, next: [missing], bogus: 1}}\n"
+            ));
         }
         let lines = Lines::new(&text);
         for i in 0..60_000 {
