@@ -33,7 +33,6 @@ class Recipe:
     def __init__(self, size, cache_dir, workers, kind="thread"):
         bz._init_worker(bz.mp.Value("q", 0))
         self.counter = bz._COUNTER
-        # The process pool is forked before the Dataset starts its threads.
         # Worker processes forked before the Dataset starts its threads (as buzzard's side
         # forks its Pool); they inherit the shared counter.
         self.pool = tessera.ProcessPool(workers, context="fork") if kind == "process" else None

@@ -95,7 +95,7 @@ impl Report {
         if !text.trim_end().contains('\n') {
             return;
         }
-        let lines = locate::Lines::new(text);
+        let mut lines = locate::Lines::new(text);
         for issue in &mut self.errors {
             if issue.line.is_none() && issue.field != "document" {
                 issue.line = lines.locate(issue.node.as_deref(), &issue.field);

@@ -138,9 +138,7 @@ async fn run_loop(
         let probe = chunks.is_empty().then(|| {
             let range = 0..PROBE.min(w.items.len());
             let started = std::time::Instant::now();
-            let values = w
-                .program
-                .run_chunk(&w, &scripts, range.clone(), &cancel_flag.flag);
+            let values = evaluate(&w, &scripts, range.clone(), &cancel_flag);
             (range, values, started.elapsed())
         });
         Ok::<_, StoreError>((fingerprint, chunks, failures, probe))
@@ -207,12 +205,7 @@ async fn run_loop(
     first_gap.start = probe.end;
     let (probe_values, took) = match early_probe {
         // Computed with the read (nothing was committed, so the first gap starts at 0).
-        Some((range, values, took)) if range == probe => {
-            if cancel.flag.load(Ordering::SeqCst) {
-                return Err(LoopEnd::Job(JobError::retryable("the loop was cancelled")));
-            }
-            (values, took)
-        }
+        Some((range, values, took)) if range == probe => (values?, took),
         _ => {
             let probe_job = chunk(probe.clone(), false);
             let started = std::time::Instant::now();
@@ -333,6 +326,21 @@ async fn finish(
     output.await.map_err(panicked)
 }
 
+/// Evaluates items `range`. A chunk cut short by a cancel is an error: never committed, it is
+/// redone on resume.
+fn evaluate(
+    work: &LoopWork,
+    scripts: &tessera_core::Scripts,
+    range: std::ops::Range<usize>,
+    cancel: &CancelFlag,
+) -> Result<ChunkValues, LoopEnd> {
+    let chunk = work.program.run_chunk(work, scripts, range, &cancel.flag);
+    if cancel.flag.load(Ordering::SeqCst) {
+        return Err(LoopEnd::Job(JobError::retryable("the loop was cancelled")));
+    }
+    Ok(chunk)
+}
+
 /// One chunk: computed, then committed with its failed items.
 struct ChunkJob {
     engine: Arc<Shared>,
@@ -350,15 +358,12 @@ type ChunkDone = (std::ops::Range<usize>, ChunkValues);
 
 impl ChunkJob {
     fn run(self) -> Result<ChunkDone, LoopEnd> {
-        let scripts = &self.engine.scripts;
-        let chunk =
-            self.work
-                .program
-                .run_chunk(&self.work, scripts, self.range.clone(), &self.cancel.flag);
-        // A chunk cut short by a cancel is not committed: it is redone on resume.
-        if self.cancel.flag.load(Ordering::SeqCst) {
-            return Err(LoopEnd::Job(JobError::retryable("the loop was cancelled")));
-        }
+        let chunk = evaluate(
+            &self.work,
+            &self.engine.scripts,
+            self.range.clone(),
+            &self.cancel,
+        )?;
         if self.commit {
             return self.commit(chunk);
         }

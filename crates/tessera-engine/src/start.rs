@@ -203,7 +203,7 @@ impl Engine {
             events_rx,
             progress: progress.clone(),
         });
-        let fresh = recorded.is_some();
+        // Set for a task submitted here, whose creation commits while it starts.
         let creation = recorded.clone();
         self.shared.hold(&id, fence, events_tx.clone(), recorded);
         // An async task: a driver waiting for its jobs or callbacks holds no thread.
@@ -222,8 +222,9 @@ impl Engine {
             // A task submitted here that ran only work inside the process (nodes, scripts,
             // chunked loops) has no files to remove and, unless it failed, nothing to record:
             // its caller hears at once, with no hop to a blocking thread.
-            let quick =
-                fresh && result.is_ok() && driver.as_ref().is_some_and(|d| !d.ran_outside_work());
+            let quick = creation.is_some()
+                && result.is_ok()
+                && driver.as_ref().is_some_and(|d| !d.ran_outside_work());
             if quick {
                 shared.drop_batch_board(&board_id);
                 shared.release(&board_id);

@@ -68,6 +68,14 @@ fn checked_input(pipeline: &tessera_core::Pipeline, json: Option<&str>) -> PyRes
     })
 }
 
+/// [`wait`], then the data directory's engine closed with the GIL released (closing waits for
+/// its threads).
+fn wait_then_close(py: Python<'_>, local: Local, handle: TaskHandle) -> PyResult<Ended> {
+    let ended = wait(py, handle);
+    py.detach(move || drop(local));
+    ended
+}
+
 /// Waits for the task with the GIL released; Ctrl-C (or any signal handler raising) cancels
 /// it, waits for the cancel, then lets the exception through.
 fn wait(py: Python<'_>, handle: TaskHandle) -> PyResult<Ended> {
@@ -172,9 +180,7 @@ pub fn run_local(
             tick: None,
         })
         .map_err(engine_error)?;
-    let ended = wait(py, handle);
-    py.detach(move || drop(local));
-    ended
+    wait_then_close(py, local, handle)
 }
 
 /// Resumes a failed, cancelled or interrupted task of `data_dir` and waits for its end.
@@ -186,9 +192,7 @@ pub fn resume_local(py: Python<'_>, task_id: String, data_dir: PathBuf) -> PyRes
         .engine
         .resume(&task_id, tessera_engine::Fix::default())
         .map_err(engine_error)?;
-    let ended = wait(py, handle);
-    py.detach(move || drop(local));
-    ended
+    wait_then_close(py, local, handle)
 }
 
 /// The file of a stored object of `data_dir` (objects are kept as files there).
